@@ -20,8 +20,11 @@ pub mod kernel;
 pub mod metrics;
 pub mod observe;
 pub mod particles;
+pub mod plot;
 pub mod reaction;
 pub mod rng;
+pub mod run;
+pub mod scenario;
 pub mod stepper;
 
 pub use error::{ConfigError, DataError, Error, SimError};

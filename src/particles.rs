@@ -121,9 +121,9 @@ impl Particles {
     pub fn log_mass(&self) -> f64 {
         log_sum_exp(&self.logw)
     }
-    /// Total mass `M = Σ w_i`.
+    /// Total mass `M = Σ w_i` (the plain sum of the weights, as the metrics see them).
     pub fn mass(&self) -> f64 {
-        self.log_mass().exp()
+        self.logw.iter().map(|l| l.exp()).sum()
     }
     /// Weights `w_i = exp(ℓ_i)` into `out` (resized).
     pub fn weights_into(&self, out: &mut Vec<f64>) {

@@ -3,6 +3,7 @@
 //! tiled pass over the pairs ([`for_each_tile`]) and the Gaussian-kernel sums built on it;
 //! nothing here stores an N×M matrix: memory is O(N + M) plus one tile per thread.
 
+pub mod exp;
 pub mod gaussian;
 
 pub use gaussian::{gauss_sum, gauss_sum_grad, GaussianKernel};

@@ -40,6 +40,12 @@ pub fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -
     }
 }
 
+/// `Σ_ij a_i b_j k(x_i, y_j)`: one term of `MMD²` (e.g. the fixed target's `yy` term, computed
+/// once per run).
+pub fn mmd_cross_term(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
+    cross(d, x, a, y, b, s)
+}
+
 /// `MMD = sqrt(max(MMD², 0))`.
 pub fn mmd(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
     mmd_terms(d, x, a, y, b, s).mmd2.max(0.0).sqrt()

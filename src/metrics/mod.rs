@@ -5,10 +5,11 @@
 
 pub mod mmd;
 
-pub use mmd::{mmd, mmd_terms, witness, MmdTerms};
+pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};
 
 use crate::error::SimError;
 use crate::particles::{weighted_mean, Cloud};
+use std::sync::OnceLock;
 
 /// What a metric sees: the particles as a weighted cloud and the target.
 #[derive(Debug, Clone, Copy)]
@@ -31,10 +32,22 @@ pub trait Metric: Send + Sync {
 
 /// Gaussian-kernel MMD to the target, unnormalised (`normalized = false`) or between the
 /// probability measures (both weight vectors divided by their totals).
-#[derive(Debug, Clone)]
+/// The target's own term `Σ b b' k` is computed once and reused (the target is fixed in a run).
+#[derive(Debug)]
 pub struct MmdMetric {
-    pub bandwidth: f64,
-    pub normalized: bool,
+    bandwidth: f64,
+    normalized: bool,
+    target_term: OnceLock<f64>,
+}
+
+impl MmdMetric {
+    pub fn new(bandwidth: f64, normalized: bool) -> Self {
+        Self {
+            bandwidth,
+            normalized,
+            target_term: OnceLock::new(),
+        }
+    }
 }
 
 impl Metric for MmdMetric {
@@ -47,15 +60,22 @@ impl Metric for MmdMetric {
     }
     fn compute(&self, c: &MetricCtx) -> Result<Vec<f64>, SimError> {
         let t = c.target;
-        let v = if self.normalized {
-            let a: Vec<f64> = c.w.iter().map(|v| v / c.mass).collect();
+        let s = self.bandwidth;
+        let (a, b): (Vec<f64>, Vec<f64>) = if self.normalized {
             let tm = t.mass();
-            let b: Vec<f64> = t.w.iter().map(|v| v / tm).collect();
-            mmd(c.dim, c.x, &a, &t.x, &b, self.bandwidth)
+            (
+                c.w.iter().map(|v| v / c.mass).collect(),
+                t.w.iter().map(|v| v / tm).collect(),
+            )
         } else {
-            mmd(c.dim, c.x, c.w, &t.x, &t.w, self.bandwidth)
+            (c.w.to_vec(), t.w.clone())
         };
-        Ok(vec![v])
+        let yy = *self
+            .target_term
+            .get_or_init(|| mmd_cross_term(c.dim, &t.x, &b, &t.x, &b, s));
+        let xx = mmd_cross_term(c.dim, c.x, &a, c.x, &a, s);
+        let xy = mmd_cross_term(c.dim, c.x, &a, &t.x, &b, s);
+        Ok(vec![(xx + yy - 2.0 * xy).max(0.0).sqrt()])
     }
 }
 

@@ -1,0 +1,92 @@
+//! A branch-free `exp` for the kernel loops, written so the compiler vectorises it over a tile.
+//!
+//! `exp(x) = 2^k · e^r` with `k = round(x / ln 2)`, `r = x − k ln 2` (`ln 2` split in a high and a
+//! low part, Cody–Waite), `|r| ≤ ln2/2`, and `e^r` by its Taylor polynomial of degree 13 in
+//! Horner form (truncation `|r|^14/14! < 2e-17` relative). Inputs are clamped to
+//! `[−708, 709]`: below, `exp` would be subnormal, and we return `e^{−708} ≈ 3.3e−308` instead,
+//! an absolute error below 3.3e−308 — invisible next to any sum it enters.
+//!
+//! Measured error against `f64::exp` on [−708, 709]: at most 2 ulp (test below). It uses no
+//! fused multiply-add, so it returns the same bits on every x86-64 CPU.
+
+const LOG2E: f64 = std::f64::consts::LOG2_E;
+const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+/// 2^52 + 2^51: adding it rounds to an integer held in the low mantissa bits.
+const SHIFTER: f64 = 6_755_399_441_055_744.0;
+
+/// Taylor coefficients 1/k!, k = 13 down to 0.
+const C: [f64; 14] = [
+    1.0 / 6_227_020_800.0,
+    1.0 / 479_001_600.0,
+    1.0 / 39_916_800.0,
+    1.0 / 3_628_800.0,
+    1.0 / 362_880.0,
+    1.0 / 40_320.0,
+    1.0 / 5_040.0,
+    1.0 / 720.0,
+    1.0 / 120.0,
+    1.0 / 24.0,
+    1.0 / 6.0,
+    0.5,
+    1.0,
+    1.0,
+];
+
+/// `e^x` to within 2 ulp for `x ≥ −708`; `e^{−708}` below (see module docs).
+#[inline(always)]
+pub fn exp(x: f64) -> f64 {
+    let x = x.clamp(-708.0, 709.0);
+    let t = x * LOG2E + SHIFTER;
+    let kf = t - SHIFTER;
+    let r = (x - kf * LN2_HI) - kf * LN2_LO;
+    let mut p = C[0];
+    for c in &C[1..] {
+        p = p * r + c;
+    }
+    let k = t.to_bits().wrapping_sub(SHIFTER.to_bits()) as i64;
+    // 2^k for k in [-1022, 1023]; split in two factors so k = 1023 + ... never overflows the
+    // exponent field.
+    let k1 = k >> 1;
+    let k2 = k - k1;
+    let s1 = f64::from_bits(((k1 + 1023) as u64) << 52);
+    let s2 = f64::from_bits(((k2 + 1023) as u64) << 52);
+    p * s1 * s2
+}
+
+/// `out[i] = exp(scale · v[i])` in place over a slice (vectorised).
+#[inline(always)]
+pub fn exp_scaled_inplace(v: &mut [f64], scale: f64) {
+    for x in v.iter_mut() {
+        *x = exp(scale * *x);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ulps(a: f64, b: f64) -> u64 {
+        (a.to_bits() as i64 - b.to_bits() as i64).unsigned_abs()
+    }
+
+    #[test]
+    fn within_two_ulp_of_std() {
+        let mut worst = 0;
+        let n = 2_000_000;
+        for i in 0..=n {
+            let x = -708.0 + (709.0 + 708.0) * i as f64 / n as f64;
+            worst = worst.max(ulps(exp(x), x.exp()));
+        }
+        // Fine grid near 0, where the kernels live.
+        for i in 0..=n {
+            let x = -40.0 + 41.0 * i as f64 / n as f64;
+            worst = worst.max(ulps(exp(x), x.exp()));
+        }
+        assert!(worst <= 2, "worst error {worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert!(exp(-1e4) <= 3.4e-308 && exp(-1e4) > 0.0);
+        assert_eq!(exp(f64::NEG_INFINITY), exp(-708.0));
+        assert!(exp(709.0).is_finite());
+    }
+}

@@ -1,0 +1,444 @@
+//! Scenario files: TOML → parse (unknown keys rejected) → validate → build a [`Simulation`].
+//!
+//! Every error is one line naming the file and the key path (`field.bandwidth: must be > 0, got
+//! -1`). A file may list `[[variants]]`: tables deep-merged over the base scenario, each with a
+//! `label`, run one after the other into `output/<name>/<label>/` (a comparison of algorithms or
+//! a parameter sweep in one file).
+
+pub mod distribution;
+pub mod spec;
+
+pub use spec::ScenarioSpec;
+
+use crate::error::{ConfigError, Error};
+use crate::field::{analytic, Field, SumField};
+use crate::metrics::{self, Metric};
+use crate::particles::{Cloud, Particles};
+use crate::reaction::{Reaction, ReactionKind};
+use crate::stepper::{Simulation, TimeCfg};
+use distribution::{declared_dim, read_csv_cloud, sample_distribution};
+use spec::{Check, Distribution, FieldSpec, ReactionType, METRICS};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use toml::{Table, Value};
+
+/// A parsed and validated scenario (one variant).
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub spec: ScenarioSpec,
+    /// The file it came from (for messages and relative paths).
+    pub file: PathBuf,
+    /// Variant label (`None` for a file without variants).
+    pub label: Option<String>,
+}
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub seed: Option<u64>,
+    pub steps: Option<usize>,
+}
+
+/// What `build` produces: the simulation plus what the output writer needs.
+pub struct Built {
+    pub sim: Simulation,
+    pub source: Cloud,
+    pub target: Option<Cloud>,
+    /// The fully resolved spec (defaults and derived values filled in).
+    pub resolved: ScenarioSpec,
+}
+
+fn file_label(file: &Path) -> String {
+    file.display().to_string()
+}
+
+/// Deep-merge `over` into `base` (tables merge key by key; anything else replaces). A variant
+/// that changes a part's `type` replaces that part's table instead of merging into it.
+fn merge(base: &mut Table, over: &Table) {
+    for (k, v) in over {
+        match (base.get_mut(k), v) {
+            (Some(Value::Table(b)), Value::Table(o))
+                if !o.contains_key("type") || o.get("type") == b.get("type") =>
+            {
+                merge(b, o)
+            }
+            _ => {
+                base.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+/// Turn a serde error from deserialising a value into a one-line `ConfigError` with a key path.
+fn de_error(file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
+    let mut path = e.path().to_string();
+    let msg = e.inner().message().trim().to_string();
+    // Unknown keys inside tagged tables: append the key to the path.
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        if let Some(key) = rest.split('`').next() {
+            path = if path == "." || path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+        }
+    }
+    if path == "." || path.is_empty() {
+        path = "(top level)".into();
+    }
+    ConfigError::new(file, path, msg.replace('\n', " "))
+}
+
+/// Read a scenario file: one scenario per variant (just one without `[[variants]]`).
+pub fn load(file: &Path, ov: &Overrides) -> Result<Vec<Scenario>, Error> {
+    let fl = file_label(file);
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::new(&fl, "(file)", format!("cannot read: {e}")))?;
+    load_str(&text, file, ov)
+}
+
+/// Like [`load`], from text (`file` names it and anchors relative paths).
+pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>, Error> {
+    let fl = file_label(file);
+    let mut table: Table = text.parse::<Table>().map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+        let at = line.map_or(String::new(), |l| format!("line {l}"));
+        ConfigError::new(
+            &fl,
+            if at.is_empty() { "(syntax)".into() } else { at },
+            e.message().trim().replace('\n', " "),
+        )
+    })?;
+    let variants = match table.remove("variants") {
+        None => vec![(None, Table::new())],
+        Some(Value::Array(vs)) => {
+            let mut out = Vec::new();
+            for (i, v) in vs.into_iter().enumerate() {
+                let Value::Table(mut t) = v else {
+                    return Err(
+                        ConfigError::new(&fl, format!("variants[{i}]"), "must be a table").into(),
+                    );
+                };
+                let label = match t.remove("label") {
+                    Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\']) => s,
+                    _ => {
+                        return Err(ConfigError::new(
+                            &fl,
+                            format!("variants[{i}].label"),
+                            "missing: each variant needs a label (a folder name, no slashes)",
+                        )
+                        .into())
+                    }
+                };
+                out.push((Some(label), t));
+            }
+            if out.is_empty() {
+                return Err(ConfigError::new(&fl, "variants", "is empty").into());
+            }
+            out
+        }
+        Some(_) => {
+            return Err(ConfigError::new(
+                &fl,
+                "variants",
+                "must be an array of tables ([[variants]])",
+            )
+            .into())
+        }
+    };
+    let mut labels: Vec<&Option<String>> = variants.iter().map(|(l, _)| l).collect();
+    labels.sort();
+    if labels.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ConfigError::new(&fl, "variants", "labels must be distinct").into());
+    }
+    let mut out = Vec::new();
+    for (label, over) in variants {
+        let mut t = table.clone();
+        merge(&mut t, &over);
+        let spec: ScenarioSpec =
+            serde_path_to_error::deserialize(Value::Table(t)).map_err(|e| de_error(&fl, e))?;
+        let mut spec = spec;
+        if let Some(s) = ov.seed {
+            spec.meta.seed = s;
+        }
+        if let Some(s) = ov.steps {
+            spec.time.steps = s;
+        }
+        let sc = Scenario {
+            spec,
+            file: file.to_path_buf(),
+            label,
+        };
+        sc.validate_static()?;
+        out.push(sc);
+    }
+    Ok(out)
+}
+
+impl Scenario {
+    fn check(&self) -> Check<'_> {
+        Check {
+            file: self.file.to_str().unwrap_or("<scenario>"),
+        }
+    }
+
+    fn base_dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
+    }
+
+    /// Checks that need no data: names, time, reaction, report.
+    fn validate_static(&self) -> Result<(), ConfigError> {
+        let c = self.check();
+        let s = &self.spec;
+        let name = &s.meta.name;
+        if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+            return Err(c.err(
+                "meta.name",
+                format!("must be a non-empty folder name without slashes, got '{name}'"),
+            ));
+        }
+        c.positive("time.dt", s.time.dt)?;
+        c.non_negative("time.noise", s.time.noise)?;
+        if let Some(v) = s.time.max_displacement {
+            c.positive("time.max_displacement", v)?;
+        }
+        c.positive("reaction.max_growth_step", s.reaction.max_growth_step)?;
+        if !(0.0..=1.0).contains(&s.reaction.resample_ess) {
+            return Err(c.err(
+                "reaction.resample_ess",
+                format!("must be in [0, 1], got {}", s.reaction.resample_ess),
+            ));
+        }
+        if s.reaction.max_particles == Some(0) {
+            return Err(c.err("reaction.max_particles", "must be ≥ 1, got 0"));
+        }
+        c.count("report.every", s.report.every)?;
+        c.count("report.snapshot_particles", s.report.snapshot_particles)?;
+        if let Some(b) = s.report.mmd_bandwidth {
+            c.positive("report.mmd_bandwidth", b)?;
+        }
+        if let Some(ms) = &s.report.metrics {
+            for (i, m) in ms.iter().enumerate() {
+                if !METRICS.contains(&m.as_str()) {
+                    return Err(c.err(
+                        &format!("report.metrics[{i}]"),
+                        format!("unknown metric '{m}'; known: {}", METRICS.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The scenario's dimension (from the source).
+    pub fn dim(&self) -> Result<usize, Error> {
+        let c = self.check();
+        let d = match declared_dim(&self.spec.source) {
+            Some(d) => d,
+            None => match &self.spec.source {
+                Distribution::Csv { path, time, .. } => {
+                    read_csv_cloud(&c, "source", &self.base_dir(), path, *time)?.dim
+                }
+                _ => 0,
+            },
+        };
+        if d == 0 {
+            return Err(c.err("source", "has dimension 0").into());
+        }
+        Ok(d)
+    }
+
+    /// Validate everything against the data and build the simulation.
+    pub fn build(&self) -> Result<Built, Error> {
+        let c = self.check();
+        let s = &self.spec;
+        let d = self.dim()?;
+        let base = self.base_dir();
+        let seed = s.meta.seed;
+        let source = sample_distribution(&c, "source", &s.source, d, seed, 0, &base)?;
+        let target = match &s.target {
+            Some(t) => Some(sample_distribution(&c, "target", t, d, seed, 1, &base)?),
+            None => None,
+        };
+        let field = build_field(&c, "field", &s.field, d)?;
+        let mut resolved = s.clone();
+        // Metrics.
+        let names: Vec<String> = s.report.metrics.clone().unwrap_or_else(|| {
+            let v: &[&str] = if target.is_some() {
+                &["mmd", "mass", "n"]
+            } else {
+                &["mass", "n", "mean"]
+            };
+            v.iter().map(|m| m.to_string()).collect()
+        });
+        let bandwidth = match (s.report.mmd_bandwidth, &target) {
+            (Some(b), _) => Some(b),
+            (None, Some(t)) => Some(median_distance(t)),
+            (None, None) => None,
+        };
+        let mut ms: Vec<Box<dyn Metric>> = Vec::new();
+        for (i, m) in names.iter().enumerate() {
+            let needs_target = m.starts_with("mmd");
+            if needs_target && target.is_none() {
+                return Err(c
+                    .err(
+                        &format!("report.metrics[{i}]"),
+                        format!("'{m}' needs a [target]"),
+                    )
+                    .into());
+            }
+            ms.push(match m.as_str() {
+                "mmd" | "mmd_normalized" => Box::new(metrics::MmdMetric::new(
+                    bandwidth.unwrap_or(1.0),
+                    m == "mmd_normalized",
+                )),
+                "mass" => Box::new(metrics::Mass),
+                "n" => Box::new(metrics::Count),
+                "ess" => Box::new(metrics::Ess),
+                _ => Box::new(metrics::Mean),
+            });
+        }
+        resolved.report.metrics = Some(names);
+        resolved.report.mmd_bandwidth = bandwidth;
+        let n0 = source.len();
+        let reaction = Reaction {
+            kind: match s.reaction.kind {
+                ReactionType::None => ReactionKind::None,
+                ReactionType::Weights => ReactionKind::Weights,
+                ReactionType::BirthDeath => ReactionKind::BirthDeath,
+            },
+            conserve: s.reaction.conserve,
+            max_growth_step: s.reaction.max_growth_step,
+            max_particles: s.reaction.max_particles.unwrap_or(100 * n0),
+            resample_ess: s.reaction.resample_ess,
+        };
+        resolved.reaction.max_particles = Some(reaction.max_particles);
+        let sim = Simulation {
+            particles: Particles::from_cloud(&source),
+            target: target
+                .clone()
+                .unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
+            field,
+            reaction,
+            time: TimeCfg {
+                dt: s.time.dt,
+                steps: s.time.steps,
+                noise: s.time.noise,
+                max_displacement: s.time.max_displacement,
+            },
+            seed,
+            metrics: ms,
+            report_every: s.report.every,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            step: 0,
+        };
+        Ok(Built {
+            sim,
+            source,
+            target,
+            resolved,
+        })
+    }
+}
+
+/// Median pairwise distance of (up to 1000 of) the cloud's points: the default MMD bandwidth.
+pub fn median_distance(c: &Cloud) -> f64 {
+    let n = c.len().min(1000);
+    let stride = (c.len() / n.max(1)).max(1);
+    let idx: Vec<usize> = (0..n).map(|i| i * stride).collect();
+    let mut d2 = Vec::with_capacity(n * (n - 1) / 2);
+    for (a, &i) in idx.iter().enumerate() {
+        for &j in &idx[a + 1..] {
+            let v: f64 = c
+                .point(i)
+                .iter()
+                .zip(c.point(j))
+                .map(|(p, q)| (p - q) * (p - q))
+                .sum();
+            d2.push(v);
+        }
+    }
+    if d2.is_empty() {
+        return 1.0;
+    }
+    let mid = d2.len() / 2;
+    d2.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = d2[mid].sqrt();
+    if m > 0.0 {
+        m
+    } else {
+        1.0
+    }
+}
+
+/// Build a field from its spec (dimension `d`), checking every parameter.
+pub fn build_field(
+    c: &Check,
+    path: &str,
+    f: &FieldSpec,
+    d: usize,
+) -> Result<Box<dyn Field>, Error> {
+    let key = |k: &str| format!("{path}.{k}");
+    Ok(match f {
+        FieldSpec::Zero => Box::new(SumField { terms: vec![] }),
+        FieldSpec::Ou { theta, mean } => {
+            c.non_negative(&key("theta"), *theta)?;
+            c.dim(&key("mean"), mean, d)?;
+            Box::new(analytic::OrnsteinUhlenbeck {
+                theta: *theta,
+                mean: mean.clone(),
+            })
+        }
+        FieldSpec::ConstantGrowth { rate } => {
+            c.finite(&key("rate"), &[*rate])?;
+            Box::new(analytic::AffineGrowth {
+                rate: *rate,
+                slope: vec![0.0; d],
+            })
+        }
+        FieldSpec::AffineGrowth { rate, slope } => {
+            c.finite(&key("rate"), &[*rate])?;
+            c.dim(&key("slope"), slope, d)?;
+            Box::new(analytic::AffineGrowth {
+                rate: *rate,
+                slope: slope.clone(),
+            })
+        }
+        FieldSpec::Quadratic { stiffness, center } => {
+            c.non_negative(&key("stiffness"), *stiffness)?;
+            c.dim(&key("center"), center, d)?;
+            Box::new(analytic::QuadraticPotential {
+                stiffness: *stiffness,
+                center: center.clone(),
+            })
+        }
+        FieldSpec::DoubleWell {
+            height,
+            separation,
+            stiffness,
+        } => {
+            c.non_negative(&key("height"), *height)?;
+            c.positive(&key("separation"), *separation)?;
+            c.non_negative(&key("stiffness"), *stiffness)?;
+            Box::new(analytic::DoubleWell {
+                height: *height,
+                separation: *separation,
+                stiffness: *stiffness,
+            })
+        }
+        FieldSpec::Sum { terms } => {
+            if terms.is_empty() {
+                return Err(c.err(&key("terms"), "needs at least one field").into());
+            }
+            let mut fs = Vec::new();
+            for (i, t) in terms.iter().enumerate() {
+                fs.push(build_field(c, &format!("{path}.terms[{i}]"), t, d)?);
+            }
+            Box::new(SumField { terms: fs })
+        }
+    })
+}

@@ -1,0 +1,308 @@
+//! The scenario file's structure (TOML, `deny_unknown_fields`), with defaults, and its
+//! validation: every check names the key path and the offending value.
+
+use crate::error::ConfigError;
+use serde::{Deserialize, Serialize};
+
+fn one() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSpec {
+    pub meta: Meta,
+    pub source: Distribution,
+    #[serde(default)]
+    pub target: Option<Distribution>,
+    pub field: FieldSpec,
+    #[serde(default)]
+    pub reaction: ReactionSpec,
+    pub time: TimeSpec,
+    #[serde(default)]
+    pub report: ReportSpec,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Meta {
+    /// Run name: the output folder is `output/<name>/`.
+    pub name: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// Standard deviation: one number (isotropic) or one per coordinate.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum Std {
+    Scalar(f64),
+    PerAxis(Vec<f64>),
+}
+
+/// One Gaussian of a mixture.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    pub mean: Vec<f64>,
+    #[serde(default)]
+    pub std: Option<Std>,
+    #[serde(default)]
+    pub cov: Option<Vec<Vec<f64>>>,
+    /// Relative weight of the component.
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+/// A source or target distribution; `n` samples carrying total mass `mass`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Distribution {
+    /// `N(mean, std²I)` (or per-axis std, or a full covariance `cov`).
+    Gaussian {
+        n: usize,
+        mean: Vec<f64>,
+        #[serde(default)]
+        std: Option<Std>,
+        #[serde(default)]
+        cov: Option<Vec<Vec<f64>>>,
+        #[serde(default = "one")]
+        mass: f64,
+    },
+    /// A mixture of Gaussians, components chosen with probability ∝ weight.
+    Mixture {
+        n: usize,
+        components: Vec<Component>,
+        #[serde(default = "one")]
+        mass: f64,
+    },
+    /// `k` isotropic Gaussians (std `std`) centred on a circle of radius `radius` around `center`
+    /// in the first two coordinates; sample `j` belongs to component `j mod k`. Optional
+    /// `weight_gradient` `γ`: sample weights ∝ `exp(γ x₁)` (a target with non-uniform weights).
+    RingOfGaussians {
+        n: usize,
+        k: usize,
+        radius: f64,
+        std: f64,
+        #[serde(default)]
+        center: Option<Vec<f64>>,
+        #[serde(default)]
+        weight_gradient: f64,
+        #[serde(default = "one")]
+        mass: f64,
+    },
+    /// Uniform in the box `[low, high]`.
+    Uniform {
+        n: usize,
+        low: Vec<f64>,
+        high: Vec<f64>,
+        #[serde(default = "one")]
+        mass: f64,
+    },
+    /// Rows of a snapshot CSV (`time,x1..xd[,w]`) at time `time`; optionally `n` rows drawn
+    /// without replacement. Path relative to the scenario file.
+    Csv {
+        path: String,
+        #[serde(default)]
+        time: Option<f64>,
+        #[serde(default)]
+        n: Option<usize>,
+        #[serde(default = "one")]
+        mass: f64,
+    },
+}
+
+impl Distribution {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Distribution::Gaussian { .. } => "gaussian",
+            Distribution::Mixture { .. } => "mixture",
+            Distribution::RingOfGaussians { .. } => "ring_of_gaussians",
+            Distribution::Uniform { .. } => "uniform",
+            Distribution::Csv { .. } => "csv",
+        }
+    }
+}
+
+/// The field driving the particles.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum FieldSpec {
+    /// No motion, no growth.
+    Zero,
+    /// Ornstein–Uhlenbeck drift `u = −θ(x − m)`.
+    Ou { theta: f64, mean: Vec<f64> },
+    /// `g = rate`.
+    ConstantGrowth { rate: f64 },
+    /// `g = rate + slope·x`.
+    AffineGrowth { rate: f64, slope: Vec<f64> },
+    /// `u = −∇V`, `V = ½ stiffness |x − center|²`.
+    Quadratic { stiffness: f64, center: Vec<f64> },
+    /// `u = −∇V`, `V = height ((x₁² − a²)/a²)² + ½ stiffness Σ_{k≥2} x_k²`, `a = separation`.
+    DoubleWell {
+        height: f64,
+        separation: f64,
+        #[serde(default = "one")]
+        stiffness: f64,
+    },
+    /// A sum of fields.
+    Sum { terms: Vec<FieldSpec> },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReactionType {
+    #[default]
+    None,
+    Weights,
+    BirthDeath,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReactionSpec {
+    #[serde(rename = "type", default)]
+    pub kind: ReactionType,
+    /// Keep the total mass fixed (and, for birth–death, the particle count).
+    #[serde(default)]
+    pub conserve: bool,
+    /// Bound on `|g dt|` per step (clipped and counted).
+    #[serde(default = "one")]
+    pub max_growth_step: f64,
+    /// Population cap for birth–death (default: 100 × the initial count).
+    #[serde(default)]
+    pub max_particles: Option<usize>,
+    /// Weights only: resample when the ESS falls below this fraction of n (0 = never).
+    #[serde(default)]
+    pub resample_ess: f64,
+}
+
+impl Default for ReactionSpec {
+    fn default() -> Self {
+        Self {
+            kind: ReactionType::None,
+            conserve: false,
+            max_growth_step: 1.0,
+            max_particles: None,
+            resample_ess: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeSpec {
+    pub dt: f64,
+    pub steps: usize,
+    /// Noise amplitude σ of `dX = u dt + σ dW`.
+    #[serde(default)]
+    pub noise: f64,
+    /// Cap on `|u dt|` per step.
+    #[serde(default)]
+    pub max_displacement: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// Metrics every `every` steps (and at the start and end).
+    #[serde(default = "ten")]
+    pub every: usize,
+    /// Metric names: mmd, mmd_normalized, mass, n, ess, mean.
+    #[serde(default)]
+    pub metrics: Option<Vec<String>>,
+    /// MMD bandwidth (default: median distance between target samples).
+    #[serde(default)]
+    pub mmd_bandwidth: Option<f64>,
+    /// Number of snapshots over the run (0 = only the first and last).
+    #[serde(default = "forty")]
+    pub snapshots: usize,
+    /// At most this many particles per snapshot.
+    #[serde(default = "two_thousand")]
+    pub snapshot_particles: usize,
+    /// Draw trajectories.png and metrics.png.
+    #[serde(default = "yes")]
+    pub plots: bool,
+}
+
+fn ten() -> usize {
+    10
+}
+fn forty() -> usize {
+    40
+}
+fn two_thousand() -> usize {
+    2000
+}
+
+impl Default for ReportSpec {
+    fn default() -> Self {
+        Self {
+            every: 10,
+            metrics: None,
+            mmd_bandwidth: None,
+            snapshots: 40,
+            snapshot_particles: 2000,
+            plots: true,
+        }
+    }
+}
+
+/// The metric names a scenario may ask for.
+pub const METRICS: [&str; 6] = ["mmd", "mmd_normalized", "mass", "n", "ess", "mean"];
+
+/// Validation helpers: each returns a [`ConfigError`] naming `file` and `path`.
+pub struct Check<'a> {
+    pub file: &'a str,
+}
+
+impl Check<'_> {
+    pub fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
+        ConfigError::new(self.file, path, msg)
+    }
+    pub fn positive(&self, path: &str, v: f64) -> Result<(), ConfigError> {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(self.err(path, format!("must be > 0, got {v}")))
+        }
+    }
+    pub fn non_negative(&self, path: &str, v: f64) -> Result<(), ConfigError> {
+        if v.is_finite() && v >= 0.0 {
+            Ok(())
+        } else {
+            Err(self.err(path, format!("must be ≥ 0, got {v}")))
+        }
+    }
+    pub fn finite(&self, path: &str, v: &[f64]) -> Result<(), ConfigError> {
+        match v.iter().position(|x| !x.is_finite()) {
+            Some(i) => Err(self.err(path, format!("entry {i} is not finite ({})", v[i]))),
+            None => Ok(()),
+        }
+    }
+    pub fn count(&self, path: &str, n: usize) -> Result<(), ConfigError> {
+        if n == 0 {
+            Err(self.err(path, "must be ≥ 1, got 0"))
+        } else {
+            Ok(())
+        }
+    }
+    /// A vector of dimension `d`.
+    pub fn dim(&self, path: &str, v: &[f64], d: usize) -> Result<(), ConfigError> {
+        self.finite(path, v)?;
+        if v.len() != d {
+            Err(self.err(
+                path,
+                format!("has {} entries, the scenario is {d}-dimensional", v.len()),
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
