@@ -45,6 +45,12 @@ pub fn default_out(sc: &Scenario) -> PathBuf {
 /// Removes the temporary folder unless disarmed.
 struct TempDir(Option<PathBuf>);
 
+impl TempDir {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if let Some(p) = self.0.take() {
@@ -93,11 +99,7 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Erro
         write_cloud(&p, sc.spec.time.steps as f64 * sc.spec.time.dt, t).map_err(io(&p))?;
     }
     let steps = sim.time.steps;
-    let snap_every = if resolved.report.snapshots == 0 {
-        usize::MAX
-    } else {
-        (steps / resolved.report.snapshots).max(1)
-    };
+    let snap_every = steps.checked_div(resolved.report.snapshots).map_or(usize::MAX, |v| v.max(1));
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(MetricsCsv::new(tmp.join("metrics.csv"))),
         Box::new(SnapshotsCsv::new(
@@ -128,6 +130,6 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Erro
         std::fs::remove_dir_all(&out).map_err(io(&out))?;
     }
     std::fs::rename(&tmp, &out).map_err(io(&out))?;
-    std::mem::forget(guard);
+    guard.disarm();
     Ok(RunOutcome { dir: out, summary })
 }
