@@ -99,7 +99,9 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Erro
         write_cloud(&p, sc.spec.time.steps as f64 * sc.spec.time.dt, t).map_err(io(&p))?;
     }
     let steps = sim.time.steps;
-    let snap_every = steps.checked_div(resolved.report.snapshots).map_or(usize::MAX, |v| v.max(1));
+    let snap_every = steps
+        .checked_div(resolved.report.snapshots)
+        .map_or(usize::MAX, |v| v.max(1));
     let mut observers: Vec<Box<dyn Observer>> = vec![
         Box::new(MetricsCsv::new(tmp.join("metrics.csv"))),
         Box::new(SnapshotsCsv::new(

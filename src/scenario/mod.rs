@@ -266,6 +266,17 @@ impl Scenario {
         };
         let field = build_field(&c, "field", &s.field, d)?;
         let mut resolved = s.clone();
+        // CSV paths become absolute, so the resolved scenario reruns from the output folder.
+        for dist in [Some(&mut resolved.source), resolved.target.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Distribution::Csv { path, .. } = dist {
+                if let Ok(abs) = base.join(&*path).canonicalize() {
+                    *path = abs.display().to_string();
+                }
+            }
+        }
         // Metrics.
         let names: Vec<String> = s.report.metrics.clone().unwrap_or_else(|| {
             let v: &[&str] = if target.is_some() {

@@ -1,0 +1,76 @@
+//! Shared test helpers: fixtures, simulation builders, the CLI binary.
+#![allow(dead_code)]
+
+use advreact::field::Field;
+use advreact::metrics::{Mass, Metric};
+use advreact::reaction::{Reaction, ReactionKind};
+use advreact::stepper::{Simulation, TimeCfg};
+use advreact::{Cloud, Particles};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// `../shared/fixtures/<name>` parsed as JSON.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures")
+        .join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+/// A list of rows → particle-contiguous array.
+pub fn rows(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().flat_map(|r| f64s(r)).collect()
+}
+
+/// A simulation with no target and the mass metric.
+pub fn sim(
+    source: &Cloud,
+    field: Box<dyn Field>,
+    kind: ReactionKind,
+    conserve: bool,
+    dt: f64,
+    steps: usize,
+    noise: f64,
+    seed: u64,
+) -> Simulation {
+    Simulation {
+        particles: Particles::from_cloud(source),
+        target: Cloud::new(source.dim, vec![], vec![]),
+        field,
+        reaction: Reaction {
+            kind,
+            conserve,
+            ..Default::default()
+        },
+        time: TimeCfg {
+            dt,
+            steps,
+            noise,
+            max_displacement: None,
+        },
+        seed,
+        metrics: vec![Box::new(Mass) as Box<dyn Metric>],
+        report_every: steps.max(1),
+        interrupt: Arc::new(AtomicBool::new(false)),
+        step: 0,
+    }
+}
+
+/// Path of the built `advreact` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_advreact"))
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
