@@ -303,6 +303,15 @@ impl Simulation {
         Ok(summary)
     }
 
+    /// Advance one step outside [`Simulation::run`] (benchmarks, embedding in another loop):
+    /// field, advection, reaction and guards, without observers or metrics.
+    pub fn step(&mut self) -> Result<ReactionEvents, SimError> {
+        let mut w = self.particles.weights();
+        let (mut velocity, mut growth) = (Vec::new(), Vec::new());
+        let (mut timings, mut guards) = (Timings::default(), GuardCounts::default());
+        self.one_step(&mut w, &mut velocity, &mut growth, &mut timings, &mut guards)
+    }
+
     fn record<'a>(
         &'a self,
         metrics: &'a [(String, f64)],

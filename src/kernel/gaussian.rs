@@ -7,7 +7,7 @@
 //! any thread count.
 
 use super::exp::exp_scaled_inplace;
-use super::{for_each_tile, ROW_BLOCK, TILE};
+use super::{for_each_tile_soa, Soa, ROW_BLOCK, TILE};
 use rayon::prelude::*;
 
 /// A Gaussian kernel of bandwidth `s`.
@@ -46,10 +46,25 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     (s[0] + s[1]) + (s[2] + s[3]) + tail
 }
 
+/// `Σ a_i` with the same accumulator pattern as [`dot`].
+#[inline(always)]
+fn dot_ones(a: &[f64]) -> f64 {
+    let mut s = [0.0; 4];
+    let ca = a.chunks_exact(4);
+    let ra = ca.remainder();
+    for x in ca {
+        for q in 0..4 {
+            s[q] += x[q];
+        }
+    }
+    (s[0] + s[1]) + (s[2] + s[3]) + ra.iter().sum::<f64>()
+}
+
 /// `out[i] = Σ_j b_j exp(−|x_i − y_j|²/(2s²))` for every query `x_i` (particle-contiguous, dim
 /// `d`).
 pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
     let c = -0.5 / (s * s);
+    let y = Soa::from_rows(d, y);
     out.par_chunks_mut(ROW_BLOCK)
         .enumerate()
         .for_each(|(blk, o)| {
@@ -58,7 +73,7 @@ pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f
                 let xi = &x[i * d..(i + 1) * d];
                 let mut acc = 0.0;
                 let mut k = [0.0; TILE];
-                for_each_tile(xi, y, |j0, d2| {
+                for_each_tile_soa(xi, &y, |j0, d2| {
                     let k = &mut k[..d2.len()];
                     k.copy_from_slice(d2);
                     exp_scaled_inplace(k, c);
@@ -82,6 +97,7 @@ pub fn gauss_sum_grad(
 ) {
     let c = -0.5 / (s * s);
     let inv_s2 = 1.0 / (s * s);
+    let y = Soa::from_rows(d, y);
     out.par_chunks_mut(ROW_BLOCK)
         .zip(grad.par_chunks_mut(ROW_BLOCK * d))
         .enumerate()
@@ -93,17 +109,14 @@ pub fn gauss_sum_grad(
                 let mut acc = 0.0;
                 ky.iter_mut().for_each(|v| *v = 0.0);
                 let mut kt = [0.0; TILE];
-                for_each_tile(xi, y, |j0, d2| {
+                for_each_tile_soa(xi, &y, |j0, d2| {
                     let kt = &mut kt[..d2.len()];
                     kt.copy_from_slice(d2);
                     exp_scaled_inplace(kt, c);
-                    for (jj, kv) in kt.iter().enumerate() {
-                        let j = j0 + jj;
-                        let kb = b[j] * kv;
-                        acc += kb;
-                        for (a, yk) in ky.iter_mut().zip(&y[j * d..(j + 1) * d]) {
-                            *a += kb * yk;
-                        }
+                    kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
+                    acc += dot_ones(kt);
+                    for (k, a) in ky.iter_mut().enumerate() {
+                        *a += dot(kt, y.coord(k, j0, d2.len()));
                     }
                 });
                 *oi = acc;

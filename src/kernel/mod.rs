@@ -54,6 +54,57 @@ pub fn sqdist_row(x: &[f64], y: &[f64], out: &mut [f64]) {
     }
 }
 
+/// Points stored coordinate-major (structure of arrays): `data[k*n + j]` is coordinate `k` of
+/// point `j`. The tiled distance loop then runs over `j` innermost, which vectorises for any
+/// dimension.
+#[derive(Debug, Clone)]
+pub struct Soa {
+    pub dim: usize,
+    pub n: usize,
+    pub data: Vec<f64>,
+}
+
+impl Soa {
+    /// Transpose particle-contiguous points (`x[j*d + k]`).
+    pub fn from_rows(dim: usize, x: &[f64]) -> Self {
+        let n = x.len().checked_div(dim).unwrap_or(0);
+        let mut data = vec![0.0; x.len()];
+        for (j, p) in x.chunks_exact(dim.max(1)).enumerate() {
+            for (k, v) in p.iter().enumerate() {
+                data[k * n + j] = *v;
+            }
+        }
+        Self { dim, n, data }
+    }
+    /// Coordinate `k` of points `j0..j0+len`.
+    #[inline(always)]
+    pub fn coord(&self, k: usize, j0: usize, len: usize) -> &[f64] {
+        &self.data[k * self.n + j0..k * self.n + j0 + len]
+    }
+}
+
+/// Calls `f(j0, d2)` for consecutive tiles of the points `y`, where `d2[jj] = |x − y_{j0+jj}|²`
+/// (summed over coordinates in increasing order: the same bits as [`sqdist_row`]). Tiles are
+/// visited in increasing `j0`, so any accumulation in `f` has a fixed order.
+#[inline]
+pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
+    let mut buf = [0.0f64; TILE];
+    let mut j0 = 0;
+    while j0 < y.n {
+        let len = TILE.min(y.n - j0);
+        let b = &mut buf[..len];
+        b.iter_mut().for_each(|v| *v = 0.0);
+        for (k, xk) in x.iter().enumerate() {
+            for (o, yk) in b.iter_mut().zip(y.coord(k, j0, len)) {
+                let t = xk - yk;
+                *o += t * t;
+            }
+        }
+        f(j0, b);
+        j0 += len;
+    }
+}
+
 /// Calls `f(j0, d2)` for consecutive tiles of targets, where `d2[jj] = |x − y_{j0+jj}|²`.
 /// Tiles are visited in increasing `j0`, so any accumulation in `f` has a fixed order.
 #[inline]
