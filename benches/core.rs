@@ -9,8 +9,6 @@ use advreact::reaction::Reaction;
 use advreact::stepper::{Simulation, TimeCfg};
 use advreact::{Cloud, Particles};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn cloud(n: usize, d: usize, shift: f64) -> Cloud {
     let x: Vec<f64> = (0..n * d).map(|i| ((i * 7919) % 10007) as f64 / 10007.0 + shift).collect();
@@ -23,18 +21,14 @@ fn ou_step(c: &mut Criterion) {
     g.sample_size(10);
     for n in [100_000usize, 1_000_000] {
         let src = cloud(n, d, 0.0);
-        let mut sim = Simulation {
-            particles: Particles::from_cloud(&src),
-            target: Cloud::new(d, vec![], vec![]),
-            field: Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![0.0; d] }),
-            reaction: Reaction::default(),
-            time: TimeCfg { dt: 1e-3, steps: usize::MAX, noise: 0.1, max_displacement: None },
-            seed: 1,
-            metrics: vec![],
-            report_every: usize::MAX,
-            interrupt: Arc::new(AtomicBool::new(false)),
-            step: 0,
-        };
+        let mut sim = Simulation::new(
+            Particles::from_cloud(&src),
+            Cloud::new(d, vec![], vec![]),
+            Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![0.0; d] }),
+            Reaction::default(),
+            TimeCfg { dt: 1e-3, steps: usize::MAX, noise: 0.1, max_displacement: None },
+            1,
+        );
         g.throughput(Throughput::Elements(n as u64));
         g.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| b.iter(|| sim.step().unwrap()));
     }

@@ -49,10 +49,7 @@ impl SnapshotTable {
     /// The rows at time `t` (all rows when `t` is `None` and the file has at most one time).
     /// Weights default to 1 per row.
     pub fn select(&self, t: Option<f64>) -> Result<Cloud, DataError> {
-        let invalid = |msg: String| DataError::Invalid {
-            file: self.file.clone(),
-            msg,
-        };
+        let invalid = |msg: String| DataError::Invalid { file: self.file.clone(), msg };
         let rows: Vec<usize> = match (t, &self.time) {
             (None, Some(_)) if self.times().len() > 1 => {
                 return Err(invalid(format!(
@@ -99,25 +96,12 @@ fn fmt_list(v: &[f64]) -> String {
 
 /// Parse a snapshot CSV from text (`file` names it in errors).
 pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataError> {
-    let perr = |line: usize, msg: String| DataError::Parse {
-        file: file.to_path_buf(),
-        line,
-        msg,
-    };
-    let mut lines = text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty());
+    let perr = |line: usize, msg: String| DataError::Parse { file: file.to_path_buf(), line, msg };
+    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((h0, header)) = lines.next() else {
-        return Err(DataError::Invalid {
-            file: file.to_path_buf(),
-            msg: "is empty".into(),
-        });
+        return Err(DataError::Invalid { file: file.to_path_buf(), msg: "is empty".into() });
     };
-    let cols: Vec<String> = header
-        .split(',')
-        .map(|c| c.trim().to_ascii_lowercase())
-        .collect();
+    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
     let (mut ti, mut wi, mut coord_idx) = (None, None, Vec::new());
     for (k, c) in cols.iter().enumerate() {
         if c.is_empty() {
@@ -127,10 +111,7 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
             return Err(perr(h0 + 1, format!("header repeats column '{c}'")));
         }
         if c.parse::<f64>().is_ok() {
-            return Err(perr(
-                h0 + 1,
-                format!("no header: first line starts with a number ('{c}')"),
-            ));
+            return Err(perr(h0 + 1, format!("no header: first line starts with a number ('{c}')")));
         }
         if TIME.contains(&c.as_str()) && ti.is_none() {
             ti = Some(k);
@@ -149,32 +130,21 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
     for (ln, l) in lines {
         let fields: Vec<&str> = l.split(',').collect();
         if fields.len() != cols.len() {
-            return Err(perr(
-                ln + 1,
-                format!("{} fields, the header has {}", fields.len(), cols.len()),
-            ));
+            return Err(perr(ln + 1, format!("{} fields, the header has {}", fields.len(), cols.len())));
         }
         for (k, f) in fields.iter().enumerate() {
-            let v: f64 = f.trim().parse().map_err(|_| {
-                perr(
-                    ln + 1,
-                    format!("column '{}': not a number: '{}'", cols[k], f.trim()),
-                )
-            })?;
+            let v: f64 = f
+                .trim()
+                .parse()
+                .map_err(|_| perr(ln + 1, format!("column '{}': not a number: '{}'", cols[k], f.trim())))?;
             if !v.is_finite() {
-                return Err(perr(
-                    ln + 1,
-                    format!("column '{}': not finite: '{}'", cols[k], f.trim()),
-                ));
+                return Err(perr(ln + 1, format!("column '{}': not finite: '{}'", cols[k], f.trim())));
             }
             vals[k] = v;
         }
         if let Some(k) = wi {
             if vals[k] < 0.0 {
-                return Err(perr(
-                    ln + 1,
-                    format!("column '{}': negative weight {}", cols[k], vals[k]),
-                ));
+                return Err(perr(ln + 1, format!("column '{}': negative weight {}", cols[k], vals[k])));
             }
             w.push(vals[k]);
         }
@@ -184,10 +154,7 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
         x.extend(coord_idx.iter().map(|&k| vals[k]));
     }
     if x.is_empty() {
-        return Err(DataError::Invalid {
-            file: file.to_path_buf(),
-            msg: "has a header but no rows".into(),
-        });
+        return Err(DataError::Invalid { file: file.to_path_buf(), msg: "has a header but no rows".into() });
     }
     Ok(SnapshotTable {
         file: file.to_path_buf(),
@@ -201,10 +168,8 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
 
 /// Read a snapshot CSV.
 pub fn read_snapshot(path: &Path) -> Result<SnapshotTable, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
-        file: path.to_path_buf(),
-        source: e,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| DataError::Io { file: path.to_path_buf(), source: e })?;
     parse_snapshot(path, &text)
 }
 
@@ -237,11 +202,7 @@ mod tests {
         assert_eq!(c.x, vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(c.w, vec![0.5, 1.5]);
         assert!(t.select(None).is_err());
-        assert!(t
-            .select(Some(2.0))
-            .unwrap_err()
-            .to_string()
-            .contains("no rows at time 2"));
+        assert!(t.select(Some(2.0)).unwrap_err().to_string().contains("no rows at time 2"));
     }
 
     #[test]
@@ -253,9 +214,6 @@ mod tests {
         let e = parse("time,x1\n0,abc\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("not a number"));
         assert!(parse("").is_err());
-        assert!(parse("1,2\n3,4\n")
-            .unwrap_err()
-            .to_string()
-            .contains("no header"));
+        assert!(parse("1,2\n3,4\n").unwrap_err().to_string().contains("no header"));
     }
 }

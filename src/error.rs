@@ -20,11 +20,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(file: impl Into<String>, path: impl Into<String>, msg: impl Into<String>) -> Self {
-        Self {
-            file: file.into(),
-            path: path.into(),
-            msg: msg.into(),
-        }
+        Self { file: file.into(), path: path.into(), msg: msg.into() }
     }
 }
 
@@ -32,16 +28,9 @@ impl ConfigError {
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{file}: cannot read: {source}")]
-    Io {
-        file: PathBuf,
-        source: std::io::Error,
-    },
+    Io { file: PathBuf, source: std::io::Error },
     #[error("{file}: line {line}: {msg}")]
-    Parse {
-        file: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    Parse { file: PathBuf, line: usize, msg: String },
     #[error("{file}: {msg}")]
     Invalid { file: PathBuf, msg: String },
 }
@@ -51,12 +40,7 @@ pub enum DataError {
 pub enum SimError {
     /// A NaN or infinity appeared. `particle` is the index within the current population.
     #[error("step {step}: non-finite {quantity} at particle {particle} (value {value})")]
-    NonFinite {
-        step: usize,
-        quantity: String,
-        particle: usize,
-        value: f64,
-    },
+    NonFinite { step: usize, quantity: String, particle: usize, value: f64 },
     /// A numerical routine failed (factorisation, divergence, ...).
     #[error("step {step}: {what}")]
     Numerical { step: usize, what: String },
@@ -78,17 +62,11 @@ pub enum Error {
     #[error(transparent)]
     Sim(#[from] SimError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }

@@ -3,12 +3,52 @@
 use advreact::data::read_snapshot;
 use advreact::error::{ConfigError, Error};
 use advreact::metrics::mmd_terms;
-use advreact::run::{run_scenario, RunOptions};
+use advreact::run::{resume_run, run_scenario, RunOptions, RunOutcome};
 use advreact::scenario::{self, median_distance, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Ctrl-C: the first asks the run to stop after the current step (checkpoint + summary with stop
+/// reason `interrupted`); a second one exits at once.
+fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)"
+        );
+    });
+    flag
+}
+
+/// Print a one-line report of a finished run; true if it ended well.
+fn report(r: &RunOutcome) -> bool {
+    let s = &r.summary;
+    let metrics: Vec<String> = s.final_metrics.iter().map(|(k, v)| format!("{k}={v:.6e}")).collect();
+    println!(
+        "{}: {:?} after {} steps (t = {}), n = {}, {}",
+        r.dir.display(),
+        s.stop_reason,
+        s.steps,
+        s.t,
+        s.n,
+        metrics.join(", ")
+    );
+    if let Some(e) = &s.error {
+        eprintln!("error: {}: {e}", r.dir.display());
+    }
+    if s.stop_reason == StopReason::Interrupted {
+        eprintln!("interrupted: continue with `advreact resume {}`", r.dir.display());
+    }
+    matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
+}
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +79,15 @@ enum Cmd {
         #[arg(long)]
         steps: Option<usize>,
         /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Continue a killed or interrupted run from its last checkpoint (report.checkpoint_every).
+    Resume {
+        /// The run's output folder, e.g. output/<name>.
+        dir: PathBuf,
+        #[arg(long)]
+        threads: Option<usize>,
         #[arg(long, short)]
         quiet: bool,
     },
@@ -82,6 +131,7 @@ fn cmd_run(
     quiet: bool,
 ) -> Result<bool, Error> {
     set_threads(threads)?;
+    let flag = interrupt_flag();
     let scs = scenario::load(file, &Overrides { seed, steps })?;
     // Build every variant first so a bad variant fails before anything is written.
     for sc in &scs {
@@ -94,32 +144,12 @@ fn cmd_run(
             (Some(o), None) => Some(o.clone()),
             _ => None,
         };
-        let r = run_scenario(
-            sc,
-            &RunOptions {
-                out,
-                progress: !quiet,
-            },
-        )?;
-        let s = &r.summary;
-        let metrics: Vec<String> = s
-            .final_metrics
-            .iter()
-            .map(|(k, v)| format!("{k}={v:.6e}"))
-            .collect();
-        println!(
-            "{}: {:?} after {} steps (t = {}), n = {}, {}",
-            r.dir.display(),
-            s.stop_reason,
-            s.steps,
-            s.t,
-            s.n,
-            metrics.join(", ")
-        );
-        if let Some(e) = &s.error {
-            eprintln!("error: {}: {e}", r.dir.display());
+        let opts = RunOptions { out, progress: !quiet, interrupt: Some(flag.clone()) };
+        let r = run_scenario(sc, &opts)?;
+        ok &= report(&r);
+        if r.summary.stop_reason == StopReason::Interrupted {
+            break;
         }
-        ok &= matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct);
     }
     Ok(ok)
 }
@@ -137,20 +167,13 @@ fn cmd_compare(
         return Err(ConfigError::new(
             b.display().to_string(),
             "(columns)",
-            format!(
-                "is {}-dimensional, {} is {}-dimensional",
-                cb.dim,
-                a.display(),
-                ca.dim
-            ),
+            format!("is {}-dimensional, {} is {}-dimensional", cb.dim, a.display(), ca.dim),
         )
         .into());
     }
     if let Some(s) = bandwidth {
         if !(s.is_finite() && s > 0.0) {
-            return Err(
-                ConfigError::new("<cli>", "--bandwidth", format!("must be > 0, got {s}")).into(),
-            );
+            return Err(ConfigError::new("<cli>", "--bandwidth", format!("must be > 0, got {s}")).into());
         }
     }
     let s = bandwidth.unwrap_or_else(|| median_distance(&cb));
@@ -175,33 +198,24 @@ fn cmd_compare(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Run {
-            file,
-            seed,
-            threads,
-            out,
-            steps,
-            quiet,
-        } => cmd_run(&file, seed, threads, out, steps, quiet),
+        Cmd::Run { file, seed, threads, out, steps, quiet } => {
+            cmd_run(&file, seed, threads, out, steps, quiet)
+        }
+        Cmd::Resume { dir, threads, quiet } => set_threads(threads).and_then(|_| {
+            let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };
+            resume_run(&dir, &opts).map(|r| report(&r))
+        }),
         Cmd::Validate { file } => scenario::load(&file, &Overrides::default()).and_then(|scs| {
             for sc in &scs {
                 sc.build()?;
-                let label = sc
-                    .label
-                    .as_deref()
-                    .map(|l| format!(" [{l}]"))
-                    .unwrap_or_default();
+                let label = sc.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
                 println!("{}{label}: ok", file.display());
             }
             Ok(true)
         }),
-        Cmd::Compare {
-            a,
-            b,
-            bandwidth,
-            time,
-            json,
-        } => cmd_compare(&a, &b, bandwidth, time, json).map(|_| true),
+        Cmd::Compare { a, b, bandwidth, time, json } => {
+            cmd_compare(&a, &b, bandwidth, time, json).map(|_| true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -17,11 +17,7 @@ pub struct Cloud {
 
 impl Cloud {
     pub fn new(dim: usize, x: Vec<f64>, w: Vec<f64>) -> Self {
-        assert_eq!(
-            x.len(),
-            dim * w.len(),
-            "Cloud: positions and weights disagree"
-        );
+        assert_eq!(x.len(), dim * w.len(), "Cloud: positions and weights disagree");
         Self { dim, x, w }
     }
     /// Equal weights summing to `mass`.

@@ -105,10 +105,7 @@ impl Reaction {
                 let w = p.weights();
                 let gbar = w.iter().zip(&gdt).map(|(a, b)| a * b).sum::<f64>() / lm.exp();
                 let gbar = if gbar.is_finite() { gbar } else { 0.0 };
-                p.logw
-                    .iter_mut()
-                    .zip(&gdt)
-                    .for_each(|(l, v)| *l += v - gbar);
+                p.logw.iter_mut().zip(&gdt).for_each(|(l, v)| *l += v - gbar);
                 let shift = lm - p.log_mass();
                 p.logw.iter_mut().for_each(|l| *l += shift);
             }
@@ -178,12 +175,8 @@ impl Reaction {
         let logw: Vec<f64> = src.iter().map(|&i| p.logw[i]).collect();
         let first_new = p.next_id;
         p.resample_from(&src, logw);
-        ev.births.extend(
-            p.id.iter()
-                .zip(&p.parent)
-                .filter(|(id, _)| **id >= first_new)
-                .map(|(a, b)| (*a, *b)),
-        );
+        ev.births
+            .extend(p.id.iter().zip(&p.parent).filter(|(id, _)| **id >= first_new).map(|(a, b)| (*a, *b)));
         Ok(())
     }
 }
@@ -220,17 +213,11 @@ pub fn systematic_resample(
     }
     let mut kept = vec![false; m];
     src.iter().for_each(|&i| kept[i] = true);
-    ev.deaths
-        .extend((0..m).filter(|&i| !kept[i]).map(|i| p.id[i]));
+    ev.deaths.extend((0..m).filter(|&i| !kept[i]).map(|i| p.id[i]));
     let first_new = p.next_id;
     let lw = log_mass - (n as f64).ln();
     p.resample_from(&src, vec![lw; n]);
-    ev.births.extend(
-        p.id.iter()
-            .zip(&p.parent)
-            .filter(|(id, _)| **id >= first_new)
-            .map(|(a, b)| (*a, *b)),
-    );
+    ev.births.extend(p.id.iter().zip(&p.parent).filter(|(id, _)| **id >= first_new).map(|(a, b)| (*a, *b)));
 }
 
 #[cfg(test)]
@@ -247,11 +234,7 @@ mod tests {
     fn systematic_resampling_keeps_count_and_mass() {
         let mut p = cloud(100);
         let g: Vec<f64> = (0..100).map(|i| (i as f64 / 30.0).sin()).collect();
-        let r = Reaction {
-            kind: ReactionKind::BirthDeath,
-            conserve: true,
-            ..Default::default()
-        };
+        let r = Reaction { kind: ReactionKind::BirthDeath, conserve: true, ..Default::default() };
         let ev = r.apply(&mut p, &g, 0.5, 3, 0).unwrap();
         assert_eq!(p.len(), 100);
         assert!((p.mass() - 1.0).abs() < 1e-13);
@@ -261,14 +244,8 @@ mod tests {
     #[test]
     fn clipping_is_counted() {
         let mut p = cloud(4);
-        let r = Reaction {
-            kind: ReactionKind::Weights,
-            max_growth_step: 0.5,
-            ..Default::default()
-        };
-        let ev = r
-            .apply(&mut p, &[10.0, -10.0, 0.1, 0.0], 1.0, 0, 0)
-            .unwrap();
+        let r = Reaction { kind: ReactionKind::Weights, max_growth_step: 0.5, ..Default::default() };
+        let ev = r.apply(&mut p, &[10.0, -10.0, 0.1, 0.0], 1.0, 0, 0).unwrap();
         assert_eq!(ev.clipped, 2);
         assert!((p.logw[0] - (0.25f64.ln() + 0.5)).abs() < 1e-15);
         assert!((p.logw[1] - (0.25f64.ln() - 0.5)).abs() < 1e-15);

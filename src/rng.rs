@@ -43,10 +43,7 @@ fn mix(mut z: u64) -> u64 {
 pub fn stream(seed: u64, purpose: Purpose, step: u64, chunk: u64) -> ChaCha8Rng {
     let mut key = [0u8; 32];
     let mut h = mix(seed);
-    for (i, v) in [purpose as u64, step, chunk, 0x5EED]
-        .into_iter()
-        .enumerate()
-    {
+    for (i, v) in [purpose as u64, step, chunk, 0x5EED].into_iter().enumerate() {
         h = mix(h ^ v.wrapping_mul(0xD6E8_FEB8_6659_FD93));
         key[i * 8..(i + 1) * 8].copy_from_slice(&h.to_le_bytes());
     }

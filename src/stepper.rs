@@ -63,7 +63,7 @@ pub struct Timings {
 }
 
 /// Counts of guard activations over the run.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct GuardCounts {
     /// Particle-steps whose `|g dt|` was clipped.
     pub growth_clipped: u64,
@@ -103,10 +103,16 @@ pub struct Simulation {
     pub metrics: Vec<Box<dyn Metric>>,
     /// Report metrics every `report_every` steps (and at the start and the end).
     pub report_every: usize,
+    /// Ask observers to checkpoint every `checkpoint_every` steps (0: never).
+    pub checkpoint_every: usize,
     /// Set from outside (Ctrl-C handler) to stop after the current step.
     pub interrupt: Arc<AtomicBool>,
     /// Steps already done (non-zero after a resume).
     pub step: usize,
+    /// Guard counts so far (carried over by a resume).
+    pub guards: GuardCounts,
+    /// The latest reported metrics (carried over by a resume).
+    pub last_metrics: Vec<(String, f64)>,
 }
 
 /// Checks a slice for NaN/Inf; returns the first offending index and value.
@@ -116,35 +122,49 @@ fn first_non_finite(v: &[f64]) -> Option<(usize, f64)> {
 
 fn guard(step: usize, quantity: &str, v: &[f64], per: usize) -> Result<(), SimError> {
     match first_non_finite(v) {
-        Some((i, value)) => Err(SimError::NonFinite {
-            step,
-            quantity: quantity.to_string(),
-            particle: i / per.max(1),
-            value,
-        }),
+        Some((i, value)) => {
+            Err(SimError::NonFinite { step, quantity: quantity.to_string(), particle: i / per.max(1), value })
+        }
         None => Ok(()),
     }
 }
 
 impl Simulation {
+    /// A simulation with no metrics, reporting every step, never checkpointing.
+    pub fn new(
+        particles: Particles,
+        target: Cloud,
+        field: Box<dyn Field>,
+        reaction: Reaction,
+        time: TimeCfg,
+        seed: u64,
+    ) -> Self {
+        Self {
+            particles,
+            target,
+            field,
+            reaction,
+            time,
+            seed,
+            metrics: Vec::new(),
+            report_every: 1,
+            checkpoint_every: 0,
+            interrupt: Arc::new(AtomicBool::new(false)),
+            step: 0,
+            guards: GuardCounts::default(),
+            last_metrics: Vec::new(),
+        }
+    }
+
     /// Column names of the metrics, in order.
     pub fn metric_names(&self) -> Vec<String> {
-        self.metrics
-            .iter()
-            .flat_map(|m| m.names(self.particles.dim))
-            .collect()
+        self.metrics.iter().flat_map(|m| m.names(self.particles.dim)).collect()
     }
 
     fn compute_metrics(&self, w: &[f64]) -> Result<Vec<(String, f64)>, SimError> {
         let p = &self.particles;
-        let ctx = MetricCtx {
-            dim: p.dim,
-            x: &p.x,
-            w,
-            mass: w.iter().sum(),
-            ess: p.ess(),
-            target: &self.target,
-        };
+        let ctx =
+            MetricCtx { dim: p.dim, x: &p.x, w, mass: w.iter().sum(), ess: p.ess(), target: &self.target };
         let mut out = Vec::new();
         for m in &self.metrics {
             let names = m.names(p.dim);
@@ -201,37 +221,38 @@ impl Simulation {
 
     /// Run to the end (or to a stop), feeding the observers. Observer I/O errors abort the run
     /// (returned as `Err`); numerical stops are reported in the summary's `stop_reason`/`error`.
+    /// A simulation resumed at `step > 0` continues without re-reporting the earlier steps.
     pub fn run(&mut self, observers: &mut [Box<dyn Observer>]) -> Result<Summary, Error> {
         let start = Instant::now();
         let mut timings = Timings::default();
-        let mut guards = GuardCounts::default();
-        let d = self.particles.dim;
+        let mut guards = std::mem::take(&mut self.guards);
         let mut w = Vec::new();
         self.particles.weights_into(&mut w);
         let names = self.metric_names();
         for o in observers.iter_mut() {
             o.on_start(&names, &self.particles)?;
         }
-        let mut last_metrics = Vec::new();
         let mut stop = StopReason::Completed;
         let mut error: Option<SimError> = None;
         let mut events = ReactionEvents::default();
-        // Report the initial state.
-        let t0 = Instant::now();
-        match self.compute_metrics(&w) {
-            Ok(m) => last_metrics = m,
-            Err(e) => {
-                stop = StopReason::NonFinite;
-                error = Some(e);
+        if self.step == 0 {
+            // Report the initial state.
+            let t0 = Instant::now();
+            match self.compute_metrics(&w) {
+                Ok(m) => {
+                    self.last_metrics = m;
+                    let rec = self.record(true, false, false, &events, &guards);
+                    for o in observers.iter_mut() {
+                        o.on_step(&rec)?;
+                    }
+                }
+                Err(e) => {
+                    stop = StopReason::NonFinite;
+                    error = Some(e);
+                }
             }
+            timings.observe += t0.elapsed().as_secs_f64();
         }
-        if error.is_none() {
-            let rec = self.record(&last_metrics, true, &events);
-            for o in observers.iter_mut() {
-                o.on_step(&rec)?;
-            }
-        }
-        timings.observe += t0.elapsed().as_secs_f64();
         let mut velocity = vec![0.0; self.particles.x.len()];
         let mut growth = vec![0.0; self.particles.len()];
         while error.is_none() && self.step < self.time.steps {
@@ -239,14 +260,7 @@ impl Simulation {
                 stop = StopReason::Interrupted;
                 break;
             }
-            let result = self.one_step(
-                &mut w,
-                &mut velocity,
-                &mut growth,
-                &mut timings,
-                &mut guards,
-            );
-            match result {
+            match self.one_step(&mut w, &mut velocity, &mut growth, &mut timings, &mut guards) {
                 Ok(ev) => events = ev,
                 Err(e) => {
                     stop = match e {
@@ -258,15 +272,13 @@ impl Simulation {
                     break;
                 }
             }
-            let extinct =
-                self.particles.is_empty() || self.particles.log_mass() == f64::NEG_INFINITY;
-            let report = extinct
-                || self.step % self.report_every.max(1) == 0
-                || self.step == self.time.steps;
+            let extinct = self.particles.is_empty() || self.particles.log_mass() == f64::NEG_INFINITY;
+            let report =
+                !extinct && (self.step % self.report_every.max(1) == 0 || self.step == self.time.steps);
             let t0 = Instant::now();
-            if report && !extinct {
+            if report {
                 match self.compute_metrics(&w) {
-                    Ok(m) => last_metrics = m,
+                    Ok(m) => self.last_metrics = m,
                     Err(e) => {
                         stop = StopReason::NonFinite;
                         error = Some(e);
@@ -274,7 +286,11 @@ impl Simulation {
                     }
                 }
             }
-            let rec = self.record(&last_metrics, report && !extinct, &events);
+            let checkpoint = !extinct
+                && self.checkpoint_every > 0
+                && self.step % self.checkpoint_every == 0
+                && self.step < self.time.steps;
+            let rec = self.record(report, checkpoint, false, &events, &guards);
             for o in observers.iter_mut() {
                 o.on_step(&rec)?;
             }
@@ -284,8 +300,14 @@ impl Simulation {
                 break;
             }
         }
+        if stop == StopReason::Interrupted {
+            // Leave a checkpoint to resume from.
+            let rec = self.record(false, true, true, &events, &guards);
+            for o in observers.iter_mut() {
+                o.on_step(&rec)?;
+            }
+        }
         timings.total = start.elapsed().as_secs_f64();
-        let _ = d;
         let summary = Summary {
             steps: self.step,
             t: self.step as f64 * self.time.dt,
@@ -293,14 +315,37 @@ impl Simulation {
             error: error.map(|e| e.to_string()),
             n: self.particles.len(),
             mass: self.particles.mass(),
-            final_metrics: last_metrics,
-            guards,
+            final_metrics: self.last_metrics.clone(),
+            guards: guards.clone(),
             timings,
         };
+        self.guards = guards;
         for o in observers.iter_mut() {
             o.on_finish(&summary, &self.particles)?;
         }
         Ok(summary)
+    }
+
+    fn record<'a>(
+        &'a self,
+        reported: bool,
+        checkpoint: bool,
+        stale: bool,
+        events: &'a ReactionEvents,
+        guards: &'a GuardCounts,
+    ) -> StepRecord<'a> {
+        StepRecord {
+            step: self.step,
+            t: self.step as f64 * self.time.dt,
+            particles: &self.particles,
+            metrics: &self.last_metrics,
+            reported,
+            checkpoint,
+            stale,
+            events,
+            guards,
+            field: self.field.as_ref(),
+        }
     }
 
     /// Advance one step outside [`Simulation::run`] (benchmarks, embedding in another loop):
@@ -310,22 +355,6 @@ impl Simulation {
         let (mut velocity, mut growth) = (Vec::new(), Vec::new());
         let (mut timings, mut guards) = (Timings::default(), GuardCounts::default());
         self.one_step(&mut w, &mut velocity, &mut growth, &mut timings, &mut guards)
-    }
-
-    fn record<'a>(
-        &'a self,
-        metrics: &'a [(String, f64)],
-        reported: bool,
-        events: &'a ReactionEvents,
-    ) -> StepRecord<'a> {
-        StepRecord {
-            step: self.step,
-            t: self.step as f64 * self.time.dt,
-            particles: &self.particles,
-            metrics,
-            reported,
-            events,
-        }
     }
 
     /// One step: field, advection, reaction, guards. `w` holds the weights on entry and exit.
@@ -367,15 +396,8 @@ impl Simulation {
         guard(step, "position", &self.particles.x, d)?;
         timings.advect += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let ev = self
-            .reaction
-            .apply(&mut self.particles, growth, self.time.dt, self.seed, step)?;
-        if let Some(i) = self
-            .particles
-            .logw
-            .iter()
-            .position(|l| l.is_nan() || *l == f64::INFINITY)
-        {
+        let ev = self.reaction.apply(&mut self.particles, growth, self.time.dt, self.seed, step)?;
+        if let Some(i) = self.particles.logw.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
             return Err(SimError::NonFinite {
                 step,
                 quantity: "weight".into(),
@@ -385,12 +407,7 @@ impl Simulation {
         }
         self.particles.weights_into(w);
         if let Some((i, v)) = first_non_finite(w) {
-            return Err(SimError::NonFinite {
-                step,
-                quantity: "weight".into(),
-                particle: i,
-                value: v,
-            });
+            return Err(SimError::NonFinite { step, quantity: "weight".into(), particle: i, value: v });
         }
         guards.growth_clipped += ev.clipped as u64;
         guards.resamplings += u64::from(ev.resampled);

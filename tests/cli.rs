@@ -7,11 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn advreact(args: &[&str], cwd: &Path) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("run advreact")
+    Command::new(bin()).args(args).current_dir(cwd).output().expect("run advreact")
 }
 
 fn tmp() -> tempfile::TempDir {
@@ -30,47 +26,21 @@ fn every_scenario_runs() {
         }
         let out = dir.path().join(p.file_stem().unwrap());
         let o = advreact(
-            &[
-                "run",
-                p.to_str().unwrap(),
-                "--steps",
-                "4",
-                "--out",
-                out.to_str().unwrap(),
-                "-q",
-            ],
+            &["run", p.to_str().unwrap(), "--steps", "4", "--out", out.to_str().unwrap(), "-q"],
             &repo(),
         );
-        assert!(
-            o.status.success(),
-            "{}: {}",
-            p.display(),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "{}: {}", p.display(), String::from_utf8_lossy(&o.stderr));
         // Single runs have summary.json at the top; variant files one per variant folder.
-        let summaries: Vec<PathBuf> = walk(&out)
-            .into_iter()
-            .filter(|f| f.ends_with("summary.json"))
-            .collect();
+        let summaries: Vec<PathBuf> =
+            walk(&out).into_iter().filter(|f| f.ends_with("summary.json")).collect();
         assert!(!summaries.is_empty(), "{}: no summary.json", p.display());
         for s in summaries {
             let run = s.parent().unwrap();
-            for f in [
-                "metrics.csv",
-                "snapshots.csv",
-                "lineage.csv",
-                "scenario.resolved.toml",
-            ] {
+            for f in ["metrics.csv", "snapshots.csv", "lineage.csv", "scenario.resolved.toml"] {
                 assert!(run.join(f).exists(), "{}: missing {f}", run.display());
             }
             // The resolved scenario reruns as is.
-            let o = advreact(
-                &[
-                    "validate",
-                    run.join("scenario.resolved.toml").to_str().unwrap(),
-                ],
-                &repo(),
-            );
+            let o = advreact(&["validate", run.join("scenario.resolved.toml").to_str().unwrap()], &repo());
             assert!(
                 o.status.success(),
                 "{}: resolved scenario invalid: {}",
@@ -108,32 +78,15 @@ fn thread_count_does_not_change_a_byte() {
         for threads in ["1", "2"] {
             let out = dir.path().join(format!("t{threads}"));
             let o = advreact(
-                &[
-                    "run",
-                    sc,
-                    "--threads",
-                    threads,
-                    "--steps",
-                    "60",
-                    "--out",
-                    out.to_str().unwrap(),
-                    "-q",
-                ],
+                &["run", sc, "--threads", threads, "--steps", "60", "--out", out.to_str().unwrap(), "-q"],
                 &repo(),
             );
-            assert!(
-                o.status.success(),
-                "{sc}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert!(o.status.success(), "{sc}: {}", String::from_utf8_lossy(&o.stderr));
             let mut got = vec![];
             for f in walk(&out) {
                 let name = f.file_name().unwrap().to_str().unwrap().to_string();
                 if name == "metrics.csv" || name == "snapshots.csv" || name == "lineage.csv" {
-                    got.push((
-                        f.strip_prefix(&out).unwrap().to_path_buf(),
-                        std::fs::read(&f).unwrap(),
-                    ));
+                    got.push((f.strip_prefix(&out).unwrap().to_path_buf(), std::fs::read(&f).unwrap()));
                 }
             }
             got.sort();
@@ -143,11 +96,7 @@ fn thread_count_does_not_change_a_byte() {
         assert_eq!(files[0].len(), files[1].len());
         for ((p1, a), (p2, b)) in files[0].iter().zip(&files[1]) {
             assert_eq!(p1, p2);
-            assert!(
-                a == b,
-                "{sc}: {} differs between 1 and 2 threads",
-                p1.display()
-            );
+            assert!(a == b, "{sc}: {} differs between 1 and 2 threads", p1.display());
         }
     }
 }
@@ -179,22 +128,12 @@ fn rejects(name: &str, text: &str, expect: &[&str]) {
     let o = advreact(&["run", file.to_str().unwrap(), "-q"], dir.path());
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{name}: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{name}: not one line: {err}"
-    );
-    assert!(
-        err.contains(file.to_str().unwrap()),
-        "{name}: file not named: {err}"
-    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{name}: not one line: {err}");
+    assert!(err.contains(file.to_str().unwrap()), "{name}: file not named: {err}");
     for e in expect {
         assert!(err.contains(e), "{name}: '{e}' not in: {err}");
     }
-    assert!(
-        !dir.path().join("output").exists(),
-        "{name}: left an output folder"
-    );
+    assert!(!dir.path().join("output").exists(), "{name}: left an output folder");
     let o = advreact(&["validate", file.to_str().unwrap()], dir.path());
     assert_eq!(o.status.code(), Some(2), "{name}: validate accepted it");
 }
@@ -206,34 +145,19 @@ fn bad_scenarios_are_one_line_errors() {
         &BASE.replace("std = 0.1", "std = 0.1\nstdev = 2"),
         &["source.stdev", "unknown field"],
     );
-    rejects(
-        "unknown_top",
-        &format!("{BASE}\n[extra]\nx = 1\n"),
-        &["extra", "unknown field"],
-    );
+    rejects("unknown_top", &format!("{BASE}\n[extra]\nx = 1\n"), &["extra", "unknown field"]);
     rejects(
         "mean_dim",
-        &BASE.replace(
-            "theta = 1.0\nmean = [0.0, 0.0]",
-            "theta = 1.0\nmean = [0.0, 0.0, 1.0]",
-        ),
+        &BASE.replace("theta = 1.0\nmean = [0.0, 0.0]", "theta = 1.0\nmean = [0.0, 0.0, 1.0]"),
         &["field.mean", "3 entries", "2-dimensional"],
     );
-    rejects(
-        "neg_dt",
-        &BASE.replace("dt = 0.1", "dt = -0.1"),
-        &["time.dt", "must be > 0"],
-    );
+    rejects("neg_dt", &BASE.replace("dt = 0.1", "dt = -0.1"), &["time.dt", "must be > 0"]);
     rejects(
         "neg_bandwidth",
         &format!("{BASE}\n[target]\ntype = \"gaussian\"\nn = 10\nmean = [1.0, 0.0]\nstd = 0.1\n[report]\nmmd_bandwidth = -1.0\n"),
         &["report.mmd_bandwidth", "must be > 0, got -1"],
     );
-    rejects(
-        "bad_type",
-        &BASE.replace("type = \"ou\"", "type = \"ouu\""),
-        &["field", "unknown variant"],
-    );
+    rejects("bad_type", &BASE.replace("type = \"ou\"", "type = \"ouu\""), &["field", "unknown variant"]);
     rejects("syntax", &BASE.replace("dt = 0.1", "dt = = 0.1"), &["line"]);
     let csv = |body: &str| {
         BASE.replace(
@@ -241,11 +165,7 @@ fn bad_scenarios_are_one_line_errors() {
             &format!("type = \"csv\"\npath = \"{body}\""),
         )
     };
-    rejects(
-        "missing_csv",
-        &csv("nowhere.csv"),
-        &["source.path", "no such file"],
-    );
+    rejects("missing_csv", &csv("nowhere.csv"), &["source.path", "no such file"]);
 }
 
 #[test]
@@ -275,10 +195,7 @@ fn bad_csv_files_are_one_line_errors() {
         let o = advreact(&["compare", "data.csv", "data.csv"], dir.path());
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2));
-        assert!(
-            err.contains("data.csv") && err.contains(expect),
-            "{name}: {err}"
-        );
+        assert!(err.contains("data.csv") && err.contains(expect), "{name}: {err}");
     }
 }
 
@@ -287,10 +204,7 @@ fn compare_prints_mmd_of_two_clouds() {
     let dir = tmp();
     std::fs::write(dir.path().join("a.csv"), "x1,x2,w\n0,0,1\n1,0,1\n").unwrap();
     std::fs::write(dir.path().join("b.csv"), "x1,x2,w\n0,0,2\n").unwrap();
-    let o = advreact(
-        &["compare", "a.csv", "b.csv", "--bandwidth", "1", "--json"],
-        dir.path(),
-    );
+    let o = advreact(&["compare", "a.csv", "b.csv", "--bandwidth", "1", "--json"], dir.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     // MMD² = (1 + 1 + 2e^{-1/2}) + 4 − 2·2·(1 + e^{-1/2}) = 2 − 2 e^{-1/2}.

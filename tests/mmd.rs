@@ -23,10 +23,7 @@ fn every_fixture_case_to_1e10() {
         let scale = t.xx.abs() + t.yy.abs() + 2.0 * t.xy.abs();
         for (got, key) in [(t.xx, "term_xx"), (t.yy, "term_yy"), (t.xy, "term_xy")] {
             let want = case[key].as_f64().unwrap();
-            assert!(
-                rel(got, want, want.abs()) <= 1e-10,
-                "{name} {key}: {got} vs {want}"
-            );
+            assert!(rel(got, want, want.abs()) <= 1e-10, "{name} {key}: {got} vs {want}");
         }
         let want = case["mmd2"].as_f64().unwrap();
         // MMD² is a difference of terms: relative to the terms' scale when it cancels to ~0.
@@ -41,34 +38,15 @@ fn every_fixture_case_to_1e10() {
         let (phi_y, gphi_y) = witness(d, &y, &x, &a, &y, &b, s);
         let ga: Vec<f64> = phi_x.iter().map(|p| 2.0 * p).collect();
         let gb: Vec<f64> = phi_y.iter().map(|p| -2.0 * p).collect();
-        let gx: Vec<f64> = gphi_x
-            .iter()
-            .enumerate()
-            .map(|(k, g)| 2.0 * a[k / d] * g)
-            .collect();
-        let gy: Vec<f64> = gphi_y
-            .iter()
-            .enumerate()
-            .map(|(k, g)| -2.0 * b[k / d] * g)
-            .collect();
-        for (got, key) in [
-            (ga, "grad_a"),
-            (gb, "grad_b"),
-            (gx, "grad_x"),
-            (gy, "grad_y"),
-        ] {
-            let want = if key.ends_with('x') || key.ends_with('y') {
-                rows(&case[key])
-            } else {
-                f64s(&case[key])
-            };
+        let gx: Vec<f64> = gphi_x.iter().enumerate().map(|(k, g)| 2.0 * a[k / d] * g).collect();
+        let gy: Vec<f64> = gphi_y.iter().enumerate().map(|(k, g)| -2.0 * b[k / d] * g).collect();
+        for (got, key) in [(ga, "grad_a"), (gb, "grad_b"), (gx, "grad_x"), (gy, "grad_y")] {
+            let want =
+                if key.ends_with('x') || key.ends_with('y') { rows(&case[key]) } else { f64s(&case[key]) };
             // Relative to the gradient norm, floored at 1e-6 (the identical-clouds case is 0).
             let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
             for (g, w) in got.iter().zip(&want) {
-                assert!(
-                    rel(*g, *w, norm.max(1e-6)) <= 1e-10,
-                    "{name} {key}: {g} vs {w}"
-                );
+                assert!(rel(*g, *w, norm.max(1e-6)) <= 1e-10, "{name} {key}: {g} vs {w}");
             }
         }
     }
@@ -77,9 +55,7 @@ fn every_fixture_case_to_1e10() {
 #[test]
 fn identical_clouds_give_exactly_zero_and_mmd_is_symmetric() {
     let d = 3;
-    let x: Vec<f64> = (0..700 * d)
-        .map(|i| ((i * 7919) % 1013) as f64 / 300.0)
-        .collect();
+    let x: Vec<f64> = (0..700 * d).map(|i| ((i * 7919) % 1013) as f64 / 300.0).collect();
     let a: Vec<f64> = (0..700).map(|i| 0.5 + (i % 5) as f64).collect();
     assert_eq!(mmd(d, &x, &a, &x, &a, 0.4), 0.0);
     let y: Vec<f64> = x.iter().map(|v| v * 1.1 + 0.05).collect();

@@ -34,32 +34,16 @@ fn euler_maruyama_moments_within_four_standard_errors() {
         let m = case["m"].as_f64().unwrap();
         let sigma = case["sigma"].as_f64().unwrap();
         let h = case["em_step"].as_f64().unwrap();
-        let src = start(
-            n,
-            case["x0_mean"].as_f64().unwrap(),
-            case["x0_var"].as_f64().unwrap(),
-            11 + ci as u64,
-        );
+        let src =
+            start(n, case["x0_mean"].as_f64().unwrap(), case["x0_var"].as_f64().unwrap(), 11 + ci as u64);
         let mut checked = 0;
         for em in case["euler_maruyama_moments"].as_array().unwrap() {
             let steps = em["steps"].as_u64().unwrap() as usize;
             if steps == 0 || steps > 2000 {
                 continue;
             }
-            let field = Box::new(OrnsteinUhlenbeck {
-                theta,
-                mean: vec![m],
-            });
-            let mut s = sim(
-                &src,
-                field,
-                ReactionKind::None,
-                false,
-                h,
-                steps,
-                sigma,
-                5 + ci as u64,
-            );
+            let field = Box::new(OrnsteinUhlenbeck { theta, mean: vec![m] });
+            let mut s = sim(&src, field, ReactionKind::None, false, h, steps, sigma, 5 + ci as u64);
             s.run(&mut []).unwrap();
             let x = &s.particles.x;
             let mean = x.iter().sum::<f64>() / n as f64;
@@ -91,10 +75,7 @@ fn noiseless_ou_matches_the_scheme_to_1e9() {
     let (theta, m, h, steps) = (0.7, [0.5, -1.0, 2.0], 0.01, 300);
     let x0: Vec<f64> = (0..30).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
     let src = Cloud::uniform(3, x0.clone(), 1.0);
-    let field = Box::new(OrnsteinUhlenbeck {
-        theta,
-        mean: m.to_vec(),
-    });
+    let field = Box::new(OrnsteinUhlenbeck { theta, mean: m.to_vec() });
     let mut s = sim(&src, field, ReactionKind::None, false, h, steps, 0.0, 1);
     let summary = s.run(&mut []).unwrap();
     assert_eq!(summary.steps, steps);
@@ -102,10 +83,6 @@ fn noiseless_ou_matches_the_scheme_to_1e9() {
     for (i, (x, x0)) in s.particles.x.iter().zip(&x0).enumerate() {
         let mk = m[i % 3];
         let exact = mk + (x0 - mk) * q;
-        assert!(
-            (x - exact).abs() <= 1e-9,
-            "particle {}: {x} vs {exact}",
-            i / 3
-        );
+        assert!((x - exact).abs() <= 1e-9, "particle {}: {x} vs {exact}", i / 3);
     }
 }

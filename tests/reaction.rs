@@ -19,44 +19,24 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 fn cloud(n: usize, mass: f64) -> Cloud {
-    let x: Vec<f64> = (0..n * 2)
-        .map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0)
-        .collect();
+    let x: Vec<f64> = (0..n * 2).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
     Cloud::uniform(2, x, mass)
 }
 
 fn growth(rate: f64, slope: [f64; 2]) -> Box<dyn Field> {
-    Box::new(AffineGrowth {
-        rate,
-        slope: slope.to_vec(),
-    })
+    Box::new(AffineGrowth { rate, slope: slope.to_vec() })
 }
 
 #[test]
 fn weights_constant_growth_is_exact() {
     for (g, conserve) in [(0.8, false), (-1.3, false), (0.8, true)] {
         let (dt, steps, m0) = (0.01, 250, 2.5);
-        let mut s = sim(
-            &cloud(500, m0),
-            growth(g, [0.0; 2]),
-            ReactionKind::Weights,
-            conserve,
-            dt,
-            steps,
-            0.3,
-            4,
-        );
+        let mut s =
+            sim(&cloud(500, m0), growth(g, [0.0; 2]), ReactionKind::Weights, conserve, dt, steps, 0.3, 4);
         s.run(&mut []).unwrap();
-        let want = if conserve {
-            m0
-        } else {
-            m0 * (g * dt * steps as f64).exp()
-        };
+        let want = if conserve { m0 } else { m0 * (g * dt * steps as f64).exp() };
         let got = s.particles.mass();
-        assert!(
-            (got - want).abs() <= 1e-12 * want,
-            "g={g} conserve={conserve}: {got} vs {want}"
-        );
+        assert!((got - want).abs() <= 1e-12 * want, "g={g} conserve={conserve}: {got} vs {want}");
     }
 }
 
@@ -65,16 +45,7 @@ fn conserving_weights_match_exact_reweighting() {
     let (dt, steps, m0) = (0.05, 40, 3.0);
     let src = cloud(300, m0);
     let slope = [1.5, -0.7];
-    let mut s = sim(
-        &src,
-        growth(0.2, slope),
-        ReactionKind::Weights,
-        true,
-        dt,
-        steps,
-        0.0,
-        1,
-    );
+    let mut s = sim(&src, growth(0.2, slope), ReactionKind::Weights, true, dt, steps, 0.0, 1);
     s.run(&mut []).unwrap();
     let t = dt * steps as f64;
     let raw: Vec<f64> = src
@@ -87,10 +58,7 @@ fn conserving_weights_match_exact_reweighting() {
     let w = s.particles.weights();
     for (i, (got, r)) in w.iter().zip(&raw).enumerate() {
         let want = m0 * r / z;
-        assert!(
-            (got - want).abs() <= 1e-12 * want,
-            "particle {i}: {got} vs {want}"
-        );
+        assert!((got - want).abs() <= 1e-12 * want, "particle {i}: {got} vs {want}");
     }
     assert!((s.particles.mass() - m0).abs() <= 1e-12 * m0);
 }
@@ -120,11 +88,7 @@ fn birth_death_mass_is_exact_in_expectation() {
     let sd = (finals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (k - 1.0)).sqrt();
     let se = sd / k.sqrt();
     assert!(sd > 0.0, "branching must be random");
-    assert!(
-        (mean - want).abs() <= 3.0 * se,
-        "mean final mass {mean} vs {want} (3 SE = {})",
-        3.0 * se
-    );
+    assert!((mean - want).abs() <= 3.0 * se, "mean final mass {mean} vs {want} (3 SE = {})", 3.0 * se);
 }
 
 /// Births recorded as the run goes.
@@ -153,10 +117,7 @@ fn check_lineage(s: &advreact::stepper::Simulation, lin: &Lineage, n0: u64) {
         let mut cur = id;
         let mut hops = 0;
         while cur >= n0 {
-            cur = *lin
-                .parent
-                .get(&cur)
-                .unwrap_or_else(|| panic!("id {cur} has no recorded parent"));
+            cur = *lin.parent.get(&cur).unwrap_or_else(|| panic!("id {cur} has no recorded parent"));
             hops += 1;
             assert!(hops < 100_000);
         }
@@ -176,41 +137,20 @@ fn birth_death_lineage_and_conservation() {
         Box::new(SumField {
             terms: vec![
                 growth(0.3, [2.0, -1.0]),
-                Box::new(OrnsteinUhlenbeck {
-                    theta: 0.5,
-                    mean: vec![0.0, 0.0],
-                }),
+                Box::new(OrnsteinUhlenbeck { theta: 0.5, mean: vec![0.0, 0.0] }),
             ],
         })
     };
     for conserve in [false, true] {
-        let mut s = sim(
-            &cloud(n, m0),
-            field(),
-            ReactionKind::BirthDeath,
-            conserve,
-            dt,
-            steps,
-            0.2,
-            9,
-        );
+        let mut s = sim(&cloud(n, m0), field(), ReactionKind::BirthDeath, conserve, dt, steps, 0.2, 9);
         let shared = Rc::new(RefCell::new(Lineage::default()));
-        s.run(&mut [Box::new(Recorder(shared.clone())) as Box<dyn Observer>])
-            .unwrap();
+        s.run(&mut [Box::new(Recorder(shared.clone())) as Box<dyn Observer>]).unwrap();
         let lin = &*shared.borrow();
-        assert!(
-            lin.n_births > 100,
-            "conserve={conserve}: expected many births, got {}",
-            lin.n_births
-        );
+        assert!(lin.n_births > 100, "conserve={conserve}: expected many births, got {}", lin.n_births);
         check_lineage(&s, lin, n as u64);
         if conserve {
             assert_eq!(s.particles.len(), n);
-            assert!(
-                (s.particles.mass() - m0).abs() <= 1e-12 * m0,
-                "mass {}",
-                s.particles.mass()
-            );
+            assert!((s.particles.mass() - m0).abs() <= 1e-12 * m0, "mass {}", s.particles.mass());
         }
         let mut ids = s.particles.id.clone();
         ids.sort_unstable();

@@ -20,12 +20,7 @@ impl Field for OrnsteinUhlenbeck {
     fn name(&self) -> String {
         "ou".into()
     }
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         eval_pointwise(ctx, velocity, growth, |x, u, _| {
             for ((uk, xk), mk) in u.iter_mut().zip(x).zip(&self.mean) {
                 *uk -= self.theta * (xk - mk);
@@ -50,12 +45,7 @@ impl Field for AffineGrowth {
             "affine_growth".into()
         }
     }
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         eval_pointwise(ctx, velocity, growth, |x, _, g| {
             *g += self.rate + x.iter().zip(&self.slope).map(|(a, b)| a * b).sum::<f64>();
         });
@@ -74,12 +64,7 @@ impl Field for QuadraticPotential {
     fn name(&self) -> String {
         "quadratic_potential".into()
     }
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         eval_pointwise(ctx, velocity, growth, |x, u, _| {
             for ((uk, xk), ck) in u.iter_mut().zip(x).zip(&self.center) {
                 *uk -= self.stiffness * (xk - ck);
@@ -113,12 +98,7 @@ impl Field for DoubleWell {
     fn name(&self) -> String {
         "double_well".into()
     }
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         let a2 = self.separation * self.separation;
         eval_pointwise(ctx, velocity, growth, |x, u, _| {
             u[0] -= 4.0 * self.height * x[0] * (x[0] * x[0] - a2) / (a2 * a2);
@@ -137,23 +117,11 @@ mod tests {
 
     #[test]
     fn double_well_drift_is_minus_gradient() {
-        let dw = DoubleWell {
-            height: 1.3,
-            separation: 0.8,
-            stiffness: 2.0,
-        };
+        let dw = DoubleWell { height: 1.3, separation: 0.8, stiffness: 2.0 };
         let x = vec![0.3, -0.4, 1.1];
         let w = vec![1.0];
         let target = Cloud::new(3, vec![], vec![]);
-        let ctx = EvalCtx {
-            step: 0,
-            t: 0.0,
-            dim: 3,
-            x: &x,
-            w: &w,
-            mass: 1.0,
-            target: &target,
-        };
+        let ctx = EvalCtx { step: 0, t: 0.0, dim: 3, x: &x, w: &w, mass: 1.0, target: &target };
         let mut u = vec![0.0; 3];
         let mut g = vec![0.0; 1];
         dw.eval(&ctx, &mut u, &mut g).unwrap();

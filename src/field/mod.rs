@@ -43,11 +43,23 @@ pub trait Field: Send + Sync {
         Ok(())
     }
     /// Add `u(x_i, t)` into `velocity` (n·d) and `g(x_i, t)` into `growth` (n).
-    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64])
-        -> Result<(), SimError>;
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError>;
     /// Per-field diagnostics for the last prepare (name, value), reported in metrics.
     fn diagnostics(&self) -> Vec<(String, f64)> {
         Vec::new()
+    }
+    /// State carried from step to step that a checkpoint must save (warm starts, cached
+    /// critics): restoring it with [`Field::restore_state`] must reproduce the run exactly.
+    fn save_state(&self) -> Vec<f64> {
+        Vec::new()
+    }
+    /// Restore what [`Field::save_state`] returned.
+    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(SimError::Invalid(format!("field {} has no state to restore", self.name())))
+        }
     }
 }
 
@@ -64,18 +76,38 @@ impl Field for SumField {
     fn prepare(&mut self, ctx: &EvalCtx) -> Result<(), SimError> {
         self.terms.iter_mut().try_for_each(|f| f.prepare(ctx))
     }
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
-        self.terms
-            .iter()
-            .try_for_each(|f| f.eval(ctx, velocity, growth))
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
+        self.terms.iter().try_for_each(|f| f.eval(ctx, velocity, growth))
     }
     fn diagnostics(&self) -> Vec<(String, f64)> {
         self.terms.iter().flat_map(|f| f.diagnostics()).collect()
+    }
+    /// The terms' states, each prefixed by its length.
+    fn save_state(&self) -> Vec<f64> {
+        let mut out = Vec::new();
+        for f in &self.terms {
+            let s = f.save_state();
+            out.push(s.len() as f64);
+            out.extend(s);
+        }
+        out
+    }
+    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let mut rest = state;
+        for f in &mut self.terms {
+            let bad = || SimError::Invalid("sum field: malformed saved state".into());
+            let (&len, tail) = rest.split_first().ok_or_else(bad)?;
+            let len = len as usize;
+            if tail.len() < len {
+                return Err(bad());
+            }
+            f.restore_state(&tail[..len])?;
+            rest = &tail[len..];
+        }
+        Ok(())
     }
 }
 
@@ -88,17 +120,11 @@ pub fn eval_pointwise(
     f: impl Fn(&[f64], &mut [f64], &mut f64) + Sync,
 ) {
     let d = ctx.dim;
-    velocity
-        .par_chunks_mut(d * 256)
-        .zip(growth.par_chunks_mut(256))
-        .zip(ctx.x.par_chunks(d * 256))
-        .for_each(|((u, g), x)| {
-            for ((ui, gi), xi) in u
-                .chunks_exact_mut(d)
-                .zip(g.iter_mut())
-                .zip(x.chunks_exact(d))
-            {
+    velocity.par_chunks_mut(d * 256).zip(growth.par_chunks_mut(256)).zip(ctx.x.par_chunks(d * 256)).for_each(
+        |((u, g), x)| {
+            for ((ui, gi), xi) in u.chunks_exact_mut(d).zip(g.iter_mut()).zip(x.chunks_exact(d)) {
                 f(xi, ui, gi);
             }
-        });
+        },
+    );
 }

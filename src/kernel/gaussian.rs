@@ -65,43 +65,31 @@ fn dot_ones(a: &[f64]) -> f64 {
 pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
     let c = -0.5 / (s * s);
     let y = Soa::from_rows(d, y);
-    out.par_chunks_mut(ROW_BLOCK)
-        .enumerate()
-        .for_each(|(blk, o)| {
-            for (r, oi) in o.iter_mut().enumerate() {
-                let i = blk * ROW_BLOCK + r;
-                let xi = &x[i * d..(i + 1) * d];
-                let mut acc = 0.0;
-                let mut k = [0.0; TILE];
-                for_each_tile_soa(xi, &y, |j0, d2| {
-                    let k = &mut k[..d2.len()];
-                    k.copy_from_slice(d2);
-                    exp_scaled_inplace(k, c);
-                    acc += dot(k, &b[j0..j0 + d2.len()]);
-                });
-                *oi = acc;
-            }
-        });
+    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
+        for (r, oi) in o.iter_mut().enumerate() {
+            let i = blk * ROW_BLOCK + r;
+            let xi = &x[i * d..(i + 1) * d];
+            let mut acc = 0.0;
+            let mut k = [0.0; TILE];
+            for_each_tile_soa(xi, &y, |j0, d2| {
+                let k = &mut k[..d2.len()];
+                k.copy_from_slice(d2);
+                exp_scaled_inplace(k, c);
+                acc += dot(k, &b[j0..j0 + d2.len()]);
+            });
+            *oi = acc;
+        }
+    });
 }
 
 /// Like [`gauss_sum`], and also the gradient `grad[i] = ∇S(x_i) = Σ_j b_j k(x_i, y_j)(y_j − x_i)/s²`
 /// (`grad` is n·d, particle-contiguous).
-pub fn gauss_sum_grad(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    b: &[f64],
-    s: f64,
-    out: &mut [f64],
-    grad: &mut [f64],
-) {
+pub fn gauss_sum_grad(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64], grad: &mut [f64]) {
     let c = -0.5 / (s * s);
     let inv_s2 = 1.0 / (s * s);
     let y = Soa::from_rows(d, y);
-    out.par_chunks_mut(ROW_BLOCK)
-        .zip(grad.par_chunks_mut(ROW_BLOCK * d))
-        .enumerate()
-        .for_each(|(blk, (o, g))| {
+    out.par_chunks_mut(ROW_BLOCK).zip(grad.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
+        |(blk, (o, g))| {
             let mut ky = vec![0.0; d];
             for (r, oi) in o.iter_mut().enumerate() {
                 let i = blk * ROW_BLOCK + r;
@@ -124,7 +112,8 @@ pub fn gauss_sum_grad(
                     *gk = (ky[k] - acc * xi[k]) * inv_s2;
                 }
             }
-        });
+        },
+    );
 }
 
 #[cfg(test)]
@@ -134,12 +123,8 @@ mod tests {
     #[test]
     fn sums_match_direct_evaluation() {
         let d = 3;
-        let x: Vec<f64> = (0..300 * d)
-            .map(|v| ((v * 37 % 101) as f64) / 50.0 - 1.0)
-            .collect();
-        let y: Vec<f64> = (0..500 * d)
-            .map(|v| ((v * 53 % 97) as f64) / 40.0 - 1.2)
-            .collect();
+        let x: Vec<f64> = (0..300 * d).map(|v| ((v * 37 % 101) as f64) / 50.0 - 1.0).collect();
+        let y: Vec<f64> = (0..500 * d).map(|v| ((v * 53 % 97) as f64) / 40.0 - 1.2).collect();
         let b: Vec<f64> = (0..500).map(|j| 0.5 + (j % 7) as f64 / 7.0).collect();
         let s = 0.7;
         let k = GaussianKernel::new(s);

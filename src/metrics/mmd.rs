@@ -32,12 +32,7 @@ pub fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -
     let xx = cross(d, x, a, x, a, s);
     let yy = cross(d, y, b, y, b, s);
     let xy = cross(d, x, a, y, b, s);
-    MmdTerms {
-        xx,
-        yy,
-        xy,
-        mmd2: xx + yy - 2.0 * xy,
-    }
+    MmdTerms { xx, yy, xy, mmd2: xx + yy - 2.0 * xy }
 }
 
 /// `Σ_ij a_i b_j k(x_i, y_j)`: one term of `MMD²` (e.g. the fixed target's `yy` term, computed

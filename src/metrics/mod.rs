@@ -42,37 +42,24 @@ pub struct MmdMetric {
 
 impl MmdMetric {
     pub fn new(bandwidth: f64, normalized: bool) -> Self {
-        Self {
-            bandwidth,
-            normalized,
-            target_term: OnceLock::new(),
-        }
+        Self { bandwidth, normalized, target_term: OnceLock::new() }
     }
 }
 
 impl Metric for MmdMetric {
     fn names(&self, _dim: usize) -> Vec<String> {
-        vec![if self.normalized {
-            "mmd_normalized".into()
-        } else {
-            "mmd".into()
-        }]
+        vec![if self.normalized { "mmd_normalized".into() } else { "mmd".into() }]
     }
     fn compute(&self, c: &MetricCtx) -> Result<Vec<f64>, SimError> {
         let t = c.target;
         let s = self.bandwidth;
         let (a, b): (Vec<f64>, Vec<f64>) = if self.normalized {
             let tm = t.mass();
-            (
-                c.w.iter().map(|v| v / c.mass).collect(),
-                t.w.iter().map(|v| v / tm).collect(),
-            )
+            (c.w.iter().map(|v| v / c.mass).collect(), t.w.iter().map(|v| v / tm).collect())
         } else {
             (c.w.to_vec(), t.w.clone())
         };
-        let yy = *self
-            .target_term
-            .get_or_init(|| mmd_cross_term(c.dim, &t.x, &b, &t.x, &b, s));
+        let yy = *self.target_term.get_or_init(|| mmd_cross_term(c.dim, &t.x, &b, &t.x, &b, s));
         let xx = mmd_cross_term(c.dim, c.x, &a, c.x, &a, s);
         let xy = mmd_cross_term(c.dim, c.x, &a, &t.x, &b, s);
         Ok(vec![(xx + yy - 2.0 * xy).max(0.0).sqrt()])

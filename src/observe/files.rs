@@ -1,112 +1,128 @@
 //! CSV sinks: `metrics.csv` (step, t, metrics…), `snapshots.csv` (step, t, id, parent, w,
-//! x1..xd) and `lineage.csv` (id, parent, born, died: every particle that ever lived).
+//! x1..xd) and `lineage.csv` (step, event, id, parent: every birth and death — "which cells
+//! died, and when"; original particles have ids `0..n0` and are their own parents).
+//!
+//! Each sink can reopen its file at a checkpointed length and append ([`CsvSink::resume_at`]), so a
+//! resumed run writes exactly the bytes an uninterrupted run would have.
 
 use super::{Observer, StepRecord};
 use crate::error::Error;
 use crate::particles::Particles;
 use crate::stepper::Summary;
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-fn create(path: &Path) -> Result<BufWriter<File>, Error> {
-    File::create(path)
-        .map(BufWriter::new)
-        .map_err(|e| Error::io(path, e))
-}
-
-/// Writes a line, mapping I/O errors to the file.
-fn line(out: &mut BufWriter<File>, path: &Path, s: &str) -> Result<(), Error> {
-    writeln!(out, "{s}").map_err(|e| Error::io(path, e))
-}
-
-/// `metrics.csv`: one row per reported step.
-pub struct MetricsCsv {
+/// An append-only CSV file with a header, resumable at a byte length.
+pub struct CsvSink {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    resume_len: Option<u64>,
 }
 
-impl MetricsCsv {
+impl CsvSink {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            out: None,
-        }
+        Self { path: path.into(), out: None, resume_len: None }
     }
-}
-
-impl Observer for MetricsCsv {
-    fn on_start(&mut self, names: &[String], _p: &Particles) -> Result<(), Error> {
-        let mut out = create(&self.path)?;
-        line(&mut out, &self.path, &format!("step,t,{}", names.join(",")))?;
+    /// Reopen an existing file, truncated to `len` bytes, instead of creating it.
+    pub fn resume_at(mut self, len: u64) -> Self {
+        self.resume_len = Some(len);
+        self
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// Create (writing `header`) or reopen the file.
+    pub fn open(&mut self, header: &str) -> Result<(), Error> {
+        let e = |err| Error::io(&self.path, err);
+        let out = match self.resume_len {
+            Some(len) => {
+                let mut f = OpenOptions::new().write(true).open(&self.path).map_err(e)?;
+                f.set_len(len).map_err(e)?;
+                f.seek(SeekFrom::End(0)).map_err(e)?;
+                BufWriter::new(f)
+            }
+            None => {
+                let mut f = BufWriter::new(File::create(&self.path).map_err(e)?);
+                writeln!(f, "{header}").map_err(e)?;
+                f
+            }
+        };
         self.out = Some(out);
         Ok(())
     }
-    fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
-        if !rec.reported {
-            return Ok(());
+    pub fn line(&mut self, s: &str) -> Result<(), Error> {
+        if let Some(out) = self.out.as_mut() {
+            writeln!(out, "{s}").map_err(|e| Error::io(&self.path, e))?;
         }
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
-        let mut s = format!("{},{}", rec.step, rec.t);
-        for (_, v) in rec.metrics {
-            s.push_str(&format!(",{v}"));
-        }
-        line(out, &self.path, &s)
+        Ok(())
     }
-    fn on_finish(&mut self, _s: &Summary, _p: &Particles) -> Result<(), Error> {
-        if let Some(mut out) = self.out.take() {
+    /// Flush to the OS (durable across a kill of this process).
+    pub fn flush(&mut self) -> Result<(), Error> {
+        if let Some(out) = self.out.as_mut() {
             out.flush().map_err(|e| Error::io(&self.path, e))?;
         }
         Ok(())
     }
+    pub fn close(&mut self) -> Result<(), Error> {
+        self.flush()?;
+        self.out = None;
+        Ok(())
+    }
 }
 
-/// `snapshots.csv`: the particles at chosen steps. At most `max_particles` rows per snapshot
-/// (every ⌈n/max⌉-th particle when there are more).
+/// `metrics.csv`: one row per reported step.
+pub struct MetricsCsv(pub CsvSink);
+
+impl Observer for MetricsCsv {
+    fn on_start(&mut self, names: &[String], _p: &Particles) -> Result<(), Error> {
+        self.0.open(&format!("step,t,{}", names.join(",")))
+    }
+    fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
+        if rec.reported {
+            let mut s = format!("{},{}", rec.step, rec.t);
+            for (_, v) in rec.metrics {
+                s.push_str(&format!(",{v}"));
+            }
+            self.0.line(&s)?;
+        }
+        if rec.checkpoint {
+            self.0.flush()?;
+        }
+        Ok(())
+    }
+    fn on_finish(&mut self, _s: &Summary, _p: &Particles) -> Result<(), Error> {
+        self.0.close()
+    }
+}
+
+/// `snapshots.csv`: the particles at steps that are multiples of `every` and at the last step.
+/// At most `max_particles` rows per snapshot (every ⌈n/max⌉-th particle when there are more).
 pub struct SnapshotsCsv {
-    path: PathBuf,
-    out: Option<BufWriter<File>>,
-    /// Write at steps that are multiples of `every` (and at the last step).
+    pub sink: CsvSink,
     every: usize,
     max_particles: usize,
     last_written: Option<usize>,
 }
 
 impl SnapshotsCsv {
-    pub fn new(path: impl Into<PathBuf>, every: usize, max_particles: usize) -> Self {
-        Self {
-            path: path.into(),
-            out: None,
-            every: every.max(1),
-            max_particles,
-            last_written: None,
-        }
+    pub fn new(sink: CsvSink, every: usize, max_particles: usize) -> Self {
+        Self { sink, every: every.max(1), max_particles, last_written: None }
     }
 
     fn write(&mut self, step: usize, t: f64, p: &Particles) -> Result<(), Error> {
         if self.last_written == Some(step) {
             return Ok(());
         }
-        let Some(out) = self.out.as_mut() else {
-            return Ok(());
-        };
         let stride = p.len().div_ceil(self.max_particles.max(1)).max(1);
         let mut s = String::new();
         for i in (0..p.len()).step_by(stride) {
             s.clear();
-            s.push_str(&format!(
-                "{step},{t},{},{},{}",
-                p.id[i],
-                p.parent[i],
-                p.logw[i].exp()
-            ));
+            s.push_str(&format!("{step},{t},{},{},{}", p.id[i], p.parent[i], p.logw[i].exp()));
             for v in p.point(i) {
                 s.push_str(&format!(",{v}"));
             }
-            line(out, &self.path, &s)?;
+            self.sink.line(&s)?;
         }
         self.last_written = Some(step);
         Ok(())
@@ -115,19 +131,15 @@ impl SnapshotsCsv {
 
 impl Observer for SnapshotsCsv {
     fn on_start(&mut self, _names: &[String], p: &Particles) -> Result<(), Error> {
-        let mut out = create(&self.path)?;
         let xs: Vec<String> = (1..=p.dim).map(|k| format!("x{k}")).collect();
-        line(
-            &mut out,
-            &self.path,
-            &format!("step,t,id,parent,w,{}", xs.join(",")),
-        )?;
-        self.out = Some(out);
-        Ok(())
+        self.sink.open(&format!("step,t,id,parent,w,{}", xs.join(",")))
     }
     fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
-        if rec.step % self.every == 0 {
+        if rec.step % self.every == 0 && !rec.checkpoint_only() {
             self.write(rec.step, rec.t, rec.particles)?;
+        }
+        if rec.checkpoint {
+            self.sink.flush()?;
         }
         Ok(())
     }
@@ -135,59 +147,32 @@ impl Observer for SnapshotsCsv {
         if !p.is_empty() && s.error.is_none() {
             self.write(s.steps, s.t, p)?;
         }
-        if let Some(mut out) = self.out.take() {
-            out.flush().map_err(|e| Error::io(&self.path, e))?;
-        }
-        Ok(())
+        self.sink.close()
     }
 }
 
-/// `lineage.csv`: every particle that ever lived, with its parent, the step it was born at (0 for
-/// the originals) and the step it died at (empty while alive). Answers "which cells died".
-pub struct LineageCsv {
-    path: PathBuf,
-    /// id → (parent, born, died)
-    rows: BTreeMap<u64, (u64, usize, Option<usize>)>,
-}
-
-impl LineageCsv {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            rows: BTreeMap::new(),
-        }
-    }
-}
+/// `lineage.csv`: `step,event,id,parent` for every birth and death.
+pub struct LineageCsv(pub CsvSink);
 
 impl Observer for LineageCsv {
-    fn on_start(&mut self, _names: &[String], p: &Particles) -> Result<(), Error> {
-        for (id, parent) in p.id.iter().zip(&p.parent) {
-            self.rows.insert(*id, (*parent, 0, None));
-        }
-        Ok(())
+    fn on_start(&mut self, _names: &[String], _p: &Particles) -> Result<(), Error> {
+        self.0.open("step,event,id,parent")
     }
     fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
-        for (child, parent) in &rec.events.births {
-            self.rows.insert(*child, (*parent, rec.step, None));
-        }
-        for id in &rec.events.deaths {
-            if let Some(r) = self.rows.get_mut(id) {
-                r.2 = Some(rec.step);
+        if !rec.checkpoint_only() {
+            for (child, parent) in &rec.events.births {
+                self.0.line(&format!("{},birth,{child},{parent}", rec.step))?;
             }
+            for id in &rec.events.deaths {
+                self.0.line(&format!("{},death,{id},", rec.step))?;
+            }
+        }
+        if rec.checkpoint {
+            self.0.flush()?;
         }
         Ok(())
     }
     fn on_finish(&mut self, _s: &Summary, _p: &Particles) -> Result<(), Error> {
-        let mut out = create(&self.path)?;
-        line(&mut out, &self.path, "id,parent,born,died")?;
-        for (id, (parent, born, died)) in &self.rows {
-            let died = died.map(|d| d.to_string()).unwrap_or_default();
-            line(
-                &mut out,
-                &self.path,
-                &format!("{id},{parent},{born},{died}"),
-            )?;
-        }
-        out.flush().map_err(|e| Error::io(&self.path, e))
+        self.0.close()
     }
 }

@@ -4,19 +4,22 @@
 //! Numbers are written with Rust's shortest round-trip formatting, so a CSV value read back is
 //! the exact double that was computed, and identical runs give byte-identical files.
 
+pub mod checkpoint;
 mod files;
 mod progress;
 
-pub use files::{LineageCsv, MetricsCsv, SnapshotsCsv};
+pub use checkpoint::{Checkpoint, CheckpointWriter};
+pub use files::{CsvSink, LineageCsv, MetricsCsv, SnapshotsCsv};
 pub use progress::ProgressBar;
 
 use crate::error::Error;
+use crate::field::Field;
 use crate::particles::Particles;
 use crate::reaction::ReactionEvents;
-use crate::stepper::Summary;
+use crate::stepper::{GuardCounts, Summary};
 
 /// The state after a step (or the initial state, step 0).
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct StepRecord<'a> {
     /// Steps completed.
     pub step: usize,
@@ -26,8 +29,23 @@ pub struct StepRecord<'a> {
     pub metrics: &'a [(String, f64)],
     /// Whether metrics were computed at this step.
     pub reported: bool,
+    /// Whether observers should make their output durable now (flush files) and checkpoint.
+    pub checkpoint: bool,
+    /// The step was already observed (a repeat record sent only to checkpoint).
+    pub stale: bool,
     /// What the reaction of this step did (empty at step 0).
     pub events: &'a ReactionEvents,
+    /// Guard counts so far.
+    pub guards: &'a GuardCounts,
+    /// The field (for its checkpointable state).
+    pub field: &'a dyn Field,
+}
+
+impl StepRecord<'_> {
+    /// A record emitted only to checkpoint (after an interrupt): nothing new happened.
+    pub fn checkpoint_only(&self) -> bool {
+        self.stale
+    }
 }
 
 /// A sink for the run's progress.

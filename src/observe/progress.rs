@@ -13,9 +13,9 @@ pub struct ProgressBar {
 impl ProgressBar {
     pub fn new(steps: usize, name: &str) -> Self {
         let bar = Bar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}",
-        ) {
+        if let Ok(style) =
+            ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} steps  {msg}")
+        {
             bar.set_style(style);
         }
         bar.set_prefix(name.to_string());

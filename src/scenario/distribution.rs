@@ -25,9 +25,7 @@ pub fn declared_dim(d: &Distribution) -> Option<usize> {
     match d {
         Distribution::Gaussian { mean, .. } => Some(mean.len()),
         Distribution::Mixture { components, .. } => components.first().map(|c| c.mean.len()),
-        Distribution::RingOfGaussians { center, .. } => {
-            Some(center.as_ref().map_or(2, |c| c.len()))
-        }
+        Distribution::RingOfGaussians { center, .. } => Some(center.as_ref().map_or(2, |c| c.len())),
         Distribution::Uniform { low, .. } => Some(low.len()),
         Distribution::Csv { .. } => None,
     }
@@ -67,9 +65,7 @@ fn factor(
             if (&m - m.transpose()).abs().max() > 1e-12 * m.abs().max().max(1.0) {
                 return Err(chk.err(&p, "is not symmetric"));
             }
-            m.cholesky()
-                .map(|ch| ch.l())
-                .ok_or_else(|| chk.err(&p, "is not positive definite"))
+            m.cholesky().map(|ch| ch.l()).ok_or_else(|| chk.err(&p, "is not positive definite"))
         }
     }
 }
@@ -100,13 +96,7 @@ pub fn sample_distribution(
     let mut r = rng::stream(seed, Purpose::Sampling, role, 0);
     let key = |k: &str| format!("{path}.{k}");
     let (cloud, mass) = match dist {
-        Distribution::Gaussian {
-            n,
-            mean,
-            std,
-            cov,
-            mass,
-        } => {
+        Distribution::Gaussian { n, mean, std, cov, mass } => {
             chk.count(&key("n"), *n)?;
             chk.dim(&key("mean"), mean, d)?;
             let l = factor(chk, path, d, std, cov)?;
@@ -114,28 +104,13 @@ pub fn sample_distribution(
             (0..*n).for_each(|_| gaussian_into(&mut r, mean, &l, &mut x));
             (Cloud::uniform(d, x, 1.0), *mass)
         }
-        Distribution::Mixture {
-            n,
-            components,
-            mass,
-        } => {
+        Distribution::Mixture { n, components, mass } => {
             chk.count(&key("n"), *n)?;
             if components.is_empty() {
-                return Err(chk
-                    .err(&key("components"), "needs at least one component")
-                    .into());
+                return Err(chk.err(&key("components"), "needs at least one component").into());
             }
             let mut factors = Vec::new();
-            for (
-                c,
-                Component {
-                    mean,
-                    std,
-                    cov,
-                    weight,
-                },
-            ) in components.iter().enumerate()
-            {
+            for (c, Component { mean, std, cov, weight }) in components.iter().enumerate() {
                 let p = format!("{path}.components[{c}]");
                 chk.dim(&format!("{p}.mean"), mean, d)?;
                 chk.non_negative(&format!("{p}.weight"), *weight)?;
@@ -161,23 +136,13 @@ pub fn sample_distribution(
             }
             (Cloud::uniform(d, x, 1.0), *mass)
         }
-        Distribution::RingOfGaussians {
-            n,
-            k,
-            radius,
-            std,
-            center,
-            weight_gradient,
-            mass,
-        } => {
+        Distribution::RingOfGaussians { n, k, radius, std, center, weight_gradient, mass } => {
             chk.count(&key("n"), *n)?;
             chk.count(&key("k"), *k)?;
             chk.non_negative(&key("radius"), *radius)?;
             chk.non_negative(&key("std"), *std)?;
             if d < 2 {
-                return Err(chk
-                    .err(path, "ring_of_gaussians needs at least 2 dimensions")
-                    .into());
+                return Err(chk.err(path, "ring_of_gaussians needs at least 2 dimensions").into());
             }
             let c0 = center.clone().unwrap_or_else(|| vec![0.0; d]);
             chk.dim(&key("center"), &c0, d)?;
@@ -191,10 +156,7 @@ pub fn sample_distribution(
                 m[1] += radius * a.sin();
                 gaussian_into(&mut r, &m, &l, &mut x);
             }
-            let w: Vec<f64> = x
-                .chunks_exact(d)
-                .map(|p| (weight_gradient * p[0]).exp())
-                .collect();
+            let w: Vec<f64> = x.chunks_exact(d).map(|p| (weight_gradient * p[0]).exp()).collect();
             (Cloud::new(d, x, w), *mass)
         }
         Distribution::Uniform { n, low, high, mass } => {
@@ -203,10 +165,7 @@ pub fn sample_distribution(
             chk.dim(&key("high"), high, d)?;
             if let Some(k) = (0..d).find(|&k| high[k] <= low[k]) {
                 return Err(chk
-                    .err(
-                        &key("high"),
-                        format!("entry {k} ({}) must exceed low ({})", high[k], low[k]),
-                    )
+                    .err(&key("high"), format!("entry {k} ({}) must exceed low ({})", high[k], low[k]))
                     .into());
             }
             let mut x = Vec::with_capacity(n * d);
@@ -217,21 +176,13 @@ pub fn sample_distribution(
             }
             (Cloud::uniform(d, x, 1.0), *mass)
         }
-        Distribution::Csv {
-            path: file,
-            time,
-            n,
-            mass,
-        } => {
+        Distribution::Csv { path: file, time, n, mass } => {
             let c = read_csv_cloud(chk, path, base_dir, file, *time)?;
             if c.dim != d {
                 return Err(chk
                     .err(
                         &key("path"),
-                        format!(
-                            "{file} is {}-dimensional, the scenario is {d}-dimensional",
-                            c.dim
-                        ),
+                        format!("{file} is {}-dimensional, the scenario is {d}-dimensional", c.dim),
                     )
                     .into());
             }
@@ -250,9 +201,7 @@ pub fn sample_distribution(
     };
     chk.positive(&key("mass"), mass)?;
     if cloud.mass() <= 0.0 || !cloud.mass().is_finite() {
-        return Err(chk
-            .err(path, "samples have zero or non-finite total weight")
-            .into());
+        return Err(chk.err(path, "samples have zero or non-finite total weight").into());
     }
     Ok(cloud.with_mass(mass))
 }
@@ -267,16 +216,9 @@ pub fn read_csv_cloud(
 ) -> Result<Cloud, Error> {
     let p = base_dir.join(file);
     if !p.exists() {
-        return Err(chk
-            .err(
-                &format!("{path}.path"),
-                format!("no such file: {}", p.display()),
-            )
-            .into());
+        return Err(chk.err(&format!("{path}.path"), format!("no such file: {}", p.display())).into());
     }
     let key = format!("{path}.path");
     let table = read_snapshot(&p).map_err(|e| chk.err(&key, e.to_string()))?;
-    Ok(table
-        .select(time)
-        .map_err(|e| chk.err(&key, e.to_string()))?)
+    Ok(table.select(time).map_err(|e| chk.err(&key, e.to_string()))?)
 }

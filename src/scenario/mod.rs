@@ -19,8 +19,6 @@ use crate::stepper::{Simulation, TimeCfg};
 use distribution::{declared_dim, read_csv_cloud, sample_distribution};
 use spec::{Check, Distribution, FieldSpec, ReactionType, METRICS};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use toml::{Table, Value};
 
 /// A parsed and validated scenario (one variant).
@@ -77,11 +75,7 @@ fn de_error(file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> Confi
     // Unknown keys inside tagged tables: append the key to the path.
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(key) = rest.split('`').next() {
-            path = if path == "." || path.is_empty() {
-                key.to_string()
-            } else {
-                format!("{path}.{key}")
-            };
+            path = if path == "." || path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
         }
     }
     if path == "." || path.is_empty() {
@@ -116,9 +110,7 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
             let mut out = Vec::new();
             for (i, v) in vs.into_iter().enumerate() {
                 let Value::Table(mut t) = v else {
-                    return Err(
-                        ConfigError::new(&fl, format!("variants[{i}]"), "must be a table").into(),
-                    );
+                    return Err(ConfigError::new(&fl, format!("variants[{i}]"), "must be a table").into());
                 };
                 let label = match t.remove("label") {
                     Some(Value::String(s)) if !s.is_empty() && !s.contains(['/', '\\']) => s,
@@ -139,12 +131,7 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
             out
         }
         Some(_) => {
-            return Err(ConfigError::new(
-                &fl,
-                "variants",
-                "must be an array of tables ([[variants]])",
-            )
-            .into())
+            return Err(ConfigError::new(&fl, "variants", "must be an array of tables ([[variants]])").into())
         }
     };
     let mut labels: Vec<&Option<String>> = variants.iter().map(|(l, _)| l).collect();
@@ -165,11 +152,7 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
         if let Some(s) = ov.steps {
             spec.time.steps = s;
         }
-        let sc = Scenario {
-            spec,
-            file: file.to_path_buf(),
-            label,
-        };
+        let sc = Scenario { spec, file: file.to_path_buf(), label };
         sc.validate_static()?;
         out.push(sc);
     }
@@ -178,16 +161,11 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
 
 impl Scenario {
     fn check(&self) -> Check<'_> {
-        Check {
-            file: self.file.to_str().unwrap_or("<scenario>"),
-        }
+        Check { file: self.file.to_str().unwrap_or("<scenario>") }
     }
 
     fn base_dir(&self) -> PathBuf {
-        self.file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default()
+        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
     /// Checks that need no data: names, time, reaction, report.
@@ -196,10 +174,9 @@ impl Scenario {
         let s = &self.spec;
         let name = &s.meta.name;
         if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
-            return Err(c.err(
-                "meta.name",
-                format!("must be a non-empty folder name without slashes, got '{name}'"),
-            ));
+            return Err(
+                c.err("meta.name", format!("must be a non-empty folder name without slashes, got '{name}'"))
+            );
         }
         c.positive("time.dt", s.time.dt)?;
         c.non_negative("time.noise", s.time.noise)?;
@@ -267,10 +244,7 @@ impl Scenario {
         let field = build_field(&c, "field", &s.field, d)?;
         let mut resolved = s.clone();
         // CSV paths become absolute, so the resolved scenario reruns from the output folder.
-        for dist in [Some(&mut resolved.source), resolved.target.as_mut()]
-            .into_iter()
-            .flatten()
-        {
+        for dist in [Some(&mut resolved.source), resolved.target.as_mut()].into_iter().flatten() {
             if let Distribution::Csv { path, .. } = dist {
                 if let Ok(abs) = base.join(&*path).canonicalize() {
                     *path = abs.display().to_string();
@@ -279,11 +253,7 @@ impl Scenario {
         }
         // Metrics.
         let names: Vec<String> = s.report.metrics.clone().unwrap_or_else(|| {
-            let v: &[&str] = if target.is_some() {
-                &["mmd", "mass", "n"]
-            } else {
-                &["mass", "n", "mean"]
-            };
+            let v: &[&str] = if target.is_some() { &["mmd", "mass", "n"] } else { &["mass", "n", "mean"] };
             v.iter().map(|m| m.to_string()).collect()
         });
         let bandwidth = match (s.report.mmd_bandwidth, &target) {
@@ -295,18 +265,12 @@ impl Scenario {
         for (i, m) in names.iter().enumerate() {
             let needs_target = m.starts_with("mmd");
             if needs_target && target.is_none() {
-                return Err(c
-                    .err(
-                        &format!("report.metrics[{i}]"),
-                        format!("'{m}' needs a [target]"),
-                    )
-                    .into());
+                return Err(c.err(&format!("report.metrics[{i}]"), format!("'{m}' needs a [target]")).into());
             }
             ms.push(match m.as_str() {
-                "mmd" | "mmd_normalized" => Box::new(metrics::MmdMetric::new(
-                    bandwidth.unwrap_or(1.0),
-                    m == "mmd_normalized",
-                )),
+                "mmd" | "mmd_normalized" => {
+                    Box::new(metrics::MmdMetric::new(bandwidth.unwrap_or(1.0), m == "mmd_normalized"))
+                }
                 "mass" => Box::new(metrics::Mass),
                 "n" => Box::new(metrics::Count),
                 "ess" => Box::new(metrics::Ess),
@@ -328,31 +292,23 @@ impl Scenario {
             resample_ess: s.reaction.resample_ess,
         };
         resolved.reaction.max_particles = Some(reaction.max_particles);
-        let sim = Simulation {
-            particles: Particles::from_cloud(&source),
-            target: target
-                .clone()
-                .unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
+        let mut sim = Simulation::new(
+            Particles::from_cloud(&source),
+            target.clone().unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
             field,
             reaction,
-            time: TimeCfg {
+            TimeCfg {
                 dt: s.time.dt,
                 steps: s.time.steps,
                 noise: s.time.noise,
                 max_displacement: s.time.max_displacement,
             },
             seed,
-            metrics: ms,
-            report_every: s.report.every,
-            interrupt: Arc::new(AtomicBool::new(false)),
-            step: 0,
-        };
-        Ok(Built {
-            sim,
-            source,
-            target,
-            resolved,
-        })
+        );
+        sim.metrics = ms;
+        sim.report_every = s.report.every;
+        sim.checkpoint_every = s.report.checkpoint_every;
+        Ok(Built { sim, source, target, resolved })
     }
 }
 
@@ -364,12 +320,7 @@ pub fn median_distance(c: &Cloud) -> f64 {
     let mut d2 = Vec::with_capacity(n * (n - 1) / 2);
     for (a, &i) in idx.iter().enumerate() {
         for &j in &idx[a + 1..] {
-            let v: f64 = c
-                .point(i)
-                .iter()
-                .zip(c.point(j))
-                .map(|(p, q)| (p - q) * (p - q))
-                .sum();
+            let v: f64 = c.point(i).iter().zip(c.point(j)).map(|(p, q)| (p - q) * (p - q)).sum();
             d2.push(v);
         }
     }
@@ -387,59 +338,34 @@ pub fn median_distance(c: &Cloud) -> f64 {
 }
 
 /// Build a field from its spec (dimension `d`), checking every parameter.
-pub fn build_field(
-    c: &Check,
-    path: &str,
-    f: &FieldSpec,
-    d: usize,
-) -> Result<Box<dyn Field>, Error> {
+pub fn build_field(c: &Check, path: &str, f: &FieldSpec, d: usize) -> Result<Box<dyn Field>, Error> {
     let key = |k: &str| format!("{path}.{k}");
     Ok(match f {
         FieldSpec::Zero => Box::new(SumField { terms: vec![] }),
         FieldSpec::Ou { theta, mean } => {
             c.non_negative(&key("theta"), *theta)?;
             c.dim(&key("mean"), mean, d)?;
-            Box::new(analytic::OrnsteinUhlenbeck {
-                theta: *theta,
-                mean: mean.clone(),
-            })
+            Box::new(analytic::OrnsteinUhlenbeck { theta: *theta, mean: mean.clone() })
         }
         FieldSpec::ConstantGrowth { rate } => {
             c.finite(&key("rate"), &[*rate])?;
-            Box::new(analytic::AffineGrowth {
-                rate: *rate,
-                slope: vec![0.0; d],
-            })
+            Box::new(analytic::AffineGrowth { rate: *rate, slope: vec![0.0; d] })
         }
         FieldSpec::AffineGrowth { rate, slope } => {
             c.finite(&key("rate"), &[*rate])?;
             c.dim(&key("slope"), slope, d)?;
-            Box::new(analytic::AffineGrowth {
-                rate: *rate,
-                slope: slope.clone(),
-            })
+            Box::new(analytic::AffineGrowth { rate: *rate, slope: slope.clone() })
         }
         FieldSpec::Quadratic { stiffness, center } => {
             c.non_negative(&key("stiffness"), *stiffness)?;
             c.dim(&key("center"), center, d)?;
-            Box::new(analytic::QuadraticPotential {
-                stiffness: *stiffness,
-                center: center.clone(),
-            })
+            Box::new(analytic::QuadraticPotential { stiffness: *stiffness, center: center.clone() })
         }
-        FieldSpec::DoubleWell {
-            height,
-            separation,
-            stiffness,
-        } => {
+        FieldSpec::DoubleWell { height, separation, stiffness } => {
             c.non_negative(&key("height"), *height)?;
             c.positive(&key("separation"), *separation)?;
             c.non_negative(&key("stiffness"), *stiffness)?;
-            Box::new(analytic::DoubleWell {
-                height: *height,
-                separation: *separation,
-                stiffness: *stiffness,
-            })
+            Box::new(analytic::DoubleWell { height: *height, separation: *separation, stiffness: *stiffness })
         }
         FieldSpec::Sum { terms } => {
             if terms.is_empty() {

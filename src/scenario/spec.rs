@@ -229,6 +229,9 @@ pub struct ReportSpec {
     /// Draw trajectories.png and metrics.png.
     #[serde(default = "yes")]
     pub plots: bool,
+    /// Write a checkpoint every this many steps (0 = never); `advreact resume` continues from it.
+    #[serde(default)]
+    pub checkpoint_every: usize,
 }
 
 fn ten() -> usize {
@@ -250,6 +253,7 @@ impl Default for ReportSpec {
             snapshots: 40,
             snapshot_particles: 2000,
             plots: true,
+            checkpoint_every: 0,
         }
     }
 }
@@ -297,10 +301,7 @@ impl Check<'_> {
     pub fn dim(&self, path: &str, v: &[f64], d: usize) -> Result<(), ConfigError> {
         self.finite(path, v)?;
         if v.len() != d {
-            Err(self.err(
-                path,
-                format!("has {} entries, the scenario is {d}-dimensional", v.len()),
-            ))
+            Err(self.err(path, format!("has {} entries, the scenario is {d}-dimensional", v.len())))
         } else {
             Ok(())
         }

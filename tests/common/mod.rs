@@ -7,24 +7,16 @@ use advreact::reaction::{Reaction, ReactionKind};
 use advreact::stepper::{Simulation, TimeCfg};
 use advreact::{Cloud, Particles};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 /// `../shared/fixtures/<name>` parsed as JSON.
 pub fn fixture(name: &str) -> serde_json::Value {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
 
 pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 /// A list of rows → particle-contiguous array.
@@ -43,27 +35,17 @@ pub fn sim(
     noise: f64,
     seed: u64,
 ) -> Simulation {
-    Simulation {
-        particles: Particles::from_cloud(source),
-        target: Cloud::new(source.dim, vec![], vec![]),
+    let mut s = Simulation::new(
+        Particles::from_cloud(source),
+        Cloud::new(source.dim, vec![], vec![]),
         field,
-        reaction: Reaction {
-            kind,
-            conserve,
-            ..Default::default()
-        },
-        time: TimeCfg {
-            dt,
-            steps,
-            noise,
-            max_displacement: None,
-        },
+        Reaction { kind, conserve, ..Default::default() },
+        TimeCfg { dt, steps, noise, max_displacement: None },
         seed,
-        metrics: vec![Box::new(Mass) as Box<dyn Metric>],
-        report_every: steps.max(1),
-        interrupt: Arc::new(AtomicBool::new(false)),
-        step: 0,
-    }
+    );
+    s.metrics = vec![Box::new(Mass) as Box<dyn Metric>];
+    s.report_every = steps.max(1);
+    s
 }
 
 /// Path of the built `advreact` binary.
