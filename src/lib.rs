@@ -20,6 +20,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod observe;
 pub mod particles;
+pub mod plot;
 pub mod reaction;
 pub mod rng;
 pub mod stepper;
