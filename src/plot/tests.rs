@@ -140,6 +140,55 @@ fn pca_projection_orders_components() {
 }
 
 #[test]
+fn pca_in_high_dimension() {
+    // d = 300 (subspace iteration): spread along x151, less along x7, noise elsewhere
+    let d = 300;
+    let mut text = String::from("step,t,id,parent,w");
+    for k in 1..=d {
+        write!(text, ",x{k}").unwrap();
+    }
+    text.push('\n');
+    for step in 0..2 {
+        for i in 0..40u64 {
+            write!(text, "{step},{step},{i},{i},1").unwrap();
+            let a = (i as f64 - 19.5) / 10.0;
+            for k in 0..d {
+                let v = match k {
+                    150 => 3.0 * a,
+                    6 => (i % 2) as f64,
+                    _ => 1e-3 * ((i as usize * 31 + k * 17) % 7) as f64,
+                };
+                write!(text, ",{v}").unwrap();
+            }
+            text.push('\n');
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("snapshots.csv");
+    fs::write(&p, text).unwrap();
+    let s = read::read_snapshots(&p).unwrap();
+    let (pc1, explained) = trajectories::pca_for_test(&s);
+    assert!(pc1[150].abs() > 0.999, "{}", pc1[150]);
+    assert!(explained > 90.0, "{explained}");
+    // identical points: no NaN, a figure all the same
+    let same = "step,t,id,parent,w,".to_string()
+        + &(1..=d)
+            .map(|k| format!("x{k}"))
+            .collect::<Vec<_>>()
+            .join(",")
+        + "\n0,0,0,0,1,"
+        + &vec!["2"; d].join(",")
+        + "\n";
+    fs::write(&p, same).unwrap();
+    let s = read::read_snapshots(&p).unwrap();
+    let (pc1, explained) = trajectories::pca_for_test(&s);
+    assert!(pc1.iter().all(|v| v.is_finite()));
+    assert_eq!(explained, 0.0);
+    fs::write(dir.path().join("metrics.csv"), "step,t,n\n0,0,1\n").unwrap();
+    plot_run(dir.path()).unwrap();
+}
+
+#[test]
 fn odd_inputs_do_not_panic() {
     let root = tempfile::tempdir().unwrap();
 
@@ -479,6 +528,22 @@ mod example {
                 println!("{}", p.display());
             }
         }
+        // the small synthetic runs of the tests, and a degenerate one
+        for d in [1, 2, 5] {
+            let dir = base.join(format!("small_d{d}"));
+            fs::create_dir_all(&dir).unwrap();
+            synthetic_run(&dir, d);
+            plot_run(&dir).unwrap();
+        }
+        let dir = base.join("degenerate");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("snapshots.csv"),
+            "step,t,id,parent,w,x1,x2\n0,0,0,0,0,1,1\n0,0,1,1,0,1,1\n",
+        )
+        .unwrap();
+        fs::write(dir.join("metrics.csv"), "step,t,mmd,mass,n\n0,0,0,0,2\n").unwrap();
+        plot_run(&dir).unwrap();
         let rows: Vec<String> = (0..3).map(|i| format!("blob {i}")).collect();
         let cols: Vec<String> = (0..8).map(|j| format!("ring {j}")).collect();
         let v: Vec<f64> = (0..24)
@@ -539,4 +604,17 @@ mod example {
         .unwrap();
         println!("{}", base.display());
     }
+}
+
+/// Plot the run folder named by `ADVREACT_PLOT_DIR` (for looking at real runs):
+/// `ADVREACT_PLOT_DIR=output/run cargo test --release plot_dir_from_env -- --ignored`.
+#[test]
+#[ignore = "plots the folder named by ADVREACT_PLOT_DIR"]
+fn plot_dir_from_env() {
+    let Some(dir) = std::env::var_os("ADVREACT_PLOT_DIR") else {
+        return;
+    };
+    let t = std::time::Instant::now();
+    let out = plot_run(Path::new(&dir)).unwrap();
+    println!("{out:?} in {:.2?}", t.elapsed());
 }

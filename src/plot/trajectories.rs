@@ -26,10 +26,10 @@ const TARGET: RGBAColor = RGBAColor(215, 25, 28, 0.45);
 const FINAL: RGBAColor = RGBAColor(25, 25, 25, 0.40);
 const FINAL_EDGE: RGBAColor = RGBAColor(0, 0, 0, 0.85);
 const PATH_ALPHA: f64 = 0.55;
-/// Radius of a final particle of mean weight; area ∝ weight, clamped.
+/// Radius of a final particle of mean weight (smaller when there are many, down to 2 pixels);
+/// area ∝ weight, clamped to `[R_MIN, 3.2 × that]`.
 const R_MEAN: f64 = 3.5;
 const R_MIN: f64 = 1.5;
-const R_MAX: f64 = 11.0;
 
 /// How positions map to the figure plane.
 enum Projection {
@@ -90,26 +90,23 @@ fn pca(s: &Snapshots) -> Projection {
             mean[k] += w * x[k] / wsum;
         }
     }
-    let mut cov = DMatrix::<f64>::zeros(d, d);
-    for (x, w) in &pts {
-        for a in 0..d {
-            let da = x[a] - mean[a];
-            for b in a..d {
-                cov[(a, b)] += w * da * (x[b] - mean[b]) / wsum;
-            }
+    // centred rows scaled by √w: cov = XᵀX
+    let n = pts.len();
+    let mut xm = DMatrix::<f64>::zeros(n, d);
+    for (i, (x, w)) in pts.iter().enumerate() {
+        let sw = (w / wsum).sqrt();
+        for k in 0..d {
+            xm[(i, k)] = sw * (x[k] - mean[k]);
         }
     }
-    for a in 0..d {
-        for b in 0..a {
-            cov[(a, b)] = cov[(b, a)];
-        }
-    }
-    let trace = cov.trace();
-    let eig = SymmetricEigen::new(cov);
-    let mut order: Vec<usize> = (0..d).collect();
-    order.sort_by(|&i, &j| eig.eigenvalues[j].total_cmp(&eig.eigenvalues[i]));
+    let trace: f64 = xm.iter().map(|v| v * v).sum();
+    let (eig_values, eig_vectors) = top_eigen(&xm);
     let comp = |i: usize| -> Vec<f64> {
-        let mut v: Vec<f64> = eig.eigenvectors.column(order[i]).iter().copied().collect();
+        let mut v: Vec<f64> = if i < eig_vectors.ncols() {
+            eig_vectors.column(i).iter().copied().collect()
+        } else {
+            vec![0.0; d]
+        };
         // deterministic sign: the largest entry positive
         let big = v
             .iter()
@@ -118,14 +115,14 @@ fn pca(s: &Snapshots) -> Projection {
         if big < 0.0 {
             v.iter_mut().for_each(|a| *a = -*a);
         }
-        if !v.iter().all(|a| a.is_finite()) {
+        if !v.iter().all(|a| a.is_finite()) || v.iter().all(|a| *a == 0.0) {
             v = (0..d).map(|k| if k == i { 1.0 } else { 0.0 }).collect();
         }
         v
     };
     let frac = |i: usize| {
-        if trace > 0.0 {
-            (eig.eigenvalues[order[i]].max(0.0) / trace * 100.0).clamp(0.0, 100.0)
+        if trace > 0.0 && i < eig_values.len() {
+            (eig_values[i].max(0.0) / trace * 100.0).clamp(0.0, 100.0)
         } else {
             0.0
         }
@@ -135,6 +132,43 @@ fn pca(s: &Snapshots) -> Projection {
         pc: [comp(0), comp(1)],
         explained: [frac(0), frac(1)],
     }
+}
+
+/// Dimension above which the principal components come from subspace iteration instead of a
+/// full eigendecomposition of the `d × d` covariance.
+const PCA_EXACT_MAX_DIM: usize = 200;
+
+/// The top eigenvalues (descending) and eigenvectors (columns) of `XᵀX`: all of them for small
+/// `d`, the first two (from a subspace iteration on a few vectors) for large `d`.
+fn top_eigen(xm: &DMatrix<f64>) -> (Vec<f64>, DMatrix<f64>) {
+    let d = xm.ncols();
+    let sort = |vals: Vec<f64>, vecs: DMatrix<f64>| {
+        let mut order: Vec<usize> = (0..vals.len()).collect();
+        order.sort_by(|&i, &j| vals[j].total_cmp(&vals[i]));
+        let v = order.iter().map(|&i| vals[i]).collect();
+        let cols: Vec<_> = order.iter().map(|&i| vecs.column(i).into_owned()).collect();
+        (v, DMatrix::from_columns(&cols))
+    };
+    if d <= PCA_EXACT_MAX_DIM || xm.nrows() == 0 {
+        let cov = xm.transpose() * xm;
+        let eig = SymmetricEigen::new(cov);
+        return sort(eig.eigenvalues.iter().copied().collect(), eig.eigenvectors);
+    }
+    // subspace iteration with a few extra vectors, then Rayleigh–Ritz
+    let k = 6.min(d);
+    let mut q = DMatrix::<f64>::from_fn(d, k, |i, j| {
+        let h = splitmix((i as u64) << 8 | j as u64);
+        (h >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    });
+    for _ in 0..60 {
+        let z = xm.transpose() * (xm * &q);
+        q = z.qr().q();
+    }
+    let xq = xm * &q;
+    let b = xq.transpose() * &xq;
+    let eig = SymmetricEigen::new(b);
+    let vecs = &q * eig.eigenvectors;
+    sort(eig.eigenvalues.iter().copied().collect(), vecs)
 }
 
 fn splitmix(mut z: u64) -> u64 {
@@ -314,13 +348,21 @@ pub(crate) fn draw(
     } else {
         0.0
     };
+    let r_mean = (R_MEAN * (500.0 / last.len().max(1) as f64).sqrt()).clamp(2.0, R_MEAN);
+    let r_max = 3.2 * r_mean;
     let radius = |w: f64| -> i32 {
         let r = if mean_w > 0.0 {
-            R_MEAN * (w / mean_w).sqrt()
+            r_mean * (w / mean_w).sqrt()
         } else {
-            R_MEAN
+            r_mean
         };
-        r.clamp(R_MIN, R_MAX).round() as i32
+        r.clamp(R_MIN, r_max).round() as i32
+    };
+    // thin outlines for many small dots
+    let final_edge = if r_mean < 3.0 {
+        FINAL_EDGE.mix(0.6)
+    } else {
+        FINAL_EDGE
     };
     let t_color = |t: f64| {
         let u = if t1 > t0 { (t - t0) / (t1 - t0) } else { 1.0 };
@@ -419,7 +461,7 @@ pub(crate) fn draw(
         )?;
         chart
             .draw_series(fin.iter().map(|&j| {
-                Circle::new(last_pos[j], radius(last.w[j]), FINAL_EDGE.stroke_width(1))
+                Circle::new(last_pos[j], radius(last.w[j]), final_edge.stroke_width(1))
             }))?;
 
         // ---- side panel: legend, colour bar, weight key, facts
@@ -437,12 +479,14 @@ pub(crate) fn draw(
         y += 20;
         panel.note(
             y,
-            &if shown < total_ids {
-                format!("{shown} of {total_ids} ids drawn")
-            } else if s.has_ids {
-                format!("{shown} ids, coloured by time")
-            } else {
+            &if !s.has_ids {
                 "no id column: no paths".to_string()
+            } else if s.frames.len() < 2 {
+                "none: a single snapshot".to_string()
+            } else if shown < total_ids {
+                format!("{shown} of {total_ids} ids drawn")
+            } else {
+                format!("{shown} ids, coloured by time")
             },
         )?;
         y += 26;
@@ -466,11 +510,13 @@ pub(crate) fn draw(
         y += 14;
 
         // colour bar
-        panel.heading(y, "Path colour: time t")?;
-        y += 22;
-        let bar_h = 180;
-        panel.colour_bar(y, bar_h, t0, t1)?;
-        y += bar_h + 30;
+        if !segs.is_empty() {
+            panel.heading(y, "Path colour: time t")?;
+            y += 22;
+            let bar_h = 180;
+            panel.colour_bar(y, bar_h, t0, t1)?;
+            y += bar_h + 30;
+        }
 
         // weight key
         if mean_w > 0.0 {
@@ -486,11 +532,7 @@ pub(crate) fn draw(
                     &Label::new(label.clone(), (x + r + 5, y), LEGEND_SIZE)
                         .anchor(HPos::Left, VPos::Center),
                 )?;
-                x += r
-                    + 5
-                    + text_width(&label, LEGEND_SIZE) as i32
-                    + 22
-                    + radius(4.0 * m * mean_w).min(R_MAX as i32);
+                x += r + 5 + text_width(&label, LEGEND_SIZE) as i32 + 22 + radius(4.0 * m * mean_w);
             }
             y += 34;
         }
@@ -500,7 +542,10 @@ pub(crate) fn draw(
         let mass0: f64 = first.w.iter().sum();
         let mut facts = vec![
             dim_note.clone(),
-            format!("{} snapshots", s.frames.len()),
+            match s.frames.len() {
+                1 => "1 snapshot".to_string(),
+                k => format!("{k} snapshots"),
+            },
             format!(
                 "initial: {} particles, mass {}",
                 first.len(),
