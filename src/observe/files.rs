@@ -97,7 +97,9 @@ impl Observer for MetricsCsv {
 }
 
 /// `snapshots.csv`: the particles at steps that are multiples of `every` and at the last step.
-/// At most `max_particles` rows per snapshot (every ⌈n/max⌉-th particle when there are more).
+/// At most about `max_particles` rows per snapshot: when there are more particles, a particle is
+/// written if a hash of its id falls below `max/n`. The selections are nested (a smaller ratio
+/// keeps a subset), so a particle's path stays visible from snapshot to snapshot.
 pub struct SnapshotsCsv {
     pub sink: CsvSink,
     every: usize,
@@ -114,9 +116,12 @@ impl SnapshotsCsv {
         if self.last_written == Some(step) {
             return Ok(());
         }
-        let stride = p.len().div_ceil(self.max_particles.max(1)).max(1);
+        let ratio = self.max_particles as f64 / p.len().max(1) as f64;
         let mut s = String::new();
-        for i in (0..p.len()).step_by(stride) {
+        for i in 0..p.len() {
+            if ratio < 1.0 && (crate::rng::mix(p.id[i]) as f64) >= ratio * 18_446_744_073_709_551_616.0 {
+                continue;
+            }
             s.clear();
             s.push_str(&format!("{step},{t},{},{},{}", p.id[i], p.parent[i], p.logw[i].exp()));
             for v in p.point(i) {

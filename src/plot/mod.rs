@@ -65,7 +65,16 @@ impl From<DataError> for PlotError {
 
 /// The run's name: the folder name.
 fn run_name(dir: &Path) -> String {
-    let named = |p: &Path| p.file_name().map(|s| s.to_string_lossy().into_owned()).filter(|s| !s.is_empty());
+    // A run is plotted inside its partial folder `.<name>.partial` (see `crate::run`): show <name>.
+    let named = |p: &Path| {
+        p.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .map(|s| match s.strip_prefix('.').and_then(|r| r.strip_suffix(".partial")) {
+                Some(inner) if !inner.is_empty() => inner.to_string(),
+                _ => s,
+            })
+            .filter(|s| !s.is_empty())
+    };
     named(dir)
         .filter(|s| s != "." && s != "..")
         .or_else(|| dir.canonicalize().ok().as_deref().and_then(named))

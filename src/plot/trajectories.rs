@@ -221,6 +221,18 @@ fn segments(s: &Snapshots, pos: &[Vec<(f64, f64)>]) -> (Vec<Segment>, usize, usi
 }
 
 /// Draw `trajectories.png` from `snapshots.csv` (and the target samples, if any).
+/// `(n, mass)` of the first and last rows of `metrics.csv`, if it has both columns.
+type Totals = ((f64, f64), (f64, f64));
+
+fn population_totals(metrics: &Path) -> Option<Totals> {
+    let m = super::read::read_metrics(metrics).ok()?;
+    let col = |k: &str| m.columns.iter().find(|(n, _)| n == k).map(|(_, v)| v);
+    let (n, mass) = (col("n")?, col("mass")?);
+    let first = (*n.first()?, *mass.first()?);
+    let last = (*n.last()?, *mass.last()?);
+    [first.0, first.1, last.0, last.1].iter().all(|v| v.is_finite()).then_some((first, last))
+}
+
 pub(crate) fn draw(
     snap_path: &Path,
     target: Option<&Samples>,
@@ -471,17 +483,26 @@ pub(crate) fn draw(
         }
 
         // facts
-        let mass: f64 = last.w.iter().sum();
-        let mass0: f64 = first.w.iter().sum();
+        // Whole-population counts and masses come from metrics.csv when it has them (snapshots may
+        // hold a subsample); otherwise the snapshot rows are described as what is shown.
+        let totals = population_totals(&snap_path.with_file_name("metrics.csv"));
+        let describe = |when: &str, f: &super::read::Frame, row: Option<(f64, f64)>| match row {
+            Some((n, m)) if (n - f.len() as f64).abs() > 0.5 => vec![
+                format!("{when}: {n} particles, mass {}", fmt_num(m)),
+                format!("    ({} drawn)", f.len()),
+            ],
+            Some((n, m)) => vec![format!("{when}: {n} particles, mass {}", fmt_num(m))],
+            None => vec![format!("{when}: {} particles drawn, mass {}", f.len(), fmt_num(f.w.iter().sum()))],
+        };
         let mut facts = vec![
             dim_note.clone(),
             match s.frames.len() {
                 1 => "1 snapshot".to_string(),
                 k => format!("{k} snapshots"),
             },
-            format!("initial: {} particles, mass {}", first.len(), fmt_num(mass0)),
-            format!("final: {} particles, mass {}", last.len(), fmt_num(mass)),
         ];
+        facts.extend(describe("initial", first, totals.map(|t| t.0)));
+        facts.extend(describe("final", last, totals.map(|t| t.1)));
         if let Some(tg) = target {
             facts.push(format!("target: {} samples, mass {}", tg.len(), fmt_num(tg.w.iter().sum())));
         }
