@@ -4,6 +4,7 @@
 //! nothing here stores an N×M matrix: memory is O(N + M) plus one tile per thread.
 
 pub mod gaussian;
+pub mod rff;
 
 pub use gaussian::{gauss_sum, gauss_sum_grad, GaussianKernel};
 
