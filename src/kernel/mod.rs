@@ -5,6 +5,7 @@
 
 pub mod exp;
 pub mod gaussian;
+pub mod rff;
 
 pub use gaussian::{gauss_sum, gauss_sum_grad, GaussianKernel};
 
