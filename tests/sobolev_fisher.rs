@@ -13,8 +13,6 @@ use nalgebra::{DMatrix, DVector};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -56,15 +54,7 @@ fn weights(n: usize, mass: f64, seed: u64) -> Vec<f64> {
 }
 
 fn ctx<'a>(step: usize, x: &'a [f64], w: &'a [f64], target: &'a Cloud) -> EvalCtx<'a> {
-    EvalCtx {
-        step,
-        t: 0.0,
-        dim: target.dim,
-        x,
-        w,
-        mass: w.iter().sum(),
-        target,
-    }
+    EvalCtx { step, t: 0.0, dim: target.dim, x, w, mass: w.iter().sum(), target }
 }
 
 fn simulation(
@@ -76,38 +66,21 @@ fn simulation(
     steps: usize,
 ) -> Simulation {
     let field = SobolevFisher::new(cfg, source.dim, &target, 7).unwrap();
-    Simulation {
-        particles: Particles::from_cloud(source),
+    let mut s = Simulation::new(
+        Particles::from_cloud(source),
         target,
-        field: Box::new(field),
+        Box::new(field),
         reaction,
-        time: TimeCfg {
-            dt,
-            steps,
-            noise: 0.0,
-            max_displacement: None,
-        },
-        seed: 3,
-        metrics: vec![
-            Box::new(MmdMetric {
-                bandwidth: 0.1,
-                normalized: false,
-            }),
-            Box::new(Mass),
-            Box::new(Mean),
-        ],
-        report_every: steps,
-        interrupt: Arc::new(AtomicBool::new(false)),
-        step: 0,
-    }
+        TimeCfg { dt, steps, noise: 0.0, max_displacement: None },
+        3,
+    );
+    s.metrics = vec![Box::new(MmdMetric::new(0.1, false)), Box::new(Mass), Box::new(Mean)];
+    s.report_every = steps;
+    s
 }
 
 fn metric(s: &Summary, name: &str) -> f64 {
-    s.final_metrics
-        .iter()
-        .find(|(n, _)| n == name)
-        .unwrap_or_else(|| panic!("no metric {name}"))
-        .1
+    s.final_metrics.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no metric {name}")).1
 }
 
 fn norm(v: &[f64]) -> f64 {
@@ -160,11 +133,7 @@ fn factorised_assembly_matches_dense_jacobians() {
     // n = 40, m = 30, d = 3, s = 0.6, λ = 1e-2: cond(A) ≲ 1e4, so summation-order differences
     // (~1e-16) reach β at ≲ 1e-12 relative; tolerance 1e-10 relative.
     let d = 3;
-    let target = Cloud::new(
-        d,
-        gaussian(50, &[0.3, -0.2, 0.1], 0.4, 11),
-        weights(50, 1.7, 12),
-    );
+    let target = Cloud::new(d, gaussian(50, &[0.3, -0.2, 0.1], 0.4, 11), weights(50, 1.7, 12));
     let x = gaussian(40, &[0.0, 0.0, 0.0], 0.5, 13);
     let w = weights(40, 0.8, 14);
     for conserve in [false, true] {
@@ -179,12 +148,7 @@ fn factorised_assembly_matches_dense_jacobians() {
         let mut f = SobolevFisher::new(cfg, d, &target, 5).unwrap();
         f.prepare(&ctx(0, &x, &w, &target)).unwrap();
         let reference = dense_beta(&f, &x, &w, &target);
-        let diff: Vec<f64> = f
-            .beta()
-            .iter()
-            .zip(&reference)
-            .map(|(a, b)| a - b)
-            .collect();
+        let diff: Vec<f64> = f.beta().iter().zip(&reference).map(|(a, b)| a - b).collect();
         let rel = norm(&diff) / norm(&reference);
         eprintln!("dense vs factorised (conserve={conserve}): relative β error {rel:e}");
         assert!(rel < 1e-10, "conserve={conserve}: relative β error {rel:e}");
@@ -237,11 +201,7 @@ fn velocity_is_the_critic_gradient() {
         let (mut u, mut g) = (vec![0.0; n * d], vec![0.0; n]);
         f.eval(&c, &mut u, &mut g).unwrap();
         let fx: Vec<f64> = x.chunks_exact(d).map(|p| f.critic(p)).collect();
-        let fbar = if conserve {
-            fx.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() / c.mass
-        } else {
-            0.0
-        };
+        let fbar = if conserve { fx.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>() / c.mass } else { 0.0 };
         for i in 0..n {
             let fi = f.critic_and_gradient(&x[i * d..(i + 1) * d], &mut grad);
             assert_eq!(&u[i * d..(i + 1) * d], &grad[..]);
@@ -258,11 +218,7 @@ fn velocity_is_the_critic_gradient() {
 #[test]
 fn identical_measures_give_a_zero_critic() {
     let d = 2;
-    let target = Cloud::new(
-        d,
-        gaussian(400, &[0.0, 0.0], 0.2, 31),
-        weights(400, 1.0, 32),
-    );
+    let target = Cloud::new(d, gaussian(400, &[0.0, 0.0], 0.2, 31), weights(400, 1.0, 32));
     let cfg = SobolevFisherCfg {
         features: 256,
         bandwidth: 0.1,
@@ -272,13 +228,10 @@ fn identical_measures_give_a_zero_critic() {
         resolve_every: 1,
     };
     let mut same = SobolevFisher::new(cfg.clone(), d, &target, 1).unwrap();
-    same.prepare(&ctx(0, &target.x, &target.w, &target))
-        .unwrap();
+    same.prepare(&ctx(0, &target.x, &target.w, &target)).unwrap();
     let shifted_x: Vec<f64> = target.x.iter().map(|v| v + 0.05).collect();
     let mut shifted = SobolevFisher::new(cfg.clone(), d, &target, 1).unwrap();
-    shifted
-        .prepare(&ctx(0, &shifted_x, &target.w, &target))
-        .unwrap();
+    shifted.prepare(&ctx(0, &shifted_x, &target.w, &target)).unwrap();
     // Identical inputs give μ_q = μ_ν up to rounding (the two sides are normalised by different
     // masses), so β ~ 1e-16/λ (measured ‖β‖ ≈ 9e-14 against 0.52 for a 0.05 shift); required
     // ‖β‖ ≤ 1e-10 ‖β_shift‖.
@@ -289,30 +242,15 @@ fn identical_measures_give_a_zero_critic() {
     // Through the stepper, weights pass through log-weights (exp(ln b) ≠ b by an ulp): μ_q − μ_ν
     // ~ 1e-16, β ~ 1e-16/λ, so each displacement is ≲ 1e-12 (measured 7e-16) — far below the
     // ridge scale; required ≤ 1e-9.
-    let reaction = Reaction {
-        kind: ReactionKind::Weights,
-        conserve: true,
-        ..Default::default()
-    };
+    let reaction = Reaction { kind: ReactionKind::Weights, conserve: true, ..Default::default() };
     let mut sim = simulation(&target, target.clone(), cfg, reaction, 0.1, 5);
     let s = sim.run(&mut []).unwrap();
     assert_eq!(s.steps, 5);
-    let moved = sim
-        .particles
-        .x
-        .iter()
-        .zip(&target.x)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let moved = sim.particles.x.iter().zip(&target.x).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     eprintln!("identical: max displacement {moved:e} over 5 steps");
     assert!(moved <= 1e-9, "max displacement {moved:e}");
-    let dw = sim
-        .particles
-        .weights()
-        .iter()
-        .zip(&target.w)
-        .map(|(a, b)| (a - b).abs() / b)
-        .fold(0.0, f64::max);
+    let dw =
+        sim.particles.weights().iter().zip(&target.w).map(|(a, b)| (a - b).abs() / b).fold(0.0, f64::max);
     assert!(dw <= 1e-9, "max relative weight change {dw:e}");
 }
 
@@ -371,11 +309,7 @@ fn free_mass_reaches_the_target_mass() {
         conserve: false,
         resolve_every: 1,
     };
-    let reaction = Reaction {
-        kind: ReactionKind::Weights,
-        conserve: false,
-        ..Default::default()
-    };
+    let reaction = Reaction { kind: ReactionKind::Weights, conserve: false, ..Default::default() };
     let mut sim = simulation(&source, target, cfg, reaction, 0.1, 100);
     let s = sim.run(&mut []).unwrap();
     assert_eq!(s.steps, 100, "{:?}", s.error);
@@ -405,11 +339,7 @@ fn reaction_accelerates_descent_to_a_ring() {
             resolve_every: 1,
         };
         let reaction = Reaction {
-            kind: if alpha == 0.0 {
-                ReactionKind::None
-            } else {
-                ReactionKind::Weights
-            },
+            kind: if alpha == 0.0 { ReactionKind::None } else { ReactionKind::Weights },
             conserve: true,
             ..Default::default()
         };
@@ -422,14 +352,8 @@ fn reaction_accelerates_descent_to_a_ring() {
     eprintln!("ring: MMD after 100 steps: α=0 {plain}, α=1 {reacting}");
     // Measured (n = 1000, 100 steps): α = 0 stalls at 0.0163, α = 1 reaches 0.0083 (the numpy
     // prototype with 4000 particles: 0.015 vs 0.0078 at step 400). Required: ≥ 25% lower.
-    assert!(
-        reacting < 0.75 * plain,
-        "MMD α=1: {reacting} vs α=0: {plain}"
-    );
-    assert!(
-        plain < 0.05,
-        "plain Sobolev descent did not converge: {plain}"
-    );
+    assert!(reacting < 0.75 * plain, "MMD α=1: {reacting} vs α=0: {plain}");
+    assert!(plain < 0.05, "plain Sobolev descent did not converge: {plain}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -443,30 +367,22 @@ fn runs_are_bitwise_identical_for_any_thread_count() {
     let source = Cloud::uniform(d, gaussian(3000, &[0.0, 0.0], 0.2, 71), 1.0);
     let target = Cloud::uniform(d, ring(2500, 72), 1.0);
     let run = |threads: usize| {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(|| {
-                let cfg = SobolevFisherCfg {
-                    features: 300,
-                    bandwidth: 0.15,
-                    alpha: 1.0,
-                    ridge: 1e-3,
-                    conserve: true,
-                    resolve_every: 1,
-                };
-                let reaction = Reaction {
-                    kind: ReactionKind::Weights,
-                    conserve: true,
-                    ..Default::default()
-                };
-                let mut sim = simulation(&source, target.clone(), cfg, reaction, 0.1, 4);
-                sim.time.noise = 0.01;
-                let s = sim.run(&mut []).unwrap();
-                assert_eq!(s.steps, 4, "{:?}", s.error);
-                sim.particles
-            })
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+            let cfg = SobolevFisherCfg {
+                features: 300,
+                bandwidth: 0.15,
+                alpha: 1.0,
+                ridge: 1e-3,
+                conserve: true,
+                resolve_every: 1,
+            };
+            let reaction = Reaction { kind: ReactionKind::Weights, conserve: true, ..Default::default() };
+            let mut sim = simulation(&source, target.clone(), cfg, reaction, 0.1, 4);
+            sim.time.noise = 0.01;
+            let s = sim.run(&mut []).unwrap();
+            assert_eq!(s.steps, 4, "{:?}", s.error);
+            sim.particles
+        })
     };
     let (one, two) = (run(1), run(2));
     let bits = |v: &[f64]| v.iter().map(|a| a.to_bits()).collect::<Vec<_>>();
@@ -486,11 +402,7 @@ fn large_ridge_critic_is_minus_the_mmd_witness() {
     // error is ≲ 18 / λ (λ_M = λ M). Check λ = 1e4 (≤ 3e-3) and λ = 1e6 (≤ 3e-5), on f and ∇f
     // (measured 1.2e-4 and 1.2e-6 on f: the bound is loose, the 1/λ rate is exact).
     let d = 2;
-    let target = Cloud::new(
-        d,
-        gaussian(150, &[0.4, 0.1], 0.3, 81),
-        weights(150, 1.5, 82),
-    );
+    let target = Cloud::new(d, gaussian(150, &[0.4, 0.1], 0.3, 81), weights(150, 1.5, 82));
     let x = gaussian(120, &[0.0, 0.0], 0.3, 83);
     let w = weights(120, 0.9, 84);
     let probes = gaussian(25, &[0.2, 0.05], 0.5, 85);
@@ -524,9 +436,8 @@ fn large_ridge_critic_is_minus_the_mmd_witness() {
             }
             let phi: f64 = rff.features(z).iter().zip(&emb).map(|(a, b)| a * b).sum();
             rff.jacobian(z, &mut jac);
-            let gphi: Vec<f64> = (0..d)
-                .map(|k| (0..rff.features).map(|q| jac[q * d + k] * emb[q]).sum())
-                .collect();
+            let gphi: Vec<f64> =
+                (0..d).map(|k| (0..rff.features).map(|q| jac[q * d + k] * emb[q]).sum()).collect();
             let fz = f.critic_and_gradient(z, &mut grad);
             err = err.max((lm * fz + phi).abs());
             scale = scale.max(phi.abs());
@@ -535,19 +446,9 @@ fn large_ridge_critic_is_minus_the_mmd_witness() {
                 gscale = gscale.max(gphi[k].abs());
             }
         }
-        eprintln!(
-            "large ridge λ={lambda}: rel err f {:e}, ∇f {:e}",
-            err / scale,
-            gerr / gscale
-        );
-        assert!(
-            err <= tol * scale,
-            "λ={lambda}: |λM f + φ̂| = {err:e}, |φ̂| ≤ {scale:e}"
-        );
-        assert!(
-            gerr <= tol * gscale,
-            "λ={lambda}: gradient error {gerr:e} vs {gscale:e}"
-        );
+        eprintln!("large ridge λ={lambda}: rel err f {:e}, ∇f {:e}", err / scale, gerr / gscale);
+        assert!(err <= tol * scale, "λ={lambda}: |λM f + φ̂| = {err:e}, |φ̂| ≤ {scale:e}");
+        assert!(gerr <= tol * gscale, "λ={lambda}: gradient error {gerr:e} vs {gscale:e}");
     }
 }
 
@@ -600,12 +501,7 @@ fn resolve_every_keeps_the_critic_between_solves() {
     let d = 2;
     let source = Cloud::uniform(d, gaussian(200, &[0.0, 0.0], 0.15, 101), 1.0);
     let target = Cloud::uniform(d, gaussian(200, &[0.3, 0.0], 0.15, 102), 1.0);
-    let cfg = SobolevFisherCfg {
-        features: 64,
-        bandwidth: 0.2,
-        resolve_every: 3,
-        ..Default::default()
-    };
+    let cfg = SobolevFisherCfg { features: 64, bandwidth: 0.2, resolve_every: 3, ..Default::default() };
     let mut f = SobolevFisher::new(cfg, d, &target, 1).unwrap();
     let mut x = source.x.clone();
     let n = source.len();
@@ -614,8 +510,7 @@ fn resolve_every_keeps_the_critic_between_solves() {
         f.prepare(&ctx(step, &x, &source.w, &target)).unwrap();
         betas.push(f.beta().to_vec());
         let (mut u, mut g) = (vec![0.0; n * d], vec![0.0; n]);
-        f.eval(&ctx(step, &x, &source.w, &target), &mut u, &mut g)
-            .unwrap();
+        f.eval(&ctx(step, &x, &source.w, &target), &mut u, &mut g).unwrap();
         x.iter_mut().zip(&u).for_each(|(a, v)| *a += 0.1 * v);
     }
     // Solves at steps 0, 3, 6.
@@ -638,27 +533,12 @@ fn bad_parameters_and_singular_systems_are_reported() {
     let d = 1;
     let target = Cloud::uniform(d, vec![0.0, 1.0], 1.0);
     for cfg in [
-        SobolevFisherCfg {
-            features: 0,
-            ..Default::default()
-        },
-        SobolevFisherCfg {
-            bandwidth: -1.0,
-            ..Default::default()
-        },
-        SobolevFisherCfg {
-            ridge: f64::NAN,
-            ..Default::default()
-        },
-        SobolevFisherCfg {
-            resolve_every: 0,
-            ..Default::default()
-        },
+        SobolevFisherCfg { features: 0, ..Default::default() },
+        SobolevFisherCfg { bandwidth: -1.0, ..Default::default() },
+        SobolevFisherCfg { ridge: f64::NAN, ..Default::default() },
+        SobolevFisherCfg { resolve_every: 0, ..Default::default() },
     ] {
-        assert!(matches!(
-            SobolevFisher::new(cfg, d, &target, 0),
-            Err(SimError::Invalid(_))
-        ));
+        assert!(matches!(SobolevFisher::new(cfg, d, &target, 0), Err(SimError::Invalid(_))));
     }
     assert!(SobolevFisher::new(SobolevFisherCfg::default(), 2, &target, 0).is_err());
     // One particle, no ridge, no Fisher term: D = J Jᵀ has rank 1 among 64 features, so the

@@ -57,14 +57,7 @@ pub struct SobolevFisherCfg {
 
 impl Default for SobolevFisherCfg {
     fn default() -> Self {
-        Self {
-            features: 512,
-            bandwidth: 0.1,
-            alpha: 1.0,
-            ridge: 1e-3,
-            conserve: true,
-            resolve_every: 1,
-        }
+        Self { features: 512, bandwidth: 0.1, alpha: 1.0, ridge: 1e-3, conserve: true, resolve_every: 1 }
     }
 }
 
@@ -76,10 +69,7 @@ impl SobolevFisherCfg {
             return bad("features: must be ≥ 1, got 0".into());
         }
         if !(self.bandwidth > 0.0 && self.bandwidth.is_finite()) {
-            return bad(format!(
-                "bandwidth: must be finite and > 0, got {}",
-                self.bandwidth
-            ));
+            return bad(format!("bandwidth: must be finite and > 0, got {}", self.bandwidth));
         }
         if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
             return bad(format!("alpha: must be finite and ≥ 0, got {}", self.alpha));
@@ -155,17 +145,10 @@ const SUM_CHUNK: usize = 1024;
 impl SobolevFisher {
     /// A critic in dimension `dim` toward `target`, features drawn from `seed`
     /// (stream `(seed, Features, 0, 0)`). `μ_ν` is computed here, once.
-    pub fn new(
-        cfg: SobolevFisherCfg,
-        dim: usize,
-        target: &Cloud,
-        seed: u64,
-    ) -> Result<Self, SimError> {
+    pub fn new(cfg: SobolevFisherCfg, dim: usize, target: &Cloud, seed: u64) -> Result<Self, SimError> {
         cfg.validate()?;
         if dim == 0 {
-            return Err(SimError::Invalid(
-                "sobolev_fisher: dimension must be ≥ 1".into(),
-            ));
+            return Err(SimError::Invalid("sobolev_fisher: dimension must be ≥ 1".into()));
         }
         if target.dim != dim {
             return Err(SimError::Invalid(format!(
@@ -192,9 +175,7 @@ impl SobolevFisher {
         }
         let target_mass = target.mass();
         if target_mass <= 0.0 || !target_mass.is_finite() {
-            return Err(SimError::Invalid(format!(
-                "sobolev_fisher: the target mass is {target_mass}"
-            )));
+            return Err(SimError::Invalid(format!("sobolev_fisher: the target mass is {target_mass}")));
         }
         let rff = Rff::new(dim, cfg.features, cfg.bandwidth, seed);
         let target_mean = rff.moments(&target.x, &target.w, 1.0, false, false).mean;
@@ -280,48 +261,36 @@ impl SobolevFisher {
         let rff = &self.rff;
         let conserve = self.cfg.conserve;
         // A = G_sin ∘ (WᵀW) + α (G_cos − [conserve] μ μᵀ) + ridge I, column by column.
-        a.as_mut_slice()
-            .par_chunks_mut(m)
-            .enumerate()
-            .for_each(|(l, col)| {
-                let mut wtw = vec![0.0; m];
-                for j in 0..d {
-                    let row = rff.w_row(j);
-                    let wl = row[l];
-                    for (acc, wk) in wtw.iter_mut().zip(row) {
-                        *acc += wk * wl;
+        a.as_mut_slice().par_chunks_mut(m).enumerate().for_each(|(l, col)| {
+            let mut wtw = vec![0.0; m];
+            for j in 0..d {
+                let row = rff.w_row(j);
+                let wl = row[l];
+                for (acc, wk) in wtw.iter_mut().zip(row) {
+                    *acc += wk * wl;
+                }
+            }
+            for (v, t) in col.iter_mut().zip(&wtw) {
+                *v *= t;
+            }
+            if let Some(cg) = &cg {
+                let ccol = cg.column(l);
+                for (k, v) in col.iter_mut().enumerate() {
+                    let mut c = ccol[k];
+                    if conserve {
+                        c -= mean[k] * mean[l];
                     }
+                    *v += alpha * c;
                 }
-                for (v, t) in col.iter_mut().zip(&wtw) {
-                    *v *= t;
-                }
-                if let Some(cg) = &cg {
-                    let ccol = cg.column(l);
-                    for (k, v) in col.iter_mut().enumerate() {
-                        let mut c = ccol[k];
-                        if conserve {
-                            c -= mean[k] * mean[l];
-                        }
-                        *v += alpha * c;
-                    }
-                }
-                col[l] += ridge;
-            });
-        let rhs: Vec<f64> = self
-            .target_mean
-            .iter()
-            .zip(&mean)
-            .map(|(t, q)| t * tscale - q)
-            .collect();
+            }
+            col[l] += ridge;
+        });
+        let rhs: Vec<f64> = self.target_mean.iter().zip(&mean).map(|(t, q)| t * tscale - q).collect();
         let gram_secs = mo.gram_secs + t0.elapsed().as_secs_f64();
         if let Some(i) = a.iter().position(|v| !v.is_finite()) {
             return Err(SimError::Numerical {
                 step,
-                what: format!(
-                    "sobolev_fisher: non-finite entry ({}, {}) in the critic system",
-                    i % m,
-                    i / m
-                ),
+                what: format!("sobolev_fisher: non-finite entry ({}, {}) in the critic system", i % m, i / m),
             });
         }
         if let Some(k) = rhs.iter().position(|v| !v.is_finite()) {
@@ -330,14 +299,7 @@ impl SobolevFisher {
                 what: format!("sobolev_fisher: non-finite mean embedding (feature {k})"),
             });
         }
-        Ok(CriticSystem {
-            matrix: a,
-            rhs,
-            mean,
-            ridge,
-            features_secs: mo.features_secs,
-            gram_secs,
-        })
+        Ok(CriticSystem { matrix: a, rhs, mean, ridge, features_secs: mo.features_secs, gram_secs })
     }
 
     /// Fit the critic to the particles `(x, w)`: assemble and solve for `β`.
@@ -403,12 +365,7 @@ struct EvalScratch {
 
 impl EvalScratch {
     fn new(m: usize) -> Self {
-        Self {
-            theta: vec![0.0; m],
-            sin: vec![0.0; m],
-            cos: vec![0.0; m],
-            v: vec![0.0; m],
-        }
+        Self { theta: vec![0.0; m], sin: vec![0.0; m], cos: vec![0.0; m], v: vec![0.0; m] }
     }
 }
 
@@ -424,16 +381,10 @@ impl Field for SobolevFisher {
                 ctx.dim, self.rff.dim
             )));
         }
-        self.timings
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .prepares += 1;
+        self.timings.get_mut().unwrap_or_else(|e| e.into_inner()).prepares += 1;
         let due = match self.solved_at {
             None => true,
-            Some(s) => ctx
-                .step
-                .checked_sub(s)
-                .is_none_or(|gap| gap >= self.cfg.resolve_every),
+            Some(s) => ctx.step.checked_sub(s).is_none_or(|gap| gap >= self.cfg.resolve_every),
         };
         if due {
             self.solve(ctx.step, ctx.x, ctx.w)?;
@@ -441,12 +392,7 @@ impl Field for SobolevFisher {
         Ok(())
     }
 
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         let t0 = Instant::now();
         let (m, d, n) = (self.rff.features, ctx.dim, ctx.n());
         if d != self.rff.dim {
@@ -485,10 +431,7 @@ impl Field for SobolevFisher {
                 .map(|(f, w)| f.iter().zip(w).map(|(a, b)| a * b).sum::<f64>())
                 .collect();
             let fbar = partial.iter().sum::<f64>() / ctx.mass;
-            growth
-                .par_iter_mut()
-                .zip(&fvals)
-                .for_each(|(g, f)| *g += alpha * (f - fbar));
+            growth.par_iter_mut().zip(&fvals).for_each(|(g, f)| *g += alpha * (f - fbar));
         } else if alpha != 0.0 {
             velocity
                 .par_chunks_mut(EVAL_CHUNK * d)
@@ -554,9 +497,7 @@ pub(crate) fn cholesky_lower(a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
         }
         // 2. Panel A21 ← A21 L11⁻ᵀ, row by row (row-major copy, rows in parallel).
         let rows = m - k1;
-        let l11: Vec<f64> = (0..kb * kb)
-            .map(|q| a[(k0 + q / kb, k0 + q % kb)])
-            .collect();
+        let l11: Vec<f64> = (0..kb * kb).map(|q| a[(k0 + q / kb, k0 + q % kb)]).collect();
         let mut panel = vec![0.0; rows * kb];
         for c in 0..kb {
             let col = a.column(k0 + c);
@@ -582,18 +523,15 @@ pub(crate) fn cholesky_lower(a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
         }
         // 3. Trailing update A22 −= P Pᵀ (lower part), one GEMM per column block.
         let pm = DMatrixView::from_slice_with_strides(&panel, rows, kb, kb, 1);
-        a.as_mut_slice()[k1 * m..]
-            .par_chunks_mut(CHOL_BLOCK * m)
-            .enumerate()
-            .for_each(|(q, cols)| {
-                let c0 = q * CHOL_BLOCK;
-                let nc = cols.len() / m;
-                let mut view = DMatrixViewMut::from_slice(cols, m, nc);
-                let mut lower = view.rows_mut(k1 + c0, rows - c0);
-                let pa = pm.rows(c0, rows - c0);
-                let pb = pm.rows(c0, nc);
-                lower.gemm(-1.0, &pa, &pb.transpose(), 1.0);
-            });
+        a.as_mut_slice()[k1 * m..].par_chunks_mut(CHOL_BLOCK * m).enumerate().for_each(|(q, cols)| {
+            let c0 = q * CHOL_BLOCK;
+            let nc = cols.len() / m;
+            let mut view = DMatrixViewMut::from_slice(cols, m, nc);
+            let mut lower = view.rows_mut(k1 + c0, rows - c0);
+            let pa = pm.rows(c0, rows - c0);
+            let pb = pm.rows(c0, nc);
+            lower.gemm(-1.0, &pa, &pb.transpose(), 1.0);
+        });
         k0 = k1;
     }
     Ok(())
@@ -627,9 +565,7 @@ mod tests {
     use super::*;
 
     fn spd(m: usize) -> DMatrix<f64> {
-        let b = DMatrix::from_fn(m, m + 3, |i, j| {
-            (((i * 31 + j * 17) % 23) as f64 - 11.0) / 7.0
-        });
+        let b = DMatrix::from_fn(m, m + 3, |i, j| (((i * 31 + j * 17) % 23) as f64 - 11.0) / 7.0);
         &b * b.transpose() + DMatrix::identity(m, m) * 0.5
     }
 
@@ -643,15 +579,11 @@ mod tests {
             cholesky_lower(&mut l).unwrap();
             let reference = nalgebra::Cholesky::new(a.clone()).unwrap().l();
             let lt = l.lower_triangle();
-            assert!(
-                (&lt - &reference).amax() < 1e-11 * reference.amax(),
-                "m = {m}"
-            );
+            assert!((&lt - &reference).amax() < 1e-11 * reference.amax(), "m = {m}");
             let b: Vec<f64> = (0..m).map(|i| (i as f64 * 0.37).sin()).collect();
             let mut x = b.clone();
             cholesky_solve(&l, &mut x);
-            let r = &a * nalgebra::DVector::from_column_slice(&x)
-                - nalgebra::DVector::from_column_slice(&b);
+            let r = &a * nalgebra::DVector::from_column_slice(&x) - nalgebra::DVector::from_column_slice(&b);
             assert!(r.amax() < 1e-10, "m = {m}: residual {}", r.amax());
         }
     }

@@ -74,9 +74,7 @@ impl Rff {
                 w[j * m + k] = z / bandwidth;
             }
         }
-        let c = (0..m)
-            .map(|_| r.random::<f64>() * std::f64::consts::TAU)
-            .collect();
+        let c = (0..m).map(|_| r.random::<f64>() * std::f64::consts::TAU).collect();
         Self::from_parts(dim, bandwidth, w, c)
     }
 
@@ -84,14 +82,7 @@ impl Rff {
     pub fn from_parts(dim: usize, bandwidth: f64, w: Vec<f64>, c: Vec<f64>) -> Self {
         let m = c.len();
         assert_eq!(w.len(), dim * m, "Rff: W must be d×m");
-        Self {
-            dim,
-            features: m,
-            bandwidth,
-            w,
-            c,
-            scale: (2.0 / m.max(1) as f64).sqrt(),
-        }
+        Self { dim, features: m, bandwidth, w, c, scale: (2.0 / m.max(1) as f64).sqrt() }
     }
 
     /// Frequency `j`-th coordinates `(W_{j,1..m})`: row `j` of `W`.
@@ -149,30 +140,17 @@ impl Rff {
     /// `(WᵀW)_{kl} = w_kᵀ w_l`.
     pub fn wtw_entry(&self, k: usize, l: usize) -> f64 {
         let m = self.features;
-        (0..self.dim)
-            .map(|j| self.w[j * m + k] * self.w[j * m + l])
-            .sum()
+        (0..self.dim).map(|j| self.w[j * m + k] * self.w[j * m + l]).sum()
     }
 
     /// The weighted moments `μ = Σ w_i Φ(x_i)` and, on request, `G_cos = Σ w_i Φ_i Φ_iᵀ` and
     /// `G_sin = Σ w_i Ψ_i Ψ_iᵀ` (`Ψ = √(2/m) sin(Wᵀx + c)`), with every weight multiplied by
     /// `wscale` (≥ 0). Gramians are returned full (both triangles). See the module doc for the
     /// blocking and the determinism contract.
-    pub fn moments(
-        &self,
-        x: &[f64],
-        w: &[f64],
-        wscale: f64,
-        cos_gram: bool,
-        sin_gram: bool,
-    ) -> RffMoments {
+    pub fn moments(&self, x: &[f64], w: &[f64], wscale: f64, cos_gram: bool, sin_gram: bool) -> RffMoments {
         let (m, d) = (self.features, self.dim);
         let n = w.len();
-        assert_eq!(
-            x.len(),
-            n * d,
-            "Rff::moments: positions and weights disagree"
-        );
+        assert_eq!(x.len(), n * d, "Rff::moments: positions and weights disagree");
         let mut out = RffMoments {
             mean: vec![0.0; m],
             cos_gram: None,
@@ -182,11 +160,7 @@ impl Rff {
         };
         let rows_max = GRAM_ROWS.min(n);
         let mut fc = vec![0.0; rows_max * m];
-        let mut fs = if sin_gram {
-            vec![0.0; rows_max * m]
-        } else {
-            Vec::new()
-        };
+        let mut fs = if sin_gram { vec![0.0; rows_max * m] } else { Vec::new() };
         let mut sw = vec![0.0; rows_max];
         let nt = m.div_ceil(GRAM_TILE);
         let tile_len = |t: usize| GRAM_TILE.min(m - t * GRAM_TILE);
@@ -227,17 +201,10 @@ impl Rff {
             if !tiles.is_empty() {
                 // Column r of the m×rows view is the scaled feature vector of point b0 + r.
                 let vc = DMatrixView::from_slice(fcb, m, rows);
-                let vs = if sin_gram {
-                    Some(DMatrixView::from_slice(&fs[..rows * m], m, rows))
-                } else {
-                    None
-                };
+                let vs =
+                    if sin_gram { Some(DMatrixView::from_slice(&fs[..rows * m], m, rows)) } else { None };
                 tiles.par_iter_mut().for_each(|(is_sin, i, j, tile)| {
-                    let v = if *is_sin {
-                        vs.as_ref().unwrap_or(&vc)
-                    } else {
-                        &vc
-                    };
+                    let v = if *is_sin { vs.as_ref().unwrap_or(&vc) } else { &vc };
                     let a = v.rows(*i * GRAM_TILE, tile.nrows());
                     let b = v.rows(*j * GRAM_TILE, tile.ncols());
                     tile.gemm(1.0, &a, &b.transpose(), 1.0);
@@ -248,10 +215,8 @@ impl Rff {
         }
         let t0 = Instant::now();
         if !tiles.is_empty() {
-            let (mut gc, mut gs) = (
-                cos_gram.then(|| DMatrix::zeros(m, m)),
-                sin_gram.then(|| DMatrix::zeros(m, m)),
-            );
+            let (mut gc, mut gs) =
+                (cos_gram.then(|| DMatrix::zeros(m, m)), sin_gram.then(|| DMatrix::zeros(m, m)));
             for (is_sin, i, j, tile) in &tiles {
                 let g = if *is_sin { gs.as_mut() } else { gc.as_mut() };
                 let Some(g) = g else { continue };
@@ -298,9 +263,7 @@ impl Rff {
             }
         };
         if fs.is_empty() {
-            fc.par_chunks_mut(FEATURE_CHUNK * m)
-                .enumerate()
-                .for_each(|(q, fcq)| task(q, fcq, None));
+            fc.par_chunks_mut(FEATURE_CHUNK * m).enumerate().for_each(|(q, fcq)| task(q, fcq, None));
         } else {
             fc.par_chunks_mut(FEATURE_CHUNK * m)
                 .zip(fs[..rows * m].par_chunks_mut(FEATURE_CHUNK * m))
@@ -379,8 +342,7 @@ fn sincos_reduced(x: f64) -> (f64, f64) {
     let sin_r = r + r * z * (S1 + z * (S2 + z * (S3 + z * (S4 + z * (S5 + z * S6)))));
     let hz = 0.5 * z;
     let wc = 1.0 - hz;
-    let cos_r = wc
-        + (((1.0 - wc) - hz) + z * z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6))))));
+    let cos_r = wc + (((1.0 - wc) - hz) + z * z * (C1 + z * (C2 + z * (C3 + z * (C4 + z * (C5 + z * C6))))));
     // Quadrant q: (sin, cos) = (s, c), (c, −s), (−s, −c), (−c, s).
     let swap = q & 1 == 1;
     let (s, c) = if swap { (cos_r, sin_r) } else { (sin_r, cos_r) };
@@ -482,9 +444,7 @@ mod tests {
         // Crosses block (GRAM_ROWS) and tile (GRAM_TILE) boundaries: n = 2·2048 + 5, m = 131.
         let (d, m, n) = (2, 131, 2 * GRAM_ROWS + 5);
         let rff = Rff::new(d, m, 0.5, 3);
-        let x: Vec<f64> = (0..n * d)
-            .map(|v| ((v * 37 % 101) as f64) / 60.0 - 0.8)
-            .collect();
+        let x: Vec<f64> = (0..n * d).map(|v| ((v * 37 % 101) as f64) / 60.0 - 0.8).collect();
         let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64 / 7.0).collect();
         let mo = rff.moments(&x, &w, 0.25, true, true);
         let (gc, gs) = (mo.cos_gram.unwrap(), mo.sin_gram.unwrap());
