@@ -58,7 +58,7 @@ pub fn sqdist_row(x: &[f64], y: &[f64], out: &mut [f64]) {
 #[inline]
 pub fn for_each_tile(x: &[f64], y: &[f64], mut f: impl FnMut(usize, &[f64])) {
     let d = x.len();
-    let m = if d == 0 { 0 } else { y.len() / d };
+    let m = y.len().checked_div(d).unwrap_or(0);
     let mut buf = [0.0f64; TILE];
     let mut j0 = 0;
     while j0 < m {
