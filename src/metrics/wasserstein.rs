@@ -134,9 +134,9 @@ impl Default for WassersteinOpts {
             exact_max_points: 5000,
             max_pivots: None,
             eps: None,
-            eps_rel: 1e-3,
-            tol: 1e-9,
-            max_iter: 100_000,
+            eps_rel: 1e-2,
+            tol: 1e-5,
+            max_iter: 10_000,
         }
     }
 }
