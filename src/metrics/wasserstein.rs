@@ -47,6 +47,12 @@
 //!
 //! [`Solver::Auto`] uses the sorted path in 1-D, the network simplex when
 //! `max(n, m) ≤ exact_max_points` (5000 by default), and Sinkhorn above.
+//!
+//! Measured cost (`benches/emd.rs`, d = 2, uniform weights, 2 shared cores): the network
+//! simplex takes ≈ 0.12 s at n = m = 1000, 0.4 s at 2000, 2.5–3.5 s at 5000 and ≈ 15 s at
+//! 10 000 (pivots grow like (n + m)^1.3); the entropic path at ε = 1e-2 × mean cost needs tens
+//! to hundreds of sweeps of n·m exponentials (≈ 50 s at 6000 for a 1e-2 marginal error), so
+//! raising `exact_max_points` is usually the better trade below ~10⁴ points.
 
 use crate::error::SimError;
 use crate::kernel::{for_each_tile, sqdist_row, ROW_BLOCK, TILE};
