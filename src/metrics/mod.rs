@@ -4,6 +4,7 @@
 //! per coordinate).
 
 pub mod mmd;
+pub mod wasserstein;
 
 pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};
 
