@@ -25,10 +25,7 @@ fn bench_emd(c: &mut Criterion) {
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(20));
     g.warm_up_time(Duration::from_millis(1));
-    let exact = WassersteinOpts {
-        solver: Solver::NetworkSimplex,
-        ..Default::default()
-    };
+    let exact = WassersteinOpts { solver: Solver::NetworkSimplex, ..Default::default() };
     for n in [1000usize, 2000, 5000] {
         let a = gaussian_cloud(n, 2, 0.0, 1);
         let b = gaussian_cloud(n, 2, 1.0, 2);

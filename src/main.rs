@@ -3,7 +3,7 @@
 use advreact::data::read_snapshot;
 use advreact::error::{ConfigError, Error};
 use advreact::metrics::mmd_terms;
-use advreact::run::{resume_run, run_scenario, RunOptions, RunOutcome};
+use advreact::run::{resume_run, run_scenario, write_comparison, RunOptions, RunOutcome};
 use advreact::scenario::{self, median_distance, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
@@ -138,6 +138,7 @@ fn cmd_run(
         sc.build()?;
     }
     let mut ok = true;
+    let mut done = Vec::new();
     for sc in &scs {
         let out = match (&out, &sc.label) {
             (Some(o), Some(l)) => Some(o.join(l)),
@@ -147,9 +148,20 @@ fn cmd_run(
         let opts = RunOptions { out, progress: !quiet, interrupt: Some(flag.clone()) };
         let r = run_scenario(sc, &opts)?;
         ok &= report(&r);
+        if let Some(l) = &sc.label {
+            done.push((l.clone(), r.dir.clone()));
+        }
         if r.summary.stop_reason == StopReason::Interrupted {
             break;
         }
+    }
+    if done.len() > 1 && done.len() == scs.len() {
+        let dir = out.clone().unwrap_or_else(|| Path::new("output").join(&scs[0].spec.meta.name));
+        let files = write_comparison(&dir, &done)?;
+        println!(
+            "comparison: {}",
+            files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     Ok(ok)
 }

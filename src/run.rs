@@ -218,3 +218,59 @@ fn execute(
     guard.disarm();
     Ok(RunOutcome { dir: out.to_path_buf(), summary })
 }
+
+/// After the variants of one scenario file ran: `comparison.csv` (one row per variant and reported
+/// step: `variant,step,t,<metrics>`) and `comparison.png` (the first of mmd / mmd_normalized /
+/// mass against the step, one curve per variant) in `dir`, the scenario's folder.
+pub fn write_comparison(dir: &Path, runs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>, Error> {
+    let mut header: Option<String> = None;
+    let mut rows = Vec::new();
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    let mut plotted: Option<String> = None;
+    for (label, run) in runs {
+        let p = run.join("metrics.csv");
+        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+        let mut lines = text.lines();
+        let h = lines.next().unwrap_or_default().to_string();
+        let cols: Vec<&str> = h.split(',').collect();
+        if header.as_ref().is_some_and(|x| *x != h) {
+            return Err(Error::io(
+                &p,
+                std::io::Error::other("variants report different metrics; no comparison"),
+            ));
+        }
+        let col = plotted
+            .get_or_insert_with(|| {
+                ["mmd", "mmd_normalized", "mass"]
+                    .into_iter()
+                    .find(|m| cols.contains(m))
+                    .unwrap_or("step")
+                    .to_string()
+            })
+            .clone();
+        let k = cols.iter().position(|c| *c == col).unwrap_or(0);
+        let mut pts = Vec::new();
+        for l in lines {
+            rows.push(format!("{label},{l}"));
+            let f: Vec<&str> = l.split(',').collect();
+            if let (Some(step), Some(v)) = (f.first(), f.get(k)) {
+                if let (Ok(a), Ok(b)) = (step.parse::<f64>(), v.parse::<f64>()) {
+                    pts.push((a, b));
+                }
+            }
+        }
+        series.push((label.clone(), pts));
+        header = Some(h);
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let csv = dir.join("comparison.csv");
+    let body = format!("variant,{}\n{}\n", header.unwrap_or_default(), rows.join("\n"));
+    std::fs::write(&csv, body).map_err(io(&csv))?;
+    let png = dir.join("comparison.png");
+    let col = plotted.unwrap_or_default();
+    let log = col.starts_with("mmd");
+    let name = dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    crate::plot::plot_curves(&png, &format!("{col} against step — {name}"), "step", &col, log, &series)
+        .map_err(|e| Error::io(&png, std::io::Error::other(e.to_string())))?;
+    Ok(vec![csv, png])
+}

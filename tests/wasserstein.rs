@@ -18,11 +18,7 @@ fn fixture(name: &str) -> Value {
 }
 
 fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 fn rows(v: &Value) -> Vec<f64> {
@@ -60,10 +56,7 @@ fn emd_cases() -> Vec<Case> {
 }
 
 fn solve(a: &Cloud, b: &Cloud, order: Order, solver: Solver) -> WassersteinResult {
-    let o = WassersteinOpts {
-        solver,
-        ..Default::default()
-    };
+    let o = WassersteinOpts { solver, ..Default::default() };
     wasserstein(a, b, order, &o).unwrap()
 }
 
@@ -107,11 +100,7 @@ fn emd_fixture_exact_values_and_plans() {
                 assert_rel(r.cost, want, 1e-9, &what);
                 let p = if order == Order::W2 { 2.0 } else { 1.0 };
                 assert_rel(r.value.powf(p), want, 1e-9, &what);
-                assert!(
-                    r.plan.len() < n + m,
-                    "{what}: {} plan entries",
-                    r.plan.len()
-                );
+                assert!(r.plan.len() < n + m, "{what}: {} plan entries", r.plan.len());
                 let dev = max_marginal_dev(&r, &c.a, &c.b);
                 assert!(dev <= 1e-12, "{what}: marginal deviation {dev:e}");
                 assert!(r.marginal_error <= 1e-12);
@@ -160,12 +149,7 @@ fn entropic_matches_pot_sinkhorn2() {
             assert!(r.plan.is_empty());
             assert!(r.marginal_error < 1e-12, "{}: {}", c.name, r.marginal_error);
             let want = e["sinkhorn2_linear"].as_f64().unwrap();
-            assert_rel(
-                r.cost,
-                want,
-                1e-9,
-                &format!("{} entropic ε = {eps}", c.name),
-            );
+            assert_rel(r.cost, want, 1e-9, &format!("{} entropic ε = {eps}", c.name));
         }
     }
 }
@@ -177,42 +161,23 @@ fn entropic_matches_pot_sinkhorn2() {
 fn entropic_above_limit_is_labelled_and_bracketed() {
     for c in emd_cases() {
         let exact = solve(&c.a, &c.b, Order::W2, Solver::NetworkSimplex).cost;
-        let o = WassersteinOpts {
-            exact_max_points: 10,
-            eps_rel: 0.1,
-            tol: 1e-10,
-            ..Default::default()
-        };
+        let o = WassersteinOpts { exact_max_points: 10, eps_rel: 0.1, tol: 1e-10, ..Default::default() };
         let r = wasserstein(&c.a, &c.b, Order::W2, &o).unwrap();
         if c.a.dim == 1 {
             assert_eq!(r.method, Method::Exact, "1-D is always exact under Auto");
             continue;
         }
-        let Method::Entropic { eps } = r.method else {
-            panic!("{}: expected entropic", c.name)
-        };
+        let Method::Entropic { eps } = r.method else { panic!("{}: expected entropic", c.name) };
         let h = |w: &[f64]| -> f64 {
             let s: f64 = w.iter().sum();
-            w.iter()
-                .filter(|v| **v > 0.0)
-                .map(|v| -(v / s) * (v / s).ln())
-                .sum()
+            w.iter().filter(|v| **v > 0.0).map(|v| -(v / s) * (v / s).ln()).sum()
         };
         let bound = eps * h(&c.a.w).min(h(&c.b.w));
         // Slack for the marginal error (≤ 1e-10 in L1) times costs of at most ~30.
         let slack = 1e-8;
         assert!(r.cost >= exact - slack, "{}: {} < {exact}", c.name, r.cost);
-        assert!(
-            r.cost <= exact + bound + slack,
-            "{}: {} > {exact} + {bound}",
-            c.name,
-            r.cost
-        );
-        assert!(
-            r.cost > exact + 1e-3 * bound,
-            "{}: entropic bias expected",
-            c.name
-        );
+        assert!(r.cost <= exact + bound + slack, "{}: {} > {exact} + {bound}", c.name, r.cost);
+        assert!(r.cost > exact + 1e-3 * bound, "{}: entropic bias expected", c.name);
     }
 }
 
@@ -354,10 +319,7 @@ fn invalid_inputs_are_errors() {
         assert!(wasserstein(&ok, bad, Order::W2, &o).is_err());
         assert!(wasserstein(bad, &ok, Order::W1, &o).is_err());
     }
-    let sorted = WassersteinOpts {
-        solver: Solver::Sorted1d,
-        ..Default::default()
-    };
+    let sorted = WassersteinOpts { solver: Solver::Sorted1d, ..Default::default() };
     assert!(wasserstein(&ok, &ok, Order::W2, &sorted).is_err());
 }
 
@@ -397,10 +359,7 @@ fn sample(n: usize, m: &DVector<f64>, s: &DMatrix<f64>, seed: u64) -> Cloud {
 fn mean_var(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n;
-    (
-        m,
-        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0),
-    )
+    (m, v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0))
 }
 
 /// The plug-in estimate `Ŵ = W2²(μ_n, ν_n)` (exact, network simplex) of two independent
@@ -456,12 +415,8 @@ fn gaussian_samples_approach_closed_form_w2() {
             let xs = sample(n, &m1, &s1, seed);
             let ys = sample(n, &m2, &s2, seed + 1);
             let r = solve(&xs, &ys, Order::W2, solver);
-            let pv: Vec<f64> = (0..n)
-                .map(|i| phi(&DVector::from_row_slice(xs.point(i))))
-                .collect();
-            let qv: Vec<f64> = (0..n)
-                .map(|j| psi(&DVector::from_row_slice(ys.point(j))))
-                .collect();
+            let pv: Vec<f64> = (0..n).map(|i| phi(&DVector::from_row_slice(xs.point(i)))).collect();
+            let qv: Vec<f64> = (0..n).map(|j| psi(&DVector::from_row_slice(ys.point(j)))).collect();
             let ((mp, vp), (mq, vq)) = (mean_var(&pv), mean_var(&qv));
             let sd = ((vp + vq) / n as f64).sqrt();
             let gap = r.cost - (mp + mq);
@@ -472,12 +427,7 @@ fn gaussian_samples_approach_closed_form_w2() {
             );
             if d == 1 && solver == Solver::NetworkSimplex {
                 let so = solve(&xs, &ys, Order::W2, Solver::Sorted1d).cost;
-                assert_rel(
-                    r.cost,
-                    so,
-                    1e-12,
-                    &format!("{name} n={n} sorted vs simplex"),
-                );
+                assert_rel(r.cost, so, 1e-12, &format!("{name} n={n} sorted vs simplex"));
             }
             (r.cost, sd, gap)
         };
@@ -489,9 +439,7 @@ fn gaussian_samples_approach_closed_form_w2() {
             if d == 1 {
                 // In 1-D the bias comes from the extreme order statistics and one sample's D
                 // is noisy: average it over 32 sample pairs (sorted solver, O(n log n)).
-                gap += (1..32)
-                    .map(|s| one(n, seed + 2 * s, Solver::Sorted1d).2)
-                    .sum::<f64>();
+                gap += (1..32).map(|s| one(n, seed + 2 * s, Solver::Sorted1d).2).sum::<f64>();
                 gap /= 32.0;
             }
             eprintln!("{name} n={n}: Ŵ {w_hat:.5} W2² {w2sq:.5} σ̂ {sd:.4} D {gap:.5}");

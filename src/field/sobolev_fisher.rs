@@ -392,6 +392,33 @@ impl Field for SobolevFisher {
         Ok(())
     }
 
+    /// `[solved_at, rhs_norm, β…]` (empty before the first solve): with `resolve_every > 1` the
+    /// critic in use was solved at an earlier step and must survive a checkpoint.
+    fn save_state(&self) -> Vec<f64> {
+        match self.solved_at {
+            None => Vec::new(),
+            Some(s) => [s as f64, self.rhs_norm].into_iter().chain(self.beta.iter().copied()).collect(),
+        }
+    }
+
+    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
+        if state.is_empty() {
+            self.solved_at = None;
+            return Ok(());
+        }
+        if state.len() != 2 + self.rff.features {
+            return Err(SimError::Invalid(format!(
+                "sobolev_fisher: saved critic has {} values, expected {}",
+                state.len().saturating_sub(2),
+                self.rff.features
+            )));
+        }
+        self.solved_at = Some(state[0] as usize);
+        self.rhs_norm = state[1];
+        self.beta = state[2..].to_vec();
+        Ok(())
+    }
+
     fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         let t0 = Instant::now();
         let (m, d, n) = (self.rff.features, ctx.dim, ctx.n());

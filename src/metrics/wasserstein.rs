@@ -179,10 +179,7 @@ pub fn wasserstein(
     let (pa, mass_a) = normalised(a, "first")?;
     let (pb, mass_b) = normalised(b, "second")?;
     if a.dim != b.dim {
-        return Err(SimError::Invalid(format!(
-            "wasserstein: dimensions differ ({} vs {})",
-            a.dim, b.dim
-        )));
+        return Err(SimError::Invalid(format!("wasserstein: dimensions differ ({} vs {})", a.dim, b.dim)));
     }
     let (n, m, d) = (a.len(), b.len(), a.dim);
     let solver = match opts.solver {
@@ -212,13 +209,7 @@ pub fn wasserstein(
         }
         Solver::Sinkhorn | Solver::Auto => {
             let s = sinkhorn(d, &a.x, &pa, &b.x, &pb, order, opts)?;
-            (
-                s.cost,
-                Vec::new(),
-                Method::Entropic { eps: s.eps },
-                s.iterations,
-                s.marginal_error,
-            )
+            (s.cost, Vec::new(), Method::Entropic { eps: s.eps }, s.iterations, s.marginal_error)
         }
     };
     debug_assert!(plan.len() < n + m);
@@ -237,11 +228,7 @@ pub fn wasserstein(
 
 /// Checks a cloud and returns its normalised weights and raw total mass.
 fn normalised(c: &Cloud, which: &str) -> Result<(Vec<f64>, f64), SimError> {
-    let bad = |msg: String| {
-        Err(SimError::Invalid(format!(
-            "wasserstein: {which} cloud: {msg}"
-        )))
-    };
+    let bad = |msg: String| Err(SimError::Invalid(format!("wasserstein: {which} cloud: {msg}")));
     if c.dim == 0 {
         return bad("dimension 0".into());
     }
@@ -249,12 +236,7 @@ fn normalised(c: &Cloud, which: &str) -> Result<(Vec<f64>, f64), SimError> {
         return bad("no points".into());
     }
     if c.x.len() != c.dim * c.len() {
-        return bad(format!(
-            "{} coordinates for {} points of dimension {}",
-            c.x.len(),
-            c.len(),
-            c.dim
-        ));
+        return bad(format!("{} coordinates for {} points of dimension {}", c.x.len(), c.len(), c.dim));
     }
     if let Some(k) = c.x.iter().position(|v| !v.is_finite()) {
         return bad(format!("non-finite coordinate at point {}", k / c.dim));
@@ -567,10 +549,7 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
         let (n, m, d) = (self.n, self.m, self.d);
         if e < n * m {
             let (i, j) = (e / m, e % m);
-            (self.cost)(sqdist(
-                &self.x[i * d..(i + 1) * d],
-                &self.y[j * d..(j + 1) * d],
-            ))
+            (self.cost)(sqdist(&self.x[i * d..(i + 1) * d], &self.y[j * d..(j + 1) * d]))
         } else {
             self.art
         }
@@ -589,10 +568,7 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
         let mut scanned = 0;
         let pis = &self.pi[n..n + m];
         while scanned < total {
-            let len = (m - j)
-                .min(TILE)
-                .min(self.block - in_block)
-                .min(total - scanned);
+            let len = (m - j).min(TILE).min(self.block - in_block).min(total - scanned);
             let xi = &self.x[i * d..(i + 1) * d];
             sqdist_row(xi, &self.y[j * d..(j + len) * d], &mut buf[..len]);
             let pii = self.pi[i];
@@ -696,11 +672,7 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
                 u = self.parent[u];
             }
         }
-        let (u_in, v_in, sigma) = if first_side {
-            (first, second, -rc)
-        } else {
-            (second, first, rc)
-        };
+        let (u_in, v_in, sigma) = if first_side { (first, second, -rc) } else { (second, first, rc) };
         let in_arc = i * self.m + j;
         self.update_tree(u_in, v_in, u_out, join, in_arc, first_side, delta, sigma);
         Ok(())
@@ -848,11 +820,7 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
         }
         for u in 0..nn {
             assert_eq!(self.succ_num[u], size[u], "succ_num of {u}");
-            assert_eq!(
-                pos[self.last_succ[u]],
-                pos[u] + size[u] - 1,
-                "last_succ of {u}"
-            );
+            assert_eq!(pos[self.last_succ[u]], pos[u] + size[u] - 1, "last_succ of {u}");
         }
         // Tree arcs join node and parent in the stated direction, with zero reduced cost and
         // non-negative flow; strongly feasible: zero-flow arcs point to the root.
@@ -868,26 +836,13 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
                 assert_eq!(p, root);
             }
             let c = self.arc_cost(e);
-            let rc = if self.up[u] {
-                c + self.pi[u] - self.pi[p]
-            } else {
-                c + self.pi[p] - self.pi[u]
-            };
+            let rc = if self.up[u] { c + self.pi[u] - self.pi[p] } else { c + self.pi[p] - self.pi[u] };
             assert!(rc.abs() <= 1e-9 * self.art, "tree arc reduced cost {rc}");
             assert!(self.flow[u] >= 0.0);
-            assert!(
-                self.flow[u] > 0.0 || self.up[u],
-                "zero flow on a downward arc"
-            );
+            assert!(self.flow[u] > 0.0 || self.up[u], "zero flow on a downward arc");
         }
-        let count = self
-            .in_tree
-            .iter()
-            .map(|w| w.count_ones() as usize)
-            .sum::<usize>();
-        let real = (0..root)
-            .filter(|&u| self.pred[u] < self.n * self.m)
-            .count();
+        let count = self.in_tree.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+        let real = (0..root).filter(|&u| self.pred[u] < self.n * self.m).count();
         assert_eq!(count, real);
     }
 
@@ -946,13 +901,7 @@ impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
         // Duals of the real problem: u_i = −π_i, v_j = π_j up to a common shift (c + π_i − π_j ≥ 0).
         let u: Vec<f64> = self.pi[..n].iter().map(|p| -p).collect();
         let v: Vec<f64> = self.pi[n..n + m].to_vec();
-        Ok(SimplexSolution {
-            cost: cost.value(),
-            plan,
-            u,
-            v,
-            pivots,
-        })
+        Ok(SimplexSolution { cost: cost.value(), plan, u, v, pivots })
     }
 }
 
@@ -977,45 +926,34 @@ pub struct SinkhornSolution {
 /// One soft-min sweep: `out_i = −ε log Σ_j exp(lw_j + (h_j − C_ij)/ε)` for every query `x_i`,
 /// with `C_ij = order.cost(|x_i − y_j|²)`. Returns nothing; parallel over row blocks.
 #[allow(clippy::too_many_arguments)]
-fn softmin(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    lw: &[f64],
-    h: &[f64],
-    eps: f64,
-    order: Order,
-    out: &mut [f64],
-) {
+fn softmin(d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, out: &mut [f64]) {
     let inv = 1.0 / eps;
-    out.par_chunks_mut(ROW_BLOCK)
-        .enumerate()
-        .for_each(|(blk, o)| {
-            let mut v = [0.0f64; TILE];
-            for (r, oi) in o.iter_mut().enumerate() {
-                let i = blk * ROW_BLOCK + r;
-                let xi = &x[i * d..(i + 1) * d];
-                let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
-                for_each_tile(xi, y, |j0, d2| {
-                    let len = d2.len();
-                    let mut tmax = f64::NEG_INFINITY;
-                    for (k, vk) in v[..len].iter_mut().enumerate() {
-                        let j = j0 + k;
-                        *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
-                        tmax = tmax.max(*vk);
-                    }
-                    if tmax == f64::NEG_INFINITY {
-                        return;
-                    }
-                    if tmax > mx {
-                        s *= (mx - tmax).exp();
-                        mx = tmax;
-                    }
-                    s += v[..len].iter().map(|vk| (vk - mx).exp()).sum::<f64>();
-                });
-                *oi = -eps * (mx + s.ln());
-            }
-        });
+    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
+        let mut v = [0.0f64; TILE];
+        for (r, oi) in o.iter_mut().enumerate() {
+            let i = blk * ROW_BLOCK + r;
+            let xi = &x[i * d..(i + 1) * d];
+            let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
+            for_each_tile(xi, y, |j0, d2| {
+                let len = d2.len();
+                let mut tmax = f64::NEG_INFINITY;
+                for (k, vk) in v[..len].iter_mut().enumerate() {
+                    let j = j0 + k;
+                    *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
+                    tmax = tmax.max(*vk);
+                }
+                if tmax == f64::NEG_INFINITY {
+                    return;
+                }
+                if tmax > mx {
+                    s *= (mx - tmax).exp();
+                    mx = tmax;
+                }
+                s += v[..len].iter().map(|vk| (vk - mx).exp()).sum::<f64>();
+            });
+            *oi = -eps * (mx + s.ln());
+        }
+    });
 }
 
 /// Balanced entropic OT `min ⟨T, C⟩ + ε KL(T | a bᵀ)` by log-domain Sinkhorn with ε-scaling
@@ -1037,9 +975,7 @@ pub fn sinkhorn(
         None => opts.eps_rel * mean_cost(d, x, a, y, b, order),
     };
     if !(eps > 0.0 && eps.is_finite()) {
-        return Err(SimError::Invalid(format!(
-            "wasserstein: entropic ε must be finite and > 0, got {eps}"
-        )));
+        return Err(SimError::Invalid(format!("wasserstein: entropic ε must be finite and > 0, got {eps}")));
     }
     let mut f = vec![0.0; n];
     let mut g = vec![0.0; m];
@@ -1055,9 +991,7 @@ pub fn sinkhorn(
     loop {
         // Row marginal of the current plan (f, g): a_i exp((f_i − f_new_i)/ε).
         softmin(d, x, y, &lb, &g, eps, order, &mut f_new);
-        let err: f64 = (0..n)
-            .map(|i| a[i] * (((f[i] - f_new[i]) / eps).exp() - 1.0).abs())
-            .sum();
+        let err: f64 = (0..n).map(|i| a[i] * (((f[i] - f_new[i]) / eps).exp() - 1.0).abs()).sum();
         std::mem::swap(&mut f, &mut f_new);
         softmin(d, y, x, &la, &f, eps, order, &mut g);
         iterations += 1;
@@ -1118,14 +1052,7 @@ pub fn sinkhorn(
         col.iter_mut().zip(&cl).for_each(|(s, v)| *s += v);
     }
     err += col.iter().zip(b).map(|(s, v)| (s - v).abs()).sum::<f64>();
-    Ok(SinkhornSolution {
-        cost: cost.value(),
-        eps,
-        f,
-        g,
-        iterations,
-        marginal_error: err,
-    })
+    Ok(SinkhornSolution { cost: cost.value(), eps, f, g, iterations, marginal_error: err })
 }
 
 /// `Σ_ij a_i b_j C_ij`.
@@ -1174,10 +1101,7 @@ mod tests {
         // One source, three sinks: the plan is forced.
         let a = cloud(1, vec![0.0], vec![2.0]);
         let b = cloud(1, vec![1.0, 2.0, 3.0], vec![1.0, 1.0, 2.0]);
-        let o = WassersteinOpts {
-            solver: Solver::NetworkSimplex,
-            ..Default::default()
-        };
+        let o = WassersteinOpts { solver: Solver::NetworkSimplex, ..Default::default() };
         let r = wasserstein(&a, &b, Order::W1, &o).unwrap();
         assert!((r.cost - (0.25 + 0.5 + 1.5)).abs() < 1e-15);
         assert_eq!(r.plan.len(), 3);
@@ -1205,12 +1129,8 @@ mod tests {
                 let (p0, p1) = x.split_at_mut(d);
                 p1[..d].copy_from_slice(p0); // a duplicate point
             }
-            let mut a: Vec<f64> = (0..n)
-                .map(|_| if rnd() < 0.2 { 0.0 } else { rnd() })
-                .collect();
-            let mut b: Vec<f64> = (0..m)
-                .map(|_| if rnd() < 0.2 { 0.0 } else { rnd() })
-                .collect();
+            let mut a: Vec<f64> = (0..n).map(|_| if rnd() < 0.2 { 0.0 } else { rnd() }).collect();
+            let mut b: Vec<f64> = (0..m).map(|_| if rnd() < 0.2 { 0.0 } else { rnd() }).collect();
             a[0] += 0.1;
             b[m - 1] += 0.1;
             let (sa, sb): (f64, f64) = (a.iter().sum(), b.iter().sum());
@@ -1218,8 +1138,7 @@ mod tests {
             b.iter_mut().for_each(|v| *v /= sb);
             for order in [Order::W1, Order::W2] {
                 let c = |s: f64| order.cost_from_sq(s);
-                let sol =
-                    network_simplex(d, &x, &a, &y, &b, c, &WassersteinOpts::default()).unwrap();
+                let sol = network_simplex(d, &x, &a, &y, &b, c, &WassersteinOpts::default()).unwrap();
                 assert!(sol.plan.len() < n + m);
                 let maxc = c(max_sqdist_bound(d, &x, &y)).max(1e-300);
                 for i in 0..n {
@@ -1230,19 +1149,11 @@ mod tests {
                 }
                 let dual: f64 = a.iter().zip(&sol.u).map(|(p, q)| p * q).sum::<f64>()
                     + b.iter().zip(&sol.v).map(|(p, q)| p * q).sum::<f64>();
-                assert!(
-                    (dual - sol.cost).abs() <= 1e-12 * maxc,
-                    "{dual} vs {}",
-                    sol.cost
-                );
+                assert!((dual - sol.cost).abs() <= 1e-12 * maxc, "{dual} vs {}", sol.cost);
                 assert!(plan_marginal_error(&sol.plan, &a, &b) < 1e-14);
                 if d == 1 {
                     let (c1, _) = sorted_1d(&x, &a, &y, &b, order);
-                    assert!(
-                        (c1 - sol.cost).abs() <= 1e-13 * maxc,
-                        "{c1} vs {}",
-                        sol.cost
-                    );
+                    assert!((c1 - sol.cost).abs() <= 1e-13 * maxc, "{c1} vs {}", sol.cost);
                 }
             }
         }

@@ -11,6 +11,7 @@ pub mod spec;
 pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
+use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
 use crate::field::{analytic, Field, SumField};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
@@ -241,8 +242,9 @@ impl Scenario {
             Some(t) => Some(sample_distribution(&c, "target", t, d, seed, 1, &base)?),
             None => None,
         };
-        let field = build_field(&c, "field", &s.field, d)?;
         let mut resolved = s.clone();
+        let ctx = FieldCtx { dim: d, target: target.as_ref(), seed, conserve: s.reaction.conserve };
+        let field = build_field(&c, "field", &mut resolved.field, &ctx)?;
         // CSV paths become absolute, so the resolved scenario reruns from the output folder.
         for dist in [Some(&mut resolved.source), resolved.target.as_mut()].into_iter().flatten() {
             if let Distribution::Csv { path, .. } = dist {
@@ -337,9 +339,21 @@ pub fn median_distance(c: &Cloud) -> f64 {
     }
 }
 
-/// Build a field from its spec (dimension `d`), checking every parameter.
-pub fn build_field(c: &Check, path: &str, f: &FieldSpec, d: usize) -> Result<Box<dyn Field>, Error> {
+/// What building a field needs besides its own spec.
+#[derive(Debug, Clone, Copy)]
+pub struct FieldCtx<'a> {
+    pub dim: usize,
+    pub target: Option<&'a Cloud>,
+    pub seed: u64,
+    /// `reaction.conserve` (the default of a field's own `conserve`).
+    pub conserve: bool,
+}
+
+/// Build a field from its spec, checking every parameter; defaults that depend on the rest of the
+/// scenario are written back into `f` (for the resolved scenario).
+pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> Result<Box<dyn Field>, Error> {
     let key = |k: &str| format!("{path}.{k}");
+    let d = cx.dim;
     Ok(match f {
         FieldSpec::Zero => Box::new(SumField { terms: vec![] }),
         FieldSpec::Ou { theta, mean } => {
@@ -372,10 +386,30 @@ pub fn build_field(c: &Check, path: &str, f: &FieldSpec, d: usize) -> Result<Box
                 return Err(c.err(&key("terms"), "needs at least one field").into());
             }
             let mut fs = Vec::new();
-            for (i, t) in terms.iter().enumerate() {
-                fs.push(build_field(c, &format!("{path}.terms[{i}]"), t, d)?);
+            for (i, t) in terms.iter_mut().enumerate() {
+                fs.push(build_field(c, &format!("{path}.terms[{i}]"), t, cx)?);
             }
             Box::new(SumField { terms: fs })
+        }
+        FieldSpec::SobolevFisher { features, bandwidth, alpha, ridge, conserve, resolve_every } => {
+            let target = cx.target.ok_or_else(|| c.err(path, "sobolev_fisher needs a [target]"))?;
+            c.count(&key("features"), *features)?;
+            c.positive(&key("bandwidth"), *bandwidth)?;
+            c.non_negative(&key("alpha"), *alpha)?;
+            c.positive(&key("ridge"), *ridge)?;
+            c.count(&key("resolve_every"), *resolve_every)?;
+            let conserve = *conserve.get_or_insert(cx.conserve);
+            let cfg = SobolevFisherCfg {
+                features: *features,
+                bandwidth: *bandwidth,
+                alpha: *alpha,
+                ridge: *ridge,
+                conserve,
+                resolve_every: *resolve_every,
+            };
+            let field =
+                SobolevFisher::new(cfg, d, target, cx.seed).map_err(|e| c.err(path, e.to_string()))?;
+            Box::new(field)
         }
     })
 }

@@ -153,6 +153,36 @@ pub enum FieldSpec {
     },
     /// A sum of fields.
     Sum { terms: Vec<FieldSpec> },
+    /// The kernel Sobolev–Fisher critic of Unbalanced Sobolev Descent (SPEC §2.1).
+    SobolevFisher {
+        /// Random Fourier features `m`.
+        #[serde(default = "features_default")]
+        features: usize,
+        /// Kernel bandwidth `s`.
+        bandwidth: f64,
+        /// Fisher (reaction) weight `α`; 0 = plain Sobolev descent.
+        #[serde(default = "one")]
+        alpha: f64,
+        /// Ridge `λ` (times the mass).
+        #[serde(default = "ridge_default")]
+        ridge: f64,
+        /// Conserving critic (normalised weights, centred C); default: `reaction.conserve`.
+        #[serde(default)]
+        conserve: Option<bool>,
+        /// Re-solve the critic every this many steps.
+        #[serde(default = "one_usize")]
+        resolve_every: usize,
+    },
+}
+
+fn features_default() -> usize {
+    512
+}
+fn ridge_default() -> f64 {
+    1e-3
+}
+fn one_usize() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
