@@ -492,7 +492,7 @@ pub(crate) fn draw(
                 format!("    ({} drawn)", f.len()),
             ],
             Some((n, m)) => vec![format!("{when}: {n} particles, mass {}", fmt_num(m))],
-            None => vec![format!("{when}: {} particles drawn, mass {}", f.len(), fmt_num(f.w.iter().sum()))],
+            None => vec![format!("{when}: {} drawn, mass {}", f.len(), fmt_num(f.w.iter().sum()))],
         };
         let mut facts = vec![
             dim_note.clone(),
