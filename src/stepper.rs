@@ -40,7 +40,7 @@ pub struct TimeCfg {
 pub enum StopReason {
     /// All steps done.
     Completed,
-    /// No particle or no mass left.
+    /// No particle left, or a total mass below the smallest double.
     Extinct,
     /// A NaN or infinity appeared (the error names step, quantity and particle).
     NonFinite,
@@ -272,7 +272,8 @@ impl Simulation {
                     break;
                 }
             }
-            let extinct = self.particles.is_empty() || self.particles.log_mass() == f64::NEG_INFINITY;
+            // Extinct: no particle, or a total mass that underflows f64 (no field can use it).
+            let extinct = self.particles.is_empty() || w.iter().sum::<f64>() == 0.0;
             let report =
                 !extinct && (self.step % self.report_every.max(1) == 0 || self.step == self.time.steps);
             let t0 = Instant::now();

@@ -6,6 +6,7 @@
 //! a parameter sweep in one file).
 
 pub mod distribution;
+pub mod memory;
 pub mod spec;
 
 pub use spec::ScenarioSpec;
@@ -230,11 +231,30 @@ impl Scenario {
         Ok(d)
     }
 
+    /// Fail before allocating if the estimated memory exceeds what is available (or, when the
+    /// system does not say, 1 TiB).
+    pub fn check_memory(&self, d: usize) -> Result<(), ConfigError> {
+        let (need, key) = memory::estimate(&self.spec, d);
+        let avail = memory::available_bytes().map_or(1024f64.powi(4), |b| b as f64);
+        if need > avail {
+            return Err(self.check().err(
+                key,
+                format!(
+                    "the run would need about {} of memory (estimate), more than the {} available",
+                    memory::fmt_bytes(need),
+                    memory::fmt_bytes(avail)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Validate everything against the data and build the simulation.
     pub fn build(&self) -> Result<Built, Error> {
         let c = self.check();
         let s = &self.spec;
         let d = self.dim()?;
+        self.check_memory(d)?;
         let base = self.base_dir();
         let seed = s.meta.seed;
         let source = sample_distribution(&c, "source", &s.source, d, seed, 0, &base)?;
