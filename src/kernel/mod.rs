@@ -85,7 +85,7 @@ impl Soa {
 }
 
 /// Calls `f(j0, d2)` for consecutive tiles of the points `y`, where `d2[jj] = |x − y_{j0+jj}|²`
-/// (summed over coordinates in increasing order: the same bits as [`sqdist_row`]). Tiles are
+/// (summed over coordinates in increasing order with fused multiply-adds). Tiles are
 /// visited in increasing `j0`, so any accumulation in `f` has a fixed order.
 #[inline]
 pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
@@ -98,7 +98,7 @@ pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
         for (k, xk) in x.iter().enumerate() {
             for (o, yk) in b.iter_mut().zip(y.coord(k, j0, len)) {
                 let t = xk - yk;
-                *o += t * t;
+                *o = t.mul_add(t, *o);
             }
         }
         f(j0, b);
