@@ -91,6 +91,26 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Time one problem and print a JSON line (the engine's side of scripts/bench_peers.sh).
+    Bench {
+        /// mmd | usd-step
+        problem: String,
+        #[arg(long, default_value_t = 4000)]
+        n: usize,
+        #[arg(long, default_value_t = 4000)]
+        m: usize,
+        #[arg(long, default_value_t = 2)]
+        d: usize,
+        /// Random features (usd-step).
+        #[arg(long, default_value_t = 1000)]
+        features: usize,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Check a scenario file (parse, validate, build) without running it.
     Validate { file: PathBuf },
     /// MMD between two weighted clouds (CSV with header; x1..xd, optional w and time columns).
@@ -217,6 +237,13 @@ fn main() -> ExitCode {
             let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };
             resume_run(&dir, &opts).map(|r| report(&r))
         }),
+        Cmd::Bench { problem, n, m, d, features, reps, threads, seed } => {
+            set_threads(threads).and_then(|_| {
+                let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, seed };
+                println!("{}", advreact::bench::run_bench(&spec)?);
+                Ok(true)
+            })
+        }
         Cmd::Validate { file } => scenario::load(&file, &Overrides::default()).and_then(|scs| {
             for sc in &scs {
                 sc.build()?;
