@@ -19,6 +19,7 @@ pub mod field;
 pub mod kernel;
 pub mod metrics;
 pub mod observe;
+pub mod ot;
 pub mod particles;
 pub mod reaction;
 pub mod rng;
