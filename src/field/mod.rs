@@ -5,6 +5,7 @@
 //! is a field ([`SumField`]): velocities and growth rates add.
 
 pub mod analytic;
+pub mod wfr;
 
 use crate::error::SimError;
 use crate::particles::Cloud;

@@ -32,9 +32,10 @@
 //! ([`Coupling::dense`]).
 //!
 //! Modules: [`sinkhorn`] (solver, options, report), [`plan`] (plan access from the potentials),
-//! [`partial`] (partial transport of a given mass), [`export`] (the CLI entry point and plan
-//! files).
+//! [`divergence`] (debiased Sinkhorn divergence, potentials extended to any point), [`partial`]
+//! (partial transport of a given mass), [`export`] (the CLI entry point and plan files).
 
+pub mod divergence;
 pub mod export;
 mod fastexp;
 pub mod partial;
@@ -42,6 +43,10 @@ pub(crate) mod pass;
 pub mod plan;
 pub mod sinkhorn;
 
+pub use divergence::{
+    extend_potential, sinkhorn_divergence, solve_symmetric, DivergenceOptions, DivergenceWarm,
+    SinkhornDivergence,
+};
 pub use export::{uot_clouds, write_solution, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
