@@ -20,6 +20,7 @@ pub mod field;
 pub mod kernel;
 pub mod metrics;
 pub mod observe;
+pub mod ot;
 pub mod particles;
 pub mod plot;
 pub mod reaction;

@@ -6,6 +6,7 @@
 
 pub mod analytic;
 pub mod sobolev_fisher;
+pub mod wfr;
 
 use crate::error::SimError;
 use crate::particles::Cloud;

@@ -1,0 +1,355 @@
+//! Wasserstein–Fisher–Rao gradient flow of an energy `F(μ)` (SPEC §2.2): with the first variation
+//! `φ = δF/δμ`,
+//!
+//! ```text
+//! u(x) = −∇φ(x),    g(x) = −α φ(x)                    (free mass)
+//!                   g(x) = −α (φ(x) − Σ_i w_i φ(x_i) / M)   (conserving)
+//! ```
+//!
+//! Energies:
+//!
+//! - **MMD**, `F = ½ ‖Σ_i w_i k(x_i, ·) − Σ_j b_j k(y_j, ·)‖²_H` (unnormalised, Gaussian kernel of
+//!   bandwidth `s`): `φ(x) = Σ_i w_i k(x, x_i) − Σ_j b_j k(x, y_j)` (the witness of
+//!   [`crate::metrics::witness`]), so `∂F/∂w_i = φ(x_i)` and `∂F/∂x_i = w_i ∇φ(x_i)`.
+//! - **Sinkhorn divergence** `F = S_{ε,ρ}(μ, ν)`, cost `½|x − y|²`, blur `ε`, reach `ρ`
+//!   (see [`crate::ot::divergence`]): `φ = (ρ + ε)(e^{−f_aa/ρ} − e^{−f_ba/ρ})`, or
+//!   `φ = f_ba − f_aa` when balanced (`ρ = ∞`; both measures are then normalised to probabilities
+//!   and the flow must conserve mass). The three OT problems are re-solved in [`Field::prepare`],
+//!   warm-started from the previous step's potentials (`g_ab` always, `f_aa` while the particle
+//!   count is unchanged; `OT(ν, ν)` is solved once per target).
+//!
+//! `ε` and `ρ` are in cost units (squared length): GeomLoss's `blur σ` and `reach r` (`p = 2`)
+//! correspond to `ε = σ²`, `ρ = r²`.
+
+use super::{EvalCtx, Field};
+use crate::error::SimError;
+use crate::metrics::witness;
+use crate::ot::divergence::{first_variation, solve_symmetric};
+use crate::ot::{solve, Cost, DivergenceOptions, EpsScaling, MeasureRef, Potentials};
+use serde::{Deserialize, Serialize};
+
+/// The energy whose WFR gradient flow is followed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Energy {
+    /// `½ MMD²` with a Gaussian kernel of bandwidth `s`.
+    Mmd { bandwidth: f64 },
+    /// Debiased Sinkhorn divergence with blur `eps` (`ε`, cost units) and reach `rho`
+    /// (`None`: balanced).
+    Sinkhorn { eps: f64, rho: Option<f64> },
+}
+
+/// Free or mass-conserving growth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Growth {
+    Free,
+    Conserving,
+}
+
+/// Stopping rule of the Sinkhorn solves inside the field.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SolverCfg {
+    /// Tolerance on the relative marginal error.
+    pub tol: f64,
+    /// Iteration cap per solve (the flow goes on with the potentials reached; see diagnostics).
+    pub max_iter: usize,
+    /// ε-scaling for cold starts.
+    pub eps_scaling: Option<EpsScaling>,
+}
+
+impl Default for SolverCfg {
+    fn default() -> Self {
+        Self {
+            tol: 1e-6,
+            max_iter: 1000,
+            eps_scaling: Some(EpsScaling::default()),
+        }
+    }
+}
+
+/// Potentials carried between steps.
+#[derive(Debug, Clone, Default)]
+struct SinkhornState {
+    ab: Option<Potentials>,
+    f_aa: Option<Vec<f64>>,
+    /// `(len, checksum)` of the target whose `OT(ν, ν)` is cached.
+    target_key: Option<(usize, u64)>,
+    g_bb: Vec<f64>,
+    ot_bb: f64,
+    /// From the last prepare.
+    value: f64,
+    iterations: usize,
+    converged: bool,
+    marginal_error: f64,
+    transported_mass: f64,
+}
+
+/// The WFR gradient-flow field (module doc).
+#[derive(Debug, Clone)]
+pub struct WfrField {
+    pub energy: Energy,
+    pub growth: Growth,
+    /// Reaction scale `α ≥ 0` (1/length² for MMD-like energies).
+    pub alpha: f64,
+    pub solver: SolverCfg,
+    state: SinkhornState,
+}
+
+impl WfrField {
+    /// Checks the parameters: bandwidth, `ε`, `ρ` > 0, `α ≥ 0`, and a balanced Sinkhorn energy
+    /// only with conserving growth (or `α = 0`): its first variation is defined up to a constant.
+    pub fn new(energy: Energy, growth: Growth, alpha: f64) -> Result<Self, SimError> {
+        let bad = |m: String| Err(SimError::Invalid(format!("wfr field: {m}")));
+        match energy {
+            Energy::Mmd { bandwidth } if !(bandwidth > 0.0 && bandwidth.is_finite()) => {
+                return bad(format!("bandwidth must be finite and > 0, got {bandwidth}"));
+            }
+            Energy::Sinkhorn { eps, rho } => {
+                if !(eps > 0.0 && eps.is_finite()) {
+                    return bad(format!("eps must be finite and > 0, got {eps}"));
+                }
+                match rho {
+                    Some(r) if !(r > 0.0 && r.is_finite()) => {
+                        return bad(format!(
+                            "rho must be finite and > 0 (None: balanced), got {r}"
+                        ))
+                    }
+                    None if growth == Growth::Free && alpha != 0.0 => {
+                        return bad(
+                            "a balanced Sinkhorn energy (rho = None) needs conserving growth \
+                             or alpha = 0 (its first variation is defined up to a constant)"
+                                .into(),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        if !(alpha >= 0.0 && alpha.is_finite()) {
+            return bad(format!("alpha must be finite and ≥ 0, got {alpha}"));
+        }
+        Ok(Self {
+            energy,
+            growth,
+            alpha,
+            solver: SolverCfg::default(),
+            state: SinkhornState::default(),
+        })
+    }
+
+    /// Replace the solver settings.
+    pub fn with_solver(mut self, solver: SolverCfg) -> Self {
+        self.solver = solver;
+        self
+    }
+
+    fn div_opts(&self, eps: f64, rho: Option<f64>) -> DivergenceOptions {
+        DivergenceOptions {
+            eps,
+            rho,
+            cost: Cost::HalfSqEuclidean,
+            tol: self.solver.tol,
+            max_iter: self.solver.max_iter,
+            eps_scaling: self.solver.eps_scaling,
+        }
+    }
+
+    /// The measures the energy compares: as given, or normalised when balanced.
+    fn measures(&self, ctx: &EvalCtx) -> (Vec<f64>, Vec<f64>) {
+        let balanced = matches!(self.energy, Energy::Sinkhorn { rho: None, .. });
+        if balanced {
+            let mb = ctx.target.mass();
+            (
+                ctx.w.iter().map(|w| w / ctx.mass).collect(),
+                ctx.target.w.iter().map(|b| b / mb).collect(),
+            )
+        } else {
+            (ctx.w.to_vec(), ctx.target.w.clone())
+        }
+    }
+
+    /// `φ(x_i)` and `∇φ(x_i)` at the current particles (after [`Field::prepare`] for the
+    /// Sinkhorn energy).
+    pub fn first_variation(&self, ctx: &EvalCtx) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+        let d = ctx.dim;
+        let t = ctx.target;
+        match self.energy {
+            Energy::Mmd { bandwidth } => Ok(witness(d, ctx.x, ctx.x, ctx.w, &t.x, &t.w, bandwidth)),
+            Energy::Sinkhorn { eps, rho } => {
+                let (ab, f_aa) = match (&self.state.ab, &self.state.f_aa) {
+                    (Some(ab), Some(f)) if f.len() == ctx.n() => (ab, f),
+                    _ => {
+                        return Err(SimError::Numerical {
+                            step: ctx.step,
+                            what: "wfr sinkhorn field evaluated before prepare on these particles"
+                                .into(),
+                        })
+                    }
+                };
+                let (wa, wb) = self.measures(ctx);
+                first_variation(
+                    ctx.x,
+                    MeasureRef::new(d, ctx.x, &wa),
+                    MeasureRef::new(d, &t.x, &wb),
+                    &ab.g,
+                    f_aa,
+                    &self.div_opts(eps, rho),
+                )
+                .map_err(|e| at_step(e, ctx.step))
+            }
+        }
+    }
+}
+
+/// Put the simulation step into a solver error.
+fn at_step(e: SimError, step: usize) -> SimError {
+    match e {
+        SimError::NonFinite {
+            quantity,
+            particle,
+            value,
+            ..
+        } => SimError::NonFinite {
+            step,
+            quantity: format!("wfr sinkhorn: {quantity}"),
+            particle,
+            value,
+        },
+        SimError::Invalid(m) => SimError::Numerical {
+            step,
+            what: format!("wfr sinkhorn: {m}"),
+        },
+        other => other,
+    }
+}
+
+/// A cheap fingerprint of a cloud (detects a changed target).
+fn checksum(x: &[f64], w: &[f64]) -> u64 {
+    x.iter().chain(w).fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+        (h ^ v.to_bits()).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl Field for WfrField {
+    fn name(&self) -> String {
+        match self.energy {
+            Energy::Mmd { .. } => "wfr_mmd".into(),
+            Energy::Sinkhorn { .. } => "wfr_sinkhorn".into(),
+        }
+    }
+
+    fn prepare(&mut self, ctx: &EvalCtx) -> Result<(), SimError> {
+        let Energy::Sinkhorn { eps, rho } = self.energy else {
+            return Ok(());
+        };
+        if ctx.target.is_empty() {
+            return Err(SimError::Invalid(
+                "wfr sinkhorn field: the scenario has no target".into(),
+            ));
+        }
+        let d = ctx.dim;
+        let t = ctx.target;
+        let opts = self.div_opts(eps, rho);
+        let (wa, wb) = self.measures(ctx);
+        let a = MeasureRef::new(d, ctx.x, &wa);
+        let b = MeasureRef::new(d, &t.x, &wb);
+        let step = ctx.step;
+        // OT(ν, ν): once per target.
+        let key = (t.len(), checksum(&t.x, &wb));
+        if self.state.target_key != Some(key) {
+            let (g_bb, rep) =
+                solve_symmetric(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
+            self.state.g_bb = g_bb;
+            self.state.ot_bb = rep.dual_objective;
+            self.state.target_key = Some(key);
+            self.state.ab = None;
+        }
+        // OT(μ, ν), warm from g_ab (the first update recomputes f from g).
+        let warm_ab = self.state.ab.take().map(|p| Potentials {
+            f: if p.f.len() == a.len() {
+                p.f
+            } else {
+                vec![0.0; a.len()]
+            },
+            g: p.g,
+        });
+        let ab = solve(a, b, &opts.solver(warm_ab.is_some()), warm_ab.as_ref())
+            .map_err(|e| at_step(e, step))?;
+        // OT(μ, μ), warm while the particle count is unchanged.
+        let warm_aa = self.state.f_aa.take().filter(|f| f.len() == a.len());
+        let (f_aa, rep_aa) =
+            solve_symmetric(a, &opts.solver(warm_aa.is_some()), warm_aa.as_deref())
+                .map_err(|e| at_step(e, step))?;
+        let (ma, mb) = (a.mass(), b.mass());
+        let mass_term = if rho.is_some() {
+            0.5 * eps * (ma - mb) * (ma - mb)
+        } else {
+            0.0
+        };
+        let s = &mut self.state;
+        s.value =
+            ab.report.dual_objective - 0.5 * rep_aa.dual_objective - 0.5 * s.ot_bb + mass_term;
+        s.iterations = ab.report.iterations + rep_aa.iterations;
+        s.converged = ab.report.converged && rep_aa.converged;
+        s.marginal_error = ab
+            .report
+            .marginal_error_a
+            .max(ab.report.marginal_error_b)
+            .max(rep_aa.marginal_error_a);
+        s.transported_mass = ab.report.transported_mass;
+        s.ab = Some(ab.potentials);
+        s.f_aa = Some(f_aa);
+        Ok(())
+    }
+
+    fn eval(
+        &self,
+        ctx: &EvalCtx,
+        velocity: &mut [f64],
+        growth: &mut [f64],
+    ) -> Result<(), SimError> {
+        let d = ctx.dim;
+        let (phi, grad) = self.first_variation(ctx)?;
+        for (u, gi) in velocity.iter_mut().zip(&grad) {
+            *u -= gi;
+        }
+        if self.alpha != 0.0 {
+            let shift = match self.growth {
+                Growth::Free => 0.0,
+                Growth::Conserving => {
+                    if ctx.mass > 0.0 {
+                        phi.iter().zip(ctx.w).map(|(p, w)| p * w).sum::<f64>() / ctx.mass
+                    } else {
+                        0.0
+                    }
+                }
+            };
+            for (g, p) in growth.iter_mut().zip(&phi) {
+                *g -= self.alpha * (p - shift);
+            }
+        }
+        debug_assert_eq!(velocity.len(), phi.len() * d);
+        Ok(())
+    }
+
+    fn diagnostics(&self) -> Vec<(String, f64)> {
+        match self.energy {
+            Energy::Mmd { .. } => Vec::new(),
+            Energy::Sinkhorn { .. } => {
+                let s = &self.state;
+                vec![
+                    ("sinkhorn_divergence".into(), s.value),
+                    ("sinkhorn_iterations".into(), s.iterations as f64),
+                    (
+                        "sinkhorn_converged".into(),
+                        f64::from(u8::from(s.converged)),
+                    ),
+                    ("sinkhorn_marginal_error".into(), s.marginal_error),
+                    ("sinkhorn_transported_mass".into(), s.transported_mass),
+                ]
+            }
+        }
+    }
+}

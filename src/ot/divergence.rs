@@ -1,0 +1,361 @@
+//! Debiased (unbalanced) Sinkhorn divergence (Séjourné et al. 2019; Feydy et al. 2019), KL
+//! marginal penalties of reach `ρ` on both sides (`ρ = ∞`: balanced, equal masses):
+//!
+//! ```text
+//! S(α, β) = OT_ε(α, β) − ½ OT_ε(α, α) − ½ OT_ε(β, β) + ε/2 (m(α) − m(β))²
+//! ```
+//!
+//! (`OT_ε` includes the `+ε m(α)m(β)` mass term of `ε KL(π|α⊗β)`; the last term cancels those
+//! constants, so `S(α, α) = 0`, `S ≥ 0`). Each `OT_ε` is the dual objective at the solver's
+//! potentials; `OT_ε(α, α)` comes from the symmetric iteration `f ← ½(f + aprox(f̂(f)))`.
+//!
+//! Potentials extend to any point `z` by one soft-min of the other side:
+//! `f_ba(z) = aprox(f̂(z))`, `f̂(z) = −ε LSE_j(log b_j + (g_ab,j − C(z, y_j))/ε)`, with
+//! `∇f̂(z) = 2c (z − Σ_j p_j(z) y_j)` (soft-max weights `p_j(z)`, cost `C = c|x − y|²`) and
+//! `∇f_ba = κ ∇f̂`, `κ = ρ/(ρ + ε)`. The first variation of `S` in `α` (SPEC §2.2) is
+//!
+//! ```text
+//! φ(z) = (ρ + ε)(e^{−f_aa(z)/ρ} − e^{−f_ba(z)/ρ}),   ∇φ(z) = e^{−f_ba/ρ} ∇f̂_ba − e^{−f_aa/ρ} ∇f̂_aa
+//! φ(z) = f_ba(z) − f_aa(z),                          ∇φ = ∇f̂_ba − ∇f̂_aa          (balanced)
+//! ```
+//!
+//! so that `∂S/∂a_i = φ(x_i)` and `∂S/∂x_i = a_i ∇φ(x_i)` (envelope theorem; checked against
+//! finite differences in `tests/wfr.rs`).
+
+use super::pass::{lse_rows, lse_rows_bary};
+use super::sinkhorn::{
+    check_finite, check_report, eps_at, evaluate, marginal_error, solve, Potentials, Relaxation,
+    SinkhornOptions, UotReport,
+};
+use super::{cost_scale_bound, positive, Cost, EpsScaling, Marginal, MeasureRef};
+use crate::error::SimError;
+use serde::{Deserialize, Serialize};
+
+/// Solve `OT_ε(α, α)` by the symmetric (averaged) iteration; `f = g`. Uses
+/// `opts.marginal_a` on both sides. Returns the potential and the report (errors, objective).
+pub fn solve_symmetric(
+    a: MeasureRef,
+    opts: &SinkhornOptions,
+    warm: Option<&[f64]>,
+) -> Result<(Vec<f64>, UotReport), SimError> {
+    let mut opts = opts.clone();
+    opts.marginal_b = opts.marginal_a;
+    opts.validate()?;
+    a.validate("measure")?;
+    let (n, d) = (a.len(), a.dim);
+    let ma = a.mass();
+    let marg = opts.marginal_a;
+    let mut f = match warm {
+        Some(w) if w.len() == n => {
+            check_finite(w, 0, "warm-start symmetric potential")?;
+            w.to_vec()
+        }
+        Some(w) => {
+            return Err(SimError::Invalid(format!(
+                "warm start potential has size {}, expected {n}",
+                w.len()
+            )))
+        }
+        None => vec![0.0; n],
+    };
+    let la = a.log_weights();
+    let c = opts.cost.scale();
+    let eps = opts.eps;
+    let (e0, q) = match opts.eps_scaling {
+        Some(s) => (
+            Some(s.start.unwrap_or_else(|| cost_scale_bound(a, a, opts.cost))),
+            s.factor,
+        ),
+        None => (None, 1.0),
+    };
+    let mut h = vec![0.0; n];
+    let mut l = vec![0.0; n];
+    let mut fhat = vec![0.0; n];
+    let (mut it, mut annealing) = (0usize, 0usize);
+    let mut eps_last = eps_at(0, eps, e0, q);
+    loop {
+        let ek = eps_at(it, eps, e0, q);
+        for ((hi, li), fi) in h.iter_mut().zip(&la).zip(&f) {
+            *hi = li + fi / ek;
+        }
+        lse_rows(d, a.x, a.x, &h, c / ek, &mut l);
+        for (fh, li) in fhat.iter_mut().zip(&l) {
+            *fh = -ek * li;
+        }
+        check_finite(&fhat, it, "symmetric soft-min f̂")?;
+        if ek == eps {
+            let err = marginal_error(&la, &f, &fhat, eps, marg);
+            if err <= opts.tol {
+                eps_last = eps;
+                break;
+            }
+        }
+        if it >= opts.max_iter {
+            break;
+        }
+        for (fi, fh) in f.iter_mut().zip(&fhat) {
+            *fi = 0.5 * (*fi + marg.aprox(*fh, ek));
+        }
+        if ek > eps {
+            annealing += 1;
+        }
+        eps_last = ek;
+        it += 1;
+    }
+    let mut eval_opts = opts.clone();
+    eval_opts.eps = eps_last;
+    let ev = evaluate(a, a, &la, &la, &f, &f, &eval_opts, true, it)?;
+    let report = UotReport {
+        n,
+        m: n,
+        dim: d,
+        eps,
+        cost: opts.cost,
+        marginal_a: marg,
+        marginal_b: marg,
+        iterations: it,
+        annealing_iterations: annealing,
+        tol: opts.tol,
+        eps_reached: eps_last,
+        omega: 0.5,
+        relaxation_restarts: 0,
+        converged: eps_last == eps && ev.err_a <= opts.tol,
+        marginal_error_a: ev.err_a,
+        marginal_error_b: ev.err_b,
+        transport_cost: ev.transport,
+        entropy_term: ev.entropy,
+        marginal_term_a: ev.pen_a,
+        marginal_term_b: ev.pen_b,
+        primal_objective: ev.transport + ev.entropy + ev.pen_a + ev.pen_b,
+        dual_objective: ev.dual,
+        mass_a: ma,
+        mass_b: ma,
+        transported_mass: ev.mass,
+        destroyed_mass_a: ev.destroyed_a,
+        created_mass_a: ev.created_a,
+        destroyed_mass_b: ev.destroyed_b,
+        created_mass_b: ev.created_b,
+    };
+    check_report(&report, it)?;
+    Ok((f, report))
+}
+
+/// A potential extended to the points `z` (n_z·d) by one soft-min over `b` with potential `g`:
+/// returns `(f̂(z), ∇f̂(z))`, `f̂(z) = −ε LSE_j(log b_j + (g_j − C(z, y_j))/ε)`,
+/// `∇f̂(z) = 2c (z − Σ_j p_j(z) y_j)`. Apply [`Marginal::aprox`] (and its derivative: `κ` for
+/// KL) for the potential itself.
+pub fn extend_potential(
+    z: &[f64],
+    b: MeasureRef,
+    g: &[f64],
+    eps: f64,
+    cost: Cost,
+) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    let d = b.dim;
+    let nz = z.len() / d;
+    let h: Vec<f64> = b.w.iter().zip(g).map(|(w, gj)| w.ln() + gj / eps).collect();
+    let c = cost.scale();
+    let mut l = vec![0.0; nz];
+    let mut grad = vec![0.0; nz * d];
+    lse_rows_bary(d, z, b.x, &h, c / eps, &mut l, &mut grad);
+    let fhat: Vec<f64> = l.iter().map(|v| -eps * v).collect();
+    check_finite(&fhat, 0, "extended potential")?;
+    for (gz, zz) in grad.chunks_exact_mut(d).zip(z.chunks_exact(d)) {
+        for (gk, zk) in gz.iter_mut().zip(zz) {
+            *gk = 2.0 * c * (zk - *gk);
+        }
+    }
+    check_finite(&grad, 0, "gradient of the extended potential")?;
+    Ok((fhat, grad))
+}
+
+/// Options of the divergence: cost (default `½|x−y|²`), `ε`, reach `ρ` (`None`: balanced) and the
+/// solver's stopping rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceOptions {
+    pub eps: f64,
+    pub rho: Option<f64>,
+    pub cost: Cost,
+    pub tol: f64,
+    pub max_iter: usize,
+    /// Used for cold starts (no warm potentials).
+    pub eps_scaling: Option<EpsScaling>,
+}
+
+impl Default for DivergenceOptions {
+    fn default() -> Self {
+        Self {
+            eps: 0.05,
+            rho: Some(1.0),
+            cost: Cost::HalfSqEuclidean,
+            tol: 1e-9,
+            max_iter: 10_000,
+            eps_scaling: Some(EpsScaling::default()),
+        }
+    }
+}
+
+impl DivergenceOptions {
+    /// The solver options of one `OT_ε` term.
+    pub fn solver(&self, warm: bool) -> SinkhornOptions {
+        let marg = match self.rho {
+            Some(r) => Marginal::kl(r),
+            None => Marginal::Exact,
+        };
+        SinkhornOptions {
+            eps: self.eps,
+            cost: self.cost,
+            marginal_a: marg,
+            marginal_b: marg,
+            max_iter: self.max_iter,
+            tol: self.tol,
+            eps_scaling: if warm { None } else { self.eps_scaling },
+            translation_invariant: true,
+            relaxation: Relaxation::default(),
+        }
+    }
+}
+
+/// Warm-start potentials of the three problems.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DivergenceWarm {
+    /// `(f_ba, g_ab)` of `OT(α, β)`.
+    pub ab: Option<Potentials>,
+    /// `f_aa` of `OT(α, α)`.
+    pub aa: Option<Vec<f64>>,
+    /// `g_bb` of `OT(β, β)`.
+    pub bb: Option<Vec<f64>>,
+}
+
+/// `S(α, β)` with its parts and the potentials.
+#[derive(Debug, Clone)]
+pub struct SinkhornDivergence {
+    pub value: f64,
+    pub ot_ab: f64,
+    pub ot_aa: f64,
+    pub ot_bb: f64,
+    /// `ε/2 (m(α) − m(β))²`.
+    pub mass_term: f64,
+    pub ab: Potentials,
+    pub f_aa: Vec<f64>,
+    pub g_bb: Vec<f64>,
+    pub report_ab: UotReport,
+    pub report_aa: UotReport,
+    pub report_bb: UotReport,
+}
+
+impl SinkhornDivergence {
+    /// All three solves met the tolerance.
+    pub fn converged(&self) -> bool {
+        self.report_ab.converged && self.report_aa.converged && self.report_bb.converged
+    }
+    /// The potentials to warm-start the next call with.
+    pub fn warm(&self) -> DivergenceWarm {
+        DivergenceWarm {
+            ab: Some(self.ab.clone()),
+            aa: Some(self.f_aa.clone()),
+            bb: Some(self.g_bb.clone()),
+        }
+    }
+    /// First variation `φ(z)` and `∇φ(z)` at the points `z` (module doc).
+    pub fn first_variation(
+        &self,
+        z: &[f64],
+        a: MeasureRef,
+        b: MeasureRef,
+        opts: &DivergenceOptions,
+    ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+        first_variation(z, a, b, &self.ab.g, &self.f_aa, opts)
+    }
+}
+
+/// `φ(z)`, `∇φ(z)` of `S(·, β)` at `α` from the potentials `g_ab` (on `b`) and `f_aa` (on `a`).
+pub fn first_variation(
+    z: &[f64],
+    a: MeasureRef,
+    b: MeasureRef,
+    g_ab: &[f64],
+    f_aa: &[f64],
+    opts: &DivergenceOptions,
+) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    let d = a.dim;
+    let (fb, gb) = extend_potential(z, b, g_ab, opts.eps, opts.cost)?;
+    let (fa, ga) = extend_potential(z, a, f_aa, opts.eps, opts.cost)?;
+    let nz = fb.len();
+    let mut phi = vec![0.0; nz];
+    let mut grad = vec![0.0; nz * d];
+    match opts.rho {
+        None => {
+            for i in 0..nz {
+                phi[i] = fb[i] - fa[i];
+                for k in 0..d {
+                    grad[i * d + k] = gb[i * d + k] - ga[i * d + k];
+                }
+            }
+        }
+        Some(rho) => {
+            let kappa = rho / (rho + opts.eps);
+            for i in 0..nz {
+                // f = κ f̂ on both sides.
+                let eb = (-kappa * fb[i] / rho).exp();
+                let ea = (-kappa * fa[i] / rho).exp();
+                phi[i] = (rho + opts.eps) * (ea - eb);
+                for k in 0..d {
+                    grad[i * d + k] = eb * gb[i * d + k] - ea * ga[i * d + k];
+                }
+            }
+        }
+    }
+    check_finite(&phi, 0, "Sinkhorn first variation φ")?;
+    check_finite(&grad, 0, "Sinkhorn first variation ∇φ")?;
+    Ok((phi, grad))
+}
+
+/// `S(α, β)` (module doc), warm-started from `warm` where sizes fit.
+pub fn sinkhorn_divergence(
+    a: MeasureRef,
+    b: MeasureRef,
+    opts: &DivergenceOptions,
+    warm: Option<&DivergenceWarm>,
+) -> Result<SinkhornDivergence, SimError> {
+    if let Some(r) = opts.rho {
+        if !(positive(r) && r.is_finite()) {
+            return Err(SimError::Invalid(format!(
+                "sinkhorn divergence: reach rho must be finite and > 0 (None: balanced), got {r}"
+            )));
+        }
+    }
+    let w = warm.cloned().unwrap_or_default();
+    let ab_warm =
+        w.ab.filter(|p| p.f.len() == a.len() && p.g.len() == b.len());
+    let aa_warm = w.aa.filter(|f| f.len() == a.len());
+    let bb_warm = w.bb.filter(|g| g.len() == b.len());
+    let ab = solve(a, b, &opts.solver(ab_warm.is_some()), ab_warm.as_ref())?;
+    let (f_aa, report_aa) =
+        solve_symmetric(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
+    let (g_bb, report_bb) =
+        solve_symmetric(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
+    let (ma, mb) = (a.mass(), b.mass());
+    let mass_term = match opts.rho {
+        Some(_) => 0.5 * opts.eps * (ma - mb) * (ma - mb),
+        None => 0.0,
+    };
+    let (ot_ab, ot_aa, ot_bb) = (
+        ab.report.dual_objective,
+        report_aa.dual_objective,
+        report_bb.dual_objective,
+    );
+    Ok(SinkhornDivergence {
+        value: ot_ab - 0.5 * ot_aa - 0.5 * ot_bb + mass_term,
+        ot_ab,
+        ot_aa,
+        ot_bb,
+        mass_term,
+        ab: ab.potentials,
+        f_aa,
+        g_bb,
+        report_ab: ab.report,
+        report_aa,
+        report_bb,
+    })
+}

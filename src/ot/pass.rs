@@ -1,0 +1,536 @@
+//! The one reduction of the Sinkhorn solver: for every query point `x_i`, the streamed
+//! log-sum-exp
+//!
+//! `L_i = LSE_j (h_j − λ |x_i − y_j|²)`,  `λ = c/ε` (cost `C = c|x − y|²`),
+//!
+//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile`] with a
+//! running maximum `M` and running sum `S = Σ exp(s_j − M)` (a new tile with a larger maximum
+//! rescales `S` by `exp(M_old − M_new)`), so memory is O(n + m) plus one tile per thread. With
+//! `h_j = log b_j + g_j/ε` this gives the soft-min `f̂_i = −ε L_i` of the Sinkhorn update. Two
+//! variants carry extra sums over the soft-max weights `p_ij = exp(s_j − L_i)`:
+//!
+//! - statistics for the objective: `Σ_j p_ij |x_i − y_j|²` and `Σ_j p_ij g_j`;
+//! - the barycentre `Σ_j p_ij y_j` (barycentric map, gradients of the potentials).
+//!
+//! Determinism: each row is reduced by one thread, over `j` in increasing order, with a fixed
+//! 8-lane split of every tile sum, so the bits do not depend on the thread count; and since only
+//! `+`/`×` are used (never fused multiply-add), not on the SIMD level either. The three variants
+//! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them.
+//!
+//! The row blocks run inside a function compiled for AVX-512 or AVX2 when the CPU has it (runtime
+//! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
+
+use super::fastexp;
+use crate::kernel::{for_each_tile, ROW_BLOCK, TILE};
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+const LANES: usize = 8;
+const NEG_INF: f64 = f64::NEG_INFINITY;
+
+/// Instruction-set level the row blocks are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Simd {
+    Base,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+}
+
+/// The best level of this CPU (or the `ADVREACT_SIMD` override), detected once.
+pub(crate) fn simd_level() -> Simd {
+    static LEVEL: OnceLock<Simd> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let detected = detect();
+        match std::env::var("ADVREACT_SIMD").as_deref() {
+            Ok("base") => Simd::Base,
+            Ok("avx2") if detected != Simd::Base => Simd::Avx2,
+            _ => detected,
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Simd {
+    if std::is_x86_feature_detected!("avx512f") {
+        Simd::Avx512
+    } else if std::is_x86_feature_detected!("avx2") {
+        Simd::Avx2
+    } else {
+        Simd::Base
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn detect() -> Simd {
+    Simd::Base
+}
+
+/// Generates `$name` plus AVX-512 / AVX2 copies of it (the body is an `#[inline(always)]` call,
+/// so the whole row-block loop is compiled for the wider instruction set), and a dispatcher.
+macro_rules! multiversion {
+    ($dispatch:ident => $name:ident, $v512:ident, $v256:ident ($($a:ident : $t:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        #[allow(clippy::too_many_arguments)]
+        fn $v512($($a: $t),*) {
+            $name::<IsaAvx512>($($a),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        #[allow(clippy::too_many_arguments)]
+        fn $v256($($a: $t),*) {
+            $name::<IsaAvx2>($($a),*)
+        }
+        #[allow(clippy::too_many_arguments)]
+        fn $dispatch(lvl: Simd, $($a: $t),*) {
+            match lvl {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: `lvl` comes from `simd_level`, which checked the CPU has the feature.
+                Simd::Avx512 => unsafe { $v512($($a),*) },
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as above.
+                Simd::Avx2 => unsafe { $v256($($a),*) },
+                _ => $name::<IsaBase>($($a),*),
+            }
+        }
+    };
+}
+
+/// Extra sums carried along a row, over the unnormalised weights `e_j = exp(s_j − M)`.
+trait RowExtra {
+    /// The running maximum grew: multiply every sum by `r = exp(M_old − M_new)`.
+    fn rescale(&mut self, r: f64);
+    /// Add one tile: `d2[jj] = |x − y_{j0+jj}|²`, `e[jj]` its weight.
+    fn tile(&mut self, j0: usize, d2: &[f64], e: &[f64]);
+}
+
+struct NoExtra;
+
+impl RowExtra for NoExtra {
+    #[inline(always)]
+    fn rescale(&mut self, _r: f64) {}
+    #[inline(always)]
+    fn tile(&mut self, _j0: usize, _d2: &[f64], _e: &[f64]) {}
+}
+
+/// `Σ e_j d2_j` and `Σ e_j pot_j`, 8 lanes each.
+struct Stats<'a> {
+    pot: &'a [f64],
+    sd2: [f64; LANES],
+    spot: [f64; LANES],
+}
+
+impl RowExtra for Stats<'_> {
+    #[inline(always)]
+    fn rescale(&mut self, r: f64) {
+        self.sd2.iter_mut().for_each(|v| *v *= r);
+        self.spot.iter_mut().for_each(|v| *v *= r);
+    }
+    #[inline(always)]
+    fn tile(&mut self, j0: usize, d2: &[f64], e: &[f64]) {
+        let pot = &self.pot[j0..j0 + e.len()];
+        let full = e.len() - e.len() % LANES;
+        for ((ec, dc), pc) in e[..full]
+            .chunks_exact(LANES)
+            .zip(d2[..full].chunks_exact(LANES))
+            .zip(pot[..full].chunks_exact(LANES))
+        {
+            for k in 0..LANES {
+                self.sd2[k] += ec[k] * dc[k];
+                self.spot[k] += ec[k] * pc[k];
+            }
+        }
+        for k in 0..e.len() - full {
+            self.sd2[k] += e[full + k] * d2[full + k];
+            self.spot[k] += e[full + k] * pot[full + k];
+        }
+    }
+}
+
+/// `Σ e_j y_j` (d coordinates).
+struct Bary<'a> {
+    y: &'a [f64],
+    acc: Vec<f64>,
+}
+
+impl RowExtra for Bary<'_> {
+    #[inline(always)]
+    fn rescale(&mut self, r: f64) {
+        self.acc.iter_mut().for_each(|v| *v *= r);
+    }
+    #[inline(always)]
+    fn tile(&mut self, j0: usize, _d2: &[f64], e: &[f64]) {
+        let d = self.acc.len();
+        let y = &self.y[j0 * d..(j0 + e.len()) * d];
+        for (ej, yj) in e.iter().zip(y.chunks_exact(d)) {
+            for (a, yk) in self.acc.iter_mut().zip(yj) {
+                *a += ej * yk;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn lane_sum(v: &[f64; LANES]) -> f64 {
+    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
+}
+
+/// Instruction-set markers: each compiled copy of the row loop gets its own closure type, hence
+/// its own instance of `for_each_tile` with a single caller, which the compiler inlines into
+/// the `#[target_feature]` function (a shared instance would be compiled once, for the baseline).
+struct IsaBase;
+#[cfg(target_arch = "x86_64")]
+struct IsaAvx2;
+#[cfg(target_arch = "x86_64")]
+struct IsaAvx512;
+
+/// Stream one row: returns `(M, S)` with `L = M + ln S` (`M = −∞` when every `h_j = −∞`).
+#[inline(always)]
+fn stream_row<I, E: RowExtra>(
+    xi: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    ex: &mut E,
+) -> (f64, f64) {
+    let mut m = NEG_INF;
+    let mut s = 0.0;
+    let mut buf = [0.0f64; TILE];
+    let tile = |j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
+        let len = d2.len();
+        {
+            let sb = &mut buf[..len];
+            for ((sj, hj), dj) in sb.iter_mut().zip(&h[j0..j0 + len]).zip(d2) {
+                *sj = hj - lam * dj;
+            }
+        }
+        let full = len - len % LANES;
+        let mut mx = [NEG_INF; LANES];
+        for c in buf[..full].chunks_exact(LANES) {
+            for k in 0..LANES {
+                mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+            }
+        }
+        for (k, &v) in buf[full..len].iter().enumerate() {
+            mx[k] = if v > mx[k] { v } else { mx[k] };
+        }
+        let tm = mx.iter().fold(NEG_INF, |a, &b| if b > a { b } else { a });
+        if tm == NEG_INF {
+            return; // every weight of this tile is zero
+        }
+        if tm > m {
+            let r = fastexp::exp(m - tm);
+            s *= r;
+            ex.rescale(r);
+            m = tm;
+        }
+        // Whole blocks (past `len` the buffer holds stale finite values, computed and ignored).
+        let padded = len.div_ceil(fastexp::BLOCK) * fastexp::BLOCK;
+        for c in buf[..padded].chunks_exact_mut(fastexp::BLOCK) {
+            fastexp::exp_shifted_block(c.try_into().expect("block"), m);
+        }
+        let mut acc = [0.0; LANES];
+        for c in buf[..full].chunks_exact(LANES) {
+            for k in 0..LANES {
+                acc[k] += c[k];
+            }
+        }
+        for (k, &v) in buf[full..len].iter().enumerate() {
+            acc[k] += v;
+        }
+        s += lane_sum(&acc);
+        ex.tile(j0, d2, &buf[..len]);
+    };
+    let mut tile = tile;
+    for_each_tile(xi, y, |j0, d2| tile(j0, d2, std::marker::PhantomData));
+    (m, s)
+}
+
+#[inline(always)]
+fn lse_of(m: f64, s: f64) -> f64 {
+    if m == NEG_INF {
+        NEG_INF
+    } else {
+        m + s.ln()
+    }
+}
+
+#[inline(always)]
+fn block_lse<I>(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64]) {
+    for (r, oi) in o.iter_mut().enumerate() {
+        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
+        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut NoExtra);
+        *oi = lse_of(m, s);
+    }
+}
+
+multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
+    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64]
+));
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_stats<I>(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    pot: &[f64],
+    i0: usize,
+    o: &mut [f64],
+    md: &mut [f64],
+    mp: &mut [f64],
+) {
+    for r in 0..o.len() {
+        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
+        let mut st = Stats {
+            pot,
+            sd2: [0.0; LANES],
+            spot: [0.0; LANES],
+        };
+        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut st);
+        o[r] = lse_of(m, s);
+        let (a, b) = if s > 0.0 {
+            (lane_sum(&st.sd2) / s, lane_sum(&st.spot) / s)
+        } else {
+            (0.0, 0.0)
+        };
+        md[r] = a;
+        mp[r] = b;
+    }
+}
+
+multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
+    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, pot: &[f64], i0: usize,
+    o: &mut [f64], md: &mut [f64], mp: &mut [f64],
+));
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_bary<I>(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    i0: usize,
+    o: &mut [f64],
+    bo: &mut [f64],
+) {
+    let mut ex = Bary {
+        y,
+        acc: vec![0.0; d],
+    };
+    for r in 0..o.len() {
+        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
+        ex.acc.iter_mut().for_each(|v| *v = 0.0);
+        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut ex);
+        o[r] = lse_of(m, s);
+        for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&ex.acc) {
+            *bk = if s > 0.0 { ak / s } else { f64::NAN };
+        }
+    }
+}
+
+multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
+    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
+));
+
+/// `out[i] = LSE_j (h_j − λ |x_i − y_j|²)` for every query `x_i` (dim `d`, particle-contiguous).
+pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
+    let lvl = simd_level();
+    out.par_chunks_mut(ROW_BLOCK)
+        .enumerate()
+        .for_each(|(blk, o)| block_lse_at(lvl, d, x, y, h, lam, blk * ROW_BLOCK, o));
+}
+
+/// Like [`lse_rows`], and also the soft-max averages `mean_d2[i] = Σ_j p_ij |x_i − y_j|²` and
+/// `mean_pot[i] = Σ_j p_ij pot_j`, `p_ij = exp(h_j − λ|x_i − y_j|² − L_i)` (zero when `L_i = −∞`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lse_rows_stats(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    pot: &[f64],
+    lse: &mut [f64],
+    mean_d2: &mut [f64],
+    mean_pot: &mut [f64],
+) {
+    let lvl = simd_level();
+    lse.par_chunks_mut(ROW_BLOCK)
+        .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
+        .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
+        .enumerate()
+        .for_each(|(blk, ((o, md), mp))| {
+            block_stats_at(lvl, d, x, y, h, lam, pot, blk * ROW_BLOCK, o, md, mp)
+        });
+}
+
+/// Like [`lse_rows`], and also the barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
+pub(crate) fn lse_rows_bary(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    lse: &mut [f64],
+    bary: &mut [f64],
+) {
+    let lvl = simd_level();
+    lse.par_chunks_mut(ROW_BLOCK)
+        .zip(bary.par_chunks_mut(ROW_BLOCK * d))
+        .enumerate()
+        .for_each(|(blk, (o, bo))| block_bary_at(lvl, d, x, y, h, lam, blk * ROW_BLOCK, o, bo));
+}
+
+/// Per-row visit of the plan entries `log π_ij = la_i + f_i/ε + lb_j + (g_j − c|x_i − y_j|²)/ε`:
+/// calls `visit(i, j0, logpi_tile)` for consecutive tiles of row `i`, rows in parallel blocks,
+/// collecting one `T` per row (in row order).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn plan_rows<T: Send>(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    row_shift: &[f64],
+    h: &[f64],
+    lam: f64,
+    visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
+    init: impl Fn(usize) -> T + Sync,
+) -> Vec<T> {
+    let n = row_shift.len();
+    (0..n.div_ceil(ROW_BLOCK))
+        .into_par_iter()
+        .flat_map_iter(|blk| {
+            let i0 = blk * ROW_BLOCK;
+            let i1 = (i0 + ROW_BLOCK).min(n);
+            let mut out = Vec::with_capacity(i1 - i0);
+            let mut buf = [0.0f64; TILE];
+            for i in i0..i1 {
+                let mut t = init(i);
+                let xi = &x[i * d..(i + 1) * d];
+                let shift = row_shift[i];
+                for_each_tile(xi, y, |j0, d2| {
+                    let lp = &mut buf[..d2.len()];
+                    for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
+                        *l = shift + (hj - lam * dj);
+                    }
+                    visit(i, &mut t, j0, lp);
+                });
+                out.push(t);
+            }
+            out
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, d: usize, seed: usize) -> Vec<f64> {
+        (0..n * d)
+            .map(|v| (((v + seed) * 7919 % 1009) as f64) / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn streamed_lse_matches_two_pass_reference() {
+        for &d in &[1usize, 2, 3, 7] {
+            let (n, m) = (70, 600);
+            let x = data(n, d, 1);
+            let y = data(m, d, 2);
+            // Weights spanning many orders of magnitude, one zero weight.
+            let h: Vec<f64> = (0..m)
+                .map(|j| {
+                    if j == 5 {
+                        NEG_INF
+                    } else {
+                        ((j * 31 % 17) as f64) * 3.0 - 20.0
+                    }
+                })
+                .collect();
+            let lam = 37.0;
+            let mut out = vec![0.0; n];
+            lse_rows(d, &x, &y, &h, lam, &mut out);
+            let mut st = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            lse_rows_stats(d, &x, &y, &h, lam, &h, &mut st.0, &mut st.1, &mut st.2);
+            let mut bl = vec![0.0; n];
+            let mut bary = vec![0.0; n * d];
+            lse_rows_bary(d, &x, &y, &h, lam, &mut bl, &mut bary);
+            for i in 0..n {
+                let xi = &x[i * d..(i + 1) * d];
+                let s: Vec<f64> = (0..m)
+                    .map(|j| {
+                        let d2: f64 = (0..d).map(|k| (xi[k] - y[j * d + k]).powi(2)).sum();
+                        h[j] - lam * d2
+                    })
+                    .collect();
+                let mx = s.iter().cloned().fold(NEG_INF, f64::max);
+                let sum: f64 = s.iter().map(|v| (v - mx).exp()).sum();
+                let lse = mx + sum.ln();
+                assert!((out[i] - lse).abs() <= 1e-13 * (1.0 + lse.abs()), "{d} {i}");
+                assert_eq!(out[i].to_bits(), st.0[i].to_bits());
+                assert_eq!(out[i].to_bits(), bl[i].to_bits());
+                let mut yb = vec![0.0; d];
+                for j in 0..m {
+                    let p = (s[j] - lse).exp();
+                    for k in 0..d {
+                        yb[k] += p * y[j * d + k];
+                    }
+                }
+                for k in 0..d {
+                    assert!((bary[i * d + k] - yb[k]).abs() <= 1e-12, "{d} {i} {k}");
+                }
+            }
+        }
+    }
+
+    /// The AVX-512, AVX2 and baseline copies give the same bits (no FMA contraction; fixed lane
+    /// order), on the levels this CPU has.
+    #[test]
+    fn simd_levels_agree_bitwise() {
+        let (n, m, d) = (70, 777, 3);
+        let x = data(n, d, 3);
+        let y = data(m, d, 4);
+        let h: Vec<f64> = (0..m).map(|j| ((j * 13 % 29) as f64) - 14.0).collect();
+        let pot: Vec<f64> = (0..m).map(|j| (j as f64).sin()).collect();
+        let run = |lvl: Simd| {
+            let mut o = vec![0.0; n];
+            let (mut md, mut mp) = (vec![0.0; n], vec![0.0; n]);
+            let (mut o2, mut bo) = (vec![0.0; n], vec![0.0; n * d]);
+            block_stats_at(lvl, d, &x, &y, &h, 11.0, &pot, 0, &mut o, &mut md, &mut mp);
+            block_bary_at(lvl, d, &x, &y, &h, 11.0, 0, &mut o2, &mut bo);
+            let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+            (bits(&o), bits(&md), bits(&mp), bits(&o2), bits(&bo))
+        };
+        let base = run(Simd::Base);
+        let mut levels = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                levels.push(Simd::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                levels.push(Simd::Avx512);
+            }
+        }
+        for lvl in levels {
+            assert_eq!(run(lvl), base, "{lvl:?}");
+        }
+    }
+
+    #[test]
+    fn all_zero_weights_give_minus_infinity() {
+        let x = vec![0.0, 1.0];
+        let y = vec![0.5, 2.0, 3.0];
+        let h = vec![NEG_INF; 3];
+        let mut out = vec![0.0; 2];
+        lse_rows(1, &x, &y, &h, 1.0, &mut out);
+        assert_eq!(out, vec![NEG_INF; 2]);
+    }
+}
