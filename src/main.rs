@@ -3,7 +3,13 @@
 use advreact::data::read_snapshot;
 use advreact::error::{ConfigError, Error};
 use advreact::metrics::mmd_terms;
-use advreact::run::{resume_run, run_scenario, write_comparison, RunOptions, RunOutcome};
+use advreact::ot::{
+    export::report_json, solve_partial, uot_clouds, write_solution, Cost, EpsScaling, Marginal, MeasureRef,
+    PlanExport, SinkhornOptions,
+};
+use advreact::run::{
+    resume_run, run_scenario, write_comparison, write_folder_atomically, RunOptions, RunOutcome,
+};
 use advreact::scenario::{self, median_distance, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
@@ -90,6 +96,58 @@ enum Cmd {
         threads: Option<usize>,
         #[arg(long, short)]
         quiet: bool,
+    },
+    /// Unbalanced entropic OT between two weighted clouds (log-domain, O(n+m) memory): prints the
+    /// report as JSON and writes marginals (which points are destroyed), optionally the plan.
+    Uot {
+        a: PathBuf,
+        b: PathBuf,
+        /// Entropic regularisation ε (cost units).
+        #[arg(long)]
+        eps: f64,
+        /// Source marginal penalty τ_a ("inf" = exact marginal).
+        #[arg(long, default_value = "inf")]
+        tau_a: f64,
+        /// Target marginal penalty τ_b ("inf" = exact marginal).
+        #[arg(long, default_value = "inf")]
+        tau_b: f64,
+        /// Marginal penalty: kl (soft) or tv (hard cut).
+        #[arg(long, default_value = "kl")]
+        penalty: String,
+        /// Partial transport: move exactly this much mass (TV penalties found by bisection).
+        #[arg(long)]
+        partial_mass: Option<f64>,
+        /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
+        #[arg(long, default_value = "sqeuclidean")]
+        cost: String,
+        /// Stop when both relative L1 marginal errors are below this.
+        #[arg(long, default_value_t = 1e-9)]
+        tol: f64,
+        #[arg(long, default_value_t = 10_000)]
+        max_iter: usize,
+        /// Anneal ε from the cost diameter down to --eps (factor 0.5 per stage).
+        #[arg(long)]
+        eps_scaling: bool,
+        /// Select rows with this time value (files with a time column).
+        #[arg(long)]
+        time: Option<f64>,
+        /// Write the k largest plan entries of each row (plan.csv).
+        #[arg(long)]
+        top_k: Option<usize>,
+        /// Write every plan entry ≥ this value (plan.csv).
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Write the dense plan (plan_dense.csv; refused above 10^7 entries).
+        #[arg(long)]
+        dense: bool,
+        /// Write the barycentric map T(x_i) (barycentric.csv).
+        #[arg(long)]
+        barycentric: bool,
+        /// Output folder (default output/uot/<a>__<b>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Time one problem and print a JSON line (the engine's side of scripts/bench_peers.sh).
     Bench {
@@ -227,6 +285,66 @@ fn cmd_compare(
     Ok(())
 }
 
+/// The solver settings of `advreact uot`.
+struct UotArgs {
+    eps: f64,
+    tau_a: f64,
+    tau_b: f64,
+    penalty: String,
+    partial_mass: Option<f64>,
+    cost: String,
+    tol: f64,
+    max_iter: usize,
+    eps_scaling: bool,
+    time: Option<f64>,
+}
+
+fn cmd_uot(a: &Path, b: &Path, u: &UotArgs, plan: &PlanExport, out: Option<PathBuf>) -> Result<bool, Error> {
+    let cli = |k: &str, m: String| -> Error { ConfigError::new("<cli>", k, m).into() };
+    let ca = read_snapshot(a)?.select(u.time)?;
+    let cb = read_snapshot(b)?.select(u.time)?;
+    if ca.dim != cb.dim {
+        return Err(cli("B", format!("{} is {}-D, {} is {}-D", b.display(), cb.dim, a.display(), ca.dim)));
+    }
+    if !(u.eps.is_finite() && u.eps > 0.0) {
+        return Err(cli("--eps", format!("must be > 0, got {}", u.eps)));
+    }
+    for (k, t) in [("--tau-a", u.tau_a), ("--tau-b", u.tau_b)] {
+        if !(t > 0.0) {
+            return Err(cli(k, format!("must be > 0 (or inf), got {t}")));
+        }
+    }
+    let cost: Cost = u.cost.parse().map_err(|e: String| cli("--cost", e))?;
+    let (ma, mb) = match u.penalty.as_str() {
+        "kl" => (Marginal::kl(u.tau_a), Marginal::kl(u.tau_b)),
+        "tv" => (Marginal::tv(u.tau_a), Marginal::tv(u.tau_b)),
+        p => return Err(cli("--penalty", format!("must be kl or tv, got '{p}'"))),
+    };
+    let mut opts = SinkhornOptions::kl(u.eps, u.tau_a, u.tau_b, cost);
+    opts.marginal_a = ma;
+    opts.marginal_b = mb;
+    opts.tol = u.tol;
+    opts.max_iter = u.max_iter;
+    opts.eps_scaling = u.eps_scaling.then(EpsScaling::default);
+    let sol = match u.partial_mass {
+        Some(m) => solve_partial(MeasureRef::from(&ca), MeasureRef::from(&cb), m, &opts, 1e-6)?.solution,
+        None => uot_clouds(&ca, &cb, &opts)?,
+    };
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let out = out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))));
+    write_folder_atomically(&out, |dir| write_solution(dir, &ca, &cb, &sol, plan))?;
+    println!("{}", report_json(&sol.report));
+    eprintln!("uot: wrote {}", out.display());
+    let r = &sol.report;
+    if !r.converged {
+        eprintln!(
+            "warning: not converged: marginal errors {:.3e} / {:.3e} > tol {:.1e} after {} iterations (raise --max-iter or use --eps-scaling)",
+            r.marginal_error_a, r.marginal_error_b, r.tol, r.iterations
+        );
+    }
+    Ok(r.converged)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -236,6 +354,31 @@ fn main() -> ExitCode {
         Cmd::Resume { dir, threads, quiet } => set_threads(threads).and_then(|_| {
             let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };
             resume_run(&dir, &opts).map(|r| report(&r))
+        }),
+        Cmd::Uot {
+            a,
+            b,
+            eps,
+            tau_a,
+            tau_b,
+            penalty,
+            partial_mass,
+            cost,
+            tol,
+            max_iter,
+            eps_scaling,
+            time,
+            top_k,
+            threshold,
+            dense,
+            barycentric,
+            out,
+            threads,
+        } => set_threads(threads).and_then(|_| {
+            let plan = PlanExport { barycentric, top_k, threshold, max_entries: 10_000_000, dense };
+            let args =
+                UotArgs { eps, tau_a, tau_b, penalty, partial_mass, cost, tol, max_iter, eps_scaling, time };
+            cmd_uot(&a, &b, &args, &plan, out)
         }),
         Cmd::Bench { problem, n, m, d, features, reps, threads, seed } => {
             set_threads(threads).and_then(|_| {

@@ -274,3 +274,24 @@ pub fn write_comparison(dir: &Path, runs: &[(String, PathBuf)]) -> Result<Vec<Pa
         .map_err(|e| Error::io(&png, std::io::Error::other(e.to_string())))?;
     Ok(vec![csv, png])
 }
+
+/// Write a folder atomically: `fill` writes into the hidden partial folder of `out`, which is then
+/// renamed to `out` (replacing an older one). On error nothing named `out` is left behind.
+pub fn write_folder_atomically<T>(
+    out: &Path,
+    fill: impl FnOnce(&Path) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let tmp = partial_dir(out);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let guard = PartialGuard(Some(tmp.clone()));
+    let v = fill(&tmp)?;
+    if out.exists() {
+        std::fs::remove_dir_all(out).map_err(io(out))?;
+    }
+    std::fs::rename(&tmp, out).map_err(io(out))?;
+    guard.disarm();
+    Ok(v)
+}

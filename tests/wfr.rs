@@ -22,20 +22,14 @@ use advreact::{Cloud, SimError};
 fn cloud(k: usize, d: usize, seed: u64, offset: f64, spread: f64) -> Vec<f64> {
     let mut s = seed;
     let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((s >> 11) as f64) / ((1u64 << 53) as f64)
     };
-    (0..k * d)
-        .map(|i| spread * next() + if i % d == 0 { offset } else { 0.0 })
-        .collect()
+    (0..k * d).map(|i| spread * next() + if i % d == 0 { offset } else { 0.0 }).collect()
 }
 
 fn weights(k: usize, mass: f64, seed: u64) -> Vec<f64> {
-    let raw: Vec<f64> = (0..k)
-        .map(|i| 0.5 + ((i as u64 * 2654435761 + seed) % 97) as f64 / 97.0)
-        .collect();
+    let raw: Vec<f64> = (0..k).map(|i| 0.5 + ((i as u64 * 2654435761 + seed) % 97) as f64 / 97.0).collect();
     let t: f64 = raw.iter().sum();
     raw.iter().map(|r| r * mass / t).collect()
 }
@@ -53,15 +47,7 @@ fn check_fd(what: &str, fd: &[f64], an: &[f64]) {
 }
 
 fn ctx<'a>(d: usize, x: &'a [f64], w: &'a [f64], target: &'a Cloud) -> EvalCtx<'a> {
-    EvalCtx {
-        step: 0,
-        t: 0.0,
-        dim: d,
-        x,
-        w,
-        mass: w.iter().sum(),
-        target,
-    }
+    EvalCtx { step: 0, t: 0.0, dim: d, x, w, mass: w.iter().sum(), target }
 }
 
 /// `F = ½ MMD²` (unnormalised), bandwidth 0.4: `∂F/∂w_i = φ(x_i)` and `∂F/∂x_i = w_i ∇φ(x_i)`
@@ -102,9 +88,7 @@ fn mmd_energy_gradients_match_finite_differences() {
     // The field: u = −∇φ, g = −α φ (free), exactly.
     let mut u = vec![0.0; 25 * d];
     let mut g = vec![0.0; 25];
-    field
-        .eval(&ctx(d, &x, &w, &target), &mut u, &mut g)
-        .unwrap();
+    field.eval(&ctx(d, &x, &w, &target), &mut u, &mut g).unwrap();
     for k in 0..25 * d {
         assert_eq!(u[k], -grad[k]);
     }
@@ -125,8 +109,7 @@ fn div_opts(eps: f64, rho: Option<f64>) -> DivergenceOptions {
 }
 
 fn divergence(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], o: &DivergenceOptions) -> f64 {
-    let s = ot::sinkhorn_divergence(MeasureRef::new(d, x, a), MeasureRef::new(d, y, b), o, None)
-        .unwrap();
+    let s = ot::sinkhorn_divergence(MeasureRef::new(d, x, a), MeasureRef::new(d, y, b), o, None).unwrap();
     assert!(s.converged());
     s.value
 }
@@ -222,11 +205,7 @@ fn divergence_vanishes_on_the_diagonal() {
         let o = div_opts(0.05, rho);
         let am = MeasureRef::new(d, &x, &a);
         let s = ot::sinkhorn_divergence(am, am, &o, None).unwrap();
-        assert!(
-            s.value.abs() <= 1e-12 * s.ot_aa.abs().max(1.0),
-            "{rho:?}: {}",
-            s.value
-        );
+        assert!(s.value.abs() <= 1e-12 * s.ot_aa.abs().max(1.0), "{rho:?}: {}", s.value);
         let sxy = divergence(d, &x, &a, &y, &a, &o);
         assert!(sxy > 1e-3, "{rho:?}: {sxy}");
     }
@@ -245,27 +224,17 @@ fn sinkhorn_field_eval_and_warm_start() {
     let x = cloud(40, d, 9, 0.0, 1.0);
     let w = weights(40, 1.0, 9);
     let target = Cloud::new(d, cloud(50, d, 10, 0.8, 1.0), weights(50, 1.5, 10));
-    let mut f = WfrField::new(
-        Energy::Sinkhorn {
-            eps: 0.05,
-            rho: Some(1.0),
-        },
-        Growth::Conserving,
-        2.0,
-    )
-    .unwrap()
-    .with_solver(SolverCfg {
-        tol: 1e-10,
-        max_iter: 10_000,
-        eps_scaling: Some(ot::EpsScaling::default()),
-    });
+    let mut f = WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: Some(1.0) }, Growth::Conserving, 2.0)
+        .unwrap()
+        .with_solver(SolverCfg {
+            tol: 1e-10,
+            max_iter: 10_000,
+            eps_scaling: Some(ot::EpsScaling::default()),
+        });
     let c = ctx(d, &x, &w, &target);
     let mut u = vec![0.0; 40 * d];
     let mut g = vec![0.0; 40];
-    assert!(matches!(
-        f.eval(&c, &mut u, &mut g),
-        Err(SimError::Numerical { .. })
-    ));
+    assert!(matches!(f.eval(&c, &mut u, &mut g), Err(SimError::Numerical { .. })));
     f.prepare(&c).unwrap();
     let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
     assert_eq!(diag["sinkhorn_converged"], 1.0);
@@ -281,24 +250,8 @@ fn sinkhorn_field_eval_and_warm_start() {
     f.prepare(&c).unwrap();
     let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
     assert!(diag["sinkhorn_iterations"] <= 4.0, "{diag:?}");
-    assert!(WfrField::new(
-        Energy::Sinkhorn {
-            eps: 0.05,
-            rho: None
-        },
-        Growth::Free,
-        1.0
-    )
-    .is_err());
-    assert!(WfrField::new(
-        Energy::Sinkhorn {
-            eps: 0.05,
-            rho: None
-        },
-        Growth::Conserving,
-        1.0
-    )
-    .is_ok());
+    assert!(WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: None }, Growth::Free, 1.0).is_err());
+    assert!(WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: None }, Growth::Conserving, 1.0).is_ok());
     assert!(WfrField::new(Energy::Mmd { bandwidth: -1.0 }, Growth::Free, 1.0).is_err());
 }
 
@@ -308,39 +261,25 @@ fn sinkhorn_field_eval_and_warm_start() {
 fn wfr_steps_decrease_the_energy() {
     let d = 2;
     let target = Cloud::new(d, cloud(60, d, 12, 1.0, 0.5), weights(60, 2.0, 12));
-    for energy in [
-        Energy::Mmd { bandwidth: 0.5 },
-        Energy::Sinkhorn {
-            eps: 0.05,
-            rho: Some(1.0),
-        },
-    ] {
+    for energy in [Energy::Mmd { bandwidth: 0.5 }, Energy::Sinkhorn { eps: 0.05, rho: Some(1.0) }] {
         let mut x = cloud(50, d, 11, 0.0, 0.5);
         let mut w = weights(50, 1.0, 11);
-        let mut f = WfrField::new(energy, Growth::Free, 1.0)
-            .unwrap()
-            .with_solver(SolverCfg {
-                tol: 1e-9,
-                max_iter: 10_000,
-                eps_scaling: Some(ot::EpsScaling::default()),
-            });
+        let mut f = WfrField::new(energy, Growth::Free, 1.0).unwrap().with_solver(SolverCfg {
+            tol: 1e-9,
+            max_iter: 10_000,
+            eps_scaling: Some(ot::EpsScaling::default()),
+        });
         let energy_of = |f: &WfrField, x: &[f64], w: &[f64]| match energy {
-            Energy::Mmd { bandwidth } => {
-                0.5 * mmd_terms(d, x, w, &target.x, &target.w, bandwidth).mmd2
-            }
+            Energy::Mmd { bandwidth } => 0.5 * mmd_terms(d, x, w, &target.x, &target.w, bandwidth).mmd2,
             Energy::Sinkhorn { .. } => {
-                let diag: std::collections::HashMap<String, f64> =
-                    f.diagnostics().into_iter().collect();
+                let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
                 diag["sinkhorn_divergence"]
             }
         };
         let dt = 0.1;
         let mut last = f64::INFINITY;
         for step in 0..8 {
-            let c = EvalCtx {
-                step,
-                ..ctx(d, &x, &w, &target)
-            };
+            let c = EvalCtx { step, ..ctx(d, &x, &w, &target) };
             f.prepare(&c).unwrap();
             let e = energy_of(&f, &x, &w);
             assert!(e < last, "{energy:?}: step {step}: energy {e} ≥ {last}");

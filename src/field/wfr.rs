@@ -60,11 +60,7 @@ pub struct SolverCfg {
 
 impl Default for SolverCfg {
     fn default() -> Self {
-        Self {
-            tol: 1e-6,
-            max_iter: 1000,
-            eps_scaling: Some(EpsScaling::default()),
-        }
+        Self { tol: 1e-6, max_iter: 1000, eps_scaling: Some(EpsScaling::default()) }
     }
 }
 
@@ -111,16 +107,12 @@ impl WfrField {
                 }
                 match rho {
                     Some(r) if !(r > 0.0 && r.is_finite()) => {
-                        return bad(format!(
-                            "rho must be finite and > 0 (None: balanced), got {r}"
-                        ))
+                        return bad(format!("rho must be finite and > 0 (None: balanced), got {r}"))
                     }
                     None if growth == Growth::Free && alpha != 0.0 => {
-                        return bad(
-                            "a balanced Sinkhorn energy (rho = None) needs conserving growth \
+                        return bad("a balanced Sinkhorn energy (rho = None) needs conserving growth \
                              or alpha = 0 (its first variation is defined up to a constant)"
-                                .into(),
-                        )
+                            .into())
                     }
                     _ => {}
                 }
@@ -130,13 +122,7 @@ impl WfrField {
         if !(alpha >= 0.0 && alpha.is_finite()) {
             return bad(format!("alpha must be finite and ≥ 0, got {alpha}"));
         }
-        Ok(Self {
-            energy,
-            growth,
-            alpha,
-            solver: SolverCfg::default(),
-            state: SinkhornState::default(),
-        })
+        Ok(Self { energy, growth, alpha, solver: SolverCfg::default(), state: SinkhornState::default() })
     }
 
     /// Replace the solver settings.
@@ -161,10 +147,7 @@ impl WfrField {
         let balanced = matches!(self.energy, Energy::Sinkhorn { rho: None, .. });
         if balanced {
             let mb = ctx.target.mass();
-            (
-                ctx.w.iter().map(|w| w / ctx.mass).collect(),
-                ctx.target.w.iter().map(|b| b / mb).collect(),
-            )
+            (ctx.w.iter().map(|w| w / ctx.mass).collect(), ctx.target.w.iter().map(|b| b / mb).collect())
         } else {
             (ctx.w.to_vec(), ctx.target.w.clone())
         }
@@ -183,8 +166,7 @@ impl WfrField {
                     _ => {
                         return Err(SimError::Numerical {
                             step: ctx.step,
-                            what: "wfr sinkhorn field evaluated before prepare on these particles"
-                                .into(),
+                            what: "wfr sinkhorn field evaluated before prepare on these particles".into(),
                         })
                     }
                 };
@@ -206,30 +188,17 @@ impl WfrField {
 /// Put the simulation step into a solver error.
 fn at_step(e: SimError, step: usize) -> SimError {
     match e {
-        SimError::NonFinite {
-            quantity,
-            particle,
-            value,
-            ..
-        } => SimError::NonFinite {
-            step,
-            quantity: format!("wfr sinkhorn: {quantity}"),
-            particle,
-            value,
-        },
-        SimError::Invalid(m) => SimError::Numerical {
-            step,
-            what: format!("wfr sinkhorn: {m}"),
-        },
+        SimError::NonFinite { quantity, particle, value, .. } => {
+            SimError::NonFinite { step, quantity: format!("wfr sinkhorn: {quantity}"), particle, value }
+        }
+        SimError::Invalid(m) => SimError::Numerical { step, what: format!("wfr sinkhorn: {m}") },
         other => other,
     }
 }
 
 /// A cheap fingerprint of a cloud (detects a changed target).
 fn checksum(x: &[f64], w: &[f64]) -> u64 {
-    x.iter().chain(w).fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
-        (h ^ v.to_bits()).wrapping_mul(0x0100_0000_01b3)
-    })
+    x.iter().chain(w).fold(0xcbf2_9ce4_8422_2325u64, |h, v| (h ^ v.to_bits()).wrapping_mul(0x0100_0000_01b3))
 }
 
 impl Field for WfrField {
@@ -245,9 +214,7 @@ impl Field for WfrField {
             return Ok(());
         };
         if ctx.target.is_empty() {
-            return Err(SimError::Invalid(
-                "wfr sinkhorn field: the scenario has no target".into(),
-            ));
+            return Err(SimError::Invalid("wfr sinkhorn field: the scenario has no target".into()));
         }
         let d = ctx.dim;
         let t = ctx.target;
@@ -259,57 +226,39 @@ impl Field for WfrField {
         // OT(ν, ν): once per target.
         let key = (t.len(), checksum(&t.x, &wb));
         if self.state.target_key != Some(key) {
-            let (g_bb, rep) =
-                solve_symmetric(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
+            let (g_bb, rep) = solve_symmetric(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
             self.state.g_bb = g_bb;
             self.state.ot_bb = rep.dual_objective;
             self.state.target_key = Some(key);
             self.state.ab = None;
         }
         // OT(μ, ν), warm from g_ab (the first update recomputes f from g).
-        let warm_ab = self.state.ab.take().map(|p| Potentials {
-            f: if p.f.len() == a.len() {
-                p.f
-            } else {
-                vec![0.0; a.len()]
-            },
-            g: p.g,
-        });
-        let ab = solve(a, b, &opts.solver(warm_ab.is_some()), warm_ab.as_ref())
-            .map_err(|e| at_step(e, step))?;
+        let warm_ab = self
+            .state
+            .ab
+            .take()
+            .map(|p| Potentials { f: if p.f.len() == a.len() { p.f } else { vec![0.0; a.len()] }, g: p.g });
+        let ab =
+            solve(a, b, &opts.solver(warm_ab.is_some()), warm_ab.as_ref()).map_err(|e| at_step(e, step))?;
         // OT(μ, μ), warm while the particle count is unchanged.
         let warm_aa = self.state.f_aa.take().filter(|f| f.len() == a.len());
-        let (f_aa, rep_aa) =
-            solve_symmetric(a, &opts.solver(warm_aa.is_some()), warm_aa.as_deref())
-                .map_err(|e| at_step(e, step))?;
+        let (f_aa, rep_aa) = solve_symmetric(a, &opts.solver(warm_aa.is_some()), warm_aa.as_deref())
+            .map_err(|e| at_step(e, step))?;
         let (ma, mb) = (a.mass(), b.mass());
-        let mass_term = if rho.is_some() {
-            0.5 * eps * (ma - mb) * (ma - mb)
-        } else {
-            0.0
-        };
+        let mass_term = if rho.is_some() { 0.5 * eps * (ma - mb) * (ma - mb) } else { 0.0 };
         let s = &mut self.state;
-        s.value =
-            ab.report.dual_objective - 0.5 * rep_aa.dual_objective - 0.5 * s.ot_bb + mass_term;
+        s.value = ab.report.dual_objective - 0.5 * rep_aa.dual_objective - 0.5 * s.ot_bb + mass_term;
         s.iterations = ab.report.iterations + rep_aa.iterations;
         s.converged = ab.report.converged && rep_aa.converged;
-        s.marginal_error = ab
-            .report
-            .marginal_error_a
-            .max(ab.report.marginal_error_b)
-            .max(rep_aa.marginal_error_a);
+        s.marginal_error =
+            ab.report.marginal_error_a.max(ab.report.marginal_error_b).max(rep_aa.marginal_error_a);
         s.transported_mass = ab.report.transported_mass;
         s.ab = Some(ab.potentials);
         s.f_aa = Some(f_aa);
         Ok(())
     }
 
-    fn eval(
-        &self,
-        ctx: &EvalCtx,
-        velocity: &mut [f64],
-        growth: &mut [f64],
-    ) -> Result<(), SimError> {
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         let d = ctx.dim;
         let (phi, grad) = self.first_variation(ctx)?;
         for (u, gi) in velocity.iter_mut().zip(&grad) {
@@ -342,10 +291,7 @@ impl Field for WfrField {
                 vec![
                     ("sinkhorn_divergence".into(), s.value),
                     ("sinkhorn_iterations".into(), s.iterations as f64),
-                    (
-                        "sinkhorn_converged".into(),
-                        f64::from(u8::from(s.converged)),
-                    ),
+                    ("sinkhorn_converged".into(), f64::from(u8::from(s.converged))),
                     ("sinkhorn_marginal_error".into(), s.marginal_error),
                     ("sinkhorn_transported_mass".into(), s.transported_mass),
                 ]

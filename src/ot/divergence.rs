@@ -51,10 +51,7 @@ pub fn solve_symmetric(
             w.to_vec()
         }
         Some(w) => {
-            return Err(SimError::Invalid(format!(
-                "warm start potential has size {}, expected {n}",
-                w.len()
-            )))
+            return Err(SimError::Invalid(format!("warm start potential has size {}, expected {n}", w.len())))
         }
         None => vec![0.0; n],
     };
@@ -62,10 +59,7 @@ pub fn solve_symmetric(
     let c = opts.cost.scale();
     let eps = opts.eps;
     let (e0, q) = match opts.eps_scaling {
-        Some(s) => (
-            Some(s.start.unwrap_or_else(|| cost_scale_bound(a, a, opts.cost))),
-            s.factor,
-        ),
+        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, a, opts.cost))), s.factor),
         None => (None, 1.0),
     };
     let mut h = vec![0.0; n];
@@ -251,11 +245,7 @@ impl SinkhornDivergence {
     }
     /// The potentials to warm-start the next call with.
     pub fn warm(&self) -> DivergenceWarm {
-        DivergenceWarm {
-            ab: Some(self.ab.clone()),
-            aa: Some(self.f_aa.clone()),
-            bb: Some(self.g_bb.clone()),
-        }
+        DivergenceWarm { ab: Some(self.ab.clone()), aa: Some(self.f_aa.clone()), bb: Some(self.g_bb.clone()) }
     }
     /// First variation `φ(z)` and `∇φ(z)` at the points `z` (module doc).
     pub fn first_variation(
@@ -326,25 +316,19 @@ pub fn sinkhorn_divergence(
         }
     }
     let w = warm.cloned().unwrap_or_default();
-    let ab_warm =
-        w.ab.filter(|p| p.f.len() == a.len() && p.g.len() == b.len());
+    let ab_warm = w.ab.filter(|p| p.f.len() == a.len() && p.g.len() == b.len());
     let aa_warm = w.aa.filter(|f| f.len() == a.len());
     let bb_warm = w.bb.filter(|g| g.len() == b.len());
     let ab = solve(a, b, &opts.solver(ab_warm.is_some()), ab_warm.as_ref())?;
-    let (f_aa, report_aa) =
-        solve_symmetric(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
-    let (g_bb, report_bb) =
-        solve_symmetric(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
+    let (f_aa, report_aa) = solve_symmetric(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
+    let (g_bb, report_bb) = solve_symmetric(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
     let (ma, mb) = (a.mass(), b.mass());
     let mass_term = match opts.rho {
         Some(_) => 0.5 * opts.eps * (ma - mb) * (ma - mb),
         None => 0.0,
     };
-    let (ot_ab, ot_aa, ot_bb) = (
-        ab.report.dual_objective,
-        report_aa.dual_objective,
-        report_bb.dual_objective,
-    );
+    let (ot_ab, ot_aa, ot_bb) =
+        (ab.report.dual_objective, report_aa.dual_objective, report_bb.dual_objective);
     Ok(SinkhornDivergence {
         value: ot_ab - 0.5 * ot_aa - 0.5 * ot_bb + mass_term,
         ot_ab,

@@ -62,9 +62,7 @@ pub fn write_solution(
     {
         let (p, mut w) = create(dir, "report.json")?;
         let text = report_json(&sol.report);
-        w.write_all(text.as_bytes())
-            .and_then(|_| w.flush())
-            .map_err(io(&p))?;
+        w.write_all(text.as_bytes()).and_then(|_| w.flush()).map_err(io(&p))?;
         out.push(p);
     }
     // source.csv / target.csv
@@ -75,11 +73,7 @@ pub fn write_solution(
             for i in 0..a.len() {
                 let r = sol.row_mass[i];
                 let kept = if a.w[i] > 0.0 { r / a.w[i] } else { 0.0 };
-                writeln!(
-                    w,
-                    "{i},{:e},{:e},{:e},{:e}",
-                    a.w[i], r, kept, sol.potentials.f[i]
-                )?;
+                writeln!(w, "{i},{:e},{:e},{:e},{:e}", a.w[i], r, kept, sol.potentials.f[i])?;
             }
             w.flush()
         };
@@ -93,11 +87,7 @@ pub fn write_solution(
             for j in 0..b.len() {
                 let c = sol.col_mass[j];
                 let r = if b.w[j] > 0.0 { c / b.w[j] } else { 0.0 };
-                writeln!(
-                    w,
-                    "{j},{:e},{:e},{:e},{:e}",
-                    b.w[j], c, r, sol.potentials.g[j]
-                )?;
+                writeln!(w, "{j},{:e},{:e},{:e},{:e}", b.w[j], c, r, sol.potentials.g[j])?;
             }
             w.flush()
         };

@@ -50,9 +50,7 @@ pub use divergence::{
 pub use export::{uot_clouds, write_solution, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
-pub use sinkhorn::{
-    solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
-};
+pub use sinkhorn::{solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution};
 
 use crate::error::SimError;
 use crate::particles::Cloud;
@@ -91,9 +89,7 @@ impl std::str::FromStr for Cost {
         match s {
             "sqeuclidean" => Ok(Cost::SqEuclidean),
             "half_sqeuclidean" => Ok(Cost::HalfSqEuclidean),
-            _ => Err(format!(
-                "unknown cost '{s}' (expected sqeuclidean or half_sqeuclidean)"
-            )),
+            _ => Err(format!("unknown cost '{s}' (expected sqeuclidean or half_sqeuclidean)")),
         }
     }
 }
@@ -176,9 +172,7 @@ impl Marginal {
     pub(crate) fn validate(self, what: &str) -> Result<(), SimError> {
         let t = self.tau();
         if !positive(t) {
-            return Err(SimError::Invalid(format!(
-                "{what}: marginal penalty tau must be > 0, got {t}"
-            )));
+            return Err(SimError::Invalid(format!("{what}: marginal penalty tau must be > 0, got {t}")));
         }
         Ok(())
     }
@@ -272,11 +266,7 @@ impl<'a> MeasureRef<'a> {
 
 impl<'a> From<&'a Cloud> for MeasureRef<'a> {
     fn from(c: &'a Cloud) -> Self {
-        Self {
-            dim: c.dim,
-            x: &c.x,
-            w: &c.w,
-        }
+        Self { dim: c.dim, x: &c.x, w: &c.w }
     }
 }
 
@@ -300,9 +290,7 @@ mod tests {
 
     #[test]
     fn kl_unit_is_smooth_across_the_series_switch() {
-        for &d in &[
-            -0.5f64, -0.0101, -0.0099, -1e-5, 0.0, 1e-5, 0.0099, 0.0101, 0.7,
-        ] {
+        for &d in &[-0.5f64, -0.0101, -0.0099, -1e-5, 0.0, 1e-5, 0.0099, 0.0101, 0.7] {
             let direct = d.exp() * d - d.exp() + 1.0;
             let v = kl_unit(d);
             assert!((v - direct).abs() <= 1e-12 * (1.0 + direct.abs()), "{d}");

@@ -41,9 +41,7 @@ pub fn solve_partial(
         )));
     }
     if !positive(rtol) {
-        return Err(SimError::Invalid(format!(
-            "partial transport: rtol must be > 0, got {rtol}"
-        )));
+        return Err(SimError::Invalid(format!("partial transport: rtol must be > 0, got {rtol}")));
     }
     let solves = std::cell::Cell::new(0usize);
     let mut warm: Option<super::Potentials> = None;
@@ -57,8 +55,7 @@ pub fn solve_partial(
         solves.set(solves.get() + 1);
         Ok(s)
     };
-    let done =
-        |s: &UotSolution| (s.report.transported_mass - target_mass).abs() <= rtol * target_mass;
+    let done = |s: &UotSolution| (s.report.transported_mass - target_mass).abs() <= rtol * target_mass;
     let scale = cost_scale_bound(a, b, opts.cost).max(opts.eps);
     // Bracket [lo, hi] with mass(lo) < m* ≤ mass(hi), growing from τ = ε (small τ solves are
     // cheap; large ones approach balanced transport, the slowest case).
@@ -132,10 +129,5 @@ pub fn solve_partial(
 
 fn finish(s: UotSolution, tau: f64, solves: usize, target: f64) -> PartialSolution {
     let mass_error = (s.report.transported_mass - target).abs() / target;
-    PartialSolution {
-        solution: s,
-        tau,
-        solves,
-        mass_error,
-    }
+    PartialSolution { solution: s, tau, solves, mass_error }
 }

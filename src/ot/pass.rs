@@ -188,13 +188,7 @@ struct IsaAvx512;
 
 /// Stream one row: returns `(M, S)` with `L = M + ln S` (`M = −∞` when every `h_j = −∞`).
 #[inline(always)]
-fn stream_row<I, E: RowExtra>(
-    xi: &[f64],
-    y: &[f64],
-    h: &[f64],
-    lam: f64,
-    ex: &mut E,
-) -> (f64, f64) {
+fn stream_row<I, E: RowExtra>(xi: &[f64], y: &[f64], h: &[f64], lam: f64, ex: &mut E) -> (f64, f64) {
     let mut m = NEG_INF;
     let mut s = 0.0;
     let mut buf = [0.0f64; TILE];
@@ -286,18 +280,10 @@ fn block_stats<I>(
 ) {
     for r in 0..o.len() {
         let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
-        let mut st = Stats {
-            pot,
-            sd2: [0.0; LANES],
-            spot: [0.0; LANES],
-        };
+        let mut st = Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] };
         let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut st);
         o[r] = lse_of(m, s);
-        let (a, b) = if s > 0.0 {
-            (lane_sum(&st.sd2) / s, lane_sum(&st.spot) / s)
-        } else {
-            (0.0, 0.0)
-        };
+        let (a, b) = if s > 0.0 { (lane_sum(&st.sd2) / s, lane_sum(&st.spot) / s) } else { (0.0, 0.0) };
         md[r] = a;
         mp[r] = b;
     }
@@ -320,10 +306,7 @@ fn block_bary<I>(
     o: &mut [f64],
     bo: &mut [f64],
 ) {
-    let mut ex = Bary {
-        y,
-        acc: vec![0.0; d],
-    };
+    let mut ex = Bary { y, acc: vec![0.0; d] };
     for r in 0..o.len() {
         let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
         ex.acc.iter_mut().for_each(|v| *v = 0.0);
@@ -433,9 +416,7 @@ mod tests {
     use super::*;
 
     fn data(n: usize, d: usize, seed: usize) -> Vec<f64> {
-        (0..n * d)
-            .map(|v| (((v + seed) * 7919 % 1009) as f64) / 500.0 - 1.0)
-            .collect()
+        (0..n * d).map(|v| (((v + seed) * 7919 % 1009) as f64) / 500.0 - 1.0).collect()
     }
 
     #[test]
@@ -445,15 +426,8 @@ mod tests {
             let x = data(n, d, 1);
             let y = data(m, d, 2);
             // Weights spanning many orders of magnitude, one zero weight.
-            let h: Vec<f64> = (0..m)
-                .map(|j| {
-                    if j == 5 {
-                        NEG_INF
-                    } else {
-                        ((j * 31 % 17) as f64) * 3.0 - 20.0
-                    }
-                })
-                .collect();
+            let h: Vec<f64> =
+                (0..m).map(|j| if j == 5 { NEG_INF } else { ((j * 31 % 17) as f64) * 3.0 - 20.0 }).collect();
             let lam = 37.0;
             let mut out = vec![0.0; n];
             lse_rows(d, &x, &y, &h, lam, &mut out);

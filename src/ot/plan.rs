@@ -61,18 +61,9 @@ impl<'a> Coupling<'a> {
             )));
         }
         if !positive(eps) {
-            return Err(SimError::Invalid(format!(
-                "coupling: eps must be > 0, got {eps}"
-            )));
+            return Err(SimError::Invalid(format!("coupling: eps must be > 0, got {eps}")));
         }
-        Ok(Self {
-            a,
-            b,
-            f: &p.f,
-            g: &p.g,
-            eps,
-            cost,
-        })
+        Ok(Self { a, b, f: &p.f, g: &p.g, eps, cost })
     }
 
     fn lam(&self) -> f64 {
@@ -80,20 +71,10 @@ impl<'a> Coupling<'a> {
     }
     /// `log b_j + g_j/ε`.
     fn h_b(&self) -> Vec<f64> {
-        self.b
-            .w
-            .iter()
-            .zip(self.g)
-            .map(|(w, g)| w.ln() + g / self.eps)
-            .collect()
+        self.b.w.iter().zip(self.g).map(|(w, g)| w.ln() + g / self.eps).collect()
     }
     fn h_a(&self) -> Vec<f64> {
-        self.a
-            .w
-            .iter()
-            .zip(self.f)
-            .map(|(w, f)| w.ln() + f / self.eps)
-            .collect()
+        self.a.w.iter().zip(self.f).map(|(w, f)| w.ln() + f / self.eps).collect()
     }
 
     /// `π_ij`.
@@ -107,11 +88,7 @@ impl<'a> Coupling<'a> {
         let h = self.h_b();
         let mut l = vec![0.0; self.a.len()];
         lse_rows(self.a.dim, self.a.x, self.b.x, &h, self.lam(), &mut l);
-        let r: Vec<f64> = l
-            .iter()
-            .zip(&self.h_a())
-            .map(|(l, ha)| (ha + l).exp())
-            .collect();
+        let r: Vec<f64> = l.iter().zip(&self.h_a()).map(|(l, ha)| (ha + l).exp()).collect();
         check_finite(&r, 0, "plan row masses")?;
         Ok(r)
     }
@@ -121,11 +98,7 @@ impl<'a> Coupling<'a> {
         let h = self.h_a();
         let mut l = vec![0.0; self.b.len()];
         lse_rows(self.a.dim, self.b.x, self.a.x, &h, self.lam(), &mut l);
-        let c: Vec<f64> = l
-            .iter()
-            .zip(&self.h_b())
-            .map(|(l, hb)| (hb + l).exp())
-            .collect();
+        let c: Vec<f64> = l.iter().zip(&self.h_b()).map(|(l, hb)| (hb + l).exp()).collect();
         check_finite(&c, 0, "plan column masses")?;
         Ok(c)
     }
@@ -212,11 +185,7 @@ impl<'a> Coupling<'a> {
         );
         let mut out = Vec::with_capacity(rows.len() * k);
         for (i, r) in rows.into_iter().enumerate() {
-            out.extend(r.into_iter().map(|(v, j)| PlanEntry {
-                i,
-                j,
-                value: v.exp(),
-            }));
+            out.extend(r.into_iter().map(|(v, j)| PlanEntry { i, j, value: v.exp() }));
         }
         check_entries(&out)?;
         Ok(out)
@@ -226,9 +195,7 @@ impl<'a> Coupling<'a> {
     /// more than `max_entries` (counted first, so nothing large is allocated).
     pub fn above(&self, threshold: f64, max_entries: usize) -> Result<Vec<PlanEntry>, SimError> {
         if !positive(threshold) {
-            return Err(SimError::Invalid(format!(
-                "plan threshold must be > 0, got {threshold}"
-            )));
+            return Err(SimError::Invalid(format!("plan threshold must be > 0, got {threshold}")));
         }
         let lt = threshold.ln();
         let h = self.h_b();
@@ -247,9 +214,7 @@ impl<'a> Coupling<'a> {
         if total > max_entries {
             return Err(SimError::Limit {
                 step: 0,
-                what: format!(
-                    "{total} plan entries ≥ {threshold} exceed the limit of {max_entries}"
-                ),
+                what: format!("{total} plan entries ≥ {threshold} exceed the limit of {max_entries}"),
             });
         }
         let rows = plan_rows(
@@ -262,11 +227,7 @@ impl<'a> Coupling<'a> {
             |i, row: &mut Vec<PlanEntry>, j0, lp| {
                 for (jj, &v) in lp.iter().enumerate() {
                     if v >= lt {
-                        row.push(PlanEntry {
-                            i,
-                            j: j0 + jj,
-                            value: v.exp(),
-                        });
+                        row.push(PlanEntry { i, j: j0 + jj, value: v.exp() });
                     }
                 }
             },

@@ -52,10 +52,7 @@ pub struct EpsScaling {
 
 impl Default for EpsScaling {
     fn default() -> Self {
-        Self {
-            start: None,
-            factor: 0.5,
-        }
+        Self { start: None, factor: 0.5 }
     }
 }
 
@@ -127,15 +124,7 @@ impl RelaxCtl {
             Relaxation::Fixed { omega } => (omega, omega),
             Relaxation::Adaptive { max_omega } => (1.0, max_omega),
         };
-        Self {
-            mode,
-            omega,
-            cap,
-            best_err: f64::INFINITY,
-            best: None,
-            hist: Vec::new(),
-            restarts: 0,
-        }
+        Self { mode, omega, cap, best_err: f64::INFINITY, best: None, hist: Vec::new(), restarts: 0 }
     }
 
     /// See the error of the current potentials; returns true if it restored the best ones.
@@ -220,18 +209,12 @@ impl SinkhornOptions {
     }
     pub(crate) fn validate(&self) -> Result<(), SimError> {
         if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(SimError::Invalid(format!(
-                "sinkhorn: eps must be finite and > 0, got {}",
-                self.eps
-            )));
+            return Err(SimError::Invalid(format!("sinkhorn: eps must be finite and > 0, got {}", self.eps)));
         }
         self.marginal_a.validate("sinkhorn: marginal_a")?;
         self.marginal_b.validate("sinkhorn: marginal_b")?;
         if self.tol.is_nan() || self.tol < 0.0 {
-            return Err(SimError::Invalid(format!(
-                "sinkhorn: tol must be ≥ 0, got {}",
-                self.tol
-            )));
+            return Err(SimError::Invalid(format!("sinkhorn: tol must be ≥ 0, got {}", self.tol)));
         }
         match self.relaxation {
             Relaxation::Fixed { omega } if !(positive(omega) && omega < 2.0) => {
@@ -440,10 +423,7 @@ pub fn solve(
     a.validate("source")?;
     b.validate("target")?;
     if a.dim != b.dim {
-        return Err(SimError::Invalid(format!(
-            "source has dimension {}, target {}",
-            a.dim, b.dim
-        )));
+        return Err(SimError::Invalid(format!("source has dimension {}, target {}", a.dim, b.dim)));
     }
     let (n, m, d) = (a.len(), b.len(), a.dim);
     let (ma, mb) = (a.mass(), b.mass());
@@ -473,10 +453,7 @@ pub fn solve(
     let c = opts.cost.scale();
     let eps = opts.eps;
     let (e0, q) = match opts.eps_scaling {
-        Some(s) => (
-            Some(s.start.unwrap_or_else(|| cost_scale_bound(a, b, opts.cost))),
-            s.factor,
-        ),
+        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, b, opts.cost))), s.factor),
         None => (None, 1.0),
     };
 
@@ -520,11 +497,7 @@ pub fn solve(
         if it >= opts.max_iter {
             break;
         }
-        let omega = if ek == eps && !polish {
-            relax.omega
-        } else {
-            1.0
-        };
+        let omega = if ek == eps && !polish { relax.omega } else { 1.0 };
         polish = false;
         last_omega = omega;
         omega_max = omega_max.max(omega);
@@ -588,12 +561,7 @@ pub fn solve(
         created_mass_b: ev.created_b,
     };
     check_report(&report, it)?;
-    Ok(UotSolution {
-        potentials: Potentials { f, g },
-        report,
-        row_mass: ev.row_mass,
-        col_mass: ev.col_mass,
-    })
+    Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
 }
 
 pub(crate) fn check_report(r: &UotReport, it: usize) -> Result<(), SimError> {
@@ -668,11 +636,7 @@ fn side(
     let (mut lse, mut md2, mut mpot) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
     lse_rows_stats(d, x, y, &h, c / eps, gy, &mut lse, &mut md2, &mut mpot);
     let fhat: Vec<f64> = lse.iter().map(|l| -eps * l).collect();
-    check_finite(
-        &fhat,
-        it,
-        &format!("{name} soft-min in the final evaluation"),
-    )?;
+    check_finite(&fhat, it, &format!("{name} soft-min in the final evaluation"))?;
     let mut s = Side {
         mass: vec![0.0; n],
         err: marginal_error(lx, fx, &fhat, eps, marg),
@@ -719,39 +683,11 @@ pub(crate) fn evaluate(
     it: usize,
 ) -> Result<Eval, SimError> {
     let (d, c, eps) = (a.dim, opts.cost.scale(), opts.eps);
-    let ra = side(
-        d,
-        a.x,
-        b.x,
-        la,
-        lb,
-        a.w,
-        f,
-        g,
-        eps,
-        c,
-        opts.marginal_a,
-        it,
-        "source",
-    )?;
+    let ra = side(d, a.x, b.x, la, lb, a.w, f, g, eps, c, opts.marginal_a, it, "source")?;
     let rb = if symmetric {
         None
     } else {
-        Some(side(
-            d,
-            b.x,
-            a.x,
-            lb,
-            la,
-            b.w,
-            g,
-            f,
-            eps,
-            c,
-            opts.marginal_b,
-            it,
-            "target",
-        )?)
+        Some(side(d, b.x, a.x, lb, la, b.w, g, f, eps, c, opts.marginal_b, it, "target")?)
     };
     let rb_ref = rb.as_ref().unwrap_or(&ra);
     let mass: f64 = ra.mass.iter().sum();
@@ -772,9 +708,7 @@ pub(crate) fn evaluate(
         created_a: ra.created,
         destroyed_b: rb_ref.destroyed,
         created_b: rb_ref.created,
-        col_mass: rb
-            .as_ref()
-            .map_or_else(|| ra.mass.clone(), |s| s.mass.clone()),
+        col_mass: rb.as_ref().map_or_else(|| ra.mass.clone(), |s| s.mass.clone()),
         row_mass: ra.mass,
     };
     Ok(out)

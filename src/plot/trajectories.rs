@@ -408,11 +408,20 @@ pub(crate) fn draw(
         let mut fin: Vec<usize> = (0..last.len()).collect();
         fin.sort_by(|&a, &b| last.w[b].total_cmp(&last.w[a])); // big ones below small ones
         let last_pos = &pos[pos.len() - 1];
+        // Particles left with under 1% of the mean weight (mass destroyed) are drawn hollow.
+        let faint = |j: usize| mean_w > 0.0 && last.w[j] < 0.01 * mean_w;
+        let (gone, kept): (Vec<usize>, Vec<usize>) = fin.iter().partition(|&&j| faint(j));
         chart
-            .draw_series(fin.iter().map(|&j| Circle::new(last_pos[j], radius(last.w[j]), FINAL.filled())))?;
+            .draw_series(kept.iter().map(|&j| Circle::new(last_pos[j], radius(last.w[j]), FINAL.filled())))?;
         chart.draw_series(
-            fin.iter().map(|&j| Circle::new(last_pos[j], radius(last.w[j]), final_edge.stroke_width(1))),
+            kept.iter().map(|&j| Circle::new(last_pos[j], radius(last.w[j]), final_edge.stroke_width(1))),
         )?;
+        chart.draw_series(gone.iter().map(|&j| {
+            Circle::new(last_pos[j], R_MIN.round() as i32 + 1, final_edge.mix(0.5).stroke_width(1))
+        }))?;
+        if !gone.is_empty() {
+            notes.push(format!("{} final dots hollow: < 1% of mean weight", gone.len()));
+        }
 
         // ---- side panel: legend, colour bar, weight key, facts
         let panel = Panel::new(&side, 14);

@@ -13,13 +13,14 @@ pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+use crate::field::wfr::{Energy, Growth, WfrField};
 use crate::field::{analytic, Field, SumField};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::{Simulation, TimeCfg};
 use distribution::{declared_dim, read_csv_cloud, sample_distribution};
-use spec::{Check, Distribution, FieldSpec, ReactionType, METRICS};
+use spec::{Check, Distribution, FieldSpec, ReactionType, WfrEnergy, METRICS};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -429,6 +430,39 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             };
             let field =
                 SobolevFisher::new(cfg, d, target, cx.seed).map_err(|e| c.err(path, e.to_string()))?;
+            Box::new(field)
+        }
+        FieldSpec::Wfr { energy, bandwidth, blur, reach, alpha, conserve, tol, max_iter } => {
+            if cx.target.is_none() {
+                return Err(c.err(path, "wfr needs a [target]").into());
+            }
+            c.non_negative(&key("alpha"), *alpha)?;
+            c.positive(&key("tol"), *tol)?;
+            c.count(&key("max_iter"), *max_iter)?;
+            let energy = match energy {
+                WfrEnergy::Mmd => {
+                    let s = bandwidth.ok_or_else(|| {
+                        c.err(&key("bandwidth"), "missing: energy = \"mmd\" needs a bandwidth")
+                    })?;
+                    c.positive(&key("bandwidth"), s)?;
+                    Energy::Mmd { bandwidth: s }
+                }
+                WfrEnergy::Sinkhorn => {
+                    let eps = blur.ok_or_else(|| {
+                        c.err(&key("blur"), "missing: energy = \"sinkhorn\" needs a blur ε")
+                    })?;
+                    c.positive(&key("blur"), eps)?;
+                    if let Some(r) = reach {
+                        c.positive(&key("reach"), *r)?;
+                    }
+                    Energy::Sinkhorn { eps, rho: *reach }
+                }
+            };
+            let conserve = *conserve.get_or_insert(cx.conserve);
+            let growth = if conserve { Growth::Conserving } else { Growth::Free };
+            let mut field = WfrField::new(energy, growth, *alpha).map_err(|e| c.err(path, e.to_string()))?;
+            field.solver.tol = *tol;
+            field.solver.max_iter = *max_iter;
             Box::new(field)
         }
     })

@@ -173,6 +173,48 @@ pub enum FieldSpec {
         #[serde(default = "one_usize")]
         resolve_every: usize,
     },
+    /// Wasserstein–Fisher–Rao gradient flow of an energy (SPEC §2.2): `u = −∇φ`, `g = −α φ`
+    /// (free) or `−α(φ − φ̄)` (conserving).
+    Wfr {
+        energy: WfrEnergy,
+        /// MMD kernel bandwidth `s` (energy = "mmd").
+        #[serde(default)]
+        bandwidth: Option<f64>,
+        /// Sinkhorn blur ε in cost units (energy = "sinkhorn"); GeomLoss's blur σ is √ε.
+        #[serde(default)]
+        blur: Option<f64>,
+        /// Sinkhorn reach ρ in cost units (energy = "sinkhorn"; absent = balanced).
+        #[serde(default)]
+        reach: Option<f64>,
+        /// Reaction scale α.
+        #[serde(default = "one")]
+        alpha: f64,
+        /// Conserving growth; default: `reaction.conserve`.
+        #[serde(default)]
+        conserve: Option<bool>,
+        /// Sinkhorn solves: tolerance on the relative marginal error and iteration cap.
+        #[serde(default = "wfr_tol")]
+        tol: f64,
+        #[serde(default = "wfr_iter")]
+        max_iter: usize,
+    },
+}
+
+fn wfr_tol() -> f64 {
+    1e-6
+}
+fn wfr_iter() -> usize {
+    1000
+}
+
+/// The energy of a WFR gradient flow.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WfrEnergy {
+    /// `½ MMD²` (Gaussian kernel, `bandwidth`).
+    Mmd,
+    /// Debiased unbalanced Sinkhorn divergence (`blur` ε, `reach` ρ; cost ½|x−y|²).
+    Sinkhorn,
 }
 
 fn features_default() -> usize {
