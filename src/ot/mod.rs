@@ -51,7 +51,8 @@ pub use export::{uot_clouds, write_solution, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
 pub use sinkhorn::{
-    solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
+    sinkhorn_step, solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport,
+    UotSolution,
 };
 
 use crate::error::SimError;
@@ -149,6 +150,15 @@ impl Marginal {
             Marginal::Exact => p,
             Marginal::Kl { tau } => p * (tau / (tau + eps)),
             Marginal::Tv { tau } => p.clamp(-tau, tau),
+        }
+    }
+    /// Projection onto the dual domain: `[−τ, τ]` for TV (an over-relaxed step may leave it),
+    /// identity otherwise.
+    #[inline]
+    pub fn project(self, f: f64) -> f64 {
+        match self {
+            Marginal::Tv { tau } => f.clamp(-tau, tau),
+            _ => f,
         }
     }
     /// The dual term per unit of reference mass, `φ(f) = −D*(−f)`.
