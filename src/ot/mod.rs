@@ -27,7 +27,7 @@
 //! ```
 //!
 //! (scaling form `u = (a / K v)^κ`, Chizat–Peyré–Schmitzer–Vialard 2018; Séjourné et al. 2019
-//! for the `aprox` operators). Every reduction is streamed in tiles ([`pass`], built on
+//! for the `aprox` operators). Every reduction is streamed in tiles (`ot::pass`, built on
 //! [`crate::kernel::for_each_tile`]): memory is O(n + m); no n×m matrix exists unless asked for
 //! ([`Coupling::dense`]).
 //!
