@@ -15,8 +15,9 @@
 //! `∇f_ba = κ ∇f̂`, `κ = ρ/(ρ + ε)`. The first variation of `S` in `α` (SPEC §2.2) is
 //!
 //! ```text
-//! φ(z) = (ρ + ε)(e^{−f_aa(z)/ρ} − e^{−f_ba(z)/ρ}),   ∇φ(z) = e^{−f_ba/ρ} ∇f̂_ba − e^{−f_aa/ρ} ∇f̂_aa
-//! φ(z) = f_ba(z) − f_aa(z),                          ∇φ = ∇f̂_ba − ∇f̂_aa          (balanced)
+//! φ(z)  = (ρ + ε)(e^{−f_aa(z)/ρ} − e^{−f_ba(z)/ρ})
+//! ∇φ(z) = e^{−f_ba(z)/ρ} ∇f̂_ba(z) − e^{−f_aa(z)/ρ} ∇f̂_aa(z)
+//! φ(z)  = f_ba(z) − f_aa(z),   ∇φ(z) = ∇f̂_ba(z) − ∇f̂_aa(z)          (balanced)
 //! ```
 //!
 //! so that `∂S/∂a_i = φ(x_i)` and `∂S/∂x_i = a_i ∇φ(x_i)` (envelope theorem; checked against

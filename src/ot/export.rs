@@ -1,4 +1,6 @@
-//! The `uot A.csv B.csv` entry point: solve between two clouds and write the result.
+//! The `uot A.csv B.csv` entry point: solve the entropic UOT problem of [`crate::ot`]
+//! (`min_π ⟨C,π⟩ + ε KL(π|a⊗b) + D_a(π1|a) + D_b(πᵀ1|b)`) between two clouds and write the
+//! result.
 //!
 //! Files written into a directory (all CSV with a header, numbers in shortest round-trip form):
 //!
@@ -8,7 +10,8 @@
 //! - `target.csv` — `j, w, col_mass, reached, g`;
 //! - `barycentric.csv` — `i, t1..td`: `T(x_i) = Σ_j π_ij y_j / Σ_j π_ij` (optional);
 //! - `plan.csv` — `i, j, pi` triples: top-k per row or all entries above a threshold (optional);
-//! - `plan_dense.csv` — the full `n × m` matrix, one row per source point (optional, size-checked).
+//! - `plan_dense.csv` — the full `n × m` matrix, one row per source point (optional,
+//!   size-checked).
 
 use super::plan::PlanEntry;
 use super::sinkhorn::{solve, SinkhornOptions, UotReport, UotSolution};

@@ -3,9 +3,9 @@
 //! `exp(x) = 2ⁿ · exp(r)`, `n = round(x / ln 2)`, `r = x − n ln 2 ∈ [−ln2/2, ln2/2]`
 //!
 //! with a two-constant (Cody–Waite) reduction `r = (x − n·ln2_hi) − n·ln2_lo`, `exp(r)` by its
-//! Taylor polynomial of degree 13 (truncation `|r|¹⁴/14! < 5e-18`, Estrin evaluation), and `2ⁿ` assembled from the
-//! exponent bits. `n` is rounded with the shifter `1.5·2⁵²`, so there is no float→int conversion
-//! and the loop vectorises on any x86-64 level. Accuracy: within 2 ulp of `f64::exp` on
+//! Taylor polynomial of degree 13 (truncation `|r|¹⁴/14! < 5e-18`, Estrin evaluation), and `2ⁿ`
+//! assembled from the exponent bits. `n` is rounded with the shifter `1.5·2⁵²`, so there is no
+//! float→int conversion and the loop vectorises on any x86-64 level. Accuracy: within 2 ulp of `f64::exp` on
 //! `[−708, 709]` (tested below); arguments below `−708` return `0` (the true value is below
 //! `3.3e-308` and is negligible against the `exp(0) = 1` term that every streamed log-sum-exp
 //! holds); NaN propagates. Only plain `+`/`×` are used (no fused multiply-add), so the result has

@@ -27,7 +27,7 @@
 //! ```
 //!
 //! (scaling form `u = (a / K v)^κ`, Chizat–Peyré–Schmitzer–Vialard 2018; Séjourné et al. 2019
-//! for the `aprox` operators). Every reduction is streamed in tiles ([`pass`], built on
+//! for the `aprox` operators). Every reduction is streamed in tiles (`ot::pass`, built on
 //! [`crate::kernel::for_each_tile`]): memory is O(n + m); no n×m matrix exists unless asked for
 //! ([`Coupling::dense`]).
 //!
@@ -50,7 +50,9 @@ pub use divergence::{
 pub use export::{uot_clouds, write_solution, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
-pub use sinkhorn::{solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution};
+pub use sinkhorn::{
+    sinkhorn_step, solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
+};
 
 use crate::error::SimError;
 use crate::particles::Cloud;
@@ -145,6 +147,15 @@ impl Marginal {
             Marginal::Exact => p,
             Marginal::Kl { tau } => p * (tau / (tau + eps)),
             Marginal::Tv { tau } => p.clamp(-tau, tau),
+        }
+    }
+    /// Projection onto the dual domain: `[−τ, τ]` for TV (an over-relaxed step may leave it),
+    /// identity otherwise.
+    #[inline]
+    pub fn project(self, f: f64) -> f64 {
+        match self {
+            Marginal::Tv { tau } => f.clamp(-tau, tau),
+            _ => f,
         }
     }
     /// The dual term per unit of reference mass, `φ(f) = −D*(−f)`.

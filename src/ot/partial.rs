@@ -4,8 +4,8 @@
 //!
 //! whose transported mass `m(π_τ)` grows with `τ` (a unit moves only if its cost is below `2τ`),
 //! with `τ` found by bisection on `log τ` so that `|m(π_τ) − m*| ≤ rtol · m*`. Reachable masses
-//! lie between `Σ_ij a_i b_j e^{−C_ij/ε}` (`τ → 0`) and `min(m(a), m(b))` (`τ` large); each solve is
-//! warm-started from the closest previous one.
+//! lie between `Σ_ij a_i b_j e^{−C_ij/ε}` (`τ → 0`) and `min(m(a), m(b))` (`τ` large); each
+//! solve is warm-started from the previous one.
 
 use super::sinkhorn::{solve, SinkhornOptions, UotSolution};
 use super::{cost_scale_bound, positive, Marginal, MeasureRef};

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! f̂_i = −ε_k LSE_j(log b_j + (g_j − C_ij)/ε_k)        (checks convergence, see below)
-//! f_i  = (1 − ω) f_i + ω aprox_a(f̂_i)
+//! f_i  = (1 − ω) f_i + ω aprox_a(f̂_i)                (then clamped to [−τ_a, τ_a] for TV)
 //! f_i += λ                                             (translation step, KL/exact sides only)
 //! ĝ_j = −ε_k LSE_i(log a_i + (f_i − C_ij)/ε_k),  g_j = (1 − ω) g_j + ω aprox_b(ĝ_j)
 //! ```
@@ -25,11 +25,12 @@
 //! current `g`, the plan's row sums are `r_i = a_i e^{(f_i − f̂_i)/ε}` and the row sums the
 //! optimality fixed point asks for, given the same `g`, are `ã_i = a_i e^{(aprox(f̂_i) − f̂_i)/ε}`
 //! (`a_i` when balanced, `a_i e^{−f_i/τ}` at a KL fixed point, `a_i` unless clamped for TV). The
-//! source error is `Σ_i |r_i − ã_i| / max(Σ_i r_i, Σ_i ã_i)` (relative L1, in [0, 2]), the target
-//! error likewise with the roles swapped. The solver stops at the first iteration whose source error is `≤ tol` (the
-//! target error is then zero up to rounding, `g` having just been updated); `converged` in the
-//! report is true only if both errors, recomputed at the returned potentials at the target `ε`,
-//! are `≤ tol`.
+//! source error is `Σ_i |r_i − ã_i| / max(Σ_i r_i, Σ_i ã_i)` (relative L1, in [0, 2]), the
+//! target error likewise with the roles swapped. The solver stops at the first iteration whose
+//! source error is `≤ tol` and whose last update was plain (`ω = 1`; after an over-relaxed one it
+//! does one plain iteration more): the target error is then zero up to rounding, `g` having just
+//! been set to its fixed point. `converged` in the report is true only if both errors,
+//! recomputed at the returned potentials at the target `ε`, are `≤ tol`.
 //!
 //! **Objective** (all at the returned potentials, computed online): `⟨C, π⟩`,
 //! `ε KL(π|a⊗b) = Σ_ij π_ij (f_i + g_j − C_ij) − ε m(π) + ε m(a)m(b)`, the marginal penalties
@@ -444,7 +445,7 @@ pub fn solve(
             }
             check_finite(&p.f, 0, "warm-start source potential f")?;
             check_finite(&p.g, 0, "warm-start target potential g")?;
-            (p.f.clone(), p.g.clone())
+            (p.f.iter().map(|&v| ta.project(v)).collect(), p.g.iter().map(|&v| tb.project(v)).collect())
         }
         None => (vec![0.0; n], vec![0.0; m]),
     };
@@ -502,7 +503,7 @@ pub fn solve(
         last_omega = omega;
         omega_max = omega_max.max(omega);
         for (fi, fh) in f.iter_mut().zip(&fhat) {
-            *fi = (1.0 - omega) * *fi + omega * ta.aprox(*fh, ek);
+            *fi = ta.project((1.0 - omega) * *fi + omega * ta.aprox(*fh, ek));
         }
         if opts.translation_invariant {
             let lam = translation(&la, &lb, &f, &g, ma, mb, ta, tb);
@@ -517,7 +518,7 @@ pub fn solve(
         }
         lse_rows(d, b.x, a.x, &h_a, c / ek, &mut lse_b);
         for (gj, l) in g.iter_mut().zip(&lse_b) {
-            *gj = (1.0 - omega) * *gj + omega * tb.aprox(-ek * l, ek);
+            *gj = tb.project((1.0 - omega) * *gj + omega * tb.aprox(-ek * l, ek));
         }
         check_finite(&g, it, "target potential g (is a source weight > 0?)")?;
         if ek > eps {
@@ -562,6 +563,42 @@ pub fn solve(
     };
     check_report(&report, it)?;
     Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
+}
+
+/// One plain Sinkhorn iteration at `opts.eps`, in place: `f ← aprox_a(f̂(g))`, then
+/// `g ← aprox_b(ĝ(f))` (no translation step, no relaxation, no report). Two streamed passes over
+/// the `n·m` pairs; for benchmarks and callers that drive the loop themselves.
+pub fn sinkhorn_step(
+    a: MeasureRef,
+    b: MeasureRef,
+    opts: &SinkhornOptions,
+    pot: &mut Potentials,
+) -> Result<(), SimError> {
+    opts.validate()?;
+    if pot.f.len() != a.len() || pot.g.len() != b.len() || a.dim != b.dim {
+        return Err(SimError::Invalid(format!(
+            "sinkhorn_step: potentials of sizes {} and {} for {} and {} points",
+            pot.f.len(),
+            pot.g.len(),
+            a.len(),
+            b.len()
+        )));
+    }
+    let (d, eps, c) = (a.dim, opts.eps, opts.cost.scale());
+    let h_b: Vec<f64> = b.w.iter().zip(&pot.g).map(|(w, g)| w.ln() + g / eps).collect();
+    let mut l = vec![0.0; a.len()];
+    lse_rows(d, a.x, b.x, &h_b, c / eps, &mut l);
+    for (f, li) in pot.f.iter_mut().zip(&l) {
+        *f = opts.marginal_a.aprox(-eps * li, eps);
+    }
+    check_finite(&pot.f, 0, "source potential f")?;
+    let h_a: Vec<f64> = a.w.iter().zip(&pot.f).map(|(w, f)| w.ln() + f / eps).collect();
+    let mut l = vec![0.0; b.len()];
+    lse_rows(d, b.x, a.x, &h_a, c / eps, &mut l);
+    for (g, li) in pot.g.iter_mut().zip(&l) {
+        *g = opts.marginal_b.aprox(-eps * li, eps);
+    }
+    check_finite(&pot.g, 0, "target potential g")
 }
 
 pub(crate) fn check_report(r: &UotReport, it: usize) -> Result<(), SimError> {
