@@ -73,12 +73,17 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 #[test]
 fn thread_count_does_not_change_a_byte() {
     let dir = tmp();
-    for sc in ["scenarios/ou_relaxation.toml", "scenarios/mass_growth.toml"] {
+    for (sc, steps) in [
+        ("scenarios/ou_relaxation.toml", "60"),
+        ("scenarios/mass_growth.toml", "60"),
+        ("scenarios/gaussian_to_ring.toml", "6"),
+        ("scenarios/wfr_sinkhorn_ring.toml", "4"),
+    ] {
         let mut files = vec![];
         for threads in ["1", "2"] {
             let out = dir.path().join(format!("t{threads}"));
             let o = advreact(
-                &["run", sc, "--threads", threads, "--steps", "60", "--out", out.to_str().unwrap(), "-q"],
+                &["run", sc, "--threads", threads, "--steps", steps, "--out", out.to_str().unwrap(), "-q"],
                 &repo(),
             );
             assert!(o.status.success(), "{sc}: {}", String::from_utf8_lossy(&o.stderr));

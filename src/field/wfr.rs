@@ -202,6 +202,48 @@ fn checksum(x: &[f64], w: &[f64]) -> u64 {
 }
 
 impl Field for WfrField {
+    /// The warm-start potentials `(f_ba, g_ab)` and `f_aa` carried between steps: each solve
+    /// starts from them, so a resumed run must restore them to reproduce the same bits. Layout:
+    /// `[len f, f…, len g, g…, len f_aa, f_aa…]` (a length of 0 = absent). `OT(ν, ν)` is not saved:
+    /// it is re-solved from a cold start, exactly as on the first step.
+    fn save_state(&self) -> Vec<f64> {
+        if matches!(self.energy, Energy::Mmd { .. }) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        let mut push = |v: Option<&[f64]>| {
+            let v = v.unwrap_or(&[]);
+            out.push(v.len() as f64);
+            out.extend_from_slice(v);
+        };
+        push(self.state.ab.as_ref().map(|p| p.f.as_slice()));
+        push(self.state.ab.as_ref().map(|p| p.g.as_slice()));
+        push(self.state.f_aa.as_deref());
+        out
+    }
+
+    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
+        if state.is_empty() {
+            return Ok(());
+        }
+        let mut rest = state;
+        let mut take = || -> Result<Vec<f64>, SimError> {
+            let bad = || SimError::Invalid("wfr field: malformed saved state".into());
+            let (&len, tail) = rest.split_first().ok_or_else(bad)?;
+            let len = len as usize;
+            if tail.len() < len {
+                return Err(bad());
+            }
+            let v = tail[..len].to_vec();
+            rest = &tail[len..];
+            Ok(v)
+        };
+        let (f, g, f_aa) = (take()?, take()?, take()?);
+        self.state.ab = (!f.is_empty()).then_some(Potentials { f, g });
+        self.state.f_aa = (!f_aa.is_empty()).then_some(f_aa);
+        Ok(())
+    }
+
     fn name(&self) -> String {
         match self.energy {
             Energy::Mmd { .. } => "wfr_mmd".into(),
@@ -229,8 +271,11 @@ impl Field for WfrField {
             let (g_bb, rep) = solve_symmetric(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
             self.state.g_bb = g_bb;
             self.state.ot_bb = rep.dual_objective;
-            self.state.target_key = Some(key);
-            self.state.ab = None;
+            // A changed target invalidates the warm start; a first solve (fresh, or after a
+            // checkpoint restore) keeps whatever potentials the state holds.
+            if self.state.target_key.replace(key).is_some() {
+                self.state.ab = None;
+            }
         }
         // OT(μ, ν), warm from g_ab (the first update recomputes f from g).
         let warm_ab = self

@@ -420,7 +420,7 @@ pub(crate) fn draw(
             Circle::new(last_pos[j], R_MIN.round() as i32 + 1, final_edge.mix(0.5).stroke_width(1))
         }))?;
         if !gone.is_empty() {
-            notes.push(format!("{} final dots hollow: < 1% of mean weight", gone.len()));
+            notes.push(format!("{} hollow: < 1% of mean weight", gone.len()));
         }
 
         // ---- side panel: legend, colour bar, weight key, facts
