@@ -218,3 +218,37 @@ fn compare_prints_mmd_of_two_clouds() {
     assert_eq!(v["mass_a"].as_f64().unwrap(), 2.0);
     assert_eq!(v["mass_b"].as_f64().unwrap(), 2.0);
 }
+
+/// `uot`: report JSON on stdout, marginals on disk (the far point is destroyed), plan exports,
+/// and a loud non-zero exit when the tolerance is not met.
+#[test]
+fn uot_command_reports_and_writes_marginals() {
+    let dir = tmp();
+    std::fs::write(dir.path().join("a.csv"), "x1,x2\n0,0\n1,0\n0,1\n6,6\n").unwrap();
+    std::fs::write(dir.path().join("b.csv"), "x1,x2,w\n0.1,0,1\n1,0.2,1\n0.2,1,1\n").unwrap();
+    let o = advreact(
+        &["uot", "a.csv", "b.csv", "--eps", "0.01", "--tau-a", "1", "--tau-b", "1", "--top-k", "2", "--barycentric", "--out", "u"],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["converged"], true);
+    assert!(r["marginal_error_a"].as_f64().unwrap() <= 1e-9);
+    for f in ["report.json", "source.csv", "target.csv", "plan.csv", "barycentric.csv"] {
+        assert!(dir.path().join("u").join(f).exists(), "missing {f}");
+    }
+    // The point at (6, 6) (cost ≥ 50 ≫ τ) keeps essentially none of its mass; the others most.
+    let src = std::fs::read_to_string(dir.path().join("u/source.csv")).unwrap();
+    let kept: Vec<f64> = src.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert!(kept[3] < 1e-10, "outlier kept {}", kept[3]);
+    assert!(kept[..3].iter().all(|k| *k > 0.9), "{kept:?}");
+    // Too few iterations: outputs written, but exit 1 with a warning naming the errors.
+    let o = advreact(&["uot", "a.csv", "b.csv", "--eps", "0.001", "--tau-a", "1", "--tau-b", "1", "--max-iter", "2", "--out", "v"], dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not converged"));
+    // Bad parameters: exit 2, nothing written.
+    let o = advreact(&["uot", "a.csv", "b.csv", "--eps", "-1", "--out", "w"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
+    assert!(!dir.path().join("w").exists());
+}
