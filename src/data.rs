@@ -78,8 +78,12 @@ impl SnapshotTable {
             x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
             w.push(self.w.as_ref().map_or(1.0, |w| w[i]));
         }
-        if w.iter().sum::<f64>() <= 0.0 {
+        let total = w.iter().sum::<f64>();
+        if total <= 0.0 {
             return Err(invalid("selected rows have zero total weight".into()));
+        }
+        if !total.is_finite() {
+            return Err(invalid(format!("selected rows' total weight overflows ({total})")));
         }
         Ok(Cloud::new(d, x, w))
     }
@@ -215,5 +219,15 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("not a number"));
         assert!(parse("").is_err());
         assert!(parse("1,2\n3,4\n").unwrap_err().to_string().contains("no header"));
+    }
+
+    /// Found with tests/properties.rs: finite weights whose sum overflows gave a cloud of infinite
+    /// mass (and `compare` printed NaN).
+    #[test]
+    fn total_weight_must_be_finite() {
+        let t = parse("x1,w\n0,1e308\n1,1e308\n").unwrap();
+        let e = t.select(None).unwrap_err().to_string();
+        assert_eq!(e, "f.csv: selected rows' total weight overflows (inf)");
+        assert_eq!(parse("x1,w\n0,1e308\n1,0\n").unwrap().select(None).unwrap().mass(), 1e308);
     }
 }
