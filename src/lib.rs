@@ -13,6 +13,7 @@
 //! Sobolev Descent, Wasserstein–Fisher–Rao gradient flows. Runs are described by TOML scenarios
 //! ([`scenario`]) and write metrics, snapshots, lineage and plots into an output folder.
 
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod field;
