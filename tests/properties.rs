@@ -865,3 +865,30 @@ fn compare_cli_exits_0_or_2() {
     });
     eprintln!("  {} compared, {} rejected", ok.load(Relaxed), failed.load(Relaxed));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Regressions: what the properties found, as fixed examples
+// ---------------------------------------------------------------------------------------------
+
+/// An unknown key in a plain table was named twice (`meta.extra.extra`, `bogus.bogus`); inside a
+/// tagged table (`[source]`) serde loses the key, which must still be appended once.
+#[test]
+fn unknown_keys_are_named_once() {
+    let base = &EXTRA_BASES[2];
+    for (edit, want) in [
+        ("[meta]\n", "[meta]\nextra = 1\n"),
+        ("[time]\n", "[bogus]\nx = 1\n[time]\n"),
+        ("[time]\n", "[time]\nbogus = 2\n"),
+        ("[source]\n", "[source]\nstdev = 2\n"),
+        ("[field]\n", "[field]\nwidth = 2\n"),
+    ]
+    .iter()
+    .zip(["meta.extra", "bogus", "time.bogus", "source.stdev", "field.width"])
+    .map(|((from, to), want)| (base.replacen(from, to, 1), want))
+    {
+        match load_str(&edit, Path::new("s.toml"), &Overrides::default()) {
+            Err(Error::Config(c)) => assert_eq!(c.path, want, "{c}"),
+            other => panic!("{want}: {other:?}"),
+        }
+    }
+}
