@@ -4,9 +4,10 @@
 //! file (and the line or key path).
 //!
 //! The number of cases per property is fixed below (`CASES_*`) so the file runs in well under a
-//! minute in release mode on two cores; `PROPTEST_CASES=N` overrides every count (e.g. for a long
-//! local soak). Each test prints its case count and how many inputs were accepted. Inputs are
-//! drawn from a fresh random seed each run; a failure prints the shrunk (minimal) input.
+//! minute in release mode on two cores; `PROPTEST_CASES=N` overrides every count but the CLI
+//! test's, which starts a process per case (e.g. for a long local soak). Each test prints its
+//! case count and how many inputs were accepted. Inputs are drawn from a fresh random seed each
+//! run; a failure prints the shrunk (minimal) input.
 //!
 //! The same properties, unbounded in time, are the `cargo fuzz` targets in `fuzz/`.
 
@@ -39,12 +40,8 @@ const CASES_COMPARE_CLI: u32 = 30;
 /// there yet, so such inputs are counted and skipped, not built.
 const MAX_BUILD_VALUES: usize = 1_000_000;
 
-fn runner(cases: u32) -> TestRunner {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
-    TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() })
-}
-
-/// Run `test` on `cases` inputs from `strategy`; panics with the shrunk input on failure.
+/// Run `test` on `cases` inputs from `strategy` (`PROPTEST_CASES` overrides the count); panics
+/// with the shrunk input on failure.
 fn check<S: Strategy>(
     name: &str,
     cases: u32,
@@ -53,13 +50,26 @@ fn check<S: Strategy>(
 ) where
     S::Value: std::fmt::Debug,
 {
-    let mut r = runner(cases);
-    let n = r.config().cases;
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(cases);
+    check_exactly(name, cases, strategy, test)
+}
+
+/// Like [`check`], with exactly `cases` inputs whatever `PROPTEST_CASES` says (for tests that start
+/// a process per case).
+fn check_exactly<S: Strategy>(
+    name: &str,
+    cases: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
+    S::Value: std::fmt::Debug,
+{
+    let mut r = TestRunner::new(Config { cases, failure_persistence: None, ..Config::default() });
     let t0 = std::time::Instant::now();
     if let Err(e) = r.run(&strategy, test) {
         panic!("{name}: {e}");
     }
-    eprintln!("{name}: {n} cases in {:.2?}", t0.elapsed());
+    eprintln!("{name}: {cases} cases in {:.2?}", t0.elapsed());
 }
 
 /// An error message a person reads on a terminal: one line, no control characters.
@@ -821,7 +831,7 @@ fn compare_cli_exits_0_or_2() {
     let dir = tempfile::tempdir().unwrap();
     let (ok, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let strategy = (csv_pair(), bandwidth_arg(), time_arg(), any::<bool>());
-    check("compare cli", CASES_COMPARE_CLI, strategy, |((a, b), bw, time, json)| {
+    check_exactly("compare cli", CASES_COMPARE_CLI, strategy, |((a, b), bw, time, json)| {
         std::fs::write(dir.path().join("a.csv"), &a).unwrap();
         std::fs::write(dir.path().join("b.csv"), &b).unwrap();
         let mut cmd = std::process::Command::new(bin());
