@@ -78,8 +78,12 @@ impl SnapshotTable {
             x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
             w.push(self.w.as_ref().map_or(1.0, |w| w[i]));
         }
-        if w.iter().sum::<f64>() <= 0.0 {
+        let total = w.iter().sum::<f64>();
+        if total <= 0.0 {
             return Err(invalid("selected rows have zero total weight".into()));
+        }
+        if !total.is_finite() {
+            return Err(invalid(format!("selected rows' total weight overflows ({total})")));
         }
         Ok(Cloud::new(d, x, w))
     }
@@ -97,6 +101,8 @@ fn fmt_list(v: &[f64]) -> String {
 /// Parse a snapshot CSV from text (`file` names it in errors).
 pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataError> {
     let perr = |line: usize, msg: String| DataError::Parse { file: file.to_path_buf(), line, msg };
+    // A UTF-8 byte-order mark (spreadsheet exports) is not part of the first column's name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((h0, header)) = lines.next() else {
         return Err(DataError::Invalid { file: file.to_path_buf(), msg: "is empty".into() });
@@ -215,5 +221,22 @@ mod tests {
         assert!(e.contains("line 2") && e.contains("not a number"));
         assert!(parse("").is_err());
         assert!(parse("1,2\n3,4\n").unwrap_err().to_string().contains("no header"));
+    }
+
+    /// A byte-order mark made the first column '\u{feff}time': a coordinate, not the time.
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        let t = parse("\u{feff}time,x1\r\n0,1\r\n1,2\r\n").unwrap();
+        assert_eq!((t.dim, t.coords.clone(), t.times()), (1, vec!["x1".to_string()], vec![0.0, 1.0]));
+    }
+
+    /// Found with tests/properties.rs: finite weights whose sum overflows gave a cloud of infinite
+    /// mass (and `compare` printed NaN).
+    #[test]
+    fn total_weight_must_be_finite() {
+        let t = parse("x1,w\n0,1e308\n1,1e308\n").unwrap();
+        let e = t.select(None).unwrap_err().to_string();
+        assert_eq!(e, "f.csv: selected rows' total weight overflows (inf)");
+        assert_eq!(parse("x1,w\n0,1e308\n1,0\n").unwrap().select(None).unwrap().mass(), 1e308);
     }
 }

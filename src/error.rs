@@ -3,12 +3,25 @@
 //! where the problem is: the file and key path, the file and line, or the step, quantity and
 //! particle.
 
+use std::fmt::Display;
 use std::path::PathBuf;
 use thiserror::Error;
 
+/// `s` with its control characters (newline, carriage return, tab, escape, NUL, ...) and line or
+/// paragraph separators written as escapes (`\n`, `\u{1b}`): a message that quotes a file's content
+/// or a user's string stays one line, and cannot move the terminal's cursor.
+pub fn one_line(s: impl Display) -> String {
+    let breaks = |c: char| c.is_control() || c == '\u{2028}' || c == '\u{2029}';
+    let s = s.to_string();
+    if !s.contains(breaks) {
+        return s;
+    }
+    s.chars().map(|c| if breaks(c) { c.escape_default().to_string() } else { c.to_string() }).collect()
+}
+
 /// A scenario or parameter problem: `path` is the key path (`field.bandwidth`).
 #[derive(Debug, Error, Clone, PartialEq)]
-#[error("{file}: {path}: {msg}")]
+#[error("{}: {}: {}", one_line(.file), one_line(.path), one_line(.msg))]
 pub struct ConfigError {
     /// The file the key came from (or `<cli>` / `<builder>` for parameters given in code).
     pub file: String,
@@ -27,11 +40,11 @@ impl ConfigError {
 /// A problem reading or writing a data file (snapshot CSV and friends).
 #[derive(Debug, Error)]
 pub enum DataError {
-    #[error("{file}: cannot read: {source}")]
+    #[error("{}: cannot read: {}", one_line(.file.display()), one_line(.source))]
     Io { file: PathBuf, source: std::io::Error },
-    #[error("{file}: line {line}: {msg}")]
+    #[error("{}: line {line}: {}", one_line(.file.display()), one_line(.msg))]
     Parse { file: PathBuf, line: usize, msg: String },
-    #[error("{file}: {msg}")]
+    #[error("{}: {}", one_line(.file.display()), one_line(.msg))]
     Invalid { file: PathBuf, msg: String },
 }
 
@@ -61,12 +74,31 @@ pub enum Error {
     Data(#[from] DataError),
     #[error(transparent)]
     Sim(#[from] SimError),
-    #[error("{path}: {source}")]
+    #[error("{}: {}", one_line(.path.display()), one_line(.source))]
     Io { path: PathBuf, source: std::io::Error },
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by tests/properties.rs: a TOML string with an escaped newline or tab (`"x\ny"`), or a
+    /// CSV field with a NUL or a lone carriage return, was echoed raw into a "one-line" message.
+    #[test]
+    fn messages_quoting_user_text_stay_one_line() {
+        let e = ConfigError::new("a\nb.toml", "meta.name", "got 'x\ny\t\r\u{1b}[31m\u{2028}'");
+        assert_eq!(e.to_string(), "a\\nb.toml: meta.name: got 'x\\ny\\t\\r\\u{1b}[31m\\u{2028}'");
+        let e = DataError::Parse { file: "f.csv".into(), line: 2, msg: "not a number: '\0\r0'".into() };
+        assert_eq!(e.to_string(), "f.csv: line 2: not a number: '\\u{0}\\r0'");
+        let e = DataError::Invalid { file: "f\n.csv".into(), msg: "is empty".into() };
+        assert_eq!(e.to_string(), "f\\n.csv: is empty");
+        // Plain text is untouched, unicode included.
+        assert_eq!(one_line("σ ≥ 0, got −1 ✓"), "σ ≥ 0, got −1 ✓");
     }
 }

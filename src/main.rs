@@ -1,8 +1,8 @@
 //! `advreact` command line: run scenarios, validate them, compare point clouds.
 
+use advreact::compare::compare_tables;
 use advreact::data::read_snapshot;
 use advreact::error::{ConfigError, Error};
-use advreact::metrics::mmd_terms;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution, Cost, EpsScaling, Marginal, MeasureRef,
     PlanExport, SinkhornOptions,
@@ -10,7 +10,7 @@ use advreact::ot::{
 use advreact::run::{
     resume_run, run_scenario, write_comparison, write_folder_atomically, RunOptions, RunOutcome,
 };
-use advreact::scenario::{self, median_distance, Overrides};
+use advreact::scenario::{self, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -251,24 +251,8 @@ fn cmd_compare(
     time: Option<f64>,
     json: bool,
 ) -> Result<(), Error> {
-    let ca = read_snapshot(a)?.select(time)?;
-    let cb = read_snapshot(b)?.select(time)?;
-    if ca.dim != cb.dim {
-        return Err(ConfigError::new(
-            b.display().to_string(),
-            "(columns)",
-            format!("is {}-dimensional, {} is {}-dimensional", cb.dim, a.display(), ca.dim),
-        )
-        .into());
-    }
-    if let Some(s) = bandwidth {
-        if !(s.is_finite() && s > 0.0) {
-            return Err(ConfigError::new("<cli>", "--bandwidth", format!("must be > 0, got {s}")).into());
-        }
-    }
-    let s = bandwidth.unwrap_or_else(|| median_distance(&cb));
-    let t = mmd_terms(ca.dim, &ca.x, &ca.w, &cb.x, &cb.w, s);
-    let mmd = t.mmd2.max(0.0).sqrt();
+    let c = compare_tables(&read_snapshot(a)?, &read_snapshot(b)?, bandwidth, time)?;
+    let (s, t, mmd, ca, cb) = (c.bandwidth, c.terms, c.mmd, &c.a, &c.b);
     if json {
         let v = serde_json::json!({
             "bandwidth": s, "mmd2": t.mmd2, "mmd": mmd, "mass_a": ca.mass(), "mass_b": cb.mass(),

@@ -227,7 +227,22 @@ fn uot_command_reports_and_writes_marginals() {
     std::fs::write(dir.path().join("a.csv"), "x1,x2\n0,0\n1,0\n0,1\n6,6\n").unwrap();
     std::fs::write(dir.path().join("b.csv"), "x1,x2,w\n0.1,0,1\n1,0.2,1\n0.2,1,1\n").unwrap();
     let o = advreact(
-        &["uot", "a.csv", "b.csv", "--eps", "0.01", "--tau-a", "1", "--tau-b", "1", "--top-k", "2", "--barycentric", "--out", "u"],
+        &[
+            "uot",
+            "a.csv",
+            "b.csv",
+            "--eps",
+            "0.01",
+            "--tau-a",
+            "1",
+            "--tau-b",
+            "1",
+            "--top-k",
+            "2",
+            "--barycentric",
+            "--out",
+            "u",
+        ],
         dir.path(),
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -243,7 +258,24 @@ fn uot_command_reports_and_writes_marginals() {
     assert!(kept[3] < 1e-10, "outlier kept {}", kept[3]);
     assert!(kept[..3].iter().all(|k| *k > 0.9), "{kept:?}");
     // Too few iterations: outputs written, but exit 1 with a warning naming the errors.
-    let o = advreact(&["uot", "a.csv", "b.csv", "--eps", "0.001", "--tau-a", "1", "--tau-b", "1", "--max-iter", "2", "--out", "v"], dir.path());
+    let o = advreact(
+        &[
+            "uot",
+            "a.csv",
+            "b.csv",
+            "--eps",
+            "0.001",
+            "--tau-a",
+            "1",
+            "--tau-b",
+            "1",
+            "--max-iter",
+            "2",
+            "--out",
+            "v",
+        ],
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not converged"));
     // Bad parameters: exit 2, nothing written.

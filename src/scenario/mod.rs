@@ -75,10 +75,16 @@ fn merge(base: &mut Table, over: &Table) {
 fn de_error(file: &str, e: serde_path_to_error::Error<toml::de::Error>) -> ConfigError {
     let mut path = e.path().to_string();
     let msg = e.inner().message().trim().to_string();
-    // Unknown keys inside tagged tables: append the key to the path.
+    // Unknown keys inside tagged tables: append the key to the path (plain structs have it).
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         if let Some(key) = rest.split('`').next() {
-            path = if path == "." || path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+            path = if path == "." || path.is_empty() {
+                key.to_string()
+            } else if path.rsplit('.').next() == Some(key) {
+                path
+            } else {
+                format!("{path}.{key}")
+            };
         }
     }
     if path == "." || path.is_empty() {
