@@ -17,6 +17,7 @@ pub mod bench;
 pub mod data;
 pub mod error;
 pub mod field;
+pub mod infer;
 pub mod kernel;
 pub mod metrics;
 pub mod observe;
