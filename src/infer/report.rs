@@ -168,7 +168,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
                 "\n## {name}: forward prediction from t = 0 beside the published table (Var-RUOT Table 1)\n\n\
                  Each method is chained over consecutive snapshots (the prediction at t_k starts segment k; mass \
                  rides on the weights). WOT moves each particle to its barycentric image and gives it its row mass; \
-                 flows run toward the next snapshot until the MMD to it stops improving. Columns: W1 / mass error \
+                 flows run toward the next snapshot until the MMD to it stops improving. Caveat: every method here is fitted to the very snapshot it is scored on (so are the published models, trained on all time points, but they fit one continuous dynamics with a regularised action; ours descends freely toward each snapshot), so small flow W1 here shows fitting capacity, not predictive skill; the held-out table above is the fair comparison. Columns: W1 / mass error \
                  (|M_pred − M_true| / M_true, M in cells; true relative masses {}).\n",
                 rel.map(|r| r.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
             );
