@@ -18,6 +18,7 @@ pub mod compare;
 pub mod data;
 pub mod error;
 pub mod field;
+pub mod infer;
 pub mod kernel;
 pub mod metrics;
 pub mod observe;

@@ -185,6 +185,15 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    // ---- trajectory inference (src/infer/) ----
+    /// Predict a held-out time point from its neighbours; writes output/infer/<data>_<method>_t<T>/.
+    Infer(InferArgs),
+    /// Forward prediction from the first snapshot, chaining the method between consecutive snapshots.
+    Forward(ForwardArgs),
+    /// Fates: mass flowing from each cluster at --from to each cluster at --to (WOT coupling).
+    Fates(FatesArgs),
+    /// Regenerate a results file: `results inference` writes results/inference.md.
+    Results(ResultsArgs),
 }
 
 fn set_threads(threads: Option<usize>) -> Result<(), Error> {
@@ -329,6 +338,265 @@ fn cmd_uot(a: &Path, b: &Path, u: &UotArgs, plan: &PlanExport, out: Option<PathB
     Ok(r.converged)
 }
 
+// ---- trajectory inference (src/infer/): `infer`, `forward`, `fates`, `results` ----
+
+/// Options shared by the inference commands.
+#[derive(clap::Args, Clone)]
+struct InferCommon {
+    /// Keep at most N cells per time point (uniform, seeded; kept cells carry the snapshot's mass). 0: all.
+    #[arg(long, default_value_t = 0)]
+    subsample: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// WOT: entropic ε relative to the mean cost.
+    #[arg(long, default_value_t = 0.05)]
+    eps: f64,
+    /// WOT: marginal penalty τ relative to the mean cost.
+    #[arg(long, default_value_t = 10.0)]
+    tau: f64,
+    /// WOT: outer solves (growth re-estimated from the row marginals between them).
+    #[arg(long, default_value_t = 3)]
+    growth_iters: usize,
+    /// Flows: step cap per segment.
+    #[arg(long, default_value_t = 1500)]
+    max_steps: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+impl InferCommon {
+    fn params(&self) -> advreact::infer::InferParams {
+        let mut p = advreact::infer::InferParams { seed: self.seed, ..Default::default() };
+        p.wot.eps_rel = self.eps;
+        p.wot.tau_rel = self.tau;
+        p.wot.growth_iters = self.growth_iters;
+        p.flow.max_steps = self.max_steps;
+        p
+    }
+}
+
+#[derive(clap::Args)]
+struct InferArgs {
+    /// Snapshot CSV (time,x1..xd[,w]).
+    data: PathBuf,
+    /// The held-out time point (an interior time of the file).
+    #[arg(long)]
+    holdout: f64,
+    /// wot | usd | wfr_mmd | wfr_sinkhorn
+    #[arg(long, default_value = "wot")]
+    method: advreact::infer::Method,
+    /// Output folder (default output/infer/<data>_<method>_t<T>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// WOT: a column of per-cell prior growth rates (not a coordinate).
+    #[arg(long)]
+    growth_column: Option<String>,
+    /// WOT: sample pairs ∝ π_ij instead of weighting them by their lineage's mass at T.
+    #[arg(long)]
+    no_lineage: bool,
+    #[command(flatten)]
+    common: InferCommon,
+}
+
+#[derive(clap::Args)]
+struct ForwardArgs {
+    data: PathBuf,
+    #[arg(long, default_value = "wot")]
+    method: advreact::infer::Method,
+    /// Output folder (default output/infer/<data>_<method>_forward).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: InferCommon,
+}
+
+#[derive(clap::Args)]
+struct FatesArgs {
+    data: PathBuf,
+    #[arg(long)]
+    from: f64,
+    #[arg(long)]
+    to: f64,
+    /// k-means clusters per time point (ignored with --label-column).
+    #[arg(long, default_value_t = 5)]
+    clusters: usize,
+    /// A column of cluster labels (numbers; not a coordinate).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Output folder (default output/infer/<data>_fates_t<from>_t<to>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: InferCommon,
+}
+
+#[derive(clap::Args)]
+struct ResultsArgs {
+    /// Which results file: inference
+    what: String,
+    /// Keep at most N cells per time point (0: all).
+    #[arg(long, default_value_t = 1500)]
+    subsample: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Folder of data sets (<name>/<name>.csv and .json).
+    #[arg(long, default_value = "../shared/data")]
+    data_dir: PathBuf,
+    /// Output file.
+    #[arg(long, default_value = "results/inference.md")]
+    out: PathBuf,
+    /// Comma-separated methods (default: all).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<advreact::infer::Method>>,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn fmt_t(t: f64) -> String {
+    t.to_string()
+}
+
+fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
+    use advreact::infer;
+    set_threads(a.common.threads)?;
+    let series = infer::load_series(&a.data, a.growth_column.as_deref(), None)?
+        .subsample(a.common.subsample, a.common.seed);
+    let mut params = a.common.params();
+    params.wot.lineage_weighting = !a.no_lineage;
+    let r = infer::holdout(&series, a.holdout, a.method, &params)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!(
+            "{}_{}_t{}",
+            infer::data_name(&a.data),
+            a.method,
+            fmt_t(a.holdout)
+        ))
+    });
+    infer::write_holdout(&out, &r, &params)?;
+    let m = &r.metrics;
+    println!("{}: data,method,holdout,w1,w2,mmd,mmd_normalised,mass_error,seconds", out.display());
+    println!(
+        "{},{},{},{},{},{},{},{},{:.3}",
+        r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
+    );
+    if let Some(w) = &r.info.warning {
+        eprintln!("warning: {w}");
+    }
+    Ok(true)
+}
+
+fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
+    use advreact::infer;
+    set_threads(a.common.threads)?;
+    let series = infer::load_series(&a.data, None, None)?.subsample(a.common.subsample, a.common.seed);
+    let params = a.common.params();
+    let r = infer::forward(&series, a.method, &params)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!("{}_{}_forward", infer::data_name(&a.data), a.method))
+    });
+    infer::write_atomically(&out, |dir| {
+        let p = dir.join("forward.json");
+        let text = serde_json::to_string_pretty(&serde_json::json!({ "result": r, "params": params }))
+            .unwrap_or_default();
+        std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
+    })?;
+    println!("{}: t,w1,w2,mmd,mass_pred,mass_true,mass_error", out.display());
+    for (t, m) in r.times.iter().zip(&r.metrics) {
+        println!("{t},{},{},{},{},{},{}", m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error);
+    }
+    Ok(true)
+}
+
+fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
+    use advreact::infer::{self, fates, kmeans};
+    set_threads(a.common.threads)?;
+    let series = infer::load_series(&a.data, None, a.label_column.as_deref())?
+        .subsample(a.common.subsample, a.common.seed);
+    let (i0, i1) = (series.index_of(a.from)?, series.index_of(a.to)?);
+    if i1 <= i0 {
+        return Err(ConfigError::new(
+            "<cli>",
+            "--to",
+            format!("must be a later time than --from ({})", a.from),
+        )
+        .into());
+    }
+    let (x0, x1) = (&series.clouds[i0], &series.clouds[i1]);
+    let clusters = |k: usize, c: &advreact::Cloud, tag: u64| -> (kmeans::Clusters, Vec<String>) {
+        match &series.labels {
+            Some(l) => {
+                let (cl, vals) = kmeans::from_labels(c, &l[k]);
+                (cl, vals.iter().map(|v| format!("L{v}")).collect())
+            }
+            None => {
+                let cl = kmeans::kmeans(c, a.clusters, 100, a.common.seed.wrapping_add(tag));
+                let names = (1..=cl.k).map(|j| format!("{}{j}", if tag == 0 { "A" } else { "B" })).collect();
+                (cl, names)
+            }
+        }
+    };
+    let (c0, n0) = clusters(i0, x0, 0);
+    let (c1, n1) = clusters(i1, x1, 1);
+    let params = a.common.params();
+    let fa = fates::fates(x0, x1, a.from, a.to, c0, c1, (n0, n1), &params.wot)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!(
+            "{}_fates_t{}_t{}",
+            infer::data_name(&a.data),
+            fmt_t(a.from),
+            fmt_t(a.to)
+        ))
+    });
+    infer::write_atomically(&out, |dir| fates::write_fates(dir, &fa, x0, x1))?;
+    println!("{}: fates.csv, fates.png, clusters.csv, descendants.csv, ancestors.csv", out.display());
+    let k1 = fa.target.k;
+    for (i, name) in fa.source_names.iter().enumerate() {
+        let row: Vec<String> = (0..k1).map(|j| format!("{:.1}", fa.matrix[i * k1 + j])).collect();
+        println!("{name} → [{}]", row.join(", "));
+    }
+    Ok(true)
+}
+
+fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
+    use advreact::infer::{self, report};
+    if a.what != "inference" {
+        return Err(ConfigError::new(
+            "<cli>",
+            "results",
+            format!("unknown results file '{}' (expected inference)", a.what),
+        )
+        .into());
+    }
+    set_threads(a.threads)?;
+    let methods = a.methods.clone().unwrap_or_else(|| infer::Method::ALL.to_vec());
+    let mut command = format!("cargo run --release -- results inference --subsample {}", a.subsample);
+    if a.seed != 0 {
+        command += &format!(" --seed {}", a.seed);
+    }
+    if a.methods.is_some() {
+        let m: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+        command += &format!(" --methods {}", m.join(","));
+    }
+    let cfg = report::ReportCfg {
+        data_dir: a.data_dir.clone(),
+        subsample: a.subsample,
+        methods,
+        params: infer::InferParams { seed: a.seed, ..Default::default() },
+        command,
+    };
+    let md = report::inference_report(&cfg)?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let tmp = a.out.with_extension("md.partial");
+    std::fs::write(&tmp, md).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, &a.out).map_err(|e| Error::io(&a.out, e))?;
+    println!("{}", a.out.display());
+    Ok(true)
+}
+
+// ---- end of trajectory inference ----
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -382,6 +650,10 @@ fn main() -> ExitCode {
         Cmd::Compare { a, b, bandwidth, time, json } => {
             cmd_compare(&a, &b, bandwidth, time, json).map(|_| true)
         }
+        Cmd::Infer(a) => cmd_infer(&a),
+        Cmd::Forward(a) => cmd_forward(&a),
+        Cmd::Fates(a) => cmd_fates(&a),
+        Cmd::Results(a) => cmd_results(&a),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,194 @@
+//! Fates from a WOT coupling `π` between `X_{t0}` and `X_{t1}` ([`super::wot`]), with clusters
+//! `A` of the source cells and `B` of the target cells (k-means or a label column):
+//!
+//! ```text
+//! F_AB            = Σ_{i∈A, j∈B} π_ij                (mass flowing from A to B, cell units)
+//! desc_i(B)       = Σ_{j∈B} π_ij / Σ_j π_ij          (where cell i's descendants are)
+//! growth_i        = Σ_j π_ij / w_i                   (its descendants' mass over its own)
+//! anc_j(A)        = Σ_{i∈A} π_ij / Σ_i π_ij          (where cell j's ancestors were)
+//! ```
+//!
+//! Files ([`write_fates`]): `fates.csv` (`source_cluster,target_cluster,mass,fraction_of_source,
+//! fraction_of_target`), `fates.png` (heatmap: rows = source clusters, columns = target clusters,
+//! mass in the cells), `clusters.csv` (time, cluster, cells, mass, centre), `descendants.csv`
+//! (one row per source cell: cluster, position, growth, `desc_i(B)` per target cluster) and
+//! `ancestors.csv` (one row per target cell: cluster, position, `anc_j(A)` per source cluster).
+
+use super::kmeans::Clusters;
+use super::wot::{fit, plan_entries, WotParams};
+use crate::error::{Error, SimError};
+use crate::particles::Cloud;
+use std::io::Write;
+use std::path::Path;
+
+/// A fate analysis.
+#[derive(Debug, Clone)]
+pub struct Fates {
+    pub t0: f64,
+    pub t1: f64,
+    pub source: Clusters,
+    pub target: Clusters,
+    /// Cluster names (`c1`, ... or the label values).
+    pub source_names: Vec<String>,
+    pub target_names: Vec<String>,
+    /// `F_AB`, row-major `k0 × k1`, cell units.
+    pub matrix: Vec<f64>,
+    /// Per source cell: `growth_i` and `desc_i(·)` (`k1` values).
+    pub growth: Vec<f64>,
+    pub descendants: Vec<Vec<f64>>,
+    /// Per target cell: `anc_j(·)` (`k0` values).
+    pub ancestors: Vec<Vec<f64>>,
+}
+
+/// Fit the coupling and aggregate it over the clusters.
+#[allow(clippy::too_many_arguments)]
+pub fn fates(
+    x0: &Cloud,
+    x1: &Cloud,
+    t0: f64,
+    t1: f64,
+    source: Clusters,
+    target: Clusters,
+    names: (Vec<String>, Vec<String>),
+    p: &WotParams,
+) -> Result<Fates, SimError> {
+    let f = fit(x0, x1, t1 - t0, None, p)?;
+    let entries = plan_entries(&f, p.dense_limit)?;
+    let (k0, k1) = (source.k, target.k);
+    let mut matrix = vec![0.0; k0 * k1];
+    let mut desc = vec![vec![0.0; k1]; x0.len()];
+    let mut anc = vec![vec![0.0; k0]; x1.len()];
+    for &(i, j, v) in &entries {
+        let v = v * f.to_cells;
+        let (a, b) = (source.labels[i], target.labels[j]);
+        matrix[a * k1 + b] += v;
+        desc[i][b] += v;
+        anc[j][a] += v;
+    }
+    for row in desc.iter_mut().chain(anc.iter_mut()) {
+        let s: f64 = row.iter().sum();
+        if s > 0.0 {
+            row.iter_mut().for_each(|v| *v /= s);
+        }
+    }
+    Ok(Fates {
+        t0,
+        t1,
+        source,
+        target,
+        source_names: names.0,
+        target_names: names.1,
+        matrix,
+        growth: f.growth,
+        descendants: desc,
+        ancestors: anc,
+    })
+}
+
+fn io<'a>(p: &'a Path) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |e| Error::io(p, e)
+}
+
+/// Write the files of the module doc into `dir`.
+pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(), Error> {
+    let (k0, k1) = (fa.source.k, fa.target.k);
+    let mass0: Vec<f64> = (0..k0).map(|a| (0..k1).map(|b| fa.matrix[a * k1 + b]).sum()).collect();
+    let mass1: Vec<f64> = (0..k1).map(|b| (0..k0).map(|a| fa.matrix[a * k1 + b]).sum()).collect();
+    let p = dir.join("fates.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
+    (|| -> std::io::Result<()> {
+        writeln!(w, "source_cluster,target_cluster,mass,fraction_of_source,fraction_of_target")?;
+        #[allow(clippy::needless_range_loop)]
+        for a in 0..k0 {
+            for b in 0..k1 {
+                let m = fa.matrix[a * k1 + b];
+                let fs = if mass0[a] > 0.0 { m / mass0[a] } else { 0.0 };
+                let ft = if mass1[b] > 0.0 { m / mass1[b] } else { 0.0 };
+                writeln!(w, "{},{},{m},{fs},{ft}", fa.source_names[a], fa.target_names[b])?;
+            }
+        }
+        w.flush()
+    })()
+    .map_err(io(&p))?;
+
+    let p = dir.join("clusters.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
+    let d = x0.dim;
+    (|| -> std::io::Result<()> {
+        let xs: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
+        writeln!(w, "time,cluster,cells,mass,{}", xs.join(","))?;
+        for (t, cl, names, c) in
+            [(fa.t0, &fa.source, &fa.source_names, x0), (fa.t1, &fa.target, &fa.target_names, x1)]
+        {
+            for (l, name) in names.iter().enumerate().take(cl.k) {
+                let cells = cl.labels.iter().filter(|&&x| x == l).count();
+                let mass: f64 = cl.labels.iter().zip(&c.w).filter(|(x, _)| **x == l).map(|(_, w)| w).sum();
+                let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| v.to_string()).collect();
+                writeln!(w, "{t},{name},{cells},{mass},{}", ctr.join(","))?;
+            }
+        }
+        w.flush()
+    })()
+    .map_err(io(&p))?;
+
+    let p = dir.join("descendants.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
+    (|| -> std::io::Result<()> {
+        let xs: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
+        let cs: Vec<String> = fa.target_names.iter().map(|n| format!("to_{n}")).collect();
+        writeln!(w, "cell,cluster,{},growth,{}", xs.join(","), cs.join(","))?;
+        for i in 0..x0.len() {
+            let pos: Vec<String> = x0.point(i).iter().map(|v| v.to_string()).collect();
+            let pr: Vec<String> = fa.descendants[i].iter().map(|v| v.to_string()).collect();
+            let name = &fa.source_names[fa.source.labels[i]];
+            writeln!(w, "{i},{name},{},{},{}", pos.join(","), fa.growth[i], pr.join(","))?;
+        }
+        w.flush()
+    })()
+    .map_err(io(&p))?;
+
+    let p = dir.join("ancestors.csv");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
+    (|| -> std::io::Result<()> {
+        let xs: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
+        let cs: Vec<String> = fa.source_names.iter().map(|n| format!("from_{n}")).collect();
+        writeln!(w, "cell,cluster,{},{}", xs.join(","), cs.join(","))?;
+        for j in 0..x1.len() {
+            let pos: Vec<String> = x1.point(j).iter().map(|v| v.to_string()).collect();
+            let pr: Vec<String> = fa.ancestors[j].iter().map(|v| v.to_string()).collect();
+            let name = &fa.target_names[fa.target.labels[j]];
+            writeln!(w, "{j},{name},{},{}", pos.join(","), pr.join(","))?;
+        }
+        w.flush()
+    })()
+    .map_err(io(&p))?;
+
+    // Heatmap with cluster sizes and centres in the labels.
+    let label = |names: &[String], cl: &Clusters, c: &Cloud, l: usize| -> String {
+        let cells = cl.labels.iter().filter(|&&x| x == l).count();
+        if d <= 3 {
+            let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| format!("{v:.2}")).collect();
+            format!("{} ({cells} cells; {})", names[l], ctr.join(", "))
+        } else {
+            let _ = c;
+            format!("{} ({cells} cells)", names[l])
+        }
+    };
+    let rows: Vec<String> = (0..k0).map(|l| label(&fa.source_names, &fa.source, x0, l)).collect();
+    let cols: Vec<String> = (0..k1).map(|l| fa.target_names[l].clone()).collect();
+    let p = dir.join("fates.png");
+    crate::plot::plot_heatmap(
+        &p,
+        &rows,
+        &cols,
+        &fa.matrix,
+        &format!(
+            "Fates t = {} → {}: mass (cells) from each source cluster to each target cluster",
+            fa.t0, fa.t1
+        ),
+        &format!("cluster at t = {} (centres in clusters.csv)", fa.t1),
+        &format!("cluster at t = {}", fa.t0),
+    )
+    .map_err(|e| Error::io(&p, std::io::Error::other(e.to_string())))?;
+    Ok(())
+}
