@@ -14,6 +14,7 @@
 //! ([`scenario`]) and write metrics, snapshots, lineage and plots into an output folder.
 
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod field;
 pub mod kernel;
