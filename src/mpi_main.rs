@@ -191,10 +191,12 @@ fn run(
         _ => None,
     };
     if scs.len() == 1 {
-        // One run, split over every rank. Building it involves collective work (e.g. the
-        // target's feature embedding), so from here on an error aborts the job.
+        // One run, split over every rank. Check it first on each rank alone (a build with no
+        // collective work), so that a bad input is one agreed error; the distributed build
+        // below involves collective work (e.g. the target's feature embedding), so from there
+        // on an error aborts the job.
         let sc = &scs[0];
-        sc.build()?;
+        agree(comm, dist::local(|| sc.build().map(|_| ())))?;
         if rank == 0 {
             let opts = RunOptions { out: out_of(sc), progress: !quiet, interrupt: None };
             let r = run_scenario(sc, &opts)?;
