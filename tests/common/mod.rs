@@ -21,10 +21,11 @@ pub fn f64s(v: &serde_json::Value) -> Vec<f64> {
 
 /// A list of rows → particle-contiguous array.
 pub fn rows(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().flat_map(|r| f64s(r)).collect()
+    v.as_array().unwrap().iter().flat_map(f64s).collect()
 }
 
 /// A simulation with no target and the mass metric.
+#[allow(clippy::too_many_arguments)]
 pub fn sim(
     source: &Cloud,
     field: Box<dyn Field>,
