@@ -16,6 +16,7 @@
 pub mod bench;
 pub mod compare;
 pub mod data;
+pub mod dist;
 pub mod error;
 pub mod field;
 pub mod infer;

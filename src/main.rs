@@ -253,15 +253,21 @@ fn cmd_run(
     Ok(ok)
 }
 
+/// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
+/// only `print` ranks print.
 fn cmd_compare(
     a: &Path,
     b: &Path,
     bandwidth: Option<f64>,
     time: Option<f64>,
     json: bool,
+    print: bool,
 ) -> Result<(), Error> {
     let c = compare_tables(&read_snapshot(a)?, &read_snapshot(b)?, bandwidth, time)?;
     let (s, t, mmd, ca, cb) = (c.bandwidth, c.terms, c.mmd, &c.a, &c.b);
+    if !print {
+        return Ok(());
+    }
     if json {
         let v = serde_json::json!({
             "bandwidth": s, "mmd2": t.mmd2, "mmd": mmd, "mass_a": ca.mass(), "mass_b": cb.mass(),
@@ -596,10 +602,29 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
 }
 
 // ---- end of trajectory inference ----
+#[cfg(feature = "mpi")]
+mod mpi_main;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.cmd {
+    #[cfg(feature = "mpi")]
+    if mpi_main::launched_by_mpirun() {
+        return mpi_main::main(cli);
+    }
+    let result = dispatch(cli.cmd);
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
+fn dispatch(cmd: Cmd) -> Result<bool, Error> {
+    match cmd {
         Cmd::Run { file, seed, threads, out, steps, quiet } => {
             cmd_run(&file, seed, threads, out, steps, quiet)
         }
@@ -648,19 +673,11 @@ fn main() -> ExitCode {
             Ok(true)
         }),
         Cmd::Compare { a, b, bandwidth, time, json } => {
-            cmd_compare(&a, &b, bandwidth, time, json).map(|_| true)
+            cmd_compare(&a, &b, bandwidth, time, json, true).map(|_| true)
         }
         Cmd::Infer(a) => cmd_infer(&a),
         Cmd::Forward(a) => cmd_forward(&a),
         Cmd::Fates(a) => cmd_fates(&a),
         Cmd::Results(a) => cmd_results(&a),
-    };
-    match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::from(2)
-        }
     }
 }

@@ -27,11 +27,17 @@
 //! triangular solve, trailing update as parallel GEMMs; fixed operation order, so deterministic
 //! too). The critic is re-solved every `resolve_every` steps and kept in between. Wall-clock time
 //! per phase (features, Gramians, solve, evaluation) is kept in [`PhaseTimings`].
+//!
+//! Distributed runs ([`crate::dist`]): the Gramians and `μ_q` are summed over blocks of points
+//! split over the ranks (canonical block tree), the m×m solve is repeated on every rank, and the
+//! evaluation of `u` and `f` at the particles is split by rows and all-gathered; the result is
+//! bitwise that of one process.
 
 use super::{EvalCtx, Field};
 use crate::error::SimError;
 use crate::kernel::rff::{dot, sincos_into, Rff};
 use crate::particles::Cloud;
+use crate::rng::CHUNK;
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -430,28 +436,27 @@ impl Field for SobolevFisher {
         }
         let alpha = self.cfg.alpha;
         let centred = self.cfg.conserve && alpha != 0.0;
-        // Free mass: g += α f directly. Conserving: keep f, subtract its weighted mean after.
-        let mut fvals = if centred { vec![0.0; n] } else { Vec::new() };
-        let task = |q: usize, u: &mut [f64], g: &mut [f64], fq: Option<&mut [f64]>| {
-            let mut s = EvalScratch::new(m);
-            let mut fq = fq;
-            for (r, (ui, gi)) in u.chunks_exact_mut(d).zip(g.iter_mut()).enumerate() {
-                let i = q * EVAL_CHUNK + r;
-                let f = self.point(&ctx.x[i * d..(i + 1) * d], &mut s, ui);
-                match fq.as_deref_mut() {
-                    Some(fq) => fq[r] = f,
-                    None => *gi += alpha * f,
-                }
-            }
-        };
+        // u_i = ∇f(x_i) and f_i = f(x_i) for every particle; rows split over the ranks of the
+        // current communicator and all-gathered (each row is the same whatever the split).
+        let mut u = vec![0.0; n * d];
+        let mut fvals = vec![0.0; n];
+        crate::dist::row_pass(n, CHUNK, &mut [(&mut u, d), (&mut fvals, 1)], |rows, o| {
+            let (ou, of) = o.split_at_mut(1);
+            ou[0].par_chunks_mut(EVAL_CHUNK * d).zip(of[0].par_chunks_mut(EVAL_CHUNK)).enumerate().for_each(
+                |(q, (u, f))| {
+                    let mut s = EvalScratch::new(m);
+                    for (r, (ui, fi)) in u.chunks_exact_mut(d).zip(f.iter_mut()).enumerate() {
+                        let i = rows.start + q * EVAL_CHUNK + r;
+                        *fi = self.point(&ctx.x[i * d..(i + 1) * d], &mut s, ui);
+                    }
+                },
+            );
+        });
+        velocity.par_chunks_mut(EVAL_CHUNK * d).zip(u.par_chunks(EVAL_CHUNK * d)).for_each(|(v, u)| {
+            v.iter_mut().zip(u).for_each(|(a, b)| *a += b);
+        });
         if centred {
-            velocity
-                .par_chunks_mut(EVAL_CHUNK * d)
-                .zip(growth.par_chunks_mut(EVAL_CHUNK))
-                .zip(fvals.par_chunks_mut(EVAL_CHUNK))
-                .enumerate()
-                .for_each(|(q, ((u, g), f))| task(q, u, g, Some(f)));
-            // f̄ = Σ w f / M, partial sums over fixed chunks added in chunk order.
+            // Conserving: f̄ = Σ w f / M, partial sums over fixed chunks added in chunk order.
             let partial: Vec<f64> = fvals
                 .par_chunks(SUM_CHUNK)
                 .zip(ctx.w.par_chunks(SUM_CHUNK))
@@ -460,19 +465,8 @@ impl Field for SobolevFisher {
             let fbar = partial.iter().sum::<f64>() / ctx.mass;
             growth.par_iter_mut().zip(&fvals).for_each(|(g, f)| *g += alpha * (f - fbar));
         } else if alpha != 0.0 {
-            velocity
-                .par_chunks_mut(EVAL_CHUNK * d)
-                .zip(growth.par_chunks_mut(EVAL_CHUNK))
-                .enumerate()
-                .for_each(|(q, (u, g))| task(q, u, g, None));
-        } else {
-            // α = 0: velocity only (the growth slice is left untouched).
-            let mut zeros = vec![0.0; n];
-            velocity
-                .par_chunks_mut(EVAL_CHUNK * d)
-                .zip(zeros.par_chunks_mut(EVAL_CHUNK))
-                .enumerate()
-                .for_each(|(q, (u, g))| task(q, u, g, None));
+            // Free mass: g += α f. (α = 0: velocity only, the growth slice is left untouched.)
+            growth.par_iter_mut().zip(&fvals).for_each(|(g, f)| *g += alpha * f);
         }
         let mut t = self.timings.lock().unwrap_or_else(|e| e.into_inner());
         t.eval += t0.elapsed().as_secs_f64();

@@ -4,10 +4,12 @@
 //!
 //! (from `∇_x k_s(x, y) = −(x − y)/s² k_s(x, y)`), evaluated at many queries `x_i` in parallel
 //! over row blocks. Each query's sum runs over `j` in a fixed order, so results are identical for
-//! any thread count.
+//! any thread count — and any number of ranks: rows are split over the ranks of the current
+//! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]).
 
 use super::exp::exp_scaled_inplace;
 use super::{for_each_tile_soa, Soa, ROW_BLOCK, TILE};
+use crate::rng::CHUNK;
 use rayon::prelude::*;
 
 /// A Gaussian kernel of bandwidth `s`.
@@ -62,7 +64,15 @@ fn dot_ones(a: &[f64]) -> f64 {
 
 /// `out[i] = Σ_j b_j exp(−|x_i − y_j|²/(2s²))` for every query `x_i` (particle-contiguous, dim
 /// `d`).
+/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
 pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
+    let n = out.len();
+    crate::dist::row_pass(n, CHUNK, &mut [(out, 1)], |rows, o| {
+        gauss_sum_rows(d, &x[rows.start * d..rows.end * d], y, b, s, o[0])
+    });
+}
+
+fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
     let c = -0.5 / (s * s);
     let y = Soa::from_rows(d, y);
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
@@ -84,7 +94,16 @@ pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f
 
 /// Like [`gauss_sum`], and also the gradient `grad[i] = ∇S(x_i) = Σ_j b_j k(x_i, y_j)(y_j − x_i)/s²`
 /// (`grad` is n·d, particle-contiguous).
+/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
 pub fn gauss_sum_grad(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64], grad: &mut [f64]) {
+    let n = out.len();
+    crate::dist::row_pass(n, CHUNK, &mut [(out, 1), (grad, d)], |rows, o| {
+        let (o0, o1) = o.split_at_mut(1);
+        gauss_sum_grad_rows(d, &x[rows.start * d..rows.end * d], y, b, s, o0[0], o1[0])
+    });
+}
+
+fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64], grad: &mut [f64]) {
     let c = -0.5 / (s * s);
     let inv_s2 = 1.0 / (s * s);
     let y = Soa::from_rows(d, y);

@@ -1,0 +1,272 @@
+//! The command line under `mpirun -n K` (cargo feature `mpi`): every rank runs the same command
+//! on the same (replicated) state, with the quadratic work split over the ranks (see
+//! `advreact::dist`).
+//!
+//! - `run FILE`: one scenario is run by all ranks together; only rank 0 writes the output folder
+//!   (and shows progress), the others run silently. A file with `[[variants]]` spreads the
+//!   variants over the ranks round-robin (each variant on one rank, in its own folder), and rank 0
+//!   writes `comparison.csv`/`.png` and prints one summary table at the end.
+//! - `compare`: the kernel sums are split by rows; rank 0 prints.
+//! - `validate`, `resume`: rank 0 alone (same result, no splitting); the others wait.
+//!
+//! Errors: an error every rank agrees on (a bad scenario file, checked before any collective
+//! work) is printed once, by rank 0, and every rank exits with code 2. An error on some ranks only
+//! (an unreadable file on one node, an I/O failure while writing, a panic) prints
+//! `error: rank R: …` and calls `MPI_Abort`, which stops every rank — no rank is left waiting in a
+//! collective call.
+
+use super::*;
+use advreact::dist::{self, mpi::MpiComm, Comm};
+use advreact::scenario::Scenario;
+use advreact::stepper::Summary;
+use std::rc::Rc;
+
+/// True when this process was started by `mpirun`/`mpiexec` (Open MPI, MPICH/PMI, PMIx, Slurm's
+/// PMI): only then is MPI initialised, so the same binary run alone behaves like the default build.
+pub fn launched_by_mpirun() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// `MPI_Abort` on the world communicator, callable from anywhere (panic hook).
+fn abort_world(code: i32) -> ! {
+    // SAFETY: MPI is initialised for the whole life of `main` (the hook is installed after
+    // initialisation); MPI_Abort does not return.
+    unsafe {
+        mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code);
+    }
+    std::process::exit(code)
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    let Some((universe, _)) = mpi::initialize_with_threading(mpi::Threading::Funneled) else {
+        eprintln!("error: MPI initialisation failed");
+        return ExitCode::from(2);
+    };
+    let comm = Rc::new(MpiComm::new(universe.world()));
+    let (rank, size) = (comm.rank(), comm.size());
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        eprintln!("error: rank {rank}: panic: {info}");
+        if size > 1 {
+            abort_world(3);
+        }
+        default_hook(info);
+    }));
+    let code = dist::install(comm.clone(), || match dispatch(cli, &*comm) {
+        Ok(true) => 0,
+        Ok(false) => 1,
+        Err(Failure::Agreed(e)) => {
+            if rank == 0 {
+                eprintln!("error: {e}");
+            }
+            2
+        }
+        Err(Failure::Silent) => 2,
+        Err(Failure::Local(e)) => {
+            eprintln!("error: rank {rank}: {e}");
+            if size > 1 {
+                comm.abort(2);
+            }
+            2
+        }
+    });
+    drop(comm);
+    drop(universe); // MPI_Finalize
+    ExitCode::from(code)
+}
+
+/// How a command failed.
+enum Failure {
+    /// Every rank failed the same way at a synchronisation point: rank 0 reports it.
+    Agreed(Error),
+    /// This rank failed alone (or at a point where the others may be waiting): abort all.
+    Local(Error),
+    /// Another rank reports the error; exit with code 2.
+    Silent,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Local(e)
+    }
+}
+
+/// Synchronise on a per-rank result: if every rank succeeded, `Ok`; if every rank failed, the
+/// error is agreed (rank 0 reports it); otherwise the failing ranks abort with their error and the
+/// others wait to be stopped.
+fn agree<T>(comm: &dyn Comm, r: Result<T, Error>) -> Result<T, Failure> {
+    let failed = comm.all_gather_u64(&[u64::from(r.is_err())]);
+    let nfail = failed.iter().sum::<u64>() as usize;
+    match r {
+        Ok(v) if nfail == 0 => Ok(v),
+        Err(e) if nfail == comm.size() => Err(Failure::Agreed(e)),
+        Err(e) => Err(Failure::Local(e)),
+        Ok(_) => {
+            // Another rank failed and is aborting the job; wait for it.
+            comm.barrier();
+            unreachable!("a failing rank aborts the job")
+        }
+    }
+}
+
+/// Rayon threads per rank when `--threads` is not given: the cores shared by the ranks on this
+/// node (Open MPI's `OMPI_COMM_WORLD_LOCAL_SIZE`).
+fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
+    threads.or_else(|| {
+        let local: usize = std::env::var("OMPI_COMM_WORLD_LOCAL_SIZE").ok()?.parse().ok()?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        (local > 1).then(|| (cores / local).max(1))
+    })
+}
+
+fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
+    let rank = comm.rank();
+    match cli.cmd {
+        Cmd::Run { file, seed, threads, out, steps, quiet } => {
+            agree(comm, set_threads(threads_per_rank(threads)))?;
+            run(comm, &file, &Overrides { seed, steps }, out, quiet)
+        }
+        Cmd::Compare { a, b, bandwidth, time, json } => {
+            agree(comm, cmd_compare(&a, &b, bandwidth, time, json, rank == 0)).map(|_| true)
+        }
+        Cmd::Resume { dir, threads, quiet } => rank0_only(comm, || {
+            set_threads(threads)?;
+            let opts = RunOptions { out: None, progress: !quiet, interrupt: None };
+            resume_run(&dir, &opts).map(|r| report(&r))
+        }),
+        Cmd::Validate { file } => rank0_only(comm, || {
+            for sc in &scenario::load(&file, &Overrides::default())? {
+                sc.build()?;
+                let label = sc.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
+                println!("{}{label}: ok", file.display());
+            }
+            Ok(true)
+        }),
+        // Not distributed yet (uot, infer, forward, fates, results, bench): rank 0 runs the
+        // command alone, the other ranks wait for its outcome.
+        other => rank0_only(comm, || crate::dispatch(other)),
+    }
+}
+
+/// Run `f` on rank 0 alone (no splitting); every rank returns its outcome.
+fn rank0_only(comm: &dyn Comm, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Failure> {
+    let r = if comm.rank() == 0 { Some(dist::local(f)) } else { None };
+    let code = match &r {
+        Some(Ok(true)) => 0,
+        Some(Ok(false)) => 1,
+        Some(Err(_)) => 2,
+        None => 0,
+    };
+    let code = comm.all_gather_u64(&[code])[0];
+    match (r, code) {
+        (Some(Err(e)), _) => Err(Failure::Agreed(e)),
+        (_, 2) => Err(Failure::Silent),
+        (_, c) => Ok(c == 0),
+    }
+}
+
+/// Build and run a scenario without writing anything (ranks other than 0).
+fn run_silent(sc: &Scenario) -> Result<Summary, Error> {
+    let mut b = sc.build()?;
+    b.sim.run(&mut [])
+}
+
+fn finished_well(s: &Summary) -> bool {
+    matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
+}
+
+fn run(
+    comm: &dyn Comm,
+    file: &Path,
+    ov: &Overrides,
+    out: Option<PathBuf>,
+    quiet: bool,
+) -> Result<bool, Failure> {
+    let (rank, size) = (comm.rank(), comm.size());
+    // Parsing and validation involve no collective work: every rank reads the file, and a bad
+    // file is one agreed error.
+    let scs = agree(comm, scenario::load(file, ov))?;
+    let out_of = |sc: &Scenario| match (&out, &sc.label) {
+        (Some(o), Some(l)) => Some(o.join(l)),
+        (Some(o), None) => Some(o.clone()),
+        _ => None,
+    };
+    if scs.len() == 1 {
+        // One run, split over every rank. Check it first on each rank alone (a build with no
+        // collective work), so that a bad input is one agreed error; the distributed build
+        // below involves collective work (e.g. the target's feature embedding), so from there
+        // on an error aborts the job.
+        let sc = &scs[0];
+        agree(comm, dist::local(|| sc.build().map(|_| ())))?;
+        if rank == 0 {
+            let opts = RunOptions { out: out_of(sc), progress: !quiet, interrupt: None };
+            let r = run_scenario(sc, &opts)?;
+            if size > 1 {
+                println!("({} ranks)", size);
+            }
+            Ok(report(&r))
+        } else {
+            Ok(finished_well(&run_silent(sc)?))
+        }
+    } else {
+        // A sweep: variant i on rank i mod K, alone. Each rank builds its variants first, so a
+        // bad variant fails (on every rank, agreed) before anything is written.
+        let mine: Vec<usize> = (0..scs.len()).filter(|i| i % size == rank).collect();
+        agree(comm, dist::local(|| mine.iter().try_for_each(|&i| scs[i].build().map(|_| ()))))?;
+        let mut rows: Vec<u64> = Vec::new();
+        for &i in &mine {
+            let sc = &scs[i];
+            let opts = RunOptions { out: out_of(sc), progress: !quiet && rank == 0, interrupt: None };
+            let r = dist::local(|| run_scenario(sc, &opts))?;
+            let ok = report(&r);
+            let s = &r.summary;
+            let line = format!(
+                "{}\t{:?}\t{}\t{}",
+                sc.label.clone().unwrap_or_default(),
+                s.stop_reason,
+                s.steps,
+                s.final_metrics.iter().map(|(k, v)| format!("{k}={v:.6e}")).collect::<Vec<_>>().join(" ")
+            );
+            rows.push(i as u64);
+            rows.push(u64::from(ok));
+            rows.push(line.len() as u64);
+            rows.extend(line.bytes().map(u64::from));
+        }
+        // Everything each rank ran, in rank order; rank 0 puts it back in variant order.
+        let all = comm.all_gather_u64(&rows);
+        let mut table: Vec<(usize, bool, String)> = Vec::new();
+        let mut k = 0;
+        while k < all.len() {
+            let (i, ok, len) = (all[k] as usize, all[k + 1] == 1, all[k + 2] as usize);
+            let line: Vec<u8> = all[k + 3..k + 3 + len].iter().map(|b| *b as u8).collect();
+            table.push((i, ok, String::from_utf8_lossy(&line).into_owned()));
+            k += 3 + len;
+        }
+        table.sort_by_key(|r| r.0);
+        let ok = table.iter().all(|r| r.1);
+        if rank == 0 {
+            let done: Vec<(String, PathBuf)> = scs
+                .iter()
+                .filter_map(|sc| {
+                    let l = sc.label.clone()?;
+                    Some((l, out_of(sc).unwrap_or_else(|| advreact::run::default_out(sc))))
+                })
+                .collect();
+            if done.len() > 1 && done.len() == scs.len() {
+                let dir = out.clone().unwrap_or_else(|| Path::new("output").join(&scs[0].spec.meta.name));
+                let files = dist::local(|| write_comparison(&dir, &done))?;
+                println!(
+                    "comparison: {}",
+                    files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+            }
+            println!("variant\tstop\tsteps\tfinal metrics   ({} variants on {size} ranks)", scs.len());
+            for (_, _, line) in &table {
+                println!("{line}");
+            }
+        }
+        Ok(ok)
+    }
+}

@@ -1,0 +1,215 @@
+//! Distributed runs (cargo feature `mpi`): `mpirun -n K advreact …` against the single-process
+//! run. Needs Open MPI's `mpirun` on the PATH (or `ADVREACT_MPIRUN`); runs as root too.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use common::{bin, repo};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A small USD run: 5000 particles (3 Gram blocks, 5 random-stream chunks, so every rank of 4
+/// owns rows), noise, free-mass birth–death (the population changes every step, and with it the
+/// split), MMD every step.
+const USD: &str = r#"
+[meta]
+name = "usd_mpi"
+seed = 11
+[source]
+type = "gaussian"
+n = 5000
+mean = [0.0, 0.0]
+std = 0.1
+[target]
+type = "ring_of_gaussians"
+n = 3000
+k = 8
+radius = 0.75
+std = 0.075
+mass = 1.5
+[field]
+type = "sobolev_fisher"
+features = 48
+bandwidth = 0.2
+alpha = 1.0
+ridge = 1e-3
+[reaction]
+type = "birth_death"
+[time]
+dt = 0.1
+steps = 4
+noise = 0.05
+[report]
+every = 1
+metrics = ["mmd", "mass", "n", "ess"]
+snapshots = 4
+snapshot_particles = 500
+plots = false
+"#;
+
+const OUTPUTS: [&str; 3] = ["metrics.csv", "snapshots.csv", "lineage.csv"];
+
+fn mpirun() -> String {
+    std::env::var("ADVREACT_MPIRUN").unwrap_or_else(|_| "mpirun".into())
+}
+
+/// `mpirun -n k advreact args…` (one rayon thread per rank), killed after `limit`.
+fn run_mpi(k: usize, args: &[&str], env: &[(&str, &str)], limit: Duration) -> Output {
+    let mut c = Command::new(mpirun());
+    c.args(["-n", &k.to_string(), "--oversubscribe"])
+        .arg(bin())
+        .args(args)
+        .current_dir(repo())
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let mut child =
+        c.spawn().unwrap_or_else(|e| panic!("cannot start {} (install openmpi-bin): {e}", mpirun()));
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "mpirun -n {k} {args:?} still running after {limit:?} (hang)\n{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn run_single(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).current_dir(repo()).output().unwrap()
+}
+
+fn ok(o: &Output, what: &str) {
+    assert!(
+        o.status.success(),
+        "{what}: {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn same_files(a: &Path, b: &Path, names: &[&str], what: &str) {
+    for f in names {
+        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
+        assert!(x.len() > 20, "{what}: {f} is nearly empty");
+        assert!(
+            x == y,
+            "{what}: {f} differs from the single-process run ({} vs {})",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+const LIMIT: Duration = Duration::from_secs(300);
+
+/// The USD scenario gives byte-identical metrics, snapshots and lineage on 1, 2 and 4 ranks and
+/// in a single process (any thread count).
+#[test]
+fn usd_is_byte_identical_on_1_2_4_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "usd.toml", USD);
+    let sc = sc.to_str().unwrap();
+    let single = dir.path().join("single");
+    ok(&run_single(&["run", sc, "--out", single.to_str().unwrap(), "-q"]), "single process");
+    let m = std::fs::read_to_string(single.join("metrics.csv")).unwrap();
+    assert_eq!(m.lines().count(), 6, "{m}");
+    for k in [1, 2, 4] {
+        let out = dir.path().join(format!("k{k}"));
+        let o = run_mpi(k, &["run", sc, "--out", out.to_str().unwrap(), "-q"], &[], LIMIT);
+        ok(&o, &format!("{k} ranks"));
+        same_files(&single, &out, &OUTPUTS, &format!("{k} ranks"));
+    }
+}
+
+/// A sweep of three variants on two ranks: the same folders and comparison as one process, and
+/// one summary table.
+#[test]
+fn variants_spread_over_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "{}\n[[variants]]\nlabel = \"a\"\n[[variants]]\nlabel = \"b\"\nreaction = {{ type = \"weights\" }}\n\
+         [[variants]]\nlabel = \"c\"\nfield = {{ alpha = 0.0 }}\n",
+        USD.replace("n = 5000", "n = 1500").replace("n = 3000", "n = 1000")
+    );
+    let sc = write(dir.path(), "sweep.toml", &text);
+    let sc = sc.to_str().unwrap();
+    let single = dir.path().join("single");
+    ok(&run_single(&["run", sc, "--out", single.to_str().unwrap(), "-q"]), "single process");
+    let out = dir.path().join("k2");
+    let o = run_mpi(2, &["run", sc, "--out", out.to_str().unwrap(), "-q"], &[], LIMIT);
+    ok(&o, "2 ranks");
+    for l in ["a", "b", "c"] {
+        same_files(&single.join(l), &out.join(l), &OUTPUTS, &format!("variant {l}"));
+    }
+    same_files(&single, &out, &["comparison.csv"], "comparison");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(stdout.matches("variant\tstop").count(), 1, "{stdout}");
+    assert!(stdout.contains("3 variants on 2 ranks"), "{stdout}");
+}
+
+/// `compare` split over ranks prints what the single process prints.
+#[test]
+fn compare_is_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "usd.toml", &USD.replace("steps = 4", "steps = 1"));
+    let out = dir.path().join("run");
+    ok(&run_single(&["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"]), "run");
+    let (a, b) = (out.join("source.csv"), out.join("target.csv"));
+    let args = ["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--json"];
+    let one = run_single(&args);
+    ok(&one, "single compare");
+    let two = run_mpi(2, &args, &[], LIMIT);
+    ok(&two, "2-rank compare");
+    assert_eq!(String::from_utf8_lossy(&one.stdout), String::from_utf8_lossy(&two.stdout));
+}
+
+/// A rank failing in the middle of a run stops every rank (no hang), with an error naming it.
+#[test]
+fn a_failing_rank_stops_every_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "usd.toml", &USD.replace("steps = 4", "steps = 50"));
+    let out = dir.path().join("k2");
+    let o = run_mpi(
+        2,
+        &["run", sc.to_str().unwrap(), "--out", out.to_str().unwrap(), "-q"],
+        &[("ADVREACT_TEST_FAIL_RANK", "1"), ("ADVREACT_TEST_FAIL_CALL", "12")],
+        Duration::from_secs(120),
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("rank 1") && err.contains("injected failure"), "{err}");
+    assert!(!out.exists(), "a failed run left an output folder");
+}
+
+/// A bad scenario file is one agreed error, printed once, exit code 2 on every rank.
+#[test]
+fn bad_input_is_one_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "bad.toml", &USD.replace("bandwidth = 0.2", "bandwidth = -1.0"));
+    let o = run_mpi(2, &["run", sc.to_str().unwrap(), "-q"], &[], LIMIT);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(err.contains("bandwidth"), "{err}");
+}
