@@ -5,8 +5,9 @@ use advreact::data::read_snapshot;
 use advreact::error::{ConfigError, Error};
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution, Cost, EpsScaling, Marginal, MeasureRef,
-    PlanExport, SinkhornOptions,
+    PlanExport, SinkhornOptions, UotSolution,
 };
+use advreact::particles::Cloud;
 use advreact::run::{
     resume_run, run_scenario, write_comparison, write_folder_atomically, RunOptions, RunOutcome,
 };
@@ -102,47 +103,10 @@ enum Cmd {
     Uot {
         a: PathBuf,
         b: PathBuf,
-        /// Entropic regularisation ε (cost units).
-        #[arg(long)]
-        eps: f64,
-        /// Source marginal penalty τ_a ("inf" = exact marginal).
-        #[arg(long, default_value = "inf")]
-        tau_a: f64,
-        /// Target marginal penalty τ_b ("inf" = exact marginal).
-        #[arg(long, default_value = "inf")]
-        tau_b: f64,
-        /// Marginal penalty: kl (soft) or tv (hard cut).
-        #[arg(long, default_value = "kl")]
-        penalty: String,
-        /// Partial transport: move exactly this much mass (TV penalties found by bisection).
-        #[arg(long)]
-        partial_mass: Option<f64>,
-        /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
-        #[arg(long, default_value = "sqeuclidean")]
-        cost: String,
-        /// Stop when both relative L1 marginal errors are below this.
-        #[arg(long, default_value_t = 1e-9)]
-        tol: f64,
-        #[arg(long, default_value_t = 10_000)]
-        max_iter: usize,
-        /// Anneal ε from the cost diameter down to --eps (factor 0.5 per stage).
-        #[arg(long)]
-        eps_scaling: bool,
-        /// Select rows with this time value (files with a time column).
-        #[arg(long)]
-        time: Option<f64>,
-        /// Write the k largest plan entries of each row (plan.csv).
-        #[arg(long)]
-        top_k: Option<usize>,
-        /// Write every plan entry ≥ this value (plan.csv).
-        #[arg(long)]
-        threshold: Option<f64>,
-        /// Write the dense plan (plan_dense.csv; refused above 10^7 entries).
-        #[arg(long)]
-        dense: bool,
-        /// Write the barycentric map T(x_i) (barycentric.csv).
-        #[arg(long)]
-        barycentric: bool,
+        #[command(flatten)]
+        args: UotArgs,
+        #[command(flatten)]
+        plan: PlanArgs,
         /// Output folder (default output/uot/<a>__<b>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -284,21 +248,77 @@ fn cmd_compare(
     Ok(())
 }
 
-/// The solver settings of `advreact uot`.
+/// The `uot` command's problem and solver options.
+#[derive(clap::Args, Clone)]
 struct UotArgs {
+    /// Entropic regularisation ε (cost units).
+    #[arg(long)]
     eps: f64,
+    /// Source marginal penalty τ_a ("inf" = exact marginal).
+    #[arg(long, default_value = "inf")]
     tau_a: f64,
+    /// Target marginal penalty τ_b ("inf" = exact marginal).
+    #[arg(long, default_value = "inf")]
     tau_b: f64,
+    /// Marginal penalty: kl (soft) or tv (hard cut).
+    #[arg(long, default_value = "kl")]
     penalty: String,
+    /// Partial transport: move exactly this much mass (TV penalties found by bisection).
+    #[arg(long)]
     partial_mass: Option<f64>,
+    /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
+    #[arg(long, default_value = "sqeuclidean")]
     cost: String,
+    /// Stop when both relative L1 marginal errors are below this.
+    #[arg(long, default_value_t = 1e-9)]
     tol: f64,
+    #[arg(long, default_value_t = 10_000)]
     max_iter: usize,
+    /// Anneal ε from the cost diameter down to --eps (factor 0.5 per stage).
+    #[arg(long)]
     eps_scaling: bool,
+    /// Select rows with this time value (files with a time column).
+    #[arg(long)]
     time: Option<f64>,
 }
 
+/// What of the plan the `uot` command writes.
+#[derive(clap::Args, Clone)]
+struct PlanArgs {
+    /// Write the k largest plan entries of each row (plan.csv).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Write every plan entry ≥ this value (plan.csv).
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Write the dense plan (plan_dense.csv; refused above 10^7 entries).
+    #[arg(long)]
+    dense: bool,
+    /// Write the barycentric map T(x_i) (barycentric.csv).
+    #[arg(long)]
+    barycentric: bool,
+}
+
+impl PlanArgs {
+    fn export(&self) -> PlanExport {
+        PlanExport {
+            barycentric: self.barycentric,
+            top_k: self.top_k,
+            threshold: self.threshold,
+            max_entries: 10_000_000,
+            dense: self.dense,
+        }
+    }
+}
+
 fn cmd_uot(a: &Path, b: &Path, u: &UotArgs, plan: &PlanExport, out: Option<PathBuf>) -> Result<bool, Error> {
+    let (ca, cb, opts) = uot_inputs(a, b, u)?;
+    let sol = uot_solve(&ca, &cb, u, &opts)?;
+    uot_write(a, b, &ca, &cb, &sol, plan, out)
+}
+
+/// The `uot` command's clouds and solver options, validated (no solving).
+fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(Cloud, Cloud, SinkhornOptions), Error> {
     let cli = |k: &str, m: String| -> Error { ConfigError::new("<cli>", k, m).into() };
     let ca = read_snapshot(a)?.select(u.time)?;
     let cb = read_snapshot(b)?.select(u.time)?;
@@ -325,13 +345,30 @@ fn cmd_uot(a: &Path, b: &Path, u: &UotArgs, plan: &PlanExport, out: Option<PathB
     opts.tol = u.tol;
     opts.max_iter = u.max_iter;
     opts.eps_scaling = u.eps_scaling.then(EpsScaling::default);
-    let sol = match u.partial_mass {
-        Some(m) => solve_partial(MeasureRef::from(&ca), MeasureRef::from(&cb), m, &opts, 1e-6)?.solution,
-        None => uot_clouds(&ca, &cb, &opts)?,
-    };
+    Ok((ca, cb, opts))
+}
+
+/// Solve the `uot` problem (its row passes split over the ranks of the current communicator).
+fn uot_solve(ca: &Cloud, cb: &Cloud, u: &UotArgs, opts: &SinkhornOptions) -> Result<UotSolution, Error> {
+    Ok(match u.partial_mass {
+        Some(m) => solve_partial(MeasureRef::from(ca), MeasureRef::from(cb), m, opts, 1e-6)?.solution,
+        None => uot_clouds(ca, cb, opts)?,
+    })
+}
+
+/// Write the `uot` output folder and print the report; `Ok(converged)`.
+fn uot_write(
+    a: &Path,
+    b: &Path,
+    ca: &Cloud,
+    cb: &Cloud,
+    sol: &UotSolution,
+    plan: &PlanExport,
+    out: Option<PathBuf>,
+) -> Result<bool, Error> {
     let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let out = out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))));
-    write_folder_atomically(&out, |dir| write_solution(dir, &ca, &cb, &sol, plan))?;
+    write_folder_atomically(&out, |dir| write_solution(dir, ca, cb, sol, plan))?;
     println!("{}", report_json(&sol.report));
     eprintln!("uot: wrote {}", out.display());
     let r = &sol.report;
@@ -632,31 +669,9 @@ fn dispatch(cmd: Cmd) -> Result<bool, Error> {
             let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };
             resume_run(&dir, &opts).map(|r| report(&r))
         }),
-        Cmd::Uot {
-            a,
-            b,
-            eps,
-            tau_a,
-            tau_b,
-            penalty,
-            partial_mass,
-            cost,
-            tol,
-            max_iter,
-            eps_scaling,
-            time,
-            top_k,
-            threshold,
-            dense,
-            barycentric,
-            out,
-            threads,
-        } => set_threads(threads).and_then(|_| {
-            let plan = PlanExport { barycentric, top_k, threshold, max_entries: 10_000_000, dense };
-            let args =
-                UotArgs { eps, tau_a, tau_b, penalty, partial_mass, cost, tol, max_iter, eps_scaling, time };
-            cmd_uot(&a, &b, &args, &plan, out)
-        }),
+        Cmd::Uot { a, b, args, plan, out, threads } => {
+            set_threads(threads).and_then(|_| cmd_uot(&a, &b, &args, &plan.export(), out))
+        }
         Cmd::Bench { problem, n, m, d, features, reps, threads, seed } => {
             set_threads(threads).and_then(|_| {
                 let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, seed };

@@ -7,6 +7,7 @@
 //!   variants over the ranks round-robin (each variant on one rank, in its own folder), and rank 0
 //!   writes `comparison.csv`/`.png` and prints one summary table at the end.
 //! - `compare`: the kernel sums are split by rows; rank 0 prints.
+//! - `uot`: the Sinkhorn row passes (log-sum-exp rows) are split by rows; rank 0 writes the folder.
 //! - `validate`, `resume`: rank 0 alone (same result, no splitting); the others wait.
 //!
 //! Errors: an error every rank agrees on (a bad scenario file, checked before any collective
@@ -131,6 +132,15 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
         Cmd::Compare { a, b, bandwidth, time, json } => {
             agree(comm, cmd_compare(&a, &b, bandwidth, time, json, rank == 0)).map(|_| true)
         }
+        Cmd::Uot { a, b, args, plan, out, threads } => {
+            agree(comm, set_threads(threads_per_rank(threads)))?;
+            // Every rank reads and checks the inputs (an agreed error if bad), solves with the
+            // row passes split over the ranks (every rank ends with the same potentials), and
+            // rank 0 writes the folder — its plan export computed by rank 0 alone.
+            let (ca, cb, opts) = agree(comm, uot_inputs(&a, &b, &args))?;
+            let sol = agree(comm, uot_solve(&ca, &cb, &args, &opts))?;
+            rank0_only(comm, || uot_write(&a, &b, &ca, &cb, &sol, &plan.export(), out))
+        }
         Cmd::Resume { dir, threads, quiet } => rank0_only(comm, || {
             set_threads(threads)?;
             let opts = RunOptions { out: None, progress: !quiet, interrupt: None };
@@ -144,8 +154,8 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
             }
             Ok(true)
         }),
-        // Not distributed yet (uot, infer, forward, fates, results, bench): rank 0 runs the
-        // command alone, the other ranks wait for its outcome.
+        // Not distributed (infer, forward, fates, results, bench): rank 0 runs the command
+        // alone, the other ranks wait for its outcome.
         other => rank0_only(comm, || crate::dispatch(other)),
     }
 }

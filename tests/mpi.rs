@@ -142,6 +142,112 @@ fn usd_is_byte_identical_on_1_2_4_ranks() {
     }
 }
 
+/// A WFR flow of the unbalanced Sinkhorn divergence (three OT problems re-solved every step,
+/// warm-started): 700 particles and 600 target samples (11 and 10 row blocks of 64, so every rank
+/// of 4 owns rows of each pass), free mass, noise; byte-identical on 1, 2 and 4 ranks.
+const WFR_SINKHORN: &str = r#"
+[meta]
+name = "wfr_sinkhorn_mpi"
+seed = 5
+[source]
+type = "gaussian"
+n = 700
+mean = [0.0, 0.0]
+std = 0.1
+[target]
+type = "ring_of_gaussians"
+n = 600
+k = 8
+radius = 0.75
+std = 0.075
+mass = 1.5
+[field]
+type = "wfr"
+energy = "sinkhorn"
+blur = 0.0025
+reach = 1.0
+alpha = 1.0
+[reaction]
+type = "weights"
+conserve = false
+[time]
+dt = 0.2
+steps = 3
+noise = 0.02
+[report]
+every = 1
+metrics = ["mmd", "mass", "ess"]
+mmd_bandwidth = 0.1
+snapshots = 3
+snapshot_particles = 700
+plots = false
+"#;
+
+#[test]
+fn wfr_sinkhorn_is_byte_identical_on_1_2_4_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = write(dir.path(), "wfr.toml", WFR_SINKHORN);
+    let sc = sc.to_str().unwrap();
+    let single = dir.path().join("single");
+    ok(&run_single(&["run", sc, "--out", single.to_str().unwrap(), "-q"]), "single process");
+    let m = std::fs::read_to_string(single.join("metrics.csv")).unwrap();
+    assert_eq!(m.lines().count(), 5, "{m}");
+    for k in [1, 2, 4] {
+        let out = dir.path().join(format!("k{k}"));
+        let o = run_mpi(k, &["run", sc, "--out", out.to_str().unwrap(), "-q"], &[], LIMIT);
+        ok(&o, &format!("{k} ranks"));
+        same_files(&single, &out, &["metrics.csv", "snapshots.csv"], &format!("{k} ranks"));
+    }
+}
+
+/// `uot` with its row passes split over 2 and 4 ranks: the same report on stdout and the same
+/// files (marginals, potentials, top-k plan, barycentric map) as one process.
+#[test]
+fn uot_is_byte_identical_on_1_2_4_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc =
+        write(dir.path(), "usd.toml", &USD.replace("steps = 4", "steps = 1").replace("n = 5000", "n = 900"));
+    let run = dir.path().join("run");
+    ok(&run_single(&["run", sc.to_str().unwrap(), "--out", run.to_str().unwrap(), "-q"]), "run");
+    let (a, b) = (run.join("source.csv"), run.join("target.csv"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "uot",
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--eps",
+            "0.01",
+            "--tau-a",
+            "0.5",
+            "--tau-b",
+            "1",
+            "--tol",
+            "1e-8",
+            "--top-k",
+            "3",
+            "--barycentric",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let single = dir.path().join("uot1");
+    let sa = args(&single);
+    let one = run_single(&sa.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&one, "single uot");
+    let files = ["report.json", "source.csv", "target.csv", "plan.csv", "barycentric.csv"];
+    for k in [2, 4] {
+        let out = dir.path().join(format!("uot{k}"));
+        let ka = args(&out);
+        let o = run_mpi(k, &ka.iter().map(String::as_str).collect::<Vec<_>>(), &[], LIMIT);
+        ok(&o, &format!("{k}-rank uot"));
+        assert_eq!(String::from_utf8_lossy(&one.stdout), String::from_utf8_lossy(&o.stdout), "{k} ranks");
+        same_files(&single, &out, &files, &format!("uot on {k} ranks"));
+    }
+}
+
 /// A sweep of three variants on two ranks: the same folders and comparison as one process, and
 /// one summary table.
 #[test]

@@ -15,7 +15,10 @@
 //! Determinism: each row is reduced by one thread, over `j` in increasing order, with a fixed
 //! 8-lane split of every tile sum, so the bits do not depend on the thread count; and since only
 //! `+`/`×` are used (never fused multiply-add), not on the SIMD level either. The three variants
-//! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them.
+//! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them. Under MPI the
+//! rows are split over the ranks in blocks of [`ROW_BLOCK`] and all-gathered
+//! ([`crate::dist::row_pass`]): a row's value does not depend on which other rows are computed
+//! with it, so the bits do not depend on the number of ranks either.
 //!
 //! The row blocks run inside a function compiled for AVX-512 or AVX2 when the CPU has it (runtime
 //! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
@@ -323,14 +326,17 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
 ));
 
 /// `out[i] = LSE_j (h_j − λ |x_i − y_j|²)` for every query `x_i` (dim `d`, particle-contiguous).
+/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
 pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
     let lvl = simd_level();
-    out.par_chunks_mut(ROW_BLOCK)
-        .enumerate()
-        .for_each(|(blk, o)| block_lse_at(lvl, d, x, y, h, lam, blk * ROW_BLOCK, o));
+    crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
+        o[0].par_chunks_mut(ROW_BLOCK)
+            .enumerate()
+            .for_each(|(blk, o)| block_lse_at(lvl, d, x, y, h, lam, rows.start + blk * ROW_BLOCK, o));
+    });
 }
 
-/// Like [`lse_rows`], and also the soft-max averages `mean_d2[i] = Σ_j p_ij |x_i − y_j|²` and
+/// Like [`lse_rows`] (rows split over ranks the same way), and also the soft-max averages `mean_d2[i] = Σ_j p_ij |x_i − y_j|²` and
 /// `mean_pot[i] = Σ_j p_ij pot_j`, `p_ij = exp(h_j − λ|x_i − y_j|² − L_i)` (zero when `L_i = −∞`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn lse_rows_stats(
@@ -345,16 +351,20 @@ pub(crate) fn lse_rows_stats(
     mean_pot: &mut [f64],
 ) {
     let lvl = simd_level();
-    lse.par_chunks_mut(ROW_BLOCK)
-        .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
-        .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
-        .enumerate()
-        .for_each(|(blk, ((o, md), mp))| {
-            block_stats_at(lvl, d, x, y, h, lam, pot, blk * ROW_BLOCK, o, md, mp)
-        });
+    let n = lse.len();
+    crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)], |rows, o| {
+        let [lse, mean_d2, mean_pot] = o else { unreachable!("three outputs") };
+        lse.par_chunks_mut(ROW_BLOCK)
+            .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
+            .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
+            .enumerate()
+            .for_each(|(blk, ((o, md), mp))| {
+                block_stats_at(lvl, d, x, y, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
+            });
+    });
 }
 
-/// Like [`lse_rows`], and also the barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
+/// Like [`lse_rows`] (rows split over ranks the same way), and also the barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
 pub(crate) fn lse_rows_bary(
     d: usize,
     x: &[f64],
@@ -365,10 +375,13 @@ pub(crate) fn lse_rows_bary(
     bary: &mut [f64],
 ) {
     let lvl = simd_level();
-    lse.par_chunks_mut(ROW_BLOCK)
-        .zip(bary.par_chunks_mut(ROW_BLOCK * d))
-        .enumerate()
-        .for_each(|(blk, (o, bo))| block_bary_at(lvl, d, x, y, h, lam, blk * ROW_BLOCK, o, bo));
+    let n = lse.len();
+    crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
+        let [lse, bary] = o else { unreachable!("two outputs") };
+        lse.par_chunks_mut(ROW_BLOCK).zip(bary.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
+            |(blk, (o, bo))| block_bary_at(lvl, d, x, y, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
+        );
+    });
 }
 
 /// Per-row visit of the plan entries `log π_ij = la_i + f_i/ε + lb_j + (g_j − c|x_i − y_j|²)/ε`:
@@ -495,6 +508,33 @@ mod tests {
         }
         for lvl in levels {
             assert_eq!(run(lvl), base, "{lvl:?}");
+        }
+    }
+
+    /// Rows split over 2, 3 and 5 simulated ranks give the single-process bits (n = 300 rows is
+    /// 5 blocks of 64, so some ranks own none, some a partial block).
+    #[test]
+    fn rows_split_over_ranks_agree_bitwise() {
+        let (n, m, d) = (300, 450, 3);
+        let x = data(n, d, 5);
+        let y = data(m, d, 6);
+        let h: Vec<f64> = (0..m).map(|j| ((j * 13 % 29) as f64) - 14.0).collect();
+        let pot: Vec<f64> = (0..m).map(|j| (j as f64).cos()).collect();
+        let run = || {
+            let mut l = vec![0.0; n];
+            lse_rows(d, &x, &y, &h, 7.0, &mut l);
+            let mut st = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            lse_rows_stats(d, &x, &y, &h, 7.0, &pot, &mut st.0, &mut st.1, &mut st.2);
+            let (mut bl, mut bary) = (vec![0.0; n], vec![0.0; n * d]);
+            lse_rows_bary(d, &x, &y, &h, 7.0, &mut bl, &mut bary);
+            let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+            (bits(&l), bits(&st.0), bits(&st.1), bits(&st.2), bits(&bl), bits(&bary))
+        };
+        let one = run();
+        for size in [2, 3, 5] {
+            for r in crate::dist::testing::simulate(size, run) {
+                assert_eq!(r, one, "{size} ranks");
+            }
         }
     }
 
