@@ -1,8 +1,10 @@
-//! Kernel micro-benchmarks: the vectorised exp over a tile, the tiled squared distances, and a
-//! Gaussian-kernel row sum (n = m = 10^4, d = 10 and d = 2), single-threaded and parallel.
-//! Throughput is in elements (exps, pairs) per second.
+//! Kernel micro-benchmarks: the vectorised exp over a tile, the tiled squared distances, a
+//! Gaussian-kernel row sum (n = m = 10^4, d = 10 and d = 2), and the Gram micro-kernel (the lower
+//! 128² tiles of `FᵀF` for one block of 2048 points × 1024 features, one thread). Throughput is in
+//! elements (exps, pairs, multiply-adds) per second; a multiply-add is 2 flops.
 
 use advreact::kernel::exp::exp_scaled_inplace;
+use advreact::kernel::gram;
 use advreact::kernel::{for_each_tile_soa, gauss_sum, Soa, TILE};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
@@ -63,5 +65,31 @@ fn gauss_rows(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exp_tile, sqdist, gauss_rows);
+fn gram_tiles(c: &mut Criterion) {
+    let (rows, m, side) = (2048usize, 1024usize, 128usize);
+    let f = points(rows, m, -0.5);
+    let mut p = vec![0.0; gram::strips(m) * rows * gram::MR];
+    gram::pack(&f, rows, m, &mut p);
+    let nt = m / side;
+    let mut t = vec![0.0; side * side];
+    let mut g = c.benchmark_group("gram");
+    g.sample_size(10);
+    // Off-diagonal tiles only (the diagonal ones skip their upper blocks): every entry is a full
+    // dot product of `rows` multiply-adds.
+    let tiles = nt * (nt - 1) / 2;
+    g.throughput(Throughput::Elements((tiles * side * side * rows) as u64));
+    g.bench_function(format!("lower_tiles_rows{rows}_m{m}"), |b| {
+        b.iter(|| {
+            for i in 0..nt {
+                for j in 0..i {
+                    gram::tile(&p, rows, m, i * side, side, j * side, side, &mut t);
+                }
+            }
+            black_box(t[3])
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, exp_tile, sqdist, gauss_rows, gram_tiles);
 criterion_main!(benches);

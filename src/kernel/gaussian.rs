@@ -8,7 +8,7 @@
 //! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]).
 
 use super::exp::exp_scaled_inplace;
-use super::{for_each_tile_soa, Soa, ROW_BLOCK, TILE};
+use super::{for_each_tile_soa_block, Soa, ROW_BLOCK, TILE};
 use crate::rng::CHUNK;
 use rayon::prelude::*;
 
@@ -76,19 +76,15 @@ fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [
     let c = -0.5 / (s * s);
     let y = Soa::from_rows(d, y);
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-        for (r, oi) in o.iter_mut().enumerate() {
-            let i = blk * ROW_BLOCK + r;
-            let xi = &x[i * d..(i + 1) * d];
-            let mut acc = 0.0;
-            let mut k = [0.0; TILE];
-            for_each_tile_soa(xi, &y, |j0, d2| {
-                let k = &mut k[..d2.len()];
-                k.copy_from_slice(d2);
-                exp_scaled_inplace(k, c);
-                acc += dot(k, &b[j0..j0 + d2.len()]);
-            });
-            *oi = acc;
-        }
+        let i0 = blk * ROW_BLOCK;
+        o.iter_mut().for_each(|v| *v = 0.0);
+        let mut k = [0.0; TILE];
+        for_each_tile_soa_block(&x[i0 * d..(i0 + o.len()) * d], &y, |r, j0, d2| {
+            let k = &mut k[..d2.len()];
+            k.copy_from_slice(d2);
+            exp_scaled_inplace(k, c);
+            o[r] += dot(k, &b[j0..j0 + d2.len()]);
+        });
     });
 }
 
@@ -109,26 +105,25 @@ fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &
     let y = Soa::from_rows(d, y);
     out.par_chunks_mut(ROW_BLOCK).zip(grad.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
         |(blk, (o, g))| {
-            let mut ky = vec![0.0; d];
-            for (r, oi) in o.iter_mut().enumerate() {
-                let i = blk * ROW_BLOCK + r;
-                let xi = &x[i * d..(i + 1) * d];
-                let mut acc = 0.0;
-                ky.iter_mut().for_each(|v| *v = 0.0);
-                let mut kt = [0.0; TILE];
-                for_each_tile_soa(xi, &y, |j0, d2| {
-                    let kt = &mut kt[..d2.len()];
-                    kt.copy_from_slice(d2);
-                    exp_scaled_inplace(kt, c);
-                    kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
-                    acc += dot_ones(kt);
-                    for (k, a) in ky.iter_mut().enumerate() {
-                        *a += dot(kt, y.coord(k, j0, d2.len()));
-                    }
-                });
-                *oi = acc;
-                for (k, gk) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
-                    *gk = (ky[k] - acc * xi[k]) * inv_s2;
+            let i0 = blk * ROW_BLOCK;
+            let xb = &x[i0 * d..(i0 + o.len()) * d];
+            // Per query: Σ_j b_j k_ij in `o`, Σ_j b_j k_ij y_j in `g` (turned into ∇S below).
+            o.iter_mut().for_each(|v| *v = 0.0);
+            g.iter_mut().for_each(|v| *v = 0.0);
+            let mut kt = [0.0; TILE];
+            for_each_tile_soa_block(xb, &y, |r, j0, d2| {
+                let kt = &mut kt[..d2.len()];
+                kt.copy_from_slice(d2);
+                exp_scaled_inplace(kt, c);
+                kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
+                o[r] += dot_ones(kt);
+                for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
+                    *a += dot(kt, y.coord(k, j0, d2.len()));
+                }
+            });
+            for ((gr, xi), acc) in g.chunks_exact_mut(d).zip(xb.chunks_exact(d)).zip(o.iter()) {
+                for (gk, xk) in gr.iter_mut().zip(xi) {
+                    *gk = (*gk - acc * xk) * inv_s2;
                 }
             }
         },

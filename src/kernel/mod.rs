@@ -5,6 +5,7 @@
 
 pub mod exp;
 pub mod gaussian;
+pub mod gram;
 pub mod rff;
 
 pub use gaussian::{gauss_sum, gauss_sum_grad, GaussianKernel};
@@ -15,6 +16,9 @@ pub const TILE: usize = 256;
 
 /// Queries per parallel task.
 pub const ROW_BLOCK: usize = 64;
+
+/// Points per register chunk of the distance loop (one 512-bit vector of f64).
+pub const LANES: usize = 8;
 
 /// Squared distances `out[j] = |x − y_j|²` for the `out.len()` points `y` (particle-contiguous).
 #[inline]
@@ -89,19 +93,79 @@ impl Soa {
 /// visited in increasing `j0`, so any accumulation in `f` has a fixed order.
 #[inline]
 pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
-    let mut buf = [0.0f64; TILE];
     let mut j0 = 0;
     while j0 < y.n {
         let len = TILE.min(y.n - j0);
-        let b = &mut buf[..len];
-        b.iter_mut().for_each(|v| *v = 0.0);
+        tile_soa(x, y, j0, len, |b| f(j0, b));
+        j0 += len;
+    }
+}
+
+/// The squared distances from `x` to the targets `j0 .. j0 + len` (`len ≤ TILE`), passed to `f`.
+#[inline(always)]
+fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
+    let mut buf = [0.0f64; TILE];
+    let b = &mut buf[..len];
+    // 32 points at a time, their distances held in four registers across the coordinates
+    // (no store per coordinate; four independent fused chains hide the FMA latency); the
+    // tail point by point — the same fused sum over k = 0, 1, … either way.
+    const W: usize = 4 * LANES;
+    let full = len - len % W;
+    for (c, o) in b[..full].chunks_exact_mut(W).enumerate() {
+        let j = j0 + c * W;
+        let mut acc = [0.0f64; W];
         for (k, xk) in x.iter().enumerate() {
-            for (o, yk) in b.iter_mut().zip(y.coord(k, j0, len)) {
-                let t = xk - yk;
-                *o = t.mul_add(t, *o);
+            let yk: &[f64; W] = y.coord(k, j, W).try_into().expect("lane chunk");
+            for l in 0..W {
+                let t = xk - yk[l];
+                acc[l] = t.mul_add(t, acc[l]);
             }
         }
-        f(j0, b);
+        o.copy_from_slice(&acc);
+    }
+    for (jj, o) in b.iter_mut().enumerate().skip(full) {
+        *o = x.iter().enumerate().fold(0.0, |a, (k, xk)| {
+            let t = xk - y.data[k * y.n + j0 + jj];
+            t.mul_add(t, a)
+        });
+    }
+    f(b);
+}
+
+/// Like [`for_each_tile_soa`] for a block of queries `xs` (particle-contiguous, dim `y.dim`):
+/// calls `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²`, tiles in the outer loop and the
+/// queries of the block in the inner one, so a tile of targets is read from memory once per block
+/// (it stays in L1 across the queries) instead of once per query. For each query the tiles still
+/// come in increasing `j0` and each `d2` has the same bits as [`for_each_tile_soa`]'s.
+#[inline]
+pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, mut f: impl FnMut(usize, usize, &[f64])) {
+    let d = y.dim.max(1);
+    let mut j0 = 0;
+    while j0 < y.n {
+        let len = TILE.min(y.n - j0);
+        for (r, x) in xs.chunks_exact(d).enumerate() {
+            tile_soa(x, y, j0, len, |b| f(r, j0, b));
+        }
+        j0 += len;
+    }
+}
+
+/// Like [`for_each_tile`] for a block of queries `xs` (particle-contiguous, dim `d`): calls
+/// `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²`, tiles outer and queries inner (a tile of
+/// targets is read from memory once per block, not once per query); for each query the tiles come
+/// in increasing `j0` with the same `d2` bits as [`for_each_tile`].
+#[inline]
+pub fn for_each_tile_block(d: usize, xs: &[f64], y: &[f64], mut f: impl FnMut(usize, usize, &[f64])) {
+    let m = y.len().checked_div(d).unwrap_or(0);
+    let mut buf = [0.0f64; TILE];
+    let mut j0 = 0;
+    while j0 < m {
+        let len = TILE.min(m - j0);
+        let yt = &y[j0 * d..(j0 + len) * d];
+        for (r, x) in xs.chunks_exact(d.max(1)).enumerate() {
+            sqdist_row(x, yt, &mut buf[..len]);
+            f(r, j0, &buf[..len]);
+        }
         j0 += len;
     }
 }

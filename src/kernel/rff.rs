@@ -18,9 +18,10 @@
 //!
 //! The Sobolev Gramian `D = Σ_i w_i J_i J_iᵀ` then factorises as `D = G_sin ∘ (WᵀW)` — O(N m²),
 //! never O(N m² d). The Gramians are streamed over fixed blocks of [`GRAM_ROWS`] points: each
-//! block's scaled feature matrix `F` (rows `√w_i Φ(x_i)`) is formed in parallel and `Fᵀ F` is
-//! written into the lower [`GRAM_TILE`]² tiles of that block's partial, one GEMM (matrixmultiply,
-//! through nalgebra) per tile, tiles in parallel. The block partials (`μ_b` and the tiles) are
+//! block's scaled feature matrix `F` (rows `√w_i Φ(x_i)`) is formed in parallel, packed, and
+//! `Fᵀ F` is written into the lower [`GRAM_TILE`]² tiles of that block's partial by the blocked
+//! SYRK micro-kernel of [`super::gram`] (AVX-512 / AVX2 FMA, same bits on every path), tiles in
+//! parallel. The block partials (`μ_b` and the tiles) are
 //! added in the canonical dyadic tree over block indices of [`crate::dist::tree_sum`]: every
 //! entry is summed in one fixed order, so the result is bitwise identical for any thread count
 //! and any number of ranks (blocks are split over the ranks of the current communicator); memory
@@ -32,7 +33,8 @@
 //! per step.
 
 use crate::rng::{self, Purpose};
-use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
+use super::gram;
+use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
@@ -164,6 +166,10 @@ impl Rff {
         let mut fc = vec![0.0; rows_max * m];
         let mut fs = if sin_gram { vec![0.0; rows_max * m] } else { Vec::new() };
         let mut sw = vec![0.0; rows_max];
+        // The block's features packed in strips for the Gram micro-kernel (see `gram`).
+        let packed_len = gram::strips(m) * rows_max * gram::MR;
+        let mut pc = if cos_gram { vec![0.0; packed_len] } else { Vec::new() };
+        let mut ps = if sin_gram { vec![0.0; packed_len] } else { Vec::new() };
         let nt = m.div_ceil(GRAM_TILE);
         let tile_len = |t: usize| GRAM_TILE.min(m - t * GRAM_TILE);
         // Lower tiles (I ≥ J) of each requested Gramian: (is_sin, I, J, offset in the block
@@ -207,10 +213,13 @@ impl Rff {
             features_secs += t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
             if !tiles.is_empty() {
-                // Column r of the m×rows view is the scaled feature vector of point b0 + r.
-                let vc = DMatrixView::from_slice(fcb, m, rows);
-                let vs =
-                    if sin_gram { Some(DMatrixView::from_slice(&fs[..rows * m], m, rows)) } else { None };
+                let plen = gram::strips(m) * rows * gram::MR;
+                if cos_gram {
+                    gram::pack(fcb, rows, m, &mut pc[..plen]);
+                }
+                if sin_gram {
+                    gram::pack(&fs[..rows * m], rows, m, &mut ps[..plen]);
+                }
                 let mut slices = Vec::with_capacity(tiles.len());
                 let mut rest = rest;
                 for (_, i, j, _) in &tiles {
@@ -219,12 +228,9 @@ impl Rff {
                     rest = r;
                 }
                 tiles.par_iter().zip(slices).for_each(|((is_sin, i, j, _), t)| {
-                    let v = if *is_sin { vs.as_ref().unwrap_or(&vc) } else { &vc };
+                    let p = if *is_sin { &ps[..plen] } else { &pc[..plen] };
                     let (ri, cj) = (tile_len(*i), tile_len(*j));
-                    let mut tile = DMatrixViewMut::from_slice(t, ri, cj);
-                    let a = v.rows(*i * GRAM_TILE, ri);
-                    let bm = v.rows(*j * GRAM_TILE, cj);
-                    tile.gemm(1.0, &a, &bm.transpose(), 0.0);
+                    gram::tile(p, rows, m, *i * GRAM_TILE, ri, *j * GRAM_TILE, cj, t);
                 });
             }
             gram_secs += t0.elapsed().as_secs_f64();

@@ -3,7 +3,7 @@
 //!
 //! `L_i = LSE_j (h_j − λ |x_i − y_j|²)`,  `λ = c/ε` (cost `C = c|x − y|²`),
 //!
-//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile`] with a
+//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile_block`] with a
 //! running maximum `M` and running sum `S = Σ exp(s_j − M)` (a new tile with a larger maximum
 //! rescales `S` by `exp(M_old − M_new)`), so memory is O(n + m) plus one tile per thread. With
 //! `h_j = log b_j + g_j/ε` this gives the soft-min `f̂_i = −ε L_i` of the Sinkhorn update. Two
@@ -24,7 +24,7 @@
 //! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
 
 use super::fastexp;
-use crate::kernel::{for_each_tile, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, for_each_tile_block, ROW_BLOCK, TILE};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -109,6 +109,7 @@ trait RowExtra {
     fn tile(&mut self, j0: usize, d2: &[f64], e: &[f64]);
 }
 
+#[derive(Clone, Copy)]
 struct NoExtra;
 
 impl RowExtra for NoExtra {
@@ -189,60 +190,83 @@ struct IsaAvx2;
 #[cfg(target_arch = "x86_64")]
 struct IsaAvx512;
 
-/// Stream one row: returns `(M, S)` with `L = M + ln S` (`M = −∞` when every `h_j = −∞`).
+/// Fold one tile into a row's running state `(M, S)` and extras: `d2[jj] = |x − y_{j0+jj}|²`,
+/// `buf` scratch of at least `d2.len()` (rounded up to the exp block).
 #[inline(always)]
-fn stream_row<I, E: RowExtra>(xi: &[f64], y: &[f64], h: &[f64], lam: f64, ex: &mut E) -> (f64, f64) {
-    let mut m = NEG_INF;
-    let mut s = 0.0;
+#[allow(clippy::too_many_arguments)]
+fn absorb_tile<E: RowExtra>(
+    state: &mut (f64, f64),
+    ex: &mut E,
+    j0: usize,
+    d2: &[f64],
+    h: &[f64],
+    lam: f64,
+    buf: &mut [f64; TILE],
+) {
+    let len = d2.len();
+    for ((sj, hj), dj) in buf[..len].iter_mut().zip(&h[j0..j0 + len]).zip(d2) {
+        *sj = hj - lam * dj;
+    }
+    let full = len - len % LANES;
+    let mut mx = [NEG_INF; LANES];
+    for c in buf[..full].chunks_exact(LANES) {
+        for k in 0..LANES {
+            mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+        }
+    }
+    for (k, &v) in buf[full..len].iter().enumerate() {
+        mx[k] = if v > mx[k] { v } else { mx[k] };
+    }
+    let tm = mx.iter().fold(NEG_INF, |a, &b| if b > a { b } else { a });
+    if tm == NEG_INF {
+        return; // every weight of this tile is zero
+    }
+    let (m, s) = state;
+    if tm > *m {
+        let r = fastexp::exp(*m - tm);
+        *s *= r;
+        ex.rescale(r);
+        *m = tm;
+    }
+    // Whole blocks (past `len` the buffer holds stale finite values, computed and ignored).
+    let padded = len.div_ceil(fastexp::BLOCK) * fastexp::BLOCK;
+    for c in buf[..padded].chunks_exact_mut(fastexp::BLOCK) {
+        fastexp::exp_shifted_block(c.try_into().expect("block"), *m);
+    }
+    let mut acc = [0.0; LANES];
+    for c in buf[..full].chunks_exact(LANES) {
+        for k in 0..LANES {
+            acc[k] += c[k];
+        }
+    }
+    for (k, &v) in buf[full..len].iter().enumerate() {
+        acc[k] += v;
+    }
+    *s += lane_sum(&acc);
+    ex.tile(j0, d2, &buf[..len]);
+}
+
+/// Stream a block of rows `xs` (particle-contiguous): `states[r] = (M, S)` with
+/// `L_r = M + ln S` (`M = −∞` when every `h_j = −∞`), `ex[r]` the row's extras. Tiles of targets
+/// in the outer loop, rows in the inner one ([`for_each_tile_block`]): a tile is read once per
+/// block, and each row still sees the tiles in increasing order (the bits of a row do not depend
+/// on the block).
+#[inline(always)]
+fn stream_block<I, E: RowExtra>(
+    d: usize,
+    xs: &[f64],
+    y: &[f64],
+    h: &[f64],
+    lam: f64,
+    ex: &mut [E],
+    states: &mut [(f64, f64)],
+) {
+    states.iter_mut().for_each(|st| *st = (NEG_INF, 0.0));
     let mut buf = [0.0f64; TILE];
-    let tile = |j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
-        let len = d2.len();
-        {
-            let sb = &mut buf[..len];
-            for ((sj, hj), dj) in sb.iter_mut().zip(&h[j0..j0 + len]).zip(d2) {
-                *sj = hj - lam * dj;
-            }
-        }
-        let full = len - len % LANES;
-        let mut mx = [NEG_INF; LANES];
-        for c in buf[..full].chunks_exact(LANES) {
-            for k in 0..LANES {
-                mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
-            }
-        }
-        for (k, &v) in buf[full..len].iter().enumerate() {
-            mx[k] = if v > mx[k] { v } else { mx[k] };
-        }
-        let tm = mx.iter().fold(NEG_INF, |a, &b| if b > a { b } else { a });
-        if tm == NEG_INF {
-            return; // every weight of this tile is zero
-        }
-        if tm > m {
-            let r = fastexp::exp(m - tm);
-            s *= r;
-            ex.rescale(r);
-            m = tm;
-        }
-        // Whole blocks (past `len` the buffer holds stale finite values, computed and ignored).
-        let padded = len.div_ceil(fastexp::BLOCK) * fastexp::BLOCK;
-        for c in buf[..padded].chunks_exact_mut(fastexp::BLOCK) {
-            fastexp::exp_shifted_block(c.try_into().expect("block"), m);
-        }
-        let mut acc = [0.0; LANES];
-        for c in buf[..full].chunks_exact(LANES) {
-            for k in 0..LANES {
-                acc[k] += c[k];
-            }
-        }
-        for (k, &v) in buf[full..len].iter().enumerate() {
-            acc[k] += v;
-        }
-        s += lane_sum(&acc);
-        ex.tile(j0, d2, &buf[..len]);
+    let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
+        absorb_tile(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf)
     };
-    let mut tile = tile;
-    for_each_tile(xi, y, |j0, d2| tile(j0, d2, std::marker::PhantomData));
-    (m, s)
+    for_each_tile_block(d, xs, y, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
 }
 
 #[inline(always)]
@@ -256,9 +280,11 @@ fn lse_of(m: f64, s: f64) -> f64 {
 
 #[inline(always)]
 fn block_lse<I>(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64]) {
-    for (r, oi) in o.iter_mut().enumerate() {
-        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
-        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut NoExtra);
+    let n = o.len();
+    let mut st = vec![(NEG_INF, 0.0); n];
+    let mut ex = vec![NoExtra; n];
+    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex[..n], &mut st[..n]);
+    for (oi, &(m, s)) in o.iter_mut().zip(&st[..n]) {
         *oi = lse_of(m, s);
     }
 }
@@ -281,12 +307,13 @@ fn block_stats<I>(
     md: &mut [f64],
     mp: &mut [f64],
 ) {
-    for r in 0..o.len() {
-        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
-        let mut st = Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] };
-        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut st);
+    let n = o.len();
+    let mut st = vec![(NEG_INF, 0.0); n];
+    let mut ex: Vec<Stats> = (0..n).map(|_| Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] }).collect();
+    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex, &mut st[..n]);
+    for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
-        let (a, b) = if s > 0.0 { (lane_sum(&st.sd2) / s, lane_sum(&st.spot) / s) } else { (0.0, 0.0) };
+        let (a, b) = if s > 0.0 { (lane_sum(&e.sd2) / s, lane_sum(&e.spot) / s) } else { (0.0, 0.0) };
         md[r] = a;
         mp[r] = b;
     }
@@ -309,13 +336,13 @@ fn block_bary<I>(
     o: &mut [f64],
     bo: &mut [f64],
 ) {
-    let mut ex = Bary { y, acc: vec![0.0; d] };
-    for r in 0..o.len() {
-        let xi = &x[(i0 + r) * d..(i0 + r + 1) * d];
-        ex.acc.iter_mut().for_each(|v| *v = 0.0);
-        let (m, s) = stream_row::<I, _>(xi, y, h, lam, &mut ex);
+    let n = o.len();
+    let mut st = vec![(NEG_INF, 0.0); n];
+    let mut ex: Vec<Bary> = (0..n).map(|_| Bary { y, acc: vec![0.0; d] }).collect();
+    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex, &mut st[..n]);
+    for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
-        for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&ex.acc) {
+        for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
             *bk = if s > 0.0 { ak / s } else { f64::NAN };
         }
     }

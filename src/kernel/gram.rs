@@ -1,0 +1,289 @@
+//! Blocked Gram products `G = Σ_r F_r F_rᵀ` (a symmetric rank-k update, "SYRK") for the random
+//! feature Gramians of the Sobolev–Fisher critic:
+//!
+//! ```text
+//! G_ab = Σ_{r < rows} F_ra F_rb,   F a rows × m matrix (row r = the scaled features of point r).
+//! ```
+//!
+//! **Layout.** [`pack`] copies `F` (row-major) into strips of [`MR`] = 16 features:
+//! `P[s][r][0..16] = F[r][16s .. 16s + 16]` (the last strip zero-padded), so that the 16 entries
+//! of one strip at one point are contiguous (two 512-bit loads) — the micro-kernel reads both its
+//! operands from this one packed copy.
+//!
+//! **Micro-kernel.** A 16 × 8 block of `G` (rows `a` of one strip, columns `b` of half a strip)
+//! lives in 16 vector accumulators across a chunk of [`KC`] points; per point it does two loads,
+//! eight broadcasts and sixteen fused multiply-adds. Tiles are walked chunk by chunk (a strip
+//! chunk of `KC × 16` doubles stays in L1, the tile's columns in L2), and the blocks of a diagonal
+//! tile strictly above the diagonal are skipped.
+//!
+//! **Determinism.** Every entry is accumulated by the same sequence of fused multiply-adds
+//! `c ← fma(F_ra, F_rb, c)`, `r = 0, 1, …, rows − 1`, whatever the instruction set (AVX-512,
+//! AVX2 + FMA, or the portable `f64::mul_add`), the chunking or the thread count: the bits are the
+//! same on every path (a test checks the paths against each other).
+
+use std::sync::OnceLock;
+
+/// Features per packed strip (rows of a micro-block).
+pub const MR: usize = 16;
+/// Columns of a micro-block.
+pub const NR: usize = 8;
+/// Points per chunk of the micro-kernel loop.
+pub const KC: usize = 256;
+
+/// Number of strips for `m` features.
+pub fn strips(m: usize) -> usize {
+    m.div_ceil(MR)
+}
+
+/// Pack `f` (`rows × m`, row-major) into strips: `p[(s·rows + r)·16 + a] = f[r·m + 16s + a]`
+/// (zero past `m`). `p` must hold `strips(m) · rows · 16` values.
+pub fn pack(f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
+    use rayon::prelude::*;
+    assert!(f.len() >= rows * m && p.len() == strips(m) * rows * MR, "gram::pack: sizes");
+    p.par_chunks_mut(rows * MR).enumerate().for_each(|(s, ps)| {
+        let a0 = s * MR;
+        let w = MR.min(m - a0);
+        for (r, pr) in ps.chunks_exact_mut(MR).enumerate() {
+            let src = &f[r * m + a0..r * m + a0 + w];
+            if let (Ok(dst), Ok(src)) = (<&mut [f64; MR]>::try_from(&mut *pr), <&[f64; MR]>::try_from(src)) {
+                *dst = *src; // a full strip: a fixed-size copy, no call
+            } else {
+                pr[..w].copy_from_slice(src);
+                pr[w..].iter_mut().for_each(|v| *v = 0.0);
+            }
+        }
+    });
+}
+
+/// Instruction-set path of the micro-kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Path {
+    Portable,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx512,
+}
+
+/// The fastest path this CPU has, detected once.
+pub(crate) fn best_path() -> Path {
+    static P: OnceLock<Path> = OnceLock::new();
+    *P.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx512f") {
+                return Path::Avx512;
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                return Path::Avx2;
+            }
+        }
+        Path::Portable
+    })
+}
+
+/// `c[b·16 + a] ← fma(A[r][a], B[r][b], c[b·16 + a])` for `r < kc`, with `A[r][a] = a[r·16 + a]`
+/// and `B[r][b] = b[r·16 + b]` (both read from packed strips).
+fn micro_portable(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
+    for r in 0..kc {
+        let ar = &a[r * MR..r * MR + MR];
+        let br = &b[r * MR..r * MR + NR];
+        for (cb, &bv) in c.chunks_exact_mut(MR).zip(br) {
+            for (ca, &av) in cb.iter_mut().zip(ar) {
+                *ca = av.mul_add(bv, *ca);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn micro_avx512(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= kc * MR && b.len() >= (kc.max(1) - 1) * MR + NR);
+    let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // SAFETY: every load reads `a[r·16 .. r·16 + 16]` or `b[r·16 + j]` with r < kc, j < 8, and
+    // every store writes `c[0..128]` — inside the slices by the assert and the array type.
+    unsafe {
+        let mut lo = [_mm512_setzero_pd(); NR];
+        let mut hi = [_mm512_setzero_pd(); NR];
+        for j in 0..NR {
+            lo[j] = _mm512_loadu_pd(pc.add(j * MR));
+            hi[j] = _mm512_loadu_pd(pc.add(j * MR + 8));
+        }
+        for r in 0..kc {
+            let a0 = _mm512_loadu_pd(pa.add(r * MR));
+            let a1 = _mm512_loadu_pd(pa.add(r * MR + 8));
+            for j in 0..NR {
+                let bj = _mm512_set1_pd(*pb.add(r * MR + j));
+                lo[j] = _mm512_fmadd_pd(a0, bj, lo[j]);
+                hi[j] = _mm512_fmadd_pd(a1, bj, hi[j]);
+            }
+        }
+        for j in 0..NR {
+            _mm512_storeu_pd(pc.add(j * MR), lo[j]);
+            _mm512_storeu_pd(pc.add(j * MR + 8), hi[j]);
+        }
+    }
+}
+
+/// AVX2 + FMA: the 16 × 8 block as four 8 × 4 quarters (8 accumulators each), same per-entry
+/// sequence of fused multiply-adds as the other paths.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn micro_avx2(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
+    use std::arch::x86_64::*;
+    assert!(a.len() >= kc * MR && b.len() >= (kc.max(1) - 1) * MR + NR);
+    let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    // SAFETY: as in `micro_avx512`: reads a[r·16 + i0 .. + 8], b[r·16 + j0 + j], r < kc, writes
+    // c[0..128].
+    unsafe {
+        for (i0, j0) in [(0, 0), (8, 0), (0, 4), (8, 4)] {
+            let mut lo = [_mm256_setzero_pd(); 4];
+            let mut hi = [_mm256_setzero_pd(); 4];
+            for j in 0..4 {
+                lo[j] = _mm256_loadu_pd(pc.add((j0 + j) * MR + i0));
+                hi[j] = _mm256_loadu_pd(pc.add((j0 + j) * MR + i0 + 4));
+            }
+            for r in 0..kc {
+                let a0 = _mm256_loadu_pd(pa.add(r * MR + i0));
+                let a1 = _mm256_loadu_pd(pa.add(r * MR + i0 + 4));
+                for j in 0..4 {
+                    let bj = _mm256_set1_pd(*pb.add(r * MR + j0 + j));
+                    lo[j] = _mm256_fmadd_pd(a0, bj, lo[j]);
+                    hi[j] = _mm256_fmadd_pd(a1, bj, hi[j]);
+                }
+            }
+            for j in 0..4 {
+                _mm256_storeu_pd(pc.add((j0 + j) * MR + i0), lo[j]);
+                _mm256_storeu_pd(pc.add((j0 + j) * MR + i0 + 4), hi[j]);
+            }
+        }
+    }
+}
+
+fn micro(path: Path, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx512` is only selected (by `best_path` or a test) when the CPU has it.
+        Path::Avx512 => unsafe { micro_avx512(kc, a, b, c) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Avx2` is only selected when the CPU has AVX2 and FMA.
+        Path::Avx2 => unsafe { micro_avx2(kc, a, b, c) },
+        _ => micro_portable(kc, a, b, c),
+    }
+}
+
+/// One tile of `G`: rows `i0 .. i0 + ri`, columns `j0 .. j0 + cj` (`i0`, `j0` multiples of 16),
+/// written column-major into `t` (`ri × cj`), from the packed strips `p` of `rows` points and `m`
+/// features. On a diagonal tile (`i0 == j0`) only the lower triangle (row ≥ column) is exact;
+/// entries strictly above the diagonal may be zero.
+#[allow(clippy::too_many_arguments)]
+pub fn tile(p: &[f64], rows: usize, m: usize, i0: usize, ri: usize, j0: usize, cj: usize, t: &mut [f64]) {
+    tile_on(best_path(), p, rows, m, i0, ri, j0, cj, t)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn tile_on(
+    path: Path,
+    p: &[f64],
+    rows: usize,
+    m: usize,
+    i0: usize,
+    ri: usize,
+    j0: usize,
+    cj: usize,
+    t: &mut [f64],
+) {
+    assert!(i0 % MR == 0 && j0 % MR == 0 && i0 + ri <= m && j0 + cj <= m, "gram::tile: bounds");
+    assert!(p.len() == strips(m) * rows * MR && t.len() == ri * cj, "gram::tile: sizes");
+    let (nbi, nbj) = (ri.div_ceil(MR), cj.div_ceil(NR));
+    let diagonal = i0 == j0;
+    // Accumulators of every 16 × 8 block of the tile, kept across the point chunks.
+    let mut acc = vec![[0.0f64; MR * NR]; nbi * nbj];
+    let strip = |k: usize| &p[k * rows * MR..(k + 1) * rows * MR];
+    for r0 in (0..rows).step_by(KC) {
+        let kc = KC.min(rows - r0);
+        for bi in 0..nbi {
+            let a = &strip(i0 / MR + bi)[r0 * MR..];
+            for bj in 0..nbj {
+                let col = j0 + bj * NR;
+                if diagonal && bi * MR + MR <= bj * NR {
+                    continue; // every entry of the block lies above the diagonal
+                }
+                let b = &strip(col / MR)[r0 * MR + col % MR..];
+                micro(path, kc, a, b, &mut acc[bi * nbj + bj]);
+            }
+        }
+    }
+    for bi in 0..nbi {
+        for bj in 0..nbj {
+            let blk = &acc[bi * nbj + bj];
+            for jj in 0..NR.min(cj - bj * NR) {
+                let c = bj * NR + jj;
+                let rlen = MR.min(ri - bi * MR);
+                t[c * ri + bi * MR..c * ri + bi * MR + rlen].copy_from_slice(&blk[jj * MR..jj * MR + rlen]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference `Σ_r f[r·m + a] f[r·m + b]` with the same fused order (tests, small problems).
+    fn entry(f: &[f64], rows: usize, m: usize, a: usize, b: usize) -> f64 {
+        (0..rows).fold(0.0, |c, r| f[r * m + a].mul_add(f[r * m + b], c))
+    }
+
+    /// `Fᵀ F` entry by a plain dot product of columns (unfused; for accuracy checks).
+    fn entry_unfused(f: &[f64], rows: usize, m: usize, a: usize, b: usize) -> f64 {
+        let ca: Vec<f64> = (0..rows).map(|r| f[r * m + a]).collect();
+        let cb: Vec<f64> = (0..rows).map(|r| f[r * m + b]).collect();
+        crate::kernel::rff::dot(&ca, &cb)
+    }
+
+    fn data(rows: usize, m: usize) -> Vec<f64> {
+        (0..rows * m).map(|v| ((v * 7919 % 1013) as f64) / 506.0 - 1.0).collect()
+    }
+
+    /// Every path gives, bit for bit, the fused sequential sum; ragged sizes (m = 45: a partial
+    /// strip and partial blocks; rows = 600: a partial point chunk).
+    #[test]
+    fn tiles_equal_fused_sums_on_every_path() {
+        let (rows, m) = (600, 45);
+        let f = data(rows, m);
+        let mut p = vec![0.0; strips(m) * rows * MR];
+        pack(&f, rows, m, &mut p);
+        let mut paths = vec![Path::Portable];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                paths.push(Path::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                paths.push(Path::Avx512);
+            }
+        }
+        for path in paths {
+            for (i0, ri, j0, cj) in [(0, 45, 0, 45), (16, 29, 0, 16), (32, 13, 16, 29)] {
+                let mut t = vec![f64::NAN; ri * cj];
+                tile_on(path, &p, rows, m, i0, ri, j0, cj, &mut t);
+                for c in 0..cj {
+                    for r in 0..ri {
+                        let (a, b) = (i0 + r, j0 + c);
+                        if i0 == j0 && a < b {
+                            continue;
+                        }
+                        let want = entry(&f, rows, m, a, b);
+                        assert_eq!(t[c * ri + r].to_bits(), want.to_bits(), "{path:?} ({a},{b})");
+                        let plain = entry_unfused(&f, rows, m, a, b);
+                        assert!((t[c * ri + r] - plain).abs() <= 1e-12 * rows as f64, "{a} {b}");
+                    }
+                }
+            }
+        }
+    }
+}
+
