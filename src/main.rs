@@ -337,7 +337,7 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(Cloud, Cloud, Sinkhorn
         return Err(cli("--eps", format!("must be > 0, got {}", u.eps)));
     }
     for (k, t) in [("--tau-a", u.tau_a), ("--tau-b", u.tau_b)] {
-        if !(t > 0.0) {
+        if t.is_nan() || t <= 0.0 {
             return Err(cli(k, format!("must be > 0 (or inf), got {t}")));
         }
     }
