@@ -284,3 +284,50 @@ fn uot_command_reports_and_writes_marginals() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
     assert!(!dir.path().join("w").exists());
 }
+
+/// `bench`: one JSON line per problem with a positive time and a finite check value. `uot-iter`'s
+/// ε is 0.05 × the median of the whole squared-distance matrix (n, m ≤ 2000), recomputed here from
+/// the same clouds; an unknown problem is a usage error listing every known one.
+#[test]
+fn bench_uot_iter_and_sinkhorn_div_print_json() {
+    let dir = tmp();
+    let bench = |args: &[&str]| -> serde_json::Value {
+        let o = advreact(&[&["bench"], args].concat(), dir.path());
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(v["median_s"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["check"].as_f64().unwrap().is_finite(), "{v}");
+        v
+    };
+    let v = bench(&["uot-iter", "--n", "300", "--m", "300", "--d", "2", "--reps", "1"]);
+    assert_eq!(v["problem"], "uot-iter");
+    assert_eq!(v["eps_from"], "full");
+    assert_eq!(v["iters"], 10);
+    assert!(v["pairs_per_s"].as_f64().unwrap() > 0.0);
+    // The same clouds (seed 0): source role 0 at shift 0, target role 1 at shift 0.5.
+    let x = advreact::bench::gaussian_cloud(300, 2, 0.0, 0, 0);
+    let y = advreact::bench::gaussian_cloud(300, 2, 0.5, 0, 1);
+    let mut c: Vec<f64> =
+        x.x.chunks(2)
+            .flat_map(|p| y.x.chunks(2).map(move |q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)))
+            .collect();
+    c.sort_by(f64::total_cmp);
+    let median = 0.5 * (c[c.len() / 2 - 1] + c[c.len() / 2]);
+    let eps = v["eps"].as_f64().unwrap();
+    assert!((eps - 0.05 * median).abs() <= 1e-12 * eps, "eps {eps} vs 0.05 × median {median}");
+
+    let v = bench(&["sinkhorn-div", "--n", "200", "--m", "200", "--d", "2", "--reps", "1"]);
+    assert_eq!(v["problem"], "sinkhorn-div");
+    assert_eq!(v["converged"], true, "{v}");
+    assert!(v["check"].as_f64().unwrap() > 0.0, "S(α, β) of two distinct clouds is > 0: {v}");
+    assert!(v["grad_norm"].as_f64().unwrap().is_finite());
+
+    let o = advreact(&["bench", "nope"], dir.path());
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    for p in ["mmd", "usd-step", "uot-iter", "uot-solve", "sinkhorn-div"] {
+        assert!(err.contains(p), "{err}");
+    }
+}
