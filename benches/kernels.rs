@@ -66,7 +66,7 @@ fn gauss_rows(c: &mut Criterion) {
 }
 
 fn gram_tiles(c: &mut Criterion) {
-    let (rows, m, side) = (2048usize, 1024usize, 128usize);
+    let (rows, m, side) = (2048usize, 1152usize, 192usize);
     let f = points(rows, m, -0.5);
     let mut p = vec![0.0; gram::strips(m) * rows * gram::MR];
     gram::pack(&f, rows, m, &mut p);

@@ -5,15 +5,15 @@
 //! G_ab = Σ_{r < rows} F_ra F_rb,   F a rows × m matrix (row r = the scaled features of point r).
 //! ```
 //!
-//! **Layout.** [`pack`] copies `F` (row-major) into strips of [`MR`] = 16 features:
-//! `P[s][r][0..16] = F[r][16s .. 16s + 16]` (the last strip zero-padded), so that the 16 entries
-//! of one strip at one point are contiguous (two 512-bit loads) — the micro-kernel reads both its
-//! operands from this one packed copy.
+//! **Layout.** [`pack`] copies `F` (row-major) into strips of [`MR`] = 24 features:
+//! `P[s][r][0..24] = F[r][24s .. 24s + 24]` (the last strip zero-padded), so that the 24 entries
+//! of one strip at one point are contiguous (three 512-bit loads) — the micro-kernel reads both
+//! its operands from this one packed copy.
 //!
-//! **Micro-kernel.** A 16 × 8 block of `G` (rows `a` of one strip, columns `b` of half a strip)
-//! lives in 16 vector accumulators across a chunk of [`KC`] points; per point it does two loads,
-//! eight broadcasts and sixteen fused multiply-adds. Tiles are walked chunk by chunk (a strip
-//! chunk of `KC × 16` doubles stays in L1, the tile's columns in L2), and the blocks of a diagonal
+//! **Micro-kernel.** A 24 × 8 block of `G` (rows `a` of one strip, columns `b` of a third of a
+//! strip) lives in 24 vector accumulators across a chunk of [`KC`] points; per point it does three
+//! loads, eight broadcasts and twenty-four fused multiply-adds. Tiles are walked chunk by chunk (a strip
+//! chunk of `KC × 24` doubles stays in L1, the tile's columns in L2), and the blocks of a diagonal
 //! tile strictly above the diagonal are skipped.
 //!
 //! **Determinism.** Every entry is accumulated by the same sequence of fused multiply-adds
@@ -23,8 +23,8 @@
 
 use std::sync::OnceLock;
 
-/// Features per packed strip (rows of a micro-block).
-pub const MR: usize = 16;
+/// Features per packed strip (rows of a micro-block: three 512-bit vectors).
+pub const MR: usize = 24;
 /// Columns of a micro-block.
 pub const NR: usize = 8;
 /// Points per chunk of the micro-kernel loop.
@@ -35,8 +35,8 @@ pub fn strips(m: usize) -> usize {
     m.div_ceil(MR)
 }
 
-/// Pack `f` (`rows × m`, row-major) into strips: `p[(s·rows + r)·16 + a] = f[r·m + 16s + a]`
-/// (zero past `m`). `p` must hold `strips(m) · rows · 16` values.
+/// Pack `f` (`rows × m`, row-major) into strips: `p[(s·rows + r)·24 + a] = f[r·m + 24s + a]`
+/// (zero past `m`). `p` must hold `strips(m) · rows · 24` values.
 pub fn pack(f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
     use rayon::prelude::*;
     assert!(f.len() >= rows * m && p.len() == strips(m) * rows * MR, "gram::pack: sizes");
@@ -82,8 +82,8 @@ pub(crate) fn best_path() -> Path {
     })
 }
 
-/// `c[b·16 + a] ← fma(A[r][a], B[r][b], c[b·16 + a])` for `r < kc`, with `A[r][a] = a[r·16 + a]`
-/// and `B[r][b] = b[r·16 + b]` (both read from packed strips).
+/// `c[b·24 + a] ← fma(A[r][a], B[r][b], c[b·24 + a])` for `r < kc`, with `A[r][a] = a[r·24 + a]`
+/// and `B[r][b] = b[r·24 + b]` (both read from packed strips).
 fn micro_portable(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     for r in 0..kc {
         let ar = &a[r * MR..r * MR + MR];
@@ -102,32 +102,37 @@ fn micro_avx512(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     use std::arch::x86_64::*;
     assert!(a.len() >= kc * MR && b.len() >= (kc.max(1) - 1) * MR + NR);
     let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-    // SAFETY: every load reads `a[r·16 .. r·16 + 16]` or `b[r·16 + j]` with r < kc, j < 8, and
-    // every store writes `c[0..128]` — inside the slices by the assert and the array type.
+    // SAFETY: every load reads `a[r·24 .. r·24 + 24]` or `b[r·24 + j]` with r < kc, j < 8, and
+    // every store writes `c[0..192]` — inside the slices by the assert and the array type.
     unsafe {
-        let mut lo = [_mm512_setzero_pd(); NR];
-        let mut hi = [_mm512_setzero_pd(); NR];
+        let mut c0 = [_mm512_setzero_pd(); NR];
+        let mut c1 = [_mm512_setzero_pd(); NR];
+        let mut c2 = [_mm512_setzero_pd(); NR];
         for j in 0..NR {
-            lo[j] = _mm512_loadu_pd(pc.add(j * MR));
-            hi[j] = _mm512_loadu_pd(pc.add(j * MR + 8));
+            c0[j] = _mm512_loadu_pd(pc.add(j * MR));
+            c1[j] = _mm512_loadu_pd(pc.add(j * MR + 8));
+            c2[j] = _mm512_loadu_pd(pc.add(j * MR + 16));
         }
         for r in 0..kc {
             let a0 = _mm512_loadu_pd(pa.add(r * MR));
             let a1 = _mm512_loadu_pd(pa.add(r * MR + 8));
+            let a2 = _mm512_loadu_pd(pa.add(r * MR + 16));
             for j in 0..NR {
                 let bj = _mm512_set1_pd(*pb.add(r * MR + j));
-                lo[j] = _mm512_fmadd_pd(a0, bj, lo[j]);
-                hi[j] = _mm512_fmadd_pd(a1, bj, hi[j]);
+                c0[j] = _mm512_fmadd_pd(a0, bj, c0[j]);
+                c1[j] = _mm512_fmadd_pd(a1, bj, c1[j]);
+                c2[j] = _mm512_fmadd_pd(a2, bj, c2[j]);
             }
         }
         for j in 0..NR {
-            _mm512_storeu_pd(pc.add(j * MR), lo[j]);
-            _mm512_storeu_pd(pc.add(j * MR + 8), hi[j]);
+            _mm512_storeu_pd(pc.add(j * MR), c0[j]);
+            _mm512_storeu_pd(pc.add(j * MR + 8), c1[j]);
+            _mm512_storeu_pd(pc.add(j * MR + 16), c2[j]);
         }
     }
 }
 
-/// AVX2 + FMA: the 16 × 8 block as four 8 × 4 quarters (8 accumulators each), same per-entry
+/// AVX2 + FMA: the 24 × 8 block as six 8 × 4 parts (8 accumulators each), same per-entry
 /// sequence of fused multiply-adds as the other paths.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
@@ -135,10 +140,10 @@ fn micro_avx2(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     use std::arch::x86_64::*;
     assert!(a.len() >= kc * MR && b.len() >= (kc.max(1) - 1) * MR + NR);
     let (pa, pb, pc) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-    // SAFETY: as in `micro_avx512`: reads a[r·16 + i0 .. + 8], b[r·16 + j0 + j], r < kc, writes
-    // c[0..128].
+    // SAFETY: as in `micro_avx512`: reads a[r·24 + i0 .. + 8], b[r·24 + j0 + j], r < kc, writes
+    // c[0..192].
     unsafe {
-        for (i0, j0) in [(0, 0), (8, 0), (0, 4), (8, 4)] {
+        for (i0, j0) in [(0, 0), (8, 0), (16, 0), (0, 4), (8, 4), (16, 4)] {
             let mut lo = [_mm256_setzero_pd(); 4];
             let mut hi = [_mm256_setzero_pd(); 4];
             for j in 0..4 {
@@ -174,7 +179,7 @@ fn micro(path: Path, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     }
 }
 
-/// One tile of `G`: rows `i0 .. i0 + ri`, columns `j0 .. j0 + cj` (`i0`, `j0` multiples of 16),
+/// One tile of `G`: rows `i0 .. i0 + ri`, columns `j0 .. j0 + cj` (`i0`, `j0` multiples of 24),
 /// written column-major into `t` (`ri × cj`), from the packed strips `p` of `rows` points and `m`
 /// features. On a diagonal tile (`i0 == j0`) only the lower triangle (row ≥ column) is exact;
 /// entries strictly above the diagonal may be zero.
@@ -199,7 +204,7 @@ pub(crate) fn tile_on(
     assert!(p.len() == strips(m) * rows * MR && t.len() == ri * cj, "gram::tile: sizes");
     let (nbi, nbj) = (ri.div_ceil(MR), cj.div_ceil(NR));
     let diagonal = i0 == j0;
-    // Accumulators of every 16 × 8 block of the tile, kept across the point chunks.
+    // Accumulators of every 24 × 8 block of the tile, kept across the point chunks.
     let mut acc = vec![[0.0f64; MR * NR]; nbi * nbj];
     let strip = |k: usize| &p[k * rows * MR..(k + 1) * rows * MR];
     for r0 in (0..rows).step_by(KC) {
@@ -267,7 +272,7 @@ mod tests {
             }
         }
         for path in paths {
-            for (i0, ri, j0, cj) in [(0, 45, 0, 45), (16, 29, 0, 16), (32, 13, 16, 29)] {
+            for (i0, ri, j0, cj) in [(0, 45, 0, 45), (24, 21, 0, 24), (24, 13, 0, 45), (24, 21, 24, 21)] {
                 let mut t = vec![f64::NAN; ri * cj];
                 tile_on(path, &p, rows, m, i0, ri, j0, cj, &mut t);
                 for c in 0..cj {
@@ -286,4 +291,3 @@ mod tests {
         }
     }
 }
-

@@ -32,8 +32,8 @@
 //! `f64::sin`/`f64::cos`): the features of 10⁵ points × 1000 features are 10⁸ sine–cosine pairs
 //! per step.
 
-use crate::rng::{self, Purpose};
 use super::gram;
+use crate::rng::{self, Purpose};
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -45,7 +45,7 @@ use std::time::Instant;
 pub const GRAM_ROWS: usize = 2048;
 
 /// Side of the output tiles of the Gram assembly (one GEMM per tile and block).
-pub const GRAM_TILE: usize = 128;
+pub const GRAM_TILE: usize = 192;
 
 /// Points per parallel task when forming features.
 const FEATURE_CHUNK: usize = 32;
