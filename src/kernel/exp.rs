@@ -7,7 +7,9 @@
 //! is a normal double: below, `exp` would be subnormal and we return `e^{−708} ≈ 3.3e−308`
 //! instead — an absolute error below 3.3e−308, invisible next to any sum it enters.
 //!
-//! Error against `f64::exp` on [−708, 709]: at most 2 ulp (test below). It uses fused
+//! Error against `f64::exp` on [−708, 709]: at most 2 ulp (test below). The one `exp` of the
+//! crate's kernel loops: Gaussian sums ([`super::gaussian`]) and the Sinkhorn soft-min passes
+//! (`ot::pass`, through [`exp_or_zero`]). It uses fused
 //! multiply-add (`f64::mul_add`, exactly rounded by definition), so its results are the same on
 //! every CPU — with hardware FMA fast, without it through the correctly rounded software `fma`.
 
@@ -58,6 +60,30 @@ pub fn exp(x: f64) -> f64 {
     p * f64::from_bits(((k + 1023) as u64) << 52)
 }
 
+/// `e^x` for `x ≥ −708` (as [`exp`]), exactly `0` below and for `−∞`; NaN propagates. For the
+/// soft-min sums, where a zero weight (`log w = −∞`) must contribute exactly nothing.
+#[inline(always)]
+pub fn exp_or_zero(x: f64) -> f64 {
+    let y = exp(x);
+    if x < -708.0 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// Block length of [`exp_shifted_block`].
+pub const BLOCK: usize = 32;
+
+/// `v[k] ← exp_or_zero(v[k] − m)` on a fixed-size block, so that the compiler keeps several
+/// vectors of independent evaluations in flight.
+#[inline(always)]
+pub fn exp_shifted_block(v: &mut [f64; BLOCK], m: f64) {
+    for x in v.iter_mut() {
+        *x = exp_or_zero(*x - m);
+    }
+}
+
 /// `out[i] = exp(scale · v[i])` in place over a slice (vectorised).
 #[inline(always)]
 pub fn exp_scaled_inplace(v: &mut [f64], scale: f64) {
@@ -92,5 +118,9 @@ mod tests {
         assert!(exp(-1e4) <= 3.4e-308 && exp(-1e4) > 0.0);
         assert_eq!(exp(f64::NEG_INFINITY), exp(-708.0));
         assert!(exp(709.0).is_finite());
+        assert_eq!(exp_or_zero(-708.5), 0.0);
+        assert_eq!(exp_or_zero(f64::NEG_INFINITY), 0.0);
+        assert!(exp_or_zero(f64::NAN).is_nan());
+        assert_eq!(exp_or_zero(-1.25), exp(-1.25));
     }
 }

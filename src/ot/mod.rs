@@ -37,7 +37,6 @@
 
 pub mod divergence;
 pub mod export;
-mod fastexp;
 pub mod partial;
 pub(crate) mod pass;
 pub mod plan;

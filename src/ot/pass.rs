@@ -14,7 +14,8 @@
 //!
 //! Determinism: each row is reduced by one thread, over `j` in increasing order, with a fixed
 //! 8-lane split of every tile sum, so the bits do not depend on the thread count; and since only
-//! `+`/`×` are used (never fused multiply-add), not on the SIMD level either. The three variants
+//! `+`/`×` and exactly rounded fused multiply-adds (`f64::mul_add`, in the shared
+//! [`crate::kernel::exp`]) are used, not on the SIMD level either. The three variants
 //! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them. Under MPI the
 //! rows are split over the ranks in blocks of [`ROW_BLOCK`] and all-gathered
 //! ([`crate::dist::row_pass`]): a row's value does not depend on which other rows are computed
@@ -23,7 +24,7 @@
 //! The row blocks run inside a function compiled for AVX-512 or AVX2 when the CPU has it (runtime
 //! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
 
-use super::fastexp;
+use crate::kernel::exp;
 use crate::kernel::{for_each_tile, for_each_tile_block, ROW_BLOCK, TILE};
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -223,15 +224,15 @@ fn absorb_tile<E: RowExtra>(
     }
     let (m, s) = state;
     if tm > *m {
-        let r = fastexp::exp(*m - tm);
+        let r = exp::exp_or_zero(*m - tm);
         *s *= r;
         ex.rescale(r);
         *m = tm;
     }
     // Whole blocks (past `len` the buffer holds stale finite values, computed and ignored).
-    let padded = len.div_ceil(fastexp::BLOCK) * fastexp::BLOCK;
-    for c in buf[..padded].chunks_exact_mut(fastexp::BLOCK) {
-        fastexp::exp_shifted_block(c.try_into().expect("block"), *m);
+    let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
+    for c in buf[..padded].chunks_exact_mut(exp::BLOCK) {
+        exp::exp_shifted_block(c.try_into().expect("block"), *m);
     }
     let mut acc = [0.0; LANES];
     for c in buf[..full].chunks_exact(LANES) {
@@ -504,7 +505,7 @@ mod tests {
         }
     }
 
-    /// The AVX-512, AVX2 and baseline copies give the same bits (no FMA contraction; fixed lane
+    /// The AVX-512, AVX2 and baseline copies give the same bits (explicit `mul_add` only; fixed lane
     /// order), on the levels this CPU has.
     #[test]
     fn simd_levels_agree_bitwise() {
