@@ -274,8 +274,8 @@ impl Simulation {
             }
             // Extinct: no particle, or a total mass that underflows f64 (no field can use it).
             let extinct = self.particles.is_empty() || w.iter().sum::<f64>() == 0.0;
-            let report =
-                !extinct && (self.step % self.report_every.max(1) == 0 || self.step == self.time.steps);
+            let report = !extinct
+                && (self.step.is_multiple_of(self.report_every.max(1)) || self.step == self.time.steps);
             let t0 = Instant::now();
             if report {
                 match self.compute_metrics(&w) {
@@ -289,7 +289,7 @@ impl Simulation {
             }
             let checkpoint = !extinct
                 && self.checkpoint_every > 0
-                && self.step % self.checkpoint_every == 0
+                && self.step.is_multiple_of(self.checkpoint_every)
                 && self.step < self.time.steps;
             let rec = self.record(report, checkpoint, false, &events, &guards);
             for o in observers.iter_mut() {

@@ -326,7 +326,9 @@ mod tests {
 
     fn leaf(b: usize) -> Vec<f64> {
         // Values whose sums round differently in different orders.
-        (0..5).map(|k| 1.0 / (3.0 + b as f64 * 7.0 + k as f64) * if b % 3 == 0 { 1e8 } else { 1.0 }).collect()
+        (0..5)
+            .map(|k| 1.0 / (3.0 + b as f64 * 7.0 + k as f64) * if b.is_multiple_of(3) { 1e8 } else { 1.0 })
+            .collect()
     }
 
     #[test]

@@ -200,7 +200,10 @@ pub(crate) fn tile_on(
     cj: usize,
     t: &mut [f64],
 ) {
-    assert!(i0 % MR == 0 && j0 % MR == 0 && i0 + ri <= m && j0 + cj <= m, "gram::tile: bounds");
+    assert!(
+        i0.is_multiple_of(MR) && j0.is_multiple_of(MR) && i0 + ri <= m && j0 + cj <= m,
+        "gram::tile: bounds"
+    );
     assert!(p.len() == strips(m) * rows * MR && t.len() == ri * cj, "gram::tile: sizes");
     let (nbi, nbj) = (ri.div_ceil(MR), cj.div_ceil(NR));
     let diagonal = i0 == j0;

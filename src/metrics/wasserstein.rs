@@ -452,7 +452,7 @@ pub fn network_simplex<C: Fn(f64) -> f64 + Copy>(
                 s.check_tree();
                 pivots += 1;
                 fresh = false;
-                if pivots % recompute_every == 0 {
+                if pivots.is_multiple_of(recompute_every) {
                     s.recompute_potentials();
                 }
             }

@@ -140,7 +140,7 @@ impl Observer for SnapshotsCsv {
         self.sink.open(&format!("step,t,id,parent,w,{}", xs.join(",")))
     }
     fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
-        if rec.step % self.every == 0 && !rec.checkpoint_only() {
+        if rec.step.is_multiple_of(self.every) && !rec.checkpoint_only() {
             self.write(rec.step, rec.t, rec.particles)?;
         }
         if rec.checkpoint {

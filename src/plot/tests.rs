@@ -340,7 +340,7 @@ mod example {
                     goal,
                     extra: (2..d.max(2)).map(|_| 0.3 * z()).collect(),
                     logw: 0.0,
-                    growth: if k % 2 == 0 { 0.8 } else { -0.8 },
+                    growth: if k.is_multiple_of(2) { 0.8 } else { -0.8 },
                 }
             })
             .collect();
