@@ -37,6 +37,7 @@ CASES=(
   "mmd|10000|10000|10|3|numpy|"
   "uot-iter|10000|10000|2|3|pot numpy-log|--iters 10"
   "sinkhorn-div|4000|4000|2|2|geomloss|"
+  "sinkhorn-div-annealed|4000|4000|2|2||"
   "uot-iter|100000|100000|2|2||--iters 1"
   "usd-step|100000|100000|10|2||--features 1000"
 )

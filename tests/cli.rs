@@ -327,7 +327,7 @@ fn bench_uot_iter_and_sinkhorn_div_print_json() {
     let o = advreact(&["bench", "nope"], dir.path());
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    for p in ["mmd", "usd-step", "uot-iter", "uot-solve", "sinkhorn-div"] {
+    for p in ["mmd", "usd-step", "uot-iter", "uot-solve", "sinkhorn-div", "sinkhorn-div-annealed"] {
         assert!(err.contains(p), "{err}");
     }
 }
