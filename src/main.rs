@@ -508,13 +508,37 @@ fn fmt_t(t: f64) -> String {
 }
 
 fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
-    use advreact::infer;
     set_threads(a.common.threads)?;
-    let series = infer::load_series(&a.data, a.growth_column.as_deref(), None)?
-        .subsample(a.common.subsample, a.common.seed);
+    let series = infer_load(a)?;
+    let (r, params) = infer_compute(a, &series)?;
+    infer_report(a, &r, &params)
+}
+
+/// The `infer` command's data (read and subsampled; no collective work).
+fn infer_load(a: &InferArgs) -> Result<advreact::infer::Series, Error> {
+    Ok(advreact::infer::load_series(&a.data, a.growth_column.as_deref(), None)?
+        .subsample(a.common.subsample, a.common.seed))
+}
+
+/// The `infer` command's prediction (its kernel passes split over the ranks of the current
+/// communicator).
+fn infer_compute(
+    a: &InferArgs,
+    series: &advreact::infer::Series,
+) -> Result<(advreact::infer::HoldoutResult, advreact::infer::InferParams), Error> {
     let mut params = a.common.params();
     params.wot.lineage_weighting = !a.no_lineage;
-    let r = infer::holdout(&series, a.holdout, a.method, &params)?;
+    let r = advreact::infer::holdout(series, a.holdout, a.method, &params)?;
+    Ok((r, params))
+}
+
+/// Write the `infer` folder and print its metrics row.
+fn infer_report(
+    a: &InferArgs,
+    r: &advreact::infer::HoldoutResult,
+    params: &advreact::infer::InferParams,
+) -> Result<bool, Error> {
+    use advreact::infer;
     let out = a.out.clone().unwrap_or_else(|| {
         Path::new("output/infer").join(format!(
             "{}_{}_t{}",
@@ -523,7 +547,7 @@ fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
             fmt_t(a.holdout)
         ))
     });
-    infer::write_holdout(&out, &r, &params)?;
+    infer::write_holdout(&out, r, params)?;
     let m = &r.metrics;
     println!("{}: data,method,holdout,w1,w2,mmd,mmd_normalised,mass_error,seconds", out.display());
     println!(
@@ -537,11 +561,34 @@ fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
 }
 
 fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
-    use advreact::infer;
     set_threads(a.common.threads)?;
-    let series = infer::load_series(&a.data, None, None)?.subsample(a.common.subsample, a.common.seed);
+    let series = forward_load(a)?;
+    let (r, params) = forward_compute(a, &series)?;
+    forward_report(a, &r, &params)
+}
+
+/// The `forward` command's data (no collective work).
+fn forward_load(a: &ForwardArgs) -> Result<advreact::infer::Series, Error> {
+    Ok(advreact::infer::load_series(&a.data, None, None)?.subsample(a.common.subsample, a.common.seed))
+}
+
+/// The `forward` command's predictions (kernel passes split over the ranks).
+fn forward_compute(
+    a: &ForwardArgs,
+    series: &advreact::infer::Series,
+) -> Result<(advreact::infer::ForwardResult, advreact::infer::InferParams), Error> {
     let params = a.common.params();
-    let r = infer::forward(&series, a.method, &params)?;
+    let r = advreact::infer::forward(series, a.method, &params)?;
+    Ok((r, params))
+}
+
+/// Write the `forward` folder and print its table.
+fn forward_report(
+    a: &ForwardArgs,
+    r: &advreact::infer::ForwardResult,
+    params: &advreact::infer::InferParams,
+) -> Result<bool, Error> {
+    use advreact::infer;
     let out = a.out.clone().unwrap_or_else(|| {
         Path::new("output/infer").join(format!("{}_{}_forward", infer::data_name(&a.data), a.method))
     });

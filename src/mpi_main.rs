@@ -8,6 +8,8 @@
 //!   writes `comparison.csv`/`.png` and prints one summary table at the end.
 //! - `compare`: the kernel sums are split by rows; rank 0 prints.
 //! - `uot`: the Sinkhorn row passes (log-sum-exp rows) are split by rows; rank 0 writes the folder.
+//! - `infer`, `forward`: every rank runs the method (its Sinkhorn passes, Gram sums and kernel
+//!   sums split over the ranks); rank 0 writes the folder and prints.
 //! - `validate`, `resume`: rank 0 alone (same result, no splitting); the others wait.
 //!
 //! Errors: an error every rank agrees on (a bad scenario file, checked before any collective
@@ -141,6 +143,20 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
             let sol = agree(comm, uot_solve(&ca, &cb, &args, &opts))?;
             rank0_only(comm, || uot_write(&a, &b, &ca, &cb, &sol, &plan.export(), out))
         }
+        Cmd::Infer(a) => {
+            // Every rank reads the data (an agreed error if bad), predicts with the kernel passes
+            // split over the ranks, and rank 0 writes the folder and prints the row.
+            agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
+            let series = agree(comm, infer_load(&a))?;
+            let (r, params) = agree(comm, infer_compute(&a, &series))?;
+            rank0_only(comm, || infer_report(&a, &r, &params))
+        }
+        Cmd::Forward(a) => {
+            agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
+            let series = agree(comm, forward_load(&a))?;
+            let (r, params) = agree(comm, forward_compute(&a, &series))?;
+            rank0_only(comm, || forward_report(&a, &r, &params))
+        }
         Cmd::Resume { dir, threads, quiet } => rank0_only(comm, || {
             set_threads(threads)?;
             let opts = RunOptions { out: None, progress: !quiet, interrupt: None };
@@ -154,8 +170,8 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
             }
             Ok(true)
         }),
-        // Not distributed (infer, forward, fates, results, bench): rank 0 runs the command
-        // alone, the other ranks wait for its outcome.
+        // Not distributed (fates, results, bench): rank 0 runs the command alone, the other
+        // ranks wait for its outcome.
         other => rank0_only(comm, || crate::dispatch(other)),
     }
 }

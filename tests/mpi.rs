@@ -248,6 +248,45 @@ fn uot_is_byte_identical_on_1_2_4_ranks() {
     }
 }
 
+/// `infer` (held-out interpolation on three_gene_2d, 300 cells per time point) with WOT couplings
+/// and with the WFR–Sinkhorn flow, split over 2 and 4 ranks: the same predicted cloud, truth and
+/// metrics (all but the wall-clock `seconds`) as one process.
+#[test]
+fn infer_is_identical_on_2_and_4_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("../shared/data/three_gene_2d/three_gene_2d.csv");
+    let data = data.to_str().unwrap();
+    let no_seconds = |p: &Path| -> String {
+        let t = std::fs::read_to_string(p).unwrap();
+        assert!(t.contains("\"w1\""), "{t}");
+        t.lines().filter(|l| !l.contains("\"seconds\"")).collect::<Vec<_>>().join("\n")
+    };
+    for method in ["wot", "wfr_sinkhorn"] {
+        let args = |out: &Path| -> Vec<String> {
+            ["infer", data, "--holdout", "2", "--method", method, "--subsample", "300", "--out"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([out.to_str().unwrap().to_string()])
+                .collect()
+        };
+        let single = dir.path().join(format!("{method}1"));
+        let sa = args(&single);
+        ok(&run_single(&sa.iter().map(String::as_str).collect::<Vec<_>>()), "single infer");
+        for k in [2, 4] {
+            let out = dir.path().join(format!("{method}{k}"));
+            let ka = args(&out);
+            let o = run_mpi(k, &ka.iter().map(String::as_str).collect::<Vec<_>>(), &[], LIMIT);
+            ok(&o, &format!("{method} on {k} ranks"));
+            same_files(&single, &out, &["prediction.csv", "truth.csv"], &format!("{method} on {k} ranks"));
+            assert_eq!(
+                no_seconds(&single.join("metrics.json")),
+                no_seconds(&out.join("metrics.json")),
+                "{method} on {k} ranks"
+            );
+        }
+    }
+}
+
 /// A sweep of three variants on two ranks: the same folders and comparison as one process, and
 /// one summary table.
 #[test]
