@@ -16,9 +16,10 @@
 //!   over block indices: `T(l, k) = T(l−1, 2k) + T(l−1, 2k+1)` over the aligned interval
 //!   `[k·2^l, (k+1)·2^l)`, leaves `T(0, b)` the block partials, absent nodes (past the last block)
 //!   skipped. A rank owning blocks `[a, b)` computes the maximal aligned subtrees inside its range
-//!   (at most 2·log₂B of them), these are all-gathered and every rank completes the same tree. The
-//!   single-process run is the one-rank case of the same code, so the bits never depend on the
-//!   number of ranks (nor threads: additions are elementwise).
+//!   (at most 2·log₂B of them); each rank then completes the same tree on its own slice of the
+//!   entries (an all-to-all sends it that slice of every subtree) and the completed slices are
+//!   all-gathered. Additions are elementwise, so every entry is summed in the same tree whatever
+//!   the partition: the bits never depend on the number of ranks (nor threads).
 //!
 //! **Ambient communicator.** Like rayon's current thread pool, the communicator is installed for
 //! the calling thread ([`install`]) and found by the kernels with [`current`]; without one it is
@@ -50,6 +51,28 @@ pub trait Comm {
     fn all_gather_f64(&self, local: &[f64]) -> Vec<f64>;
     /// Like [`Comm::all_gather_f64`] for integers.
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64>;
+    /// Personalised exchange: `send[q]` goes to rank `q`; returns what each rank sent to this one,
+    /// indexed by sender. The default goes through [`Comm::all_gather_f64`] (correct, but every
+    /// rank receives everything); [`mpi::MpiComm`] overrides it with `MPI_Alltoallv`.
+    fn all_to_all_f64(&self, send: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let size = self.size();
+        assert_eq!(send.len(), size, "all_to_all: one buffer per rank");
+        let lens = self.all_gather_u64(&send.iter().map(|v| v.len() as u64).collect::<Vec<_>>());
+        let data = self.all_gather_f64(&send.concat());
+        let me = self.rank();
+        let mut out = Vec::with_capacity(size);
+        let mut at = 0usize;
+        for p in 0..size {
+            for q in 0..size {
+                let l = lens[p * size + q] as usize;
+                if q == me {
+                    out.push(data[at..at + l].to_vec());
+                }
+                at += l;
+            }
+        }
+        out
+    }
     /// Replace `buf` on every rank by `buf` of rank `root`.
     fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>);
     /// Wait for every rank.
@@ -202,26 +225,46 @@ pub fn tree_sum(nblocks: usize, len: usize, mut leaf: impl FnMut(usize) -> Vec<f
         }
         stack.push(node);
     }
-    let mut nodes: HashMap<Node, Vec<f64>> = HashMap::new();
-    if comm.size() == 1 {
-        nodes.extend(stack);
-    } else {
-        let heads: Vec<u64> = stack.iter().flat_map(|(n, _)| [n.level as u64, n.index as u64]).collect();
-        let data: Vec<f64> = stack.iter().flat_map(|(_, v)| v.iter().copied()).collect();
-        drop(stack);
-        let heads = comm.all_gather_u64(&heads);
-        let data = comm.all_gather_f64(&data);
-        assert_eq!(data.len(), heads.len() / 2 * len, "tree_sum: ranks disagree on the block size");
-        for (k, h) in heads.chunks_exact(2).enumerate() {
-            let node = Node { level: h[0] as u32, index: h[1] as usize };
-            nodes.insert(node, data[k * len..(k + 1) * len].to_vec());
-        }
-    }
     if nblocks == 0 {
         return vec![0.0; len];
     }
-    let top = usize::BITS - (nblocks - 1).leading_zeros();
-    combine(Node { level: top, index: 0 }, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; len])
+    let top = Node { level: usize::BITS - (nblocks - 1).leading_zeros(), index: 0 };
+    if comm.size() == 1 {
+        let mut nodes: HashMap<Node, Vec<f64>> = stack.into_iter().collect();
+        return combine(top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; len]);
+    }
+    // Sliced completion: the entries are split into `size` contiguous slices; rank q receives
+    // slice q of every subtree (one all-to-all), completes the tree on that slice (elementwise, so
+    // bitwise the full tree's slice), and the completed slices are all-gathered in rank order.
+    // Each rank sends and receives its subtrees' share of O(subtrees · len / size) values per
+    // peer, instead of every subtree of every rank.
+    let size = comm.size();
+    let slice = |q: usize| (len * q / size)..(len * (q + 1) / size);
+    let heads: Vec<u64> = stack.iter().flat_map(|(n, _)| [n.level as u64, n.index as u64]).collect();
+    let send: Vec<Vec<f64>> =
+        (0..size).map(|q| stack.iter().flat_map(|(_, v)| v[slice(q)].iter().copied()).collect()).collect();
+    drop(stack);
+    // Every rank's subtree heads, with the rank that holds each one.
+    let counts = comm.all_gather_u64(&[heads.len() as u64 / 2]);
+    let heads = comm.all_gather_u64(&heads);
+    let recv = comm.all_to_all_f64(&send);
+    drop(send);
+    let mine = slice(comm.rank());
+    let mut nodes: HashMap<Node, Vec<f64>> = HashMap::new();
+    let mut h = heads.chunks_exact(2);
+    for (p, &c) in counts.iter().enumerate() {
+        let data = &recv[p];
+        assert_eq!(data.len(), c as usize * mine.len(), "tree_sum: ranks disagree on the block size");
+        for k in 0..c as usize {
+            let hk = h.next().expect("tree_sum: heads and counts disagree");
+            let node = Node { level: hk[0] as u32, index: hk[1] as usize };
+            nodes.insert(node, data[k * mine.len()..(k + 1) * mine.len()].to_vec());
+        }
+    }
+    let part = combine(top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; mine.len()]);
+    let total = comm.all_gather_f64(&part);
+    assert_eq!(total.len(), len, "tree_sum: ranks disagree on the vector length");
+    total
 }
 
 /// The value of `node` in the canonical tree over `nblocks` leaves, from the computed subtrees.

@@ -3,14 +3,15 @@
 //! MPI is initialised with `MPI_THREAD_FUNNELED`: only the thread that installed the communicator
 //! makes MPI calls (rayon workers never do, see [`crate::dist`]). Gathers of variable length are
 //! one `MPI_Allgather` of the counts followed by one `MPI_Allgatherv`, so the data arrive in rank
-//! order on every rank; nothing is reduced by MPI itself (its reduction order is unspecified).
+//! order on every rank; personalised exchanges are one `MPI_Alltoall` of the counts and one
+//! `MPI_Alltoallv`. Nothing is reduced by MPI itself (its reduction order is unspecified).
 //!
 //! Test hook: with `ADVREACT_TEST_FAIL_RANK=R` in the environment, rank `R` panics at its
 //! `ADVREACT_TEST_FAIL_CALL`-th collective call (default 5) — a rank failing in the middle of a
 //! run, to check that every rank stops (the binary's panic hook calls `MPI_Abort`).
 
 use super::Comm;
-use mpi::datatype::PartitionMut;
+use mpi::datatype::{Partition, PartitionMut};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use mpi::Count;
@@ -75,6 +76,38 @@ impl Comm for MpiComm {
     }
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64> {
         self.gather(local)
+    }
+    fn all_to_all_f64(&self, send: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        self.tick();
+        let size = self.world.size() as usize;
+        assert_eq!(send.len(), size, "all_to_all: one buffer per rank");
+        let cnt = |v: &Vec<f64>| Count::try_from(v.len()).expect("all_to_all: more than 2^31 values");
+        let scounts: Vec<Count> = send.iter().map(cnt).collect();
+        let mut rcounts = vec![0 as Count; size];
+        self.world.all_to_all_into(&scounts[..], &mut rcounts[..]);
+        let displs = |c: &[Count]| -> Vec<Count> {
+            c.iter()
+                .scan(0usize, |at, &x| {
+                    let d = *at;
+                    *at += x as usize;
+                    Some(Count::try_from(d).expect("all_to_all: more than 2^31 values in total"))
+                })
+                .collect()
+        };
+        let (sdispls, rdispls) = (displs(&scounts), displs(&rcounts));
+        let sbuf = send.concat();
+        let total: usize = rcounts.iter().map(|&c| c as usize).sum();
+        let mut rbuf = vec![0.0f64; total];
+        {
+            let sp = Partition::new(&sbuf[..], &scounts[..], &sdispls[..]);
+            let mut rp = PartitionMut::new(&mut rbuf[..], &rcounts[..], &rdispls[..]);
+            self.world.all_to_all_varcount_into(&sp, &mut rp);
+        }
+        rcounts
+            .iter()
+            .zip(&rdispls)
+            .map(|(&c, &d)| rbuf[d as usize..d as usize + c as usize].to_vec())
+            .collect()
     }
     fn broadcast_bytes(&self, root: usize, buf: &mut Vec<u8>) {
         self.tick();
