@@ -150,26 +150,6 @@ pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, mut f: impl FnMut(usize, usi
     }
 }
 
-/// Like [`for_each_tile`] for a block of queries `xs` (particle-contiguous, dim `d`): calls
-/// `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²`, tiles outer and queries inner (a tile of
-/// targets is read from memory once per block, not once per query); for each query the tiles come
-/// in increasing `j0` with the same `d2` bits as [`for_each_tile`].
-#[inline]
-pub fn for_each_tile_block(d: usize, xs: &[f64], y: &[f64], mut f: impl FnMut(usize, usize, &[f64])) {
-    let m = y.len().checked_div(d).unwrap_or(0);
-    let mut buf = [0.0f64; TILE];
-    let mut j0 = 0;
-    while j0 < m {
-        let len = TILE.min(m - j0);
-        let yt = &y[j0 * d..(j0 + len) * d];
-        for (r, x) in xs.chunks_exact(d.max(1)).enumerate() {
-            sqdist_row(x, yt, &mut buf[..len]);
-            f(r, j0, &buf[..len]);
-        }
-        j0 += len;
-    }
-}
-
 /// Calls `f(j0, d2)` for consecutive tiles of targets, where `d2[jj] = |x − y_{j0+jj}|²`.
 /// Tiles are visited in increasing `j0`, so any accumulation in `f` has a fixed order.
 #[inline]

@@ -3,7 +3,8 @@
 //!
 //! `L_i = LSE_j (h_j − λ |x_i − y_j|²)`,  `λ = c/ε` (cost `C = c|x − y|²`),
 //!
-//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile_block`] with a
+//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile_soa_block`] (the
+//! same tiles as the Gaussian sums) with a
 //! running maximum `M` and running sum `S = Σ exp(s_j − M)` (a new tile with a larger maximum
 //! rescales `S` by `exp(M_old − M_new)`), so memory is O(n + m) plus one tile per thread. With
 //! `h_j = log b_j + g_j/ε` this gives the soft-min `f̂_i = −ε L_i` of the Sinkhorn update. Two
@@ -25,7 +26,7 @@
 //! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
 
 use crate::kernel::exp;
-use crate::kernel::{for_each_tile, for_each_tile_block, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, for_each_tile_soa_block, Soa, ROW_BLOCK, TILE};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -154,9 +155,9 @@ impl RowExtra for Stats<'_> {
     }
 }
 
-/// `Σ e_j y_j` (d coordinates).
+/// `Σ e_j y_j` (d coordinates, read from the targets' coordinate-major copy).
 struct Bary<'a> {
-    y: &'a [f64],
+    ys: &'a Soa,
     acc: Vec<f64>,
 }
 
@@ -167,12 +168,19 @@ impl RowExtra for Bary<'_> {
     }
     #[inline(always)]
     fn tile(&mut self, j0: usize, _d2: &[f64], e: &[f64]) {
-        let d = self.acc.len();
-        let y = &self.y[j0 * d..(j0 + e.len()) * d];
-        for (ej, yj) in e.iter().zip(y.chunks_exact(d)) {
-            for (a, yk) in self.acc.iter_mut().zip(yj) {
-                *a += ej * yk;
+        for (k, a) in self.acc.iter_mut().enumerate() {
+            let yk = self.ys.coord(k, j0, e.len());
+            let mut s = [0.0; LANES];
+            let full = e.len() - e.len() % LANES;
+            for (ec, yc) in e[..full].chunks_exact(LANES).zip(yk[..full].chunks_exact(LANES)) {
+                for l in 0..LANES {
+                    s[l] = ec[l].mul_add(yc[l], s[l]);
+                }
             }
+            for (l, (ej, yj)) in e[full..].iter().zip(&yk[full..]).enumerate() {
+                s[l] = ej.mul_add(*yj, s[l]);
+            }
+            *a += lane_sum(&s);
         }
     }
 }
@@ -249,14 +257,13 @@ fn absorb_tile<E: RowExtra>(
 
 /// Stream a block of rows `xs` (particle-contiguous): `states[r] = (M, S)` with
 /// `L_r = M + ln S` (`M = −∞` when every `h_j = −∞`), `ex[r]` the row's extras. Tiles of targets
-/// in the outer loop, rows in the inner one ([`for_each_tile_block`]): a tile is read once per
+/// in the outer loop, rows in the inner one ([`for_each_tile_soa_block`]): a tile is read once per
 /// block, and each row still sees the tiles in increasing order (the bits of a row do not depend
 /// on the block).
 #[inline(always)]
 fn stream_block<I, E: RowExtra>(
-    d: usize,
     xs: &[f64],
-    y: &[f64],
+    ys: &Soa,
     h: &[f64],
     lam: f64,
     ex: &mut [E],
@@ -267,7 +274,7 @@ fn stream_block<I, E: RowExtra>(
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
         absorb_tile(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf)
     };
-    for_each_tile_block(d, xs, y, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
+    for_each_tile_soa_block(xs, ys, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
 }
 
 #[inline(always)]
@@ -280,18 +287,18 @@ fn lse_of(m: f64, s: f64) -> f64 {
 }
 
 #[inline(always)]
-fn block_lse<I>(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64]) {
+fn block_lse<I>(d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64]) {
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex = vec![NoExtra; n];
-    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex[..n], &mut st[..n]);
+    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, &mut ex[..n], &mut st[..n]);
     for (oi, &(m, s)) in o.iter_mut().zip(&st[..n]) {
         *oi = lse_of(m, s);
     }
 }
 
 multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
-    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64]
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64]
 ));
 
 #[inline(always)]
@@ -299,7 +306,7 @@ multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
 fn block_stats<I>(
     d: usize,
     x: &[f64],
-    y: &[f64],
+    ys: &Soa,
     h: &[f64],
     lam: f64,
     pot: &[f64],
@@ -311,7 +318,7 @@ fn block_stats<I>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Stats> = (0..n).map(|_| Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] }).collect();
-    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex, &mut st[..n]);
+    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         let (a, b) = if s > 0.0 { (lane_sum(&e.sd2) / s, lane_sum(&e.spot) / s) } else { (0.0, 0.0) };
@@ -321,7 +328,7 @@ fn block_stats<I>(
 }
 
 multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
-    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, pot: &[f64], i0: usize,
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, pot: &[f64], i0: usize,
     o: &mut [f64], md: &mut [f64], mp: &mut [f64],
 ));
 
@@ -330,7 +337,7 @@ multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
 fn block_bary<I>(
     d: usize,
     x: &[f64],
-    y: &[f64],
+    ys: &Soa,
     h: &[f64],
     lam: f64,
     i0: usize,
@@ -339,8 +346,8 @@ fn block_bary<I>(
 ) {
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
-    let mut ex: Vec<Bary> = (0..n).map(|_| Bary { y, acc: vec![0.0; d] }).collect();
-    stream_block::<I, _>(d, &x[i0 * d..(i0 + n) * d], y, h, lam, &mut ex, &mut st[..n]);
+    let mut ex: Vec<Bary> = (0..n).map(|_| Bary { ys, acc: vec![0.0; d] }).collect();
+    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
@@ -350,17 +357,18 @@ fn block_bary<I>(
 }
 
 multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
-    d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
 ));
 
 /// `out[i] = LSE_j (h_j − λ |x_i − y_j|²)` for every query `x_i` (dim `d`, particle-contiguous).
 /// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
 pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
     let lvl = simd_level();
+    let ys = &Soa::from_rows(d, y);
     crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
         o[0].par_chunks_mut(ROW_BLOCK)
             .enumerate()
-            .for_each(|(blk, o)| block_lse_at(lvl, d, x, y, h, lam, rows.start + blk * ROW_BLOCK, o));
+            .for_each(|(blk, o)| block_lse_at(lvl, d, x, ys, h, lam, rows.start + blk * ROW_BLOCK, o));
     });
 }
 
@@ -380,6 +388,7 @@ pub(crate) fn lse_rows_stats(
 ) {
     let lvl = simd_level();
     let n = lse.len();
+    let ys = &Soa::from_rows(d, y);
     crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)], |rows, o| {
         let [lse, mean_d2, mean_pot] = o else { unreachable!("three outputs") };
         lse.par_chunks_mut(ROW_BLOCK)
@@ -387,7 +396,7 @@ pub(crate) fn lse_rows_stats(
             .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
             .enumerate()
             .for_each(|(blk, ((o, md), mp))| {
-                block_stats_at(lvl, d, x, y, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
+                block_stats_at(lvl, d, x, ys, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
             });
     });
 }
@@ -404,10 +413,11 @@ pub(crate) fn lse_rows_bary(
 ) {
     let lvl = simd_level();
     let n = lse.len();
+    let ys = &Soa::from_rows(d, y);
     crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
         let [lse, bary] = o else { unreachable!("two outputs") };
         lse.par_chunks_mut(ROW_BLOCK).zip(bary.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
-            |(blk, (o, bo))| block_bary_at(lvl, d, x, y, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
+            |(blk, (o, bo))| block_bary_at(lvl, d, x, ys, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
         );
     });
 }
@@ -518,8 +528,9 @@ mod tests {
             let mut o = vec![0.0; n];
             let (mut md, mut mp) = (vec![0.0; n], vec![0.0; n]);
             let (mut o2, mut bo) = (vec![0.0; n], vec![0.0; n * d]);
-            block_stats_at(lvl, d, &x, &y, &h, 11.0, &pot, 0, &mut o, &mut md, &mut mp);
-            block_bary_at(lvl, d, &x, &y, &h, 11.0, 0, &mut o2, &mut bo);
+            let ys = Soa::from_rows(d, &y);
+            block_stats_at(lvl, d, &x, &ys, &h, 11.0, &pot, 0, &mut o, &mut md, &mut mp);
+            block_bary_at(lvl, d, &x, &ys, &h, 11.0, 0, &mut o2, &mut bo);
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
             (bits(&o), bits(&md), bits(&mp), bits(&o2), bits(&bo))
         };
