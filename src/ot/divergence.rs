@@ -23,7 +23,7 @@
 //! so that `∂S/∂a_i = φ(x_i)` and `∂S/∂x_i = a_i ∇φ(x_i)` (envelope theorem; checked against
 //! finite differences in `tests/wfr.rs`).
 
-use super::pass::{lse_rows, lse_rows_bary};
+use super::pass::{lse_rows_bary, soft_min};
 use super::sinkhorn::{
     check_finite, check_report, eps_at, evaluate, marginal_error, solve, Potentials, Relaxation,
     SinkhornOptions, UotReport,
@@ -64,19 +64,12 @@ pub fn solve_symmetric(
         None => (None, 1.0),
     };
     let mut h = vec![0.0; n];
-    let mut l = vec![0.0; n];
     let mut fhat = vec![0.0; n];
     let (mut it, mut annealing) = (0usize, 0usize);
     let mut eps_last = eps_at(0, eps, e0, q);
     loop {
         let ek = eps_at(it, eps, e0, q);
-        for ((hi, li), fi) in h.iter_mut().zip(&la).zip(&f) {
-            *hi = li + fi / ek;
-        }
-        lse_rows(d, a.x, a.x, &h, c / ek, &mut l);
-        for (fh, li) in fhat.iter_mut().zip(&l) {
-            *fh = -ek * li;
-        }
+        soft_min(d, a.x, a.x, &la, &f, ek, c, &mut h, &mut fhat);
         check_finite(&fhat, it, "symmetric soft-min f̂")?;
         if ek == eps {
             let err = marginal_error(&la, &f, &fhat, eps, marg);

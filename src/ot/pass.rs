@@ -360,6 +360,27 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
     d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
 ));
 
+/// The soft-min of a Sinkhorn half-update, `out_i = −ε LSE_j (log w_j + p_j/ε − c|x_i − y_j|²/ε)`
+/// (`logw` the targets' log-weights, `pot` their potential, `h` scratch of the targets' length).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn soft_min(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    logw: &[f64],
+    pot: &[f64],
+    eps: f64,
+    c: f64,
+    h: &mut [f64],
+    out: &mut [f64],
+) {
+    for ((hj, l), p) in h.iter_mut().zip(logw).zip(pot) {
+        *hj = l + p / eps;
+    }
+    lse_rows(d, x, y, h, c / eps, out);
+    out.iter_mut().for_each(|v| *v *= -eps);
+}
+
 /// `out[i] = LSE_j (h_j − λ |x_i − y_j|²)` for every query `x_i` (dim `d`, particle-contiguous).
 /// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
 pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {

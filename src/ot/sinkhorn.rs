@@ -36,7 +36,7 @@
 //! `ε KL(π|a⊗b) = Σ_ij π_ij (f_i + g_j − C_ij) − ε m(π) + ε m(a)m(b)`, the marginal penalties
 //! from `log(r_i/a_i)`, their sum, and the dual `D(f, g)`; at the optimum primal = dual.
 
-use super::pass::{lse_rows, lse_rows_stats};
+use super::pass::{lse_rows_stats, soft_min};
 use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
@@ -460,8 +460,7 @@ pub fn solve(
 
     let mut h_b = vec![0.0; m];
     let mut h_a = vec![0.0; n];
-    let mut lse_a = vec![0.0; n];
-    let mut lse_b = vec![0.0; m];
+    let mut ghat = vec![0.0; m];
     let mut fhat = vec![0.0; n];
     let mut relax = RelaxCtl::new(opts.relaxation);
     let (mut polish, mut last_omega, mut omega_max) = (false, 1.0, 1.0f64);
@@ -472,13 +471,7 @@ pub fn solve(
     loop {
         let ek = eps_at(it, eps, e0, q);
         // f-pass: soft-min of the current g.
-        for ((h, l), gj) in h_b.iter_mut().zip(&lb).zip(&g) {
-            *h = l + gj / ek;
-        }
-        lse_rows(d, a.x, b.x, &h_b, c / ek, &mut lse_a);
-        for (fh, l) in fhat.iter_mut().zip(&lse_a) {
-            *fh = -ek * l;
-        }
+        soft_min(d, a.x, b.x, &lb, &g, ek, c, &mut h_b, &mut fhat);
         check_finite(&fhat, it, "source soft-min f̂ (is a target weight > 0?)")?;
         if ek == eps {
             let err = marginal_error(&la, &f, &fhat, eps, ta);
@@ -513,12 +506,9 @@ pub fn solve(
             f.iter_mut().for_each(|v| *v += lam);
         }
         // g-pass.
-        for ((h, l), fi) in h_a.iter_mut().zip(&la).zip(&f) {
-            *h = l + fi / ek;
-        }
-        lse_rows(d, b.x, a.x, &h_a, c / ek, &mut lse_b);
-        for (gj, l) in g.iter_mut().zip(&lse_b) {
-            *gj = tb.project((1.0 - omega) * *gj + omega * tb.aprox(-ek * l, ek));
+        soft_min(d, b.x, a.x, &la, &f, ek, c, &mut h_a, &mut ghat);
+        for (gj, gh) in g.iter_mut().zip(&ghat) {
+            *gj = tb.project((1.0 - omega) * *gj + omega * tb.aprox(*gh, ek));
         }
         check_finite(&g, it, "target potential g (is a source weight > 0?)")?;
         if ek > eps {
@@ -585,18 +575,17 @@ pub fn sinkhorn_step(
         )));
     }
     let (d, eps, c) = (a.dim, opts.eps, opts.cost.scale());
-    let h_b: Vec<f64> = b.w.iter().zip(&pot.g).map(|(w, g)| w.ln() + g / eps).collect();
-    let mut l = vec![0.0; a.len()];
-    lse_rows(d, a.x, b.x, &h_b, c / eps, &mut l);
-    for (f, li) in pot.f.iter_mut().zip(&l) {
-        *f = opts.marginal_a.aprox(-eps * li, eps);
+    let (la, lb) = (a.log_weights(), b.log_weights());
+    let (mut h_b, mut fhat) = (vec![0.0; b.len()], vec![0.0; a.len()]);
+    soft_min(d, a.x, b.x, &lb, &pot.g, eps, c, &mut h_b, &mut fhat);
+    for (f, fh) in pot.f.iter_mut().zip(&fhat) {
+        *f = opts.marginal_a.aprox(*fh, eps);
     }
     check_finite(&pot.f, 0, "source potential f")?;
-    let h_a: Vec<f64> = a.w.iter().zip(&pot.f).map(|(w, f)| w.ln() + f / eps).collect();
-    let mut l = vec![0.0; b.len()];
-    lse_rows(d, b.x, a.x, &h_a, c / eps, &mut l);
-    for (g, li) in pot.g.iter_mut().zip(&l) {
-        *g = opts.marginal_b.aprox(-eps * li, eps);
+    let (mut h_a, mut ghat) = (vec![0.0; a.len()], vec![0.0; b.len()]);
+    soft_min(d, b.x, a.x, &la, &pot.f, eps, c, &mut h_a, &mut ghat);
+    for (g, gh) in pot.g.iter_mut().zip(&ghat) {
+        *g = opts.marginal_b.aprox(*gh, eps);
     }
     check_finite(&pot.g, 0, "target potential g")
 }
