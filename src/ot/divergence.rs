@@ -25,8 +25,8 @@
 
 use super::pass::{lse_rows_bary, soft_min};
 use super::sinkhorn::{
-    check_finite, check_report, eps_at, evaluate, marginal_error, solve, Potentials, Relaxation,
-    SinkhornOptions, UotReport,
+    build_report, check_finite, check_report, eps_at, evaluate, marginal_error, solve, Potentials,
+    Relaxation, RunStats, SinkhornOptions, UotReport,
 };
 use super::{cost_scale_bound, positive, Cost, EpsScaling, Marginal, MeasureRef};
 use crate::error::SimError;
@@ -93,37 +93,9 @@ pub fn solve_symmetric(
     let mut eval_opts = opts.clone();
     eval_opts.eps = eps_last;
     let ev = evaluate(a, a, &la, &la, &f, &f, &eval_opts, true, it)?;
-    let report = UotReport {
-        n,
-        m: n,
-        dim: d,
-        eps,
-        cost: opts.cost,
-        marginal_a: marg,
-        marginal_b: marg,
-        iterations: it,
-        annealing_iterations: annealing,
-        tol: opts.tol,
-        eps_reached: eps_last,
-        omega: 0.5,
-        relaxation_restarts: 0,
-        converged: eps_last == eps && ev.err_a <= opts.tol,
-        marginal_error_a: ev.err_a,
-        marginal_error_b: ev.err_b,
-        transport_cost: ev.transport,
-        entropy_term: ev.entropy,
-        marginal_term_a: ev.pen_a,
-        marginal_term_b: ev.pen_b,
-        primal_objective: ev.transport + ev.entropy + ev.pen_a + ev.pen_b,
-        dual_objective: ev.dual,
-        mass_a: ma,
-        mass_b: ma,
-        transported_mass: ev.mass,
-        destroyed_mass_a: ev.destroyed_a,
-        created_mass_a: ev.created_a,
-        destroyed_mass_b: ev.destroyed_b,
-        created_mass_b: ev.created_b,
-    };
+    let run = RunStats { iterations: it, annealing, eps_reached: eps_last, omega: 0.5, restarts: 0 };
+    let converged = eps_last == eps && ev.err_a <= opts.tol;
+    let report = build_report((n, n, d), &opts, (marg, marg), (ma, ma), run, &ev, converged);
     check_report(&report, it)?;
     Ok((f, report))
 }

@@ -520,21 +520,54 @@ pub fn solve(
     let mut eval_opts = opts.clone();
     eval_opts.eps = eps_last;
     let ev = evaluate(a, b, &la, &lb, &f, &g, &eval_opts, false, it)?;
-    let report = UotReport {
+    let run = RunStats {
+        iterations: it,
+        annealing,
+        eps_reached: eps_last,
+        omega: omega_max,
+        restarts: relax.restarts,
+    };
+    let converged = eps_last == eps && ev.err_a <= opts.tol && ev.err_b <= opts.tol;
+    let report = build_report((n, m, d), opts, (ta, tb), (ma, mb), run, &ev, converged);
+    check_report(&report, it)?;
+    Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
+}
+
+/// How a solve ran (for its report).
+pub(crate) struct RunStats {
+    pub iterations: usize,
+    pub annealing: usize,
+    pub eps_reached: f64,
+    pub omega: f64,
+    pub restarts: usize,
+}
+
+/// The report of a solve of sizes `(n, m, d)` with penalties `(ta, tb)` and masses `(ma, mb)`,
+/// from its run statistics and the evaluation at the final potentials.
+pub(crate) fn build_report(
+    (n, m, dim): (usize, usize, usize),
+    opts: &SinkhornOptions,
+    (ta, tb): (Marginal, Marginal),
+    (ma, mb): (f64, f64),
+    run: RunStats,
+    ev: &Eval,
+    converged: bool,
+) -> UotReport {
+    UotReport {
         n,
         m,
-        dim: d,
-        eps,
+        dim,
+        eps: opts.eps,
         cost: opts.cost,
         marginal_a: ta,
         marginal_b: tb,
-        iterations: it,
-        annealing_iterations: annealing,
+        iterations: run.iterations,
+        annealing_iterations: run.annealing,
         tol: opts.tol,
-        eps_reached: eps_last,
-        omega: omega_max,
-        relaxation_restarts: relax.restarts,
-        converged: eps_last == eps && ev.err_a <= opts.tol && ev.err_b <= opts.tol,
+        eps_reached: run.eps_reached,
+        omega: run.omega,
+        relaxation_restarts: run.restarts,
+        converged,
         marginal_error_a: ev.err_a,
         marginal_error_b: ev.err_b,
         transport_cost: ev.transport,
@@ -550,9 +583,7 @@ pub fn solve(
         created_mass_a: ev.created_a,
         destroyed_mass_b: ev.destroyed_b,
         created_mass_b: ev.created_b,
-    };
-    check_report(&report, it)?;
-    Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
+    }
 }
 
 /// One plain Sinkhorn iteration at `opts.eps`, in place: `f ← aprox_a(f̂(g))`, then
