@@ -120,7 +120,8 @@ enum Cmd {
         /// mmd (exact MMD²) | usd-step (one Sobolev–Fisher step) | uot-iter (one log-domain
         /// unbalanced Sinkhorn iteration, |x-y|², τ = 1, ε = 0.05 × median cost; time per
         /// iteration) | uot-solve (full solve to tol 1e-6) | sinkhorn-div (debiased Sinkhorn
-        /// divergence + gradient, GeomLoss blur 0.05, reach 1, cold start)
+        /// divergence + gradient, GeomLoss blur 0.05, reach 1, cold start, to tol 1e-6) |
+        /// sinkhorn-div-annealed (the same on GeomLoss's fixed ε schedule, marginal errors reported)
         problem: String,
         #[arg(long, default_value_t = 4000)]
         n: usize,
