@@ -228,15 +228,23 @@ fn cmd_run(
 
 /// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
 /// only `print` ranks print.
-fn cmd_compare(
+/// Read both inputs of `compare` (no collective work).
+fn compare_inputs(
     a: &Path,
     b: &Path,
+) -> Result<(advreact::data::SnapshotTable, advreact::data::SnapshotTable), Error> {
+    Ok((read_snapshot(a)?, read_snapshot(b)?))
+}
+
+/// `compare` on read tables (the kernel sums split over the ranks); prints if `print`.
+fn cmd_compare(
+    (ta, tb): &(advreact::data::SnapshotTable, advreact::data::SnapshotTable),
     bandwidth: Option<f64>,
     time: Option<f64>,
     json: bool,
     print: bool,
 ) -> Result<(), Error> {
-    let c = compare_tables(&read_snapshot(a)?, &read_snapshot(b)?, bandwidth, time)?;
+    let c = compare_tables(ta, tb, bandwidth, time)?;
     let (s, t, mmd, ca, cb) = (c.bandwidth, c.terms, c.mmd, &c.a, &c.b);
     if !print {
         return Ok(());
@@ -743,7 +751,7 @@ fn dispatch(cmd: Cmd) -> Result<bool, Error> {
             Ok(true)
         }),
         Cmd::Compare { a, b, bandwidth, time, json } => {
-            cmd_compare(&a, &b, bandwidth, time, json, true).map(|_| true)
+            compare_inputs(&a, &b).and_then(|t| cmd_compare(&t, bandwidth, time, json, true)).map(|_| true)
         }
         Cmd::Infer(a) => cmd_infer(&a),
         Cmd::Forward(a) => cmd_forward(&a),

@@ -40,6 +40,9 @@ pub fn strips(m: usize) -> usize {
 pub fn pack(f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
     use rayon::prelude::*;
     assert!(f.len() >= rows * m && p.len() == strips(m) * rows * MR, "gram::pack: sizes");
+    if rows == 0 {
+        return;
+    }
     p.par_chunks_mut(rows * MR).enumerate().for_each(|(s, ps)| {
         let a0 = s * MR;
         let w = MR.min(m - a0);
@@ -63,6 +66,19 @@ pub(crate) enum Path {
     Avx2,
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     Avx512,
+}
+
+/// Whether this CPU can run `path` (the target-feature micro-kernels are only entered if so).
+pub(crate) fn supported(path: Path) -> bool {
+    match path {
+        Path::Portable => true,
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
+        #[cfg(target_arch = "x86_64")]
+        Path::Avx512 => std::is_x86_feature_detected!("avx512f"),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
+    }
 }
 
 /// The fastest path this CPU has, detected once.
@@ -170,10 +186,10 @@ fn micro_avx2(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
 fn micro(path: Path, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     match path {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx512` is only selected (by `best_path` or a test) when the CPU has it.
+        // SAFETY: `tile_on`, the only caller, asserts `supported(path)`.
         Path::Avx512 => unsafe { micro_avx512(kc, a, b, c) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Avx2` is only selected when the CPU has AVX2 and FMA.
+        // SAFETY: as above.
         Path::Avx2 => unsafe { micro_avx2(kc, a, b, c) },
         _ => micro_portable(kc, a, b, c),
     }
@@ -200,6 +216,7 @@ pub(crate) fn tile_on(
     cj: usize,
     t: &mut [f64],
 ) {
+    assert!(supported(path), "gram::tile: this CPU cannot run the {path:?} micro-kernel");
     assert!(
         i0.is_multiple_of(MR) && j0.is_multiple_of(MR) && i0 + ri <= m && j0 + cj <= m,
         "gram::tile: bounds"

@@ -471,8 +471,10 @@ mod tests {
 
     #[test]
     fn moments_match_direct_sums_and_are_deterministic() {
-        // Crosses block (GRAM_ROWS) and tile (GRAM_TILE) boundaries: n = 4·2048 + 5, m = 131.
-        let (d, m, n) = (2, 131, 4 * GRAM_ROWS + 5);
+        // Crosses block (GRAM_ROWS) and tile (GRAM_TILE) boundaries: n = 4·2048 + 5 points and
+        // m = GRAM_TILE + 11 features (an off-diagonal tile and a ragged last tile).
+        let (d, m, n) = (2, GRAM_TILE + 11, 4 * GRAM_ROWS + 5);
+        assert!(m > GRAM_TILE && m % 24 != 0 && m % 8 != 0);
         let rff = Rff::new(d, m, 0.5, 3);
         let x: Vec<f64> = (0..n * d).map(|v| ((v * 37 % 101) as f64) / 60.0 - 0.8).collect();
         let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64 / 7.0).collect();

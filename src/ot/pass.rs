@@ -56,6 +56,19 @@ pub(crate) fn simd_level() -> Simd {
     })
 }
 
+/// Whether this CPU can run level `lvl`.
+fn supported(lvl: Simd) -> bool {
+    match lvl {
+        Simd::Base => true,
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => std::is_x86_feature_detected!("avx2"),
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx512 => std::is_x86_feature_detected!("avx512f"),
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => false,
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Simd {
     if std::is_x86_feature_detected!("avx512f") {
@@ -90,9 +103,10 @@ macro_rules! multiversion {
         }
         #[allow(clippy::too_many_arguments)]
         fn $dispatch(lvl: Simd, $($a: $t),*) {
+            assert!(supported(lvl), "ot::pass: this CPU cannot run the {lvl:?} row loop");
             match lvl {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: `lvl` comes from `simd_level`, which checked the CPU has the feature.
+                // SAFETY: `supported(lvl)` was asserted above.
                 Simd::Avx512 => unsafe { $v512($($a),*) },
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above.
@@ -228,7 +242,12 @@ fn absorb_tile<E: RowExtra>(
     }
     let tm = mx.iter().fold(NEG_INF, |a, &b| if b > a { b } else { a });
     if tm == NEG_INF {
-        return; // every weight of this tile is zero
+        // Every weight of this tile is zero — or some value is NaN (the maximum skips NaN):
+        // then the row's result is NaN, never a silently dropped tile.
+        if buf[..len].iter().any(|v| v.is_nan()) {
+            *state = (f64::NAN, f64::NAN);
+        }
+        return;
     }
     let (m, s) = state;
     if tm > *m {
@@ -596,6 +615,18 @@ mod tests {
                 assert_eq!(r, one, "{size} ranks");
             }
         }
+    }
+
+    /// A tile whose values are all NaN (here: NaN target weights) makes the row NaN instead of
+    /// being skipped like a tile of zero weights.
+    #[test]
+    fn an_all_nan_tile_gives_nan() {
+        let x = vec![0.0, 1.0];
+        let y: Vec<f64> = (0..300).map(|j| j as f64 / 100.0).collect();
+        let h: Vec<f64> = (0..300).map(|j| if j < TILE { f64::NAN } else { 0.0 }).collect();
+        let mut out = vec![0.0; 2];
+        lse_rows(1, &x, &y, &h, 1.0, &mut out);
+        assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
     }
 
     #[test]
