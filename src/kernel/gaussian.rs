@@ -8,7 +8,7 @@
 //! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]).
 
 use super::exp::exp_scaled_inplace;
-use super::{for_each_tile_soa_block, Soa, ROW_BLOCK, TILE};
+use super::{for_each_tile_soa_block, Soa, TileBuf, ROW_BLOCK};
 use crate::rng::CHUNK;
 use rayon::prelude::*;
 
@@ -78,9 +78,9 @@ fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
         let i0 = blk * ROW_BLOCK;
         o.iter_mut().for_each(|v| *v = 0.0);
-        let mut k = [0.0; TILE];
+        let mut k = TileBuf::new();
         for_each_tile_soa_block(&x[i0 * d..(i0 + o.len()) * d], &y, |r, j0, d2| {
-            let k = &mut k[..d2.len()];
+            let k = &mut k.0[..d2.len()];
             k.copy_from_slice(d2);
             exp_scaled_inplace(k, c);
             o[r] += dot(k, &b[j0..j0 + d2.len()]);
@@ -110,9 +110,9 @@ fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &
             // Per query: Σ_j b_j k_ij in `o`, Σ_j b_j k_ij y_j in `g` (turned into ∇S below).
             o.iter_mut().for_each(|v| *v = 0.0);
             g.iter_mut().for_each(|v| *v = 0.0);
-            let mut kt = [0.0; TILE];
+            let mut kt = TileBuf::new();
             for_each_tile_soa_block(xb, &y, |r, j0, d2| {
-                let kt = &mut kt[..d2.len()];
+                let kt = &mut kt.0[..d2.len()];
                 kt.copy_from_slice(d2);
                 exp_scaled_inplace(kt, c);
                 kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);

@@ -17,6 +17,23 @@ pub const TILE: usize = 256;
 /// Queries per parallel task.
 pub const ROW_BLOCK: usize = 64;
 
+/// A tile-sized scratch buffer aligned to a cache line, so that full-vector loads and stores of
+/// the kernel loops never straddle two lines (a misaligned stack buffer cost 15 % of an MMD).
+#[repr(C, align(64))]
+pub struct TileBuf(pub [f64; TILE]);
+
+impl TileBuf {
+    pub const fn new() -> Self {
+        TileBuf([0.0; TILE])
+    }
+}
+
+impl Default for TileBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Points per register chunk of the distance loop (one 512-bit vector of f64).
 pub const LANES: usize = 8;
 
@@ -59,32 +76,40 @@ pub fn sqdist_row(x: &[f64], y: &[f64], out: &mut [f64]) {
     }
 }
 
-/// Points stored coordinate-major (structure of arrays): `data[k*n + j]` is coordinate `k` of
-/// point `j`. The tiled distance loop then runs over `j` innermost, which vectorises for any
-/// dimension.
+/// Points stored coordinate-major (structure of arrays): coordinate `k` of point `j` is
+/// `coord(k, j, 1)[0]`. The tiled distance loop then runs over `j` innermost, which vectorises for
+/// any dimension. Every coordinate row starts on a 64-byte boundary (rows padded to a multiple of
+/// 8 values), so full-vector loads of aligned chunks never straddle two cache lines.
 #[derive(Debug, Clone)]
 pub struct Soa {
     pub dim: usize,
     pub n: usize,
-    pub data: Vec<f64>,
+    /// Values between the starts of two coordinate rows (`n` rounded up to a multiple of 8).
+    stride: usize,
+    /// Index in `data` of the first value (the first 64-byte boundary).
+    off: usize,
+    data: Vec<f64>,
 }
 
 impl Soa {
     /// Transpose particle-contiguous points (`x[j*d + k]`).
     pub fn from_rows(dim: usize, x: &[f64]) -> Self {
         let n = x.len().checked_div(dim).unwrap_or(0);
-        let mut data = vec![0.0; x.len()];
+        let stride = n.div_ceil(LANES) * LANES;
+        let mut data = vec![0.0; dim * stride + LANES];
+        let off = data.as_ptr().align_offset(64).min(LANES - 1);
         for (j, p) in x.chunks_exact(dim.max(1)).enumerate() {
             for (k, v) in p.iter().enumerate() {
-                data[k * n + j] = *v;
+                data[off + k * stride + j] = *v;
             }
         }
-        Self { dim, n, data }
+        Self { dim, n, stride, off, data }
     }
     /// Coordinate `k` of points `j0..j0+len`.
     #[inline(always)]
     pub fn coord(&self, k: usize, j0: usize, len: usize) -> &[f64] {
-        &self.data[k * self.n + j0..k * self.n + j0 + len]
+        let s = self.off + k * self.stride + j0;
+        &self.data[s..s + len]
     }
 }
 
@@ -104,8 +129,8 @@ pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
 /// The squared distances from `x` to the targets `j0 .. j0 + len` (`len ≤ TILE`), passed to `f`.
 #[inline(always)]
 fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
-    let mut buf = [0.0f64; TILE];
-    let b = &mut buf[..len];
+    let mut buf = TileBuf::new();
+    let b = &mut buf.0[..len];
     // 32 points at a time, their distances held in four registers across the coordinates
     // (no store per coordinate; four independent fused chains hide the FMA latency); the
     // tail point by point — the same fused sum over k = 0, 1, … either way.
@@ -125,7 +150,7 @@ fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
     }
     for (jj, o) in b.iter_mut().enumerate().skip(full) {
         *o = x.iter().enumerate().fold(0.0, |a, (k, xk)| {
-            let t = xk - y.data[k * y.n + j0 + jj];
+            let t = xk - y.coord(k, j0 + jj, 1)[0];
             t.mul_add(t, a)
         });
     }

@@ -26,7 +26,7 @@
 //! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
 
 use crate::kernel::exp;
-use crate::kernel::{for_each_tile, for_each_tile_soa_block, Soa, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, for_each_tile_soa_block, Soa, TileBuf, ROW_BLOCK, TILE};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -289,9 +289,9 @@ fn stream_block<I, E: RowExtra>(
     states: &mut [(f64, f64)],
 ) {
     states.iter_mut().for_each(|st| *st = (NEG_INF, 0.0));
-    let mut buf = [0.0f64; TILE];
+    let mut buf = TileBuf::new();
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
-        absorb_tile(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf)
+        absorb_tile(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
     };
     for_each_tile_soa_block(xs, ys, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
 }
