@@ -25,10 +25,10 @@
 
 use super::pass::{lse_rows_bary, soft_min};
 use super::sinkhorn::{
-    build_report, check_finite, check_report, eps_at, evaluate, marginal_error, solve, Potentials,
-    Relaxation, RunStats, SinkhornOptions, UotReport,
+    annealing_schedule, build_report, check_finite, check_report, eps_at, evaluate, marginal_error, solve,
+    Potentials, Relaxation, RunStats, SinkhornOptions, UotReport,
 };
-use super::{cost_scale_bound, positive, Cost, EpsScaling, Marginal, MeasureRef};
+use super::{positive, Cost, EpsScaling, Marginal, MeasureRef};
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
 
@@ -59,10 +59,7 @@ pub fn solve_symmetric(
     let la = a.log_weights();
     let c = opts.cost.scale();
     let eps = opts.eps;
-    let (e0, q) = match opts.eps_scaling {
-        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, a, opts.cost))), s.factor),
-        None => (None, 1.0),
-    };
+    let (e0, q) = annealing_schedule(&opts, a, a);
     let mut h = vec![0.0; n];
     let mut fhat = vec![0.0; n];
     let (mut it, mut annealing) = (0usize, 0usize);

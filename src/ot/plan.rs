@@ -85,22 +85,29 @@ impl<'a> Coupling<'a> {
 
     /// Row masses `r_i = Σ_j π_ij`.
     pub fn row_masses(&self) -> Result<Vec<f64>, SimError> {
-        let h = self.h_b();
-        let mut l = vec![0.0; self.a.len()];
-        lse_rows(self.a.dim, self.a.x, self.b.x, &h, self.lam(), &mut l);
-        let r: Vec<f64> = l.iter().zip(&self.h_a()).map(|(l, ha)| (ha + l).exp()).collect();
-        check_finite(&r, 0, "plan row masses")?;
-        Ok(r)
+        Self::masses(self.a, self.b, &self.h_a(), &self.h_b(), self.lam(), "plan row masses")
     }
 
     /// Column masses `c_j = Σ_i π_ij`.
     pub fn col_masses(&self) -> Result<Vec<f64>, SimError> {
-        let h = self.h_a();
-        let mut l = vec![0.0; self.b.len()];
-        lse_rows(self.a.dim, self.b.x, self.a.x, &h, self.lam(), &mut l);
-        let c: Vec<f64> = l.iter().zip(&self.h_b()).map(|(l, hb)| (hb + l).exp()).collect();
-        check_finite(&c, 0, "plan column masses")?;
-        Ok(c)
+        Self::masses(self.b, self.a, &self.h_b(), &self.h_a(), self.lam(), "plan column masses")
+    }
+
+    /// `exp(h_own_i + LSE_j (h_other_j − λ|x_i − y_j|²))` for the points `x` of `own` against
+    /// the points `y` of `other`: the plan's marginal on `own`'s side.
+    fn masses(
+        own: MeasureRef,
+        other: MeasureRef,
+        h_own: &[f64],
+        h_other: &[f64],
+        lam: f64,
+        what: &str,
+    ) -> Result<Vec<f64>, SimError> {
+        let mut l = vec![0.0; own.len()];
+        lse_rows(own.dim, own.x, other.x, h_other, lam, &mut l);
+        let r: Vec<f64> = l.iter().zip(h_own).map(|(l, h)| (h + l).exp()).collect();
+        check_finite(&r, 0, what)?;
+        Ok(r)
     }
 
     /// The barycentric map `T(x_i) = Σ_j π_ij y_j / Σ_j π_ij` (n·d, particle-contiguous).

@@ -453,10 +453,7 @@ pub fn solve(
     let lb = b.log_weights();
     let c = opts.cost.scale();
     let eps = opts.eps;
-    let (e0, q) = match opts.eps_scaling {
-        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, b, opts.cost))), s.factor),
-        None => (None, 1.0),
-    };
+    let (e0, q) = annealing_schedule(opts, a, b);
 
     let mut h_b = vec![0.0; m];
     let mut h_a = vec![0.0; n];
@@ -531,6 +528,15 @@ pub fn solve(
     let report = build_report((n, m, d), opts, (ta, tb), (ma, mb), run, &ev, converged);
     check_report(&report, it)?;
     Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
+}
+
+/// The ε-annealing `(ε₀, q)` of a solve between `a` and `b` (`ε₀ = None`: no annealing); the
+/// default `ε₀` is the cost diameter bound of both clouds.
+pub(crate) fn annealing_schedule(opts: &SinkhornOptions, a: MeasureRef, b: MeasureRef) -> (Option<f64>, f64) {
+    match opts.eps_scaling {
+        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, b, opts.cost))), s.factor),
+        None => (None, 1.0),
+    }
 }
 
 /// How a solve ran (for its report).
