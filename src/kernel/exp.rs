@@ -13,7 +13,7 @@
 //!
 //! Error against `f64::exp` on [−708, 709]: at most 1 ulp (the test below measures every point of
 //! a 4·10^6-point grid). The one `exp` of the crate's kernel loops: Gaussian sums
-//! ([`super::gaussian`], through [`exp_scaled_inplace`]) and the Sinkhorn soft-min passes
+//! ([`super::gaussian`], through [`exp_scaled_into`]) and the Sinkhorn soft-min passes
 //! (`ot::pass`, through [`exp_shifted_block`] and [`exp_or_zero`]).
 //!
 //! Same bits everywhere: the scalar code uses only exactly rounded operations (`f64::mul_add` is
@@ -119,21 +119,22 @@ pub fn exp_shifted_block(v: &mut [f64; BLOCK], m: f64) {
     }
 }
 
-/// `v[i] ← exp(scale · v[i])` in place over a slice.
+/// `out[i] = exp(scale · v[i])` (`out.len() == v.len()`).
 #[inline(always)]
-pub fn exp_scaled_inplace(v: &mut [f64], scale: f64) {
+pub fn exp_scaled_into(v: &[f64], out: &mut [f64], scale: f64) {
+    assert_eq!(v.len(), out.len(), "exp_scaled_into: lengths differ");
     #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
     {
         let full = v.len() - v.len() % 8;
-        // SAFETY: as in `exp_shifted_block`; the loads and stores cover `v[..full]`.
-        unsafe { avx512::exp_scaled(&mut v[..full], scale) };
-        for x in v[full..].iter_mut() {
-            *x = exp(scale * *x);
+        // SAFETY: as in `exp_shifted_block`; the loads and stores cover `[..full]` of both.
+        unsafe { avx512::exp_scaled(&v[..full], &mut out[..full], scale) };
+        for (o, x) in out[full..].iter_mut().zip(&v[full..]) {
+            *o = exp(scale * *x);
         }
     }
     #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-    for x in v.iter_mut() {
-        *x = exp(scale * *x);
+    for (o, x) in out.iter_mut().zip(v) {
+        *o = exp(scale * *x);
     }
 }
 
@@ -179,13 +180,13 @@ mod avx512 {
         }
     }
 
-    /// `v ← exp(scale · v)`, `v.len()` a multiple of 8.
+    /// `out ← exp(scale · v)`, lengths equal and a multiple of 8.
     #[inline(always)]
-    pub(super) unsafe fn exp_scaled(v: &mut [f64], scale: f64) {
+    pub(super) unsafe fn exp_scaled(v: &[f64], out: &mut [f64], scale: f64) {
         let s = _mm512_set1_pd(scale);
-        for c in v.chunks_exact_mut(8) {
+        for (c, o) in v.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
             let x = _mm512_mul_pd(_mm512_loadu_pd(c.as_ptr()), s);
-            _mm512_storeu_pd(c.as_mut_ptr(), exp8(x, 0xff));
+            _mm512_storeu_pd(o.as_mut_ptr(), exp8(x, 0xff));
         }
     }
 }
@@ -269,8 +270,8 @@ mod tests {
                 assert!(same(*a, exp_or_zero(*x - m)), "exp_or_zero({x} - {m}): {a}");
             }
             let len = chunk.len().min(BLOCK - 3);
-            let mut w = orig[..len].to_vec();
-            exp_scaled_inplace(&mut w, -0.75);
+            let mut w = vec![0.0; len];
+            exp_scaled_into(&orig[..len], &mut w, -0.75);
             for (a, x) in w.iter().zip(&orig) {
                 assert!(same(*a, exp(-0.75 * *x)), "exp(-0.75 · {x}): {a}");
             }

@@ -7,7 +7,7 @@
 //! any thread count — and any number of ranks: rows are split over the ranks of the current
 //! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]).
 
-use super::exp::exp_scaled_inplace;
+use super::exp::exp_scaled_into;
 use super::{for_each_tile_soa_block, Soa, TileBuf, ROW_BLOCK};
 use crate::rng::CHUNK;
 use rayon::prelude::*;
@@ -81,8 +81,7 @@ fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [
         let mut k = TileBuf::new();
         for_each_tile_soa_block(&x[i0 * d..(i0 + o.len()) * d], &y, |r, j0, d2| {
             let k = &mut k.0[..d2.len()];
-            k.copy_from_slice(d2);
-            exp_scaled_inplace(k, c);
+            exp_scaled_into(d2, k, c);
             o[r] += dot(k, &b[j0..j0 + d2.len()]);
         });
     });
@@ -113,8 +112,7 @@ fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &
             let mut kt = TileBuf::new();
             for_each_tile_soa_block(xb, &y, |r, j0, d2| {
                 let kt = &mut kt.0[..d2.len()];
-                kt.copy_from_slice(d2);
-                exp_scaled_inplace(kt, c);
+                exp_scaled_into(d2, kt, c);
                 kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
                 o[r] += dot_ones(kt);
                 for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {

@@ -118,18 +118,19 @@ impl Soa {
 /// visited in increasing `j0`, so any accumulation in `f` has a fixed order.
 #[inline]
 pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
+    let mut buf = TileBuf::new();
     let mut j0 = 0;
     while j0 < y.n {
         let len = TILE.min(y.n - j0);
-        tile_soa(x, y, j0, len, |b| f(j0, b));
+        f(j0, tile_soa(x, y, j0, len, &mut buf));
         j0 += len;
     }
 }
 
-/// The squared distances from `x` to the targets `j0 .. j0 + len` (`len ≤ TILE`), passed to `f`.
+/// The squared distances from `x` to the targets `j0 .. j0 + len` (`len ≤ TILE`), written to the
+/// front of `buf` (every value overwritten: the buffer is reused across tiles, never cleared).
 #[inline(always)]
-fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
-    let mut buf = TileBuf::new();
+fn tile_soa<'b>(x: &[f64], y: &Soa, j0: usize, len: usize, buf: &'b mut TileBuf) -> &'b [f64] {
     let b = &mut buf.0[..len];
     // 32 points at a time, their distances held in four registers across the coordinates
     // (no store per coordinate; four independent fused chains hide the FMA latency); the
@@ -154,7 +155,7 @@ fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
             t.mul_add(t, a)
         });
     }
-    f(b);
+    b
 }
 
 /// Like [`for_each_tile_soa`] for a block of queries `xs` (particle-contiguous, dim `y.dim`):
@@ -165,11 +166,12 @@ fn tile_soa(x: &[f64], y: &Soa, j0: usize, len: usize, f: impl FnOnce(&[f64])) {
 #[inline]
 pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, mut f: impl FnMut(usize, usize, &[f64])) {
     let d = y.dim.max(1);
+    let mut buf = TileBuf::new();
     let mut j0 = 0;
     while j0 < y.n {
         let len = TILE.min(y.n - j0);
         for (r, x) in xs.chunks_exact(d).enumerate() {
-            tile_soa(x, y, j0, len, |b| f(r, j0, b));
+            f(r, j0, tile_soa(x, y, j0, len, &mut buf));
         }
         j0 += len;
     }
