@@ -14,7 +14,7 @@
 //! - the barycentre `Σ_j p_ij y_j` (barycentric map, gradients of the potentials).
 //!
 //! Determinism: each row is reduced by one thread, over `j` in increasing order, with a fixed
-//! 8-lane split of every tile sum, so the bits do not depend on the thread count; and since only
+//! 32-lane split of every tile sum, so the bits do not depend on the thread count; and since only
 //! `+`/`×` and exactly rounded fused multiply-adds (`f64::mul_add`, in the shared
 //! [`crate::kernel::exp`]) are used, not on the SIMD level either. The three variants
 //! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them. Under MPI the
@@ -30,7 +30,9 @@ use crate::kernel::{for_each_tile, for_each_tile_soa_block, Soa, TileBuf, ROW_BL
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
-const LANES: usize = 8;
+/// Accumulator lanes of every tile sum and maximum: four 8-wide vectors, so that four
+/// independent dependency chains hide the add / max latency.
+const LANES: usize = 32;
 const NEG_INF: f64 = f64::NEG_INFINITY;
 
 /// Instruction-set level the row blocks are compiled for.
@@ -135,7 +137,7 @@ impl RowExtra for NoExtra {
     fn tile(&mut self, _j0: usize, _d2: &[f64], _e: &[f64]) {}
 }
 
-/// `Σ e_j d2_j` and `Σ e_j pot_j`, 8 lanes each.
+/// `Σ e_j d2_j` and `Σ e_j pot_j`, [`LANES`] lanes each.
 struct Stats<'a> {
     pot: &'a [f64],
     sd2: [f64; LANES],
@@ -199,9 +201,18 @@ impl RowExtra for Bary<'_> {
     }
 }
 
+/// The lanes summed by a fixed pairwise tree (halves first: whole vectors, then within one).
 #[inline(always)]
 fn lane_sum(v: &[f64; LANES]) -> f64 {
-    ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))
+    let mut w = *v;
+    let mut n = LANES;
+    while n > 1 {
+        n /= 2;
+        for k in 0..n {
+            w[k] += w[k + n];
+        }
+    }
+    w[0]
 }
 
 /// Instruction-set markers: each compiled copy of the row loop gets its own closure type, hence
