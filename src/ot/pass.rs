@@ -238,17 +238,24 @@ fn absorb_tile<E: RowExtra>(
     buf: &mut [f64; TILE],
 ) {
     let len = d2.len();
-    for ((sj, hj), dj) in buf[..len].iter_mut().zip(&h[j0..j0 + len]).zip(d2) {
-        *sj = hj - lam * dj;
-    }
+    let hs = &h[j0..j0 + len];
+    // `s_j = h_j − λ d2_j` and its lane-wise maximum in one sweep.
     let full = len - len % LANES;
     let mut mx = [NEG_INF; LANES];
-    for c in buf[..full].chunks_exact(LANES) {
+    for ((sc, hc), dc) in buf[..full]
+        .chunks_exact_mut(LANES)
+        .zip(hs[..full].chunks_exact(LANES))
+        .zip(d2[..full].chunks_exact(LANES))
+    {
         for k in 0..LANES {
-            mx[k] = if c[k] > mx[k] { c[k] } else { mx[k] };
+            let v = hc[k] - lam * dc[k];
+            sc[k] = v;
+            mx[k] = if v > mx[k] { v } else { mx[k] };
         }
     }
-    for (k, &v) in buf[full..len].iter().enumerate() {
+    for (k, ((sj, hj), dj)) in buf[full..len].iter_mut().zip(&hs[full..]).zip(&d2[full..]).enumerate() {
+        let v = hj - lam * dj;
+        *sj = v;
         mx[k] = if v > mx[k] { v } else { mx[k] };
     }
     let tm = mx.iter().fold(NEG_INF, |a, &b| if b > a { b } else { a });
