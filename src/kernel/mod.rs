@@ -158,20 +158,68 @@ fn tile_soa<'b>(x: &[f64], y: &Soa, j0: usize, len: usize, buf: &'b mut TileBuf)
     b
 }
 
+/// A permutation of the points `y` (particle-contiguous, dim `d`) after which every run of
+/// `leaf` consecutive points (from the start) is spatially compact: the leaves of a k-d split. A
+/// range of points is cut across its widest coordinate at a multiple of `leaf` near its median (so
+/// that the cuts fall on leaf boundaries), recursively, down to single leaves. Ties are broken by
+/// index, so the order is a function of the points alone.
+pub fn tile_order(d: usize, y: &[f64], leaf: usize) -> Vec<usize> {
+    fn split(d: usize, y: &[f64], leaf: usize, idx: &mut [usize]) {
+        if idx.len() <= leaf {
+            return;
+        }
+        let (mut k, mut widest) = (0, f64::NEG_INFINITY);
+        for c in 0..d {
+            let (lo, hi) = idx.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &j| {
+                let v = y[j * d + c];
+                (lo.min(v), hi.max(v))
+            });
+            if hi - lo > widest {
+                (k, widest) = (c, hi - lo);
+            }
+        }
+        let mid = idx.len().div_ceil(leaf) / 2 * leaf;
+        idx.select_nth_unstable_by(mid, |&a, &b| y[a * d + k].total_cmp(&y[b * d + k]).then(a.cmp(&b)));
+        let (l, r) = idx.split_at_mut(mid);
+        split(d, y, leaf, l);
+        split(d, y, leaf, r);
+    }
+    let mut idx: Vec<usize> = (0..y.len().checked_div(d).unwrap_or(0)).collect();
+    split(d.max(1), y, leaf.max(1), &mut idx);
+    idx
+}
+
 /// Like [`for_each_tile_soa`] for a block of queries `xs` (particle-contiguous, dim `y.dim`):
 /// calls `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²`, tiles in the outer loop and the
 /// queries of the block in the inner one, so a tile of targets is read from memory once per block
 /// (it stays in L1 across the queries) instead of once per query. For each query the tiles still
 /// come in increasing `j0` and each `d2` has the same bits as [`for_each_tile_soa`]'s.
 #[inline]
-pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, mut f: impl FnMut(usize, usize, &[f64])) {
+pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, f: impl FnMut(usize, usize, &[f64])) {
+    for_each_tile_soa_block_skip(xs, y, TILE, |_, _| false, f)
+}
+
+/// [`for_each_tile_soa_block`] with tiles of `tile ≤ TILE` targets, leaving out the pairs (query
+/// `r`, tile `t`) where `skip(r, t)` (tile `t` holds targets `t·tile ..`): their distances are not
+/// computed and `f` not called.
+#[inline(always)]
+pub fn for_each_tile_soa_block_skip(
+    xs: &[f64],
+    y: &Soa,
+    tile: usize,
+    mut skip: impl FnMut(usize, usize) -> bool,
+    mut f: impl FnMut(usize, usize, &[f64]),
+) {
+    assert!((1..=TILE).contains(&tile), "tile length {tile} outside 1..={TILE}");
     let d = y.dim.max(1);
     let mut buf = TileBuf::new();
     let mut j0 = 0;
     while j0 < y.n {
-        let len = TILE.min(y.n - j0);
+        let len = tile.min(y.n - j0);
         for (r, x) in xs.chunks_exact(d).enumerate() {
-            f(r, j0, tile_soa(x, y, j0, len, &mut buf));
+            if !skip(r, j0 / tile) {
+                f(r, j0, tile_soa(x, y, j0, len, &mut buf));
+            }
         }
         j0 += len;
     }
