@@ -335,9 +335,16 @@ const CULL_TILE: usize = 64;
 /// The truncated pass is used only when, on a sample of rows, at least this share of the
 /// (row, tile) pairs would be skipped (the tile order and the bounds cost time of their own).
 const CULL_MIN_SHARE: f64 = 0.5;
+/// Rows of that sample.
+const CULL_SAMPLE_ROWS: usize = 64;
 /// Nor below this many targets: sorting and bounding cost more than they save on small passes
 /// (`results inference`: 3-D and 10-D data sets of 500–900 cells ran up to 30 % slower).
 const CULL_MIN_TARGETS: usize = 1024;
+
+/// Rows `order[0], order[1], …` of the particle-contiguous points `p` (dim `d`).
+fn gather_rows(d: usize, p: &[f64], order: &[usize]) -> Vec<f64> {
+    order.iter().flat_map(|&i| p[i * d..(i + 1) * d].iter().copied()).collect()
+}
 
 /// Truncation of negligible tiles in [`lse_rows`] (the pass of every Sinkhorn iteration).
 ///
@@ -352,8 +359,8 @@ const CULL_MIN_TARGETS: usize = 1024;
 /// ever be skipped — spread of `h` plus `λ` times the squared diameter of all the points `≤ τ` —
 /// or any input is NaN or infinite (other than `h = −∞`, a zero weight), or there are fewer than
 /// [`CULL_MIN_TARGETS`] targets, or fewer than [`CULL_MIN_SHARE`] of the pairs of a sample of
-/// rows would be skipped, the pass runs on the
-/// targets in their given order with no truncation, so large-ε passes keep their bits.
+/// rows would be skipped, the pass runs on the targets in their given order with no truncation,
+/// so large-ε passes keep their bits.
 ///
 /// (Measured on the converged Sinkhorn divergence of the performance benchmark, n = m = 4000,
 /// ε = 0.0025, tiles of 64: 80–85 % of the (row, tile) pairs are skipped, against 86 % for an
@@ -364,11 +371,9 @@ struct Cull {
     /// Per tile, per coordinate: the bounding box.
     lo: Vec<f64>,
     hi: Vec<f64>,
-    /// Per tile: `max h`.
+    /// Per tile: `max h`, and the coordinates of a point where it is reached.
     hmax: Vec<f64>,
-    /// Per tile: the point with the largest `h` (coordinates; `h`).
     rep_y: Vec<f64>,
-    rep_h: Vec<f64>,
 }
 
 impl Cull {
@@ -401,7 +406,7 @@ impl Cull {
             return None;
         }
         let order = tile_order(d, y, CULL_TILE);
-        let ys: Vec<f64> = order.iter().flat_map(|&j| y[j * d..(j + 1) * d].iter().copied()).collect();
+        let ys = gather_rows(d, y, &order);
         let hs: Vec<f64> = order.iter().map(|&j| h[j]).collect();
         let nt = m.div_ceil(CULL_TILE);
         let mut c = Cull {
@@ -411,7 +416,6 @@ impl Cull {
             hi: vec![NEG_INF; nt * d],
             hmax: vec![NEG_INF; nt],
             rep_y: vec![0.0; nt * d],
-            rep_h: vec![NEG_INF; nt],
         };
         for t in 0..nt {
             let (j0, j1) = (t * CULL_TILE, ((t + 1) * CULL_TILE).min(m));
@@ -428,12 +432,11 @@ impl Cull {
                 }
             }
             c.hmax[t] = hs[rep];
-            c.rep_h[t] = hs[rep];
             c.rep_y[b..b + d].copy_from_slice(&ys[rep * d..(rep + 1) * d]);
         }
-        // Up to 64 rows spread over the queries decide whether truncation pays.
+        // Up to CULL_SAMPLE_ROWS rows spread over the queries decide whether truncation pays.
         let n = x.len() / d;
-        let step = n.div_ceil(64).max(1);
+        let step = n.div_ceil(CULL_SAMPLE_ROWS).max(1);
         let (mut pairs, mut skipped) = (0usize, 0usize);
         for xi in x.chunks_exact(d).step_by(step) {
             let f = c.floor(xi, lam);
@@ -449,7 +452,7 @@ impl Cull {
     /// `F(x)`: a lower bound of the largest term of the row of `x` (a term itself).
     fn floor(&self, x: &[f64], lam: f64) -> f64 {
         let mut best = NEG_INF;
-        for (yr, hr) in self.rep_y.chunks_exact(self.d).zip(&self.rep_h) {
+        for (yr, hr) in self.rep_y.chunks_exact(self.d).zip(&self.hmax) {
             let d2: f64 = x.iter().zip(yr).map(|(a, b)| (a - b) * (a - b)).sum();
             let v = hr - lam * d2;
             if v > best {
@@ -635,7 +638,7 @@ pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out:
         None => run(x, &Soa::from_rows(d, y), h, None, out),
         Some((ys, hs, c)) => {
             let order = tile_order(d, x, ROW_BLOCK);
-            let xs: Vec<f64> = order.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+            let xs = gather_rows(d, x, &order);
             let mut sorted = vec![0.0; out.len()];
             run(&xs, &Soa::from_rows(d, &ys), &hs, Some(&c), &mut sorted);
             for (&i, v) in order.iter().zip(&sorted) {
