@@ -24,6 +24,7 @@ pub mod kernel;
 pub mod metrics;
 pub mod observe;
 pub mod ot;
+pub mod output;
 pub mod particles;
 pub mod plot;
 pub mod reaction;

@@ -7,10 +7,9 @@ use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution, Cost, EpsScaling, Marginal, MeasureRef,
     PlanExport, SinkhornOptions, UotSolution,
 };
+use advreact::output::{write_folder, Kind, Target};
 use advreact::particles::Cloud;
-use advreact::run::{
-    resume_run, run_scenario, write_comparison, write_folder_atomically, RunOptions, RunOutcome,
-};
+use advreact::run::{resume_run, run_scenario, run_sweep, sweep_out, RunOptions, RunOutcome, SweepOutcome};
 use advreact::scenario::{self, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
@@ -19,8 +18,9 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Ctrl-C: the first asks the run to stop after the current step (checkpoint + summary with stop
-/// reason `interrupted`); a second one exits at once.
+/// Ctrl-C, SIGTERM (what `timeout` and Slurm send) or SIGHUP: the first asks the run to stop
+/// after the current step (checkpoint + summary with stop reason `interrupted`); a second one
+/// exits at once.
 fn interrupt_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -29,14 +29,15 @@ fn interrupt_flag() -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         eprintln!(
-            "\ninterrupt: finishing the current step and writing a checkpoint (Ctrl-C again to quit now)"
+            "\ninterrupt: finishing the current step and writing a checkpoint (interrupt again to quit now)"
         );
     });
     flag
 }
 
-/// Print a one-line report of a finished run; true if it ended well.
-fn report(r: &RunOutcome) -> bool {
+/// Print a one-line report of a finished run; true if it ended well. An interrupted run gets a
+/// hint to resume it (a variant's is printed by [`report_sweep`], for the top folder).
+fn report(r: &RunOutcome, hint: bool) -> bool {
     let s = &r.summary;
     let metrics: Vec<String> = s.final_metrics.iter().map(|(k, v)| format!("{k}={v:.6e}")).collect();
     println!(
@@ -51,7 +52,7 @@ fn report(r: &RunOutcome) -> bool {
     if let Some(e) = &s.error {
         eprintln!("error: {}: {e}", r.dir.display());
     }
-    if s.stop_reason == StopReason::Interrupted {
+    if hint && s.stop_reason == StopReason::Interrupted {
         eprintln!("interrupted: continue with `advreact resume {}`", r.dir.display());
     }
     matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
@@ -79,9 +80,13 @@ enum Cmd {
         /// Worker threads (default: all cores). Results do not depend on it.
         #[arg(long)]
         threads: Option<usize>,
-        /// Output folder (default output/<name>).
+        /// Output folder (default output/<name>). Replaced only if it is an earlier run's output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an output folder holding foreign files (never ., .., a parent of the current
+        /// folder, $HOME or /).
+        #[arg(long)]
+        force: bool,
         /// Override time.steps.
         #[arg(long)]
         steps: Option<usize>,
@@ -89,10 +94,14 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Continue a killed or interrupted run from its last checkpoint (report.checkpoint_every).
+    /// Continue a killed or interrupted run from its last checkpoint (report.checkpoint_every);
+    /// for a scenario with variants, then the variants not yet run and the comparison.
     Resume {
-        /// The run's output folder, e.g. output/<name>.
+        /// The folder given to `run` (default output/<name>).
         dir: PathBuf,
+        /// Replace the folder at DIR even if it holds foreign files (a run started with --force).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         threads: Option<usize>,
         #[arg(long, short)]
@@ -110,6 +119,10 @@ enum Cmd {
         /// Output folder (default output/uot/<a>__<b>).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace an output folder holding foreign files (never ., .., a parent of the current
+        /// folder, $HOME or /).
+        #[arg(long)]
+        force: bool,
         #[arg(long)]
         threads: Option<usize>,
     },
@@ -182,48 +195,38 @@ fn set_threads(threads: Option<usize>) -> Result<(), Error> {
     Ok(())
 }
 
-fn cmd_run(
-    file: &Path,
-    seed: Option<u64>,
-    threads: Option<usize>,
-    out: Option<PathBuf>,
-    steps: Option<usize>,
-    quiet: bool,
-) -> Result<bool, Error> {
+fn cmd_run(file: &Path, ov: Overrides, threads: Option<usize>, opts: RunOptions) -> Result<bool, Error> {
     set_threads(threads)?;
-    let flag = interrupt_flag();
-    let scs = scenario::load(file, &Overrides { seed, steps })?;
-    // Build every variant first so a bad variant fails before anything is written.
+    let scs = scenario::load(file, &ov)?;
+    let variants = scs.len() > 1 || scs[0].label.is_some();
+    // The output folder is checked, and every variant built, before anything is written.
+    let top = match (&opts.out, variants) {
+        (_, true) => sweep_out(&scs, opts.out.as_deref()),
+        (Some(o), false) => o.clone(),
+        (None, false) => advreact::run::default_out(&scs[0]),
+    };
+    Target::check(&top, Kind::Run, opts.force)?;
     for sc in &scs {
         sc.build()?;
     }
+    if !variants {
+        return run_scenario(&scs[0], &opts).map(|r| report(&r, true));
+    }
     let mut ok = true;
-    let mut done = Vec::new();
-    for sc in &scs {
-        let out = match (&out, &sc.label) {
-            (Some(o), Some(l)) => Some(o.join(l)),
-            (Some(o), None) => Some(o.clone()),
-            _ => None,
-        };
-        let opts = RunOptions { out, progress: !quiet, interrupt: Some(flag.clone()) };
-        let r = run_scenario(sc, &opts)?;
-        ok &= report(&r);
-        if let Some(l) = &sc.label {
-            done.push((l.clone(), r.dir.clone()));
-        }
-        if r.summary.stop_reason == StopReason::Interrupted {
-            break;
-        }
+    let r = run_sweep(file, &ov, &scs, &opts, &mut |r| ok &= report(r, false))?;
+    Ok(report_sweep(&r) && ok)
+}
+
+/// Print where the comparison went (or how to continue); true unless interrupted.
+fn report_sweep(r: &SweepOutcome) -> bool {
+    if !r.comparison.is_empty() {
+        let files: Vec<String> = r.comparison.iter().map(|p| p.display().to_string()).collect();
+        println!("comparison: {}", files.join(", "));
     }
-    if done.len() > 1 && done.len() == scs.len() {
-        let dir = out.clone().unwrap_or_else(|| Path::new("output").join(&scs[0].spec.meta.name));
-        let files = write_comparison(&dir, &done)?;
-        println!(
-            "comparison: {}",
-            files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+    if r.interrupted {
+        eprintln!("interrupted: continue with `advreact resume {}`", r.dir.display());
     }
-    Ok(ok)
+    !r.interrupted
 }
 
 /// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
@@ -328,10 +331,25 @@ impl PlanArgs {
     }
 }
 
-fn cmd_uot(a: &Path, b: &Path, u: &UotArgs, plan: &PlanExport, out: Option<PathBuf>) -> Result<bool, Error> {
+fn cmd_uot(
+    a: &Path,
+    b: &Path,
+    u: &UotArgs,
+    plan: &PlanExport,
+    out: Option<PathBuf>,
+    force: bool,
+) -> Result<bool, Error> {
+    let out = uot_out(a, b, out);
+    Target::check(&out, Kind::Uot, force)?;
     let (ca, cb, opts) = uot_inputs(a, b, u)?;
     let sol = uot_solve(&ca, &cb, u, &opts)?;
-    uot_write(a, b, &ca, &cb, &sol, plan, out)
+    uot_write(&ca, &cb, &sol, plan, &out, force)
+}
+
+/// The `uot` output folder: `out`, or output/uot/<a>__<b>.
+fn uot_out(a: &Path, b: &Path, out: Option<PathBuf>) -> PathBuf {
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))))
 }
 
 /// The `uot` command's clouds and solver options, validated (no solving).
@@ -375,17 +393,14 @@ fn uot_solve(ca: &Cloud, cb: &Cloud, u: &UotArgs, opts: &SinkhornOptions) -> Res
 
 /// Write the `uot` output folder and print the report; `Ok(converged)`.
 fn uot_write(
-    a: &Path,
-    b: &Path,
     ca: &Cloud,
     cb: &Cloud,
     sol: &UotSolution,
     plan: &PlanExport,
-    out: Option<PathBuf>,
+    out: &Path,
+    force: bool,
 ) -> Result<bool, Error> {
-    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    let out = out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))));
-    write_folder_atomically(&out, |dir| write_solution(dir, ca, cb, sol, plan))?;
+    write_folder(out, Kind::Uot, force, |dir| write_solution(dir, ca, cb, sol, plan))?;
     println!("{}", report_json(&sol.report));
     eprintln!("uot: wrote {}", out.display());
     let r = &sol.report;
@@ -422,6 +437,10 @@ struct InferCommon {
     max_steps: usize,
     #[arg(long)]
     threads: Option<usize>,
+    /// Replace an output folder holding foreign files (never ., .., a parent of the current
+    /// folder, $HOME or /).
+    #[arg(long)]
+    force: bool,
 }
 
 impl InferCommon {
@@ -518,6 +537,7 @@ fn fmt_t(t: f64) -> String {
 
 fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
     set_threads(a.common.threads)?;
+    Target::check(&infer_out(a), Kind::Infer, a.common.force)?;
     let series = infer_load(a)?;
     let (r, params) = infer_compute(a, &series)?;
     infer_report(a, &r, &params)
@@ -541,22 +561,22 @@ fn infer_compute(
     Ok((r, params))
 }
 
+/// The `infer` output folder: --out, or output/infer/<data>_<method>_t<T>.
+fn infer_out(a: &InferArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        let data = advreact::infer::data_name(&a.data);
+        Path::new("output/infer").join(format!("{data}_{}_t{}", a.method, fmt_t(a.holdout)))
+    })
+}
+
 /// Write the `infer` folder and print its metrics row.
 fn infer_report(
     a: &InferArgs,
     r: &advreact::infer::HoldoutResult,
     params: &advreact::infer::InferParams,
 ) -> Result<bool, Error> {
-    use advreact::infer;
-    let out = a.out.clone().unwrap_or_else(|| {
-        Path::new("output/infer").join(format!(
-            "{}_{}_t{}",
-            infer::data_name(&a.data),
-            a.method,
-            fmt_t(a.holdout)
-        ))
-    });
-    infer::write_holdout(&out, r, params)?;
+    let out = infer_out(a);
+    advreact::infer::write_holdout(&out, a.common.force, r, params)?;
     let m = &r.metrics;
     println!("{}: data,method,holdout,w1,w2,mmd,mmd_normalised,mass_error,seconds", out.display());
     println!(
@@ -571,6 +591,7 @@ fn infer_report(
 
 fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
     set_threads(a.common.threads)?;
+    Target::check(&forward_out(a), Kind::Forward, a.common.force)?;
     let series = forward_load(a)?;
     let (r, params) = forward_compute(a, &series)?;
     forward_report(a, &r, &params)
@@ -591,17 +612,25 @@ fn forward_compute(
     Ok((r, params))
 }
 
+/// The `forward` output folder: --out, or output/infer/<data>_<method>_forward.
+fn forward_out(a: &ForwardArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!(
+            "{}_{}_forward",
+            advreact::infer::data_name(&a.data),
+            a.method
+        ))
+    })
+}
+
 /// Write the `forward` folder and print its table.
 fn forward_report(
     a: &ForwardArgs,
     r: &advreact::infer::ForwardResult,
     params: &advreact::infer::InferParams,
 ) -> Result<bool, Error> {
-    use advreact::infer;
-    let out = a.out.clone().unwrap_or_else(|| {
-        Path::new("output/infer").join(format!("{}_{}_forward", infer::data_name(&a.data), a.method))
-    });
-    infer::write_atomically(&out, |dir| {
+    let out = forward_out(a);
+    write_folder(&out, Kind::Forward, a.common.force, |dir| {
         let p = dir.join("forward.json");
         let text = serde_json::to_string_pretty(&serde_json::json!({ "result": r, "params": params }))
             .unwrap_or_default();
@@ -617,6 +646,15 @@ fn forward_report(
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
     use advreact::infer::{self, fates, kmeans};
     set_threads(a.common.threads)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!(
+            "{}_fates_t{}_t{}",
+            infer::data_name(&a.data),
+            fmt_t(a.from),
+            fmt_t(a.to)
+        ))
+    });
+    Target::check(&out, Kind::Fates, a.common.force)?;
     let series = infer::load_series(&a.data, None, a.label_column.as_deref())?
         .subsample(a.common.subsample, a.common.seed);
     let (i0, i1) = (series.index_of(a.from)?, series.index_of(a.to)?);
@@ -646,15 +684,7 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
     let (c1, n1) = clusters(i1, x1, 1);
     let params = a.common.params();
     let fa = fates::fates(x0, x1, a.from, a.to, c0, c1, (n0, n1), &params.wot)?;
-    let out = a.out.clone().unwrap_or_else(|| {
-        Path::new("output/infer").join(format!(
-            "{}_fates_t{}_t{}",
-            infer::data_name(&a.data),
-            fmt_t(a.from),
-            fmt_t(a.to)
-        ))
-    });
-    infer::write_atomically(&out, |dir| fates::write_fates(dir, &fa, x0, x1))?;
+    write_folder(&out, Kind::Fates, a.common.force, |dir| fates::write_fates(dir, &fa, x0, x1))?;
     println!("{}: fates.csv, fates.png, clusters.csv, descendants.csv, ancestors.csv", out.display());
     let k1 = fa.target.k;
     for (i, name) in fa.source_names.iter().enumerate() {
@@ -726,15 +756,18 @@ fn main() -> ExitCode {
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
 fn dispatch(cmd: Cmd) -> Result<bool, Error> {
     match cmd {
-        Cmd::Run { file, seed, threads, out, steps, quiet } => {
-            cmd_run(&file, seed, threads, out, steps, quiet)
+        Cmd::Run { file, seed, threads, out, force, steps, quiet } => {
+            let opts = RunOptions { out, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+            cmd_run(&file, Overrides { seed, steps }, threads, opts)
         }
-        Cmd::Resume { dir, threads, quiet } => set_threads(threads).and_then(|_| {
-            let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };
-            resume_run(&dir, &opts).map(|r| report(&r))
+        Cmd::Resume { dir, force, threads, quiet } => set_threads(threads).and_then(|_| {
+            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+            let mut ok = true;
+            let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
+            Ok(report_sweep(&r) && ok)
         }),
-        Cmd::Uot { a, b, args, plan, out, threads } => {
-            set_threads(threads).and_then(|_| cmd_uot(&a, &b, &args, &plan.export(), out))
+        Cmd::Uot { a, b, args, plan, out, force, threads } => {
+            set_threads(threads).and_then(|_| cmd_uot(&a, &b, &args, &plan.export(), out, force))
         }
         Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => set_threads(threads)
             .and_then(|_| {

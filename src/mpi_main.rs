@@ -127,9 +127,9 @@ fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
 fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
     let rank = comm.rank();
     match cli.cmd {
-        Cmd::Run { file, seed, threads, out, steps, quiet } => {
+        Cmd::Run { file, seed, threads, out, force, steps, quiet } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;
-            run(comm, &file, &Overrides { seed, steps }, out, quiet)
+            run(comm, &file, &Overrides { seed, steps }, out, force, quiet)
         }
         Cmd::Compare { a, b, bandwidth, time, json } => {
             // Read on every rank first (an unreadable file on one node is caught here, before
@@ -137,33 +137,39 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
             let tables = agree(comm, compare_inputs(&a, &b))?;
             agree(comm, cmd_compare(&tables, bandwidth, time, json, rank == 0)).map(|_| true)
         }
-        Cmd::Uot { a, b, args, plan, out, threads } => {
+        Cmd::Uot { a, b, args, plan, out, force, threads } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;
+            let out = uot_out(&a, &b, out);
+            agree(comm, Target::check(&out, Kind::Uot, force).map(|_| ()))?;
             // Every rank reads and checks the inputs (an agreed error if bad), solves with the
             // row passes split over the ranks (every rank ends with the same potentials), and
             // rank 0 writes the folder — its plan export computed by rank 0 alone.
             let (ca, cb, opts) = agree(comm, uot_inputs(&a, &b, &args))?;
             let sol = agree(comm, uot_solve(&ca, &cb, &args, &opts))?;
-            rank0_only(comm, || uot_write(&a, &b, &ca, &cb, &sol, &plan.export(), out))
+            rank0_only(comm, || uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }
         Cmd::Infer(a) => {
             // Every rank reads the data (an agreed error if bad), predicts with the kernel passes
             // split over the ranks, and rank 0 writes the folder and prints the row.
             agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
+            agree(comm, Target::check(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
             let series = agree(comm, infer_load(&a))?;
             let (r, params) = agree(comm, infer_compute(&a, &series))?;
             rank0_only(comm, || infer_report(&a, &r, &params))
         }
         Cmd::Forward(a) => {
             agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
+            agree(comm, Target::check(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
             let series = agree(comm, forward_load(&a))?;
             let (r, params) = agree(comm, forward_compute(&a, &series))?;
             rank0_only(comm, || forward_report(&a, &r, &params))
         }
-        Cmd::Resume { dir, threads, quiet } => rank0_only(comm, || {
+        Cmd::Resume { dir, force, threads, quiet } => rank0_only(comm, || {
             set_threads(threads)?;
-            let opts = RunOptions { out: None, progress: !quiet, interrupt: None };
-            resume_run(&dir, &opts).map(|r| report(&r))
+            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: None };
+            let mut ok = true;
+            let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
+            Ok(report_sweep(&r) && ok)
         }),
         Cmd::Validate { file } => rank0_only(comm, || {
             for sc in &scenario::load(&file, &Overrides::default())? {
@@ -211,6 +217,7 @@ fn run(
     file: &Path,
     ov: &Overrides,
     out: Option<PathBuf>,
+    force: bool,
     quiet: bool,
 ) -> Result<bool, Failure> {
     let (rank, size) = (comm.rank(), comm.size());
@@ -228,28 +235,34 @@ fn run(
         // below involves collective work (e.g. the target's feature embedding), so from there
         // on an error aborts the job.
         let sc = &scs[0];
+        let dir = out_of(sc).unwrap_or_else(|| advreact::run::default_out(sc));
+        agree(comm, Target::check(&dir, Kind::Run, force).map(|_| ()))?;
         agree(comm, dist::local(|| sc.build().map(|_| ())))?;
         if rank == 0 {
-            let opts = RunOptions { out: out_of(sc), progress: !quiet, interrupt: None };
+            let opts = RunOptions { out: out_of(sc), force, progress: !quiet, interrupt: None };
             let r = run_scenario(sc, &opts)?;
             if size > 1 {
                 println!("({} ranks)", size);
             }
-            Ok(report(&r))
+            Ok(report(&r, true))
         } else {
             Ok(finished_well(&run_silent(sc)?))
         }
     } else {
         // A sweep: variant i on rank i mod K, alone. Each rank builds its variants first, so a
         // bad variant fails (on every rank, agreed) before anything is written.
+        // The top folder is checked before any variant runs (the variants' folders are written
+        // in place by their ranks; `resume` of a sweep is not distributed).
+        let top = sweep_out(&scs, out.as_deref());
+        agree(comm, Target::check(&top, Kind::Run, force).map(|_| ()))?;
         let mine: Vec<usize> = (0..scs.len()).filter(|i| i % size == rank).collect();
         agree(comm, dist::local(|| mine.iter().try_for_each(|&i| scs[i].build().map(|_| ()))))?;
         let mut rows: Vec<u64> = Vec::new();
         for &i in &mine {
             let sc = &scs[i];
-            let opts = RunOptions { out: out_of(sc), progress: !quiet && rank == 0, interrupt: None };
+            let opts = RunOptions { out: out_of(sc), force, progress: !quiet && rank == 0, interrupt: None };
             let r = dist::local(|| run_scenario(sc, &opts))?;
-            let ok = report(&r);
+            let ok = report(&r, true);
             let s = &r.summary;
             let line = format!(
                 "{}\t{:?}\t{}\t{}",
@@ -284,8 +297,10 @@ fn run(
                 })
                 .collect();
             if done.len() > 1 && done.len() == scs.len() {
-                let dir = out.clone().unwrap_or_else(|| Path::new("output").join(&scs[0].spec.meta.name));
-                let files = dist::local(|| write_comparison(&dir, &done))?;
+                let files = dist::local(|| {
+                    advreact::output::write_marker(&top, Kind::Run)?;
+                    advreact::run::write_comparison(&top, &scs[0].spec.meta.name, &done)
+                })?;
                 println!(
                     "comparison: {}",
                     files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")

@@ -1,23 +1,34 @@
 //! Running a scenario into its output folder, atomically, with checkpoints and resume.
 //!
-//! A run writes into a hidden sibling folder `.<name>.partial` and renames it to `<name>` only
-//! when everything — CSVs, plots and, last, `summary.json` — is written. A run that fails before
-//! that removes the partial folder (unless it holds a checkpoint to resume from), so a folder
-//! named like a run is always complete. A run stopped by a numerical guard (NaN, population cap)
-//! or by Ctrl-C still completes its folder, with the stop reason in `summary.json`.
+//! The folder is an output folder of kind `run` ([`crate::output`]: checked before anything is
+//! written, marker `.advreact-output`, never replacing foreign files without `--force`). A run
+//! writes into the hidden sibling `.<name>.partial` and puts it in place only when everything —
+//! CSVs, plots and, last, `summary.json` — is written. A run that fails before that removes the
+//! partial folder (unless it holds a checkpoint to resume from) and leaves an older output as it
+//! was. A run stopped by a numerical guard (NaN, population cap) or interrupted (Ctrl-C, SIGTERM)
+//! still completes its folder, with the stop reason in `summary.json`.
 //!
 //! Folder contents: `scenario.resolved.toml` (every default filled in: rerunnable as is),
 //! `source.csv`, `target.csv`, `metrics.csv`, `snapshots.csv`, `lineage.csv`, `summary.json`,
-//! `trajectories.png`, `metrics.png`; `checkpoint.bin` while a run is unfinished or interrupted.
+//! `trajectories.png`, `metrics.png` (titled `meta.name`, `meta.name/label` for a variant);
+//! `checkpoint.bin` while a run is unfinished or interrupted.
+//!
+//! A scenario file with `[[variants]]` ([`run_sweep`]) is one top folder holding `variants.json`
+//! (the file's text and path and the `--seed`/`--steps` overrides, so `resume` needs nothing
+//! else), one run folder per variant (`<label>/`) and, once all have finished,
+//! `comparison.csv`/`comparison.png`. `resume <top>` finishes the interrupted variant, runs the
+//! ones not yet run and writes the comparison.
 
 use crate::data::write_cloud;
 use crate::error::{ConfigError, Error};
 use crate::observe::{
     Checkpoint, CheckpointWriter, CsvSink, LineageCsv, MetricsCsv, Observer, ProgressBar, SnapshotsCsv,
 };
+use crate::output::{Kind, PartialGuard, Target};
 use crate::scenario::spec::ReportSpec;
 use crate::scenario::{self, Built, Overrides, Scenario};
 use crate::stepper::{Simulation, StopReason, Summary};
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -27,6 +38,9 @@ use std::sync::Arc;
 pub struct RunOptions {
     /// Output folder (default `output/<name>`, or `output/<name>/<label>` for a variant).
     pub out: Option<PathBuf>,
+    /// Replace a folder with foreign files (never `.`, `..`, a parent of the current folder,
+    /// `$HOME` or `/`; see [`crate::output`]).
+    pub force: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
     /// Set to stop after the current step (Ctrl-C).
@@ -52,75 +66,74 @@ pub fn default_out(sc: &Scenario) -> PathBuf {
     }
 }
 
-/// The hidden folder a run writes into before it is complete.
-pub fn partial_dir(out: &Path) -> PathBuf {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = out.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "run".into());
-    parent.join(format!(".{name}.partial"))
-}
-
-/// Removes the partial folder on early exit, unless it holds a checkpoint or is disarmed.
-struct PartialGuard(Option<PathBuf>);
-
-impl PartialGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for PartialGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            if !p.join(crate::observe::checkpoint::FILE).exists() {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
-    }
-}
+pub use crate::output::partial_dir;
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
     move |e| Error::io(path, e)
 }
 
+/// The title of a run's plots and progress bar: `meta.name`, or `meta.name/label` for a variant.
+fn title(sc: &Scenario) -> String {
+    match &sc.label {
+        Some(l) => format!("{}/{l}", sc.spec.meta.name),
+        None => sc.spec.meta.name.clone(),
+    }
+}
+
 /// Build and run one scenario (variant) into its output folder.
 pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Error> {
-    let Built { sim, source, target, resolved } = sc.build()?;
     let out = opts.out.clone().unwrap_or_else(|| default_out(sc));
-    let tmp = partial_dir(&out);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let guard = PartialGuard(Some(tmp.clone()));
+    let target = Target::check(&out, Kind::Run, opts.force)?;
+    let Built { sim, source, target: target_cloud, resolved } = sc.build()?;
+    let tmp = target.begin()?;
+    let guard = PartialGuard::new(&tmp);
     let text = toml::to_string_pretty(&resolved)
         .map_err(|e| Error::io(&tmp, std::io::Error::other(e.to_string())))?;
     let p = tmp.join("scenario.resolved.toml");
     std::fs::write(&p, text).map_err(io(&p))?;
     let p = tmp.join("source.csv");
     write_cloud(&p, 0.0, &source).map_err(io(&p))?;
-    if let Some(t) = &target {
+    if let Some(t) = &target_cloud {
         let p = tmp.join("target.csv");
         write_cloud(&p, sc.spec.time.steps as f64 * sc.spec.time.dt, t).map_err(io(&p))?;
     }
-    let name = match &sc.label {
-        Some(l) => format!("{}/{l}", sc.spec.meta.name),
-        None => sc.spec.meta.name.clone(),
-    };
-    execute(sim, &resolved.report, &tmp, &out, None, &name, opts, guard)
+    execute(sim, &resolved.report, &tmp, &target, None, &title(sc), opts, guard)
 }
 
-/// Continue a killed or interrupted run from its last checkpoint. `dir` is the run's output
-/// folder (`output/<name>`); its partial folder is used if the run was killed.
-pub fn resume_run(dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Error> {
-    let tmp = partial_dir(dir);
+/// Continue a killed or interrupted run from its last checkpoint. `dir` is the folder given to
+/// `run` (`output/<name>`); its partial folder is used if the run was killed. For a scenario
+/// with variants this finishes the interrupted variant, runs the variants not yet run and
+/// writes the comparison.
+pub fn resume_run(
+    dir: &Path,
+    opts: &RunOptions,
+    on_run: &mut dyn FnMut(&RunOutcome),
+) -> Result<SweepOutcome, Error> {
+    let target = Target::check(dir, Kind::Run, opts.force)?;
+    if target.partial().join(SWEEP).exists() || dir.join(SWEEP).exists() {
+        return resume_sweep(&target, opts, on_run);
+    }
+    // A variant folder resumed on its own keeps its variant's title.
+    let label = dir
+        .parent()
+        .filter(|p| p.join(SWEEP).exists())
+        .and_then(|_| dir.file_name())
+        .map(|s| s.to_string_lossy().to_string());
+    let r = resume_one(&target, label.as_deref(), opts)?;
+    on_run(&r);
+    let interrupted = r.summary.stop_reason == StopReason::Interrupted;
+    Ok(SweepOutcome { dir: r.dir.clone(), runs: vec![r], comparison: Vec::new(), interrupted })
+}
+
+/// Resume one run (no variants) whose output folder is `target`.
+fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result<RunOutcome, Error> {
+    let dir = &target.path;
+    let tmp = target.partial();
     let ck_file = crate::observe::checkpoint::FILE;
     if !tmp.join(ck_file).exists() {
         if dir.join(ck_file).exists() {
             // An interrupted run: its folder was completed; reopen it.
-            if tmp.exists() {
-                std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-            }
-            std::fs::rename(dir, &tmp).map_err(io(dir))?;
+            target.reopen()?;
         } else {
             let why = if dir.join("summary.json").exists() {
                 "the run is complete (no checkpoint left)"
@@ -130,10 +143,11 @@ pub fn resume_run(dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Error> {
             return Err(ConfigError::new(dir.display().to_string(), "(resume)", why).into());
         }
     }
-    let guard = PartialGuard(Some(tmp.clone()));
+    let guard = PartialGuard::new(&tmp);
     let ck = Checkpoint::read(&tmp)?;
     let scs = scenario::load(&tmp.join("scenario.resolved.toml"), &Overrides::default())?;
-    let sc = scs.into_iter().next().expect("a resolved scenario has one variant");
+    let mut sc = scs.into_iter().next().expect("a resolved scenario has one variant");
+    sc.label = label.map(str::to_string);
     let Built { mut sim, resolved, .. } = sc.build()?;
     if ck.particles.dim != sim.particles.dim {
         return Err(ConfigError::new(
@@ -148,8 +162,156 @@ pub fn resume_run(dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Error> {
     sim.guards = ck.guards.clone();
     sim.last_metrics = ck.last_metrics.clone();
     sim.field.restore_state(&ck.field_state)?;
-    let name = dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-    execute(sim, &resolved.report, &tmp, dir, Some(&ck), &name, opts, guard)
+    execute(sim, &resolved.report, &tmp, target, Some(&ck), &title(&sc), opts, guard)
+}
+
+/// What a scenario file with variants keeps in its top folder so that `resume` can finish it
+/// without the original file: the file's text, its path (relative paths inside it are anchored
+/// there) and the command-line overrides.
+const SWEEP: &str = "variants.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SweepState {
+    format: u32,
+    file: PathBuf,
+    seed: Option<u64>,
+    steps: Option<usize>,
+    scenario: String,
+}
+
+impl SweepState {
+    fn scenarios(&self) -> Result<Vec<Scenario>, Error> {
+        scenario::load_str(&self.scenario, &self.file, &Overrides { seed: self.seed, steps: self.steps })
+    }
+}
+
+/// The top folder of a scenario file with variants: `out`, or `output/<meta.name>`.
+pub fn sweep_out(scs: &[Scenario], out: Option<&Path>) -> PathBuf {
+    out.map(Path::to_path_buf).unwrap_or_else(|| Path::new("output").join(&scs[0].spec.meta.name))
+}
+
+/// What `run` of a scenario file with variants, or `resume`, did: the runs made by this call
+/// (for a file without variants, `resume` makes one).
+#[derive(Debug, Clone)]
+pub struct SweepOutcome {
+    pub dir: PathBuf,
+    /// The variants run by this call, in order (the last one may be interrupted).
+    pub runs: Vec<RunOutcome>,
+    /// `comparison.csv` and `comparison.png` once every variant has completed.
+    pub comparison: Vec<PathBuf>,
+    pub interrupted: bool,
+}
+
+/// Run every variant of the scenario file `file` (loaded as `scs` with `ov`) into
+/// `<top>/<label>/`, then `comparison.csv`/`.png` into `<top>`. The top folder is one output
+/// folder ([`Target`]): checked before any variant runs, written as `.<top>.partial` and put in
+/// place when every variant has finished, or when one is interrupted (then `resume <top>`
+/// continues). `on_run` sees each variant's outcome as it finishes.
+pub fn run_sweep(
+    file: &Path,
+    ov: &Overrides,
+    scs: &[Scenario],
+    opts: &RunOptions,
+    on_run: &mut dyn FnMut(&RunOutcome),
+) -> Result<SweepOutcome, Error> {
+    let top = sweep_out(scs, opts.out.as_deref());
+    let target = Target::check(&top, Kind::Run, opts.force)?;
+    let text = std::fs::read_to_string(file).map_err(io(file))?;
+    let abs = file.canonicalize().map_err(io(file))?;
+    let state = SweepState { format: 1, file: abs, seed: ov.seed, steps: ov.steps, scenario: text };
+    let tmp = target.begin()?;
+    let guard = PartialGuard::new(&tmp);
+    let p = tmp.join(SWEEP);
+    let json = serde_json::to_string_pretty(&state).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
+    std::fs::write(&p, json + "\n").map_err(io(&p))?;
+    let r = continue_sweep(&target, &tmp, scs, opts, on_run)?;
+    guard.disarm();
+    Ok(r)
+}
+
+/// Finish a sweep whose top folder is `target` (killed: its partial folder is used; interrupted:
+/// the folder is reopened).
+fn resume_sweep(
+    target: &Target,
+    opts: &RunOptions,
+    on_run: &mut dyn FnMut(&RunOutcome),
+) -> Result<SweepOutcome, Error> {
+    let tmp = target.partial();
+    if !tmp.join(SWEEP).exists() {
+        if sweep_finished(&target.path)? {
+            let why = "the run is complete (every variant finished, no checkpoint left)";
+            return Err(ConfigError::new(target.path.display().to_string(), "(resume)", why).into());
+        }
+        target.reopen()?;
+    }
+    let scs = read_sweep(&tmp)?.scenarios()?;
+    continue_sweep(target, &tmp, &scs, opts, on_run)
+}
+
+fn read_sweep(dir: &Path) -> Result<SweepState, Error> {
+    let p = dir.join(SWEEP);
+    let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+    serde_json::from_str(&text)
+        .map_err(|e| ConfigError::new(p.display().to_string(), "(resume)", format!("unreadable: {e}")).into())
+}
+
+/// A variant folder is finished when it has its summary and no checkpoint.
+fn variant_finished(dir: &Path) -> bool {
+    dir.join("summary.json").exists() && !dir.join(crate::observe::checkpoint::FILE).exists()
+}
+
+/// True if every variant of the sweep in `dir` has finished.
+fn sweep_finished(dir: &Path) -> Result<bool, Error> {
+    let scs = read_sweep(dir)?.scenarios()?;
+    Ok(scs.iter().all(|sc| variant_finished(&dir.join(sc.label.as_deref().unwrap_or_default()))))
+}
+
+/// Run the variants of `scs` not yet finished in the partial top folder `tmp`, then (all done)
+/// the comparison, then put `tmp` in place.
+fn continue_sweep(
+    target: &Target,
+    tmp: &Path,
+    scs: &[Scenario],
+    opts: &RunOptions,
+    on_run: &mut dyn FnMut(&RunOutcome),
+) -> Result<SweepOutcome, Error> {
+    let mut runs = Vec::new();
+    let mut done = Vec::new();
+    let mut interrupted = false;
+    for sc in scs {
+        let label = sc.label.clone().unwrap_or_default();
+        let sub = tmp.join(&label);
+        if !variant_finished(&sub) {
+            let o = RunOptions { out: Some(sub.clone()), force: false, ..opts.clone() };
+            let ck = crate::observe::checkpoint::FILE;
+            let r = if sub.join(ck).exists() || partial_dir(&sub).join(ck).exists() {
+                resume_one(&Target::check(&sub, Kind::Run, false)?, Some(&label), &o)?
+            } else {
+                run_scenario(sc, &o)?
+            };
+            // Shown where it will be once the top folder is in place.
+            let r = RunOutcome { dir: target.path.join(&label), ..r };
+            on_run(&r);
+            interrupted = r.summary.stop_reason == StopReason::Interrupted;
+            runs.push(r);
+            if interrupted {
+                break;
+            }
+        }
+        done.push((label, sub));
+    }
+    let mut comparison = Vec::new();
+    if !interrupted && done.len() > 1 {
+        comparison = write_comparison(tmp, &sc_name(scs), &done)?;
+    }
+    target.commit(tmp)?;
+    let top = &target.path;
+    let comparison = comparison.iter().filter_map(|p| p.file_name()).map(|f| top.join(f)).collect();
+    Ok(SweepOutcome { dir: top.clone(), runs, comparison, interrupted })
+}
+
+fn sc_name(scs: &[Scenario]) -> String {
+    scs.first().map(|s| s.spec.meta.name.clone()).unwrap_or_default()
 }
 
 /// Run `sim` writing into `tmp`, then finalise into `out`.
@@ -158,7 +320,7 @@ fn execute(
     mut sim: Simulation,
     report: &ReportSpec,
     tmp: &Path,
-    out: &Path,
+    target: &Target,
     resume: Option<&Checkpoint>,
     name: &str,
     opts: &RunOptions,
@@ -206,23 +368,21 @@ fn execute(
         }
     }
     if report.plots {
-        crate::plot::plot_run(tmp).map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))?;
+        crate::plot::plot_run_titled(tmp, name)
+            .map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))?;
     }
     let p = tmp.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
     std::fs::write(&p, json + "\n").map_err(io(&p))?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    std::fs::rename(tmp, out).map_err(io(out))?;
+    target.commit(tmp)?;
     guard.disarm();
-    Ok(RunOutcome { dir: out.to_path_buf(), summary })
+    Ok(RunOutcome { dir: target.path.clone(), summary })
 }
 
 /// After the variants of one scenario file ran: `comparison.csv` (one row per variant and reported
 /// step: `variant,step,t,<metrics>`) and `comparison.png` (the first of mmd / mmd_normalized /
 /// mass against the step, one curve per variant) in `dir`, the scenario's folder.
-pub fn write_comparison(dir: &Path, runs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>, Error> {
+pub fn write_comparison(dir: &Path, name: &str, runs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>, Error> {
     let mut header: Option<String> = None;
     let mut rows = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -269,29 +429,7 @@ pub fn write_comparison(dir: &Path, runs: &[(String, PathBuf)]) -> Result<Vec<Pa
     let png = dir.join("comparison.png");
     let col = plotted.unwrap_or_default();
     let log = col.starts_with("mmd");
-    let name = dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     crate::plot::plot_curves(&png, &format!("{col} against step — {name}"), "step", &col, log, &series)
         .map_err(|e| Error::io(&png, std::io::Error::other(e.to_string())))?;
     Ok(vec![csv, png])
-}
-
-/// Write a folder atomically: `fill` writes into the hidden partial folder of `out`, which is then
-/// renamed to `out` (replacing an older one). On error nothing named `out` is left behind.
-pub fn write_folder_atomically<T>(
-    out: &Path,
-    fill: impl FnOnce(&Path) -> Result<T, Error>,
-) -> Result<T, Error> {
-    let tmp = partial_dir(out);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    let guard = PartialGuard(Some(tmp.clone()));
-    let v = fill(&tmp)?;
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(io(out))?;
-    }
-    std::fs::rename(&tmp, out).map_err(io(out))?;
-    guard.disarm();
-    Ok(v)
 }

@@ -418,27 +418,10 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
     })
 }
 
-/// Write a folder atomically: fill `.<name>.partial` with `fill`, then rename it to `out`
-/// (replacing an older folder).
-pub fn write_atomically(out: &Path, fill: impl FnOnce(&Path) -> Result<(), Error>) -> Result<(), Error> {
-    let tmp = crate::run::partial_dir(out);
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    if let Err(e) = fill(&tmp) {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if out.exists() {
-        std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
-    }
-    std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e))
-}
-
 /// Write a held-out result: `prediction.csv`, `truth.csv` (time, x1..xd, w) and `metrics.json`.
-pub fn write_holdout(out: &Path, r: &HoldoutResult, params: &InferParams) -> Result<(), Error> {
-    write_atomically(out, |dir| {
+/// `force`: replace a folder with foreign files (see [`crate::output`]).
+pub fn write_holdout(out: &Path, force: bool, r: &HoldoutResult, params: &InferParams) -> Result<(), Error> {
+    crate::output::write_folder(out, crate::output::Kind::Infer, force, |dir| {
         let p = dir.join("prediction.csv");
         crate::data::write_cloud(&p, r.holdout, &r.prediction).map_err(|e| Error::io(&p, e))?;
         let p = dir.join("truth.csv");

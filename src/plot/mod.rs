@@ -93,10 +93,15 @@ fn run_name(dir: &Path) -> String {
 /// Errors when `dir` is not a folder, holds neither file, or a file is malformed. Empty files give
 /// a figure saying there is nothing to show.
 pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    plot_run_titled(dir, &run_name(dir))
+}
+
+/// [`plot_run`] with the plots titled `name` (a run's `meta.name`, `meta.name/label` for a
+/// variant), whatever the folder is called.
+pub fn plot_run_titled(dir: &Path, name: &str) -> Result<Vec<PathBuf>, PlotError> {
     if !dir.is_dir() {
         return Err(PlotError::Invalid { file: dir.to_path_buf(), msg: "is not a folder".into() });
     }
-    let name = run_name(dir);
     let snaps = dir.join("snapshots.csv");
     let metrics = dir.join("metrics.csv");
     if !snaps.is_file() && !metrics.is_file() {
@@ -110,12 +115,12 @@ pub fn plot_run(dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         let target_path = dir.join("target.csv");
         let target = read::read_samples(&target_path)?;
         let out = dir.join("trajectories.png");
-        trajectories::draw(&snaps, target.as_ref(), &target_path, &name, &out)?;
+        trajectories::draw(&snaps, target.as_ref(), &target_path, name, &out)?;
         written.push(out);
     }
     if metrics.is_file() {
         let out = dir.join("metrics.png");
-        metrics::draw(&metrics, &name, &out)?;
+        metrics::draw(&metrics, name, &out)?;
         written.push(out);
     }
     Ok(written)
