@@ -705,6 +705,11 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
         .into());
     }
     set_threads(a.threads)?;
+    // A file is written: never over a folder (checked before the long computation).
+    if a.out.is_dir() || a.out.as_os_str().to_string_lossy().ends_with('/') {
+        let why = "is a folder; `results` writes a file (give a file name such as results/inference.md)";
+        return Err(ConfigError::new(a.out.display().to_string(), "--out", why).into());
+    }
     let methods = a.methods.clone().unwrap_or_else(|| infer::Method::ALL.to_vec());
     let mut command = format!("cargo run --release -- results inference --subsample {}", a.subsample);
     if a.seed != 0 {
@@ -727,7 +732,10 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
     }
     let tmp = a.out.with_extension("md.partial");
     std::fs::write(&tmp, md).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, &a.out).map_err(|e| Error::io(&a.out, e))?;
+    if let Err(e) = std::fs::rename(&tmp, &a.out) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(&a.out, e));
+    }
     println!("{}", a.out.display());
     Ok(true)
 }
