@@ -100,37 +100,42 @@ pub struct Target {
     pub path: PathBuf,
     pub kind: Kind,
     pub force: bool,
+    /// How the folder was given, for messages (`--out`, or `DIR` for `resume`).
+    pub key: &'static str,
 }
 
 impl Target {
     /// Check `path` as the output folder of `kind`; nothing is written.
     pub fn check(path: &Path, kind: Kind, force: bool) -> Result<Target, Error> {
+        Self::check_as(path, kind, force, "--out")
+    }
+
+    /// [`Target::check`] for a folder given as `key`.
+    pub fn check_as(path: &Path, kind: Kind, force: bool, key: &'static str) -> Result<Target, Error> {
         let shown = path.display().to_string();
-        let refuse = |why: String| -> Error { ConfigError::new(&shown, "--out", why).into() };
+        let refuse = |why: String| -> Error { ConfigError::new(&shown, key, why).into() };
         if path.as_os_str().is_empty() {
             return Err(refuse("is empty; give a folder name".into()));
         }
         if matches!(path.components().next_back(), Some(Component::CurDir | Component::ParentDir)) {
-            return Err(refuse(
-                "is '.' or '..'; give a new folder name (never overridden by --force)".into(),
-            ));
+            return Err(refuse("is '.' or '..' (never replaced, even with --force)".into()));
         }
         let abs = canonical(path).ok_or_else(|| refuse("cannot be resolved to an absolute path".into()))?;
         if abs.parent().is_none() {
-            return Err(refuse("is the root folder (never overridden by --force)".into()));
+            return Err(refuse("is the root folder (never replaced, even with --force)".into()));
         }
         let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
         if home.as_deref() == Some(abs.as_path()) {
-            return Err(refuse("is the home folder (never overridden by --force)".into()));
+            return Err(refuse("is the home folder (never replaced, even with --force)".into()));
         }
         if let Ok(cwd) = std::env::current_dir().and_then(|c| c.canonicalize()) {
             if cwd.starts_with(&abs) {
                 return Err(refuse(
-                    "is the current folder or contains it (never overridden by --force)".into(),
+                    "is the current folder or contains it (never replaced, even with --force)".into(),
                 ));
             }
         }
-        let target = Target { path: path.to_path_buf(), kind, force };
+        let target = Target { path: path.to_path_buf(), kind, force, key };
         target.check_contents()?;
         Ok(target)
     }
@@ -139,7 +144,7 @@ impl Target {
     fn check_contents(&self) -> Result<(), Error> {
         let (path, kind) = (&self.path, self.kind);
         let refuse =
-            |why: String| -> Error { ConfigError::new(path.display().to_string(), "--out", why).into() };
+            |why: String| -> Error { ConfigError::new(path.display().to_string(), self.key, why).into() };
         let Ok(meta) = std::fs::symlink_metadata(path) else {
             return Ok(());
         };
@@ -181,7 +186,7 @@ impl Target {
         if !(empty || is_ours(p, self.kind)) {
             return Err(ConfigError::new(
                 p.display().to_string(),
-                "--out",
+                self.key,
                 format!(
                     "is in the way of writing {} and is not advreact output; remove it",
                     self.path.display()

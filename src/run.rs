@@ -109,7 +109,7 @@ pub fn resume_run(
     opts: &RunOptions,
     on_run: &mut dyn FnMut(&RunOutcome),
 ) -> Result<SweepOutcome, Error> {
-    let target = Target::check(dir, Kind::Run, opts.force)?;
+    let target = Target::check_as(dir, Kind::Run, opts.force, "DIR")?;
     if target.partial().join(SWEEP).exists() || dir.join(SWEEP).exists() {
         return resume_sweep(&target, opts, on_run);
     }

@@ -64,6 +64,10 @@ fn world() -> World {
     std::fs::write(cwd.join("mine/results.txt"), "precious\n").unwrap();
     std::fs::write(cwd.join("mine/sub/deep.bin"), [0u8, 1, 2, 255]).unwrap();
     std::fs::write(cwd.join("s.toml"), SCENARIO).unwrap();
+    let variants =
+        "\n[[variants]]\nlabel = \"slow\"\nfield = { theta = 0.5 }\n[[variants]]\nlabel = \"fast\"\n";
+    std::fs::write(cwd.join("v.toml"), format!("{SCENARIO}{variants}")).unwrap();
+    std::os::unix::fs::symlink(cwd.join("mine"), cwd.join("link")).unwrap();
     // Two clouds for uot, three time points for infer/forward/fates.
     let cloud = |shift: f64, n: usize| -> String {
         let mut s = String::from("x1,x2\n");
@@ -87,10 +91,12 @@ fn world() -> World {
     World { _tmp: tmp, root, cwd, home }
 }
 
-/// The arguments of each writing command, without `--out`.
+/// The arguments of each writing command, without `--out` (`run` twice: a scenario without and
+/// one with variants, whose top folder is checked before any variant runs).
 fn commands() -> Vec<(&'static str, Vec<&'static str>)> {
     vec![
         ("run", vec!["run", "s.toml", "-q"]),
+        ("run", vec!["run", "v.toml", "-q"]),
         ("uot", vec!["uot", "a.csv", "b.csv", "--eps", "0.5", "--tau-a", "1", "--tau-b", "1"]),
         ("infer", vec!["infer", "data.csv", "--holdout", "1", "--method", "wot"]),
         ("forward", vec!["forward", "data.csv", "--method", "wot"]),
@@ -153,6 +159,7 @@ fn forbidden(w: &World) -> Vec<(String, &'static str)> {
         (w.home.display().to_string(), "is the home folder"),
         ("/".to_string(), "is the root folder"),
         ("notes.txt".to_string(), "is an existing file, not a folder"),
+        ("link".to_string(), "is a symbolic link"),
     ]
 }
 
@@ -169,13 +176,36 @@ fn every_writing_command_refuses_every_forbidden_target_and_touches_nothing() {
     }
 }
 
+/// `resume DIR` checks DIR like `--out`: never a foreign folder, `.`, `..` or the home folder.
+#[test]
+fn resume_refuses_folders_that_are_not_run_output() {
+    let w = world();
+    let before = tree(&w.root);
+    for (dir, why) in [
+        ("mine".to_string(), "holds files that are not an advreact run output"),
+        ("..".to_string(), "is '.' or '..'"),
+        (w.home.display().to_string(), "is the home folder"),
+    ] {
+        let o = Command::new(bin())
+            .args(["resume", &dir])
+            .current_dir(&w.cwd)
+            .env("HOME", &w.home)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        let e = stderr(&o);
+        assert!(e.starts_with(&format!("error: {dir}: DIR: ")) && e.contains(why), "{e}");
+    }
+    assert!(tree(&w.root) == before);
+}
+
 #[test]
 fn force_replaces_foreign_files_but_never_cwd_its_parents_or_home() {
     let w = world();
-    for (what, args) in commands() {
+    for (i, (what, args)) in commands().into_iter().enumerate() {
         let before = tree(&w.root);
         for (out, why) in forbidden(&w) {
-            if out == "mine" || out == "notes.txt" {
+            if out == "mine" || out == "notes.txt" || out == "link" {
                 continue;
             }
             let o = advreact(&w, &args, &out, &["--force"]);
@@ -185,7 +215,7 @@ fn force_replaces_foreign_files_but_never_cwd_its_parents_or_home() {
         // A plain file is never replaced by a folder, forced or not.
         assert_refused(&advreact(&w, &args, "notes.txt", &["--force"]), what, "notes.txt", "existing file");
         // A foreign folder is replaced as a whole with --force.
-        let dir = format!("foreign_{what}");
+        let dir = format!("foreign_{i}");
         std::fs::create_dir_all(w.cwd.join(&dir)).unwrap();
         std::fs::write(w.cwd.join(&dir).join("x.txt"), "mine").unwrap();
         let o = advreact(&w, &args, &dir, &["--force"]);
@@ -206,8 +236,8 @@ fn force_replaces_foreign_files_but_never_cwd_its_parents_or_home() {
 #[test]
 fn rerunning_into_own_output_works_and_other_kinds_are_refused() {
     let w = world();
-    for (what, args) in commands() {
-        let out = format!("out_{what}");
+    for (i, (what, args)) in commands().into_iter().enumerate() {
+        let out = format!("out_{i}");
         for _ in 0..2 {
             let o = advreact(&w, &args, &out, &[]);
             assert!(o.status.success(), "{what} into its own output: {}", stderr(&o));
@@ -219,27 +249,19 @@ fn rerunning_into_own_output_works_and_other_kinds_are_refused() {
             .collect();
         assert_eq!(names, vec![out.clone()], "{what}: siblings left behind");
         // An empty existing folder is fine to use.
-        let empty = format!("empty_{what}");
+        let empty = format!("empty_{i}");
         std::fs::create_dir(w.cwd.join(&empty)).unwrap();
         let o = advreact(&w, &args, &empty, &[]);
         assert!(o.status.success(), "{what} into an empty folder: {}", stderr(&o));
     }
     // Another command's output is foreign.
     let before = tree(&w.root);
-    let (_, uot) = &commands()[1];
-    assert_refused(
-        &advreact(&w, uot, "out_run", &[]),
-        "uot",
-        "out_run",
-        "holds the output of `advreact run`",
-    );
+    let (_, uot) = &commands()[2];
+    let o = advreact(&w, uot, "out_0", &[]);
+    assert_refused(&o, "uot", "out_0", "holds the output of `advreact run`");
     let (_, run) = &commands()[0];
-    assert_refused(
-        &advreact(&w, run, "out_fates", &[]),
-        "run",
-        "out_fates",
-        "of `advreact fates`, not of `run`",
-    );
+    let o = advreact(&w, run, "out_5", &[]);
+    assert_refused(&o, "run", "out_5", "of `advreact fates`, not of `run`");
     assert!(tree(&w.root) == before);
 }
 
@@ -247,7 +269,7 @@ fn rerunning_into_own_output_works_and_other_kinds_are_refused() {
 fn a_failing_command_leaves_the_previous_output_intact() {
     let w = world();
     // infer into X, then an infer that fails (a holdout that is not in the data) into X.
-    let (_, infer) = &commands()[2];
+    let (_, infer) = &commands()[3];
     assert!(advreact(&w, infer, "X", &[]).status.success());
     let before = tree(&w.root);
     let bad = ["infer", "data.csv", "--holdout", "7", "--method", "wot"];

@@ -55,7 +55,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let mut bytes = std::fs::read(&p).unwrap();
             if p.file_name().is_some_and(|f| f == "summary.json") {
                 let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                v.as_object_mut().unwrap().remove("timings").expect("summary.json has timings");
+                v.as_object_mut().unwrap().remove("timings");
                 bytes = v.to_string().into_bytes();
             }
             out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
