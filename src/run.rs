@@ -43,7 +43,7 @@ pub struct RunOptions {
     pub force: bool,
     /// Show a progress bar on stderr.
     pub progress: bool,
-    /// Set to stop after the current step (Ctrl-C).
+    /// Set to stop after the current step (Ctrl-C, SIGTERM).
     pub interrupt: Option<Arc<AtomicBool>>,
 }
 
