@@ -10,7 +10,7 @@ mod progress;
 
 pub use checkpoint::{Checkpoint, CheckpointWriter};
 pub use files::{CsvSink, LineageCsv, MetricsCsv, SnapshotsCsv};
-pub use progress::ProgressBar;
+pub use progress::{Phase, ProgressBar};
 
 use crate::error::Error;
 use crate::field::Field;

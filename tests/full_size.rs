@@ -1,0 +1,109 @@
+//! Metrics above the exact-solver limit (issue 13, point 6): the entropic `W1`/`W2` path finishes,
+//! its value lies within its certified bound of the exact value, and the infer metrics name the
+//! estimator of each number. The limit is a parameter, so a problem "just above" it is small here.
+
+use advreact::infer::{self, evaluate_with, Metrics};
+use advreact::metrics::wasserstein::{wasserstein, Estimator, Order, Solver, WassersteinOpts};
+use advreact::Cloud;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde_json::Value;
+
+/// `n` points of N(mean, std² I) in 2-D, unit weights (cells).
+fn gaussian(n: usize, mean: [f64; 2], std: f64, seed: u64) -> Cloud {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let x = (0..2 * n)
+        .map(|k| {
+            let z: f64 = StandardNormal.sample(&mut r);
+            mean[k % 2] + std * z
+        })
+        .collect();
+    Cloud::new(2, x, vec![1.0; n])
+}
+
+/// A two-cluster prediction against a one-cluster truth (the W distances are not tiny).
+fn clouds() -> (Cloud, Cloud) {
+    let pred = infer::pooled(&gaussian(260, [0.0, 0.0], 0.3, 1), &gaussian(160, [1.5, 0.5], 0.2, 2));
+    let truth = gaussian(380, [0.6, 0.1], 0.5, 3);
+    (pred, truth)
+}
+
+/// The limit just below the larger cloud (420 points), so `Auto` takes the entropic path.
+fn above_limit() -> WassersteinOpts {
+    WassersteinOpts { exact_max_points: 400, ..Default::default() }
+}
+
+/// For `W1` (private Sinkhorn, early stop) and `W2` (`ot::sinkhorn::solve`): the exact value
+/// (network simplex) lies inside the certified bracket, `|value − exact| ≤ error_bound`, the bracket
+/// is narrow (≤ 5 % of the value: a bound that could not fail would be useless) and the value does
+/// differ from the exact one (the entropic bias is real, so the bracket is doing work).
+#[test]
+fn entropic_path_is_within_its_stated_bound_of_exact() {
+    let (pred, truth) = clouds();
+    for order in [Order::W1, Order::W2] {
+        let exact_opts = WassersteinOpts { solver: Solver::NetworkSimplex, ..Default::default() };
+        let exact = wasserstein(&pred, &truth, order, &exact_opts).unwrap();
+        assert_eq!(exact.estimator, Estimator::NetworkSimplex);
+        let r = wasserstein(&pred, &truth, order, &above_limit()).unwrap();
+        let Estimator::Entropic {
+            eps, value_lower, value_upper, error_bound, cost_lower, cost_upper, ..
+        } = r.estimator
+        else {
+            panic!("{order:?}: expected the entropic estimator above the limit, got {:?}", r.estimator);
+        };
+        assert!(eps > 0.0);
+        assert!(
+            cost_lower <= exact.cost && exact.cost <= cost_upper,
+            "{order:?}: {} ∉ [{cost_lower}, {cost_upper}]",
+            exact.cost
+        );
+        assert!(value_lower <= exact.value && exact.value <= value_upper, "{order:?}");
+        assert!((r.value - exact.value).abs() <= error_bound, "{order:?}: {} vs {}", r.value, exact.value);
+        assert!(error_bound <= 0.05 * exact.value, "{order:?}: bound {error_bound} vs value {}", exact.value);
+        assert!((r.value - exact.value).abs() > 1e-6 * exact.value, "{order:?}: no entropic bias?");
+    }
+}
+
+/// The same clouds, run twice: bit-identical values and bounds (reproducible).
+#[test]
+fn entropic_path_is_reproducible() {
+    let (pred, truth) = clouds();
+    for order in [Order::W1, Order::W2] {
+        let a = wasserstein(&pred, &truth, order, &above_limit()).unwrap();
+        let b = wasserstein(&pred, &truth, order, &above_limit()).unwrap();
+        assert_eq!(a.value.to_bits(), b.value.to_bits());
+        assert_eq!(a.estimator, b.estimator);
+    }
+}
+
+fn estimators_json(m: &Metrics) -> Value {
+    serde_json::to_value(m).unwrap()["estimators"].clone()
+}
+
+/// The infer metrics (written to metrics.json / forward.json) name the estimator of every number:
+/// `network_simplex` below the limit, `entropic` with its ε and error bound above it; `exact` agrees.
+#[test]
+fn metrics_json_names_the_estimator() {
+    let (pred, truth) = clouds();
+    let below = evaluate_with(&pred, &truth, None, &WassersteinOpts::default()).unwrap();
+    assert!(below.exact);
+    let e = estimators_json(&below);
+    assert_eq!(e["w1"]["estimator"], "network_simplex");
+    assert_eq!(e["w2"]["estimator"], "network_simplex");
+    assert_eq!(e["mmd"], "exact");
+
+    let above = evaluate_with(&pred, &truth, None, &above_limit()).unwrap();
+    assert!(!above.exact);
+    let e = estimators_json(&above);
+    for (k, v) in [("w1", above.w1), ("w2", above.w2)] {
+        assert_eq!(e[k]["estimator"], "entropic", "{k}");
+        assert!(e[k]["eps"].as_f64().unwrap() > 0.0, "{k}");
+        let b = e[k]["error_bound"].as_f64().unwrap();
+        assert!(b > 0.0 && b < 0.05 * v, "{k}: {b}");
+        let (lo, hi) = (e[k]["value_lower"].as_f64().unwrap(), e[k]["value_upper"].as_f64().unwrap());
+        assert!(lo <= v && v <= hi, "{k}: {v} ∉ [{lo}, {hi}]");
+        let exact = if k == "w1" { below.w1 } else { below.w2 };
+        assert!(lo <= exact && exact <= hi, "{k}: exact {exact} ∉ [{lo}, {hi}]");
+    }
+}
