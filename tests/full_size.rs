@@ -29,9 +29,22 @@ fn clouds() -> (Cloud, Cloud) {
     (pred, truth)
 }
 
-/// The limit just below the larger cloud (420 points), so `Auto` takes the entropic path.
+/// A limit of 390² = 152 100 pairs, just below the problem's 420 × 380 = 159 600, so `Auto` takes
+/// the entropic path.
 fn above_limit() -> WassersteinOpts {
-    WassersteinOpts { exact_max_points: 400, ..Default::default() }
+    WassersteinOpts { exact_max_points: 390, ..Default::default() }
+}
+
+/// `Auto` counts pairs: exact at and below `exact_max_points²` pairs, entropic above, also when
+/// the larger cloud exceeds the limit (a 5788 × 3781 hold-out is exact by default).
+#[test]
+fn auto_limit_counts_pairs() {
+    let (pred, truth) = clouds();
+    let at = WassersteinOpts { exact_max_points: 400, ..Default::default() }; // 160 000 ≥ 159 600
+    assert!(wasserstein(&pred, &truth, Order::W2, &at).unwrap().estimator.is_exact());
+    let narrow = WassersteinOpts { exact_max_points: 410, ..Default::default() }; // 420 > 410 points
+    assert!(wasserstein(&pred, &truth, Order::W2, &narrow).unwrap().estimator.is_exact());
+    assert!(!wasserstein(&pred, &truth, Order::W2, &above_limit()).unwrap().estimator.is_exact());
 }
 
 /// For `W1` (private Sinkhorn, early stop) and `W2` (`ot::sinkhorn::solve`): the exact value

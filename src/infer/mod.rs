@@ -18,7 +18,7 @@
 //!   to X_{t0}`, the USD paper's rule), interpolated linearly between the two steps around it.
 //!
 //! Metrics ([`evaluate`], SPEC §4) compare the prediction with the held-out snapshot on normalised
-//! weights: `W1`, `W2` (exact by the network simplex up to 5000 points per cloud; above, entropic
+//! weights: `W1`, `W2` (exact by the network simplex up to 5000² point pairs; above, entropic
 //! with a certified error bound, see [`crate::metrics::wasserstein`]; [`Metrics::estimators`]
 //! says which), `MMD` (Gaussian kernel, bandwidth = median
 //! distance within the truth), normalised `MMD(pred, X½) / MMD(X_{t0}, X_{t1})`; the mass error

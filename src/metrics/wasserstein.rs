@@ -69,8 +69,11 @@
 //!   References: Cuturi (2013); Peyré & Cuturi, *Computational Optimal Transport* (2019) §4.4;
 //!   Feydy et al., *Interpolating between OT and MMD using Sinkhorn divergences* (2019).
 //!
-//! [`Solver::Auto`] uses the sorted path in 1-D, the network simplex when
-//! `max(n, m) ≤ exact_max_points` (5000 by default), and Sinkhorn above.
+//! [`Solver::Auto`] uses the sorted path in 1-D, the network simplex when `n·m ≤
+//! exact_max_points²` (5000² = 2.5·10⁷ pairs by default: a few seconds and 3 MB of tree bits), and
+//! Sinkhorn above. The limit counts pairs, not the larger cloud: the weinreb day-4 hold-out
+//! (5788 × 3781 = 2.2·10⁷ pairs) is solved exactly in ≈ 4 s per distance, faster than the entropic
+//! path (≈ 20 s for `W1`); every problem with `max(n, m) ≤ 5000` is exact as before.
 //!
 //! Measured cost (`benches/emd.rs`, d = 2, uniform weights, 2 shared cores): the network
 //! simplex takes ≈ 0.12 s at n = m = 1000, 0.4 s at 2000, 2.5–3.5 s at 5000 and ≈ 15 s at
@@ -167,7 +170,7 @@ impl Estimator {
 /// Solver selection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Solver {
-    /// Sorted 1-D when `d = 1`; network simplex when `max(n, m) ≤ exact_max_points`; Sinkhorn
+    /// Sorted 1-D when `d = 1`; network simplex when `n·m ≤ exact_max_points²`; Sinkhorn
     /// otherwise.
     #[default]
     Auto,
@@ -183,7 +186,8 @@ pub enum Solver {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WassersteinOpts {
     pub solver: Solver,
-    /// `Auto` solves exactly when `max(n, m) ≤ exact_max_points`.
+    /// `Auto` solves exactly when `n·m ≤ exact_max_points²` (as many pairs as a square problem
+    /// of that size: `max(n, m) ≤ exact_max_points` always qualifies).
     pub exact_max_points: usize,
     /// Network simplex: stop with an error after this many pivots (`None`: no limit).
     pub max_pivots: Option<usize>,
@@ -255,7 +259,9 @@ pub fn wasserstein(
     let (n, m, d) = (a.len(), b.len(), a.dim);
     let solver = match opts.solver {
         Solver::Auto if d == 1 => Solver::Sorted1d,
-        Solver::Auto if n.max(m) <= opts.exact_max_points => Solver::NetworkSimplex,
+        Solver::Auto if (n as u128) * (m as u128) <= (opts.exact_max_points as u128).pow(2) => {
+            Solver::NetworkSimplex
+        }
         Solver::Auto => Solver::Sinkhorn,
         s => s,
     };
