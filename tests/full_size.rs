@@ -78,15 +78,19 @@ fn entropic_path_is_within_its_stated_bound_of_exact() {
     }
 }
 
-/// The same clouds, run twice: bit-identical values and bounds (reproducible).
+/// The same clouds on 1 and 3 threads: bit-identical values and bounds (reproducible whatever
+/// the thread count).
 #[test]
-fn entropic_path_is_reproducible() {
+fn entropic_path_is_reproducible_across_thread_counts() {
     let (pred, truth) = clouds();
+    let run = |threads: usize, order: Order| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| wasserstein(&pred, &truth, order, &above_limit()).unwrap())
+    };
     for order in [Order::W1, Order::W2] {
-        let a = wasserstein(&pred, &truth, order, &above_limit()).unwrap();
-        let b = wasserstein(&pred, &truth, order, &above_limit()).unwrap();
-        assert_eq!(a.value.to_bits(), b.value.to_bits());
-        assert_eq!(a.estimator, b.estimator);
+        let (a, b) = (run(1, order), run(3, order));
+        assert_eq!(a.value.to_bits(), b.value.to_bits(), "{order:?}");
+        assert_eq!(a.estimator, b.estimator, "{order:?}");
     }
 }
 
@@ -119,4 +123,35 @@ fn metrics_json_names_the_estimator() {
         let exact = if k == "w1" { below.w1 } else { below.w2 };
         assert!(lo <= exact && exact <= hi, "{k}: exact {exact} ∉ [{lo}, {hi}]");
     }
+}
+
+/// `advreact infer` on a full shipped data set (no `--subsample`): every phase prints a start and
+/// an end line on stderr (also when stderr is not a terminal), and `metrics.json` names the
+/// estimator of every number.
+#[test]
+fn cli_infer_prints_phases_and_names_estimators() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/three_gene_2d/three_gene_2d.csv");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("held_out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_advreact"))
+        .args(["infer", data.to_str().unwrap(), "--holdout", "2", "--method", "wot", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    for phase in
+        ["loading ", "predict: wot t = 1 → 3 (442 → 690 cells)", "metrics: W1, W2, MMD (690 vs 530 points)"]
+    {
+        let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(phase)).collect();
+        assert_eq!(lines.len(), 2, "{phase}: {err}");
+        assert!(lines[0].ends_with('…') && lines[1].contains(": done in "), "{phase}: {err}");
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let e = &v["result"]["metrics"]["estimators"];
+    assert_eq!(e["w1"]["estimator"], "network_simplex");
+    assert_eq!(e["w2"]["estimator"], "network_simplex");
+    assert_eq!(e["mmd"], "exact");
+    assert_eq!(v["result"]["metrics"]["exact"], true);
 }

@@ -59,12 +59,13 @@
 //!   bias at exact convergence is `0 ≤ ⟨T_ε, C⟩ − OT_c ≤ ε (KL(T* | ab) − KL(T_ε | ab)) ≤
 //!   ε min(H(a), H(b)) ≤ ε log min(n, m)` (optimality of `T_ε` for the regularised problem and
 //!   `KL(T | ab) = H(a) + H(b) − H(T) ≤ min(H(a), H(b))` for a coupling); the computed bracket is
-//!   usually an order of magnitude tighter (on the weinreb day-4 hold-out, `W2` is known to
-//!   ±2.6 %, `W1` to ±3.5 %; `results/full_size.md`).
+//!   usually much tighter (on the weinreb day-4 hold-out forced onto this path, the error bounds
+//!   are 3.3 % of `W1` and 2.6 % of `W2`, and the exact values lie inside; `results/full_size.md`).
 //!   *Stopping*: `W2` stops at a source marginal error ≤ `tol`; `W1` also stops early
 //!   ([`WassersteinOpts::early_stop`]) once the rounding part `2δ max C` of its bracket is no larger
 //!   than the entropic part `⟨T, C⟩ − lower`, since further iterations could at most halve the
-//!   bracket (this took the weinreb `W1` from 1141 iterations / 520 s to 80 / 17 s). Every
+//!   bracket (this took the weinreb `W1`, forced onto this path, from 1141 iterations / 520 s to
+//!   80 / 17 s on a loaded machine). Every
 //!   entropic solve prints its phase on stderr ([`crate::observe::Phase`]).
 //!   References: Cuturi (2013); Peyré & Cuturi, *Computational Optimal Transport* (2019) §4.4;
 //!   Feydy et al., *Interpolating between OT and MMD using Sinkhorn divergences* (2019).
