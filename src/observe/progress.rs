@@ -1,4 +1,5 @@
-//! A progress bar on stderr (step, t, mass, MMD), hidden when stderr is not a terminal.
+//! A progress bar on stderr (step, t, mass, MMD), hidden when stderr is not a terminal, and the
+//! [`Phase`] lines of long commands.
 
 use super::{Observer, StepRecord};
 use crate::error::Error;
