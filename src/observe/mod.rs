@@ -1,5 +1,6 @@
 //! Observers: sinks fed by the stepper after every step (metrics CSV, snapshots, lineage,
-//! progress bar). They never change the state.
+//! progress bar; [`Phase`] reports the long phases of the inference commands). They never change
+//! the state.
 //!
 //! Numbers are written with Rust's shortest round-trip formatting, so a CSV value read back is
 //! the exact double that was computed, and identical runs give byte-identical files.
@@ -10,7 +11,7 @@ mod progress;
 
 pub use checkpoint::{Checkpoint, CheckpointWriter};
 pub use files::{CsvSink, LineageCsv, MetricsCsv, SnapshotsCsv};
-pub use progress::ProgressBar;
+pub use progress::{Phase, ProgressBar};
 
 use crate::error::Error;
 use crate::field::Field;

@@ -1,4 +1,5 @@
-//! A progress bar on stderr (step, t, mass, MMD), hidden when stderr is not a terminal.
+//! A progress bar on stderr (step, t, mass, MMD), hidden when stderr is not a terminal, and the
+//! [`Phase`] lines of long commands.
 
 use super::{Observer, StepRecord};
 use crate::error::Error;
@@ -42,5 +43,46 @@ impl Observer for ProgressBar {
     fn on_finish(&mut self, _s: &Summary, _p: &Particles) -> Result<(), Error> {
         self.bar.finish_and_clear();
         Ok(())
+    }
+}
+
+/// A long phase of a command (loading, solving, metrics) reported on stderr: a start line and an
+/// end line with the elapsed time are always printed (also when stderr is a file, e.g. a batch
+/// log); in a terminal a spinner in between shows the elapsed time and the latest message
+/// (iteration counts). Reporting only: nothing computed depends on it.
+pub struct Phase {
+    bar: Bar,
+    label: String,
+    start: std::time::Instant,
+}
+
+impl Phase {
+    /// Print `label …` and start the spinner.
+    pub fn start(label: impl Into<String>) -> Self {
+        let label = label.into();
+        let bar = Bar::with_draw_target(None, ProgressDrawTarget::stderr());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {msg}") {
+            bar.set_style(style);
+        }
+        bar.set_prefix(label.clone());
+        bar.suspend(|| eprintln!("{label} …"));
+        if !bar.is_hidden() {
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
+        Self { bar, label, start: std::time::Instant::now() }
+    }
+    /// Replace the spinner's message (shown in a terminal only).
+    pub fn message(&self, msg: String) {
+        self.bar.set_message(msg);
+    }
+    /// Clear the spinner and print `label: done in T s (detail)`.
+    pub fn finish(self, detail: &str) {
+        self.bar.finish_and_clear();
+        let secs = self.start.elapsed().as_secs_f64();
+        if detail.is_empty() {
+            eprintln!("{}: done in {secs:.1} s", self.label);
+        } else {
+            eprintln!("{}: done in {secs:.1} s ({detail})", self.label);
+        }
     }
 }

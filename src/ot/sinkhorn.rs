@@ -105,10 +105,11 @@ impl Default for Relaxation {
     }
 }
 
-/// The state of [`Relaxation`] along a solve.
-struct RelaxCtl {
+/// The state of [`Relaxation`] along a solve (also used by the `W1` Sinkhorn of
+/// [`crate::metrics::wasserstein`]).
+pub(crate) struct RelaxCtl {
     mode: Relaxation,
-    omega: f64,
+    pub(crate) omega: f64,
     cap: f64,
     best_err: f64,
     best: Option<(Vec<f64>, Vec<f64>)>,
@@ -119,7 +120,7 @@ struct RelaxCtl {
 impl RelaxCtl {
     const WINDOW: usize = 10;
 
-    fn new(mode: Relaxation) -> Self {
+    pub(crate) fn new(mode: Relaxation) -> Self {
         let (omega, cap) = match mode {
             Relaxation::Off => (1.0, 1.0),
             Relaxation::Fixed { omega } => (omega, omega),
@@ -129,7 +130,7 @@ impl RelaxCtl {
     }
 
     /// See the error of the current potentials; returns true if it restored the best ones.
-    fn observe(&mut self, err: f64, f: &mut [f64], g: &mut [f64]) -> bool {
+    pub(crate) fn observe(&mut self, err: f64, f: &mut [f64], g: &mut [f64]) -> bool {
         if !matches!(self.mode, Relaxation::Adaptive { .. }) {
             return false;
         }
