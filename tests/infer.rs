@@ -169,7 +169,7 @@ fn data_sets() -> Vec<PathBuf> {
 fn cli_infer_on_every_data_set() {
     let tmp = tempfile::tempdir().unwrap();
     for csv in data_sets() {
-        let series = infer::load_series(&csv, None, None).unwrap();
+        let series = infer::load_series(&csv, &advreact::data::ColumnSpec::default()).unwrap();
         let t = series.times[1];
         for m in Method::ALL {
             let out = tmp.path().join(format!("{}_{m}", infer::data_name(&csv)));
