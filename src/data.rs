@@ -505,4 +505,54 @@ mod tests {
         assert_eq!(e, "f.csv: selected rows' total weight overflows (inf)");
         assert_eq!(parse("x1,w\n0,1e308\n1,0\n").unwrap().select(None).unwrap().mass(), 1e308);
     }
+
+    /// Issue 13 point 5: roles, not guesses. Other columns are errors naming the fix.
+    #[test]
+    fn columns_have_roles() {
+        let t = parse("id,time,x2,x1,w,step,parent\na,0,2,1,1,0,0\nb,1,4,3,2,0,0\n").unwrap();
+        assert_eq!(
+            (t.dim, t.coords.clone(), t.x.clone()),
+            (2, vec!["x1".into(), "x2".into()], vec![1.0, 2.0, 3.0, 4.0])
+        );
+        assert_eq!(t.id, Some(vec!["a".to_string(), "b".to_string()]));
+        let e = parse("time,x1,x2,label\n0,1,2,3\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.csv: line 1: column 'label' has no role")
+                && e.contains("--ignore-columns label"),
+            "{e}"
+        );
+        let e = parse("time,x1,x3\n0,1,2\n").unwrap_err().to_string();
+        assert_eq!(e, "f.csv: line 1: coordinate column 'x2' is missing (coordinates are x1..xd)");
+        let spec = ColumnSpec {
+            label: Some("Label".into()),
+            growth: Some("g".into()),
+            ignore: vec!["batch".into()],
+            ..ColumnSpec::default()
+        };
+        let t =
+            parse_snapshot_with(Path::new("f.csv"), "time,x1,label,g,batch\n0,1,stem cell,0.5,b\n", &spec)
+                .unwrap();
+        assert_eq!(
+            (t.dim, t.labels.clone(), t.growth.clone()),
+            (1, Some(vec!["stem cell".into()]), Some(vec![0.5]))
+        );
+        let spec = ColumnSpec { columns: Some(vec!["b".into(), "a".into()]), ..ColumnSpec::default() };
+        let t = parse_snapshot_with(Path::new("f.csv"), "a,b\n1,2\n", &spec).unwrap();
+        assert_eq!((t.coords.clone(), t.x.clone()), (vec!["b".into(), "a".into()], vec![2.0, 1.0]));
+        let e = parse_snapshot_with(Path::new("f.csv"), "a,b,x1\n1,2,3\n", &spec).unwrap_err().to_string();
+        assert!(e.contains("column 'x1' is not among --columns (b,a)"), "{e}");
+    }
+
+    /// R's write.csv: quoted header, row names under "", quoted cells with doubled quotes.
+    #[test]
+    fn quoted_fields_and_row_names() {
+        assert_eq!(split_fields(r#""a","b ""q"", c",3"#).unwrap(), vec!["a", "b \"q\", c", "3"]);
+        assert_eq!(split_fields(r#""a,1"#).unwrap_err(), "field 1: unterminated quote");
+        assert_eq!(split_fields(r#""a"x,1"#).unwrap_err(), "field 1: text after the closing quote");
+        let t = parse("\"\",\"time\",\"x1\",\"id\"\n\"1\",0,\"1.5\",\"c,1\"\n").unwrap();
+        assert_eq!((t.x.clone(), t.id.clone()), (vec![1.5], Some(vec!["c,1".to_string()])));
+        assert_eq!(csv_field("c,1"), "\"c,1\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
 }
