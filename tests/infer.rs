@@ -140,7 +140,7 @@ fn fates_of_a_split() {
     // Total flow ≈ the target mass (300 cells), within 5%.
     assert!((tot - 300.0).abs() <= 15.0, "{tot}");
     let dir = tempfile::tempdir().unwrap();
-    fates::write_fates(dir.path(), &fa, &x0, &x1).unwrap();
+    fates::write_fates(dir.path(), &fa, &x0, &x1, (None, None)).unwrap();
     for f in ["fates.csv", "fates.png", "clusters.csv", "descendants.csv", "ancestors.csv"] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }

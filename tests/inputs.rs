@@ -41,7 +41,7 @@ fn cells() -> Vec<(usize, f64, f64, f64)> {
             v.push((t, t as f64 + a.cos() * (1.0 + 0.1 * i as f64), a.sin(), 0.3 * i as f64));
         }
     }
-    v.into_iter().map(|(t, x, y, g)| (t, x, y, g)).collect()
+    v
 }
 
 /// `time,x1,x2,label,g` with `id` first: the file of the issue (labels are strings, one with a

@@ -224,6 +224,9 @@ pub fn interpolate(
     interpolate_traced(x0, x1, s, dt, growth0, p, seed).map(|(c, info, _)| (c, info))
 }
 
+/// Source and target cell `(i, j)` of each predicted point.
+pub type Pairs = Vec<(usize, usize)>;
+
 /// [`interpolate`], also returning the pair `(i, j)` (source cell, target cell) each predicted
 /// point was placed between.
 pub fn interpolate_traced(
@@ -234,7 +237,7 @@ pub fn interpolate_traced(
     growth0: Option<&[f64]>,
     p: &WotParams,
     seed: u64,
-) -> Result<(Cloud, PredictInfo, Vec<(usize, usize)>), SimError> {
+) -> Result<(Cloud, PredictInfo, Pairs), SimError> {
     let fit = fit(x0, x1, dt, growth0, p)?;
     let entries = plan_entries(&fit, p.dense_limit)?;
     let v: Vec<f64> = entries
