@@ -466,6 +466,12 @@ fn uot_write(
 ) -> Result<bool, Error> {
     let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     let out = out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))));
+    if let Some(k) = plan.top_k.filter(|&k| k > cb.len()) {
+        eprintln!(
+            "warning: --top-k {k}: B has {} points, so plan.csv holds every entry of each row",
+            cb.len()
+        );
+    }
     let ids = (ida.as_deref(), idb.as_deref());
     write_folder_atomically(&out, |dir| write_solution_with_ids(dir, ca, cb, sol, plan, ids))?;
     println!("{}", report_json(&sol.report));

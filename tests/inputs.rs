@@ -351,6 +351,27 @@ fn uot_ids_and_two_times_of_one_file() {
         let (i, j): (usize, usize) = (v[0].parse().unwrap(), v[1].parse().unwrap());
         assert_eq!((v[2], v[3]), (format!("cell{i}").as_str(), format!("cell{}", 24 + j).as_str()));
     }
+    // --top-k above the targets: every entry, and a warning saying so.
+    let o = advreact(
+        &[
+            "uot",
+            f,
+            f,
+            "--time-a",
+            "0",
+            "--time-b",
+            "2",
+            "--eps",
+            "0.5",
+            "--ignore-columns",
+            "label,g",
+            "--top-k",
+            "13",
+        ],
+        dir.path(),
+    );
+    succeeds(&o);
+    assert!(stderr(&o).contains("warning: --top-k 13: B has 12 points"), "{}", stderr(&o));
     // --time and --time-a together: a conflict, not one silently winning.
     let o = advreact(&["uot", f, f, "--time", "0", "--time-a", "1", "--eps", "1"], dir.path());
     assert_eq!(o.status.code(), Some(2));
