@@ -291,8 +291,8 @@ fn roles(cols: &[String], spec: &ColumnSpec) -> Result<Vec<Role>, String> {
             return Err(format!("no header: first line starts with a number ('{c}')"));
         } else {
             return Err(format!(
-                "column '{c}' has no role (coordinates are x1..xd; time, w, id, a --label-column or \
-                 --growth-column have theirs): pass {} {c} to skip it, or {} to name the coordinates",
+                "column '{c}' has no role (coordinates are x1..xd; time, w, id and a named label or \
+                 growth column have theirs): pass {} {c} to skip it, or {} to name the coordinates",
                 spec.options.1, spec.options.0
             ));
         };

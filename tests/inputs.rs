@@ -331,12 +331,16 @@ fn uot_ids_and_two_times_of_one_file() {
             "label,g",
             "--top-k",
             "2",
+            "--barycentric",
             "--out",
             out.to_str().unwrap(),
         ],
         dir.path(),
     );
     succeeds(&o);
+    let bary = std::fs::read_to_string(out.join("barycentric.csv")).unwrap();
+    assert!(bary.starts_with("i,id,t1,t2\n0,cell0,"), "{bary}");
+    assert_eq!(bary.lines().count(), 13);
     let src = std::fs::read_to_string(out.join("source.csv")).unwrap();
     assert!(src.starts_with("i,id,w,row_mass,kept,f\n0,cell0,"), "{src}");
     let tgt = std::fs::read_to_string(out.join("target.csv")).unwrap();

@@ -15,7 +15,8 @@
 //!   size-checked).
 //!
 //! With ids ([`write_solution_with_ids`], the inputs' `id` columns) `source.csv` / `target.csv`
-//! get an `id` column after `i` / `j`, and `plan.csv` gets `id_a, id_b` after `i, j`. A
+//! / `barycentric.csv` get an `id` column after `i` / `j`, and `plan.csv` gets `id_a, id_b` after
+//! `i, j`. A
 //! threshold that leaves the plan empty is an error naming the largest entry.
 
 use super::plan::PlanEntry;
@@ -124,10 +125,10 @@ pub fn write_solution_with_ids(
         let d = a.dim;
         let mut write = || -> std::io::Result<()> {
             let cols: Vec<String> = (1..=d).map(|k| format!("t{k}")).collect();
-            writeln!(w, "i,{}", cols.join(","))?;
+            writeln!(w, "i,{}{}", id_head(ids.0, "id"), cols.join(","))?;
             for (i, ti) in t.chunks_exact(d).enumerate() {
                 let vals: Vec<String> = ti.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{i},{}", vals.join(","))?;
+                writeln!(w, "{i},{}{}", id_field(ids.0, i), vals.join(","))?;
             }
             w.flush()
         };
