@@ -392,10 +392,9 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
     let (ta, tb) = u.input.read(a, b)?;
     let (sa, sb) = u.input.selections();
     let (ca, cb) = (ta.select_as(sa)?, tb.select_as(sb)?);
-    let (ca, cb) = (&ca, &cb);
-    let (ca0, cb0) = (&ca.0, &cb.0);
-    if ca0.dim != cb0.dim {
-        return Err(cli("B", format!("{} is {}-D, {} is {}-D", b.display(), cb0.dim, a.display(), ca0.dim)));
+    let (da, db) = (ca.0.dim, cb.0.dim);
+    if da != db {
+        return Err(cli("B", format!("{} is {db}-D, {} is {da}-D", b.display(), a.display())));
     }
     if !(u.eps.is_finite() && u.eps > 0.0) {
         return Err(cli("--eps", format!("must be > 0, got {}", u.eps)));
@@ -417,8 +416,8 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
     opts.tol = u.tol;
     opts.max_iter = u.max_iter;
     opts.eps_scaling = u.eps_scaling.then(EpsScaling::default);
-    balanced_masses_agree(ca0.mass(), cb0.mass(), u)?;
-    Ok((ca.clone(), cb.clone(), opts))
+    balanced_masses_agree(ca.0.mass(), cb.0.mass(), u)?;
+    Ok((ca, cb, opts))
 }
 
 /// Balanced transport (both penalties `inf`, no `--partial-mass`) needs equal masses: unit-weight
@@ -905,5 +904,16 @@ fn dispatch(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Forward(a) => cmd_forward(&a),
         Cmd::Fates(a) => cmd_fates(&a),
         Cmd::Results(a) => cmd_results(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its definitions (conflicts naming existing flags, no duplicate names) only in
+    /// debug builds: run those checks in every build.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }
