@@ -554,4 +554,32 @@ fn partial_mass_on_unit_weight_snapshots() {
     let rows: f64 = src.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse::<f64>().unwrap()).sum();
     assert!((rows - m).abs() < 1e-9 * m, "{rows} vs {m}");
     assert!((r["destroyed_mass_a"].as_f64().unwrap() - (400.0 - m)).abs() < 1e-6);
+    // Below the τ → 0 floor: the error gives the floor in the caller's units (cells), a number
+    // between M and both masses, and the fix.
+    let o = advreact(
+        &[
+            "uot",
+            &d,
+            &d,
+            "--time-a",
+            "0",
+            "--time-b",
+            "1",
+            "--eps",
+            "0.1",
+            "--partial-mass",
+            "1",
+            "--out",
+            "p",
+        ],
+        dir.path(),
+    );
+    fails_with(
+        &o,
+        &["mass 1 is below the smallest reachable at this eps (", "a smaller --eps"],
+        Some(&dir.path().join("p")),
+    );
+    let e = stderr(&o);
+    let floor: f64 = e.split("at this eps (").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+    assert!(floor > 1.0 && floor < 400.0, "{e}");
 }

@@ -56,13 +56,13 @@ pub fn solve_partial(
     }
     let s = 1f64.max(a.mass()).max(b.mass());
     if s == 1.0 {
-        return solve_scaled(a, b, target_mass, opts, rtol)
+        return solve_scaled(a, b, target_mass, opts, rtol, 1.0)
             .map(|p| PartialSolution { reference_scale: 1.0, ..p });
     }
     let (wa, wb): (Vec<f64>, Vec<f64>) =
         (a.w.iter().map(|w| w / s).collect(), b.w.iter().map(|w| w / s).collect());
     let (a1, b1) = (MeasureRef::new(a.dim, a.x, &wa), MeasureRef::new(b.dim, b.x, &wb));
-    let p = solve_scaled(a1, b1, target_mass / s, opts, rtol)?;
+    let p = solve_scaled(a1, b1, target_mass / s, opts, rtol, s)?;
     let mut solution = scale_solution(p.solution, s);
     (solution.report.mass_a, solution.report.mass_b) = (a.mass(), b.mass());
     Ok(PartialSolution { solution, reference_scale: s, ..p })
@@ -96,13 +96,15 @@ fn scale_solution(mut sol: UotSolution, s: f64) -> UotSolution {
     sol
 }
 
-/// [`solve_partial`] with reference `a⊗b` (inputs checked).
+/// [`solve_partial`] with reference `a⊗b` (inputs checked); `unit` converts masses back to the
+/// caller's measures in messages (the `s` the inputs were divided by).
 fn solve_scaled(
     a: MeasureRef,
     b: MeasureRef,
     target_mass: f64,
     opts: &SinkhornOptions,
     rtol: f64,
+    unit: f64,
 ) -> Result<PartialSolution, SimError> {
     let solves = std::cell::Cell::new(0usize);
     let mut warm: Option<super::Potentials> = None;
@@ -132,8 +134,9 @@ fn solve_scaled(
                 return Err(SimError::Numerical {
                     step: solves.get(),
                     what: format!(
-                        "partial transport: mass {} at tau = {hi} still below {target_mass}",
-                        s_hi.report.transported_mass
+                        "partial transport: mass {} at tau = {hi} still below {}",
+                        s_hi.report.transported_mass * unit,
+                        target_mass * unit
                     ),
                 });
             }
@@ -153,9 +156,10 @@ fn solve_scaled(
             lo *= 0.5;
             if lo < 1e-12 * scale {
                 return Err(SimError::Invalid(format!(
-                    "partial transport: mass {target_mass} is below the smallest reachable at \
-                     this eps ({} at tau = {hi}); a smaller --eps reaches smaller masses",
-                    s_hi.report.transported_mass
+                    "partial transport: mass {} is below the smallest reachable at this eps \
+                     ({} at tau = {hi}); a smaller --eps reaches smaller masses",
+                    target_mass * unit,
+                    s_hi.report.transported_mass * unit
                 )));
             }
             let s = run(lo, &mut warm)?;
@@ -184,7 +188,7 @@ fn solve_scaled(
     }
     Err(SimError::Numerical {
         step: solves.get(),
-        what: format!("partial transport: bisection on tau did not reach mass {target_mass}"),
+        what: format!("partial transport: bisection on tau did not reach mass {}", target_mass * unit),
     })
 }
 
