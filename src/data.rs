@@ -8,7 +8,8 @@
 //! - `id`: the row's name (any string), carried to every per-cell output;
 //! - the label column (`--label-column NAME`, any strings) and the growth column
 //!   (`--growth-column NAME`, numbers), when named;
-//! - `step` and `parent`: bookkeeping of the engine's own `snapshots.csv`, skipped;
+//! - `step`, `parent` (the engine's `snapshots.csv`), `source_id`, `target_id` (`infer`'s
+//!   `prediction.csv`): bookkeeping of the engine's own files, skipped;
 //! - a first column with an empty name (R's `write.csv` row names): skipped;
 //! - columns named in `--ignore-columns` (scenario key `ignore_columns`): skipped.
 //!
@@ -74,7 +75,7 @@ pub struct SnapshotTable {
 const TIME: [&str; 2] = ["time", "t"];
 const WEIGHT: [&str; 2] = ["w", "weight"];
 const ID: &str = "id";
-const BOOKKEEPING: [&str; 2] = ["step", "parent"];
+const BOOKKEEPING: [&str; 4] = ["step", "parent", "source_id", "target_id"];
 
 impl SnapshotTable {
     pub fn len(&self) -> usize {
@@ -510,6 +511,8 @@ mod tests {
     #[test]
     fn columns_have_roles() {
         let t = parse("id,time,x2,x1,w,step,parent\na,0,2,1,1,0,0\nb,1,4,3,2,0,0\n").unwrap();
+        // infer's prediction.csv reads back.
+        assert_eq!(parse("source_id,target_id,time,x1,w\na,b,0.5,1,2\n").unwrap().x, vec![1.0]);
         assert_eq!(
             (t.dim, t.coords.clone(), t.x.clone()),
             (2, vec!["x1".into(), "x2".into()], vec![1.0, 2.0, 3.0, 4.0])
