@@ -129,7 +129,7 @@ pub fn median_cost(x: &Cloud, y: &Cloud) -> (f64, bool) {
 pub fn time_reps(reps: usize, mut f: impl FnMut() -> Result<f64, Error>) -> Result<(Vec<f64>, f64), Error> {
     let mut check = f()?;
     let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
+    for _ in 0..reps {
         let t0 = Instant::now();
         check = f()?;
         times.push(t0.elapsed().as_secs_f64());
@@ -148,6 +148,9 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
     }
     if b.iters == 0 {
         return Err(bad("--iters", "must be ≥ 1".into()));
+    }
+    if b.reps == 0 {
+        return Err(bad("--reps", "must be ≥ 1, got 0 (no timed run)".into()));
     }
     let x = gaussian_cloud(b.n, b.d, 0.0, b.seed, 0);
     let y = gaussian_cloud(b.m, b.d, 0.5, b.seed, 1);

@@ -1,7 +1,7 @@
 //! `advreact compare`: the MMD between two snapshot tables (SPEC §4), kept in the library so the
 //! command line, the tests and the fuzz targets run the same code.
 
-use crate::data::SnapshotTable;
+use crate::data::{Selection, SnapshotTable};
 use crate::error::{ConfigError, DataError, Error};
 use crate::metrics::{mmd_terms, MmdTerms};
 use crate::particles::Cloud;
@@ -27,8 +27,19 @@ pub fn compare_tables(
     bandwidth: Option<f64>,
     time: Option<f64>,
 ) -> Result<Comparison, Error> {
-    let ca = a.select(time)?;
-    let cb = b.select(time)?;
+    let sel = Selection { time, normalize: false };
+    compare_selected(a, b, bandwidth, (sel, sel))
+}
+
+/// [`compare_tables`] with a row selection per table (`--time-a`, `--time-b`, `--normalize`).
+pub fn compare_selected(
+    a: &SnapshotTable,
+    b: &SnapshotTable,
+    bandwidth: Option<f64>,
+    (sel_a, sel_b): (Selection, Selection),
+) -> Result<Comparison, Error> {
+    let (ca, _) = a.select_as(sel_a)?;
+    let (cb, _) = b.select_as(sel_b)?;
     if ca.dim != cb.dim {
         return Err(ConfigError::new(
             b.file.display().to_string(),

@@ -1,15 +1,55 @@
-//! Snapshot files: CSV with a header, one row per point. Recognised columns: `time` (or `t`),
-//! `w` (or `weight`), and bookkeeping columns `step`, `id`, `parent` (ignored); every other column
-//! is a coordinate, in file order. This reads the data sets in `shared/data`
-//! (`time,x1..xd`) and the engine's own `snapshots.csv` (`step,t,id,parent,w,x1..xd`).
+//! Snapshot files: CSV with a header, one row per point, read by ONE reader for every command
+//! (`compare`, `uot`, `infer`, `forward`, `fates`, the scenario `csv` source, the plot readers).
 //!
-//! Every problem is a one-line error naming the file and line: ragged rows, non-numbers, NaN or
-//! infinities, negative weights, a missing or empty time selection.
+//! Every column has a role; none is guessed ([`ColumnSpec`]):
+//! - coordinates: the columns `x1..xd` (any order in the file, read as `x1, x2, …`), or exactly
+//!   the columns named by `--columns a,b,c` (scenario key `columns = [...]`), in that order;
+//! - `time` (or `t`): the time point of the row; `w` (or `weight`): its mass (default 1);
+//! - `id`: the row's name (any string), carried to every per-cell output;
+//! - the label column (`--label-column NAME`, any strings) and the growth column
+//!   (`--growth-column NAME`, numbers), when named;
+//! - `step`, `parent` (the engine's `snapshots.csv`), `source_id`, `target_id` (`infer`'s
+//!   `prediction.csv`): bookkeeping of the engine's own files, skipped;
+//! - a first column with an empty name (R's `write.csv` row names): skipped;
+//! - columns named in `--ignore-columns` (scenario key `ignore_columns`): skipped.
+//!
+//! Any other column is an error that names it and the fix. Fields may be quoted (`"time","x1"`,
+//! `"1.5"`; `""` inside quotes is a quote), as R's `write.csv` writes them. Every problem is a
+//! one-line error naming the file and line: ragged rows, non-numbers, NaN or infinities, negative
+//! weights, unterminated quotes, a missing or empty time selection.
 
 use crate::error::DataError;
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// Which columns of a snapshot file are read, and how (module doc).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// Coordinate columns in order (`None`: the `x1..xd` columns).
+    pub columns: Option<Vec<String>>,
+    /// Columns skipped.
+    pub ignore: Vec<String>,
+    /// A column of string labels.
+    pub label: Option<String>,
+    /// A column of per-row numbers (prior growth rates).
+    pub growth: Option<String>,
+    /// How the user names coordinates and ignored columns where this spec comes from (the
+    /// options `--columns` / `--ignore-columns`, or scenario keys): used in the error's fix.
+    pub options: (String, String),
+}
+
+impl Default for ColumnSpec {
+    fn default() -> Self {
+        Self {
+            columns: None,
+            ignore: Vec::new(),
+            label: None,
+            growth: None,
+            options: ("--columns".into(), "--ignore-columns".into()),
+        }
+    }
+}
 
 /// A parsed snapshot table.
 #[derive(Debug, Clone)]
@@ -24,11 +64,18 @@ pub struct SnapshotTable {
     pub w: Option<Vec<f64>>,
     /// Positions, row-contiguous.
     pub x: Vec<f64>,
+    /// The `id` of each row (if the file has an `id` column).
+    pub id: Option<Vec<String>>,
+    /// The label of each row (if a label column was named).
+    pub labels: Option<Vec<String>>,
+    /// The growth rate of each row (if a growth column was named).
+    pub growth: Option<Vec<f64>>,
 }
 
 const TIME: [&str; 2] = ["time", "t"];
 const WEIGHT: [&str; 2] = ["w", "weight"];
-const IGNORED: [&str; 3] = ["step", "id", "parent"];
+const ID: &str = "id";
+const BOOKKEEPING: [&str; 4] = ["step", "parent", "source_id", "target_id"];
 
 impl SnapshotTable {
     pub fn len(&self) -> usize {
@@ -46,19 +93,17 @@ impl SnapshotTable {
         t
     }
 
-    /// The rows at time `t` (all rows when `t` is `None` and the file has at most one time).
-    /// Weights default to 1 per row.
-    pub fn select(&self, t: Option<f64>) -> Result<Cloud, DataError> {
+    /// The indices of the rows at time `t` (all rows when `t` is `None` and the file has at most
+    /// one time).
+    pub fn rows_at(&self, t: Option<f64>) -> Result<Vec<usize>, DataError> {
         let invalid = |msg: String| DataError::Invalid { file: self.file.clone(), msg };
-        let rows: Vec<usize> = match (t, &self.time) {
-            (None, Some(_)) if self.times().len() > 1 => {
-                return Err(invalid(format!(
-                    "has {} time points ({}); choose one",
-                    self.times().len(),
-                    fmt_list(&self.times())
-                )))
-            }
-            (None, _) => (0..self.len()).collect(),
+        match (t, &self.time) {
+            (None, Some(_)) if self.times().len() > 1 => Err(invalid(format!(
+                "has {} time points ({}); choose one",
+                self.times().len(),
+                fmt_list(&self.times())
+            ))),
+            (None, _) => Ok((0..self.len()).collect()),
             (Some(t), Some(times)) => {
                 let r: Vec<usize> = (0..self.len()).filter(|&i| times[i] == t).collect();
                 if r.is_empty() {
@@ -67,17 +112,21 @@ impl SnapshotTable {
                         fmt_list(&self.times())
                     )));
                 }
-                r
+                Ok(r)
             }
-            (Some(_), None) => return Err(invalid("has no time column to select from".into())),
-        };
+            (Some(_), None) => Err(invalid("has no time column to select from".into())),
+        }
+    }
+
+    /// The cloud of the given rows; weights default to 1 per row.
+    pub fn cloud(&self, rows: &[usize]) -> Result<Cloud, DataError> {
+        let invalid = |msg: String| DataError::Invalid { file: self.file.clone(), msg };
         let d = self.dim;
         let mut x = Vec::with_capacity(rows.len() * d);
-        let mut w = Vec::with_capacity(rows.len());
-        for &i in &rows {
+        for &i in rows {
             x.extend_from_slice(&self.x[i * d..(i + 1) * d]);
-            w.push(self.w.as_ref().map_or(1.0, |w| w[i]));
         }
+        let w: Vec<f64> = rows.iter().map(|&i| self.w.as_ref().map_or(1.0, |w| w[i])).collect();
         let total = w.iter().sum::<f64>();
         if total <= 0.0 {
             return Err(invalid("selected rows have zero total weight".into()));
@@ -87,6 +136,32 @@ impl SnapshotTable {
         }
         Ok(Cloud::new(d, x, w))
     }
+
+    /// The rows at time `t` as a cloud ([`Self::rows_at`], [`Self::cloud`]).
+    pub fn select(&self, t: Option<f64>) -> Result<Cloud, DataError> {
+        self.cloud(&self.rows_at(t)?)
+    }
+
+    /// The rows of `sel` as a cloud, with their ids (if the file has an `id` column).
+    pub fn select_as(&self, sel: Selection) -> Result<(Cloud, Option<Vec<String>>), DataError> {
+        let rows = self.rows_at(sel.time)?;
+        let c = self.cloud(&rows)?;
+        let c = if sel.normalize { c.with_mass(1.0) } else { c };
+        Ok((c, self.id.as_ref().map(|id| pick_rows(id, &rows))))
+    }
+}
+
+/// Which rows of a table a command uses, and whether their weights are scaled to total mass 1
+/// (`--normalize`; unit-weight snapshots of different sizes then become probability measures).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Selection {
+    pub time: Option<f64>,
+    pub normalize: bool,
+}
+
+/// `v[i]` for the given rows.
+pub fn pick_rows<T: Clone>(v: &[T], rows: &[usize]) -> Vec<T> {
+    rows.iter().map(|&i| v[i].clone()).collect()
 }
 
 fn fmt_list(v: &[f64]) -> String {
@@ -98,8 +173,154 @@ fn fmt_list(v: &[f64]) -> String {
     }
 }
 
-/// Parse a snapshot CSV from text (`file` names it in errors).
+/// Split one CSV line into fields, unquoting `"…"` fields (`""` inside quotes is a quote).
+fn split_fields(line: &str) -> Result<Vec<String>, String> {
+    let mut fields = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        let mut f = String::new();
+        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
+            chars.next();
+        }
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        f.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => f.push(c),
+                    None => return Err(format!("field {}: unterminated quote", fields.len() + 1)),
+                }
+            }
+            while chars.peek().is_some_and(|c| *c != ',') {
+                let c = chars.next().unwrap_or(' ');
+                if !c.is_whitespace() {
+                    return Err(format!("field {}: text after the closing quote", fields.len() + 1));
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                f.push(c);
+                chars.next();
+            }
+        }
+        fields.push(f.trim().to_string());
+        if chars.next().is_none() {
+            return Ok(fields);
+        }
+    }
+}
+
+/// The role of a column.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    Coord(usize),
+    Time,
+    Weight,
+    Id,
+    Label,
+    Growth,
+    Skip,
+}
+
+/// The role of every header column under `spec` (module doc); errors name the column and the fix.
+fn roles(cols: &[String], spec: &ColumnSpec) -> Result<Vec<Role>, String> {
+    let lower = |s: &str| s.to_ascii_lowercase();
+    let named = |n: &Option<String>| n.as_deref().map(lower);
+    let (label, growth) = (named(&spec.label), named(&spec.growth));
+    let ignore: Vec<String> = spec.ignore.iter().map(|s| lower(s)).collect();
+    let wanted: Option<Vec<String>> = spec.columns.as_ref().map(|c| c.iter().map(|s| lower(s)).collect());
+    let mut requested: Vec<(&str, String)> = Vec::new();
+    if let Some(l) = &label {
+        requested.push(("label column", l.clone()));
+    }
+    if let Some(g) = &growth {
+        requested.push(("growth column", g.clone()));
+    }
+    requested.extend(ignore.iter().map(|c| ("ignored column", c.clone())));
+    requested.extend(wanted.iter().flatten().map(|c| ("coordinate column", c.clone())));
+    if let Some(w) = &wanted {
+        if let Some(k) = (1..w.len()).find(|&k| w[..k].contains(&w[k])) {
+            return Err(format!("{} names '{}' twice", spec.options.0, w[k]));
+        }
+    }
+    for (what, c) in &requested {
+        if !cols.contains(c) {
+            return Err(format!("no {what} '{c}' (columns: {})", cols.join(", ")));
+        }
+    }
+    let (mut time_seen, mut out) = (false, Vec::with_capacity(cols.len()));
+    for (k, c) in cols.iter().enumerate() {
+        let c = c.as_str();
+        let role = if let Some(p) = wanted.as_ref().and_then(|w| w.iter().position(|x| x == c)) {
+            Role::Coord(p)
+        } else if ignore.iter().any(|x| x == c) || (k == 0 && c.is_empty()) {
+            Role::Skip
+        } else if label.as_deref() == Some(c) {
+            Role::Label
+        } else if growth.as_deref() == Some(c) {
+            Role::Growth
+        } else if TIME.contains(&c) && !time_seen {
+            time_seen = true;
+            Role::Time
+        } else if WEIGHT.contains(&c) {
+            Role::Weight
+        } else if c == ID {
+            Role::Id
+        } else if BOOKKEEPING.contains(&c) {
+            Role::Skip
+        } else if let Some(i) = c.strip_prefix('x').and_then(|s| s.parse::<usize>().ok()).filter(|&i| i >= 1)
+        {
+            if wanted.is_some() {
+                return Err(format!(
+                    "column '{c}' is not among {} ({}); add it there or pass {} {c}",
+                    spec.options.0,
+                    wanted.as_deref().unwrap_or_default().join(","),
+                    spec.options.1
+                ));
+            }
+            Role::Coord(i - 1)
+        } else if c.is_empty() {
+            return Err(format!("header column {} is empty", k + 1));
+        } else if c.parse::<f64>().is_ok() {
+            return Err(format!("no header: first line starts with a number ('{c}')"));
+        } else {
+            return Err(format!(
+                "column '{c}' has no role (coordinates are x1..xd; time, w, id and a named label or \
+                 growth column have theirs): pass {} {c} to skip it, or {} to name the coordinates",
+                spec.options.1, spec.options.0
+            ));
+        };
+        if role != Role::Skip && out.contains(&role) {
+            return Err(format!("two columns have the role of '{c}'"));
+        }
+        out.push(role);
+    }
+    let mut dims: Vec<usize> =
+        out.iter().filter_map(|r| if let Role::Coord(i) = r { Some(*i) } else { None }).collect();
+    dims.sort_unstable();
+    if dims.is_empty() {
+        return Err("header has no coordinate column (x1..xd, or name them with --columns)".into());
+    }
+    if let Some(missing) = (0..dims.len()).find(|&i| dims[i] != i) {
+        return Err(format!("coordinate column 'x{}' is missing (coordinates are x1..xd)", missing + 1));
+    }
+    Ok(out)
+}
+
+/// Parse a snapshot CSV from text (`file` names it in errors), with the default [`ColumnSpec`].
 pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataError> {
+    parse_snapshot_with(file, text, &ColumnSpec::default())
+}
+
+/// Parse a snapshot CSV from text with the column roles of `spec`.
+pub fn parse_snapshot_with(file: &Path, text: &str, spec: &ColumnSpec) -> Result<SnapshotTable, DataError> {
     let perr = |line: usize, msg: String| DataError::Parse { file: file.to_path_buf(), line, msg };
     // A UTF-8 byte-order mark (spreadsheet exports) is not part of the first column's name.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
@@ -107,88 +328,134 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
     let Some((h0, header)) = lines.next() else {
         return Err(DataError::Invalid { file: file.to_path_buf(), msg: "is empty".into() });
     };
-    let cols: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
-    let (mut ti, mut wi, mut coord_idx) = (None, None, Vec::new());
+    let cols: Vec<String> =
+        split_fields(header).map_err(|e| perr(h0 + 1, e))?.iter().map(|c| c.to_ascii_lowercase()).collect();
     for (k, c) in cols.iter().enumerate() {
-        if c.is_empty() {
-            return Err(perr(h0 + 1, format!("header column {} is empty", k + 1)));
-        }
         if cols[..k].contains(c) {
             return Err(perr(h0 + 1, format!("header repeats column '{c}'")));
         }
-        if c.parse::<f64>().is_ok() {
-            return Err(perr(h0 + 1, format!("no header: first line starts with a number ('{c}')")));
-        }
-        if TIME.contains(&c.as_str()) && ti.is_none() {
-            ti = Some(k);
-        } else if WEIGHT.contains(&c.as_str()) {
-            wi = Some(k);
-        } else if !IGNORED.contains(&c.as_str()) {
-            coord_idx.push(k);
-        }
     }
-    if coord_idx.is_empty() {
-        return Err(perr(h0 + 1, "header has no coordinate column".into()));
-    }
-    let d = coord_idx.len();
-    let (mut x, mut time, mut w) = (Vec::new(), Vec::new(), Vec::new());
-    let mut vals = vec![0.0; cols.len()];
+    let roles = roles(&cols, spec).map_err(|e| perr(h0 + 1, e))?;
+    let d = roles.iter().filter(|r| matches!(r, Role::Coord(_))).count();
+    let has = |r: Role| roles.contains(&r);
+    let (mut x, mut time, mut w, mut id, mut labels, mut growth) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut pos = vec![0.0; d];
     for (ln, l) in lines {
-        let fields: Vec<&str> = l.split(',').collect();
+        let fields = split_fields(l).map_err(|e| perr(ln + 1, e))?;
         if fields.len() != cols.len() {
             return Err(perr(ln + 1, format!("{} fields, the header has {}", fields.len(), cols.len())));
         }
-        for (k, f) in fields.iter().enumerate() {
-            let v: f64 = f
-                .trim()
-                .parse()
-                .map_err(|_| perr(ln + 1, format!("column '{}': not a number: '{}'", cols[k], f.trim())))?;
+        let num = |k: usize| -> Result<f64, DataError> {
+            let f = &fields[k];
+            let v: f64 =
+                f.parse().map_err(|_| perr(ln + 1, format!("column '{}': not a number: '{f}'", cols[k])))?;
             if !v.is_finite() {
-                return Err(perr(ln + 1, format!("column '{}': not finite: '{}'", cols[k], f.trim())));
+                return Err(perr(ln + 1, format!("column '{}': not finite: '{f}'", cols[k])));
             }
-            vals[k] = v;
-        }
-        if let Some(k) = wi {
-            if vals[k] < 0.0 {
-                return Err(perr(ln + 1, format!("column '{}': negative weight {}", cols[k], vals[k])));
+            Ok(v)
+        };
+        for (k, role) in roles.iter().enumerate() {
+            match *role {
+                Role::Coord(i) => pos[i] = num(k)?,
+                Role::Time => time.push(num(k)?),
+                Role::Weight => {
+                    let v = num(k)?;
+                    if v < 0.0 {
+                        return Err(perr(ln + 1, format!("column '{}': negative weight {v}", cols[k])));
+                    }
+                    w.push(v);
+                }
+                Role::Growth => growth.push(num(k)?),
+                Role::Id => id.push(fields[k].clone()),
+                Role::Label => labels.push(fields[k].clone()),
+                Role::Skip => {}
             }
-            w.push(vals[k]);
         }
-        if let Some(k) = ti {
-            time.push(vals[k]);
-        }
-        x.extend(coord_idx.iter().map(|&k| vals[k]));
+        x.extend_from_slice(&pos);
     }
     if x.is_empty() {
         return Err(DataError::Invalid { file: file.to_path_buf(), msg: "has a header but no rows".into() });
     }
+    let mut coords = vec![String::new(); d];
+    for (k, r) in roles.iter().enumerate() {
+        if let Role::Coord(i) = r {
+            coords[*i] = cols[k].clone();
+        }
+    }
     Ok(SnapshotTable {
         file: file.to_path_buf(),
         dim: d,
-        coords: coord_idx.iter().map(|&k| cols[k].clone()).collect(),
-        time: ti.map(|_| time),
-        w: wi.map(|_| w),
+        coords,
+        time: has(Role::Time).then_some(time),
+        w: has(Role::Weight).then_some(w),
         x,
+        id: has(Role::Id).then_some(id),
+        labels: has(Role::Label).then_some(labels),
+        growth: has(Role::Growth).then_some(growth),
     })
 }
 
-/// Read a snapshot CSV.
+/// Read a snapshot CSV with the default [`ColumnSpec`].
 pub fn read_snapshot(path: &Path) -> Result<SnapshotTable, DataError> {
+    read_snapshot_with(path, &ColumnSpec::default())
+}
+
+/// Read a snapshot CSV with the column roles of `spec`.
+pub fn read_snapshot_with(path: &Path, spec: &ColumnSpec) -> Result<SnapshotTable, DataError> {
     let text =
         std::fs::read_to_string(path).map_err(|e| DataError::Io { file: path.to_path_buf(), source: e })?;
-    parse_snapshot(path, &text)
+    parse_snapshot_with(path, &text, spec)
 }
 
 /// Write a weighted cloud as `time,x1..xd,w` (shortest round-trip numbers).
 pub fn write_cloud(path: &Path, t: f64, c: &Cloud) -> std::io::Result<()> {
+    write_cloud_with_ids(path, t, c, &[])
+}
+
+/// [`write_cloud`] with leading string columns `(name, one value per point)`, e.g. `id`.
+pub fn write_cloud_with_ids(path: &Path, t: f64, c: &Cloud, ids: &[IdColumn]) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let xs: Vec<String> = (1..=c.dim).map(|k| format!("x{k}")).collect();
-    writeln!(out, "time,{},w", xs.join(","))?;
+    let mut head: Vec<String> = ids.iter().map(|(name, _)| name.clone()).collect();
+    head.push("time".into());
+    head.extend((1..=c.dim).map(|k| format!("x{k}")));
+    head.push("w".into());
+    writeln!(out, "{}", head.join(","))?;
     for j in 0..c.len() {
+        for (_, v) in ids {
+            write!(out, "{},", csv_field(&v[j]))?;
+        }
         let p: Vec<String> = c.point(j).iter().map(|v| v.to_string()).collect();
         writeln!(out, "{t},{},{}", p.join(","), c.w[j])?;
     }
     out.flush()
+}
+
+/// A string column of an output file: its name and one value per row.
+pub type IdColumn = (String, Vec<String>);
+
+/// The header field `name,` of an optional id column (empty without ids).
+pub fn id_head(ids: Option<&[String]>, name: &str) -> String {
+    if ids.is_some() {
+        format!("{name},")
+    } else {
+        String::new()
+    }
+}
+
+/// The field `id,` of row `i` of an optional id column (empty without ids).
+pub fn id_field(ids: Option<&[String]>, i: usize) -> String {
+    ids.map(|v| format!("{},", csv_field(&v[i]))).unwrap_or_default()
+}
+
+/// A string as a CSV field: quoted (with `"` doubled) when it holds a comma, quote or space at
+/// either end, as it is in the file it was read from.
+pub fn csv_field(s: &str) -> String {
+    if s.contains([',', '"']) || s.trim() != s {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -238,5 +505,57 @@ mod tests {
         let e = t.select(None).unwrap_err().to_string();
         assert_eq!(e, "f.csv: selected rows' total weight overflows (inf)");
         assert_eq!(parse("x1,w\n0,1e308\n1,0\n").unwrap().select(None).unwrap().mass(), 1e308);
+    }
+
+    /// Issue 13 point 5: roles, not guesses. Other columns are errors naming the fix.
+    #[test]
+    fn columns_have_roles() {
+        let t = parse("id,time,x2,x1,w,step,parent\na,0,2,1,1,0,0\nb,1,4,3,2,0,0\n").unwrap();
+        // infer's prediction.csv reads back.
+        assert_eq!(parse("source_id,target_id,time,x1,w\na,b,0.5,1,2\n").unwrap().x, vec![1.0]);
+        assert_eq!(
+            (t.dim, t.coords.clone(), t.x.clone()),
+            (2, vec!["x1".into(), "x2".into()], vec![1.0, 2.0, 3.0, 4.0])
+        );
+        assert_eq!(t.id, Some(vec!["a".to_string(), "b".to_string()]));
+        let e = parse("time,x1,x2,label\n0,1,2,3\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("f.csv: line 1: column 'label' has no role")
+                && e.contains("--ignore-columns label"),
+            "{e}"
+        );
+        let e = parse("time,x1,x3\n0,1,2\n").unwrap_err().to_string();
+        assert_eq!(e, "f.csv: line 1: coordinate column 'x2' is missing (coordinates are x1..xd)");
+        let spec = ColumnSpec {
+            label: Some("Label".into()),
+            growth: Some("g".into()),
+            ignore: vec!["batch".into()],
+            ..ColumnSpec::default()
+        };
+        let t =
+            parse_snapshot_with(Path::new("f.csv"), "time,x1,label,g,batch\n0,1,stem cell,0.5,b\n", &spec)
+                .unwrap();
+        assert_eq!(
+            (t.dim, t.labels.clone(), t.growth.clone()),
+            (1, Some(vec!["stem cell".into()]), Some(vec![0.5]))
+        );
+        let spec = ColumnSpec { columns: Some(vec!["b".into(), "a".into()]), ..ColumnSpec::default() };
+        let t = parse_snapshot_with(Path::new("f.csv"), "a,b\n1,2\n", &spec).unwrap();
+        assert_eq!((t.coords.clone(), t.x.clone()), (vec!["b".into(), "a".into()], vec![2.0, 1.0]));
+        let e = parse_snapshot_with(Path::new("f.csv"), "a,b,x1\n1,2,3\n", &spec).unwrap_err().to_string();
+        assert!(e.contains("column 'x1' is not among --columns (b,a)"), "{e}");
+    }
+
+    /// R's write.csv: quoted header, row names under "", quoted cells with doubled quotes.
+    #[test]
+    fn quoted_fields_and_row_names() {
+        assert_eq!(split_fields(r#""a","b ""q"", c",3"#).unwrap(), vec!["a", "b \"q\", c", "3"]);
+        assert_eq!(split_fields(r#""a,1"#).unwrap_err(), "field 1: unterminated quote");
+        assert_eq!(split_fields(r#""a"x,1"#).unwrap_err(), "field 1: text after the closing quote");
+        let t = parse("\"\",\"time\",\"x1\",\"id\"\n\"1\",0,\"1.5\",\"c,1\"\n").unwrap();
+        assert_eq!((t.x.clone(), t.id.clone()), (vec![1.5], Some(vec!["c,1".to_string()])));
+        assert_eq!(csv_field("c,1"), "\"c,1\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
     }
 }

@@ -1,11 +1,11 @@
 //! `advreact` command line: run scenarios, validate them, compare point clouds.
 
-use advreact::compare::compare_tables;
-use advreact::data::read_snapshot;
+use advreact::compare::compare_selected;
+use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
 use advreact::ot::{
-    export::report_json, solve_partial, uot_clouds, write_solution, Cost, EpsScaling, Marginal, MeasureRef,
-    PlanExport, SinkhornOptions, UotSolution,
+    export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
+    MeasureRef, PlanExport, SinkhornOptions, UotSolution,
 };
 use advreact::output::{write_folder, Kind, Target};
 use advreact::particles::Cloud;
@@ -145,6 +145,7 @@ enum Cmd {
         /// Random features (usd-step).
         #[arg(long, default_value_t = 1000)]
         features: usize,
+        /// Timed runs (≥ 1).
         #[arg(long, default_value_t = 5)]
         reps: usize,
         /// Sinkhorn iterations per timed run (uot-iter; the time reported is per iteration).
@@ -157,16 +158,15 @@ enum Cmd {
     },
     /// Check a scenario file (parse, validate, build) without running it.
     Validate { file: PathBuf },
-    /// MMD between two weighted clouds (CSV with header; x1..xd, optional w and time columns).
+    /// MMD between two weighted clouds (CSV with header; x1..xd, optional w, time and id columns).
     Compare {
         a: PathBuf,
         b: PathBuf,
         /// Kernel bandwidth s of exp(-|x-y|²/(2s²)) (default: median distance within B).
         #[arg(long)]
         bandwidth: Option<f64>,
-        /// Select rows with this time value (files with a time column).
-        #[arg(long)]
-        time: Option<f64>,
+        #[command(flatten)]
+        input: PairArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -229,25 +229,75 @@ fn report_sweep(r: &SweepOutcome) -> bool {
     !r.interrupted
 }
 
+/// How the data commands read a snapshot file's columns (src/data.rs).
+#[derive(clap::Args, Clone, Default)]
+struct ColumnArgs {
+    /// Coordinate columns, in order (default: the x1..xd columns).
+    #[arg(long, value_delimiter = ',')]
+    columns: Option<Vec<String>>,
+    /// Columns to skip (a column with no role is an error).
+    #[arg(long, value_delimiter = ',')]
+    ignore_columns: Vec<String>,
+}
+
+impl ColumnArgs {
+    fn spec(&self, label: Option<&str>, growth: Option<&str>) -> ColumnSpec {
+        ColumnSpec {
+            columns: self.columns.clone(),
+            ignore: self.ignore_columns.clone(),
+            label: label.map(str::to_string),
+            growth: growth.map(str::to_string),
+            ..ColumnSpec::default()
+        }
+    }
+}
+
+/// The inputs of the two-file commands (`compare`, `uot`): columns, rows and weights.
+#[derive(clap::Args, Clone)]
+struct PairArgs {
+    /// Select rows with this time value in both files.
+    #[arg(long, conflicts_with_all = ["time_a", "time_b"])]
+    time: Option<f64>,
+    /// Select rows with this time value in A (e.g. two time points of one file: A = B).
+    #[arg(long)]
+    time_a: Option<f64>,
+    /// Select rows with this time value in B.
+    #[arg(long)]
+    time_b: Option<f64>,
+    /// Scale each input's weights to total mass 1 (unit-weight snapshots of different sizes).
+    #[arg(long)]
+    normalize: bool,
+    #[command(flatten)]
+    columns: ColumnArgs,
+}
+
+impl PairArgs {
+    fn read(&self, a: &Path, b: &Path) -> Result<(SnapshotTable, SnapshotTable), Error> {
+        let spec = self.columns.spec(None, None);
+        Ok((read_snapshot_with(a, &spec)?, read_snapshot_with(b, &spec)?))
+    }
+    fn selections(&self) -> (Selection, Selection) {
+        let sel = |t: Option<f64>| Selection { time: t.or(self.time), normalize: self.normalize };
+        (sel(self.time_a), sel(self.time_b))
+    }
+}
+
 /// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
 /// only `print` ranks print.
 /// Read both inputs of `compare` (no collective work).
-fn compare_inputs(
-    a: &Path,
-    b: &Path,
-) -> Result<(advreact::data::SnapshotTable, advreact::data::SnapshotTable), Error> {
-    Ok((read_snapshot(a)?, read_snapshot(b)?))
+fn compare_inputs(a: &Path, b: &Path, input: &PairArgs) -> Result<(SnapshotTable, SnapshotTable), Error> {
+    input.read(a, b)
 }
 
 /// `compare` on read tables (the kernel sums split over the ranks); prints if `print`.
 fn cmd_compare(
-    (ta, tb): &(advreact::data::SnapshotTable, advreact::data::SnapshotTable),
+    (ta, tb): &(SnapshotTable, SnapshotTable),
     bandwidth: Option<f64>,
-    time: Option<f64>,
+    input: &PairArgs,
     json: bool,
     print: bool,
 ) -> Result<(), Error> {
-    let c = compare_tables(ta, tb, bandwidth, time)?;
+    let c = compare_selected(ta, tb, bandwidth, input.selections())?;
     let (s, t, mmd, ca, cb) = (c.bandwidth, c.terms, c.mmd, &c.a, &c.b);
     if !print {
         return Ok(());
@@ -297,16 +347,15 @@ struct UotArgs {
     /// Anneal ε from the cost diameter down to --eps (factor 0.5 per stage).
     #[arg(long)]
     eps_scaling: bool,
-    /// Select rows with this time value (files with a time column).
-    #[arg(long)]
-    time: Option<f64>,
+    #[command(flatten)]
+    input: PairArgs,
 }
 
 /// What of the plan the `uot` command writes.
 #[derive(clap::Args, Clone)]
 struct PlanArgs {
-    /// Write the k largest plan entries of each row (plan.csv).
-    #[arg(long)]
+    /// Write the k largest plan entries of each row (plan.csv; k ≥ 1).
+    #[arg(long, conflicts_with = "threshold", value_parser = count_at_least_one)]
     top_k: Option<usize>,
     /// Write every plan entry ≥ this value (plan.csv).
     #[arg(long)]
@@ -352,13 +401,18 @@ fn uot_out(a: &Path, b: &Path, out: Option<PathBuf>) -> PathBuf {
     out.unwrap_or_else(|| Path::new("output/uot").join(format!("{}__{}", stem(a), stem(b))))
 }
 
+/// A cloud of the `uot` command with its points' ids (the file's `id` column).
+type IdCloud = (Cloud, Option<Vec<String>>);
+
 /// The `uot` command's clouds and solver options, validated (no solving).
-fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(Cloud, Cloud, SinkhornOptions), Error> {
+fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, SinkhornOptions), Error> {
     let cli = |k: &str, m: String| -> Error { ConfigError::new("<cli>", k, m).into() };
-    let ca = read_snapshot(a)?.select(u.time)?;
-    let cb = read_snapshot(b)?.select(u.time)?;
-    if ca.dim != cb.dim {
-        return Err(cli("B", format!("{} is {}-D, {} is {}-D", b.display(), cb.dim, a.display(), ca.dim)));
+    let (ta, tb) = u.input.read(a, b)?;
+    let (sa, sb) = u.input.selections();
+    let (ca, cb) = (ta.select_as(sa)?, tb.select_as(sb)?);
+    let (da, db) = (ca.0.dim, cb.0.dim);
+    if da != db {
+        return Err(cli("B", format!("{} is {db}-D, {} is {da}-D", b.display(), a.display())));
     }
     if !(u.eps.is_finite() && u.eps > 0.0) {
         return Err(cli("--eps", format!("must be > 0, got {}", u.eps)));
@@ -380,11 +434,37 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(Cloud, Cloud, Sinkhorn
     opts.tol = u.tol;
     opts.max_iter = u.max_iter;
     opts.eps_scaling = u.eps_scaling.then(EpsScaling::default);
+    balanced_masses_agree(ca.0.mass(), cb.0.mass(), u)?;
     Ok((ca, cb, opts))
 }
 
+/// Balanced transport (both penalties `inf`, no `--partial-mass`) needs equal masses: unit-weight
+/// snapshots of different sizes do not have them. The error gives the cause and the fixes.
+fn balanced_masses_agree(ma: f64, mb: f64, u: &UotArgs) -> Result<(), Error> {
+    let balanced = u.tau_a == f64::INFINITY && u.tau_b == f64::INFINITY && u.partial_mass.is_none();
+    if balanced && (ma - mb).abs() > 1e-9 * ma.max(mb) {
+        return Err(ConfigError::new(
+            "<cli>",
+            "--tau-a/--tau-b",
+            format!(
+                "balanced transport (both inf, the default) needs equal masses, got {ma} (A) and {mb} (B) \
+                 (unit weights: the cell counts); pass --normalize to scale both to mass 1, \
+                 --tau-a/--tau-b for unbalanced transport, or --partial-mass M (M < {}) to move part of it",
+                ma.min(mb)
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Solve the `uot` problem (its row passes split over the ranks of the current communicator).
-fn uot_solve(ca: &Cloud, cb: &Cloud, u: &UotArgs, opts: &SinkhornOptions) -> Result<UotSolution, Error> {
+fn uot_solve(
+    (ca, _): &IdCloud,
+    (cb, _): &IdCloud,
+    u: &UotArgs,
+    opts: &SinkhornOptions,
+) -> Result<UotSolution, Error> {
     Ok(match u.partial_mass {
         Some(m) => solve_partial(MeasureRef::from(ca), MeasureRef::from(cb), m, opts, 1e-6)?.solution,
         None => uot_clouds(ca, cb, opts)?,
@@ -393,14 +473,21 @@ fn uot_solve(ca: &Cloud, cb: &Cloud, u: &UotArgs, opts: &SinkhornOptions) -> Res
 
 /// Write the `uot` output folder and print the report; `Ok(converged)`.
 fn uot_write(
-    ca: &Cloud,
-    cb: &Cloud,
+    (ca, ida): &IdCloud,
+    (cb, idb): &IdCloud,
     sol: &UotSolution,
     plan: &PlanExport,
     out: &Path,
     force: bool,
 ) -> Result<bool, Error> {
-    write_folder(out, Kind::Uot, force, |dir| write_solution(dir, ca, cb, sol, plan))?;
+    if let Some(k) = plan.top_k.filter(|&k| k > cb.len()) {
+        eprintln!(
+            "warning: --top-k {k}: B has {} points, so plan.csv holds every entry of each row",
+            cb.len()
+        );
+    }
+    let ids = (ida.as_deref(), idb.as_deref());
+    write_folder(out, Kind::Uot, force, |dir| write_solution_with_ids(dir, ca, cb, sol, plan, ids))?;
     println!("{}", report_json(&sol.report));
     eprintln!("uot: wrote {}", out.display());
     let r = &sol.report;
@@ -418,8 +505,9 @@ fn uot_write(
 /// Options shared by the inference commands.
 #[derive(clap::Args, Clone)]
 struct InferCommon {
-    /// Keep at most N cells per time point (uniform, seeded; kept cells carry the snapshot's mass). 0: all.
-    #[arg(long, default_value_t = 0)]
+    /// Keep at most N cells per time point (uniform, seeded; kept cells carry the snapshot's mass).
+    /// 0: all; otherwise ≥ 2 (one cell has no spread: the metrics' bandwidth is 0).
+    #[arg(long, default_value_t = 0, value_parser = subsample_size)]
     subsample: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -432,8 +520,8 @@ struct InferCommon {
     /// WOT: outer solves (growth re-estimated from the row marginals between them).
     #[arg(long, default_value_t = 3)]
     growth_iters: usize,
-    /// Flows: step cap per segment.
-    #[arg(long, default_value_t = 1500)]
+    /// Flows: step cap per segment (≥ 1).
+    #[arg(long, default_value_t = 1500, value_parser = count_at_least_one)]
     max_steps: usize,
     #[arg(long)]
     threads: Option<usize>,
@@ -441,9 +529,41 @@ struct InferCommon {
     /// folder, $HOME or /).
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    columns: ColumnArgs,
+}
+
+/// A count flag that must be ≥ 1 (0 would silently do nothing or be replaced).
+fn count_at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>().map_err(|e| e.to_string())? {
+        0 => Err("must be ≥ 1, got 0".into()),
+        n => Ok(n),
+    }
+}
+
+/// `--subsample`: 0 (all cells) or at least 2.
+fn subsample_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n == 1 {
+        return Err("must be 0 (all cells) or ≥ 2: one cell per time point has no spread (the MMD \
+                    bandwidth, the median distance, is 0)"
+            .into());
+    }
+    Ok(n)
 }
 
 impl InferCommon {
+    /// Read the data file as a series (columns per `--columns` / `--ignore-columns`), subsampled.
+    fn load(
+        &self,
+        data: &Path,
+        label: Option<&str>,
+        growth: Option<&str>,
+    ) -> Result<advreact::infer::Series, Error> {
+        Ok(advreact::infer::load_series(data, &self.columns.spec(label, growth))?
+            .subsample(self.subsample, self.seed))
+    }
+
     fn params(&self) -> advreact::infer::InferParams {
         let mut p = advreact::infer::InferParams { seed: self.seed, ..Default::default() };
         p.wot.eps_rel = self.eps;
@@ -496,11 +616,11 @@ struct FatesArgs {
     from: f64,
     #[arg(long)]
     to: f64,
-    /// k-means clusters per time point (ignored with --label-column).
+    /// k-means clusters per time point (≥ 1, at most the cells at either time).
     #[arg(long, default_value_t = 5)]
     clusters: usize,
-    /// A column of cluster labels (numbers; not a coordinate).
-    #[arg(long)]
+    /// A column of cluster labels (any strings; clusters are named by them; not a coordinate).
+    #[arg(long, conflicts_with = "clusters")]
     label_column: Option<String>,
     /// Output folder (default output/infer/<data>_fates_t<from>_t<to>).
     #[arg(long)]
@@ -545,8 +665,7 @@ fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
 
 /// The `infer` command's data (read and subsampled; no collective work).
 fn infer_load(a: &InferArgs) -> Result<advreact::infer::Series, Error> {
-    Ok(advreact::infer::load_series(&a.data, a.growth_column.as_deref(), None)?
-        .subsample(a.common.subsample, a.common.seed))
+    a.common.load(&a.data, None, a.growth_column.as_deref())
 }
 
 /// The `infer` command's prediction (its kernel passes split over the ranks of the current
@@ -599,7 +718,7 @@ fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
 
 /// The `forward` command's data (no collective work).
 fn forward_load(a: &ForwardArgs) -> Result<advreact::infer::Series, Error> {
-    Ok(advreact::infer::load_series(&a.data, None, None)?.subsample(a.common.subsample, a.common.seed))
+    a.common.load(&a.data, None, None)
 }
 
 /// The `forward` command's predictions (kernel passes split over the ranks).
@@ -646,6 +765,9 @@ fn forward_report(
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
     use advreact::infer::{self, fates, kmeans};
     set_threads(a.common.threads)?;
+    if a.clusters == 0 {
+        return Err(ConfigError::new("<cli>", "--clusters", "must be ≥ 1, got 0").into());
+    }
     let out = a.out.clone().unwrap_or_else(|| {
         Path::new("output/infer").join(format!(
             "{}_fates_t{}_t{}",
@@ -655,8 +777,7 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
         ))
     });
     Target::check(&out, Kind::Fates, a.common.force)?;
-    let series = infer::load_series(&a.data, None, a.label_column.as_deref())?
-        .subsample(a.common.subsample, a.common.seed);
+    let series = a.common.load(&a.data, a.label_column.as_deref(), None)?;
     let (i0, i1) = (series.index_of(a.from)?, series.index_of(a.to)?);
     if i1 <= i0 {
         return Err(ConfigError::new(
@@ -667,12 +788,25 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
         .into());
     }
     let (x0, x1) = (&series.clouds[i0], &series.clouds[i1]);
+    if series.labels.is_none() {
+        for (t, c) in [(a.from, x0), (a.to, x1)] {
+            if a.clusters > c.len() {
+                return Err(ConfigError::new(
+                    "<cli>",
+                    "--clusters",
+                    format!(
+                        "{} clusters for {} cells at time {t}: at most the number of cells",
+                        a.clusters,
+                        c.len()
+                    ),
+                )
+                .into());
+            }
+        }
+    }
     let clusters = |k: usize, c: &advreact::Cloud, tag: u64| -> (kmeans::Clusters, Vec<String>) {
         match &series.labels {
-            Some(l) => {
-                let (cl, vals) = kmeans::from_labels(c, &l[k]);
-                (cl, vals.iter().map(|v| format!("L{v}")).collect())
-            }
+            Some(l) => kmeans::from_labels(c, &l[k]),
             None => {
                 let cl = kmeans::kmeans(c, a.clusters, 100, a.common.seed.wrapping_add(tag));
                 let names = (1..=cl.k).map(|j| format!("{}{j}", if tag == 0 { "A" } else { "B" })).collect();
@@ -684,7 +818,22 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
     let (c1, n1) = clusters(i1, x1, 1);
     let params = a.common.params();
     let fa = fates::fates(x0, x1, a.from, a.to, c0, c1, (n0, n1), &params.wot)?;
-    write_folder(&out, Kind::Fates, a.common.force, |dir| fates::write_fates(dir, &fa, x0, x1))?;
+    for (t, cl, names) in [(a.from, &fa.source, &fa.source_names), (a.to, &fa.target, &fa.target_names)] {
+        let empty: Vec<&str> =
+            (0..cl.k).filter(|&l| !cl.labels.contains(&l)).map(|l| names[l].as_str()).collect();
+        if !empty.is_empty() {
+            eprintln!(
+                "warning: --clusters {}: {} of the clusters at time {t} ended with no cells ({}); fewer clusters describe these data",
+                a.clusters,
+                empty.len(),
+                empty.join(", ")
+            );
+        }
+    }
+    let ids = |k: usize| series.ids.as_ref().map(|v| v[k].as_slice());
+    write_folder(&out, Kind::Fates, a.common.force, |dir| {
+        fates::write_fates(dir, &fa, x0, x1, (ids(i0), ids(i1)))
+    })?;
     println!("{}: fates.csv, fates.png, clusters.csv, descendants.csv, ancestors.csv", out.display());
     let k1 = fa.target.k;
     for (i, name) in fa.source_names.iter().enumerate() {
@@ -791,12 +940,23 @@ fn dispatch(cmd: Cmd) -> Result<bool, Error> {
             }
             Ok(true)
         }),
-        Cmd::Compare { a, b, bandwidth, time, json } => {
-            compare_inputs(&a, &b).and_then(|t| cmd_compare(&t, bandwidth, time, json, true)).map(|_| true)
-        }
+        Cmd::Compare { a, b, bandwidth, input, json } => compare_inputs(&a, &b, &input)
+            .and_then(|t| cmd_compare(&t, bandwidth, &input, json, true))
+            .map(|_| true),
         Cmd::Infer(a) => cmd_infer(&a),
         Cmd::Forward(a) => cmd_forward(&a),
         Cmd::Fates(a) => cmd_fates(&a),
         Cmd::Results(a) => cmd_results(&a),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// clap checks its definitions (conflicts naming existing flags, no duplicate names) only in
+    /// debug builds: run those checks in every build.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

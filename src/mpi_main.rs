@@ -131,11 +131,11 @@ fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
             agree(comm, set_threads(threads_per_rank(threads)))?;
             run(comm, &file, &Overrides { seed, steps }, out, force, quiet)
         }
-        Cmd::Compare { a, b, bandwidth, time, json } => {
+        Cmd::Compare { a, b, bandwidth, input, json } => {
             // Read on every rank first (an unreadable file on one node is caught here, before
             // any kernel pass), then compute with the passes split.
-            let tables = agree(comm, compare_inputs(&a, &b))?;
-            agree(comm, cmd_compare(&tables, bandwidth, time, json, rank == 0)).map(|_| true)
+            let tables = agree(comm, compare_inputs(&a, &b, &input))?;
+            agree(comm, cmd_compare(&tables, bandwidth, &input, json, rank == 0)).map(|_| true)
         }
         Cmd::Uot { a, b, args, plan, out, force, threads } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;

@@ -140,7 +140,7 @@ fn fates_of_a_split() {
     // Total flow ≈ the target mass (300 cells), within 5%.
     assert!((tot - 300.0).abs() <= 15.0, "{tot}");
     let dir = tempfile::tempdir().unwrap();
-    fates::write_fates(dir.path(), &fa, &x0, &x1).unwrap();
+    fates::write_fates(dir.path(), &fa, &x0, &x1, (None, None)).unwrap();
     for f in ["fates.csv", "fates.png", "clusters.csv", "descendants.csv", "ancestors.csv"] {
         assert!(dir.path().join(f).is_file(), "{f}");
     }
@@ -169,7 +169,7 @@ fn data_sets() -> Vec<PathBuf> {
 fn cli_infer_on_every_data_set() {
     let tmp = tempfile::tempdir().unwrap();
     for csv in data_sets() {
-        let series = infer::load_series(&csv, None, None).unwrap();
+        let series = infer::load_series(&csv, &advreact::data::ColumnSpec::default()).unwrap();
         let t = series.times[1];
         for m in Method::ALL {
             let out = tmp.path().join(format!("{}_{m}", infer::data_name(&csv)));

@@ -193,8 +193,25 @@ fn csv_header() -> impl Strategy<Value = Vec<String>> {
         "x\r1",
         "nan",
     ]);
+    // Every column must have a role (x1..xd contiguous, time, w, id, step, parent): a header of
+    // roles only, in any order, so that enough files are accepted.
+    let roles = (any::<bool>(), 1usize..4, any::<bool>(), any::<bool>(), any::<u64>()).prop_map(
+        |(time, d, w, id, order)| {
+            let mut h: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
+            h.extend(
+                [(time, "time"), (w, "w"), (id, "id")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, c)| c.to_string()),
+            );
+            let n = h.len();
+            h.rotate_left((order % n as u64) as usize);
+            h
+        },
+    );
     prop_oneof![
         8 => vec(col.prop_map(String::from), 0..6),
+        4 => roles,
         1 => vec("\\PC{0,4}", 0..4),
     ]
 }

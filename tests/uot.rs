@@ -367,6 +367,45 @@ fn partial_transport_hits_the_requested_mass() {
     ));
 }
 
+/// Issue 13 point 8: unit weights (masses 30 and 36) put the τ → 0 plan of the reference a⊗b
+/// above both masses, so no mass was reachable. With the reference a⊗b / max(1, m(a), m(b)) the
+/// solution is the scaled problem's, scaled back: its potentials give back its row and column
+/// masses, the transported mass is the one asked for, and it is 36 times the solution of the
+/// problem between a/36 and b/36.
+#[test]
+fn partial_transport_of_unit_weight_clouds() {
+    let x = cluster(30, 3, 0.0);
+    let y = cluster(36, 4, 0.4);
+    let (a, b) = (vec![1.0; 30], vec![1.0; 36]);
+    let opts = SinkhornOptions { eps: 0.05, tol: 1e-10, max_iter: 100_000, ..SinkhornOptions::default() };
+    let (ma, mb) = (MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b));
+    let p = solve_partial(ma, mb, 20.0, &opts, 1e-6).unwrap();
+    assert_eq!(p.reference_scale, 36.0);
+    let r = &p.solution.report;
+    assert!((r.transported_mass - 20.0).abs() <= 20.0 * 1e-6, "{}", r.transported_mass);
+    assert_eq!((r.mass_a, r.mass_b), (30.0, 36.0));
+    let c = p.solution.coupling(ma, mb).unwrap();
+    for (got, want) in
+        [(c.row_masses().unwrap(), &p.solution.row_mass), (c.col_masses().unwrap(), &p.solution.col_mass)]
+    {
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((g - w).abs() <= 1e-12 * w.max(1e-300) + 1e-15, "{g} vs {w}");
+        }
+    }
+    // The same as solving between a/36 and b/36 for mass 20/36, times 36.
+    let (a1, b1) = (vec![1.0 / 36.0; 30], vec![1.0 / 36.0; 36]);
+    let q = solve_partial(MeasureRef::new(2, &x, &a1), MeasureRef::new(2, &y, &b1), 20.0 / 36.0, &opts, 1e-6)
+        .unwrap();
+    // (36 × 1/36 sums to 1 + 2e-16, so this one is rescaled by that: equal up to rounding.)
+    assert!((q.reference_scale - 1.0).abs() < 1e-15, "{}", q.reference_scale);
+    assert!((p.tau - q.tau).abs() <= 1e-9 * p.tau, "{} vs {}", p.tau, q.tau);
+    for (rp, rq) in p.solution.row_mass.iter().zip(&q.solution.row_mass) {
+        assert!((rp - 36.0 * rq).abs() <= 1e-9 * rp.abs(), "{rp} vs 36 × {rq}");
+    }
+    let (op, oq) = (r.primal_objective, q.solution.report.primal_objective);
+    assert!((op - 36.0 * oq).abs() <= 1e-9 * op.abs(), "{op} vs 36 × {oq}");
+}
+
 /// ε = 1e-4 × cost scale, masses 1e-3 vs 1e3, KL and balanced-on-one-side: no NaN or infinity
 /// anywhere, and the solve converges (ε-scaling from the cost diameter).
 #[test]

@@ -13,9 +13,12 @@
 //! mass in the cells), `clusters.csv` (time, cluster, cells, mass, centre), `descendants.csv`
 //! (one row per source cell: cluster, position, growth, `desc_i(B)` per target cluster) and
 //! `ancestors.csv` (one row per target cell: cluster, position, `anc_j(A)` per source cluster).
+//! When the data has an `id` column, the per-cell files carry it beside `cell` (the row index
+//! within the snapshot), so results can be joined back to the input cells.
 
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
+use crate::data::{csv_field, id_field, id_head};
 use crate::error::{Error, SimError};
 use crate::particles::Cloud;
 use std::io::Write;
@@ -89,8 +92,14 @@ fn io<'a>(p: &'a Path) -> impl Fn(std::io::Error) -> Error + 'a {
     move |e| Error::io(p, e)
 }
 
-/// Write the files of the module doc into `dir`.
-pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(), Error> {
+/// Write the files of the module doc into `dir`; `ids` are the source and target cells' ids.
+pub fn write_fates(
+    dir: &Path,
+    fa: &Fates,
+    x0: &Cloud,
+    x1: &Cloud,
+    ids: (Option<&[String]>, Option<&[String]>),
+) -> Result<(), Error> {
     let (k0, k1) = (fa.source.k, fa.target.k);
     let mass0: Vec<f64> = (0..k0).map(|a| (0..k1).map(|b| fa.matrix[a * k1 + b]).sum()).collect();
     let mass1: Vec<f64> = (0..k1).map(|b| (0..k0).map(|a| fa.matrix[a * k1 + b]).sum()).collect();
@@ -104,7 +113,8 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
                 let m = fa.matrix[a * k1 + b];
                 let fs = if mass0[a] > 0.0 { m / mass0[a] } else { 0.0 };
                 let ft = if mass1[b] > 0.0 { m / mass1[b] } else { 0.0 };
-                writeln!(w, "{},{},{m},{fs},{ft}", fa.source_names[a], fa.target_names[b])?;
+                let (na, nb) = (csv_field(&fa.source_names[a]), csv_field(&fa.target_names[b]));
+                writeln!(w, "{na},{nb},{m},{fs},{ft}")?;
             }
         }
         w.flush()
@@ -124,7 +134,7 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
                 let cells = cl.labels.iter().filter(|&&x| x == l).count();
                 let mass: f64 = cl.labels.iter().zip(&c.w).filter(|(x, _)| **x == l).map(|(_, w)| w).sum();
                 let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| v.to_string()).collect();
-                writeln!(w, "{t},{name},{cells},{mass},{}", ctr.join(","))?;
+                writeln!(w, "{t},{},{cells},{mass},{}", csv_field(name), ctr.join(","))?;
             }
         }
         w.flush()
@@ -135,13 +145,14 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
     let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
     (|| -> std::io::Result<()> {
         let xs: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
-        let cs: Vec<String> = fa.target_names.iter().map(|n| format!("to_{n}")).collect();
-        writeln!(w, "cell,cluster,{},growth,{}", xs.join(","), cs.join(","))?;
+        let cs: Vec<String> = fa.target_names.iter().map(|n| csv_field(&format!("to_{n}"))).collect();
+        writeln!(w, "cell,{}cluster,{},growth,{}", id_head(ids.0, "id"), xs.join(","), cs.join(","))?;
         for i in 0..x0.len() {
             let pos: Vec<String> = x0.point(i).iter().map(|v| v.to_string()).collect();
             let pr: Vec<String> = fa.descendants[i].iter().map(|v| v.to_string()).collect();
-            let name = &fa.source_names[fa.source.labels[i]];
-            writeln!(w, "{i},{name},{},{},{}", pos.join(","), fa.growth[i], pr.join(","))?;
+            let name = csv_field(&fa.source_names[fa.source.labels[i]]);
+            let id = id_field(ids.0, i);
+            writeln!(w, "{i},{id}{name},{},{},{}", pos.join(","), fa.growth[i], pr.join(","))?;
         }
         w.flush()
     })()
@@ -151,13 +162,14 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
     let mut w = std::io::BufWriter::new(std::fs::File::create(&p).map_err(io(&p))?);
     (|| -> std::io::Result<()> {
         let xs: Vec<String> = (1..=d).map(|k| format!("x{k}")).collect();
-        let cs: Vec<String> = fa.source_names.iter().map(|n| format!("from_{n}")).collect();
-        writeln!(w, "cell,cluster,{},{}", xs.join(","), cs.join(","))?;
+        let cs: Vec<String> = fa.source_names.iter().map(|n| csv_field(&format!("from_{n}"))).collect();
+        writeln!(w, "cell,{}cluster,{},{}", id_head(ids.1, "id"), xs.join(","), cs.join(","))?;
         for j in 0..x1.len() {
             let pos: Vec<String> = x1.point(j).iter().map(|v| v.to_string()).collect();
             let pr: Vec<String> = fa.ancestors[j].iter().map(|v| v.to_string()).collect();
-            let name = &fa.target_names[fa.target.labels[j]];
-            writeln!(w, "{j},{name},{},{}", pos.join(","), pr.join(","))?;
+            let name = csv_field(&fa.target_names[fa.target.labels[j]]);
+            let id = id_field(ids.1, j);
+            writeln!(w, "{j},{id}{name},{},{}", pos.join(","), pr.join(","))?;
         }
         w.flush()
     })()

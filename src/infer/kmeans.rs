@@ -104,11 +104,17 @@ pub fn kmeans(c: &Cloud, k: usize, iters: usize, seed: u64) -> Clusters {
     Clusters { k, labels: labels.iter().map(|&l| rank[l]).collect(), centers }
 }
 
-/// Clusters from integer labels (a label column): distinct values ascending become `0..k`;
-/// centres are the weighted means. Returns the clustering and the original label values.
-pub fn from_labels(c: &Cloud, labels: &[f64]) -> (Clusters, Vec<f64>) {
-    let mut vals: Vec<f64> = labels.to_vec();
-    vals.sort_by(f64::total_cmp);
+/// Clusters from labels (a label column, any strings): distinct values become `0..k`, in
+/// numeric order when every label is a number, else in text order; centres are the weighted
+/// means. Returns the clustering and the distinct label values.
+pub fn from_labels(c: &Cloud, labels: &[String]) -> (Clusters, Vec<String>) {
+    let mut vals: Vec<String> = labels.to_vec();
+    if vals.iter().all(|v| v.parse::<f64>().is_ok()) {
+        let num = |v: &String| v.parse::<f64>().unwrap_or(0.0);
+        vals.sort_by(|a, b| num(a).total_cmp(&num(b)).then(a.cmp(b)));
+    } else {
+        vals.sort();
+    }
     vals.dedup();
     let k = vals.len();
     let d = c.dim;

@@ -34,7 +34,7 @@ pub mod kmeans;
 pub mod report;
 pub mod wot;
 
-use crate::data::{read_snapshot, SnapshotTable};
+use crate::data::{pick_rows, read_snapshot_with, write_cloud_with_ids, ColumnSpec, IdColumn};
 use crate::error::{DataError, Error, SimError};
 use crate::metrics::mmd;
 use crate::metrics::wasserstein::{wasserstein, Estimator, Order, WassersteinOpts};
@@ -94,58 +94,26 @@ pub struct InferParams {
 }
 
 /// A snapshot series: distinct times ascending, one cloud per time (cell mass 1 unless the file
-/// has a weight column), and optional per-cell columns taken out of the coordinates.
+/// has a weight column), and optional per-cell columns (not coordinates), aligned with `clouds`.
 #[derive(Debug, Clone)]
 pub struct Series {
     pub file: PathBuf,
     pub times: Vec<f64>,
     pub clouds: Vec<Cloud>,
-    /// Per-cell prior growth rates (a `--growth-column`), aligned with `clouds`.
+    /// Per-cell prior growth rates (a `--growth-column`).
     pub growth: Option<Vec<Vec<f64>>>,
-    /// Per-cell labels (a `--label-column`), aligned with `clouds`.
-    pub labels: Option<Vec<Vec<f64>>>,
+    /// Per-cell labels (a `--label-column`, any strings).
+    pub labels: Option<Vec<Vec<String>>>,
+    /// Per-cell ids (the file's `id` column).
+    pub ids: Option<Vec<Vec<String>>>,
 }
 
-/// Remove coordinate column `name` from a table and return its values.
-fn take_column(t: &mut SnapshotTable, name: &str) -> Result<Vec<f64>, DataError> {
-    let name = name.to_ascii_lowercase();
-    let Some(k) = t.coords.iter().position(|c| *c == name) else {
-        return Err(DataError::Invalid {
-            file: t.file.clone(),
-            msg: format!("no column '{name}' (coordinates: {})", t.coords.join(", ")),
-        });
-    };
-    if t.dim < 2 {
-        return Err(DataError::Invalid {
-            file: t.file.clone(),
-            msg: format!("column '{name}' is the only coordinate"),
-        });
-    }
-    let d = t.dim;
-    let n = t.len();
-    let vals: Vec<f64> = (0..n).map(|i| t.x[i * d + k]).collect();
-    let mut x = Vec::with_capacity(n * (d - 1));
-    for i in 0..n {
-        for c in 0..d {
-            if c != k {
-                x.push(t.x[i * d + c]);
-            }
-        }
-    }
-    t.x = x;
-    t.dim = d - 1;
-    t.coords.remove(k);
-    Ok(vals)
-}
-
-/// Read a snapshot CSV as a [`Series`]; `growth_col` / `label_col` name per-cell columns that are
-/// not coordinates.
-pub fn load_series(path: &Path, growth_col: Option<&str>, label_col: Option<&str>) -> Result<Series, Error> {
+/// Read a snapshot CSV as a [`Series`]; `spec` gives the column roles (coordinates, ignored
+/// columns, label and growth columns; [`crate::data`]).
+pub fn load_series(path: &Path, spec: &ColumnSpec) -> Result<Series, Error> {
     let phase = Phase::start(format!("loading {}", path.display()));
-    let mut t = read_snapshot(path)?;
+    let t = read_snapshot_with(path, spec)?;
     phase.finish(&format!("{} cells", t.len()));
-    let growth = growth_col.map(|c| take_column(&mut t, c)).transpose()?;
-    let labels = label_col.map(|c| take_column(&mut t, c)).transpose()?;
     let times = t.times();
     if t.time.is_none() || times.len() < 2 {
         return Err(DataError::Invalid {
@@ -154,25 +122,22 @@ pub fn load_series(path: &Path, growth_col: Option<&str>, label_col: Option<&str
         }
         .into());
     }
-    let row_t = t.time.clone().unwrap_or_default();
     let mut clouds = Vec::new();
-    let (mut gs, mut ls) = (Vec::new(), Vec::new());
+    let (mut gs, mut ls, mut ids) = (Vec::new(), Vec::new(), Vec::new());
     for &tt in &times {
-        clouds.push(t.select(Some(tt))?);
-        let rows: Vec<usize> = (0..t.len()).filter(|&i| row_t[i] == tt).collect();
-        if let Some(g) = &growth {
-            gs.push(rows.iter().map(|&i| g[i]).collect());
-        }
-        if let Some(l) = &labels {
-            ls.push(rows.iter().map(|&i| l[i]).collect());
-        }
+        let rows = t.rows_at(Some(tt))?;
+        clouds.push(t.cloud(&rows)?);
+        gs.extend(t.growth.as_deref().map(|g| pick_rows(g, &rows)));
+        ls.extend(t.labels.as_deref().map(|l| pick_rows(l, &rows)));
+        ids.extend(t.id.as_deref().map(|l| pick_rows(l, &rows)));
     }
     Ok(Series {
         file: path.to_path_buf(),
         times,
         clouds,
-        growth: growth.map(|_| gs),
-        labels: labels.map(|_| ls),
+        growth: t.growth.is_some().then_some(gs),
+        labels: t.labels.is_some().then_some(ls),
+        ids: t.id.is_some().then_some(ids),
     })
 }
 
@@ -202,10 +167,13 @@ impl Series {
             let idx = subsample_indices(c.len(), n, seed, k as u64);
             out.clouds[k] = pick(c, &idx).with_mass(c.mass());
             if let (Some(g), Some(og)) = (&mut out.growth, &self.growth) {
-                g[k] = idx.iter().map(|&i| og[k][i]).collect();
+                g[k] = pick_rows(&og[k], &idx);
             }
             if let (Some(l), Some(ol)) = (&mut out.labels, &self.labels) {
-                l[k] = idx.iter().map(|&i| ol[k][i]).collect();
+                l[k] = pick_rows(&ol[k], &idx);
+            }
+            if let (Some(l), Some(ol)) = (&mut out.ids, &self.ids) {
+                l[k] = pick_rows(&ol[k], &idx);
             }
         }
         out
@@ -341,12 +309,36 @@ pub fn predict(
     growth0: Option<&[f64]>,
     params: &InferParams,
 ) -> Result<(Cloud, PredictInfo), SimError> {
+    predict_traced(method, x0, x1, s, dt, growth0, params).map(|(c, info, _)| (c, info))
+}
+
+/// Where each predicted point comes from, to carry the input cells' ids to `prediction.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// WOT: point `k` lies between source cell `i` and target cell `j` (`pairs[k] = (i, j)`).
+    Pairs(Vec<(usize, usize)>),
+    /// Flows: point `k` is source cell `k`, moved.
+    Sources,
+}
+
+/// [`predict`], also returning the [`Origin`] of the predicted points.
+pub fn predict_traced(
+    method: Method,
+    x0: &Cloud,
+    x1: &Cloud,
+    s: f64,
+    dt: f64,
+    growth0: Option<&[f64]>,
+    params: &InferParams,
+) -> Result<(Cloud, PredictInfo, Origin), SimError> {
     if !(s > 0.0 && s < 1.0) {
         return Err(SimError::Invalid(format!("interpolation fraction must be in (0, 1), got {s}")));
     }
     match method {
-        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, &params.wot, params.seed),
-        m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed),
+        Method::Wot => wot::interpolate_traced(x0, x1, s, dt, growth0, &params.wot, params.seed)
+            .map(|(c, info, pairs)| (c, info, Origin::Pairs(pairs))),
+        m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed)
+            .map(|(c, info)| (c, info, Origin::Sources)),
     }
 }
 
@@ -368,6 +360,26 @@ pub struct HoldoutResult {
     pub prediction: Cloud,
     #[serde(skip)]
     pub truth: Cloud,
+    /// Id columns of `prediction.csv` (file with an `id` column; [`prediction_ids`]).
+    #[serde(skip)]
+    pub prediction_ids: Vec<IdColumn>,
+    /// Id column of `truth.csv` (the held-out cells' ids).
+    #[serde(skip)]
+    pub truth_ids: Vec<IdColumn>,
+}
+
+/// The id columns of a prediction whose points come from `origin`, given the ids of the source
+/// and target cells: `source_id,target_id` for WOT (the pair each point was placed between),
+/// `source_id` for flows (each point is a source cell, moved). Empty without ids.
+pub fn prediction_ids(origin: &Origin, ids0: Option<&[String]>, ids1: Option<&[String]>) -> Vec<IdColumn> {
+    let (Some(i0), Some(i1)) = (ids0, ids1) else { return Vec::new() };
+    match origin {
+        Origin::Pairs(p) => vec![
+            ("source_id".into(), p.iter().map(|&(i, _)| i0[i].clone()).collect()),
+            ("target_id".into(), p.iter().map(|&(_, j)| i1[j].clone()).collect()),
+        ],
+        Origin::Sources => vec![("source_id".into(), i0.to_vec())],
+    }
 }
 
 /// The data set name of a file (its stem).
@@ -397,7 +409,8 @@ pub fn holdout(
     let phase =
         Phase::start(format!("predict: {method} t = {t0} → {t1} ({} → {} cells)", x0.len(), x1.len()));
     let start = Instant::now();
-    let (pred, info) = predict(method, x0, x1, s, t1 - t0, growth0, params)?;
+    let (pred, info, origin) = predict_traced(method, x0, x1, s, t1 - t0, growth0, params)?;
+    let ids = |k: usize| series.ids.as_ref().map(|v| v[k].as_slice());
     let seconds = start.elapsed().as_secs_f64();
     phase.finish(&format!("{} predicted points", pred.len()));
     let metrics = evaluate_phase(&pred, xh, Some((x0, x1)))?;
@@ -414,6 +427,8 @@ pub fn holdout(
         info,
         prediction: pred,
         truth: xh.clone(),
+        prediction_ids: prediction_ids(&origin, ids(k - 1), ids(k + 1)),
+        truth_ids: ids(k).map(|v| vec![("id".to_string(), v.to_vec())]).unwrap_or_default(),
     })
 }
 
@@ -464,14 +479,16 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
     })
 }
 
-/// Write a held-out result: `prediction.csv`, `truth.csv` (time, x1..xd, w) and `metrics.json`.
+/// Write a held-out result: `prediction.csv`, `truth.csv` (time, x1..xd, w; led by the id
+/// columns of [`prediction_ids`] / `id` when the data has ids) and `metrics.json`.
 /// `force`: replace a folder with foreign files (see [`crate::output`]).
 pub fn write_holdout(out: &Path, force: bool, r: &HoldoutResult, params: &InferParams) -> Result<(), Error> {
     crate::output::write_folder(out, crate::output::Kind::Infer, force, |dir| {
         let p = dir.join("prediction.csv");
-        crate::data::write_cloud(&p, r.holdout, &r.prediction).map_err(|e| Error::io(&p, e))?;
+        write_cloud_with_ids(&p, r.holdout, &r.prediction, &r.prediction_ids)
+            .map_err(|e| Error::io(&p, e))?;
         let p = dir.join("truth.csv");
-        crate::data::write_cloud(&p, r.holdout, &r.truth).map_err(|e| Error::io(&p, e))?;
+        write_cloud_with_ids(&p, r.holdout, &r.truth, &r.truth_ids).map_err(|e| Error::io(&p, e))?;
         let p = dir.join("metrics.json");
         let v = serde_json::json!({ "result": r, "params": params });
         let text = serde_json::to_string_pretty(&v).unwrap_or_default();

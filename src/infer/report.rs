@@ -101,7 +101,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
     row(&mut held, &vec!["---".to_string(); 10]);
     let mut warnings = Vec::new();
     for (name, csv, json) in &sets {
-        let full = load_series(csv, None, None)?;
+        let full = load_series(csv, &crate::data::ColumnSpec::default())?;
         let series = full.subsample(cfg.subsample, cfg.params.seed);
         let mut by_time: Vec<(f64, Vec<HoldoutResult>)> = Vec::new();
         for k in 1..series.times.len().saturating_sub(1) {

@@ -221,6 +221,23 @@ pub fn interpolate(
     p: &WotParams,
     seed: u64,
 ) -> Result<(Cloud, PredictInfo), SimError> {
+    interpolate_traced(x0, x1, s, dt, growth0, p, seed).map(|(c, info, _)| (c, info))
+}
+
+/// Source and target cell `(i, j)` of each predicted point.
+pub type Pairs = Vec<(usize, usize)>;
+
+/// [`interpolate`], also returning the pair `(i, j)` (source cell, target cell) each predicted
+/// point was placed between.
+pub fn interpolate_traced(
+    x0: &Cloud,
+    x1: &Cloud,
+    s: f64,
+    dt: f64,
+    growth0: Option<&[f64]>,
+    p: &WotParams,
+    seed: u64,
+) -> Result<(Cloud, PredictInfo, Pairs), SimError> {
     let fit = fit(x0, x1, dt, growth0, p)?;
     let entries = plan_entries(&fit, p.dense_limit)?;
     let v: Vec<f64> = entries
@@ -245,8 +262,10 @@ pub fn interpolate(
     let picks = systematic(&v, n, u);
     let d = x0.dim;
     let mut x = Vec::with_capacity(n * d);
+    let mut pairs = Vec::with_capacity(picks.len());
     for &k in &picks {
         let (i, j, _) = entries[k];
+        pairs.push((i, j));
         let (xi, yj) = (x0.point(i), x1.point(j));
         x.extend(xi.iter().zip(yj).map(|(a, b)| (1.0 - s) * a + s * b));
     }
@@ -264,7 +283,7 @@ pub fn interpolate(
         warning: (!fit.converged)
             .then(|| "wot: the last Sinkhorn solve did not reach its tolerance".to_string()),
     };
-    Ok((cloud, info))
+    Ok((cloud, info, pairs))
 }
 
 /// Forward step: each particle moves to its barycentric image `T(x_i)` and carries its row mass

@@ -5,18 +5,25 @@
 //! Files written into a directory (all CSV with a header, numbers in shortest round-trip form):
 //!
 //! - `report.json` — the [`UotReport`] (iterations, marginal errors, objective terms, masses);
-//! - `source.csv` — `i, w, row_mass, kept, f`: `row_mass = Σ_j π_ij`, `kept = row_mass / w`
-//!   (which source points are transported, which die);
-//! - `target.csv` — `j, w, col_mass, reached, g`;
+//! - `source.csv` — `i, w, row_mass, kept, f`: `row_mass = Σ_j π_ij`, `kept = row_mass / w`,
+//!   the ratio of the mass leaving point `i` in the plan to its input mass: below 1 the point's
+//!   mass is partly destroyed, above 1 (possible with KL penalties) it is inflated (created);
+//! - `target.csv` — `j, w, col_mass, reached, g` (`reached = col_mass / w`, the same ratio);
 //! - `barycentric.csv` — `i, t1..td`: `T(x_i) = Σ_j π_ij y_j / Σ_j π_ij` (optional);
 //! - `plan.csv` — `i, j, pi` triples: top-k per row or all entries above a threshold (optional);
 //! - `plan_dense.csv` — the full `n × m` matrix, one row per source point (optional,
 //!   size-checked).
+//!
+//! With ids ([`write_solution_with_ids`], the inputs' `id` columns) `source.csv` / `target.csv`
+//! / `barycentric.csv` get an `id` column after `i` / `j`, and `plan.csv` gets `id_a, id_b` after
+//! `i, j`. A
+//! threshold that leaves the plan empty is an error naming the largest entry.
 
 use super::plan::PlanEntry;
 use super::sinkhorn::{solve, SinkhornOptions, UotReport, UotSolution};
 use super::MeasureRef;
-use crate::error::{Error, SimError};
+use crate::data::{id_field, id_head};
+use crate::error::{ConfigError, Error, SimError};
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -55,6 +62,18 @@ pub fn write_solution(
     sol: &UotSolution,
     export: &PlanExport,
 ) -> Result<Vec<PathBuf>, Error> {
+    write_solution_with_ids(dir, a, b, sol, export, (None, None))
+}
+
+/// [`write_solution`] with the ids of the source and target points (module doc).
+pub fn write_solution_with_ids(
+    dir: &Path,
+    a: &Cloud,
+    b: &Cloud,
+    sol: &UotSolution,
+    export: &PlanExport,
+    ids: (Option<&[String]>, Option<&[String]>),
+) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut out = Vec::new();
     let io = |p: &Path| {
@@ -72,11 +91,12 @@ pub fn write_solution(
     {
         let (p, mut w) = create(dir, "source.csv")?;
         let mut write = || -> std::io::Result<()> {
-            writeln!(w, "i,w,row_mass,kept,f")?;
+            writeln!(w, "i,{}w,row_mass,kept,f", id_head(ids.0, "id"))?;
             for i in 0..a.len() {
                 let r = sol.row_mass[i];
                 let kept = if a.w[i] > 0.0 { r / a.w[i] } else { 0.0 };
-                writeln!(w, "{i},{:e},{:e},{:e},{:e}", a.w[i], r, kept, sol.potentials.f[i])?;
+                let id = id_field(ids.0, i);
+                writeln!(w, "{i},{id}{:e},{:e},{:e},{:e}", a.w[i], r, kept, sol.potentials.f[i])?;
             }
             w.flush()
         };
@@ -86,11 +106,12 @@ pub fn write_solution(
     {
         let (p, mut w) = create(dir, "target.csv")?;
         let mut write = || -> std::io::Result<()> {
-            writeln!(w, "j,w,col_mass,reached,g")?;
+            writeln!(w, "j,{}w,col_mass,reached,g", id_head(ids.1, "id"))?;
             for j in 0..b.len() {
                 let c = sol.col_mass[j];
                 let r = if b.w[j] > 0.0 { c / b.w[j] } else { 0.0 };
-                writeln!(w, "{j},{:e},{:e},{:e},{:e}", b.w[j], c, r, sol.potentials.g[j])?;
+                let id = id_field(ids.1, j);
+                writeln!(w, "{j},{id}{:e},{:e},{:e},{:e}", b.w[j], c, r, sol.potentials.g[j])?;
             }
             w.flush()
         };
@@ -104,10 +125,10 @@ pub fn write_solution(
         let d = a.dim;
         let mut write = || -> std::io::Result<()> {
             let cols: Vec<String> = (1..=d).map(|k| format!("t{k}")).collect();
-            writeln!(w, "i,{}", cols.join(","))?;
+            writeln!(w, "i,{}{}", id_head(ids.0, "id"), cols.join(","))?;
             for (i, ti) in t.chunks_exact(d).enumerate() {
                 let vals: Vec<String> = ti.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{i},{}", vals.join(","))?;
+                writeln!(w, "{i},{}{}", id_field(ids.0, i), vals.join(","))?;
             }
             w.flush()
         };
@@ -119,12 +140,23 @@ pub fn write_solution(
         (None, Some(k)) => Some(coupling.top_k(k)?),
         (None, None) => None,
     };
+    if let (Some(e), Some(t)) = (&entries, export.threshold) {
+        if e.is_empty() {
+            let largest = coupling.top_k(1)?.iter().map(|x| x.value).fold(0.0, f64::max);
+            return Err(ConfigError::new(
+                "<cli>",
+                "--threshold",
+                format!("no plan entry is ≥ {t}, the plan would be empty (largest entry {largest:e}); lower it or use --top-k"),
+            )
+            .into());
+        }
+    }
     if let Some(e) = entries {
         let (p, mut w) = create(dir, "plan.csv")?;
         let mut write = || -> std::io::Result<()> {
-            writeln!(w, "i,j,pi")?;
+            writeln!(w, "i,j,{}{}pi", id_head(ids.0, "id_a"), id_head(ids.1, "id_b"))?;
             for x in &e {
-                writeln!(w, "{},{},{:e}", x.i, x.j, x.value)?;
+                writeln!(w, "{},{},{}{}{:e}", x.i, x.j, id_field(ids.0, x.i), id_field(ids.1, x.j), x.value)?;
             }
             w.flush()
         };

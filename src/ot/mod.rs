@@ -46,7 +46,7 @@ pub use divergence::{
     extend_potential, sinkhorn_divergence, solve_symmetric, DivergenceOptions, DivergenceWarm,
     SinkhornDivergence,
 };
-pub use export::{uot_clouds, write_solution, PlanExport};
+pub use export::{uot_clouds, write_solution, write_solution_with_ids, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
 pub use sinkhorn::{

@@ -6,6 +6,15 @@
 //! with `τ` found by bisection on `log τ` so that `|m(π_τ) − m*| ≤ rtol · m*`. Reachable masses
 //! lie between `Σ_ij a_i b_j e^{−C_ij/ε}` (`τ → 0`) and `min(m(a), m(b))` (`τ` large); each
 //! solve is warm-started from the previous one.
+//!
+//! The entropic reference is `a⊗b / s` with `s = max(1, m(a), m(b))`: its mass
+//! `m(a) m(b) / s ≤ min(m(a), m(b))`, so the `τ → 0` floor `Σ_ij a_i b_j e^{−C_ij/ε} / s` is below
+//! every mass that can be asked for. With `a⊗b` itself (mass `m(a) m(b)`) unit-weight snapshots of
+//! 400 and 442 cells put even the `τ → 0` plan at about 35 000 cells, above both masses, and no
+//! `m*` was reachable. Probability measures (`s = 1`) are solved exactly as before. The problem
+//! with reference `a⊗b / s` is `s` times the one between `a / s` and `b / s` (target `m*/s`,
+//! same `ε` and `τ`), which is what is solved; the solution is scaled back
+//! ([`PartialSolution::reference_scale`]).
 
 use super::sinkhorn::{solve, SinkhornOptions, UotSolution};
 use super::{cost_scale_bound, positive, Marginal, MeasureRef};
@@ -21,6 +30,8 @@ pub struct PartialSolution {
     pub solves: usize,
     /// `|m(π) − m*| / m*`.
     pub mass_error: f64,
+    /// `s` of the entropic reference `a⊗b / s` (module doc; 1 for probability measures).
+    pub reference_scale: f64,
 }
 
 /// Transport `target_mass` between `a` and `b` (see the module doc). `opts` gives `ε`, the cost
@@ -43,6 +54,58 @@ pub fn solve_partial(
     if !positive(rtol) {
         return Err(SimError::Invalid(format!("partial transport: rtol must be > 0, got {rtol}")));
     }
+    let s = 1f64.max(a.mass()).max(b.mass());
+    if s == 1.0 {
+        return solve_scaled(a, b, target_mass, opts, rtol, 1.0)
+            .map(|p| PartialSolution { reference_scale: 1.0, ..p });
+    }
+    let (wa, wb): (Vec<f64>, Vec<f64>) =
+        (a.w.iter().map(|w| w / s).collect(), b.w.iter().map(|w| w / s).collect());
+    let (a1, b1) = (MeasureRef::new(a.dim, a.x, &wa), MeasureRef::new(b.dim, b.x, &wb));
+    let p = solve_scaled(a1, b1, target_mass / s, opts, rtol, s)?;
+    let mut solution = scale_solution(p.solution, s);
+    (solution.report.mass_a, solution.report.mass_b) = (a.mass(), b.mass());
+    Ok(PartialSolution { solution, reference_scale: s, ..p })
+}
+
+/// The solution between `a / s` and `b / s` as the one between `a` and `b` with reference
+/// `a⊗b / s`: plan, marginals, masses and objective terms times `s`; potentials shifted by
+/// `−(ε/2) ln s` each, so that `a_i b_j e^{(f_i + g_j − C_ij)/ε}` is `s` times the scaled plan.
+fn scale_solution(mut sol: UotSolution, s: f64) -> UotSolution {
+    let shift = 0.5 * sol.report.eps * s.ln();
+    sol.potentials.f.iter_mut().chain(sol.potentials.g.iter_mut()).for_each(|v| *v -= shift);
+    sol.row_mass.iter_mut().chain(sol.col_mass.iter_mut()).for_each(|v| *v *= s);
+    let r = &mut sol.report;
+    for v in [
+        &mut r.transport_cost,
+        &mut r.entropy_term,
+        &mut r.marginal_term_a,
+        &mut r.marginal_term_b,
+        &mut r.primal_objective,
+        &mut r.dual_objective,
+        &mut r.mass_a,
+        &mut r.mass_b,
+        &mut r.transported_mass,
+        &mut r.destroyed_mass_a,
+        &mut r.created_mass_a,
+        &mut r.destroyed_mass_b,
+        &mut r.created_mass_b,
+    ] {
+        *v *= s;
+    }
+    sol
+}
+
+/// [`solve_partial`] with reference `a⊗b` (inputs checked); `unit` converts masses back to the
+/// caller's measures in messages (the `s` the inputs were divided by).
+fn solve_scaled(
+    a: MeasureRef,
+    b: MeasureRef,
+    target_mass: f64,
+    opts: &SinkhornOptions,
+    rtol: f64,
+    unit: f64,
+) -> Result<PartialSolution, SimError> {
     let solves = std::cell::Cell::new(0usize);
     let mut warm: Option<super::Potentials> = None;
     let run = |tau: f64, warm: &mut Option<super::Potentials>| -> Result<UotSolution, SimError> {
@@ -71,8 +134,9 @@ pub fn solve_partial(
                 return Err(SimError::Numerical {
                     step: solves.get(),
                     what: format!(
-                        "partial transport: mass {} at tau = {hi} still below {target_mass}",
-                        s_hi.report.transported_mass
+                        "partial transport: mass {} at tau = {hi} still below {}",
+                        s_hi.report.transported_mass * unit,
+                        target_mass * unit
                     ),
                 });
             }
@@ -92,9 +156,10 @@ pub fn solve_partial(
             lo *= 0.5;
             if lo < 1e-12 * scale {
                 return Err(SimError::Invalid(format!(
-                    "partial transport: mass {target_mass} is below the smallest reachable at \
-                     this eps ({} at tau = {hi})",
-                    s_hi.report.transported_mass
+                    "partial transport: mass {} is below the smallest reachable at this eps \
+                     ({} at tau = {hi}); a smaller --eps reaches smaller masses",
+                    target_mass * unit,
+                    s_hi.report.transported_mass * unit
                 )));
             }
             let s = run(lo, &mut warm)?;
@@ -123,11 +188,11 @@ pub fn solve_partial(
     }
     Err(SimError::Numerical {
         step: solves.get(),
-        what: format!("partial transport: bisection on tau did not reach mass {target_mass}"),
+        what: format!("partial transport: bisection on tau did not reach mass {}", target_mass * unit),
     })
 }
 
 fn finish(s: UotSolution, tau: f64, solves: usize, target: f64) -> PartialSolution {
     let mass_error = (s.report.transported_mass - target).abs() / target;
-    PartialSolution { solution: s, tau, solves, mass_error }
+    PartialSolution { solution: s, tau, solves, mass_error, reference_scale: 1.0 }
 }

@@ -432,7 +432,8 @@ pub fn solve(
     let (ta, tb) = (opts.marginal_a, opts.marginal_b);
     if ta == Marginal::Exact && tb == Marginal::Exact && (ma - mb).abs() > 1e-9 * ma.max(mb) {
         return Err(SimError::Invalid(format!(
-            "balanced transport (both marginals exact) needs equal masses, got {ma} and {mb}"
+            "balanced transport (both marginals exact) needs equal masses, got {ma} and {mb}: \
+             scale the weights to equal masses, or use finite marginal penalties"
         )));
     }
     let (mut f, mut g) = match warm {

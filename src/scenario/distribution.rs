@@ -10,7 +10,7 @@
 //! `(seed, Sampling, role, 0)`, so a scenario and seed always give the same clouds.
 
 use super::spec::{Check, Component, Distribution, Std};
-use crate::data::read_snapshot;
+use crate::data::{read_snapshot_with, ColumnSpec};
 use crate::error::{ConfigError, Error};
 use crate::particles::Cloud;
 use crate::rng::{self, Purpose};
@@ -176,8 +176,8 @@ pub fn sample_distribution(
             }
             (Cloud::uniform(d, x, 1.0), *mass)
         }
-        Distribution::Csv { path: file, time, n, mass } => {
-            let c = read_csv_cloud(chk, path, base_dir, file, *time)?;
+        Distribution::Csv { path: file, time, n, mass, .. } => {
+            let c = read_csv_cloud(chk, path, base_dir, dist)?;
             if c.dim != d {
                 return Err(chk
                     .err(
@@ -188,6 +188,14 @@ pub fn sample_distribution(
             }
             let c = match n {
                 Some(0) => return Err(chk.err(&key("n"), "must be ≥ 1, got 0").into()),
+                Some(n) if *n > c.len() => {
+                    let at = time.map(|t| format!(" at time {t}")).unwrap_or_default();
+                    let msg = format!(
+                        "asks for {n} rows but {file} has {} rows{at}; lower n, or remove it to use all rows",
+                        c.len()
+                    );
+                    return Err(chk.err(&key("n"), msg).into());
+                }
                 Some(n) if *n < c.len() => {
                     let mut idx = sample(&mut r, c.len(), *n).into_vec();
                     idx.sort_unstable();
@@ -206,19 +214,24 @@ pub fn sample_distribution(
     Ok(cloud.with_mass(mass))
 }
 
-/// Read the rows of a CSV distribution (path relative to the scenario's folder).
-pub fn read_csv_cloud(
-    chk: &Check,
-    path: &str,
-    base_dir: &Path,
-    file: &str,
-    time: Option<f64>,
-) -> Result<Cloud, Error> {
+/// Read the rows of a CSV distribution `dist` at key `path` (file relative to the scenario's
+/// folder; columns per its `columns` / `ignore_columns` keys). Not a CSV distribution: an error.
+pub fn read_csv_cloud(chk: &Check, path: &str, base_dir: &Path, dist: &Distribution) -> Result<Cloud, Error> {
+    let Distribution::Csv { path: file, time, columns, ignore_columns, .. } = dist else {
+        return Err(chk.err(path, format!("is a {} distribution, not csv", dist.type_name())).into());
+    };
+    let spec = ColumnSpec {
+        columns: columns.clone(),
+        ignore: ignore_columns.clone(),
+        options: (format!("{path}.columns"), format!("{path}.ignore_columns")),
+        ..ColumnSpec::default()
+    };
+    let time = *time;
     let p = base_dir.join(file);
     if !p.exists() {
         return Err(chk.err(&format!("{path}.path"), format!("no such file: {}", p.display())).into());
     }
     let key = format!("{path}.path");
-    let table = read_snapshot(&p).map_err(|e| chk.err(&key, e.to_string()))?;
+    let table = read_snapshot_with(&p, &spec).map_err(|e| chk.err(&key, e.to_string()))?;
     Ok(table.select(time).map_err(|e| chk.err(&key, e.to_string()))?)
 }

@@ -226,9 +226,7 @@ impl Scenario {
         let d = match declared_dim(&self.spec.source) {
             Some(d) => d,
             None => match &self.spec.source {
-                Distribution::Csv { path, time, .. } => {
-                    read_csv_cloud(&c, "source", &self.base_dir(), path, *time)?.dim
-                }
+                dist @ Distribution::Csv { .. } => read_csv_cloud(&c, "source", &self.base_dir(), dist)?.dim,
                 _ => 0,
             },
         };

@@ -106,7 +106,9 @@ pub enum Distribution {
         mass: f64,
     },
     /// Rows of a snapshot CSV (`time,x1..xd[,w]`) at time `time`; optionally `n` rows drawn
-    /// without replacement. Path relative to the scenario file.
+    /// without replacement (at most the rows there are). Path relative to the scenario file.
+    /// Coordinates are `x1..xd`, or the columns named in `columns`; `ignore_columns` are
+    /// skipped; any other column without a role is an error (src/data.rs).
     Csv {
         path: String,
         #[serde(default)]
@@ -115,6 +117,10 @@ pub enum Distribution {
         n: Option<usize>,
         #[serde(default = "one")]
         mass: f64,
+        #[serde(default)]
+        columns: Option<Vec<String>>,
+        #[serde(default)]
+        ignore_columns: Vec<String>,
     },
 }
 
