@@ -111,7 +111,7 @@ pub struct Series {
 /// Read a snapshot CSV as a [`Series`]; `spec` gives the column roles (coordinates, ignored
 /// columns, label and growth columns; [`crate::data`]).
 pub fn load_series(path: &Path, spec: &ColumnSpec) -> Result<Series, Error> {
-    let phase = Phase::start(format!("loading {}", path.display()));
+    let phase = Phase::start_quiet(format!("loading {}", path.display()));
     let t = read_snapshot_with(path, spec)?;
     phase.finish(&format!("{} cells", t.len()));
     let times = t.times();

@@ -59,13 +59,22 @@ pub struct Phase {
 impl Phase {
     /// Print `label …` and start the spinner.
     pub fn start(label: impl Into<String>) -> Self {
-        let label = label.into();
+        Self::begin(label.into(), true)
+    }
+    /// Start the spinner without a start line: for a phase whose failure is the command's error
+    /// (reading an input file), so that a bad input still gives exactly one line on stderr.
+    pub fn start_quiet(label: impl Into<String>) -> Self {
+        Self::begin(label.into(), false)
+    }
+    fn begin(label: String, announce: bool) -> Self {
         let bar = Bar::with_draw_target(None, ProgressDrawTarget::stderr());
         if let Ok(style) = ProgressStyle::with_template("{spinner} {prefix} [{elapsed_precise}] {msg}") {
             bar.set_style(style);
         }
         bar.set_prefix(label.clone());
-        bar.suspend(|| eprintln!("{label} …"));
+        if announce {
+            bar.suspend(|| eprintln!("{label} …"));
+        }
         if !bar.is_hidden() {
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
         }
@@ -84,5 +93,12 @@ impl Phase {
         } else {
             eprintln!("{}: done in {secs:.1} s ({detail})", self.label);
         }
+    }
+}
+
+impl Drop for Phase {
+    /// A phase left by an error clears its spinner (a terminal only), so the error stands alone.
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
     }
 }
