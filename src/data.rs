@@ -185,8 +185,8 @@ pub fn write_cloud(path: &Path, t: f64, c: &Cloud) -> std::io::Result<()> {
     let xs: Vec<String> = (1..=c.dim).map(|k| format!("x{k}")).collect();
     writeln!(out, "time,{},w", xs.join(","))?;
     for j in 0..c.len() {
-        let p: Vec<String> = c.point(j).iter().map(|v| v.to_string()).collect();
-        writeln!(out, "{t},{},{}", p.join(","), c.w[j])?;
+        let (t, p, w) = (crate::format::num(t), crate::format::nums(c.point(j)), crate::format::num(c.w[j]));
+        writeln!(out, "{t},{p},{w}")?;
     }
     out.flush()
 }

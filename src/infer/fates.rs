@@ -17,6 +17,7 @@
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
 use crate::error::{Error, SimError};
+use crate::format::{num, nums};
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::Path;
@@ -104,7 +105,7 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
                 let m = fa.matrix[a * k1 + b];
                 let fs = if mass0[a] > 0.0 { m / mass0[a] } else { 0.0 };
                 let ft = if mass1[b] > 0.0 { m / mass1[b] } else { 0.0 };
-                writeln!(w, "{},{},{m},{fs},{ft}", fa.source_names[a], fa.target_names[b])?;
+                writeln!(w, "{},{},{}", fa.source_names[a], fa.target_names[b], nums(&[m, fs, ft]))?;
             }
         }
         w.flush()
@@ -123,8 +124,8 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
             for (l, name) in names.iter().enumerate().take(cl.k) {
                 let cells = cl.labels.iter().filter(|&&x| x == l).count();
                 let mass: f64 = cl.labels.iter().zip(&c.w).filter(|(x, _)| **x == l).map(|(_, w)| w).sum();
-                let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| v.to_string()).collect();
-                writeln!(w, "{t},{name},{cells},{mass},{}", ctr.join(","))?;
+                let (t, mass, ctr) = (num(t), num(mass), nums(&cl.centers[l * d..(l + 1) * d]));
+                writeln!(w, "{t},{name},{cells},{mass},{ctr}")?;
             }
         }
         w.flush()
@@ -138,10 +139,9 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
         let cs: Vec<String> = fa.target_names.iter().map(|n| format!("to_{n}")).collect();
         writeln!(w, "cell,cluster,{},growth,{}", xs.join(","), cs.join(","))?;
         for i in 0..x0.len() {
-            let pos: Vec<String> = x0.point(i).iter().map(|v| v.to_string()).collect();
-            let pr: Vec<String> = fa.descendants[i].iter().map(|v| v.to_string()).collect();
+            let (pos, pr) = (nums(x0.point(i)), nums(&fa.descendants[i]));
             let name = &fa.source_names[fa.source.labels[i]];
-            writeln!(w, "{i},{name},{},{},{}", pos.join(","), fa.growth[i], pr.join(","))?;
+            writeln!(w, "{i},{name},{pos},{},{pr}", num(fa.growth[i]))?;
         }
         w.flush()
     })()
@@ -154,10 +154,9 @@ pub fn write_fates(dir: &Path, fa: &Fates, x0: &Cloud, x1: &Cloud) -> Result<(),
         let cs: Vec<String> = fa.source_names.iter().map(|n| format!("from_{n}")).collect();
         writeln!(w, "cell,cluster,{},{}", xs.join(","), cs.join(","))?;
         for j in 0..x1.len() {
-            let pos: Vec<String> = x1.point(j).iter().map(|v| v.to_string()).collect();
-            let pr: Vec<String> = fa.ancestors[j].iter().map(|v| v.to_string()).collect();
+            let (pos, pr) = (nums(x1.point(j)), nums(&fa.ancestors[j]));
             let name = &fa.target_names[fa.target.labels[j]];
-            writeln!(w, "{j},{name},{},{}", pos.join(","), pr.join(","))?;
+            writeln!(w, "{j},{name},{pos},{pr}")?;
         }
         w.flush()
     })()

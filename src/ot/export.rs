@@ -17,6 +17,7 @@ use super::plan::PlanEntry;
 use super::sinkhorn::{solve, SinkhornOptions, UotReport, UotSolution};
 use super::MeasureRef;
 use crate::error::{Error, SimError};
+use crate::format::{num, nums};
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -76,7 +77,7 @@ pub fn write_solution(
             for i in 0..a.len() {
                 let r = sol.row_mass[i];
                 let kept = if a.w[i] > 0.0 { r / a.w[i] } else { 0.0 };
-                writeln!(w, "{i},{:e},{:e},{:e},{:e}", a.w[i], r, kept, sol.potentials.f[i])?;
+                writeln!(w, "{i},{}", nums(&[a.w[i], r, kept, sol.potentials.f[i]]))?;
             }
             w.flush()
         };
@@ -90,7 +91,7 @@ pub fn write_solution(
             for j in 0..b.len() {
                 let c = sol.col_mass[j];
                 let r = if b.w[j] > 0.0 { c / b.w[j] } else { 0.0 };
-                writeln!(w, "{j},{:e},{:e},{:e},{:e}", b.w[j], c, r, sol.potentials.g[j])?;
+                writeln!(w, "{j},{}", nums(&[b.w[j], c, r, sol.potentials.g[j]]))?;
             }
             w.flush()
         };
@@ -106,8 +107,7 @@ pub fn write_solution(
             let cols: Vec<String> = (1..=d).map(|k| format!("t{k}")).collect();
             writeln!(w, "i,{}", cols.join(","))?;
             for (i, ti) in t.chunks_exact(d).enumerate() {
-                let vals: Vec<String> = ti.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{i},{}", vals.join(","))?;
+                writeln!(w, "{i},{}", nums(ti))?;
             }
             w.flush()
         };
@@ -124,7 +124,7 @@ pub fn write_solution(
         let mut write = || -> std::io::Result<()> {
             writeln!(w, "i,j,pi")?;
             for x in &e {
-                writeln!(w, "{},{},{:e}", x.i, x.j, x.value)?;
+                writeln!(w, "{},{},{}", x.i, x.j, num(x.value))?;
             }
             w.flush()
         };
@@ -139,8 +139,7 @@ pub fn write_solution(
             let cols: Vec<String> = (0..m).map(|j| format!("j{j}")).collect();
             writeln!(w, "{}", cols.join(","))?;
             for row in dense.chunks_exact(m) {
-                let vals: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{}", vals.join(","))?;
+                writeln!(w, "{}", nums(row))?;
             }
             w.flush()
         };
