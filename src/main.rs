@@ -35,19 +35,29 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Print a one-line report of a finished run; true if it ended well.
+/// A time for the console: at most 10 significant digits (`7.6`, not `7.6000000000000005`).
+fn fmt_time(t: f64) -> String {
+    let s = format!("{t:.9e}");
+    s.parse::<f64>().map(advreact::format::num).unwrap_or(s)
+}
+
+/// Print a one-line report of a finished run (and its guard warnings on stderr); true if it
+/// ended well.
 fn report(r: &RunOutcome) -> bool {
     let s = &r.summary;
     let metrics: Vec<String> = s.final_metrics.iter().map(|(k, v)| format!("{k}={v:.6e}")).collect();
     println!(
-        "{}: {:?} after {} steps (t = {}), n = {}, {}",
+        "{}: {} after {} steps (t = {}), n = {}, {}",
         r.dir.display(),
         s.stop_reason,
         s.steps,
-        s.t,
+        fmt_time(s.t),
         s.n,
         metrics.join(", ")
     );
+    for w in &s.warnings {
+        eprintln!("warning: {}: {w}", r.dir.display());
+    }
     if let Some(e) = &s.error {
         eprintln!("error: {}: {e}", r.dir.display());
     }
@@ -88,6 +98,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Any guard intervention (growth clipping, displacement cap) stops the run: stop reason
+        /// `guard`, exit code 1 (scenario key `time.strict`; `resume` inherits it).
+        #[arg(long)]
+        strict: bool,
     },
     /// Continue a killed or interrupted run from its last checkpoint (report.checkpoint_every).
     Resume {
@@ -189,10 +203,11 @@ fn cmd_run(
     out: Option<PathBuf>,
     steps: Option<usize>,
     quiet: bool,
+    strict: bool,
 ) -> Result<bool, Error> {
     set_threads(threads)?;
     let flag = interrupt_flag();
-    let scs = scenario::load(file, &Overrides { seed, steps })?;
+    let scs = scenario::load(file, &Overrides { seed, steps, strict })?;
     // Build every variant first so a bad variant fails before anything is written.
     for sc in &scs {
         sc.build()?;
@@ -726,8 +741,8 @@ fn main() -> ExitCode {
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
 fn dispatch(cmd: Cmd) -> Result<bool, Error> {
     match cmd {
-        Cmd::Run { file, seed, threads, out, steps, quiet } => {
-            cmd_run(&file, seed, threads, out, steps, quiet)
+        Cmd::Run { file, seed, threads, out, steps, quiet, strict } => {
+            cmd_run(&file, seed, threads, out, steps, quiet, strict)
         }
         Cmd::Resume { dir, threads, quiet } => set_threads(threads).and_then(|_| {
             let opts = RunOptions { out: None, progress: !quiet, interrupt: Some(interrupt_flag()) };

@@ -12,8 +12,9 @@
 //!   probabilities `∝ w_i e^{g_i dt}`, all of weight `M/n` (same law as branch-then-resample, less
 //!   noise, bounded memory).
 //!
-//! Guards: `|g dt|` is clipped to `max_growth_step` (counted); the population is capped at
-//! `max_particles` (a clear error, never an allocation of 10^15 clones).
+//! Guards: `|g dt|` is clipped to `max_growth_step` (counted, with the log total mass the clipping
+//! removed: `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}` over the weights before the step); the
+//! population is capped at `max_particles` (a clear error, never an allocation of 10^15 clones).
 
 use crate::error::SimError;
 use crate::particles::{log_sum_exp, Particles};
@@ -60,6 +61,9 @@ impl Default for Reaction {
 pub struct ReactionEvents {
     /// Particles whose `|g dt|` was clipped.
     pub clipped: usize,
+    /// `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}`: the log total mass clipping removed (0 when
+    /// nothing was clipped).
+    pub clipped_log_mass: f64,
     /// Whether a resampling happened.
     pub resampled: bool,
     /// `(child id, parent id)` of every particle created.
@@ -95,6 +99,11 @@ impl Reaction {
             })
             .collect();
         ev.clipped = g.iter().filter(|&&gi| (gi * dt).abs() > cap).count();
+        if ev.clipped > 0 {
+            let with = |v: &[f64]| log_sum_exp(&p.logw.iter().zip(v).map(|(l, v)| l + v).collect::<Vec<_>>());
+            let raw: Vec<f64> = g.iter().map(|gi| gi * dt).collect();
+            ev.clipped_log_mass = with(&raw) - with(&gdt);
+        }
         match (self.kind, self.conserve) {
             (ReactionKind::None, _) => {}
             (ReactionKind::Weights, false) => {

@@ -147,6 +147,7 @@ pub fn resume_run(dir: &Path, opts: &RunOptions) -> Result<RunOutcome, Error> {
     sim.step = ck.step;
     sim.guards = ck.guards.clone();
     sim.last_metrics = ck.last_metrics.clone();
+    sim.last_metrics_step = ck.step;
     sim.field.restore_state(&ck.field_state)?;
     let name = dir.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
     execute(sim, &resolved.report, &tmp, dir, Some(&ck), &name, opts, guard)

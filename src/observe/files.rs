@@ -152,7 +152,7 @@ impl Observer for SnapshotsCsv {
         Ok(())
     }
     fn on_finish(&mut self, s: &Summary, p: &Particles) -> Result<(), Error> {
-        if !p.is_empty() && s.error.is_none() {
+        if !p.is_empty() && s.stop_reason != crate::stepper::StopReason::NonFinite {
             self.write(s.steps, s.t, p)?;
         }
         self.sink.close()
