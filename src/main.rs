@@ -435,6 +435,10 @@ struct InferCommon {
     /// Flows: step cap per segment.
     #[arg(long, default_value_t = 1500)]
     max_steps: usize,
+    /// Any warning (a flow's step cap, displacement cap or growth clipping; a Sinkhorn solve
+    /// short of its tolerance) is an error: the output is written, the exit code is 1.
+    #[arg(long)]
+    strict: bool,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -527,6 +531,23 @@ struct ResultsArgs {
     threads: Option<usize>,
 }
 
+/// Print an inference command's warnings on stderr; false (exit code 1) if there are any and
+/// `strict` is set.
+fn warn(out: &Path, warnings: &[advreact::infer::Warning], strict: bool) -> bool {
+    for w in warnings {
+        eprintln!("warning: {}: {w}", out.display());
+    }
+    if strict && !warnings.is_empty() {
+        eprintln!(
+            "error: {}: --strict: {} warning(s) (listed above and in the JSON)",
+            out.display(),
+            warnings.len()
+        );
+        return false;
+    }
+    true
+}
+
 fn fmt_t(t: f64) -> String {
     t.to_string()
 }
@@ -578,10 +599,7 @@ fn infer_report(
         "{},{},{},{},{},{},{},{},{:.3}",
         r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
     );
-    if let Some(w) = &r.info.warning {
-        eprintln!("warning: {w}");
-    }
-    Ok(true)
+    Ok(warn(&out, &r.info.warnings, a.common.strict))
 }
 
 fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
@@ -618,15 +636,15 @@ fn forward_report(
     });
     infer::write_atomically(&out, |dir| {
         let p = dir.join("forward.json");
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "result": r, "params": params }))
-            .unwrap_or_default();
+        let v = serde_json::json!({ "result": r, "params": params, "warnings": r.warnings });
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
     })?;
     println!("{}: t,w1,w2,mmd,mass_pred,mass_true,mass_error", out.display());
     for (t, m) in r.times.iter().zip(&r.metrics) {
         println!("{t},{},{},{},{},{},{}", m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error);
     }
-    Ok(true)
+    Ok(warn(&out, &r.warnings, a.common.strict))
 }
 
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {

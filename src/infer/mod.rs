@@ -39,6 +39,7 @@ use crate::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
 use crate::particles::Cloud;
 use crate::rng::{self, Purpose};
 use crate::scenario::median_distance;
+pub use crate::stepper::Warning;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -285,13 +286,42 @@ pub fn evaluate(pred: &Cloud, truth: &Cloud, ends: Option<(&Cloud, &Cloud)>) -> 
     })
 }
 
+/// A diagnostic value: a number or a yes/no (`converged`), written to JSON as such.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Diag {
+    Num(f64),
+    Flag(bool),
+}
+
+impl From<f64> for Diag {
+    fn from(v: f64) -> Self {
+        Diag::Num(v)
+    }
+}
+
+impl From<bool> for Diag {
+    fn from(v: bool) -> Self {
+        Diag::Flag(v)
+    }
+}
+
 /// What a prediction method returns besides the cloud.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PredictInfo {
-    /// Free-form diagnostics (name, value): iterations, transported mass, steps, ...
-    pub diagnostics: Vec<(String, f64)>,
-    /// A warning worth printing (e.g. the flow never reached the midpoint).
-    pub warning: Option<String>,
+    /// Free-form diagnostics (name → value in JSON): iterations, transported mass, steps, ...
+    #[serde(serialize_with = "crate::format::pairs_as_map")]
+    pub diagnostics: Vec<(String, Diag)>,
+    /// Everything that changed or limited the result (a flow's step cap, displacement cap or
+    /// growth clipping; a Sinkhorn solve short of its tolerance); empty when nothing did.
+    pub warnings: Vec<Warning>,
+}
+
+impl PredictInfo {
+    /// Append diagnostics.
+    pub fn diag<V: Into<Diag>>(&mut self, items: impl IntoIterator<Item = (&'static str, V)>) {
+        self.diagnostics.extend(items.into_iter().map(|(k, v)| (k.to_string(), v.into())));
+    }
 }
 
 /// Predict the population at fraction `s ∈ (0, 1)` of the way from `x0` (time `t0`) to `x1`
@@ -390,13 +420,15 @@ pub struct ForwardResult {
     pub metrics: Vec<Metrics>,
     pub seconds: f64,
     pub info: Vec<PredictInfo>,
+    /// The segments' warnings, each message prefixed with its segment (`t0 → t1`).
+    pub warnings: Vec<Warning>,
 }
 
 /// See [`ForwardResult`].
 pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<ForwardResult, Error> {
     let start = Instant::now();
     let mut cur = series.clouds[0].clone();
-    let (mut metrics, mut infos) = (Vec::new(), Vec::new());
+    let (mut metrics, mut infos, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
     for k in 1..series.times.len() {
         let target = &series.clouds[k];
         let dt = series.times[k] - series.times[k - 1];
@@ -405,6 +437,10 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
             m => flow::push_forward(m, &cur, target, &params.flow, params.seed.wrapping_add(k as u64))?,
         };
         metrics.push(evaluate(&next, target, None)?);
+        let seg = format!("segment t = {} → {}", series.times[k - 1], series.times[k]);
+        warnings.extend(
+            info.warnings.iter().map(|w| Warning { message: format!("{seg}: {}", w.message), ..w.clone() }),
+        );
         infos.push(info);
         cur = next;
     }
@@ -415,6 +451,7 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
         metrics,
         seconds: start.elapsed().as_secs_f64(),
         info: infos,
+        warnings,
     })
 }
 
@@ -444,7 +481,7 @@ pub fn write_holdout(out: &Path, r: &HoldoutResult, params: &InferParams) -> Res
         let p = dir.join("truth.csv");
         crate::data::write_cloud(&p, r.holdout, &r.truth).map_err(|e| Error::io(&p, e))?;
         let p = dir.join("metrics.json");
-        let v = serde_json::json!({ "result": r, "params": params });
+        let v = serde_json::json!({ "result": r, "params": params, "warnings": r.info.warnings });
         let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
     })
