@@ -435,10 +435,6 @@ struct InferCommon {
     /// Flows: step cap per segment.
     #[arg(long, default_value_t = 1500)]
     max_steps: usize,
-    /// Any warning (a flow's step cap, displacement cap or growth clipping; a Sinkhorn solve
-    /// short of its tolerance) is an error: the output is written, the exit code is 1.
-    #[arg(long)]
-    strict: bool,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -452,6 +448,15 @@ impl InferCommon {
         p.flow.max_steps = self.max_steps;
         p
     }
+}
+
+/// `--strict` of `infer` and `forward`.
+#[derive(clap::Args, Clone)]
+struct StrictArg {
+    /// Any warning (a flow's step cap, displacement cap or growth clipping; a Sinkhorn solve
+    /// short of its tolerance) is an error: the output is written, the exit code is 1.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(clap::Args)]
@@ -475,6 +480,8 @@ struct InferArgs {
     no_lineage: bool,
     #[command(flatten)]
     common: InferCommon,
+    #[command(flatten)]
+    strict: StrictArg,
 }
 
 #[derive(clap::Args)]
@@ -487,6 +494,8 @@ struct ForwardArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     common: InferCommon,
+    #[command(flatten)]
+    strict: StrictArg,
 }
 
 #[derive(clap::Args)]
@@ -599,7 +608,7 @@ fn infer_report(
         "{},{},{},{},{},{},{},{},{:.3}",
         r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
     );
-    Ok(warn(&out, &r.info.warnings, a.common.strict))
+    Ok(warn(&out, &r.info.warnings, a.strict.strict))
 }
 
 fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
@@ -644,7 +653,7 @@ fn forward_report(
     for (t, m) in r.times.iter().zip(&r.metrics) {
         println!("{t},{},{},{},{},{},{}", m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error);
     }
-    Ok(warn(&out, &r.warnings, a.common.strict))
+    Ok(warn(&out, &r.warnings, a.strict.strict))
 }
 
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
