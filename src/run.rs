@@ -1,7 +1,7 @@
 //! Running a scenario into its output folder, atomically, with checkpoints and resume.
 //!
 //! A run writes into a hidden sibling folder `.<name>.partial` and renames it to `<name>` only
-//! when everything — CSVs, plots and, last, `summary.json` — is written. A run that fails before
+//! when everything — CSVs, `summary.json` and, last, the plots — is written. A run that fails before
 //! that removes the partial folder (unless it holds a checkpoint to resume from), so a folder
 //! named like a run is always complete. A run stopped by a numerical guard (NaN, population cap)
 //! or by Ctrl-C still completes its folder, with the stop reason in `summary.json`.
@@ -206,12 +206,13 @@ fn execute(
             std::fs::remove_file(&ck).map_err(io(&ck))?;
         }
     }
-    if report.plots {
-        crate::plot::plot_run(tmp).map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))?;
-    }
+    // summary.json before the plots: the trajectory legend reads the final population from it.
     let p = tmp.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
     std::fs::write(&p, json + "\n").map_err(io(&p))?;
+    if report.plots {
+        crate::plot::plot_run(tmp).map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))?;
+    }
     if out.exists() {
         std::fs::remove_dir_all(out).map_err(io(out))?;
     }
