@@ -249,15 +249,22 @@ fn population_at(dir: &Path, t: f64) -> Option<Total> {
 
 /// Legend lines for the population at one snapshot: the whole population's count and true total
 /// mass when known (with how many are drawn), otherwise the drawn rows, said to be only those.
-pub(crate) fn population_label(when: &str, drawn: usize, drawn_mass: f64, total: Option<Total>) -> Vec<String> {
+pub(crate) fn population_label(
+    when: &str,
+    drawn: usize,
+    drawn_mass: f64,
+    total: Option<Total>,
+) -> Vec<String> {
     match total {
-        Some((Some(n), m)) if (n - drawn as f64).abs() > 0.5 => vec![
-            format!("{when}: {n} particles, mass {}", fmt_num(m)),
-            format!("    ({drawn} drawn)"),
-        ],
+        Some((Some(n), m)) if (n - drawn as f64).abs() > 0.5 => {
+            vec![format!("{when}: {n} particles, mass {}", fmt_num(m)), format!("    ({drawn} drawn)")]
+        }
         Some((Some(n), m)) => vec![format!("{when}: {n} particles, mass {}", fmt_num(m))],
         Some((None, m)) => vec![format!("{when}: mass {}", fmt_num(m)), format!("    ({drawn} drawn)")],
-        None => vec![format!("{when}: {drawn} drawn (whole population unknown), their mass {}", fmt_num(drawn_mass))],
+        None => vec![format!(
+            "{when}: {drawn} drawn (whole population unknown), their mass {}",
+            fmt_num(drawn_mass)
+        )],
     }
 }
 
