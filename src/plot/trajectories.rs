@@ -226,7 +226,7 @@ pub(crate) type Total = (Option<f64>, f64);
 /// The whole population at time `t` of a run folder (snapshots may hold a subsample): from the
 /// row of `metrics.csv` at `t` when it reports `mass` (and `n`), else from `summary.json` when `t`
 /// is the stop time, else from `source.csv` (the full initial cloud) when `t = 0`.
-fn population_at(dir: &Path, t: f64) -> Option<Total> {
+pub(crate) fn population_at(dir: &Path, t: f64) -> Option<Total> {
     let from_metrics = || {
         let m = super::read::read_metrics(&dir.join("metrics.csv")).ok()?;
         let row = m.t.iter().position(|&x| x == t && m.t_name == "t")?;
