@@ -1,6 +1,6 @@
 //! How numbers and named values are written to output files: [`num`], the one float format of
-//! every CSV the crate writes, and [`pairs_as_map`], which writes a `(name, value)` list as a
-//! JSON object.
+//! every CSV the crate writes; [`pairs_as_map`], which writes a `(name, value)` list as a JSON
+//! object; [`Diag`], a diagnostic that is a number or a boolean.
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
@@ -32,6 +32,36 @@ pub fn nums(vals: &[f64]) -> String {
         push_num(&mut s, *v);
     }
     s
+}
+
+/// A diagnostic value: a number or a yes/no (`converged`), written to JSON as such.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Diag {
+    Num(f64),
+    Flag(bool),
+}
+
+impl Diag {
+    /// The number (a flag as 0 or 1), for arithmetic on diagnostics.
+    pub fn value(self) -> f64 {
+        match self {
+            Diag::Num(v) => v,
+            Diag::Flag(b) => f64::from(u8::from(b)),
+        }
+    }
+}
+
+impl From<f64> for Diag {
+    fn from(v: f64) -> Self {
+        Diag::Num(v)
+    }
+}
+
+impl From<bool> for Diag {
+    fn from(v: bool) -> Self {
+        Diag::Flag(v)
+    }
 }
 
 /// Serialise a `(name, value)` list as a JSON object `{name: value, ...}` in list order (for

@@ -289,3 +289,20 @@ fn infer_metrics_json_has_typed_diagnostics_and_warnings() {
     assert!(ws.iter().any(|w| w["guard"] == "max_steps" && w["count"] == 2), "{m}");
     assert!(err.contains("warning: mmd: max_steps"), "{err}");
 }
+
+#[test]
+fn console_times_are_short_and_csv_times_exact() {
+    // 76 × 0.1 is 7.6000000000000005 in f64: the CSV keeps the exact double, the console says 7.6.
+    let d = tmp("time");
+    let sc =
+        "[meta]\nname = \"t\"\nseed = 1\n[source]\ntype = \"gaussian\"\nn = 5\nmean = [0.0]\nstd = 1.0\n\
+              [field]\ntype = \"zero\"\n[time]\ndt = 0.1\nsteps = 76\n[report]\nevery = 76\n\
+              metrics = [\"mass\"]\nplots = false\n";
+    std::fs::write(d.join("t.toml"), sc).unwrap();
+    let (code, out, err) = advreact(&d, &["run", "t.toml", "--out", "run", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("completed after 76 steps (t = 7.6),"), "{out}");
+    let row = last_row(&d.join("run/metrics.csv"));
+    assert_eq!(row[1].parse::<f64>().unwrap(), 76.0 * 0.1);
+    assert!(err.is_empty(), "no warning without a guard: {err}");
+}

@@ -32,8 +32,8 @@
 //! The explicit MMD step is stable for `dt ≲ 2 s²/M` (SPEC §2.2); the Sinkhorn flow's velocity is
 //! about `x − T(x)` (the barycentric target), so `dt = 0.05` moves 5% of the way per step.
 
+use super::PredictInfo;
 use super::{pooled, Method, Warning};
-use super::{Diag, PredictInfo};
 use crate::error::SimError;
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
 use crate::field::wfr::{Energy, Growth, WfrField};
@@ -186,7 +186,7 @@ pub fn interpolate(
                 ("mmd_to_x0", d0),
                 ("mmd_to_x1", d1),
             ]);
-            info.diagnostics.extend(sim.field.diagnostics().into_iter().map(|(k, v)| (k, Diag::Num(v))));
+            info.diagnostics.extend(sim.field.diagnostics());
             info.warnings = guard_warnings(method, &sim);
             return Ok((Cloud::new(x0.dim, x, w), info));
         }

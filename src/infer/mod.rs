@@ -34,6 +34,7 @@ pub mod wot;
 
 use crate::data::{read_snapshot, SnapshotTable};
 use crate::error::{DataError, Error, SimError};
+pub use crate::format::Diag;
 use crate::metrics::mmd;
 use crate::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
 use crate::particles::Cloud;
@@ -284,26 +285,6 @@ pub fn evaluate(pred: &Cloud, truth: &Cloud, ends: Option<(&Cloud, &Cloud)>) -> 
         mass_error: (mp - mt).abs() / mt,
         exact: matches!(w1.method, crate::metrics::wasserstein::Method::Exact),
     })
-}
-
-/// A diagnostic value: a number or a yes/no (`converged`), written to JSON as such.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum Diag {
-    Num(f64),
-    Flag(bool),
-}
-
-impl From<f64> for Diag {
-    fn from(v: f64) -> Self {
-        Diag::Num(v)
-    }
-}
-
-impl From<bool> for Diag {
-    fn from(v: bool) -> Self {
-        Diag::Flag(v)
-    }
 }
 
 /// What a prediction method returns besides the cloud.
