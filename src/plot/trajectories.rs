@@ -269,7 +269,6 @@ pub(crate) fn population_label(
 }
 
 /// Draw `trajectories.png` from `snapshots.csv` (and the target samples, if any).
-
 pub(crate) fn draw(
     snap_path: &Path,
     target: Option<&Samples>,
