@@ -87,17 +87,7 @@ impl Reaction {
             return Ok(ev);
         }
         let cap = self.max_growth_step;
-        let gdt: Vec<f64> = g
-            .iter()
-            .map(|&gi| {
-                let v = gi * dt;
-                if v.abs() > cap {
-                    v.signum() * cap
-                } else {
-                    v
-                }
-            })
-            .collect();
+        let gdt = self.clipped_steps(g, dt);
         ev.clipped = g.iter().filter(|&&gi| (gi * dt).abs() > cap).count();
         if ev.clipped > 0 {
             let with = |v: &[f64]| log_sum_exp(&p.logw.iter().zip(v).map(|(l, v)| l + v).collect::<Vec<_>>());
@@ -139,15 +129,40 @@ impl Reaction {
         Ok(ev)
     }
 
-    /// Free-mass branching: `K_i = ⌊e^{g dt}⌋ + Bernoulli(frac)` copies of particle `i`.
-    fn branch(
+    /// `g dt`, clipped to `±max_growth_step`.
+    fn clipped_steps(&self, g: &[f64], dt: f64) -> Vec<f64> {
+        let cap = self.max_growth_step;
+        g.iter()
+            .map(|&gi| {
+                let v = gi * dt;
+                if v.abs() > cap {
+                    v.signum() * cap
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// The population cap, checked before the step moves anything (the stepper calls it before
+    /// advection): the error the free birth–death reaction of this step would stop with, so a run
+    /// stopped by the cap stands whole at the previous step. Same draws as [`Reaction::apply`].
+    pub fn check_population(
         &self,
-        p: &mut Particles,
-        gdt: &[f64],
+        n: usize,
+        g: &[f64],
+        dt: f64,
         seed: u64,
         step: usize,
-        ev: &mut ReactionEvents,
     ) -> Result<(), SimError> {
+        if self.kind == ReactionKind::BirthDeath && !self.conserve && n > 0 {
+            self.branch_counts(&self.clipped_steps(g, dt), seed, step)?;
+        }
+        Ok(())
+    }
+
+    /// `K_i` for free branching; an error if their total exceeds `max_particles`.
+    fn branch_counts(&self, gdt: &[f64], seed: u64, step: usize) -> Result<Vec<u32>, SimError> {
         let counts: Vec<u32> = gdt
             .par_chunks(CHUNK)
             .enumerate()
@@ -174,6 +189,20 @@ impl Reaction {
                 ),
             });
         }
+        Ok(counts)
+    }
+
+    /// Free-mass branching: `K_i = ⌊e^{g dt}⌋ + Bernoulli(frac)` copies of particle `i`.
+    fn branch(
+        &self,
+        p: &mut Particles,
+        gdt: &[f64],
+        seed: u64,
+        step: usize,
+        ev: &mut ReactionEvents,
+    ) -> Result<(), SimError> {
+        let counts = self.branch_counts(gdt, seed, step)?;
+        let total: usize = counts.iter().map(|&k| k as usize).sum();
         let mut src = Vec::with_capacity(total);
         for (i, &k) in counts.iter().enumerate() {
             if k == 0 {

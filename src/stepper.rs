@@ -10,7 +10,8 @@
 //! are counted in [`GuardCounts`] (kept in the simulation, so [`Simulation::step`] counts too)
 //! with their effect, and reported as [`Warning`]s in the [`Summary`]. With
 //! [`Simulation::strict`] the first step in which a guard intervenes is the last one: the run
-//! stops with [`StopReason::Guard`]. Whatever the stop, the final metrics are taken at the stop
+//! stops with [`StopReason::Guard`]. The population cap is checked before a step moves anything,
+//! so a run it stops holds the whole state of its last step. Whatever the stop, the final metrics are taken at the stop
 //! step (and reported to the observers, so `metrics.csv` has that row), except after an
 //! interrupt (the resumed run reports them) or when the state is not finite.
 //!
@@ -535,6 +536,7 @@ impl Simulation {
         }
         guard(step, "velocity", velocity, d)?;
         guard(step, "growth", growth, 1)?;
+        self.reaction.check_population(n, growth, self.time.dt, self.seed, step)?;
         timings.field += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let (capped, removed) = self.advect(velocity);

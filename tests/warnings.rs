@@ -306,3 +306,24 @@ fn console_times_are_short_and_csv_times_exact() {
     assert_eq!(row[1].parse::<f64>().unwrap(), 76.0 * 0.1);
     assert!(err.is_empty(), "no warning without a guard: {err}");
 }
+
+#[test]
+fn a_population_cap_stop_leaves_the_state_of_the_last_whole_step() {
+    // The cap is checked before the step moves anything: the stopped state is exactly the state
+    // of an uncapped run of as many steps (positions, weights, ids).
+    let c = Cloud::uniform(2, (0..200).map(|i| (i % 17) as f64 / 17.0).collect(), 1.0);
+    let run = |cap: usize, steps: usize| {
+        let g = Box::new(AffineGrowth { rate: 2.0, slope: vec![0.0; 2] });
+        let mut s = sim(&c, g, ReactionKind::BirthDeath, false, 0.1, steps, 0.3, 5);
+        s.reaction.max_particles = cap;
+        let sum = s.run(&mut []).unwrap();
+        (sum, s.particles)
+    };
+    let (sum, capped) = run(1000, 100);
+    assert_eq!(sum.stop_reason, StopReason::Limit);
+    let (free_sum, free) = run(usize::MAX, sum.steps);
+    assert_eq!(free_sum.stop_reason, StopReason::Completed);
+    assert_eq!(capped, free);
+    assert_eq!(sum.final_metrics, free_sum.final_metrics);
+    assert_eq!(sum.metrics_step, sum.steps);
+}
