@@ -425,8 +425,8 @@ pub fn write_cloud_with_ids(path: &Path, t: f64, c: &Cloud, ids: &[IdColumn]) ->
         for (_, v) in ids {
             write!(out, "{},", csv_field(&v[j]))?;
         }
-        let p: Vec<String> = c.point(j).iter().map(|v| v.to_string()).collect();
-        writeln!(out, "{t},{},{}", p.join(","), c.w[j])?;
+        let (t, p, w) = (crate::format::num(t), crate::format::nums(c.point(j)), crate::format::num(c.w[j]));
+        writeln!(out, "{t},{p},{w}")?;
     }
     out.flush()
 }

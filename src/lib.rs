@@ -19,6 +19,7 @@ pub mod data;
 pub mod dist;
 pub mod error;
 pub mod field;
+pub mod format;
 pub mod infer;
 pub mod kernel;
 pub mod metrics;

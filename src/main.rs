@@ -35,20 +35,30 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-/// Print a one-line report of a finished run; true if it ended well. An interrupted run gets a
-/// hint to resume it (a variant's is printed by [`report_sweep`], for the top folder).
+/// A time for the console: at most 10 significant digits (`7.6`, not `7.6000000000000005`).
+fn fmt_time(t: f64) -> String {
+    let s = format!("{t:.9e}");
+    s.parse::<f64>().map(advreact::format::num).unwrap_or(s)
+}
+
+/// Print a one-line report of a finished run (and its guard warnings on stderr); true if it
+/// ended well. An interrupted run gets a hint to resume it (a variant's is printed by
+/// [`report_sweep`], for the top folder).
 fn report(r: &RunOutcome, hint: bool) -> bool {
     let s = &r.summary;
     let metrics: Vec<String> = s.final_metrics.iter().map(|(k, v)| format!("{k}={v:.6e}")).collect();
     println!(
-        "{}: {:?} after {} steps (t = {}), n = {}, {}",
+        "{}: {} after {} steps (t = {}), n = {}, {}",
         r.dir.display(),
         s.stop_reason,
         s.steps,
-        s.t,
+        fmt_time(s.t),
         s.n,
         metrics.join(", ")
     );
+    for w in &s.warnings {
+        eprintln!("warning: {}: {w}", r.dir.display());
+    }
     if let Some(e) = &s.error {
         eprintln!("error: {}: {e}", r.dir.display());
     }
@@ -93,6 +103,10 @@ enum Cmd {
         /// No progress bar.
         #[arg(long, short)]
         quiet: bool,
+        /// Any guard intervention (growth clipping, displacement cap) stops the run: stop reason
+        /// `guard`, exit code 1 (scenario key `time.strict`; `resume` inherits it).
+        #[arg(long)]
+        strict: bool,
     },
     /// Continue a killed or interrupted run from its last checkpoint (report.checkpoint_every);
     /// for a scenario with variants, then the variants not yet run and the comparison.
@@ -574,6 +588,15 @@ impl InferCommon {
     }
 }
 
+/// `--strict` of `infer` and `forward`.
+#[derive(clap::Args, Clone)]
+struct StrictArg {
+    /// Any warning (a flow's step cap, displacement cap or growth clipping; a Sinkhorn solve
+    /// short of its tolerance) is an error: the output is written, the exit code is 1.
+    #[arg(long)]
+    strict: bool,
+}
+
 #[derive(clap::Args)]
 struct InferArgs {
     /// Snapshot CSV (time,x1..xd[,w]).
@@ -595,6 +618,8 @@ struct InferArgs {
     no_lineage: bool,
     #[command(flatten)]
     common: InferCommon,
+    #[command(flatten)]
+    strict: StrictArg,
 }
 
 #[derive(clap::Args)]
@@ -607,6 +632,8 @@ struct ForwardArgs {
     out: Option<PathBuf>,
     #[command(flatten)]
     common: InferCommon,
+    #[command(flatten)]
+    strict: StrictArg,
 }
 
 #[derive(clap::Args)]
@@ -649,6 +676,23 @@ struct ResultsArgs {
     methods: Option<Vec<advreact::infer::Method>>,
     #[arg(long)]
     threads: Option<usize>,
+}
+
+/// Print an inference command's warnings on stderr; false (exit code 1) if there are any and
+/// `strict` is set.
+fn warn(out: &Path, warnings: &[advreact::infer::Warning], strict: bool) -> bool {
+    for w in warnings {
+        eprintln!("warning: {}: {w}", out.display());
+    }
+    if strict && !warnings.is_empty() {
+        eprintln!(
+            "error: {}: --strict: {} warning(s) (listed above and in the JSON)",
+            out.display(),
+            warnings.len()
+        );
+        return false;
+    }
+    true
 }
 
 fn fmt_t(t: f64) -> String {
@@ -702,10 +746,7 @@ fn infer_report(
         "{},{},{},{},{},{},{},{},{:.3}",
         r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
     );
-    if let Some(w) = &r.info.warning {
-        eprintln!("warning: {w}");
-    }
-    Ok(true)
+    Ok(warn(&out, &r.info.warnings, a.strict.strict))
 }
 
 fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
@@ -751,15 +792,15 @@ fn forward_report(
     let out = forward_out(a);
     write_folder(&out, Kind::Forward, a.common.force, |dir| {
         let p = dir.join("forward.json");
-        let text = serde_json::to_string_pretty(&serde_json::json!({ "result": r, "params": params }))
-            .unwrap_or_default();
+        let v = serde_json::json!({ "result": r, "params": params, "warnings": r.warnings });
+        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
     })?;
     println!("{}: t,w1,w2,mmd,mass_pred,mass_true,mass_error", out.display());
     for (t, m) in r.times.iter().zip(&r.metrics) {
         println!("{t},{},{},{},{},{},{}", m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error);
     }
-    Ok(true)
+    Ok(warn(&out, &r.warnings, a.strict.strict))
 }
 
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
@@ -913,9 +954,9 @@ fn main() -> ExitCode {
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
 fn dispatch(cmd: Cmd) -> Result<bool, Error> {
     match cmd {
-        Cmd::Run { file, seed, threads, out, force, steps, quiet } => {
+        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
             let opts = RunOptions { out, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
-            cmd_run(&file, Overrides { seed, steps }, threads, opts)
+            cmd_run(&file, Overrides { seed, steps, strict }, threads, opts)
         }
         Cmd::Resume { dir, force, threads, quiet } => set_threads(threads).and_then(|_| {
             let opts = RunOptions { out: None, force, progress: !quiet, interrupt: Some(interrupt_flag()) };

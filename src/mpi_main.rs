@@ -127,9 +127,9 @@ fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
 fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
     let rank = comm.rank();
     match cli.cmd {
-        Cmd::Run { file, seed, threads, out, force, steps, quiet } => {
+        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;
-            run(comm, &file, &Overrides { seed, steps }, out, force, quiet)
+            run(comm, &file, &Overrides { seed, steps, strict }, out, force, quiet)
         }
         Cmd::Compare { a, b, bandwidth, input, json } => {
             // Read on every rank first (an unreadable file on one node is caught here, before
@@ -265,7 +265,7 @@ fn run(
             let ok = report(&r, true);
             let s = &r.summary;
             let line = format!(
-                "{}\t{:?}\t{}\t{}",
+                "{}\t{}\t{}\t{}",
                 sc.label.clone().unwrap_or_default(),
                 s.stop_reason,
                 s.steps,

@@ -12,8 +12,9 @@
 //!   probabilities `∝ w_i e^{g_i dt}`, all of weight `M/n` (same law as branch-then-resample, less
 //!   noise, bounded memory).
 //!
-//! Guards: `|g dt|` is clipped to `max_growth_step` (counted); the population is capped at
-//! `max_particles` (a clear error, never an allocation of 10^15 clones).
+//! Guards: `|g dt|` is clipped to `max_growth_step` (counted, with the log total mass the clipping
+//! removed: `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}` over the weights before the step); the
+//! population is capped at `max_particles` (a clear error, never an allocation of 10^15 clones).
 
 use crate::error::SimError;
 use crate::particles::{log_sum_exp, Particles};
@@ -60,6 +61,9 @@ impl Default for Reaction {
 pub struct ReactionEvents {
     /// Particles whose `|g dt|` was clipped.
     pub clipped: usize,
+    /// `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}`: the log total mass clipping removed (0 when
+    /// nothing was clipped).
+    pub clipped_log_mass: f64,
     /// Whether a resampling happened.
     pub resampled: bool,
     /// `(child id, parent id)` of every particle created.
@@ -83,18 +87,13 @@ impl Reaction {
             return Ok(ev);
         }
         let cap = self.max_growth_step;
-        let gdt: Vec<f64> = g
-            .iter()
-            .map(|&gi| {
-                let v = gi * dt;
-                if v.abs() > cap {
-                    v.signum() * cap
-                } else {
-                    v
-                }
-            })
-            .collect();
+        let gdt = self.clipped_steps(g, dt);
         ev.clipped = g.iter().filter(|&&gi| (gi * dt).abs() > cap).count();
+        if ev.clipped > 0 {
+            let with = |v: &[f64]| log_sum_exp(&p.logw.iter().zip(v).map(|(l, v)| l + v).collect::<Vec<_>>());
+            let raw: Vec<f64> = g.iter().map(|gi| gi * dt).collect();
+            ev.clipped_log_mass = with(&raw) - with(&gdt);
+        }
         match (self.kind, self.conserve) {
             (ReactionKind::None, _) => {}
             (ReactionKind::Weights, false) => {
@@ -130,15 +129,40 @@ impl Reaction {
         Ok(ev)
     }
 
-    /// Free-mass branching: `K_i = ⌊e^{g dt}⌋ + Bernoulli(frac)` copies of particle `i`.
-    fn branch(
+    /// `g dt`, clipped to `±max_growth_step`.
+    fn clipped_steps(&self, g: &[f64], dt: f64) -> Vec<f64> {
+        let cap = self.max_growth_step;
+        g.iter()
+            .map(|&gi| {
+                let v = gi * dt;
+                if v.abs() > cap {
+                    v.signum() * cap
+                } else {
+                    v
+                }
+            })
+            .collect()
+    }
+
+    /// The population cap, checked before the step moves anything (the stepper calls it before
+    /// advection): the error the free birth–death reaction of this step would stop with, so a run
+    /// stopped by the cap stands whole at the previous step. Same draws as [`Reaction::apply`].
+    pub fn check_population(
         &self,
-        p: &mut Particles,
-        gdt: &[f64],
+        n: usize,
+        g: &[f64],
+        dt: f64,
         seed: u64,
         step: usize,
-        ev: &mut ReactionEvents,
     ) -> Result<(), SimError> {
+        if self.kind == ReactionKind::BirthDeath && !self.conserve && n > 0 {
+            self.branch_counts(&self.clipped_steps(g, dt), seed, step)?;
+        }
+        Ok(())
+    }
+
+    /// `K_i` for free branching; an error if their total exceeds `max_particles`.
+    fn branch_counts(&self, gdt: &[f64], seed: u64, step: usize) -> Result<Vec<u32>, SimError> {
         let counts: Vec<u32> = gdt
             .par_chunks(CHUNK)
             .enumerate()
@@ -165,6 +189,20 @@ impl Reaction {
                 ),
             });
         }
+        Ok(counts)
+    }
+
+    /// Free-mass branching: `K_i = ⌊e^{g dt}⌋ + Bernoulli(frac)` copies of particle `i`.
+    fn branch(
+        &self,
+        p: &mut Particles,
+        gdt: &[f64],
+        seed: u64,
+        step: usize,
+        ev: &mut ReactionEvents,
+    ) -> Result<(), SimError> {
+        let counts = self.branch_counts(gdt, seed, step)?;
+        let total: usize = counts.iter().map(|&k| k as usize).sum();
         let mut src = Vec::with_capacity(total);
         for (i, &k) in counts.iter().enumerate() {
             if k == 0 {

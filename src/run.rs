@@ -3,7 +3,7 @@
 //! The folder is an output folder of kind `run` ([`crate::output`]: checked before anything is
 //! written, marker `.advreact-output`, never replacing foreign files without `--force`). A run
 //! writes into the hidden sibling `.<name>.partial` and puts it in place only when everything —
-//! CSVs, plots and, last, `summary.json` — is written. A run that fails before that removes the
+//! CSVs, `summary.json` and, last, the plots — is written. A run that fails before that removes the
 //! partial folder (unless it holds a checkpoint to resume from) and leaves an older output as it
 //! was. A run stopped by a numerical guard (NaN, population cap) or interrupted (Ctrl-C, SIGTERM)
 //! still completes its folder, with the stop reason in `summary.json`.
@@ -161,6 +161,7 @@ fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result
     sim.step = ck.step;
     sim.guards = ck.guards.clone();
     sim.last_metrics = ck.last_metrics.clone();
+    sim.last_metrics_step = ck.step;
     sim.field.restore_state(&ck.field_state)?;
     execute(sim, &resolved.report, &tmp, target, Some(&ck), &title(&sc), opts, guard)
 }
@@ -176,12 +177,15 @@ struct SweepState {
     file: PathBuf,
     seed: Option<u64>,
     steps: Option<usize>,
+    /// `--strict` (absent in a file written before it existed: false).
+    #[serde(default)]
+    strict: bool,
     scenario: String,
 }
 
 impl SweepState {
     fn scenarios(&self) -> Result<Vec<Scenario>, Error> {
-        scenario::load_str(&self.scenario, &self.file, &Overrides { seed: self.seed, steps: self.steps })
+        scenario::load_str(&self.scenario, &self.file, &Overrides { seed: self.seed, steps: self.steps, strict: self.strict })
     }
 }
 
@@ -218,7 +222,7 @@ pub fn run_sweep(
     let target = Target::check(&top, Kind::Run, opts.force)?;
     let text = std::fs::read_to_string(file).map_err(io(file))?;
     let abs = file.canonicalize().map_err(io(file))?;
-    let state = SweepState { format: 1, file: abs, seed: ov.seed, steps: ov.steps, scenario: text };
+    let state = SweepState { format: 1, file: abs, seed: ov.seed, steps: ov.steps, strict: ov.strict, scenario: text };
     let tmp = target.begin()?;
     let guard = PartialGuard::new(&tmp);
     let p = tmp.join(SWEEP);
@@ -367,13 +371,14 @@ fn execute(
             std::fs::remove_file(&ck).map_err(io(&ck))?;
         }
     }
+    // summary.json before the plots: the trajectory legend reads the final population from it.
+    let p = tmp.join("summary.json");
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
+    std::fs::write(&p, json + "\n").map_err(io(&p))?;
     if report.plots {
         crate::plot::plot_run_titled(tmp, name)
             .map_err(|e| Error::io(tmp, std::io::Error::other(e.to_string())))?;
     }
-    let p = tmp.join("summary.json");
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
-    std::fs::write(&p, json + "\n").map_err(io(&p))?;
     target.commit(tmp)?;
     guard.disarm();
     Ok(RunOutcome { dir: target.path.clone(), summary })

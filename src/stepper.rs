@@ -5,6 +5,16 @@
 //! 2. reaction (see [`crate::reaction`]);
 //! 3. `t ← t + dt`; guard (no NaN/Inf in positions, weights or field output); observe; stop.
 //!
+//! Guards that change the dynamics — growth clipping (`reaction.max_growth_step`), the
+//! displacement cap (`time.max_displacement`), the population cap (`reaction.max_particles`) —
+//! are counted in [`GuardCounts`] (kept in the simulation, so [`Simulation::step`] counts too)
+//! with their effect, and reported as [`Warning`]s in the [`Summary`]. With
+//! [`Simulation::strict`] the first step in which a guard intervenes is the last one: the run
+//! stops with [`StopReason::Guard`]. The population cap is checked before a step moves anything,
+//! so a run it stops holds the whole state of its last step. Whatever the stop, the final metrics are taken at the stop
+//! step (and reported to the observers, so `metrics.csv` has that row), except after an
+//! interrupt (the resumed run reports them) or when the state is not finite.
+//!
 //! The stepper knows no concrete field, metric or observer: they are trait objects. Noise for
 //! particle chunk `c` at step `k` comes from stream `(seed, Noise, k, c)`, so a run gives the same
 //! numbers for any thread count.
@@ -34,7 +44,7 @@ pub struct TimeCfg {
     pub max_displacement: Option<f64>,
 }
 
-/// Why a run stopped.
+/// Why a run stopped. Displayed as in JSON (`non_finite`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
@@ -46,10 +56,22 @@ pub enum StopReason {
     NonFinite,
     /// A guard limit was hit (population cap, ...).
     Limit,
+    /// Strict mode: a guard (growth clipping, displacement cap) changed the dynamics.
+    Guard,
     /// A numerical routine failed (e.g. a factorisation).
     Numerical,
     /// Stopped from outside (Ctrl-C).
     Interrupted,
+}
+
+impl std::fmt::Display for StopReason {
+    /// The serde name (`non_finite`), so the console reads like `summary.json`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => f.write_str(&s),
+            _ => write!(f, "{self:?}"),
+        }
+    }
 }
 
 /// Wall-clock seconds per phase.
@@ -62,18 +84,87 @@ pub struct Timings {
     pub total: f64,
 }
 
-/// Counts of guard activations over the run.
+/// Counts of guard activations over the run, with their effect.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct GuardCounts {
     /// Particle-steps whose `|g dt|` was clipped.
     pub growth_clipped: u64,
+    /// Log total mass removed by growth clipping: the sum over steps of
+    /// `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}` (weights before the step's reaction), i.e. the
+    /// log of the factor by which clipping shrank the total mass (negative: it added mass). Exact
+    /// for the free `weights` reaction (the run's log total mass without clipping minus with);
+    /// for birth–death it is the expected change; with `conserve` the mass is renormalised
+    /// afterwards and this is the growth the clipping removed before that.
+    pub growth_log_mass_removed: f64,
     /// Particle-steps whose displacement was capped.
     pub displacement_capped: u64,
+    /// Total length of advection removed by the cap: `Σ (|u dt| − cap)` over capped
+    /// particle-steps.
+    pub displacement_removed: f64,
     /// Resampling events.
     pub resamplings: u64,
     /// Particles born and dead over the run.
     pub births: u64,
     pub deaths: u64,
+}
+
+/// A guard that changed a result: which guard, how often, by how much.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Warning {
+    /// `growth_clipped`, `displacement_capped`, `population_cap`, `max_steps`, `not_converged`, ...
+    pub guard: String,
+    /// Interventions (particle-steps, steps or events).
+    pub count: u64,
+    /// The effect in the unit the message names (log-mass removed for growth clipping, length
+    /// removed for the displacement cap), if it is measured.
+    pub effect: Option<f64>,
+    /// One line saying what happened and what it changed.
+    pub message: String,
+}
+
+impl Warning {
+    pub fn new(guard: &str, count: u64, effect: Option<f64>, message: impl Into<String>) -> Self {
+        Self { guard: guard.into(), count, effect, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.guard, self.message)
+    }
+}
+
+impl GuardCounts {
+    /// The interventions so far as warnings (empty when no guard changed the dynamics).
+    pub fn warnings(&self, reaction: &Reaction, time: &TimeCfg) -> Vec<Warning> {
+        let mut out = Vec::new();
+        if self.growth_clipped > 0 {
+            let r = self.growth_log_mass_removed;
+            out.push(Warning::new(
+                "growth_clipped",
+                self.growth_clipped,
+                Some(r),
+                format!(
+                    "|g dt| clipped to reaction.max_growth_step = {} in {} particle-steps; log total mass removed {} (the total mass is e^{} times the unclipped one)",
+                    reaction.max_growth_step, self.growth_clipped, crate::format::num(r), crate::format::num(-r)
+                ),
+            ));
+        }
+        if self.displacement_capped > 0 {
+            let cap = time.max_displacement.unwrap_or(f64::INFINITY);
+            out.push(Warning::new(
+                "displacement_capped",
+                self.displacement_capped,
+                Some(self.displacement_removed),
+                format!(
+                    "|u dt| capped to time.max_displacement = {cap} in {} particle-steps; advection length removed {}",
+                    self.displacement_capped,
+                    crate::format::num(self.displacement_removed)
+                ),
+            ));
+        }
+        out
+    }
 }
 
 /// What a run returns.
@@ -86,9 +177,15 @@ pub struct Summary {
     pub error: Option<String>,
     pub n: usize,
     pub mass: f64,
-    /// The last reported metrics (name, value).
+    /// The metrics at step `metrics_step` (name → value in JSON).
+    #[serde(serialize_with = "crate::format::pairs_as_map")]
     pub final_metrics: Vec<(String, f64)>,
+    /// The step `final_metrics` were taken at: `steps`, unless the state at the stop could not be
+    /// measured (non-finite, extinct) or the run was interrupted.
+    pub metrics_step: usize,
     pub guards: GuardCounts,
+    /// Every guard that changed the dynamics (see [`Warning`]); also printed on stderr.
+    pub warnings: Vec<Warning>,
     pub timings: Timings,
 }
 
@@ -113,6 +210,10 @@ pub struct Simulation {
     pub guards: GuardCounts,
     /// The latest reported metrics (carried over by a resume).
     pub last_metrics: Vec<(String, f64)>,
+    /// The step `last_metrics` were taken at.
+    pub last_metrics_step: usize,
+    /// Stop with [`StopReason::Guard`] after the first step in which a guard intervened.
+    pub strict: bool,
 }
 
 /// Checks a slice for NaN/Inf; returns the first offending index and value.
@@ -153,6 +254,8 @@ impl Simulation {
             step: 0,
             guards: GuardCounts::default(),
             last_metrics: Vec::new(),
+            last_metrics_step: 0,
+            strict: false,
         }
     }
 
@@ -182,8 +285,9 @@ impl Simulation {
         Ok(out)
     }
 
-    /// Advect: `x ← x + u dt (capped) + σ √dt ξ`. Returns the number of capped displacements.
-    fn advect(&mut self, velocity: &[f64]) -> u64 {
+    /// Advect: `x ← x + u dt (capped) + σ √dt ξ`. Returns the number of capped displacements and
+    /// the length they lost.
+    fn advect(&mut self, velocity: &[f64]) -> (u64, f64) {
         let d = self.particles.dim;
         let dt = self.time.dt;
         let amp = self.time.noise * dt.sqrt();
@@ -196,7 +300,7 @@ impl Simulation {
             .enumerate()
             .map(|(c, (x, u))| {
                 let mut r = rng::stream(seed, Purpose::Noise, step, c as u64);
-                let mut capped = 0u64;
+                let (mut capped, mut removed) = (0u64, 0.0f64);
                 for (xi, ui) in x.chunks_exact_mut(d).zip(u.chunks_exact(d)) {
                     let mut scale = dt;
                     if let Some(cap) = cap {
@@ -204,6 +308,7 @@ impl Simulation {
                         if norm > cap {
                             scale = dt * cap / norm;
                             capped += 1;
+                            removed += norm - cap;
                         }
                     }
                     for (xk, uk) in xi.iter_mut().zip(ui) {
@@ -214,9 +319,11 @@ impl Simulation {
                         }
                     }
                 }
-                capped
+                (capped, removed)
             })
-            .sum()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .fold((0, 0.0), |(c, r), (a, b)| (c + a, r + b))
     }
 
     /// Run to the end (or to a stop), feeding the observers. Observer I/O errors abort the run
@@ -225,7 +332,6 @@ impl Simulation {
     pub fn run(&mut self, observers: &mut [Box<dyn Observer>]) -> Result<Summary, Error> {
         let start = Instant::now();
         let mut timings = Timings::default();
-        let mut guards = std::mem::take(&mut self.guards);
         let mut w = Vec::new();
         self.particles.weights_into(&mut w);
         let names = self.metric_names();
@@ -241,7 +347,8 @@ impl Simulation {
             match self.compute_metrics(&w) {
                 Ok(m) => {
                     self.last_metrics = m;
-                    let rec = self.record(true, false, false, &events, &guards);
+                    self.last_metrics_step = 0;
+                    let rec = self.record(true, false, false, &events);
                     for o in observers.iter_mut() {
                         o.on_step(&rec)?;
                     }
@@ -260,7 +367,8 @@ impl Simulation {
                 stop = StopReason::Interrupted;
                 break;
             }
-            match self.one_step(&mut w, &mut velocity, &mut growth, &mut timings, &mut guards) {
+            let before = (self.guards.growth_clipped, self.guards.displacement_capped);
+            match self.one_step(&mut w, &mut velocity, &mut growth, &mut timings) {
                 Ok(ev) => events = ev,
                 Err(e) => {
                     stop = match e {
@@ -277,9 +385,15 @@ impl Simulation {
             let report = !extinct
                 && (self.step.is_multiple_of(self.report_every.max(1)) || self.step == self.time.steps);
             let t0 = Instant::now();
+            let strict_stop =
+                self.strict && before != (self.guards.growth_clipped, self.guards.displacement_capped);
+            let report = report || (strict_stop && !extinct);
             if report {
                 match self.compute_metrics(&w) {
-                    Ok(m) => self.last_metrics = m,
+                    Ok(m) => {
+                        self.last_metrics = m;
+                        self.last_metrics_step = self.step;
+                    }
                     Err(e) => {
                         stop = StopReason::NonFinite;
                         error = Some(e);
@@ -291,7 +405,7 @@ impl Simulation {
                 && self.checkpoint_every > 0
                 && self.step.is_multiple_of(self.checkpoint_every)
                 && self.step < self.time.steps;
-            let rec = self.record(report, checkpoint, false, &events, &guards);
+            let rec = self.record(report, checkpoint && !strict_stop, false, &events);
             for o in observers.iter_mut() {
                 o.on_step(&rec)?;
             }
@@ -300,15 +414,47 @@ impl Simulation {
                 stop = StopReason::Extinct;
                 break;
             }
+            if strict_stop {
+                stop = StopReason::Guard;
+                let what = self.guards.warnings(&self.reaction, &self.time);
+                let what: Vec<String> = what.iter().map(|w| w.to_string()).collect();
+                error = Some(SimError::Limit {
+                    step: self.step - 1,
+                    what: format!("strict: a guard changed the dynamics: {}", what.join("; ")),
+                });
+                break;
+            }
         }
+        let t0 = Instant::now();
+        let measurable =
+            !matches!(stop, StopReason::NonFinite | StopReason::Interrupted | StopReason::Extinct)
+                && !self.particles.is_empty();
+        if measurable && self.last_metrics_step != self.step {
+            // The truth at the stop (a population cap, ...): one more metrics row, at the stop step.
+            self.particles.weights_into(&mut w);
+            if let Ok(m) = self.compute_metrics(&w) {
+                self.last_metrics = m;
+                self.last_metrics_step = self.step;
+                let none = ReactionEvents::default();
+                let rec = self.record(true, false, true, &none);
+                for o in observers.iter_mut() {
+                    o.on_step(&rec)?;
+                }
+            }
+        }
+        timings.observe += t0.elapsed().as_secs_f64();
         if stop == StopReason::Interrupted {
             // Leave a checkpoint to resume from.
-            let rec = self.record(false, true, true, &events, &guards);
+            let rec = self.record(false, true, true, &events);
             for o in observers.iter_mut() {
                 o.on_step(&rec)?;
             }
         }
         timings.total = start.elapsed().as_secs_f64();
+        let mut warnings = self.guards.warnings(&self.reaction, &self.time);
+        if let (StopReason::Limit, Some(e)) = (stop, &error) {
+            warnings.push(Warning::new("population_cap", 1, None, format!("the run stopped early: {e}")));
+        }
         let summary = Summary {
             steps: self.step,
             t: self.step as f64 * self.time.dt,
@@ -317,10 +463,11 @@ impl Simulation {
             n: self.particles.len(),
             mass: self.particles.mass(),
             final_metrics: self.last_metrics.clone(),
-            guards: guards.clone(),
+            metrics_step: self.last_metrics_step,
+            guards: self.guards.clone(),
+            warnings,
             timings,
         };
-        self.guards = guards;
         for o in observers.iter_mut() {
             o.on_finish(&summary, &self.particles)?;
         }
@@ -333,7 +480,6 @@ impl Simulation {
         checkpoint: bool,
         stale: bool,
         events: &'a ReactionEvents,
-        guards: &'a GuardCounts,
     ) -> StepRecord<'a> {
         StepRecord {
             step: self.step,
@@ -344,18 +490,18 @@ impl Simulation {
             checkpoint,
             stale,
             events,
-            guards,
+            guards: &self.guards,
             field: self.field.as_ref(),
         }
     }
 
     /// Advance one step outside [`Simulation::run`] (benchmarks, embedding in another loop):
-    /// field, advection, reaction and guards, without observers or metrics.
+    /// field, advection, reaction and guards, without observers or metrics. Guard counts add up
+    /// in [`Simulation::guards`]; strict mode is not applied (the caller checks the counts).
     pub fn step(&mut self) -> Result<ReactionEvents, SimError> {
         let mut w = self.particles.weights();
         let (mut velocity, mut growth) = (Vec::new(), Vec::new());
-        let (mut timings, mut guards) = (Timings::default(), GuardCounts::default());
-        self.one_step(&mut w, &mut velocity, &mut growth, &mut timings, &mut guards)
+        self.one_step(&mut w, &mut velocity, &mut growth, &mut Timings::default())
     }
 
     /// One step: field, advection, reaction, guards. `w` holds the weights on entry and exit.
@@ -365,7 +511,6 @@ impl Simulation {
         velocity: &mut Vec<f64>,
         growth: &mut Vec<f64>,
         timings: &mut Timings,
-        guards: &mut GuardCounts,
     ) -> Result<ReactionEvents, SimError> {
         let d = self.particles.dim;
         let n = self.particles.len();
@@ -391,9 +536,12 @@ impl Simulation {
         }
         guard(step, "velocity", velocity, d)?;
         guard(step, "growth", growth, 1)?;
+        self.reaction.check_population(n, growth, self.time.dt, self.seed, step)?;
         timings.field += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        guards.displacement_capped += self.advect(velocity);
+        let (capped, removed) = self.advect(velocity);
+        self.guards.displacement_capped += capped;
+        self.guards.displacement_removed += removed;
         guard(step, "position", &self.particles.x, d)?;
         timings.advect += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
@@ -410,10 +558,12 @@ impl Simulation {
         if let Some((i, v)) = first_non_finite(w) {
             return Err(SimError::NonFinite { step, quantity: "weight".into(), particle: i, value: v });
         }
-        guards.growth_clipped += ev.clipped as u64;
-        guards.resamplings += u64::from(ev.resampled);
-        guards.births += ev.births.len() as u64;
-        guards.deaths += ev.deaths.len() as u64;
+        let g = &mut self.guards;
+        g.growth_clipped += ev.clipped as u64;
+        g.growth_log_mass_removed += ev.clipped_log_mass;
+        g.resamplings += u64::from(ev.resampled);
+        g.births += ev.births.len() as u64;
+        g.deaths += ev.deaths.len() as u64;
         timings.react += t0.elapsed().as_secs_f64();
         self.step += 1;
         Ok(ev)

@@ -64,7 +64,8 @@ fn translating_gaussian_midpoint_every_method() {
             "{m}: W1 {:.4} (floor {floor:.4}) W2 {:.4} nMMD {:.4} mass err {:.4} mean {mean:?} {:?}",
             r.w1, r.w2, r.mmd_normalised, r.mass_error, info.diagnostics
         );
-        assert!(info.warning.is_none(), "{m}: {:?}", info.warning);
+        // The flow reached the midpoint (its other guards, e.g. the displacement cap, may act).
+        assert!(!info.warnings.iter().any(|w| w.guard == "max_steps"), "{m}: {:?}", info.warnings);
         assert!(r.w1 <= w1_tol, "{m}: W1 {} > {w1_tol}", r.w1);
         assert!((mean[0] - 0.5).abs() <= 0.03 && mean[1].abs() <= 0.03, "{m}: mean {mean:?}");
         assert!(r.mass_error <= mass_tol, "{m}: mass error {}", r.mass_error);

@@ -236,8 +236,11 @@ fn sinkhorn_field_eval_and_warm_start() {
     let mut g = vec![0.0; 40];
     assert!(matches!(f.eval(&c, &mut u, &mut g), Err(SimError::Numerical { .. })));
     f.prepare(&c).unwrap();
-    let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
+    let diag: std::collections::HashMap<String, f64> =
+        f.diagnostics().into_iter().map(|(k, v)| (k, v.value())).collect();
     assert_eq!(diag["sinkhorn_converged"], 1.0);
+    let flag = f.diagnostics().into_iter().find(|(k, _)| k == "sinkhorn_converged").map(|(_, v)| v);
+    assert_eq!(flag, Some(advreact::format::Diag::Flag(true)), "a boolean, not 1.0");
     assert!(diag["sinkhorn_divergence"] > 0.0);
     f.eval(&c, &mut u, &mut g).unwrap();
     let (phi, grad) = f.first_variation(&c).unwrap();
@@ -248,7 +251,8 @@ fn sinkhorn_field_eval_and_warm_start() {
     assert!(wg.abs() <= 1e-12 * phi.iter().map(|p| p.abs()).sum::<f64>());
     // Warm start: same particles again.
     f.prepare(&c).unwrap();
-    let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
+    let diag: std::collections::HashMap<String, f64> =
+        f.diagnostics().into_iter().map(|(k, v)| (k, v.value())).collect();
     assert!(diag["sinkhorn_iterations"] <= 4.0, "{diag:?}");
     assert!(WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: None }, Growth::Free, 1.0).is_err());
     assert!(WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: None }, Growth::Conserving, 1.0).is_ok());
@@ -272,7 +276,8 @@ fn wfr_steps_decrease_the_energy() {
         let energy_of = |f: &WfrField, x: &[f64], w: &[f64]| match energy {
             Energy::Mmd { bandwidth } => 0.5 * mmd_terms(d, x, w, &target.x, &target.w, bandwidth).mmd2,
             Energy::Sinkhorn { .. } => {
-                let diag: std::collections::HashMap<String, f64> = f.diagnostics().into_iter().collect();
+                let diag: std::collections::HashMap<String, f64> =
+                    f.diagnostics().into_iter().map(|(k, v)| (k, v.value())).collect();
                 diag["sinkhorn_divergence"]
             }
         };

@@ -9,6 +9,7 @@ pub mod sobolev_fisher;
 pub mod wfr;
 
 use crate::error::SimError;
+use crate::format::Diag;
 use crate::particles::Cloud;
 use rayon::prelude::*;
 
@@ -47,7 +48,7 @@ pub trait Field: Send + Sync {
     /// Add `u(x_i, t)` into `velocity` (n·d) and `g(x_i, t)` into `growth` (n).
     fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError>;
     /// Per-field diagnostics for the last prepare (name, value), reported in metrics.
-    fn diagnostics(&self) -> Vec<(String, f64)> {
+    fn diagnostics(&self) -> Vec<(String, Diag)> {
         Vec::new()
     }
     /// State carried from step to step that a checkpoint must save (warm starts, cached
@@ -81,7 +82,7 @@ impl Field for SumField {
     fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         self.terms.iter().try_for_each(|f| f.eval(ctx, velocity, growth))
     }
-    fn diagnostics(&self) -> Vec<(String, f64)> {
+    fn diagnostics(&self) -> Vec<(String, Diag)> {
         self.terms.iter().flat_map(|f| f.diagnostics()).collect()
     }
     /// The terms' states, each prefixed by its length.

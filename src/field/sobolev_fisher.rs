@@ -474,10 +474,10 @@ impl Field for SobolevFisher {
         Ok(())
     }
 
-    fn diagnostics(&self) -> Vec<(String, f64)> {
+    fn diagnostics(&self) -> Vec<(String, crate::format::Diag)> {
         vec![
-            ("critic_norm".into(), dot(&self.beta, &self.beta).sqrt()),
-            ("critic_rff_mmd".into(), self.rhs_norm),
+            ("critic_norm".into(), dot(&self.beta, &self.beta).sqrt().into()),
+            ("critic_rff_mmd".into(), self.rhs_norm.into()),
         ]
     }
 }

@@ -328,17 +328,17 @@ impl Field for WfrField {
         Ok(())
     }
 
-    fn diagnostics(&self) -> Vec<(String, f64)> {
+    fn diagnostics(&self) -> Vec<(String, crate::format::Diag)> {
         match self.energy {
             Energy::Mmd { .. } => Vec::new(),
             Energy::Sinkhorn { .. } => {
                 let s = &self.state;
                 vec![
-                    ("sinkhorn_divergence".into(), s.value),
-                    ("sinkhorn_iterations".into(), s.iterations as f64),
-                    ("sinkhorn_converged".into(), f64::from(u8::from(s.converged))),
-                    ("sinkhorn_marginal_error".into(), s.marginal_error),
-                    ("sinkhorn_transported_mass".into(), s.transported_mass),
+                    ("sinkhorn_divergence".into(), s.value.into()),
+                    ("sinkhorn_iterations".into(), (s.iterations as f64).into()),
+                    ("sinkhorn_converged".into(), s.converged.into()),
+                    ("sinkhorn_marginal_error".into(), s.marginal_error.into()),
+                    ("sinkhorn_transported_mass".into(), s.transported_mass.into()),
                 ]
             }
         }

@@ -20,6 +20,7 @@ use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
 use crate::data::{csv_field, id_field, id_head};
 use crate::error::{Error, SimError};
+use crate::format::{num, nums};
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::Path;
@@ -114,7 +115,7 @@ pub fn write_fates(
                 let fs = if mass0[a] > 0.0 { m / mass0[a] } else { 0.0 };
                 let ft = if mass1[b] > 0.0 { m / mass1[b] } else { 0.0 };
                 let (na, nb) = (csv_field(&fa.source_names[a]), csv_field(&fa.target_names[b]));
-                writeln!(w, "{na},{nb},{m},{fs},{ft}")?;
+                writeln!(w, "{na},{nb},{}", nums(&[m, fs, ft]))?;
             }
         }
         w.flush()
@@ -133,8 +134,8 @@ pub fn write_fates(
             for (l, name) in names.iter().enumerate().take(cl.k) {
                 let cells = cl.labels.iter().filter(|&&x| x == l).count();
                 let mass: f64 = cl.labels.iter().zip(&c.w).filter(|(x, _)| **x == l).map(|(_, w)| w).sum();
-                let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| v.to_string()).collect();
-                writeln!(w, "{t},{},{cells},{mass},{}", csv_field(name), ctr.join(","))?;
+                let (t, mass, ctr) = (num(t), num(mass), nums(&cl.centers[l * d..(l + 1) * d]));
+                writeln!(w, "{t},{},{cells},{mass},{ctr}", csv_field(name))?;
             }
         }
         w.flush()
@@ -148,11 +149,10 @@ pub fn write_fates(
         let cs: Vec<String> = fa.target_names.iter().map(|n| csv_field(&format!("to_{n}"))).collect();
         writeln!(w, "cell,{}cluster,{},growth,{}", id_head(ids.0, "id"), xs.join(","), cs.join(","))?;
         for i in 0..x0.len() {
-            let pos: Vec<String> = x0.point(i).iter().map(|v| v.to_string()).collect();
-            let pr: Vec<String> = fa.descendants[i].iter().map(|v| v.to_string()).collect();
+            let (pos, pr) = (nums(x0.point(i)), nums(&fa.descendants[i]));
             let name = csv_field(&fa.source_names[fa.source.labels[i]]);
             let id = id_field(ids.0, i);
-            writeln!(w, "{i},{id}{name},{},{},{}", pos.join(","), fa.growth[i], pr.join(","))?;
+            writeln!(w, "{i},{id}{name},{pos},{},{pr}", num(fa.growth[i]))?;
         }
         w.flush()
     })()
@@ -165,11 +165,10 @@ pub fn write_fates(
         let cs: Vec<String> = fa.source_names.iter().map(|n| csv_field(&format!("from_{n}"))).collect();
         writeln!(w, "cell,{}cluster,{},{}", id_head(ids.1, "id"), xs.join(","), cs.join(","))?;
         for j in 0..x1.len() {
-            let pos: Vec<String> = x1.point(j).iter().map(|v| v.to_string()).collect();
-            let pr: Vec<String> = fa.ancestors[j].iter().map(|v| v.to_string()).collect();
+            let (pos, pr) = (nums(x1.point(j)), nums(&fa.ancestors[j]));
             let name = csv_field(&fa.target_names[fa.target.labels[j]]);
             let id = id_field(ids.1, j);
-            writeln!(w, "{j},{id}{name},{},{}", pos.join(","), pr.join(","))?;
+            writeln!(w, "{j},{id}{name},{pos},{pr}")?;
         }
         w.flush()
     })()

@@ -24,11 +24,16 @@
 //! largest at the front of the cloud, which spreads along the path: the USD midpoint is not a
 //! displacement interpolant (W1 ≈ 0.25 on the translation test).
 //!
+//! Guards are reported, never silent: a segment that ends on the step cap (`max_steps`) without
+//! reaching its fraction (interpolation) or its plateau (forward), and the displacement cap and
+//! growth clipping of the flow's steps (counted by the simulation), become
+//! [`Warning`](crate::stepper::Warning)s in the [`PredictInfo`].
+//!
 //! The explicit MMD step is stable for `dt ≲ 2 s²/M` (SPEC §2.2); the Sinkhorn flow's velocity is
 //! about `x − T(x)` (the barycentric target), so `dt = 0.05` moves 5% of the way per step.
 
 use super::PredictInfo;
-use super::{pooled, Method};
+use super::{pooled, Method, Warning};
 use crate::error::SimError;
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
 use crate::field::wfr::{Energy, Growth, WfrField};
@@ -175,22 +180,29 @@ pub fn interpolate(
                 .zip(&sim.particles.logw)
                 .map(|(a, b)| (a + theta * (b - a)).exp() * m0)
                 .collect();
-            info.diagnostics = vec![
-                ("steps".into(), step as f64),
-                ("crossing_fraction".into(), theta),
-                ("mmd_to_x0".into(), d0),
-                ("mmd_to_x1".into(), d1),
-            ];
+            info.diag([
+                ("steps", step as f64),
+                ("crossing_fraction", theta),
+                ("mmd_to_x0", d0),
+                ("mmd_to_x1", d1),
+            ]);
             info.diagnostics.extend(sim.field.diagnostics());
+            info.warnings = guard_warnings(method, &sim);
             return Ok((Cloud::new(x0.dim, x, w), info));
         }
         prev = (sim.particles.x.clone(), sim.particles.logw.clone(), frac);
     }
-    info.warning = Some(format!(
-        "{method}: the flow did not reach fraction {s} of the way in {} steps (reached {:.3}); returning the last state",
-        p.max_steps, prev.2
+    info.warnings = guard_warnings(method, &sim);
+    info.warnings.push(Warning::new(
+        "max_steps",
+        p.max_steps as u64,
+        None,
+        format!(
+            "{method}: the flow did not reach fraction {s} of the way in {} steps (reached {:.3}); returning the last state",
+            p.max_steps, prev.2
+        ),
     ));
-    info.diagnostics = vec![("steps".into(), p.max_steps as f64), ("fraction_reached".into(), prev.2)];
+    info.diag([("steps", p.max_steps as f64), ("fraction_reached", prev.2)]);
     let w: Vec<f64> = sim.particles.weights().iter().map(|w| w * m0).collect();
     Ok((Cloud::new(x0.dim, sim.particles.x.clone(), w), info))
 }
@@ -207,7 +219,7 @@ pub fn push_forward(
     let (mut sim, h) = build(method, cur, target, p, seed)?;
     let m0 = cur.mass();
     let mut hist = Vec::new();
-    let mut steps = 0;
+    let (mut steps, mut plateau) = (0, false);
     for step in 1..=p.max_steps {
         sim.step()?;
         steps = step;
@@ -218,17 +230,32 @@ pub fn push_forward(
         if hist.len() > k {
             let old = hist[hist.len() - 1 - k];
             if old - d1 < p.plateau_rel * old {
+                plateau = true;
                 break;
             }
         }
     }
     let w: Vec<f64> = sim.particles.weights().iter().map(|w| w * m0).collect();
-    let info = PredictInfo {
-        diagnostics: vec![
-            ("steps".into(), steps as f64),
-            ("mmd_to_target".into(), hist.last().copied().unwrap_or(f64::NAN)),
-        ],
-        warning: None,
-    };
+    let mut info = PredictInfo::default();
+    info.diag([("steps", steps as f64), ("mmd_to_target", hist.last().copied().unwrap_or(f64::NAN))]);
+    info.diag([("plateau", plateau)]);
+    info.warnings = guard_warnings(method, &sim);
+    if !plateau {
+        info.warnings.push(Warning::new(
+            "max_steps",
+            p.max_steps as u64,
+            None,
+            format!(
+                "{method}: the MMD to the target was still improving after the cap of {} steps (--max-steps); returning the last state",
+                p.max_steps
+            ),
+        ));
+    }
     Ok((Cloud::new(cur.dim, sim.particles.x.clone(), w), info))
+}
+
+/// The flow's guard interventions (displacement cap, growth clipping) as warnings.
+fn guard_warnings(method: Method, sim: &Simulation) -> Vec<Warning> {
+    let ws = sim.guards.warnings(&sim.reaction, &sim.time);
+    ws.into_iter().map(|w| Warning { message: format!("{method} flow: {}", w.message), ..w }).collect()
 }

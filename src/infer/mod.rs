@@ -36,12 +36,14 @@ pub mod wot;
 
 use crate::data::{pick_rows, read_snapshot_with, write_cloud_with_ids, ColumnSpec, IdColumn};
 use crate::error::{DataError, Error, SimError};
+pub use crate::format::Diag;
 use crate::metrics::mmd;
 use crate::metrics::wasserstein::{wasserstein, Estimator, Order, WassersteinOpts};
 use crate::observe::Phase;
 use crate::particles::Cloud;
 use crate::rng::{self, Purpose};
 use crate::scenario::median_distance;
+pub use crate::stepper::Warning;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -292,10 +294,19 @@ pub fn evaluate_with(
 /// What a prediction method returns besides the cloud.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PredictInfo {
-    /// Free-form diagnostics (name, value): iterations, transported mass, steps, ...
-    pub diagnostics: Vec<(String, f64)>,
-    /// A warning worth printing (e.g. the flow never reached the midpoint).
-    pub warning: Option<String>,
+    /// Free-form diagnostics (name → value in JSON): iterations, transported mass, steps, ...
+    #[serde(serialize_with = "crate::format::pairs_as_map")]
+    pub diagnostics: Vec<(String, Diag)>,
+    /// Everything that changed or limited the result (a flow's step cap, displacement cap or
+    /// growth clipping; a Sinkhorn solve short of its tolerance); empty when nothing did.
+    pub warnings: Vec<Warning>,
+}
+
+impl PredictInfo {
+    /// Append diagnostics.
+    pub fn diag<V: Into<Diag>>(&mut self, items: impl IntoIterator<Item = (&'static str, V)>) {
+        self.diagnostics.extend(items.into_iter().map(|(k, v)| (k.to_string(), v.into())));
+    }
 }
 
 /// Predict the population at fraction `s ∈ (0, 1)` of the way from `x0` (time `t0`) to `x1`
@@ -444,13 +455,15 @@ pub struct ForwardResult {
     pub metrics: Vec<Metrics>,
     pub seconds: f64,
     pub info: Vec<PredictInfo>,
+    /// The segments' warnings, each message prefixed with its segment (`t0 → t1`).
+    pub warnings: Vec<Warning>,
 }
 
 /// See [`ForwardResult`].
 pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<ForwardResult, Error> {
     let start = Instant::now();
     let mut cur = series.clouds[0].clone();
-    let (mut metrics, mut infos) = (Vec::new(), Vec::new());
+    let (mut metrics, mut infos, mut warnings) = (Vec::new(), Vec::new(), Vec::new());
     for k in 1..series.times.len() {
         let target = &series.clouds[k];
         let dt = series.times[k] - series.times[k - 1];
@@ -466,6 +479,10 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
         };
         phase.finish("");
         metrics.push(evaluate_phase(&next, target, None)?);
+        let seg = format!("segment t = {} → {}", series.times[k - 1], series.times[k]);
+        warnings.extend(
+            info.warnings.iter().map(|w| Warning { message: format!("{seg}: {}", w.message), ..w.clone() }),
+        );
         infos.push(info);
         cur = next;
     }
@@ -476,6 +493,7 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
         metrics,
         seconds: start.elapsed().as_secs_f64(),
         info: infos,
+        warnings,
     })
 }
 
@@ -490,7 +508,7 @@ pub fn write_holdout(out: &Path, force: bool, r: &HoldoutResult, params: &InferP
         let p = dir.join("truth.csv");
         write_cloud_with_ids(&p, r.holdout, &r.truth, &r.truth_ids).map_err(|e| Error::io(&p, e))?;
         let p = dir.join("metrics.json");
-        let v = serde_json::json!({ "result": r, "params": params });
+        let v = serde_json::json!({ "result": r, "params": params, "warnings": r.info.warnings });
         let text = serde_json::to_string_pretty(&v).unwrap_or_default();
         std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
     })

@@ -124,9 +124,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
                 cs.extend(metric_cells(&r.metrics));
                 cs.push(format!("{:.1}", r.seconds));
                 row(&mut held, &cs);
-                if let Some(w) = &r.info.warning {
-                    warnings.push(format!("{name} t = {t}: {w}"));
-                }
+                warnings.extend(r.info.warnings.iter().map(|w| format!("{name} t = {t}: {w}")));
                 rs.push(r);
             }
             by_time.push((t, rs));
@@ -175,7 +173,9 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
             let mut fwd = Vec::new();
             for &m in &cfg.methods {
                 eprintln!("results: {name} forward: {m} ...");
-                fwd.push(forward(&series, m, &cfg.params)?);
+                let r = forward(&series, m, &cfg.params)?;
+                warnings.extend(r.warnings.iter().map(|w| format!("{name} forward: {w}")));
+                fwd.push(r);
             }
             let mut head = vec!["t".to_string()];
             head.extend(cfg.methods.iter().map(|m| format!("{m} W1 / mass err")));

@@ -20,7 +20,7 @@
 //! Defaults: `eps_rel = 0.05` (WOT's usual), `tau_rel = 10` (SPEC §5: WOT's usual `τ = 1` kept
 //! only 75–80% of the mass on three_gene; `τ ≈ 10` did better), 3 outer solves.
 
-use super::PredictInfo;
+use super::{PredictInfo, Warning};
 use crate::error::SimError;
 use crate::ot::{uot_clouds, Cost, EpsScaling, SinkhornOptions, UotSolution};
 use crate::particles::Cloud;
@@ -114,6 +114,24 @@ pub struct WotFit {
     /// Sinkhorn iterations summed over the outer solves; last solve converged.
     pub iterations: usize,
     pub converged: bool,
+}
+
+impl WotFit {
+    /// Iterations and convergence, with a warning when the last solve missed its tolerance.
+    fn info(&self) -> PredictInfo {
+        let mut info = PredictInfo::default();
+        info.diag([("sinkhorn_iterations", self.iterations as f64)]);
+        info.diag([("converged", self.converged)]);
+        if !self.converged {
+            info.warnings.push(Warning::new(
+                "not_converged",
+                1,
+                None,
+                "wot: the last Sinkhorn solve did not reach its tolerance",
+            ));
+        }
+        info
+    }
 }
 
 /// Fit the coupling (module doc). `growth0`: prior rates `g_i` (per unit time).
@@ -271,18 +289,13 @@ pub fn interpolate_traced(
     }
     let cloud = Cloud::new(d, x, vec![mass / picks.len().max(1) as f64; picks.len()]);
     let rep = &fit.sol.report;
-    let info = PredictInfo {
-        diagnostics: vec![
-            ("eps".into(), fit.eps),
-            ("tau".into(), fit.tau),
-            ("sinkhorn_iterations".into(), fit.iterations as f64),
-            ("converged".into(), f64::from(u8::from(fit.converged))),
-            ("plan_mass_fraction".into(), rep.transported_mass / fit.scale / x1.mass()),
-            ("plan_entries".into(), entries.len() as f64),
-        ],
-        warning: (!fit.converged)
-            .then(|| "wot: the last Sinkhorn solve did not reach its tolerance".to_string()),
-    };
+    let mut info = fit.info();
+    info.diag([
+        ("eps", fit.eps),
+        ("tau", fit.tau),
+        ("plan_mass_fraction", rep.transported_mass / fit.scale / x1.mass()),
+        ("plan_entries", entries.len() as f64),
+    ]);
     Ok((cloud, info, pairs))
 }
 
@@ -298,12 +311,5 @@ pub fn push_forward(
     let c = fit.sol.coupling((&fit.source).into(), (&fit.target).into())?;
     let t = c.barycentric_map()?;
     let cloud = Cloud::new(cur.dim, t, fit.row_mass.clone());
-    let info = PredictInfo {
-        diagnostics: vec![
-            ("sinkhorn_iterations".into(), fit.iterations as f64),
-            ("converged".into(), f64::from(u8::from(fit.converged))),
-        ],
-        warning: None,
-    };
-    Ok((cloud, info))
+    Ok((cloud, fit.info()))
 }

@@ -7,7 +7,7 @@
 //! ([`crate::field::Field::save_state`]) and the byte length of every output CSV at that step.
 //! Random streams need no saving: they are keyed by `(seed, step, chunk)` (see [`crate::rng`]).
 //!
-//! Format (little-endian): magic `ADVRCKP1`, then u64/f64 fields and length-prefixed arrays.
+//! Format (little-endian): magic `ADVRCKP2`, then u64/f64 fields and length-prefixed arrays.
 
 use super::{Observer, StepRecord};
 use crate::error::{DataError, Error};
@@ -16,7 +16,7 @@ use crate::stepper::GuardCounts;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"ADVRCKP1";
+const MAGIC: &[u8; 8] = b"ADVRCKP2";
 pub const FILE: &str = "checkpoint.bin";
 
 /// Everything needed to continue a run.
@@ -112,6 +112,8 @@ impl Checkpoint {
         for v in [g.growth_clipped, g.displacement_capped, g.resamplings, g.births, g.deaths] {
             w.u(v);
         }
+        w.f(g.growth_log_mass_removed);
+        w.f(g.displacement_removed);
         w.u(self.last_metrics.len() as u64);
         for (k, v) in &self.last_metrics {
             w.s(k);
@@ -140,13 +142,16 @@ impl Checkpoint {
         if x.len() != n * dim || id.len() != n || parent.len() != n {
             return Err(r.bad("inconsistent particle arrays"));
         }
-        let guards = GuardCounts {
+        let mut guards = GuardCounts {
             growth_clipped: r.u()?,
             displacement_capped: r.u()?,
             resamplings: r.u()?,
             births: r.u()?,
             deaths: r.u()?,
+            ..GuardCounts::default()
         };
+        guards.growth_log_mass_removed = r.f()?;
+        guards.displacement_removed = r.f()?;
         let nm = r.len(16)?;
         let mut last_metrics = Vec::with_capacity(nm);
         for _ in 0..nm {

@@ -7,6 +7,7 @@
 
 use super::{Observer, StepRecord};
 use crate::error::Error;
+use crate::format::{num, push_num};
 use crate::particles::Particles;
 use crate::stepper::Summary;
 use std::fs::{File, OpenOptions};
@@ -80,9 +81,10 @@ impl Observer for MetricsCsv {
     }
     fn on_step(&mut self, rec: &StepRecord) -> Result<(), Error> {
         if rec.reported {
-            let mut s = format!("{},{}", rec.step, rec.t);
+            let mut s = format!("{},{}", rec.step, num(rec.t));
             for (_, v) in rec.metrics {
-                s.push_str(&format!(",{v}"));
+                s.push(',');
+                push_num(&mut s, *v);
             }
             self.0.line(&s)?;
         }
@@ -123,9 +125,10 @@ impl SnapshotsCsv {
                 continue;
             }
             s.clear();
-            s.push_str(&format!("{step},{t},{},{},{}", p.id[i], p.parent[i], p.logw[i].exp()));
+            s.push_str(&format!("{step},{},{},{},{}", num(t), p.id[i], p.parent[i], num(p.logw[i].exp())));
             for v in p.point(i) {
-                s.push_str(&format!(",{v}"));
+                s.push(',');
+                push_num(&mut s, *v);
             }
             self.sink.line(&s)?;
         }
@@ -149,7 +152,7 @@ impl Observer for SnapshotsCsv {
         Ok(())
     }
     fn on_finish(&mut self, s: &Summary, p: &Particles) -> Result<(), Error> {
-        if !p.is_empty() && s.error.is_none() {
+        if !p.is_empty() && s.stop_reason != crate::stepper::StopReason::NonFinite {
             self.write(s.steps, s.t, p)?;
         }
         self.sink.close()

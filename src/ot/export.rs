@@ -24,6 +24,7 @@ use super::sinkhorn::{solve, SinkhornOptions, UotReport, UotSolution};
 use super::MeasureRef;
 use crate::data::{id_field, id_head};
 use crate::error::{ConfigError, Error, SimError};
+use crate::format::{num, nums};
 use crate::particles::Cloud;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,7 @@ pub fn write_solution_with_ids(
                 let r = sol.row_mass[i];
                 let kept = if a.w[i] > 0.0 { r / a.w[i] } else { 0.0 };
                 let id = id_field(ids.0, i);
-                writeln!(w, "{i},{id}{:e},{:e},{:e},{:e}", a.w[i], r, kept, sol.potentials.f[i])?;
+                writeln!(w, "{i},{id}{}", nums(&[a.w[i], r, kept, sol.potentials.f[i]]))?;
             }
             w.flush()
         };
@@ -111,7 +112,7 @@ pub fn write_solution_with_ids(
                 let c = sol.col_mass[j];
                 let r = if b.w[j] > 0.0 { c / b.w[j] } else { 0.0 };
                 let id = id_field(ids.1, j);
-                writeln!(w, "{j},{id}{:e},{:e},{:e},{:e}", b.w[j], c, r, sol.potentials.g[j])?;
+                writeln!(w, "{j},{id}{}", nums(&[b.w[j], c, r, sol.potentials.g[j]]))?;
             }
             w.flush()
         };
@@ -127,8 +128,7 @@ pub fn write_solution_with_ids(
             let cols: Vec<String> = (1..=d).map(|k| format!("t{k}")).collect();
             writeln!(w, "i,{}{}", id_head(ids.0, "id"), cols.join(","))?;
             for (i, ti) in t.chunks_exact(d).enumerate() {
-                let vals: Vec<String> = ti.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{i},{}{}", id_field(ids.0, i), vals.join(","))?;
+                writeln!(w, "{i},{}{}", id_field(ids.0, i), nums(ti))?;
             }
             w.flush()
         };
@@ -156,7 +156,7 @@ pub fn write_solution_with_ids(
         let mut write = || -> std::io::Result<()> {
             writeln!(w, "i,j,{}{}pi", id_head(ids.0, "id_a"), id_head(ids.1, "id_b"))?;
             for x in &e {
-                writeln!(w, "{},{},{}{}{:e}", x.i, x.j, id_field(ids.0, x.i), id_field(ids.1, x.j), x.value)?;
+                writeln!(w, "{},{},{}{}{}", x.i, x.j, id_field(ids.0, x.i), id_field(ids.1, x.j), num(x.value))?;
             }
             w.flush()
         };
@@ -171,8 +171,7 @@ pub fn write_solution_with_ids(
             let cols: Vec<String> = (0..m).map(|j| format!("j{j}")).collect();
             writeln!(w, "{}", cols.join(","))?;
             for row in dense.chunks_exact(m) {
-                let vals: Vec<String> = row.iter().map(|v| format!("{v:e}")).collect();
-                writeln!(w, "{}", vals.join(","))?;
+                writeln!(w, "{}", nums(row))?;
             }
             w.flush()
         };

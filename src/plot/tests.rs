@@ -279,6 +279,41 @@ fn curves_linear_log_and_degenerate() {
     assert!(matches!(e, PlotError::Write { .. }), "{e}");
 }
 
+/// Issue 13: the legend showed the mass of the drawn subset ("mass 0.661") unless `n` was among
+/// the metrics. It shows the whole population's mass, from metrics.csv, summary.json or source.csv.
+#[test]
+fn legend_shows_the_true_total_mass() {
+    use super::trajectories::{population_at, population_label};
+    let dir = std::env::temp_dir().join(format!("advreact_legend_{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    // metrics.csv reports only mmd; 4 of 5553 particles drawn, carrying mass 0.661.
+    fs::write(dir.join("metrics.csv"), "step,t,mmd\n0,0,0.5\n75,7.5,0.1\n").unwrap();
+    fs::write(dir.join("source.csv"), "time,x1,w\n0,0.1,0.25\n0,0.2,0.25\n0,0.3,0.5\n").unwrap();
+    fs::write(dir.join("summary.json"), r#"{"steps": 75, "t": 7.5, "n": 5553, "mass": 55.53}"#).unwrap();
+    let fin = population_at(&dir, 7.5);
+    assert_eq!(fin, Some((Some(5553.0), 55.53)));
+    assert_eq!(
+        population_label("final", 4, 0.661, fin),
+        ["final: 5553 particles, mass 55.5", "    (4 drawn)"]
+    );
+    assert_eq!(population_at(&dir, 0.0), Some((Some(3.0), 1.0)));
+    assert_eq!(population_label("initial", 3, 1.0, Some((Some(3.0), 1.0))), ["initial: 3 particles, mass 1"]);
+    // metrics.csv with a mass column wins, at the matching time only.
+    fs::write(dir.join("metrics.csv"), "step,t,mass\n0,0,1\n50,5,20\n75,7.5,55.53\n").unwrap();
+    assert_eq!(population_at(&dir, 7.5), Some((None, 55.53)));
+    assert_eq!(population_at(&dir, 5.0), Some((None, 20.0)));
+    assert_eq!(
+        population_label("final", 4, 0.661, Some((None, 55.53))),
+        ["final: mass 55.5", "    (4 drawn)"]
+    );
+    // Nothing known (a foreign folder at another time): the label says it is only the drawn rows.
+    assert_eq!(population_at(&dir, 3.0), None);
+    let l = population_label("final", 4, 0.661, None);
+    assert_eq!(l, ["final: 4 drawn (whole population unknown), their mass 0.661"]);
+    let _ = fs::remove_dir_all(&dir);
+}
+
 // ---------------------------------------------------------------------------------------------
 // A realistic example to look at: a Gaussian blob moving to a ring of 8 Gaussians, with
 // branching (clones and deaths) and growing/shrinking weights.

@@ -220,19 +220,55 @@ fn segments(s: &Snapshots, pos: &[Vec<(f64, f64)>]) -> (Vec<Segment>, usize, usi
     (out, chosen.len(), total)
 }
 
-/// Draw `trajectories.png` from `snapshots.csv` (and the target samples, if any).
-/// `(n, mass)` of the first and last rows of `metrics.csv`, if it has both columns.
-type Totals = ((f64, f64), (f64, f64));
+/// The whole population at a snapshot: its count (if known) and its total mass.
+pub(crate) type Total = (Option<f64>, f64);
 
-fn population_totals(metrics: &Path) -> Option<Totals> {
-    let m = super::read::read_metrics(metrics).ok()?;
-    let col = |k: &str| m.columns.iter().find(|(n, _)| n == k).map(|(_, v)| v);
-    let (n, mass) = (col("n")?, col("mass")?);
-    let first = (*n.first()?, *mass.first()?);
-    let last = (*n.last()?, *mass.last()?);
-    [first.0, first.1, last.0, last.1].iter().all(|v| v.is_finite()).then_some((first, last))
+/// The whole population at time `t` of a run folder (snapshots may hold a subsample): from the
+/// row of `metrics.csv` at `t` when it reports `mass` (and `n`), else from `summary.json` when `t`
+/// is the stop time, else from `source.csv` (the full initial cloud) when `t = 0`.
+pub(crate) fn population_at(dir: &Path, t: f64) -> Option<Total> {
+    let from_metrics = || {
+        let m = super::read::read_metrics(&dir.join("metrics.csv")).ok()?;
+        let row = m.t.iter().position(|&x| x == t && m.t_name == "t")?;
+        let col = |k: &str| m.columns.iter().find(|(n, _)| n == k).map(|(_, v)| v[row]);
+        let mass = col("mass").filter(|v| v.is_finite())?;
+        Some((col("n").filter(|v| v.is_finite()), mass))
+    };
+    let from_summary = || {
+        let text = std::fs::read_to_string(dir.join("summary.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v.get("t")?.as_f64()? == t).then_some(())?;
+        Some((v.get("n")?.as_f64(), v.get("mass")?.as_f64()?))
+    };
+    let from_source = || {
+        let s = super::read::read_samples(&dir.join("source.csv")).ok()??;
+        (t == 0.0).then(|| (Some(s.len() as f64), s.w.iter().sum()))
+    };
+    from_metrics().or_else(from_summary).or_else(from_source)
 }
 
+/// Legend lines for the population at one snapshot: the whole population's count and true total
+/// mass when known (with how many are drawn), otherwise the drawn rows, said to be only those.
+pub(crate) fn population_label(
+    when: &str,
+    drawn: usize,
+    drawn_mass: f64,
+    total: Option<Total>,
+) -> Vec<String> {
+    match total {
+        Some((Some(n), m)) if (n - drawn as f64).abs() > 0.5 => {
+            vec![format!("{when}: {n} particles, mass {}", fmt_num(m)), format!("    ({drawn} drawn)")]
+        }
+        Some((Some(n), m)) => vec![format!("{when}: {n} particles, mass {}", fmt_num(m))],
+        Some((None, m)) => vec![format!("{when}: mass {}", fmt_num(m)), format!("    ({drawn} drawn)")],
+        None => vec![format!(
+            "{when}: {drawn} drawn (whole population unknown), their mass {}",
+            fmt_num(drawn_mass)
+        )],
+    }
+}
+
+/// Draw `trajectories.png` from `snapshots.csv` (and the target samples, if any).
 pub(crate) fn draw(
     snap_path: &Path,
     target: Option<&Samples>,
@@ -494,14 +530,9 @@ pub(crate) fn draw(
         // facts
         // Whole-population counts and masses come from metrics.csv when it has them (snapshots may
         // hold a subsample); otherwise the snapshot rows are described as what is shown.
-        let totals = population_totals(&snap_path.with_file_name("metrics.csv"));
-        let describe = |when: &str, f: &super::read::Frame, row: Option<(f64, f64)>| match row {
-            Some((n, m)) if (n - f.len() as f64).abs() > 0.5 => vec![
-                format!("{when}: {n} particles, mass {}", fmt_num(m)),
-                format!("    ({} drawn)", f.len()),
-            ],
-            Some((n, m)) => vec![format!("{when}: {n} particles, mass {}", fmt_num(m))],
-            None => vec![format!("{when}: {} drawn, mass {}", f.len(), fmt_num(f.w.iter().sum()))],
+        let dir = snap_path.parent().unwrap_or(Path::new("."));
+        let describe = |when: &str, f: &super::read::Frame| {
+            population_label(when, f.len(), f.w.iter().sum(), population_at(dir, f.t))
         };
         let mut facts = vec![
             dim_note.clone(),
@@ -510,8 +541,8 @@ pub(crate) fn draw(
                 k => format!("{k} snapshots"),
             },
         ];
-        facts.extend(describe("initial", first, totals.map(|t| t.0)));
-        facts.extend(describe("final", last, totals.map(|t| t.1)));
+        facts.extend(describe("initial", first));
+        facts.extend(describe("final", last));
         if let Some(tg) = target {
             facts.push(format!("target: {} samples, mass {}", tg.len(), fmt_num(tg.w.iter().sum())));
         }

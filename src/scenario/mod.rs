@@ -39,6 +39,8 @@ pub struct Scenario {
 pub struct Overrides {
     pub seed: Option<u64>,
     pub steps: Option<usize>,
+    /// `--strict`: sets `time.strict` (kept in the resolved scenario, so `resume` inherits it).
+    pub strict: bool,
 }
 
 /// What `build` produces: the simulation plus what the output writer needs.
@@ -161,6 +163,7 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
         if let Some(s) = ov.steps {
             spec.time.steps = s;
         }
+        spec.time.strict |= ov.strict;
         let sc = Scenario { spec, file: file.to_path_buf(), label };
         sc.validate_static()?;
         out.push(sc);
@@ -334,6 +337,7 @@ impl Scenario {
         );
         sim.metrics = ms;
         sim.report_every = s.report.every;
+        sim.strict = s.time.strict;
         sim.checkpoint_every = s.report.checkpoint_every;
         Ok(Built { sim, source, target, resolved })
     }

@@ -284,6 +284,10 @@ pub struct TimeSpec {
     /// Cap on `|u dt|` per step.
     #[serde(default)]
     pub max_displacement: Option<f64>,
+    /// Any guard intervention (growth clipping, displacement cap) stops the run with stop reason
+    /// `guard` (exit code 1) instead of a warning.
+    #[serde(default)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
