@@ -185,7 +185,11 @@ struct SweepState {
 
 impl SweepState {
     fn scenarios(&self) -> Result<Vec<Scenario>, Error> {
-        scenario::load_str(&self.scenario, &self.file, &Overrides { seed: self.seed, steps: self.steps, strict: self.strict })
+        scenario::load_str(
+            &self.scenario,
+            &self.file,
+            &Overrides { seed: self.seed, steps: self.steps, strict: self.strict },
+        )
     }
 }
 
@@ -222,7 +226,14 @@ pub fn run_sweep(
     let target = Target::check(&top, Kind::Run, opts.force)?;
     let text = std::fs::read_to_string(file).map_err(io(file))?;
     let abs = file.canonicalize().map_err(io(file))?;
-    let state = SweepState { format: 1, file: abs, seed: ov.seed, steps: ov.steps, strict: ov.strict, scenario: text };
+    let state = SweepState {
+        format: 1,
+        file: abs,
+        seed: ov.seed,
+        steps: ov.steps,
+        strict: ov.strict,
+        scenario: text,
+    };
     let tmp = target.begin()?;
     let guard = PartialGuard::new(&tmp);
     let p = tmp.join(SWEEP);

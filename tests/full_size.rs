@@ -144,7 +144,8 @@ fn cli_infer_prints_phases_and_names_estimators() {
     // Loading prints only its done line (a bad file's error stays the only line on stderr).
     let loading: Vec<&str> = err.lines().filter(|l| l.starts_with("loading ")).collect();
     assert!(loading.len() == 1 && loading[0].contains(": done in ") && loading[0].contains("cells"), "{err}");
-    for phase in ["predict: wot t = 1 → 3 (442 → 690 cells)", "metrics: W1, W2, MMD (690 vs 530 points)"] {
+    for phase in ["predict: wot t = 1 → 3 (442 → 690 cells)", "metrics: W1, W2, MMD (690 vs 530 points)"]
+    {
         let lines: Vec<&str> = err.lines().filter(|l| l.starts_with(phase)).collect();
         assert_eq!(lines.len(), 2, "{phase}: {err}");
         assert!(lines[0].ends_with('…') && lines[1].contains(": done in "), "{phase}: {err}");

@@ -156,7 +156,15 @@ pub fn write_solution_with_ids(
         let mut write = || -> std::io::Result<()> {
             writeln!(w, "i,j,{}{}pi", id_head(ids.0, "id_a"), id_head(ids.1, "id_b"))?;
             for x in &e {
-                writeln!(w, "{},{},{}{}{}", x.i, x.j, id_field(ids.0, x.i), id_field(ids.1, x.j), num(x.value))?;
+                writeln!(
+                    w,
+                    "{},{},{}{}{}",
+                    x.i,
+                    x.j,
+                    id_field(ids.0, x.i),
+                    id_field(ids.1, x.j),
+                    num(x.value)
+                )?;
             }
             w.flush()
         };
