@@ -895,11 +895,9 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
         .into());
     }
     set_threads(a.threads)?;
-    // A file is written: never over a folder (checked before the long computation).
-    if a.out.is_dir() || a.out.as_os_str().to_string_lossy().ends_with('/') {
-        let why = "is a folder; `results` writes a file (give a file name such as results/inference.md)";
-        return Err(ConfigError::new(a.out.display().to_string(), "--out", why).into());
-    }
+    // A file is written: never over a folder or a file that is not an earlier results file
+    // (checked before the long computation).
+    advreact::output::check_file(&a.out, advreact::infer::report::TITLE, "--out")?;
     let methods = a.methods.clone().unwrap_or_else(|| infer::Method::ALL.to_vec());
     let mut command = format!("cargo run --release -- results inference --subsample {}", a.subsample);
     if a.seed != 0 {

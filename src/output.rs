@@ -71,6 +71,30 @@ pub fn write_marker(dir: &Path, kind: Kind) -> Result<(), Error> {
     std::fs::write(&p, kind.marker()).map_err(|e| Error::io(&p, e))
 }
 
+/// Check a single output file (`results`): it may be new, or an earlier output whose first line
+/// is `first_line`; a folder, or a file with other content (the user's), is refused with a
+/// one-line error naming it. `key` names the flag.
+pub fn check_file(path: &Path, first_line: &str, key: &'static str) -> Result<(), Error> {
+    let refuse = |why: String| -> Error { ConfigError::new(path.display().to_string(), key, why).into() };
+    if path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/') {
+        return Err(refuse("is a folder; a file is written here (give a file name)".into()));
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if meta.file_type().is_symlink() {
+        return Err(refuse("is a symbolic link; give the file itself".into()));
+    }
+    let head = std::fs::read_to_string(path).ok();
+    if head.as_deref().and_then(|t| t.lines().next()) != Some(first_line) {
+        return Err(refuse(format!(
+            "exists and is not an earlier output of this command (its first line is not '{first_line}'); \
+             give another file name or remove it"
+        )));
+    }
+    Ok(())
+}
+
 /// The hidden sibling `.<name>.<suffix>` of `out`.
 fn sibling(out: &Path, suffix: &str) -> PathBuf {
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

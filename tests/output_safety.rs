@@ -313,6 +313,29 @@ fn results_never_writes_over_a_folder() {
         .current_dir(&w.cwd)
         .output()
         .unwrap();
-    assert_refused(&o, "results", "mine", "is a folder; `results` writes a file");
+    assert_refused(&o, "results", "mine", "is a folder; a file is written here");
+    assert!(tree(&w.root) == before);
+    // A user's file is never overwritten either: only an earlier results file (its title line).
+    std::fs::write(w.cwd.join("notes.md"), "my notes\n").unwrap();
+    let before = tree(&w.root);
+    let o = Command::new(bin())
+        .args(["results", "inference", "--out", "notes.md", "--data-dir", "nowhere"])
+        .current_dir(&w.cwd)
+        .output()
+        .unwrap();
+    assert_refused(&o, "results", "notes.md", "exists and is not an earlier output of this command");
+    assert!(tree(&w.root) == before);
+    // An earlier results file passes the check (the run then fails on the missing data folder,
+    // and the file is left as it was).
+    std::fs::write(w.cwd.join("old.md"), "# Trajectory inference results\n\nold\n").unwrap();
+    let before = tree(&w.root);
+    let o = Command::new(bin())
+        .args(["results", "inference", "--out", "old.md", "--data-dir", "nowhere"])
+        .current_dir(&w.cwd)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("nowhere") && !err.contains("old.md"), "{err}");
     assert!(tree(&w.root) == before);
 }

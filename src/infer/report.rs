@@ -9,6 +9,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+/// The first line of `results/inference.md`: how `results --out` recognises its own earlier file.
+pub const TITLE: &str = "# Trajectory inference results";
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct ReportCfg {
@@ -197,7 +200,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
     }
     let secs = start.elapsed().as_secs_f64();
     let mut md = String::new();
-    let _ = writeln!(md, "# Trajectory inference results\n");
+    let _ = writeln!(md, "{TITLE}\n");
     let _ = writeln!(md, "Regenerate with:\n\n```sh\n{}\n```\n", cfg.command);
     let _ = writeln!(
         md,
