@@ -34,6 +34,7 @@
 
 use super::gram;
 use crate::rng::{self, Purpose};
+use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -391,28 +392,19 @@ pub fn sincos(x: f64) -> (f64, f64) {
     }
 }
 
-/// `s_k = sin θ_k`, `c_k = cos θ_k` for a slice of arguments.
+/// `s_k = sin θ_k`, `c_k = cos θ_k` for a slice of arguments, at the level
+/// [`crate::simd::level`] (wider vectors only: no fused multiply-add is used, so the bits are
+/// those of the scalar level).
 pub fn sincos_into(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above). Wider vectors only: no FMA
-            // contraction, so the results are bitwise those of the baseline path.
-            unsafe { sincos_into_avx2(theta, s, c) };
-            return;
-        }
-    }
-    sincos_into_generic(theta, s, c);
+    sincos_into_at(crate::simd::level(), theta, s, c)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sincos_into_avx2(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
-    sincos_into_generic(theta, s, c);
-}
+multiversion!(sincos_into_at => sincos_into_generic, sincos_into_512, sincos_into_256(
+    theta: &[f64], s: &mut [f64], c: &mut [f64]
+));
 
 #[inline(always)]
-fn sincos_into_generic(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
+fn sincos_into_generic<I: Isa>(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
     let mut large = false;
     for ((t, sk), ck) in theta.iter().zip(s.iter_mut()).zip(c.iter_mut()) {
         let (a, b) = sincos_reduced(*t);
