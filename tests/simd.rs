@@ -1,5 +1,6 @@
-//! Every SIMD level this CPU has gives the bits of the scalar level (src/simd.rs): an MMD, a
-//! Sinkhorn divergence pass and an unbalanced OT solve, Gram tiles, and random-feature moments.
+//! Every SIMD level this CPU has gives the bits of the scalar level (src/simd.rs): an MMD, an
+//! unbalanced OT solve (truncated and untruncated soft-min passes), Gram tiles, random-feature
+//! moments, and a Sobolev–Fisher step (critic solve, evaluation, critic gradient).
 //! Levels the CPU lacks are skipped, and the test output says so.
 
 use advreact::kernel::gram;
@@ -87,5 +88,27 @@ fn rff_moments_have_the_same_bits_on_every_level() {
         let mo = rff.moments(&x, &w, 0.5, true, true);
         let (gc, gs) = (mo.cos_gram.unwrap(), mo.sin_gram.unwrap());
         (bits(&mo.mean), bits(gc.as_slice()), bits(gs.as_slice()), bits(&rff.features(&x[..d])))
+    });
+}
+
+#[test]
+fn sobolev_fisher_step_has_the_same_bits_on_every_level() {
+    use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+    use advreact::field::{EvalCtx, Field};
+    use advreact::Cloud;
+    let (d, n) = (2, 900);
+    let target = Cloud::new(d, data(n * d, 9, 1.0), vec![1.0 / n as f64; n]);
+    let (x, w) = (data(n * d, 10, 0.8), vec![1.0 / n as f64; n]);
+    let cfg = SobolevFisherCfg { features: 150, bandwidth: 0.8, ..Default::default() };
+    same_on_every_level("usd step", || {
+        let mut f = SobolevFisher::new(cfg.clone(), d, &target, 3).unwrap();
+        f.solve(0, &x, &w).unwrap();
+        let (mut u, mut g) = (vec![0.0; n * d], vec![0.0; n]);
+        let ctx = EvalCtx { step: 0, t: 0.0, dim: d, x: &x, w: &w, mass: 1.0, target: &target };
+        f.eval(&ctx, &mut u, &mut g).unwrap();
+        let mut grad = vec![0.0; d];
+        let c = f.critic_and_gradient(&x[..d], &mut grad);
+        assert!(u.iter().any(|v| *v != 0.0) && c != 0.0, "a trivial critic compares nothing");
+        (bits(f.beta()), bits(&u), bits(&g), bits(&[c]), bits(&grad))
     });
 }
