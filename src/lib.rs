@@ -32,6 +32,7 @@ pub mod reaction;
 pub mod rng;
 pub mod run;
 pub mod scenario;
+pub mod simd;
 pub mod stepper;
 
 pub use error::{ConfigError, DataError, Error, SimError};

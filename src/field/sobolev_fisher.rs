@@ -35,9 +35,10 @@
 
 use super::{EvalCtx, Field};
 use crate::error::SimError;
-use crate::kernel::rff::{dot, sincos_into, Rff};
+use crate::kernel::rff::{dot, sincos_into_generic, Rff};
 use crate::particles::Cloud;
 use crate::rng::CHUNK;
+use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -237,10 +238,10 @@ impl SobolevFisher {
 
     /// `f(x)`, and `∇f(x) = J(x)ᵀβ` into `grad` (length d).
     pub fn critic_and_gradient(&self, x: &[f64], grad: &mut [f64]) -> f64 {
-        let m = self.rff.features;
-        let mut scratch = EvalScratch::new(m);
         grad.iter_mut().for_each(|g| *g = 0.0);
-        self.point(x, &mut scratch, grad)
+        let mut f = [0.0];
+        eval_chunk_at(crate::simd::level(), self, x, 0, grad, &mut f);
+        f[0]
     }
 
     /// Assemble the critic system from particles `(x, w)` (see the module doc).
@@ -345,12 +346,12 @@ impl SobolevFisher {
         Ok(())
     }
 
-    /// Add `∇f(x)` into `u` and return `f(x)`.
-    #[inline]
-    fn point(&self, x: &[f64], s: &mut EvalScratch, u: &mut [f64]) -> f64 {
+    /// Add `∇f(x)` into `u` and return `f(x)` (in the copy of the level `I`, [`crate::simd`]).
+    #[inline(always)]
+    fn point<I: Isa>(&self, x: &[f64], s: &mut EvalScratch, u: &mut [f64]) -> f64 {
         let rff = &self.rff;
         rff.phases(x, &mut s.theta);
-        sincos_into(&s.theta, &mut s.sin, &mut s.cos);
+        sincos_into_generic::<I>(&s.theta, &mut s.sin, &mut s.cos);
         let f = rff.scale * dot(&self.beta, &s.cos);
         for (v, (b, sn)) in s.v.iter_mut().zip(self.beta.iter().zip(&s.sin)) {
             *v = b * sn;
@@ -361,6 +362,22 @@ impl SobolevFisher {
         f
     }
 }
+
+/// `f(x_i)` into `f` and `∇f(x_i)` added into `u` (particle-contiguous) for the particles
+/// `i0 ..` of `x`.
+#[inline(always)]
+fn eval_chunk<I: Isa>(sf: &SobolevFisher, x: &[f64], i0: usize, u: &mut [f64], f: &mut [f64]) {
+    let d = sf.rff.dim;
+    let mut s = EvalScratch::new(sf.rff.features);
+    for (r, (ui, fi)) in u.chunks_exact_mut(d).zip(f.iter_mut()).enumerate() {
+        let i = i0 + r;
+        *fi = sf.point::<I>(&x[i * d..(i + 1) * d], &mut s, ui);
+    }
+}
+
+multiversion!(eval_chunk_at => eval_chunk, eval_chunk_512, eval_chunk_256(
+    sf: &SobolevFisher, x: &[f64], i0: usize, u: &mut [f64], f: &mut [f64]
+));
 
 struct EvalScratch {
     theta: Vec<f64>,
@@ -427,7 +444,7 @@ impl Field for SobolevFisher {
 
     fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
         let t0 = Instant::now();
-        let (m, d, n) = (self.rff.features, ctx.dim, ctx.n());
+        let (d, n) = (ctx.dim, ctx.n());
         if d != self.rff.dim {
             return Err(SimError::Invalid(format!(
                 "sobolev_fisher: particles have dimension {d}, the critic {}",
@@ -440,17 +457,14 @@ impl Field for SobolevFisher {
         // current communicator and all-gathered (each row is the same whatever the split).
         let mut u = vec![0.0; n * d];
         let mut fvals = vec![0.0; n];
+        let lvl = crate::simd::level();
         crate::dist::row_pass(n, CHUNK, &mut [(&mut u, d), (&mut fvals, 1)], |rows, o| {
             let (ou, of) = o.split_at_mut(1);
-            ou[0].par_chunks_mut(EVAL_CHUNK * d).zip(of[0].par_chunks_mut(EVAL_CHUNK)).enumerate().for_each(
-                |(q, (u, f))| {
-                    let mut s = EvalScratch::new(m);
-                    for (r, (ui, fi)) in u.chunks_exact_mut(d).zip(f.iter_mut()).enumerate() {
-                        let i = rows.start + q * EVAL_CHUNK + r;
-                        *fi = self.point(&ctx.x[i * d..(i + 1) * d], &mut s, ui);
-                    }
-                },
-            );
+            ou[0]
+                .par_chunks_mut(EVAL_CHUNK * d)
+                .zip(of[0].par_chunks_mut(EVAL_CHUNK))
+                .enumerate()
+                .for_each(|(q, (u, f))| eval_chunk_at(lvl, self, ctx.x, rows.start + q * EVAL_CHUNK, u, f));
         });
         velocity.par_chunks_mut(EVAL_CHUNK * d).zip(u.par_chunks(EVAL_CHUNK * d)).for_each(|(v, u)| {
             v.iter_mut().zip(u).for_each(|(a, b)| *a += b);

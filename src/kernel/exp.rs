@@ -18,11 +18,15 @@
 //!
 //! Same bits everywhere: the scalar code uses only exactly rounded operations (`f64::mul_add` is
 //! a fused multiply-add by definition — hardware FMA when present, a correctly rounded software
-//! one otherwise) and a table lookup. When the crate is built for AVX-512 (`target-cpu=native`
-//! on such a CPU) the block functions run the same operation sequence on 8 lanes with
-//! intrinsics: the table lookup is one two-register permute indexed by the low bits of `k`, and
-//! `2^e` is applied by `vscalefpd`, exact for the normal results the clamp guarantees — so both
-//! paths give the same bits (tested below).
+//! one otherwise) and a table lookup. At the AVX-512 level ([`crate::simd`]) the block functions
+//! run the same operation sequence on 8 lanes with intrinsics: the table lookup is one
+//! two-register permute indexed by the low bits of `k`, and `2^e` is applied by `vscalefpd`, exact
+//! for the normal results the clamp guarantees — so every level gives the same bits (tested
+//! below). Inside a multiversioned kernel they are reached through [`exp_shifted_block_on`] and
+//! [`exp_scaled_into_on`] (inlined into the kernel's copy); elsewhere through [`exp_shifted_block`]
+//! and [`exp_scaled_into`], which dispatch on [`crate::simd::level`].
+
+use crate::simd::{multiversion, Isa, Level};
 
 const LOG2E_16: f64 = 16.0 * std::f64::consts::LOG2_E;
 /// `ln2/16` split (fdlibm's `ln 2` split, divided by 16): the high part has 32 trailing zero bits.
@@ -104,48 +108,64 @@ pub fn exp_or_zero(x: f64) -> f64 {
 /// Block length of [`exp_shifted_block`].
 pub const BLOCK: usize = 32;
 
-/// `v[k] ← exp_or_zero(v[k] − m)` on a fixed-size block.
-#[inline(always)]
+/// `v[k] ← exp_or_zero(v[k] − m)` on a fixed-size block, at the level [`crate::simd::level`].
 pub fn exp_shifted_block(v: &mut [f64; BLOCK], m: f64) {
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    {
-        // SAFETY: the crate is compiled with AVX-512F enabled (checked by the `cfg`), and the
-        // 8-lane loads and stores stay inside the 32-value block.
-        unsafe { avx512::exp_or_zero_shifted(v, m) }
+    exp_shifted_block_at(crate::simd::level(), v, m)
+}
+
+/// `out[i] = exp(scale · v[i])` (`out.len() == v.len()`), at the level [`crate::simd::level`].
+pub fn exp_scaled_into(v: &[f64], out: &mut [f64], scale: f64) {
+    exp_scaled_into_at(crate::simd::level(), v, out, scale)
+}
+
+/// [`exp_shifted_block`] compiled into a kernel of level `I::LEVEL` (the caller must be the
+/// `I` copy of a [`crate::simd::multiversion`] body, so that AVX-512 code only runs where it can).
+#[inline(always)]
+pub(crate) fn exp_shifted_block_on<I: Isa>(v: &mut [f64; BLOCK], m: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if I::LEVEL == Level::Avx512 {
+        // SAFETY: the `IsaAvx512` instance runs only in an `avx512f` function entered after
+        // checking the CPU (see above); the 8-lane loads and stores stay inside the block.
+        unsafe { avx512::exp_or_zero_shifted(v, m) };
+        return;
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
     for x in v.iter_mut() {
         *x = exp_or_zero(*x - m);
     }
 }
 
-/// `out[i] = exp(scale · v[i])` (`out.len() == v.len()`).
+/// [`exp_scaled_into`] compiled into a kernel of level `I::LEVEL` (as [`exp_shifted_block_on`]).
 #[inline(always)]
-pub fn exp_scaled_into(v: &[f64], out: &mut [f64], scale: f64) {
+pub(crate) fn exp_scaled_into_on<I: Isa>(v: &[f64], out: &mut [f64], scale: f64) {
     assert_eq!(v.len(), out.len(), "exp_scaled_into: lengths differ");
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
-    {
-        let full = v.len() - v.len() % 8;
-        // SAFETY: as in `exp_shifted_block`; the loads and stores cover `[..full]` of both.
+    let mut full = 0;
+    #[cfg(target_arch = "x86_64")]
+    if I::LEVEL == Level::Avx512 {
+        full = v.len() - v.len() % 8;
+        // SAFETY: as in `exp_shifted_block_on`; the loads and stores cover `[..full]` of both.
         unsafe { avx512::exp_scaled(&v[..full], &mut out[..full], scale) };
-        for (o, x) in out[full..].iter_mut().zip(&v[full..]) {
-            *o = exp(scale * *x);
-        }
     }
-    #[cfg(not(all(target_arch = "x86_64", target_feature = "avx512f")))]
-    for (o, x) in out.iter_mut().zip(v) {
+    for (o, x) in out[full..].iter_mut().zip(&v[full..]) {
         *o = exp(scale * *x);
     }
 }
 
+multiversion!(exp_shifted_block_at => exp_shifted_block_on, exp_shifted_block_512, exp_shifted_block_256(
+    v: &mut [f64; BLOCK], m: f64
+));
+multiversion!(exp_scaled_into_at => exp_scaled_into_on, exp_scaled_into_512, exp_scaled_into_256(
+    v: &[f64], out: &mut [f64], scale: f64
+));
+
 /// The same operations as [`exp`] / [`exp_or_zero`], 8 lanes at a time.
-#[cfg(all(target_arch = "x86_64", target_feature = "avx512f"))]
+#[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::*;
     use std::arch::x86_64::*;
 
     /// `exp` of 8 lanes, zeroed where `keep` is clear.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     unsafe fn exp8(x: __m512d, keep: __mmask8) -> __m512d {
         // `max(c, x)` / `min(c, x)` return `x` when it is NaN (as `f64::clamp`).
         let x = _mm512_min_pd(_mm512_set1_pd(HI), _mm512_max_pd(_mm512_set1_pd(LO), x));
@@ -170,7 +190,8 @@ mod avx512 {
     }
 
     /// `v ← exp_or_zero(v − m)` (zero where `v − m < −708`, NaN kept: the mask is "not less").
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn exp_or_zero_shifted(v: &mut [f64; BLOCK], m: f64) {
         let mv = _mm512_set1_pd(m);
         for c in v.chunks_exact_mut(8) {
@@ -181,7 +202,8 @@ mod avx512 {
     }
 
     /// `out ← exp(scale · v)`, lengths equal and a multiple of 8.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn exp_scaled(v: &[f64], out: &mut [f64], scale: f64) {
         let s = _mm512_set1_pd(scale);
         for (c, o) in v.chunks_exact(8).zip(out.chunks_exact_mut(8)) {
@@ -226,8 +248,8 @@ mod tests {
     }
 
     /// The block functions give the bits of the scalar ones on every lane, including the
-    /// clamps, the zero cut, infinities and NaN (on an AVX-512 build this compares the
-    /// intrinsics with the scalar code).
+    /// clamps, the zero cut, infinities and NaN, at every level this CPU has (at AVX-512 this
+    /// compares the intrinsics with the scalar code).
     #[test]
     fn blocks_match_scalar_bitwise() {
         let mut specials = vec![
@@ -260,20 +282,22 @@ mod tests {
             specials.push((s >> 11) as f64 / (1u64 << 53) as f64 * 1500.0 - 750.0);
         }
         let same = |a: f64, b: f64| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
-        for (ci, chunk) in specials.chunks(BLOCK).enumerate() {
-            let mut v = [0.0; BLOCK];
-            v[..chunk.len()].copy_from_slice(chunk);
-            let m = [0.0, 3.5, -2.25, f64::NEG_INFINITY][ci % 4];
-            let orig = v;
-            exp_shifted_block(&mut v, m);
-            for (a, x) in v.iter().zip(&orig) {
-                assert!(same(*a, exp_or_zero(*x - m)), "exp_or_zero({x} - {m}): {a}");
-            }
-            let len = chunk.len().min(BLOCK - 3);
-            let mut w = vec![0.0; len];
-            exp_scaled_into(&orig[..len], &mut w, -0.75);
-            for (a, x) in w.iter().zip(&orig) {
-                assert!(same(*a, exp(-0.75 * *x)), "exp(-0.75 · {x}): {a}");
+        for lvl in Level::ALL.into_iter().filter(|l| l.supported()) {
+            for (ci, chunk) in specials.chunks(BLOCK).enumerate() {
+                let mut v = [0.0; BLOCK];
+                v[..chunk.len()].copy_from_slice(chunk);
+                let m = [0.0, 3.5, -2.25, f64::NEG_INFINITY][ci % 4];
+                let orig = v;
+                exp_shifted_block_at(lvl, &mut v, m);
+                for (a, x) in v.iter().zip(&orig) {
+                    assert!(same(*a, exp_or_zero(*x - m)), "{lvl:?}: exp_or_zero({x} - {m}): {a}");
+                }
+                let len = chunk.len().min(BLOCK - 3);
+                let mut w = vec![0.0; len];
+                exp_scaled_into_at(lvl, &orig[..len], &mut w, -0.75);
+                for (a, x) in w.iter().zip(&orig) {
+                    assert!(same(*a, exp(-0.75 * *x)), "{lvl:?}: exp(-0.75 · {x}): {a}");
+                }
             }
         }
     }

@@ -5,11 +5,14 @@
 //! (from `∇_x k_s(x, y) = −(x − y)/s² k_s(x, y)`), evaluated at many queries `x_i` in parallel
 //! over row blocks. Each query's sum runs over `j` in a fixed order, so results are identical for
 //! any thread count — and any number of ranks: rows are split over the ranks of the current
-//! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]).
+//! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]). Each
+//! block of queries runs in the copy of its loop for [`crate::simd::level`] (same bits on every
+//! level).
 
-use super::exp::exp_scaled_into;
+use super::exp::exp_scaled_into_on;
 use super::{for_each_tile_soa_block, Soa, TileBuf, ROW_BLOCK};
 use crate::rng::CHUNK;
+use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 
 /// A Gaussian kernel of bandwidth `s`.
@@ -75,17 +78,28 @@ pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f
 fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
     let c = -0.5 / (s * s);
     let y = Soa::from_rows(d, y);
+    let lvl = crate::simd::level();
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
         let i0 = blk * ROW_BLOCK;
-        o.iter_mut().for_each(|v| *v = 0.0);
-        let mut k = TileBuf::new();
-        for_each_tile_soa_block(&x[i0 * d..(i0 + o.len()) * d], &y, |r, j0, d2| {
-            let k = &mut k.0[..d2.len()];
-            exp_scaled_into(d2, k, c);
-            o[r] += dot(k, &b[j0..j0 + d2.len()]);
-        });
+        sum_block_at(lvl, &x[i0 * d..(i0 + o.len()) * d], &y, b, c, o)
     });
 }
+
+/// `o[r] = Σ_j b_j exp(c |x_r − y_j|²)` for a block of queries `xb`.
+#[inline(always)]
+fn sum_block<I: Isa>(xb: &[f64], y: &Soa, b: &[f64], c: f64, o: &mut [f64]) {
+    o.iter_mut().for_each(|v| *v = 0.0);
+    let mut k = TileBuf::new();
+    for_each_tile_soa_block(xb, y, |r, j0, d2| {
+        let k = &mut k.0[..d2.len()];
+        exp_scaled_into_on::<I>(d2, k, c);
+        o[r] += dot(k, &b[j0..j0 + d2.len()]);
+    });
+}
+
+multiversion!(sum_block_at => sum_block, sum_block_512, sum_block_256(
+    xb: &[f64], y: &Soa, b: &[f64], c: f64, o: &mut [f64]
+));
 
 /// Like [`gauss_sum`], and also the gradient `grad[i] = ∇S(x_i) = Σ_j b_j k(x_i, y_j)(y_j − x_i)/s²`
 /// (`grad` is n·d, particle-contiguous).
@@ -102,31 +116,42 @@ fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &
     let c = -0.5 / (s * s);
     let inv_s2 = 1.0 / (s * s);
     let y = Soa::from_rows(d, y);
+    let lvl = crate::simd::level();
     out.par_chunks_mut(ROW_BLOCK).zip(grad.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
         |(blk, (o, g))| {
             let i0 = blk * ROW_BLOCK;
-            let xb = &x[i0 * d..(i0 + o.len()) * d];
-            // Per query: Σ_j b_j k_ij in `o`, Σ_j b_j k_ij y_j in `g` (turned into ∇S below).
-            o.iter_mut().for_each(|v| *v = 0.0);
-            g.iter_mut().for_each(|v| *v = 0.0);
-            let mut kt = TileBuf::new();
-            for_each_tile_soa_block(xb, &y, |r, j0, d2| {
-                let kt = &mut kt.0[..d2.len()];
-                exp_scaled_into(d2, kt, c);
-                kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
-                o[r] += dot_ones(kt);
-                for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
-                    *a += dot(kt, y.coord(k, j0, d2.len()));
-                }
-            });
-            for ((gr, xi), acc) in g.chunks_exact_mut(d).zip(xb.chunks_exact(d)).zip(o.iter()) {
-                for (gk, xk) in gr.iter_mut().zip(xi) {
-                    *gk = (*gk - acc * xk) * inv_s2;
-                }
-            }
+            grad_block_at(lvl, &x[i0 * d..(i0 + o.len()) * d], &y, b, c, inv_s2, o, g)
         },
     );
 }
+
+/// [`sum_block`] and the gradients `g` (particle-contiguous) of a block of queries `xb`.
+#[inline(always)]
+fn grad_block<I: Isa>(xb: &[f64], y: &Soa, b: &[f64], c: f64, inv_s2: f64, o: &mut [f64], g: &mut [f64]) {
+    let d = y.dim;
+    // Per query: Σ_j b_j k_ij in `o`, Σ_j b_j k_ij y_j in `g` (turned into ∇S below).
+    o.iter_mut().for_each(|v| *v = 0.0);
+    g.iter_mut().for_each(|v| *v = 0.0);
+    let mut kt = TileBuf::new();
+    for_each_tile_soa_block(xb, y, |r, j0, d2| {
+        let kt = &mut kt.0[..d2.len()];
+        exp_scaled_into_on::<I>(d2, kt, c);
+        kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
+        o[r] += dot_ones(kt);
+        for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
+            *a += dot(kt, y.coord(k, j0, d2.len()));
+        }
+    });
+    for ((gr, xi), acc) in g.chunks_exact_mut(d).zip(xb.chunks_exact(d)).zip(o.iter()) {
+        for (gk, xk) in gr.iter_mut().zip(xi) {
+            *gk = (*gk - acc * xk) * inv_s2;
+        }
+    }
+}
+
+multiversion!(grad_block_at => grad_block, grad_block_512, grad_block_256(
+    xb: &[f64], y: &Soa, b: &[f64], c: f64, inv_s2: f64, o: &mut [f64], g: &mut [f64]
+));
 
 #[cfg(test)]
 mod tests {

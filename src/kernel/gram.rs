@@ -18,10 +18,10 @@
 //!
 //! **Determinism.** Every entry is accumulated by the same sequence of fused multiply-adds
 //! `c ← fma(F_ra, F_rb, c)`, `r = 0, 1, …, rows − 1`, whatever the instruction set (AVX-512,
-//! AVX2 + FMA, or the portable `f64::mul_add`), the chunking or the thread count: the bits are the
+//! AVX2 + FMA, or the portable `f64::mul_add`; chosen by [`crate::simd::level`]), the chunking or the thread count: the bits are the
 //! same on every path (a test checks the paths against each other).
 
-use std::sync::OnceLock;
+use crate::simd::Level;
 
 /// Features per packed strip (rows of a micro-block: three 512-bit vectors).
 pub const MR: usize = 24;
@@ -56,46 +56,6 @@ pub fn pack(f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
             }
         }
     });
-}
-
-/// Instruction-set path of the micro-kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Path {
-    Portable,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx2,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx512,
-}
-
-/// Whether this CPU can run `path` (the target-feature micro-kernels are only entered if so).
-pub(crate) fn supported(path: Path) -> bool {
-    match path {
-        Path::Portable => true,
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"),
-        #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => std::is_x86_feature_detected!("avx512f"),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => false,
-    }
-}
-
-/// The fastest path this CPU has, detected once.
-pub(crate) fn best_path() -> Path {
-    static P: OnceLock<Path> = OnceLock::new();
-    *P.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx512f") {
-                return Path::Avx512;
-            }
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                return Path::Avx2;
-            }
-        }
-        Path::Portable
-    })
 }
 
 /// `c[b·24 + a] ← fma(A[r][a], B[r][b], c[b·24 + a])` for `r < kc`, with `A[r][a] = a[r·24 + a]`
@@ -183,14 +143,14 @@ fn micro_avx2(kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     }
 }
 
-fn micro(path: Path, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
+fn micro(path: Level, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
     match path {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `tile_on`, the only caller, asserts `supported(path)`.
-        Path::Avx512 => unsafe { micro_avx512(kc, a, b, c) },
+        // SAFETY: `tile_on`, the only caller, asserts `path.supported()`.
+        Level::Avx512 => unsafe { micro_avx512(kc, a, b, c) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Path::Avx2 => unsafe { micro_avx2(kc, a, b, c) },
+        Level::Avx2Fma => unsafe { micro_avx2(kc, a, b, c) },
         _ => micro_portable(kc, a, b, c),
     }
 }
@@ -198,15 +158,15 @@ fn micro(path: Path, kc: usize, a: &[f64], b: &[f64], c: &mut [f64; MR * NR]) {
 /// One tile of `G`: rows `i0 .. i0 + ri`, columns `j0 .. j0 + cj` (`i0`, `j0` multiples of 24),
 /// written column-major into `t` (`ri × cj`), from the packed strips `p` of `rows` points and `m`
 /// features. On a diagonal tile (`i0 == j0`) only the lower triangle (row ≥ column) is exact;
-/// entries strictly above the diagonal may be zero.
+/// entries strictly above the diagonal may be zero. Runs at the level [`crate::simd::level`].
 #[allow(clippy::too_many_arguments)]
 pub fn tile(p: &[f64], rows: usize, m: usize, i0: usize, ri: usize, j0: usize, cj: usize, t: &mut [f64]) {
-    tile_on(best_path(), p, rows, m, i0, ri, j0, cj, t)
+    tile_on(crate::simd::level(), p, rows, m, i0, ri, j0, cj, t)
 }
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn tile_on(
-    path: Path,
+    path: Level,
     p: &[f64],
     rows: usize,
     m: usize,
@@ -216,7 +176,7 @@ pub(crate) fn tile_on(
     cj: usize,
     t: &mut [f64],
 ) {
-    assert!(supported(path), "gram::tile: this CPU cannot run the {path:?} micro-kernel");
+    assert!(path.supported(), "gram::tile: this CPU cannot run the {path:?} micro-kernel");
     assert!(
         i0.is_multiple_of(MR) && j0.is_multiple_of(MR) && i0 + ri <= m && j0 + cj <= m,
         "gram::tile: bounds"
@@ -281,17 +241,7 @@ mod tests {
         let f = data(rows, m);
         let mut p = vec![0.0; strips(m) * rows * MR];
         pack(&f, rows, m, &mut p);
-        let mut paths = vec![Path::Portable];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                paths.push(Path::Avx2);
-            }
-            if std::is_x86_feature_detected!("avx512f") {
-                paths.push(Path::Avx512);
-            }
-        }
-        for path in paths {
+        for path in Level::ALL.into_iter().filter(|l| l.supported()) {
             for (i0, ri, j0, cj) in [(0, 45, 0, 45), (24, 21, 0, 24), (24, 13, 0, 45), (24, 21, 24, 21)] {
                 let mut t = vec![f64::NAN; ri * cj];
                 tile_on(path, &p, rows, m, i0, ri, j0, cj, &mut t);

@@ -194,7 +194,7 @@ pub fn tile_order(d: usize, y: &[f64], leaf: usize) -> Vec<usize> {
 /// queries of the block in the inner one, so a tile of targets is read from memory once per block
 /// (it stays in L1 across the queries) instead of once per query. For each query the tiles still
 /// come in increasing `j0` and each `d2` has the same bits as [`for_each_tile_soa`]'s.
-#[inline]
+#[inline(always)]
 pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, f: impl FnMut(usize, usize, &[f64])) {
     for_each_tile_soa_block_skip(xs, y, TILE, |_, _| false, f)
 }

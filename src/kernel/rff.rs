@@ -34,6 +34,7 @@
 
 use super::gram;
 use crate::rng::{self, Purpose};
+use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -95,6 +96,7 @@ impl Rff {
     }
 
     /// Phases `θ = Wᵀx + c` (length m), accumulated as `((c_k + x_1 W_1k) + x_2 W_2k) + ...`.
+    #[inline(always)]
     pub fn phases(&self, x: &[f64], theta: &mut [f64]) {
         theta.copy_from_slice(&self.c);
         for (j, &xj) in x.iter().enumerate() {
@@ -270,38 +272,49 @@ impl Rff {
 
     /// Rows `√w_r Φ(x_r)` into `fc` and (if `fs` is non-empty) `√w_r Ψ(x_r)` into `fs`.
     fn fill_block(&self, xb: &[f64], sw: &[f64], fc: &mut [f64], fs: &mut [f64]) {
-        let (m, d) = (self.features, self.dim);
+        let m = self.features;
         let rows = sw.len();
-        let task = |q: usize, fc: &mut [f64], fs: Option<&mut [f64]>| {
-            let mut theta = vec![0.0; m];
-            let mut s = vec![0.0; m];
-            let mut c = vec![0.0; m];
-            let mut fs = fs;
-            for (rr, fcr) in fc.chunks_exact_mut(m).enumerate() {
-                let r = q * FEATURE_CHUNK + rr;
-                self.phases(&xb[r * d..(r + 1) * d], &mut theta);
-                sincos_into(&theta, &mut s, &mut c);
-                let a = self.scale * sw[r];
-                for (o, v) in fcr.iter_mut().zip(&c) {
-                    *o = a * v;
-                }
-                if let Some(fs) = fs.as_deref_mut() {
-                    for (o, v) in fs[rr * m..(rr + 1) * m].iter_mut().zip(&s) {
-                        *o = a * v;
-                    }
-                }
-            }
-        };
+        let lvl = crate::simd::level();
         if fs.is_empty() {
-            fc.par_chunks_mut(FEATURE_CHUNK * m).enumerate().for_each(|(q, fcq)| task(q, fcq, None));
+            fc.par_chunks_mut(FEATURE_CHUNK * m)
+                .enumerate()
+                .for_each(|(q, fcq)| fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, &mut []));
         } else {
             fc.par_chunks_mut(FEATURE_CHUNK * m)
                 .zip(fs[..rows * m].par_chunks_mut(FEATURE_CHUNK * m))
                 .enumerate()
-                .for_each(|(q, (fcq, fsq))| task(q, fcq, Some(fsq)));
+                .for_each(|(q, (fcq, fsq))| fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, fsq));
         }
     }
 }
+
+/// The rows `r0 ..` of [`Rff::fill_block`] (`fs` empty: cosines only), in the copy of the level
+/// `I` ([`crate::simd`]).
+#[inline(always)]
+fn fill_chunk<I: Isa>(rff: &Rff, xb: &[f64], sw: &[f64], r0: usize, fc: &mut [f64], fs: &mut [f64]) {
+    let (m, d) = (rff.features, rff.dim);
+    let mut theta = vec![0.0; m];
+    let mut s = vec![0.0; m];
+    let mut c = vec![0.0; m];
+    for (rr, fcr) in fc.chunks_exact_mut(m).enumerate() {
+        let r = r0 + rr;
+        rff.phases(&xb[r * d..(r + 1) * d], &mut theta);
+        sincos_into_generic::<I>(&theta, &mut s, &mut c);
+        let a = rff.scale * sw[r];
+        for (o, v) in fcr.iter_mut().zip(&c) {
+            *o = a * v;
+        }
+        if !fs.is_empty() {
+            for (o, v) in fs[rr * m..(rr + 1) * m].iter_mut().zip(&s) {
+                *o = a * v;
+            }
+        }
+    }
+}
+
+multiversion!(fill_chunk_at => fill_chunk, fill_chunk_512, fill_chunk_256(
+    rff: &Rff, xb: &[f64], sw: &[f64], r0: usize, fc: &mut [f64], fs: &mut [f64]
+));
 
 /// The output of [`Rff::moments`].
 #[derive(Debug, Clone)]
@@ -391,28 +404,22 @@ pub fn sincos(x: f64) -> (f64, f64) {
     }
 }
 
-/// `s_k = sin θ_k`, `c_k = cos θ_k` for a slice of arguments.
+/// `s_k = sin θ_k`, `c_k = cos θ_k` for a slice of arguments, at the level
+/// [`crate::simd::level`] (wider vectors only: no fused multiply-add is used, so the bits are
+/// those of the scalar level).
 pub fn sincos_into(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2 (checked above). Wider vectors only: no FMA
-            // contraction, so the results are bitwise those of the baseline path.
-            unsafe { sincos_into_avx2(theta, s, c) };
-            return;
-        }
-    }
-    sincos_into_generic(theta, s, c);
+    sincos_into_at(crate::simd::level(), theta, s, c)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sincos_into_avx2(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
-    sincos_into_generic(theta, s, c);
-}
+multiversion!(sincos_into_at => sincos_into_generic, sincos_into_512, sincos_into_256(
+    theta: &[f64], s: &mut [f64], c: &mut [f64]
+));
 
+/// The body of [`sincos_into`]; `I` names the level of the copy it is inlined into (the code has
+/// nothing level-specific: the compiler vectorises it for that level).
 #[inline(always)]
-fn sincos_into_generic(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
+#[allow(clippy::extra_unused_type_parameters)]
+pub(crate) fn sincos_into_generic<I: Isa>(theta: &[f64], s: &mut [f64], c: &mut [f64]) {
     let mut large = false;
     for ((t, sk), ck) in theta.iter().zip(s.iter_mut()).zip(c.iter_mut()) {
         let (a, b) = sincos_reduced(*t);

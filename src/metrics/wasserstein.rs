@@ -89,6 +89,7 @@ use crate::kernel::{exp, for_each_tile, sqdist_row, ROW_BLOCK, TILE};
 use crate::observe::Phase;
 use crate::ot::sinkhorn::{RelaxCtl, Relaxation};
 use crate::particles::Cloud;
+use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -1038,40 +1039,62 @@ pub struct SinkhornSolution {
 /// with `C_ij = order.cost(|x_i − y_j|²)`. Returns nothing; parallel over row blocks.
 #[allow(clippy::too_many_arguments)]
 fn softmin(d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, out: &mut [f64]) {
-    let inv = 1.0 / eps;
-    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-        let mut v = [0.0f64; TILE];
-        for (r, oi) in o.iter_mut().enumerate() {
-            let i = blk * ROW_BLOCK + r;
-            let xi = &x[i * d..(i + 1) * d];
-            let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
-            for_each_tile(xi, y, |j0, d2| {
-                let len = d2.len();
-                let mut tmax = f64::NEG_INFINITY;
-                for (k, vk) in v[..len].iter_mut().enumerate() {
-                    let j = j0 + k;
-                    *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
-                    tmax = tmax.max(*vk);
-                }
-                if tmax == f64::NEG_INFINITY {
-                    return;
-                }
-                if tmax > mx {
-                    s *= (mx - tmax).exp();
-                    mx = tmax;
-                }
-                let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
-                v[len..padded].fill(f64::NEG_INFINITY);
-                for c in v[..padded].chunks_exact_mut(exp::BLOCK) {
-                    let c: &mut [f64; exp::BLOCK] = c.try_into().expect("exp block");
-                    exp::exp_shifted_block(c, mx);
-                    s += c.iter().sum::<f64>();
-                }
-            });
-            *oi = -eps * (mx + s.ln());
-        }
-    });
+    let lvl = crate::simd::level();
+    out.par_chunks_mut(ROW_BLOCK)
+        .enumerate()
+        .for_each(|(blk, o)| softmin_block_at(lvl, d, x, y, lw, h, eps, order, blk * ROW_BLOCK, o));
 }
+
+/// The rows `i0 .. i0 + o.len()` of [`softmin`], in the copy of the level `I` ([`crate::simd`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn softmin_block<I: Isa>(
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    lw: &[f64],
+    h: &[f64],
+    eps: f64,
+    order: Order,
+    i0: usize,
+    o: &mut [f64],
+) {
+    let inv = 1.0 / eps;
+    let mut v = [0.0f64; TILE];
+    for (r, oi) in o.iter_mut().enumerate() {
+        let i = i0 + r;
+        let xi = &x[i * d..(i + 1) * d];
+        let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
+        for_each_tile(xi, y, |j0, d2| {
+            let len = d2.len();
+            let mut tmax = f64::NEG_INFINITY;
+            for (k, vk) in v[..len].iter_mut().enumerate() {
+                let j = j0 + k;
+                *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
+                tmax = tmax.max(*vk);
+            }
+            if tmax == f64::NEG_INFINITY {
+                return;
+            }
+            if tmax > mx {
+                s *= (mx - tmax).exp();
+                mx = tmax;
+            }
+            let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
+            v[len..padded].fill(f64::NEG_INFINITY);
+            for c in v[..padded].chunks_exact_mut(exp::BLOCK) {
+                let c: &mut [f64; exp::BLOCK] = c.try_into().expect("exp block");
+                exp::exp_shifted_block_on::<I>(c, mx);
+                s += c.iter().sum::<f64>();
+            }
+        });
+        *oi = -eps * (mx + s.ln());
+    }
+}
+
+multiversion!(softmin_block_at => softmin_block, softmin_block_512, softmin_block_256(
+    d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, i0: usize, o: &mut [f64]
+));
 
 /// The entropic ε of a solve: `opts.eps`, or `eps_rel ×` the mean cost.
 fn entropic_eps(

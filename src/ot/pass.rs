@@ -26,102 +26,18 @@
 //! every term is below `e^{−(ln m + 42)}` times the row's largest (`Cull`): each row's sum changes
 //! by less than `e^{−42} ≈ 5.7e−19` relative. The statistics and barycentre passes never truncate.
 //!
-//! The row blocks run inside a function compiled for AVX-512 or AVX2 when the CPU has it (runtime
-//! detection, `ADVREACT_SIMD=base|avx2|avx512` overrides for benchmarks).
+//! The row blocks run inside a function compiled for the level [`crate::simd::level`] (AVX-512,
+//! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
 
 use crate::kernel::exp;
 use crate::kernel::{for_each_tile, for_each_tile_soa_block_skip, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
+use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
-use std::sync::OnceLock;
 
 /// Accumulator lanes of every tile sum and maximum: four 8-wide vectors, so that four
 /// independent dependency chains hide the add / max latency.
 const LANES: usize = 32;
 const NEG_INF: f64 = f64::NEG_INFINITY;
-
-/// Instruction-set level the row blocks are compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Simd {
-    Base,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx2,
-    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    Avx512,
-}
-
-/// The best level of this CPU (or the `ADVREACT_SIMD` override), detected once.
-pub(crate) fn simd_level() -> Simd {
-    static LEVEL: OnceLock<Simd> = OnceLock::new();
-    *LEVEL.get_or_init(|| {
-        let detected = detect();
-        match std::env::var("ADVREACT_SIMD").as_deref() {
-            Ok("base") => Simd::Base,
-            Ok("avx2") if detected != Simd::Base => Simd::Avx2,
-            _ => detected,
-        }
-    })
-}
-
-/// Whether this CPU can run level `lvl`.
-fn supported(lvl: Simd) -> bool {
-    match lvl {
-        Simd::Base => true,
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx2 => std::is_x86_feature_detected!("avx2"),
-        #[cfg(target_arch = "x86_64")]
-        Simd::Avx512 => std::is_x86_feature_detected!("avx512f"),
-        #[cfg(not(target_arch = "x86_64"))]
-        _ => false,
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn detect() -> Simd {
-    if std::is_x86_feature_detected!("avx512f") {
-        Simd::Avx512
-    } else if std::is_x86_feature_detected!("avx2") {
-        Simd::Avx2
-    } else {
-        Simd::Base
-    }
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn detect() -> Simd {
-    Simd::Base
-}
-
-/// Generates `$name` plus AVX-512 / AVX2 copies of it (the body is an `#[inline(always)]` call,
-/// so the whole row-block loop is compiled for the wider instruction set), and a dispatcher.
-macro_rules! multiversion {
-    ($dispatch:ident => $name:ident, $v512:ident, $v256:ident ($($a:ident : $t:ty),* $(,)?)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx512f")]
-        #[allow(clippy::too_many_arguments)]
-        fn $v512($($a: $t),*) {
-            $name::<IsaAvx512>($($a),*)
-        }
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        #[allow(clippy::too_many_arguments)]
-        fn $v256($($a: $t),*) {
-            $name::<IsaAvx2>($($a),*)
-        }
-        #[allow(clippy::too_many_arguments)]
-        fn $dispatch(lvl: Simd, $($a: $t),*) {
-            assert!(supported(lvl), "ot::pass: this CPU cannot run the {lvl:?} row loop");
-            match lvl {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `supported(lvl)` was asserted above.
-                Simd::Avx512 => unsafe { $v512($($a),*) },
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above.
-                Simd::Avx2 => unsafe { $v256($($a),*) },
-                _ => $name::<IsaBase>($($a),*),
-            }
-        }
-    };
-}
 
 /// Extra sums carried along a row, over the unnormalised weights `e_j = exp(s_j − M)`.
 trait RowExtra {
@@ -219,20 +135,11 @@ fn lane_sum(v: &[f64; LANES]) -> f64 {
     w[0]
 }
 
-/// Instruction-set markers: each compiled copy of the row loop gets its own closure type, hence
-/// its own instance of `for_each_tile` with a single caller, which the compiler inlines into
-/// the `#[target_feature]` function (a shared instance would be compiled once, for the baseline).
-struct IsaBase;
-#[cfg(target_arch = "x86_64")]
-struct IsaAvx2;
-#[cfg(target_arch = "x86_64")]
-struct IsaAvx512;
-
 /// Fold one tile into a row's running state `(M, S)` and extras: `d2[jj] = |x − y_{j0+jj}|²`,
 /// `buf` scratch of at least `d2.len()` (rounded up to the exp block).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn absorb_tile<E: RowExtra>(
+fn absorb_tile<I: Isa, E: RowExtra>(
     state: &mut (f64, f64),
     ex: &mut E,
     j0: usize,
@@ -281,7 +188,7 @@ fn absorb_tile<E: RowExtra>(
     // Whole blocks (past `len` the buffer holds stale finite values, computed and ignored).
     let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
     for c in buf[..padded].chunks_exact_mut(exp::BLOCK) {
-        exp::exp_shifted_block(c.try_into().expect("block"), *m);
+        exp::exp_shifted_block_on::<I>(c.try_into().expect("block"), *m);
     }
     let mut acc = [0.0; LANES];
     for c in buf[..full].chunks_exact(LANES) {
@@ -303,7 +210,7 @@ fn absorb_tile<E: RowExtra>(
 /// on the block).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn stream_block<I, E: RowExtra>(
+fn stream_block<I: Isa, E: RowExtra>(
     xs: &[f64],
     ys: &Soa,
     h: &[f64],
@@ -316,8 +223,10 @@ fn stream_block<I, E: RowExtra>(
     let d = ys.dim.max(1);
     let (floors, alive) = cull.map(|c| c.block_plan(xs, lam)).unwrap_or_default();
     let mut buf = TileBuf::new();
+    // The closure's type depends on `I`: each level's copy gets its own instance of the tile
+    // loop, inlined into its `#[target_feature]` function.
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
-        absorb_tile(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
+        absorb_tile::<I, E>(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
     };
     let skip = |r: usize, t: usize| {
         cull.is_some_and(|c| !alive[t] || c.skip(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
@@ -515,7 +424,7 @@ fn lse_of(m: f64, s: f64) -> f64 {
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block_lse<I>(
+fn block_lse<I: Isa>(
     d: usize,
     x: &[f64],
     ys: &Soa,
@@ -540,7 +449,7 @@ multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block_stats<I>(
+fn block_stats<I: Isa>(
     d: usize,
     x: &[f64],
     ys: &Soa,
@@ -571,7 +480,7 @@ multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn block_bary<I>(
+fn block_bary<I: Isa>(
     d: usize,
     x: &[f64],
     ys: &Soa,
@@ -626,7 +535,7 @@ pub(crate) fn soft_min(
 /// each row block is compact and most tiles are dismissed for the whole block at once; the
 /// results are returned in the caller's row order.
 pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
-    let lvl = simd_level();
+    let lvl = crate::simd::level();
     let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
         crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
             o[0].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
@@ -662,7 +571,7 @@ pub(crate) fn lse_rows_stats(
     mean_d2: &mut [f64],
     mean_pot: &mut [f64],
 ) {
-    let lvl = simd_level();
+    let lvl = crate::simd::level();
     let n = lse.len();
     let ys = &Soa::from_rows(d, y);
     crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)], |rows, o| {
@@ -687,7 +596,7 @@ pub(crate) fn lse_rows_bary(
     lse: &mut [f64],
     bary: &mut [f64],
 ) {
-    let lvl = simd_level();
+    let lvl = crate::simd::level();
     let n = lse.len();
     let ys = &Soa::from_rows(d, y);
     crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
@@ -881,12 +790,13 @@ mod tests {
     /// order), on the levels this CPU has.
     #[test]
     fn simd_levels_agree_bitwise() {
+        use crate::simd::Level;
         let (n, m, d) = (70, 777, 3);
         let x = data(n, d, 3);
         let y = data(m, d, 4);
         let h: Vec<f64> = (0..m).map(|j| ((j * 13 % 29) as f64) - 14.0).collect();
         let pot: Vec<f64> = (0..m).map(|j| (j as f64).sin()).collect();
-        let run = |lvl: Simd| {
+        let run = |lvl: Level| {
             let mut o = vec![0.0; n];
             let (mut md, mut mp) = (vec![0.0; n], vec![0.0; n]);
             let (mut o2, mut bo) = (vec![0.0; n], vec![0.0; n * d]);
@@ -896,18 +806,8 @@ mod tests {
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
             (bits(&o), bits(&md), bits(&mp), bits(&o2), bits(&bo))
         };
-        let base = run(Simd::Base);
-        let mut levels = vec![];
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::is_x86_feature_detected!("avx2") {
-                levels.push(Simd::Avx2);
-            }
-            if std::is_x86_feature_detected!("avx512f") {
-                levels.push(Simd::Avx512);
-            }
-        }
-        for lvl in levels {
+        let base = run(Level::Scalar);
+        for lvl in Level::ALL.into_iter().filter(|l| l.supported()) {
             assert_eq!(run(lvl), base, "{lvl:?}");
         }
     }
