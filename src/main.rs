@@ -191,6 +191,11 @@ enum Cmd {
     Fates(FatesArgs),
     /// Regenerate a results file: `results inference` writes results/inference.md.
     Results(ResultsArgs),
+    /// Redraw the figures of an output folder: a run's trajectories.png and metrics.png, each
+    /// variant's and comparison.png for a scenario with variants, fates.png for a fates folder.
+    /// Only into a folder the engine wrote (it carries .advreact-output); each PNG is replaced
+    /// atomically.
+    Plot { dir: PathBuf },
 }
 
 /// `bench PROBLEM` (names as in `advreact::bench::PROBLEMS`).
@@ -992,6 +997,25 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
 }
 
 // ---- end of trajectory inference ----
+
+/// `advreact plot DIR`: redraw the figures of a `run` or `fates` output folder; prints each file.
+fn cmd_plot(dir: &Path) -> Result<bool, Error> {
+    use advreact::output::{is_ours, MARKER};
+    let written = if is_ours(dir, Kind::Run) {
+        advreact::run::redraw(dir)?
+    } else if is_ours(dir, Kind::Fates) {
+        vec![advreact::infer::fates::redraw(dir)?]
+    } else {
+        let why = format!(
+            "not a run or fates output folder of advreact (no {MARKER} naming run or fates); plot redraws only those"
+        );
+        return Err(ConfigError::new(dir.display().to_string(), "(plot)", why).into());
+    };
+    for p in &written {
+        println!("{}", p.display());
+    }
+    Ok(true)
+}
 #[cfg(feature = "mpi")]
 mod mpi_main;
 
@@ -1050,6 +1074,7 @@ fn dispatch(cmd: Cmd) -> Result<bool, Error> {
         Cmd::Forward(a) => cmd_forward(&a),
         Cmd::Fates(a) => cmd_fates(&a),
         Cmd::Results(a) => cmd_results(&a),
+        Cmd::Plot { dir } => cmd_plot(&dir),
     }
 }
 
