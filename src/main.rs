@@ -328,8 +328,6 @@ impl PairArgs {
     }
 }
 
-/// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
-/// only `print` ranks print.
 /// Read both inputs of `compare` (no collective work).
 fn compare_inputs(a: &Path, b: &Path, input: &PairArgs) -> Result<(SnapshotTable, SnapshotTable), Error> {
     input.read(a, b)
@@ -443,21 +441,6 @@ impl PlanArgs {
             dense: self.dense,
         }
     }
-}
-
-fn cmd_uot(
-    a: &Path,
-    b: &Path,
-    u: &UotArgs,
-    plan: &PlanExport,
-    out: Option<PathBuf>,
-    force: bool,
-) -> Result<bool, Error> {
-    let out = uot_out(a, b, out);
-    Target::check(&out, Kind::Uot, force)?;
-    let (ca, cb, opts) = uot_inputs(a, b, u)?;
-    let sol = uot_solve(&ca, &cb, u, &opts)?;
-    uot_write(&ca, &cb, &sol, plan, &out, force)
 }
 
 /// The `uot` output folder: `out`, or output/uot/<a>__<b>.
@@ -772,14 +755,6 @@ fn fmt_t(t: f64) -> String {
     t.to_string()
 }
 
-fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
-    set_threads(a.common.threads)?;
-    Target::check(&infer_out(a), Kind::Infer, a.common.force)?;
-    let series = infer_load(a)?;
-    let (r, params) = infer_compute(a, &series)?;
-    infer_report(a, &r, &params)
-}
-
 /// The `infer` command's data (read and subsampled; no collective work).
 fn infer_load(a: &InferArgs) -> Result<advreact::infer::Series, Error> {
     a.common.load(&a.data, None, a.growth_column.as_deref())
@@ -820,14 +795,6 @@ fn infer_report(
         r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
     );
     Ok(warn(&out, &r.info.warnings, a.strict.strict))
-}
-
-fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
-    set_threads(a.common.threads)?;
-    Target::check(&forward_out(a), Kind::Forward, a.common.force)?;
-    let series = forward_load(a)?;
-    let (r, params) = forward_compute(a, &series)?;
-    forward_report(a, &r, &params)
 }
 
 /// The `forward` command's data (no collective work).
@@ -1036,45 +1003,114 @@ fn main() -> ExitCode {
     }
 }
 
+/// How the phases of a command are joined: in this process alone ([`Local`]), or over the ranks
+/// of an `mpirun` job (src/mpi_main.rs), where every rank computes and one writes.
+trait Phases {
+    type Fail: From<Error>;
+    /// A phase's outcome, as every process of the command sees it.
+    fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Self::Fail>;
+    /// Run `f` (writing, printing) in one process only; every process returns its outcome.
+    fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Self::Fail>;
+    /// True in the process that prints.
+    fn prints(&self) -> bool;
+    /// The worker threads for `--threads`.
+    fn threads(&self, threads: Option<usize>) -> Option<usize>;
+    /// Whether a signal asks a run to stop after its step (a checkpoint) rather than killing it.
+    fn interruptible(&self) -> bool;
+}
+
+/// One process.
+struct Local;
+
+impl Phases for Local {
+    type Fail = Error;
+    fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        r
+    }
+    fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Error> {
+        f()
+    }
+    fn prints(&self) -> bool {
+        true
+    }
+    fn threads(&self, threads: Option<usize>) -> Option<usize> {
+        threads
+    }
+    fn interruptible(&self) -> bool {
+        true
+    }
+}
+
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
 fn dispatch(cmd: Cmd) -> Result<bool, Error> {
+    dispatch_in(cmd, &Local)
+}
+
+/// Run one command with its phases joined by `p`. The commands with collective work (`uot`,
+/// `compare`, `infer`, `forward`) compute in every process and write in one; the others run in
+/// one process (`run` under MPI has its own code: src/mpi_main.rs).
+fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
+    let interrupt = || p.interruptible().then(interrupt_flag);
     match cmd {
-        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
-            let opts = RunOptions { out, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => p.alone(|| {
+            let opts = RunOptions { out, force, progress: !quiet, interrupt: interrupt() };
             cmd_run(&file, Overrides { seed, steps, strict }, threads, opts)
-        }
-        Cmd::Resume { dir, force, threads, quiet } => set_threads(threads).and_then(|_| {
-            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+        }),
+        Cmd::Resume { dir, force, threads, quiet } => p.alone(|| {
+            set_threads(threads)?;
+            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: interrupt() };
             let mut ok = true;
             let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
             Ok(report_sweep(&r) && ok)
         }),
         Cmd::Uot { a, b, args, plan, out, force, threads } => {
-            set_threads(threads).and_then(|_| cmd_uot(&a, &b, &args, &plan.export(), out, force))
+            p.agree(set_threads(p.threads(threads)))?;
+            let out = uot_out(&a, &b, out);
+            p.agree(Target::check(&out, Kind::Uot, force).map(|_| ()))?;
+            // Every process reads and checks the inputs and solves (the row passes split over
+            // the ranks: every rank ends with the same potentials); one writes the folder.
+            let (ca, cb, opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
+            p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }
-        Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => set_threads(threads)
-            .and_then(|_| {
-                let problem = value_name(&problem);
-                let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
-                println!("{}", advreact::bench::run_bench(&spec)?);
-                Ok(true)
-            }),
-        Cmd::Validate { file } => scenario::load(&file, &Overrides::default()).and_then(|scs| {
-            for sc in &scs {
+        Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {
+            set_threads(threads)?;
+            let problem = value_name(&problem);
+            let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
+            println!("{}", advreact::bench::run_bench(&spec)?);
+            Ok(true)
+        }),
+        Cmd::Validate { file } => p.alone(|| {
+            for sc in &scenario::load(&file, &Overrides::default())? {
                 sc.build()?;
                 let label = sc.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
                 println!("{}{label}: ok", file.display());
             }
             Ok(true)
         }),
-        Cmd::Compare { a, b, bandwidth, input, json } => compare_inputs(&a, &b, &input)
-            .and_then(|t| cmd_compare(&t, bandwidth, &input, json, true))
-            .map(|_| true),
-        Cmd::Infer(a) => cmd_infer(&a),
-        Cmd::Forward(a) => cmd_forward(&a),
-        Cmd::Fates(a) => cmd_fates(&a),
-        Cmd::Results(a) => cmd_results(&a),
-        Cmd::Plot { dir } => cmd_plot(&dir),
+        Cmd::Compare { a, b, bandwidth, input, json } => {
+            // Read first (an unreadable file is caught before any kernel pass), then compute
+            // with the kernel sums split.
+            let tables = p.agree(compare_inputs(&a, &b, &input))?;
+            p.agree(cmd_compare(&tables, bandwidth, &input, json, p.prints())).map(|_| true)
+        }
+        Cmd::Infer(a) => {
+            p.agree(set_threads(p.threads(a.common.threads)))?;
+            p.agree(Target::check(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
+            let series = p.agree(infer_load(&a))?;
+            let (r, params) = p.agree(infer_compute(&a, &series))?;
+            p.alone(|| infer_report(&a, &r, &params))
+        }
+        Cmd::Forward(a) => {
+            p.agree(set_threads(p.threads(a.common.threads)))?;
+            p.agree(Target::check(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
+            let series = p.agree(forward_load(&a))?;
+            let (r, params) = p.agree(forward_compute(&a, &series))?;
+            p.alone(|| forward_report(&a, &r, &params))
+        }
+        Cmd::Fates(a) => p.alone(|| cmd_fates(&a)),
+        Cmd::Results(a) => p.alone(|| cmd_results(&a)),
+        Cmd::Plot { dir } => p.alone(|| cmd_plot(&dir)),
     }
 }
 
