@@ -76,21 +76,16 @@ impl Default for WotParams {
 impl WotParams {
     fn validate(&self) -> Result<(), SimError> {
         for (name, rel, abs) in [("eps", self.eps_rel, self.eps), ("tau", self.tau_rel, self.tau)] {
-            match (rel, abs) {
-                (Some(v), None) | (None, Some(v)) if v > 0.0 && v.is_finite() => {}
-                (Some(_), Some(_)) | (None, None) => {
-                    return Err(SimError::Invalid(format!(
-                        "wot: exactly one of {name}_rel and {name} must be set"
-                    )))
+            let (key, v) = match (rel, abs) {
+                (Some(v), None) => (format!("{name}_rel"), v),
+                (None, Some(v)) => (name.to_string(), v),
+                _ => {
+                    let why = format!("wot: exactly one of {name}_rel and {name} must be set");
+                    return Err(SimError::Invalid(why));
                 }
-                (r, a) => {
-                    let (key, v) =
-                        if r.is_some() { (format!("{name}_rel"), r) } else { (name.to_string(), a) };
-                    return Err(SimError::Invalid(format!(
-                        "wot: {key} must be finite and > 0, got {}",
-                        v.unwrap_or(f64::NAN)
-                    )));
-                }
+            };
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(SimError::Invalid(format!("wot: {key} must be finite and > 0, got {v}")));
             }
         }
         if self.growth_iters == 0 {
@@ -334,4 +329,30 @@ pub fn push_forward(
     let t = c.barycentric_map()?;
     let cloud = Cloud::new(cur.dim, t, fit.row_mass.clone());
     Ok((cloud, fit.info()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ε and τ are each given once: relative or in cost units, finite and > 0.
+    #[test]
+    fn eps_and_tau_are_given_once() {
+        let ok = WotParams::default();
+        assert!(ok.validate().is_ok());
+        let abs = WotParams { eps: Some(0.1), eps_rel: None, tau: Some(5.0), tau_rel: None, ..ok.clone() };
+        assert!(abs.validate().is_ok());
+        for (p, msg) in [
+            (WotParams { eps: Some(0.1), ..ok.clone() }, "exactly one of eps_rel and eps"),
+            (WotParams { tau_rel: None, ..ok.clone() }, "exactly one of tau_rel and tau"),
+            (WotParams { eps: Some(0.0), eps_rel: None, ..ok.clone() }, "eps must be finite and > 0, got 0"),
+            (
+                WotParams { tau_rel: Some(f64::INFINITY), ..ok.clone() },
+                "tau_rel must be finite and > 0, got inf",
+            ),
+        ] {
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(msg), "{e}");
+        }
+    }
 }
