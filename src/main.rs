@@ -1,4 +1,6 @@
-//! `advreact` command line: run scenarios, validate them, compare point clouds.
+//! `advreact` command line: run scenarios, validate them, compare point clouds, unbalanced OT,
+//! trajectory inference, benchmarks, redraw figures. One dispatcher ([`dispatch_in`]) serves the
+//! single process and `mpirun` (src/mpi_main.rs, which adds only `run`'s distributed code).
 
 use advreact::compare::compare_selected;
 use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};

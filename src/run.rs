@@ -18,6 +18,9 @@
 //! else), one run folder per variant (`<label>/`) and, once all have finished,
 //! `comparison.csv`/`comparison.png`. `resume <top>` finishes the interrupted variant, runs the
 //! ones not yet run and writes the comparison.
+//!
+//! [`redraw`] (`advreact plot DIR`) draws the figures of a finished run or variant top folder
+//! again, with the same titles, so the same bytes.
 
 use crate::data::write_cloud;
 use crate::error::{ConfigError, Error};

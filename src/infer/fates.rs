@@ -14,7 +14,8 @@
 //! (one row per source cell: cluster, position, growth, `desc_i(B)` per target cluster) and
 //! `ancestors.csv` (one row per target cell: cluster, position, `anc_j(A)` per source cluster).
 //! When the data has an `id` column, the per-cell files carry it beside `cell` (the row index
-//! within the snapshot), so results can be joined back to the input cells.
+//! within the snapshot), so results can be joined back to the input cells. [`redraw`]
+//! (`advreact plot DIR`) draws `fates.png` again from `fates.csv` and `clusters.csv`.
 
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
