@@ -174,7 +174,7 @@ fn fmt_list(v: &[f64]) -> String {
 }
 
 /// Split one CSV line into fields, unquoting `"…"` fields (`""` inside quotes is a quote).
-fn split_fields(line: &str) -> Result<Vec<String>, String> {
+pub(crate) fn split_fields(line: &str) -> Result<Vec<String>, String> {
     let mut fields = Vec::new();
     let mut chars = line.chars().peekable();
     loop {

@@ -1,8 +1,11 @@
-//! `advreact` command line: run scenarios, validate them, compare point clouds.
+//! `advreact` command line: run scenarios, validate them, compare point clouds, unbalanced OT,
+//! trajectory inference, benchmarks, redraw figures. One dispatcher ([`dispatch_in`]) serves the
+//! single process and `mpirun` (src/mpi_main.rs, which adds only `run`'s distributed code).
 
 use advreact::compare::compare_selected;
 use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
+use advreact::infer::wot::mean_sq_cost;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
     MeasureRef, PlanExport, SinkhornOptions, UotSolution,
@@ -144,12 +147,8 @@ enum Cmd {
     /// and min seconds over --reps runs after a warm-up, peak memory, a check value. Clouds: n points
     /// N(0, I_d) vs m points N(0.5, I_d), uniform weights (see src/bench.rs for each problem).
     Bench {
-        /// mmd (exact MMD²) | usd-step (one Sobolev–Fisher step) | uot-iter (one log-domain
-        /// unbalanced Sinkhorn iteration, |x-y|², τ = 1, ε = 0.05 × median cost; time per
-        /// iteration) | uot-solve (full solve to tol 1e-6) | sinkhorn-div (debiased Sinkhorn
-        /// divergence + gradient, GeomLoss blur 0.05, reach 1, cold start, to tol 1e-6) |
-        /// sinkhorn-div-annealed (the same on GeomLoss's fixed ε schedule, marginal errors reported)
-        problem: String,
+        #[arg(value_enum)]
+        problem: BenchProblem,
         #[arg(long, default_value_t = 4000)]
         n: usize,
         #[arg(long, default_value_t = 4000)]
@@ -194,6 +193,41 @@ enum Cmd {
     Fates(FatesArgs),
     /// Regenerate a results file: `results inference` writes results/inference.md.
     Results(ResultsArgs),
+    /// Redraw the figures of an output folder: a run's trajectories.png and metrics.png, each
+    /// variant's and comparison.png for a scenario with variants, fates.png for a fates folder.
+    /// Only into a folder the engine wrote (it carries .advreact-output); each PNG is replaced
+    /// atomically.
+    Plot { dir: PathBuf },
+}
+
+/// `bench PROBLEM` (names as in `advreact::bench::PROBLEMS`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BenchProblem {
+    /// Exact MMD².
+    Mmd,
+    /// One Sobolev–Fisher step.
+    UsdStep,
+    /// One log-domain unbalanced Sinkhorn iteration, |x-y|², τ = 1, ε = 0.05 × median cost (time
+    /// per iteration).
+    UotIter,
+    /// Full solve to tol 1e-6.
+    UotSolve,
+    /// Debiased Sinkhorn divergence + gradient, GeomLoss blur 0.05, reach 1, cold start, to tol 1e-6.
+    SinkhornDiv,
+    /// The same on GeomLoss's fixed ε schedule, marginal errors reported.
+    SinkhornDivAnnealed,
+}
+
+/// `results WHAT`: which results file.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ResultsFile {
+    /// results/inference.md: every method on every data set.
+    Inference,
+}
+
+/// The command-line name of a value of a `ValueEnum`.
+fn value_name(v: &impl clap::ValueEnum) -> String {
+    v.to_possible_value().map(|p| p.get_name().to_string()).unwrap_or_default()
 }
 
 fn set_threads(threads: Option<usize>) -> Result<(), Error> {
@@ -296,8 +330,6 @@ impl PairArgs {
     }
 }
 
-/// `advreact compare`; the kernel sums are split over the ranks of the current communicator, and
-/// only `print` ranks print.
 /// Read both inputs of `compare` (no collective work).
 fn compare_inputs(a: &Path, b: &Path, input: &PairArgs) -> Result<(SnapshotTable, SnapshotTable), Error> {
     input.read(a, b)
@@ -336,8 +368,17 @@ fn cmd_compare(
 #[derive(clap::Args, Clone)]
 struct UotArgs {
     /// Entropic regularisation ε (cost units).
-    #[arg(long)]
-    eps: f64,
+    #[arg(
+        long,
+        required_unless_present = "eps_rel",
+        conflicts_with = "eps_rel",
+        allow_negative_numbers = true
+    )]
+    eps: Option<f64>,
+    /// Entropic regularisation relative to the mean cost: ε = eps_rel × mean of C(x, y) under the
+    /// normalised product of A and B.
+    #[arg(long, allow_negative_numbers = true)]
+    eps_rel: Option<f64>,
     /// Source marginal penalty τ_a ("inf" = exact marginal).
     #[arg(long, default_value = "inf")]
     tau_a: f64,
@@ -345,14 +386,15 @@ struct UotArgs {
     #[arg(long, default_value = "inf")]
     tau_b: f64,
     /// Marginal penalty: kl (soft) or tv (hard cut).
-    #[arg(long, default_value = "kl")]
-    penalty: String,
-    /// Partial transport: move exactly this much mass (TV penalties found by bisection).
-    #[arg(long)]
+    #[arg(long, value_enum, default_value_t = Penalty::Kl)]
+    penalty: Penalty,
+    /// Partial transport: move exactly this much mass (TV penalties found by bisection; so not
+    /// with --tau-a, --tau-b or --penalty).
+    #[arg(long, conflicts_with_all = ["tau_a", "tau_b", "penalty"])]
     partial_mass: Option<f64>,
     /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
-    #[arg(long, default_value = "sqeuclidean")]
-    cost: String,
+    #[arg(long, value_enum, default_value_t = Cost::SqEuclidean)]
+    cost: Cost,
     /// Stop when both relative L1 marginal errors are below this.
     #[arg(long, default_value_t = 1e-9)]
     tol: f64,
@@ -363,6 +405,15 @@ struct UotArgs {
     eps_scaling: bool,
     #[command(flatten)]
     input: PairArgs,
+}
+
+/// `uot --penalty`: the divergence on each marginal.
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Penalty {
+    /// Kullback–Leibler (soft).
+    Kl,
+    /// Total variation (hard cut).
+    Tv,
 }
 
 /// What of the plan the `uot` command writes.
@@ -394,21 +445,6 @@ impl PlanArgs {
     }
 }
 
-fn cmd_uot(
-    a: &Path,
-    b: &Path,
-    u: &UotArgs,
-    plan: &PlanExport,
-    out: Option<PathBuf>,
-    force: bool,
-) -> Result<bool, Error> {
-    let out = uot_out(a, b, out);
-    Target::check(&out, Kind::Uot, force)?;
-    let (ca, cb, opts) = uot_inputs(a, b, u)?;
-    let sol = uot_solve(&ca, &cb, u, &opts)?;
-    uot_write(&ca, &cb, &sol, plan, &out, force)
-}
-
 /// The `uot` output folder: `out`, or output/uot/<a>__<b>.
 fn uot_out(a: &Path, b: &Path, out: Option<PathBuf>) -> PathBuf {
     let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
@@ -428,21 +464,28 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
     if da != db {
         return Err(cli("B", format!("{} is {db}-D, {} is {da}-D", b.display(), a.display())));
     }
-    if !(u.eps.is_finite() && u.eps > 0.0) {
-        return Err(cli("--eps", format!("must be > 0, got {}", u.eps)));
+    let eps = match (u.eps, u.eps_rel) {
+        (Some(e), _) => e,
+        (None, r) => r.unwrap_or(f64::NAN) * u.cost.scale() * mean_sq_cost(&ca.0, &cb.0),
+    };
+    if !(eps.is_finite() && eps > 0.0) {
+        let (k, v) = if u.eps.is_some() { ("--eps", u.eps) } else { ("--eps-rel", u.eps_rel) };
+        let why = match v {
+            Some(v) if v.is_finite() && v > 0.0 => format!("gives ε = {eps} (the points coincide)"),
+            v => format!("must be > 0, got {}", v.unwrap_or(f64::NAN)),
+        };
+        return Err(cli(k, why));
     }
     for (k, t) in [("--tau-a", u.tau_a), ("--tau-b", u.tau_b)] {
         if t.is_nan() || t <= 0.0 {
             return Err(cli(k, format!("must be > 0 (or inf), got {t}")));
         }
     }
-    let cost: Cost = u.cost.parse().map_err(|e: String| cli("--cost", e))?;
-    let (ma, mb) = match u.penalty.as_str() {
-        "kl" => (Marginal::kl(u.tau_a), Marginal::kl(u.tau_b)),
-        "tv" => (Marginal::tv(u.tau_a), Marginal::tv(u.tau_b)),
-        p => return Err(cli("--penalty", format!("must be kl or tv, got '{p}'"))),
+    let (ma, mb) = match u.penalty {
+        Penalty::Kl => (Marginal::kl(u.tau_a), Marginal::kl(u.tau_b)),
+        Penalty::Tv => (Marginal::tv(u.tau_a), Marginal::tv(u.tau_b)),
     };
-    let mut opts = SinkhornOptions::kl(u.eps, u.tau_a, u.tau_b, cost);
+    let mut opts = SinkhornOptions::kl(eps, u.tau_a, u.tau_b, u.cost);
     opts.marginal_a = ma;
     opts.marginal_b = mb;
     opts.tol = u.tol;
@@ -525,12 +568,18 @@ struct InferCommon {
     subsample: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// WOT: entropic ε relative to the mean cost.
-    #[arg(long, default_value_t = 0.05)]
-    eps: f64,
+    /// WOT: entropic ε in cost units (|x−y|²).
+    #[arg(long, conflicts_with = "eps_rel", value_parser = positive)]
+    eps: Option<f64>,
+    /// WOT: entropic ε relative to the mean cost of each pair of snapshots.
+    #[arg(long, default_value_t = 0.05, value_parser = positive)]
+    eps_rel: f64,
+    /// WOT: marginal penalty τ in cost units.
+    #[arg(long, conflicts_with = "tau_rel", value_parser = positive)]
+    tau: Option<f64>,
     /// WOT: marginal penalty τ relative to the mean cost.
-    #[arg(long, default_value_t = 10.0)]
-    tau: f64,
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    tau_rel: f64,
     /// WOT: outer solves (growth re-estimated from the row marginals between them).
     #[arg(long, default_value_t = 3)]
     growth_iters: usize,
@@ -552,6 +601,14 @@ fn count_at_least_one(s: &str) -> Result<usize, String> {
     match s.parse::<usize>().map_err(|e| e.to_string())? {
         0 => Err("must be ≥ 1, got 0".into()),
         n => Ok(n),
+    }
+}
+
+/// A real flag that must be finite and > 0.
+fn positive(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>().map_err(|e| e.to_string())? {
+        v if v.is_finite() && v > 0.0 => Ok(v),
+        v => Err(format!("must be finite and > 0, got {v}")),
     }
 }
 
@@ -580,8 +637,9 @@ impl InferCommon {
 
     fn params(&self) -> advreact::infer::InferParams {
         let mut p = advreact::infer::InferParams { seed: self.seed, ..Default::default() };
-        p.wot.eps_rel = self.eps;
-        p.wot.tau_rel = self.tau;
+        // An absolute value replaces the relative one (whose default is then unused).
+        (p.wot.eps, p.wot.eps_rel) = (self.eps, self.eps.is_none().then_some(self.eps_rel));
+        (p.wot.tau, p.wot.tau_rel) = (self.tau, self.tau.is_none().then_some(self.tau_rel));
         p.wot.growth_iters = self.growth_iters;
         p.flow.max_steps = self.max_steps;
         p
@@ -604,8 +662,7 @@ struct InferArgs {
     /// The held-out time point (an interior time of the file).
     #[arg(long)]
     holdout: f64,
-    /// wot | usd | wfr_mmd | wfr_sinkhorn
-    #[arg(long, default_value = "wot")]
+    #[arg(long, value_enum, default_value_t = advreact::infer::Method::Wot)]
     method: advreact::infer::Method,
     /// Output folder (default output/infer/<data>_<method>_t<T>).
     #[arg(long)]
@@ -625,7 +682,7 @@ struct InferArgs {
 #[derive(clap::Args)]
 struct ForwardArgs {
     data: PathBuf,
-    #[arg(long, default_value = "wot")]
+    #[arg(long, value_enum, default_value_t = advreact::infer::Method::Wot)]
     method: advreact::infer::Method,
     /// Output folder (default output/infer/<data>_<method>_forward).
     #[arg(long)]
@@ -658,8 +715,9 @@ struct FatesArgs {
 
 #[derive(clap::Args)]
 struct ResultsArgs {
-    /// Which results file: inference
-    what: String,
+    /// Which results file.
+    #[arg(value_enum)]
+    what: ResultsFile,
     /// Keep at most N cells per time point (0: all).
     #[arg(long, default_value_t = 1500)]
     subsample: usize,
@@ -672,7 +730,7 @@ struct ResultsArgs {
     #[arg(long, default_value = "results/inference.md")]
     out: PathBuf,
     /// Comma-separated methods (default: all).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_enum, value_delimiter = ',')]
     methods: Option<Vec<advreact::infer::Method>>,
     #[arg(long)]
     threads: Option<usize>,
@@ -697,14 +755,6 @@ fn warn(out: &Path, warnings: &[advreact::infer::Warning], strict: bool) -> bool
 
 fn fmt_t(t: f64) -> String {
     t.to_string()
-}
-
-fn cmd_infer(a: &InferArgs) -> Result<bool, Error> {
-    set_threads(a.common.threads)?;
-    Target::check(&infer_out(a), Kind::Infer, a.common.force)?;
-    let series = infer_load(a)?;
-    let (r, params) = infer_compute(a, &series)?;
-    infer_report(a, &r, &params)
 }
 
 /// The `infer` command's data (read and subsampled; no collective work).
@@ -747,14 +797,6 @@ fn infer_report(
         r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
     );
     Ok(warn(&out, &r.info.warnings, a.strict.strict))
-}
-
-fn cmd_forward(a: &ForwardArgs) -> Result<bool, Error> {
-    set_threads(a.common.threads)?;
-    Target::check(&forward_out(a), Kind::Forward, a.common.force)?;
-    let series = forward_load(a)?;
-    let (r, params) = forward_compute(a, &series)?;
-    forward_report(a, &r, &params)
 }
 
 /// The `forward` command's data (no collective work).
@@ -886,14 +928,7 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
 
 fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
     use advreact::infer::{self, report};
-    if a.what != "inference" {
-        return Err(ConfigError::new(
-            "<cli>",
-            "results",
-            format!("unknown results file '{}' (expected inference)", a.what),
-        )
-        .into());
-    }
+    let ResultsFile::Inference = a.what;
     set_threads(a.threads)?;
     // A file is written: never over a folder or a file that is not an earlier results file
     // (checked before the long computation).
@@ -929,6 +964,25 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
 }
 
 // ---- end of trajectory inference ----
+
+/// `advreact plot DIR`: redraw the figures of a `run` or `fates` output folder; prints each file.
+fn cmd_plot(dir: &Path) -> Result<bool, Error> {
+    use advreact::output::{is_ours, MARKER};
+    let written = if is_ours(dir, Kind::Run) {
+        advreact::run::redraw(dir)?
+    } else if is_ours(dir, Kind::Fates) {
+        vec![advreact::infer::fates::redraw(dir)?]
+    } else {
+        let why = format!(
+            "not a run or fates output folder of advreact (no {MARKER} naming run or fates); plot redraws only those"
+        );
+        return Err(ConfigError::new(dir.display().to_string(), "(plot)", why).into());
+    };
+    for p in &written {
+        println!("{}", p.display());
+    }
+    Ok(true)
+}
 #[cfg(feature = "mpi")]
 mod mpi_main;
 
@@ -949,43 +1003,114 @@ fn main() -> ExitCode {
     }
 }
 
+/// How the phases of a command are joined: in this process alone ([`Local`]), or over the ranks
+/// of an `mpirun` job (src/mpi_main.rs), where every rank computes and one writes.
+trait Phases {
+    type Fail: From<Error>;
+    /// A phase's outcome, as every process of the command sees it.
+    fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Self::Fail>;
+    /// Run `f` (writing, printing) in one process only; every process returns its outcome.
+    fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Self::Fail>;
+    /// True in the process that prints.
+    fn prints(&self) -> bool;
+    /// The worker threads for `--threads`.
+    fn threads(&self, threads: Option<usize>) -> Option<usize>;
+    /// Whether a signal asks a run to stop after its step (a checkpoint) rather than killing it.
+    fn interruptible(&self) -> bool;
+}
+
+/// One process.
+struct Local;
+
+impl Phases for Local {
+    type Fail = Error;
+    fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        r
+    }
+    fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Error> {
+        f()
+    }
+    fn prints(&self) -> bool {
+        true
+    }
+    fn threads(&self, threads: Option<usize>) -> Option<usize> {
+        threads
+    }
+    fn interruptible(&self) -> bool {
+        true
+    }
+}
+
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
 fn dispatch(cmd: Cmd) -> Result<bool, Error> {
+    dispatch_in(cmd, &Local)
+}
+
+/// Run one command with its phases joined by `p`. The commands with collective work (`uot`,
+/// `compare`, `infer`, `forward`) compute in every process and write in one; the others run in
+/// one process (`run` under MPI has its own code: src/mpi_main.rs).
+fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
+    let interrupt = || p.interruptible().then(interrupt_flag);
     match cmd {
-        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
-            let opts = RunOptions { out, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+        Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => p.alone(|| {
+            let opts = RunOptions { out, force, progress: !quiet, interrupt: interrupt() };
             cmd_run(&file, Overrides { seed, steps, strict }, threads, opts)
-        }
-        Cmd::Resume { dir, force, threads, quiet } => set_threads(threads).and_then(|_| {
-            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: Some(interrupt_flag()) };
+        }),
+        Cmd::Resume { dir, force, threads, quiet } => p.alone(|| {
+            set_threads(threads)?;
+            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: interrupt() };
             let mut ok = true;
             let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
             Ok(report_sweep(&r) && ok)
         }),
         Cmd::Uot { a, b, args, plan, out, force, threads } => {
-            set_threads(threads).and_then(|_| cmd_uot(&a, &b, &args, &plan.export(), out, force))
+            p.agree(set_threads(p.threads(threads)))?;
+            let out = uot_out(&a, &b, out);
+            p.agree(Target::check(&out, Kind::Uot, force).map(|_| ()))?;
+            // Every process reads and checks the inputs and solves (the row passes split over
+            // the ranks: every rank ends with the same potentials); one writes the folder.
+            let (ca, cb, opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
+            p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }
-        Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => set_threads(threads)
-            .and_then(|_| {
-                let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
-                println!("{}", advreact::bench::run_bench(&spec)?);
-                Ok(true)
-            }),
-        Cmd::Validate { file } => scenario::load(&file, &Overrides::default()).and_then(|scs| {
-            for sc in &scs {
+        Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {
+            set_threads(threads)?;
+            let problem = value_name(&problem);
+            let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
+            println!("{}", advreact::bench::run_bench(&spec)?);
+            Ok(true)
+        }),
+        Cmd::Validate { file } => p.alone(|| {
+            for sc in &scenario::load(&file, &Overrides::default())? {
                 sc.build()?;
                 let label = sc.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
                 println!("{}{label}: ok", file.display());
             }
             Ok(true)
         }),
-        Cmd::Compare { a, b, bandwidth, input, json } => compare_inputs(&a, &b, &input)
-            .and_then(|t| cmd_compare(&t, bandwidth, &input, json, true))
-            .map(|_| true),
-        Cmd::Infer(a) => cmd_infer(&a),
-        Cmd::Forward(a) => cmd_forward(&a),
-        Cmd::Fates(a) => cmd_fates(&a),
-        Cmd::Results(a) => cmd_results(&a),
+        Cmd::Compare { a, b, bandwidth, input, json } => {
+            // Read first (an unreadable file is caught before any kernel pass), then compute
+            // with the kernel sums split.
+            let tables = p.agree(compare_inputs(&a, &b, &input))?;
+            p.agree(cmd_compare(&tables, bandwidth, &input, json, p.prints())).map(|_| true)
+        }
+        Cmd::Infer(a) => {
+            p.agree(set_threads(p.threads(a.common.threads)))?;
+            p.agree(Target::check(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
+            let series = p.agree(infer_load(&a))?;
+            let (r, params) = p.agree(infer_compute(&a, &series))?;
+            p.alone(|| infer_report(&a, &r, &params))
+        }
+        Cmd::Forward(a) => {
+            p.agree(set_threads(p.threads(a.common.threads)))?;
+            p.agree(Target::check(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
+            let series = p.agree(forward_load(&a))?;
+            let (r, params) = p.agree(forward_compute(&a, &series))?;
+            p.alone(|| forward_report(&a, &r, &params))
+        }
+        Cmd::Fates(a) => p.alone(|| cmd_fates(&a)),
+        Cmd::Results(a) => p.alone(|| cmd_results(&a)),
+        Cmd::Plot { dir } => p.alone(|| cmd_plot(&dir)),
     }
 }
 

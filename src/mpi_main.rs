@@ -10,7 +10,11 @@
 //! - `uot`: the Sinkhorn row passes (log-sum-exp rows) are split by rows; rank 0 writes the folder.
 //! - `infer`, `forward`: every rank runs the method (its Sinkhorn passes, Gram sums and kernel
 //!   sums split over the ranks); rank 0 writes the folder and prints.
-//! - `validate`, `resume`: rank 0 alone (same result, no splitting); the others wait.
+//! - `validate`, `resume`, `fates`, `results`, `bench`, `plot`: rank 0 alone (same result, no
+//!   splitting); the others wait.
+//!
+//! Every command but `run` goes through the normal dispatcher (`dispatch_in` in main.rs) with
+//! its phases joined over the ranks ([`Ranks`]).
 //!
 //! Errors: an error every rank agrees on (a bad scenario file, checked before any collective
 //! work) is printed once, by rank 0, and every rank exits with code 2. An error on some ranks only
@@ -124,64 +128,37 @@ fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
     })
 }
 
+/// The ranks of the job, joined at each phase of a command ([`agree`], [`rank0_only`]).
+struct Ranks<'a>(&'a dyn Comm);
+
+impl Phases for Ranks<'_> {
+    type Fail = Failure;
+    fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Failure> {
+        agree(self.0, r)
+    }
+    fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Failure> {
+        rank0_only(self.0, f)
+    }
+    fn prints(&self) -> bool {
+        self.0.rank() == 0
+    }
+    fn threads(&self, threads: Option<usize>) -> Option<usize> {
+        threads_per_rank(threads)
+    }
+    fn interruptible(&self) -> bool {
+        false
+    }
+}
+
+/// `run` has its own distributed code ([`run`]); every other command goes through the normal
+/// dispatcher with its phases joined over the ranks.
 fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
-    let rank = comm.rank();
     match cli.cmd {
         Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;
             run(comm, &file, &Overrides { seed, steps, strict }, out, force, quiet)
         }
-        Cmd::Compare { a, b, bandwidth, input, json } => {
-            // Read on every rank first (an unreadable file on one node is caught here, before
-            // any kernel pass), then compute with the passes split.
-            let tables = agree(comm, compare_inputs(&a, &b, &input))?;
-            agree(comm, cmd_compare(&tables, bandwidth, &input, json, rank == 0)).map(|_| true)
-        }
-        Cmd::Uot { a, b, args, plan, out, force, threads } => {
-            agree(comm, set_threads(threads_per_rank(threads)))?;
-            let out = uot_out(&a, &b, out);
-            agree(comm, Target::check(&out, Kind::Uot, force).map(|_| ()))?;
-            // Every rank reads and checks the inputs (an agreed error if bad), solves with the
-            // row passes split over the ranks (every rank ends with the same potentials), and
-            // rank 0 writes the folder — its plan export computed by rank 0 alone.
-            let (ca, cb, opts) = agree(comm, uot_inputs(&a, &b, &args))?;
-            let sol = agree(comm, uot_solve(&ca, &cb, &args, &opts))?;
-            rank0_only(comm, || uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
-        }
-        Cmd::Infer(a) => {
-            // Every rank reads the data (an agreed error if bad), predicts with the kernel passes
-            // split over the ranks, and rank 0 writes the folder and prints the row.
-            agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
-            agree(comm, Target::check(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
-            let series = agree(comm, infer_load(&a))?;
-            let (r, params) = agree(comm, infer_compute(&a, &series))?;
-            rank0_only(comm, || infer_report(&a, &r, &params))
-        }
-        Cmd::Forward(a) => {
-            agree(comm, set_threads(threads_per_rank(a.common.threads)))?;
-            agree(comm, Target::check(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
-            let series = agree(comm, forward_load(&a))?;
-            let (r, params) = agree(comm, forward_compute(&a, &series))?;
-            rank0_only(comm, || forward_report(&a, &r, &params))
-        }
-        Cmd::Resume { dir, force, threads, quiet } => rank0_only(comm, || {
-            set_threads(threads)?;
-            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: None };
-            let mut ok = true;
-            let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
-            Ok(report_sweep(&r) && ok)
-        }),
-        Cmd::Validate { file } => rank0_only(comm, || {
-            for sc in &scenario::load(&file, &Overrides::default())? {
-                sc.build()?;
-                let label = sc.label.as_deref().map(|l| format!(" [{l}]")).unwrap_or_default();
-                println!("{}{label}: ok", file.display());
-            }
-            Ok(true)
-        }),
-        // Not distributed (fates, results, bench): rank 0 runs the command alone, the other
-        // ranks wait for its outcome.
-        other => rank0_only(comm, || crate::dispatch(other)),
+        other => dispatch_in(other, &Ranks(comm)),
     }
 }
 

@@ -18,6 +18,9 @@
 //! else), one run folder per variant (`<label>/`) and, once all have finished,
 //! `comparison.csv`/`comparison.png`. `resume <top>` finishes the interrupted variant, runs the
 //! ones not yet run and writes the comparison.
+//!
+//! [`redraw`] (`advreact plot DIR`) draws the figures of a finished run or variant top folder
+//! again, with the same titles, so the same bytes.
 
 use crate::data::write_cloud;
 use crate::error::{ConfigError, Error};
@@ -399,6 +402,32 @@ fn execute(
 /// step: `variant,step,t,<metrics>`) and `comparison.png` (the first of mmd / mmd_normalized /
 /// mass against the step, one curve per variant) in `dir`, the scenario's folder.
 pub fn write_comparison(dir: &Path, name: &str, runs: &[(String, PathBuf)]) -> Result<Vec<PathBuf>, Error> {
+    let c = read_comparison(runs)?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let csv = dir.join("comparison.csv");
+    std::fs::write(&csv, &c.csv).map_err(io(&csv))?;
+    Ok(vec![csv, plot_comparison(dir, name, &c)?])
+}
+
+/// The variants' metrics gathered for the comparison: `comparison.csv`'s text and the plotted
+/// column's curves.
+struct Comparison {
+    csv: String,
+    col: String,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+/// Draw `comparison.png` into `dir`; its path.
+fn plot_comparison(dir: &Path, name: &str, c: &Comparison) -> Result<PathBuf, Error> {
+    let png = dir.join("comparison.png");
+    let (col, log) = (&c.col, c.col.starts_with("mmd"));
+    crate::plot::plot_curves(&png, &format!("{col} against step — {name}"), "step", col, log, &c.series)
+        .map_err(|e| Error::io(&png, std::io::Error::other(e.to_string())))?;
+    Ok(png)
+}
+
+/// Read the variants' `metrics.csv` ([`write_comparison`]).
+fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
     let mut header: Option<String> = None;
     let mut rows = Vec::new();
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
@@ -438,14 +467,46 @@ pub fn write_comparison(dir: &Path, name: &str, runs: &[(String, PathBuf)]) -> R
         series.push((label.clone(), pts));
         header = Some(h);
     }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let csv = dir.join("comparison.csv");
-    let body = format!("variant,{}\n{}\n", header.unwrap_or_default(), rows.join("\n"));
-    std::fs::write(&csv, body).map_err(io(&csv))?;
-    let png = dir.join("comparison.png");
-    let col = plotted.unwrap_or_default();
-    let log = col.starts_with("mmd");
-    crate::plot::plot_curves(&png, &format!("{col} against step — {name}"), "step", &col, log, &series)
-        .map_err(|e| Error::io(&png, std::io::Error::other(e.to_string())))?;
-    Ok(vec![csv, png])
+    let csv = format!("variant,{}\n{}\n", header.unwrap_or_default(), rows.join("\n"));
+    Ok(Comparison { csv, col: plotted.unwrap_or_default(), series })
+}
+
+/// `advreact plot DIR` for a `run` output folder: redraw the figures of a run folder
+/// (`trajectories.png`, `metrics.png`, titled as the run titled them) or of a variant top folder
+/// (each finished variant's, then `comparison.png` if every variant has finished). Returns the
+/// files written. Each PNG is replaced atomically; nothing else is touched.
+pub fn redraw(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let plot = |run: &Path, title: &str| {
+        crate::plot::plot_run_titled(run, title)
+            .map_err(|e| Error::io(run, std::io::Error::other(e.to_string())))
+    };
+    if !dir.join(SWEEP).exists() {
+        let resolved = dir.join("scenario.resolved.toml");
+        let text = std::fs::read_to_string(&resolved).map_err(io(&resolved))?;
+        let spec: toml::Value = toml::from_str(&text).map_err(|e| {
+            ConfigError::new(resolved.display().to_string(), "(plot)", format!("unreadable: {e}"))
+        })?;
+        let name = spec.get("meta").and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or_default();
+        // A variant's folder (its parent a variant top folder) is titled meta.name/label.
+        let label = dir.parent().filter(|p| p.join(SWEEP).exists()).and_then(|_| dir.file_name());
+        let title = match label {
+            Some(l) => format!("{name}/{}", l.to_string_lossy()),
+            None => name.to_string(),
+        };
+        return plot(dir, &title);
+    }
+    let scs = read_sweep(dir)?.scenarios()?;
+    let mut written = Vec::new();
+    let mut done = Vec::new();
+    for sc in &scs {
+        let sub = dir.join(sc.label.as_deref().unwrap_or_default());
+        if variant_finished(&sub) {
+            written.extend(plot(&sub, &title(sc))?);
+            done.push((sc.label.clone().unwrap_or_default(), sub));
+        }
+    }
+    if done.len() > 1 && done.len() == scs.len() {
+        written.push(plot_comparison(dir, &sc_name(&scs), &read_comparison(&done)?)?);
+    }
+    Ok(written)
 }

@@ -93,7 +93,7 @@ fn wot_uneven_fraction() {
 fn growth_in_one_region_is_carried_by_the_source_marginal() {
     let x0 = concat(&gaussian(200, &[0.0, 0.0], 0.1, 5), &gaussian(200, &[3.0, 0.0], 0.1, 6));
     let x1 = concat(&gaussian(400, &[0.2, 0.0], 0.1, 7), &gaussian(200, &[3.2, 0.0], 0.1, 8));
-    let p = wot::WotParams { tau_rel: 1.0, growth_iters: 5, ..Default::default() };
+    let p = wot::WotParams { tau_rel: Some(1.0), growth_iters: 5, ..Default::default() };
     let fit = wot::fit(&x0, &x1, 1.0, None, &p).unwrap();
     let ga: f64 = fit.growth[..200].iter().sum::<f64>() / 200.0;
     let gb: f64 = fit.growth[200..].iter().sum::<f64>() / 200.0;

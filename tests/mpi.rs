@@ -358,3 +358,33 @@ fn bad_input_is_one_error() {
     assert_eq!(err.matches("error:").count(), 1, "{err}");
     assert!(err.contains("bandwidth"), "{err}");
 }
+
+/// The commands rank 0 runs alone go through the normal dispatcher: `validate` and `plot` on two
+/// ranks print once what one process prints (and `plot` redraws the same bytes); `plot` of a
+/// folder that is no output folder is one error, exit code 2.
+#[test]
+fn rank0_commands_print_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = USD.replace("steps = 4", "steps = 1").replace("plots = false", "plots = true");
+    let sc = write(dir.path(), "usd.toml", &text);
+    let out = dir.path().join("run");
+    let (sc, run) = (sc.to_str().unwrap(), out.to_str().unwrap());
+    ok(&run_single(&["run", sc, "--out", run, "-q"]), "run");
+    let pngs = ["trajectories.png", "metrics.png"];
+    let drawn: Vec<Vec<u8>> = pngs.iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    for args in [vec!["validate", sc], vec!["plot", run]] {
+        let one = run_single(&args);
+        ok(&one, "single process");
+        let two = run_mpi(2, &args, &[], LIMIT);
+        ok(&two, "2 ranks");
+        assert!(!one.stdout.is_empty());
+        assert_eq!(String::from_utf8_lossy(&one.stdout), String::from_utf8_lossy(&two.stdout), "{args:?}");
+    }
+    let redrawn: Vec<Vec<u8>> = pngs.iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    assert!(drawn == redrawn, "plot under mpirun changed the figures");
+    let o = run_mpi(2, &["plot", dir.path().to_str().unwrap()], &[], LIMIT);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.matches("error:").count(), 1, "{err}");
+    assert!(err.contains(".advreact-output"), "{err}");
+}

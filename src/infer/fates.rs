@@ -14,16 +14,17 @@
 //! (one row per source cell: cluster, position, growth, `desc_i(B)` per target cluster) and
 //! `ancestors.csv` (one row per target cell: cluster, position, `anc_j(A)` per source cluster).
 //! When the data has an `id` column, the per-cell files carry it beside `cell` (the row index
-//! within the snapshot), so results can be joined back to the input cells.
+//! within the snapshot), so results can be joined back to the input cells. [`redraw`]
+//! (`advreact plot DIR`) draws `fates.png` again from `fates.csv` and `clusters.csv`.
 
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
-use crate::data::{csv_field, id_field, id_head};
+use crate::data::{csv_field, id_field, id_head, split_fields};
 use crate::error::{Error, SimError};
 use crate::format::{num, nums};
 use crate::particles::Cloud;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A fate analysis.
 #[derive(Debug, Clone)]
@@ -174,32 +175,106 @@ pub fn write_fates(
     })()
     .map_err(io(&p))?;
 
-    // Heatmap with cluster sizes and centres in the labels.
-    let label = |names: &[String], cl: &Clusters, c: &Cloud, l: usize| -> String {
-        let cells = cl.labels.iter().filter(|&&x| x == l).count();
-        if d <= 3 {
-            let ctr: Vec<String> = cl.centers[l * d..(l + 1) * d].iter().map(|v| format!("{v:.2}")).collect();
-            format!("{} ({cells} cells; {})", names[l], ctr.join(", "))
-        } else {
-            let _ = c;
-            format!("{} ({cells} cells)", names[l])
-        }
-    };
-    let rows: Vec<String> = (0..k0).map(|l| label(&fa.source_names, &fa.source, x0, l)).collect();
-    let cols: Vec<String> = (0..k1).map(|l| fa.target_names[l].clone()).collect();
+    let centres = |cl: &Clusters| (0..cl.k).map(|l| cl.centers[l * d..(l + 1) * d].to_vec()).collect();
+    let cells = |cl: &Clusters| (0..cl.k).map(|l| cl.labels.iter().filter(|&&x| x == l).count()).collect();
+    let rows =
+        Side { names: fa.source_names.clone(), cells: cells(&fa.source), centres: centres(&fa.source) };
+    draw_heatmap(dir, (fa.t0, fa.t1), &rows, &fa.target_names, &fa.matrix)
+}
+
+/// The source clusters as `fates.png` labels them.
+struct Side {
+    names: Vec<String>,
+    cells: Vec<usize>,
+    centres: Vec<Vec<f64>>,
+}
+
+/// `fates.png`: rows = source clusters (with their sizes, and centres for d ≤ 3), columns =
+/// target clusters, mass in the cells.
+fn draw_heatmap(
+    dir: &Path,
+    (t0, t1): (f64, f64),
+    src: &Side,
+    cols: &[String],
+    matrix: &[f64],
+) -> Result<(), Error> {
+    let rows: Vec<String> = (0..src.names.len())
+        .map(|l| {
+            let (name, cells, ctr) = (&src.names[l], src.cells[l], &src.centres[l]);
+            if ctr.len() <= 3 {
+                let ctr: Vec<String> = ctr.iter().map(|v| format!("{v:.2}")).collect();
+                format!("{name} ({cells} cells; {})", ctr.join(", "))
+            } else {
+                format!("{name} ({cells} cells)")
+            }
+        })
+        .collect();
     let p = dir.join("fates.png");
     crate::plot::plot_heatmap(
         &p,
         &rows,
-        &cols,
-        &fa.matrix,
-        &format!(
-            "Fates t = {} → {}: mass (cells) from each source cluster to each target cluster",
-            fa.t0, fa.t1
-        ),
-        &format!("cluster at t = {} (centres in clusters.csv)", fa.t1),
-        &format!("cluster at t = {}", fa.t0),
+        cols,
+        matrix,
+        &format!("Fates t = {t0} → {t1}: mass (cells) from each source cluster to each target cluster"),
+        &format!("cluster at t = {t1} (centres in clusters.csv)"),
+        &format!("cluster at t = {t0}"),
     )
     .map_err(|e| Error::io(&p, std::io::Error::other(e.to_string())))?;
     Ok(())
+}
+
+/// `advreact plot DIR` for a `fates` folder: redraw `fates.png` from `clusters.csv` and
+/// `fates.csv` (as [`write_fates`] wrote them); its path.
+pub fn redraw(dir: &Path) -> Result<PathBuf, Error> {
+    let table = |name: &str| -> Result<(PathBuf, Vec<Vec<String>>), Error> {
+        let p = dir.join(name);
+        let text = std::fs::read_to_string(&p).map_err(io(&p))?;
+        let rows = text
+            .lines()
+            .skip(1)
+            .enumerate()
+            .map(|(i, l)| split_fields(l).map_err(|m| bad(&p, i + 2, m)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((p, rows))
+    };
+    let f64_at = |p: &Path, i: usize, row: &[String], k: usize| -> Result<f64, Error> {
+        let v = row.get(k).map(|s| s.as_str()).unwrap_or_default();
+        v.parse().map_err(|_| bad(p, i + 2, format!("field {}: not a number: '{v}'", k + 1)))
+    };
+    let (pc, clusters) = table("clusters.csv")?;
+    let t0 = match clusters.first() {
+        Some(r) => f64_at(&pc, 0, r, 0)?,
+        None => return Err(bad(&pc, 2, "no clusters".into())),
+    };
+    let (mut src, mut t1, mut cols) =
+        (Side { names: vec![], cells: vec![], centres: vec![] }, t0, Vec::new());
+    for (i, r) in clusters.iter().enumerate() {
+        let t = f64_at(&pc, i, r, 0)?;
+        let name = r.get(1).cloned().unwrap_or_default();
+        if t == t0 {
+            let cells = f64_at(&pc, i, r, 2)? as usize;
+            let centre = (4..r.len()).map(|k| f64_at(&pc, i, r, k)).collect::<Result<Vec<_>, _>>()?;
+            src.names.push(name);
+            src.cells.push(cells);
+            src.centres.push(centre);
+        } else {
+            t1 = t;
+            cols.push(name);
+        }
+    }
+    let (pf, fates) = table("fates.csv")?;
+    if fates.len() != src.names.len() * cols.len() {
+        let why =
+            format!("{} rows for {} × {} clusters (clusters.csv)", fates.len(), src.names.len(), cols.len());
+        return Err(bad(&pf, 1, why));
+    }
+    let matrix =
+        fates.iter().enumerate().map(|(i, r)| f64_at(&pf, i, r, 2)).collect::<Result<Vec<_>, _>>()?;
+    draw_heatmap(dir, (t0, t1), &src, &cols, &matrix)?;
+    Ok(dir.join("fates.png"))
+}
+
+/// A malformed line of a fates file.
+fn bad(p: &Path, line: usize, msg: String) -> Error {
+    Error::Data(crate::error::DataError::Parse { file: p.to_path_buf(), line, msg })
 }

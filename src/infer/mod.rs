@@ -49,8 +49,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// An interpolation / prediction method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Method {
     Wot,
     Usd,

@@ -8,7 +8,7 @@
 //! a^(k+1) = π^(k) 1                 growth re-estimated from the row marginal (WOT's growth_iters)
 //! ```
 //!
-//! with `ε = eps_rel · C̄`, `τ = tau_rel · C̄` and `C̄ = Σ_ij a_i b_j C_ij / (Σa Σb)` the mean cost
+//! with `ε = eps_rel · C̄`, `τ = tau_rel · C̄` (or `ε`, `τ` given in cost units: `eps`, `tau`) and `C̄ = Σ_ij a_i b_j C_ij / (Σa Σb)` the mean cost
 //! (WOT's habit of costs relative to their mean). The row mass `r_i = Σ_j π_ij` is the mass of
 //! cell `i`'s descendants at `t1`, so along lineage `i` the mass grows as `w_i (r_i / w_i)^s`.
 //! Displacement interpolation at `s = (t½ − t0)/Δt` samples pairs systematically (one seeded
@@ -31,10 +31,18 @@ use serde::Serialize;
 /// WOT parameters (module doc).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WotParams {
-    /// `ε / C̄`.
-    pub eps_rel: f64,
-    /// `τ / C̄` on both marginals.
-    pub tau_rel: f64,
+    /// `ε / C̄` (exactly one of `eps_rel` and `eps` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps_rel: Option<f64>,
+    /// `ε` in cost units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// `τ / C̄` on both marginals (exactly one of `tau_rel` and `tau` is set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau_rel: Option<f64>,
+    /// `τ` in cost units.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tau: Option<f64>,
     /// Outer solves (≥ 1): the source weights of solve `k + 1` are the row masses of solve `k`.
     pub growth_iters: usize,
     /// Weight pairs by their lineage's mass at the interpolation time.
@@ -51,8 +59,10 @@ pub struct WotParams {
 impl Default for WotParams {
     fn default() -> Self {
         Self {
-            eps_rel: 0.05,
-            tau_rel: 10.0,
+            eps_rel: Some(0.05),
+            eps: None,
+            tau_rel: Some(10.0),
+            tau: None,
             growth_iters: 3,
             lineage_weighting: true,
             samples: 0,
@@ -65,12 +75,18 @@ impl Default for WotParams {
 
 impl WotParams {
     fn validate(&self) -> Result<(), SimError> {
-        let pos = |v: f64| v > 0.0 && v.is_finite();
-        if !pos(self.eps_rel) || !pos(self.tau_rel) {
-            return Err(SimError::Invalid(format!(
-                "wot: eps_rel and tau_rel must be finite and > 0, got {} and {}",
-                self.eps_rel, self.tau_rel
-            )));
+        for (name, rel, abs) in [("eps", self.eps_rel, self.eps), ("tau", self.tau_rel, self.tau)] {
+            let (key, v) = match (rel, abs) {
+                (Some(v), None) => (format!("{name}_rel"), v),
+                (None, Some(v)) => (name.to_string(), v),
+                _ => {
+                    let why = format!("wot: exactly one of {name}_rel and {name} must be set");
+                    return Err(SimError::Invalid(why));
+                }
+            };
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(SimError::Invalid(format!("wot: {key} must be finite and > 0, got {v}")));
+            }
         }
         if self.growth_iters == 0 {
             return Err(SimError::Invalid("wot: growth_iters must be ≥ 1".into()));
@@ -167,7 +183,8 @@ pub fn fit(
     let target = Cloud::new(x1.dim, x1.x.clone(), x1.w.iter().map(|b| b * scale).collect());
     let mut source = Cloud::new(x0.dim, x0.x.clone(), a0);
     let cbar = mean_sq_cost(&source, &target).max(f64::MIN_POSITIVE);
-    let (eps, tau) = (p.eps_rel * cbar, p.tau_rel * cbar);
+    let scaled = |rel: Option<f64>, abs: Option<f64>| abs.unwrap_or_else(|| rel.unwrap_or(f64::NAN) * cbar);
+    let (eps, tau) = (scaled(p.eps_rel, p.eps), scaled(p.tau_rel, p.tau));
     let mut opts = SinkhornOptions::kl(eps, tau, tau, Cost::SqEuclidean);
     opts.max_iter = p.max_iter;
     opts.tol = p.tol;
@@ -312,4 +329,30 @@ pub fn push_forward(
     let t = c.barycentric_map()?;
     let cloud = Cloud::new(cur.dim, t, fit.row_mass.clone());
     Ok((cloud, fit.info()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ε and τ are each given once: relative or in cost units, finite and > 0.
+    #[test]
+    fn eps_and_tau_are_given_once() {
+        let ok = WotParams::default();
+        assert!(ok.validate().is_ok());
+        let abs = WotParams { eps: Some(0.1), eps_rel: None, tau: Some(5.0), tau_rel: None, ..ok.clone() };
+        assert!(abs.validate().is_ok());
+        for (p, msg) in [
+            (WotParams { eps: Some(0.1), ..ok.clone() }, "exactly one of eps_rel and eps"),
+            (WotParams { tau_rel: None, ..ok.clone() }, "exactly one of tau_rel and tau"),
+            (WotParams { eps: Some(0.0), eps_rel: None, ..ok.clone() }, "eps must be finite and > 0, got 0"),
+            (
+                WotParams { tau_rel: Some(f64::INFINITY), ..ok.clone() },
+                "tau_rel must be finite and > 0, got inf",
+            ),
+        ] {
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.contains(msg), "{e}");
+        }
+    }
 }

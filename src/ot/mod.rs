@@ -58,15 +58,17 @@ use crate::particles::Cloud;
 use serde::{Deserialize, Serialize};
 
 /// Ground cost `C(x, y) = c |x − y|²`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Cost {
     /// `|x − y|²` (POT's `ot.dist` default).
     #[default]
     #[serde(rename = "sqeuclidean")]
+    #[value(name = "sqeuclidean")]
     SqEuclidean,
     /// `½ |x − y|²` (GeomLoss, `p = 2`; SPEC §2.2).
     #[serde(rename = "half_sqeuclidean")]
+    #[value(name = "half_sqeuclidean")]
     HalfSqEuclidean,
 }
 

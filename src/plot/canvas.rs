@@ -63,12 +63,25 @@ where
         })();
         drawn.map_err(|e| PlotError::Draw { file: path.to_path_buf(), msg: e.to_string() })?;
     }
-    image::save_buffer_with_format(path, &buf, w, h, image::ColorType::Rgb8, image::ImageFormat::Png).map_err(
-        |e| match e {
-            image::ImageError::IoError(source) => PlotError::Write { file: path.to_path_buf(), source },
-            other => PlotError::Draw { file: path.to_path_buf(), msg: format!("cannot encode PNG: {other}") },
-        },
-    )
+    // Atomically: encoded into a hidden sibling, renamed over `path` when complete.
+    let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.partial"));
+    let saved =
+        image::save_buffer_with_format(&tmp, &buf, w, h, image::ColorType::Rgb8, image::ImageFormat::Png)
+            .map_err(|e| match e {
+                image::ImageError::IoError(source) => PlotError::Write { file: path.to_path_buf(), source },
+                other => {
+                    PlotError::Draw { file: path.to_path_buf(), msg: format!("cannot encode PNG: {other}") }
+                }
+            })
+            .and_then(|_| {
+                std::fs::rename(&tmp, path)
+                    .map_err(|source| PlotError::Write { file: path.to_path_buf(), source })
+            });
+    if saved.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    saved
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -548,15 +548,26 @@ mod example {
     }
 }
 
-/// Plot the run folder named by `ADVREACT_PLOT_DIR` (for looking at real runs):
-/// `ADVREACT_PLOT_DIR=output/run cargo test --release plot_dir_from_env -- --ignored`.
+/// A figure is written atomically: drawn again over itself it gives the same bytes and leaves no
+/// hidden `.<name>.partial` behind; into a missing folder it fails naming the file, leaving nothing.
 #[test]
-#[ignore = "plots the folder named by ADVREACT_PLOT_DIR"]
-fn plot_dir_from_env() {
-    let Some(dir) = std::env::var_os("ADVREACT_PLOT_DIR") else {
-        return;
-    };
-    let t = std::time::Instant::now();
-    let out = plot_run(Path::new(&dir)).unwrap();
-    println!("{out:?} in {:.2?}", t.elapsed());
+fn figures_are_replaced_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    synthetic_run(dir.path(), 2);
+    let first = plot_run(dir.path()).unwrap();
+    let bytes: Vec<Vec<u8>> = first.iter().map(|p| fs::read(p).unwrap()).collect();
+    assert_eq!(plot_run(dir.path()).unwrap(), first);
+    for (p, b) in first.iter().zip(&bytes) {
+        assert_eq!(&fs::read(p).unwrap(), b, "{} changed when redrawn", p.display());
+    }
+    let names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".partial")), "{names:?}");
+    let missing = dir.path().join("no/such/folder/curves.png");
+    let e = plot_curves(&missing, "t", "x", "y", false, &[("a".into(), vec![(0.0, 1.0), (1.0, 2.0)])])
+        .unwrap_err();
+    assert!(e.to_string().contains("curves.png"), "{e}");
+    assert!(!dir.path().join("no").exists());
 }
