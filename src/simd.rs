@@ -5,7 +5,7 @@
 //! ([`crate::kernel::gram`]), the sine–cosine of the random features ([`crate::kernel::rff`]) and
 //! the `exp` blocks ([`crate::kernel::exp`]) — are compiled three times, for [`Level::Avx512`]
 //! (`avx512f`), [`Level::Avx2Fma`] (`avx2,fma`) and [`Level::Scalar`] (the baseline), through
-//! `#[target_feature]` functions ([`multiversion`]), and [`level`] picks one at run time.
+//! `#[target_feature]` functions (`multiversion!`), and [`level`] picks one at run time.
 //!
 //! **Same bits on every level.** The kernels use only `+`, `−`, `×`, comparisons and explicit fused
 //! multiply-adds (`f64::mul_add` or the FMA intrinsics, both one correctly rounded operation; on a

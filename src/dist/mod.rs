@@ -29,7 +29,7 @@
 //! program on the same state. Code that runs on one rank only (writing output, plots) runs under
 //! [`local`].
 //!
-//! The MPI implementation is [`mpi::MpiComm`] (cargo feature `mpi`).
+//! The MPI implementation is `mpi::MpiComm` (cargo feature `mpi`).
 
 #[cfg(feature = "mpi")]
 pub mod mpi;
@@ -53,7 +53,7 @@ pub trait Comm {
     fn all_gather_u64(&self, local: &[u64]) -> Vec<u64>;
     /// Personalised exchange: `send[q]` goes to rank `q`; returns what each rank sent to this one,
     /// indexed by sender. The default goes through [`Comm::all_gather_f64`] (correct, but every
-    /// rank receives everything); [`mpi::MpiComm`] overrides it with `MPI_Alltoallv`.
+    /// rank receives everything); `mpi::MpiComm` overrides it with `MPI_Alltoallv`.
     fn all_to_all_f64(&self, send: &[Vec<f64>]) -> Vec<Vec<f64>> {
         let size = self.size();
         assert_eq!(send.len(), size, "all_to_all: one buffer per rank");

@@ -27,7 +27,7 @@
 //! Guards are reported, never silent: a segment that ends on the step cap (`max_steps`) without
 //! reaching its fraction (interpolation) or its plateau (forward), and the displacement cap and
 //! growth clipping of the flow's steps (counted by the simulation), become
-//! [`Warning`](crate::stepper::Warning)s in the [`PredictInfo`].
+//! [`Warning`]s in the [`PredictInfo`].
 //!
 //! The explicit MMD step is stable for `dt ≲ 2 s²/M` (SPEC §2.2); the Sinkhorn flow's velocity is
 //! about `x − T(x)` (the barycentric target), so `dt = 0.05` moves 5% of the way per step.

@@ -22,8 +22,8 @@
 //! run the same operation sequence on 8 lanes with intrinsics: the table lookup is one
 //! two-register permute indexed by the low bits of `k`, and `2^e` is applied by `vscalefpd`, exact
 //! for the normal results the clamp guarantees — so every level gives the same bits (tested
-//! below). Inside a multiversioned kernel they are reached through [`exp_shifted_block_on`] and
-//! [`exp_scaled_into_on`] (inlined into the kernel's copy); elsewhere through [`exp_shifted_block`]
+//! below). Inside a multiversioned kernel they are reached through `exp_shifted_block_on` and
+//! `exp_scaled_into_on` (inlined into the kernel's copy); elsewhere through [`exp_shifted_block`]
 //! and [`exp_scaled_into`], which dispatch on [`crate::simd::level`].
 
 use crate::simd::{multiversion, Isa, Level};
