@@ -42,23 +42,13 @@ plots = false
 "#;
 
 /// Every file under `dir` (hidden ones included) → its bytes; summary.json without `timings`.
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-                continue;
-            }
-            let mut bytes = std::fs::read(&p).unwrap();
-            if p.file_name().is_some_and(|f| f == "summary.json") {
-                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                v.as_object_mut().unwrap().remove("timings");
-                bytes = v.to_string().into_bytes();
-            }
-            out.insert(p.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+fn tree_without_timings(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = tree(dir);
+    for (p, bytes) in out.iter_mut() {
+        if p.file_name().is_some_and(|f| f == "summary.json") {
+            let mut v: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            v.as_object_mut().unwrap().remove("timings");
+            *bytes = v.to_string().into_bytes();
         }
     }
     out
@@ -66,7 +56,7 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// `a` and `b` hold the same files with the same bytes.
 fn assert_same_tree(a: &Path, b: &Path, what: &str) {
-    let (ta, tb) = (tree(a), tree(b));
+    let (ta, tb) = (tree_without_timings(a), tree_without_timings(b));
     let names = |t: &BTreeMap<PathBuf, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
     assert_eq!(names(&ta), names(&tb), "{what}: different files");
     for (f, bytes) in &ta {
