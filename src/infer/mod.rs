@@ -347,7 +347,7 @@ pub fn predict_traced(
         return Err(SimError::Invalid(format!("interpolation fraction must be in (0, 1), got {s}")));
     }
     match method {
-        Method::Wot => wot::interpolate_traced(x0, x1, s, dt, growth0, &params.wot, params.seed)
+        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, &params.wot, params.seed)
             .map(|(c, info, pairs)| (c, info, Origin::Pairs(pairs))),
         m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed)
             .map(|(c, info)| (c, info, Origin::Sources)),

@@ -246,25 +246,12 @@ pub fn systematic(v: &[f64], n: usize, u: f64) -> Vec<usize> {
     out
 }
 
-/// Displacement interpolation at fraction `s` (module doc).
-pub fn interpolate(
-    x0: &Cloud,
-    x1: &Cloud,
-    s: f64,
-    dt: f64,
-    growth0: Option<&[f64]>,
-    p: &WotParams,
-    seed: u64,
-) -> Result<(Cloud, PredictInfo), SimError> {
-    interpolate_traced(x0, x1, s, dt, growth0, p, seed).map(|(c, info, _)| (c, info))
-}
-
 /// Source and target cell `(i, j)` of each predicted point.
 pub type Pairs = Vec<(usize, usize)>;
 
-/// [`interpolate`], also returning the pair `(i, j)` (source cell, target cell) each predicted
-/// point was placed between.
-pub fn interpolate_traced(
+/// Displacement interpolation at fraction `s` (module doc), with the pair `(i, j)` (source cell,
+/// target cell) each predicted point was placed between.
+pub fn interpolate(
     x0: &Cloud,
     x1: &Cloud,
     s: f64,
