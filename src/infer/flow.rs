@@ -259,3 +259,72 @@ fn guard_warnings(method: Method, sim: &Simulation) -> Vec<Warning> {
     let ws = sim.guards.warnings(&sim.reaction, &sim.time);
     ws.into_iter().map(|w| Warning { message: format!("{method} flow: {}", w.message), ..w }).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_distr::{Distribution, StandardNormal};
+
+    fn gaussian(n: usize, shift: f64, mass: f64, seed: u64) -> Cloud {
+        let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let x = (0..2 * n).map(|k| { let z: f64 = StandardNormal.sample(&mut r); z * 0.3 } + if k % 2 == 0 { shift } else { 0.0 }).collect();
+        Cloud::uniform(2, x, mass)
+    }
+
+    /// FNV-1a over the bits of the cloud, the diagnostics and the warnings.
+    fn fingerprint(c: &Cloud, info: &PredictInfo) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        let mut eat = |b: &[u8]| {
+            for &x in b {
+                h = (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for v in c.x.iter().chain(&c.w) {
+            eat(&v.to_bits().to_le_bytes());
+        }
+        eat(format!("{:?}", info.diagnostics).as_bytes());
+        for w in &info.warnings {
+            eat(format!("{}|{}|{:?}|{}", w.guard, w.count, w.effect.map(f64::to_bits), w.message).as_bytes());
+        }
+        h
+    }
+
+    /// The flows' outputs, bit for bit, as the code gave them before they ran on
+    /// `Simulation::run` with a stop rule (recorded from the hand-written loops): interpolation
+    /// at ½ and ¼, forward prediction to the plateau, and both hitting a step cap of 3.
+    #[test]
+    fn flows_give_the_recorded_bits() {
+        let (x0, x1) = (gaussian(60, 0.0, 1.0, 1), gaussian(50, 1.0, 1.4, 2));
+        let cap = FlowParams { max_steps: 3, ..FlowParams::default() };
+        let mut got = Vec::new();
+        for m in [Method::Usd, Method::WfrMmd, Method::WfrSinkhorn] {
+            for (p, s) in [(&FlowParams::default(), 0.5), (&FlowParams::default(), 0.25), (&cap, 0.5)] {
+                let (c, info) = interpolate(m, &x0, &x1, s, p, 7).unwrap();
+                got.push(fingerprint(&c, &info));
+            }
+            for p in [&FlowParams::default(), &cap] {
+                let (c, info) = push_forward(m, &x0, &x1, p, 7).unwrap();
+                got.push(fingerprint(&c, &info));
+            }
+        }
+        let want: [u64; 15] = [
+            0xaacfd577a5b2ebb2,
+            0x47b17e4b90907f76,
+            0x6d1166cd28887741,
+            0xa1c4948d33266a43,
+            0xb54500f5d3a07023,
+            0xb4f96b3e5c2dfab2,
+            0x83289e982e306dd4,
+            0x97f48be678c06d23,
+            0x8f2713c9769dadae,
+            0x687d31de54af321a,
+            0x5b6bdd33a44989f0,
+            0xb3f15e906c52ce48,
+            0x7c39cde8fe1f0cda,
+            0xa0074a122bf9ae8b,
+            0xfc961efb079b0779,
+        ];
+        assert_eq!(got, want, "got {got:#x?}");
+    }
+}
