@@ -8,6 +8,9 @@
 //! `s = ½`: `MMD to X1 ≤ MMD to X0`, the USD paper's midpoint) and blends positions and
 //! log-weights linearly between the two steps around the crossing. Forward prediction runs until
 //! `D_1` stops improving (less than `plateau_rel` relative gain over `plateau_window` steps).
+//! Both run on the simulation's one time loop ([`Simulation::run_until`]) as stop rules
+//! (`Crossing`, which keeps the state before each step for the blend, and `Plateau`); the step
+//! cap is `max_steps`.
 //!
 //! Fields and their defaults, all relative to the data scale `h`:
 //!
@@ -42,7 +45,7 @@ use crate::metrics::mmd;
 use crate::particles::{Cloud, Particles};
 use crate::reaction::{Reaction, ReactionKind};
 use crate::scenario::median_distance;
-use crate::stepper::{Simulation, TimeCfg};
+use crate::stepper::{Simulation, StepView, StopReason, StopRule, TimeCfg};
 use serde::Serialize;
 
 /// Flow parameters (module doc); lengths relative to the median distance `h`.
@@ -151,6 +154,55 @@ fn mmd_to(q: &Particles, w: &[f64], c: &Cloud, h: f64) -> f64 {
     mmd(q.dim, &q.x, w, &c.x, &c.w, h)
 }
 
+/// Run the flow on the time loop until `rule` stops it or the step cap; a failed step (or an
+/// extinct mass) is an error.
+fn run_flow(sim: &mut Simulation, rule: &mut dyn StopRule) -> Result<StopReason, SimError> {
+    let summary = sim.run_until(&mut [], rule).map_err(|e| SimError::Invalid(e.to_string()))?;
+    match (summary.stop_reason, summary.error) {
+        (_, Some(e)) => Err(e),
+        (r @ (StopReason::Completed | StopReason::Converged), None) => Ok(r),
+        (r, None) => Err(SimError::Numerical { step: summary.steps, what: format!("the flow stopped: {r}") }),
+    }
+}
+
+/// Interpolation's stop rule: the first step with fraction `φ ≥ s` (module doc). Keeps the state
+/// before the step, and at the crossing the blend of the two.
+struct Crossing<'a> {
+    /// The fraction to reach.
+    s: f64,
+    /// Criterion bandwidth.
+    h: f64,
+    /// `X0` with mass 1.
+    src: &'a Cloud,
+    /// Positions, log-weights and fraction before the current step.
+    prev: (Vec<f64>, Vec<f64>, f64),
+    /// At the crossing: the blend `(x, log w)`, `θ`, `D_0`, `D_1`.
+    hit: Option<(Vec<f64>, Vec<f64>, [f64; 3])>,
+}
+
+impl StopRule for Crossing<'_> {
+    fn start(&mut self, st: &StepView) -> Result<(), SimError> {
+        self.prev = (st.particles.x.clone(), st.particles.logw.clone(), 0.0);
+        Ok(())
+    }
+
+    fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
+        let q = st.particles;
+        let d0 = mmd_to(q, st.weights, self.src, self.h);
+        let d1 = mmd_to(q, st.weights, st.target, self.h);
+        let frac = if d0 + d1 > 0.0 { d0 / (d0 + d1) } else { 1.0 };
+        let (px, pl, pf) = &self.prev;
+        if frac >= self.s {
+            let theta = if frac > *pf { ((self.s - pf) / (frac - pf)).clamp(0.0, 1.0) } else { 1.0 };
+            let blend = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| a + theta * (b - a)).collect();
+            self.hit = Some((blend(px, &q.x), blend(pl, &q.logw), [theta, d0, d1]));
+            return Ok(true);
+        }
+        self.prev = (q.x.clone(), q.logw.clone(), frac);
+        Ok(false)
+    }
+}
+
 /// Interpolation at fraction `s` (module doc).
 pub fn interpolate(
     method: Method,
@@ -163,48 +215,56 @@ pub fn interpolate(
     let (mut sim, h) = build(method, x0, x1, p, seed)?;
     let src = x0.clone().with_mass(1.0);
     let m0 = x0.mass();
-    let mut prev = (sim.particles.x.clone(), sim.particles.logw.clone(), 0.0f64);
+    let mut rule = Crossing { s, h, src: &src, prev: Default::default(), hit: None };
+    run_flow(&mut sim, &mut rule)?;
     let mut info = PredictInfo::default();
-    for step in 1..=p.max_steps {
-        sim.step()?;
-        let w = sim.particles.weights();
-        let d0 = mmd_to(&sim.particles, &w, &src, h);
-        let d1 = mmd_to(&sim.particles, &w, &sim.target, h);
-        let frac = if d0 + d1 > 0.0 { d0 / (d0 + d1) } else { 1.0 };
-        if frac >= s {
-            let theta = if frac > prev.2 { ((s - prev.2) / (frac - prev.2)).clamp(0.0, 1.0) } else { 1.0 };
-            let x: Vec<f64> = prev.0.iter().zip(&sim.particles.x).map(|(a, b)| a + theta * (b - a)).collect();
-            let w: Vec<f64> = prev
-                .1
-                .iter()
-                .zip(&sim.particles.logw)
-                .map(|(a, b)| (a + theta * (b - a)).exp() * m0)
-                .collect();
-            info.diag([
-                ("steps", step as f64),
-                ("crossing_fraction", theta),
-                ("mmd_to_x0", d0),
-                ("mmd_to_x1", d1),
-            ]);
-            info.diagnostics.extend(sim.field.diagnostics());
-            info.warnings = guard_warnings(method, &sim);
-            return Ok((Cloud::new(x0.dim, x, w), info));
-        }
-        prev = (sim.particles.x.clone(), sim.particles.logw.clone(), frac);
-    }
     info.warnings = guard_warnings(method, &sim);
+    if let Some((x, logw, [theta, d0, d1])) = rule.hit {
+        info.diag([
+            ("steps", sim.step as f64),
+            ("crossing_fraction", theta),
+            ("mmd_to_x0", d0),
+            ("mmd_to_x1", d1),
+        ]);
+        info.diagnostics.extend(sim.field.diagnostics());
+        let w = logw.iter().map(|l| l.exp() * m0).collect();
+        return Ok((Cloud::new(x0.dim, x, w), info));
+    }
+    let reached = rule.prev.2;
     info.warnings.push(Warning::new(
         "max_steps",
         p.max_steps as u64,
         None,
         format!(
-            "{method}: the flow did not reach fraction {s} of the way in {} steps (reached {:.3}); returning the last state",
-            p.max_steps, prev.2
+            "{method}: the flow did not reach fraction {s} of the way in {} steps (reached {reached:.3}); returning the last state",
+            p.max_steps
         ),
     ));
-    info.diag([("steps", p.max_steps as f64), ("fraction_reached", prev.2)]);
-    let w: Vec<f64> = sim.particles.weights().iter().map(|w| w * m0).collect();
-    Ok((Cloud::new(x0.dim, sim.particles.x.clone(), w), info))
+    info.diag([("steps", p.max_steps as f64), ("fraction_reached", reached)]);
+    Ok((scaled_cloud(&sim, m0), info))
+}
+
+/// Forward prediction's stop rule: `MMD to the target` gained less than `rel` (relative) over
+/// the last `window` steps.
+struct Plateau {
+    /// Criterion bandwidth.
+    h: f64,
+    window: usize,
+    rel: f64,
+    /// `MMD to the target` after each step.
+    hist: Vec<f64>,
+}
+
+impl StopRule for Plateau {
+    fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
+        let d1 = mmd_to(st.particles, st.weights, st.target, self.h);
+        self.hist.push(d1);
+        let k = self.window;
+        Ok(self.hist.len() > k && {
+            let old = self.hist[self.hist.len() - 1 - k];
+            old - d1 < self.rel * old
+        })
+    }
 }
 
 /// Run from `cur` toward `target` until `MMD to target` plateaus; the final particles (mass in
@@ -217,27 +277,10 @@ pub fn push_forward(
     seed: u64,
 ) -> Result<(Cloud, PredictInfo), SimError> {
     let (mut sim, h) = build(method, cur, target, p, seed)?;
-    let m0 = cur.mass();
-    let mut hist = Vec::new();
-    let (mut steps, mut plateau) = (0, false);
-    for step in 1..=p.max_steps {
-        sim.step()?;
-        steps = step;
-        let w = sim.particles.weights();
-        let d1 = mmd_to(&sim.particles, &w, &sim.target, h);
-        hist.push(d1);
-        let k = p.plateau_window;
-        if hist.len() > k {
-            let old = hist[hist.len() - 1 - k];
-            if old - d1 < p.plateau_rel * old {
-                plateau = true;
-                break;
-            }
-        }
-    }
-    let w: Vec<f64> = sim.particles.weights().iter().map(|w| w * m0).collect();
+    let mut rule = Plateau { h, window: p.plateau_window, rel: p.plateau_rel, hist: Vec::new() };
+    let plateau = run_flow(&mut sim, &mut rule)? == StopReason::Converged;
     let mut info = PredictInfo::default();
-    info.diag([("steps", steps as f64), ("mmd_to_target", hist.last().copied().unwrap_or(f64::NAN))]);
+    info.diag([("steps", sim.step as f64), ("mmd_to_target", rule.hist.last().copied().unwrap_or(f64::NAN))]);
     info.diag([("plateau", plateau)]);
     info.warnings = guard_warnings(method, &sim);
     if !plateau {
@@ -251,7 +294,13 @@ pub fn push_forward(
             ),
         ));
     }
-    Ok((Cloud::new(cur.dim, sim.particles.x.clone(), w), info))
+    Ok((scaled_cloud(&sim, cur.mass()), info))
+}
+
+/// The simulation's particles as a cloud with weights times `m0` (original units).
+fn scaled_cloud(sim: &Simulation, m0: f64) -> Cloud {
+    let w = sim.particles.weights().iter().map(|w| w * m0).collect();
+    Cloud::new(sim.particles.dim, sim.particles.x.clone(), w)
 }
 
 /// The flow's guard interventions (displacement cap, growth clipping) as warnings.
