@@ -19,7 +19,7 @@ use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::{Simulation, TimeCfg};
-use distribution::{declared_dim, read_csv_cloud, sample_distribution};
+use distribution::{declared_dim, read_rows, sample_distribution};
 use spec::{Check, Distribution, FieldSpec, ReactionType, WfrEnergy, METRICS};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
@@ -223,18 +223,11 @@ impl Scenario {
         Ok(())
     }
 
-    /// The scenario's dimension (from the source).
-    pub fn dim(&self) -> Result<usize, Error> {
-        let c = self.check();
-        let d = match declared_dim(&self.spec.source) {
-            Some(d) => d,
-            None => match &self.spec.source {
-                dist @ Distribution::Csv { .. } => read_csv_cloud(&c, "source", &self.base_dir(), dist)?.dim,
-                _ => 0,
-            },
-        };
+    /// The scenario's dimension: the source's, declared or (CSV) that of its `rows`.
+    fn dim(&self, rows: Option<&Cloud>) -> Result<usize, ConfigError> {
+        let d = declared_dim(&self.spec.source).or(rows.map(|r| r.dim)).unwrap_or(0);
         if d == 0 {
-            return Err(c.err("source", "has dimension 0").into());
+            return Err(self.check().err("source", "has dimension 0"));
         }
         Ok(d)
     }
@@ -257,17 +250,22 @@ impl Scenario {
         Ok(())
     }
 
-    /// Validate everything against the data and build the simulation.
+    /// Validate everything against the data and build the simulation. A CSV source or target
+    /// is read here, once; the run needs nothing else from the files.
     pub fn build(&self) -> Result<Built, Error> {
         let c = self.check();
         let s = &self.spec;
-        let d = self.dim()?;
-        self.check_memory(d)?;
         let base = self.base_dir();
+        let rows = read_rows(&c, "source", &base, &s.source)?;
+        let d = self.dim(rows.as_ref())?;
+        self.check_memory(d)?;
         let seed = s.meta.seed;
-        let source = sample_distribution(&c, "source", &s.source, d, seed, 0, &base)?;
+        let source = sample_distribution(&c, "source", &s.source, rows, d, seed, 0)?;
         let target = match &s.target {
-            Some(t) => Some(sample_distribution(&c, "target", t, d, seed, 1, &base)?),
+            Some(t) => {
+                let rows = read_rows(&c, "target", &base, t)?;
+                Some(sample_distribution(&c, "target", t, rows, d, seed, 1)?)
+            }
             None => None,
         };
         let mut resolved = s.clone();
