@@ -22,11 +22,16 @@ use crate::rng::{self, Purpose, CHUNK};
 use rand::Rng;
 use rayon::prelude::*;
 
-/// Which reaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which reaction (the scenario's `reaction.type`: `none`, `weights`, `birth_death`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReactionKind {
+    /// No reaction.
+    #[default]
     None,
+    /// Exact weight update `log w ← log w + g dt`.
     Weights,
+    /// Branching: copies and deaths.
     BirthDeath,
 }
 

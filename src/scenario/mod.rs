@@ -13,14 +13,13 @@ pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use crate::field::wfr::{Energy, Growth, WfrField};
+use crate::field::wfr::{Energy, Growth, SolverCfg, WfrField};
 use crate::field::{analytic, Field, SumField};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
-use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::{Simulation, TimeCfg};
 use distribution::{declared_dim, read_rows, sample_distribution};
-use spec::{Check, Distribution, FieldSpec, ReactionType, WfrEnergy, METRICS};
+use spec::{Check, Distribution, FieldSpec, WfrEnergy, METRICS};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -32,6 +31,8 @@ pub struct Scenario {
     pub file: PathBuf,
     /// Variant label (`None` for a file without variants).
     pub label: Option<String>,
+    /// `spec.time`, validated ([`spec::TimeSpec::check`]).
+    pub time: TimeCfg,
 }
 
 /// Overrides from the command line.
@@ -164,7 +165,8 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
             spec.time.steps = s;
         }
         spec.time.strict |= ov.strict;
-        let sc = Scenario { spec, file: file.to_path_buf(), label };
+        let time = spec.time.check(&Check { file: &fl })?;
+        let sc = Scenario { spec, file: file.to_path_buf(), label, time };
         sc.validate_static()?;
         out.push(sc);
     }
@@ -180,7 +182,7 @@ impl Scenario {
         self.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
-    /// Checks that need no data: names, time, reaction, report.
+    /// Checks that need no data besides the time's: names, report.
     fn validate_static(&self) -> Result<(), ConfigError> {
         let c = self.check();
         let s = &self.spec;
@@ -189,21 +191,6 @@ impl Scenario {
             return Err(
                 c.err("meta.name", format!("must be a non-empty folder name without slashes, got '{name}'"))
             );
-        }
-        c.positive("time.dt", s.time.dt)?;
-        c.non_negative("time.noise", s.time.noise)?;
-        if let Some(v) = s.time.max_displacement {
-            c.positive("time.max_displacement", v)?;
-        }
-        c.positive("reaction.max_growth_step", s.reaction.max_growth_step)?;
-        if !(0.0..=1.0).contains(&s.reaction.resample_ess) {
-            return Err(c.err(
-                "reaction.resample_ess",
-                format!("must be in [0, 1], got {}", s.reaction.resample_ess),
-            ));
-        }
-        if s.reaction.max_particles == Some(0) {
-            return Err(c.err("reaction.max_particles", "must be ≥ 1, got 0"));
         }
         c.count("report.every", s.report.every)?;
         c.count("report.snapshot_particles", s.report.snapshot_particles)?;
@@ -307,30 +294,14 @@ impl Scenario {
         }
         resolved.report.metrics = Some(names);
         resolved.report.mmd_bandwidth = bandwidth;
-        let n0 = source.len();
-        let reaction = Reaction {
-            kind: match s.reaction.kind {
-                ReactionType::None => ReactionKind::None,
-                ReactionType::Weights => ReactionKind::Weights,
-                ReactionType::BirthDeath => ReactionKind::BirthDeath,
-            },
-            conserve: s.reaction.conserve,
-            max_growth_step: s.reaction.max_growth_step,
-            max_particles: s.reaction.max_particles.unwrap_or(100 * n0),
-            resample_ess: s.reaction.resample_ess,
-        };
+        let reaction = s.reaction.check(&c, source.len())?;
         resolved.reaction.max_particles = Some(reaction.max_particles);
         let mut sim = Simulation::new(
             Particles::from_cloud(&source),
             target.clone().unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
             field,
             reaction,
-            TimeCfg {
-                dt: s.time.dt,
-                steps: s.time.steps,
-                noise: s.time.noise,
-                max_displacement: s.time.max_displacement,
-            },
+            self.time.clone(),
             seed,
         );
         sim.metrics = ms;
@@ -420,20 +391,15 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
         }
         FieldSpec::SobolevFisher { features, bandwidth, alpha, ridge, conserve, resolve_every } => {
             let target = cx.target.ok_or_else(|| c.err(path, "sobolev_fisher needs a [target]"))?;
-            c.count(&key("features"), *features)?;
-            c.positive(&key("bandwidth"), *bandwidth)?;
-            c.non_negative(&key("alpha"), *alpha)?;
-            c.positive(&key("ridge"), *ridge)?;
-            c.count(&key("resolve_every"), *resolve_every)?;
-            let conserve = *conserve.get_or_insert(cx.conserve);
             let cfg = SobolevFisherCfg {
                 features: *features,
                 bandwidth: *bandwidth,
                 alpha: *alpha,
                 ridge: *ridge,
-                conserve,
+                conserve: *conserve.get_or_insert(cx.conserve),
                 resolve_every: *resolve_every,
             };
+            cfg.check().map_err(c.at(path))?;
             let field =
                 SobolevFisher::new(cfg, d, target, cx.seed).map_err(|e| c.err(path, e.to_string()))?;
             Box::new(field)
@@ -442,34 +408,28 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             if cx.target.is_none() {
                 return Err(c.err(path, "wfr needs a [target]").into());
             }
-            c.non_negative(&key("alpha"), *alpha)?;
-            c.positive(&key("tol"), *tol)?;
-            c.count(&key("max_iter"), *max_iter)?;
             let energy = match energy {
-                WfrEnergy::Mmd => {
-                    let s = bandwidth.ok_or_else(|| {
+                WfrEnergy::Mmd => Energy::Mmd {
+                    bandwidth: bandwidth.ok_or_else(|| {
                         c.err(&key("bandwidth"), "missing: energy = \"mmd\" needs a bandwidth")
-                    })?;
-                    c.positive(&key("bandwidth"), s)?;
-                    Energy::Mmd { bandwidth: s }
-                }
-                WfrEnergy::Sinkhorn => {
-                    let eps = blur.ok_or_else(|| {
+                    })?,
+                },
+                WfrEnergy::Sinkhorn => Energy::Sinkhorn {
+                    eps: blur.ok_or_else(|| {
                         c.err(&key("blur"), "missing: energy = \"sinkhorn\" needs a blur ε")
-                    })?;
-                    c.positive(&key("blur"), eps)?;
-                    if let Some(r) = reach {
-                        c.positive(&key("reach"), *r)?;
-                    }
-                    Energy::Sinkhorn { eps, rho: *reach }
-                }
+                    })?,
+                    rho: *reach,
+                },
             };
-            let conserve = *conserve.get_or_insert(cx.conserve);
-            let growth = if conserve { Growth::Conserving } else { Growth::Free };
-            let mut field = WfrField::new(energy, growth, *alpha).map_err(|e| c.err(path, e.to_string()))?;
-            field.solver.tol = *tol;
-            field.solver.max_iter = *max_iter;
-            Box::new(field)
+            let growth = if *conserve.get_or_insert(cx.conserve) { Growth::Conserving } else { Growth::Free };
+            let solver = SolverCfg { tol: *tol, max_iter: *max_iter, ..SolverCfg::default() };
+            WfrField::check(energy, growth, *alpha).map_err(c.at(path))?;
+            solver.check().map_err(c.at(path))?;
+            Box::new(
+                WfrField::new(energy, growth, *alpha)
+                    .map_err(|e| c.err(path, e.to_string()))?
+                    .with_solver(solver),
+            )
         }
     })
 }

@@ -2,6 +2,9 @@
 //! validation: every check names the key path and the offending value.
 
 use crate::error::ConfigError;
+use crate::param::{self, ParamError};
+use crate::reaction::{Reaction, ReactionKind};
+use crate::stepper::TimeCfg;
 use serde::{Deserialize, Serialize};
 
 fn one() -> f64 {
@@ -233,20 +236,13 @@ fn one_usize() -> usize {
     1
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ReactionType {
-    #[default]
-    None,
-    Weights,
-    BirthDeath,
-}
-
+/// The `[reaction]` table: the parameters of [`Reaction`], validated by [`ReactionSpec::check`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReactionSpec {
+    /// Which reaction (`none`, `weights`, `birth_death`).
     #[serde(rename = "type", default)]
-    pub kind: ReactionType,
+    pub kind: ReactionKind,
     /// Keep the total mass fixed (and, for birth–death, the particle count).
     #[serde(default)]
     pub conserve: bool,
@@ -264,7 +260,7 @@ pub struct ReactionSpec {
 impl Default for ReactionSpec {
     fn default() -> Self {
         Self {
-            kind: ReactionType::None,
+            kind: ReactionKind::None,
             conserve: false,
             max_growth_step: 1.0,
             max_particles: None,
@@ -273,10 +269,36 @@ impl Default for ReactionSpec {
     }
 }
 
+impl ReactionSpec {
+    /// The validated reaction; `max_particles` defaults to 100 × the initial count `n0`.
+    pub fn check(&self, c: &Check, n0: usize) -> Result<Reaction, ConfigError> {
+        c.positive("reaction.max_growth_step", self.max_growth_step)?;
+        if !(0.0..=1.0).contains(&self.resample_ess) {
+            return Err(
+                c.err("reaction.resample_ess", format!("must be in [0, 1], got {}", self.resample_ess))
+            );
+        }
+        if let Some(m) = self.max_particles {
+            c.count("reaction.max_particles", m)?;
+        }
+        Ok(Reaction {
+            kind: self.kind,
+            conserve: self.conserve,
+            max_growth_step: self.max_growth_step,
+            max_particles: self.max_particles.unwrap_or(100 * n0),
+            resample_ess: self.resample_ess,
+        })
+    }
+}
+
+/// The `[time]` table: the parameters of [`TimeCfg`] (validated by [`TimeSpec::check`]) and
+/// strict mode.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeSpec {
+    /// Step `dt`.
     pub dt: f64,
+    /// Step cap.
     pub steps: usize,
     /// Noise amplitude σ of `dX = u dt + σ dW`.
     #[serde(default)]
@@ -288,6 +310,23 @@ pub struct TimeSpec {
     /// `guard` (exit code 1) instead of a warning.
     #[serde(default)]
     pub strict: bool,
+}
+
+impl TimeSpec {
+    /// The validated time parameters of the run.
+    pub fn check(&self, c: &Check) -> Result<TimeCfg, ConfigError> {
+        c.positive("time.dt", self.dt)?;
+        c.non_negative("time.noise", self.noise)?;
+        if let Some(v) = self.max_displacement {
+            c.positive("time.max_displacement", v)?;
+        }
+        Ok(TimeCfg {
+            dt: self.dt,
+            steps: self.steps,
+            noise: self.noise,
+            max_displacement: self.max_displacement,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -343,41 +382,38 @@ impl Default for ReportSpec {
 /// The metric names a scenario may ask for.
 pub const METRICS: [&str; 6] = ["mmd", "mmd_normalized", "mass", "n", "ess", "mean"];
 
-/// Validation helpers: each returns a [`ConfigError`] naming `file` and `path`.
+/// Validation helpers: the rules of [`crate::param`], each error a [`ConfigError`] naming
+/// `file` and the key path.
 pub struct Check<'a> {
+    /// The scenario file, as messages name it.
     pub file: &'a str,
 }
 
 impl Check<'_> {
+    /// An error at key path `path`.
     pub fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
         ConfigError::new(self.file, path, msg)
     }
+    /// A [`ParamError`] of the table at `prefix` as an error of this file.
+    pub fn at(&self, prefix: &str) -> impl Fn(ParamError) -> ConfigError + '_ {
+        let prefix = prefix.to_string();
+        move |e| e.within(self.file, &prefix)
+    }
+    /// [`param::positive`].
     pub fn positive(&self, path: &str, v: f64) -> Result<(), ConfigError> {
-        if v.is_finite() && v > 0.0 {
-            Ok(())
-        } else {
-            Err(self.err(path, format!("must be > 0, got {v}")))
-        }
+        param::positive(path, v).map_err(self.at(""))
     }
+    /// [`param::non_negative`].
     pub fn non_negative(&self, path: &str, v: f64) -> Result<(), ConfigError> {
-        if v.is_finite() && v >= 0.0 {
-            Ok(())
-        } else {
-            Err(self.err(path, format!("must be ≥ 0, got {v}")))
-        }
+        param::non_negative(path, v).map_err(self.at(""))
     }
+    /// [`param::finite`].
     pub fn finite(&self, path: &str, v: &[f64]) -> Result<(), ConfigError> {
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(i) => Err(self.err(path, format!("entry {i} is not finite ({})", v[i]))),
-            None => Ok(()),
-        }
+        param::finite(path, v).map_err(self.at(""))
     }
+    /// [`param::count`].
     pub fn count(&self, path: &str, n: usize) -> Result<(), ConfigError> {
-        if n == 0 {
-            Err(self.err(path, "must be ≥ 1, got 0"))
-        } else {
-            Ok(())
-        }
+        param::count(path, n).map_err(self.at(""))
     }
     /// A vector of dimension `d`.
     pub fn dim(&self, path: &str, v: &[f64], d: usize) -> Result<(), ConfigError> {
