@@ -38,6 +38,7 @@ pub enum ReactionKind {
 /// A reaction step with its guards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reaction {
+    /// Which reaction.
     pub kind: ReactionKind,
     /// Keep the total mass (and, for birth–death, the count) fixed.
     pub conserve: bool,

@@ -53,7 +53,9 @@ pub struct RunOptions {
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// The output folder.
     pub dir: PathBuf,
+    /// The run's summary.
     pub summary: Summary,
 }
 
@@ -210,11 +212,13 @@ pub fn sweep_out(scs: &[Scenario], out: Option<&Path>) -> PathBuf {
 /// (for a file without variants, `resume` makes one).
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
+    /// The top folder.
     pub dir: PathBuf,
     /// The variants run by this call, in order (the last one may be interrupted).
     pub runs: Vec<RunOutcome>,
     /// `comparison.csv` and `comparison.png` once every variant has completed.
     pub comparison: Vec<PathBuf>,
+    /// A variant was interrupted (`resume` continues).
     pub interrupted: bool,
 }
 

@@ -44,7 +44,9 @@ use std::time::Instant;
 /// Time stepping parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeCfg {
+    /// Step `dt`.
     pub dt: f64,
+    /// Step cap.
     pub steps: usize,
     /// Noise amplitude `σ` of `dX = u dt + σ dW`.
     pub noise: f64,
@@ -149,10 +151,15 @@ impl std::fmt::Display for StopReason {
 /// Wall-clock seconds per phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
+    /// In the field (prepare and evaluate).
     pub field: f64,
+    /// In advection.
     pub advect: f64,
+    /// In the reaction.
     pub react: f64,
+    /// In metrics and observers.
     pub observe: f64,
+    /// The whole run.
     pub total: f64,
 }
 
@@ -177,6 +184,7 @@ pub struct GuardCounts {
     pub resamplings: u64,
     /// Particles born and dead over the run.
     pub births: u64,
+    /// Particles dead over the run.
     pub deaths: u64,
 }
 
@@ -195,6 +203,7 @@ pub struct Warning {
 }
 
 impl Warning {
+    /// A warning of `guard` with `count` interventions, `effect` and its message.
     pub fn new(guard: &str, count: u64, effect: Option<f64>, message: impl Into<String>) -> Self {
         Self { guard: guard.into(), count, effect, message: message.into() }
     }
@@ -242,13 +251,18 @@ impl GuardCounts {
 /// What a run returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Steps done.
     pub steps: usize,
+    /// Time reached.
     pub t: f64,
+    /// Why the run stopped.
     pub stop_reason: StopReason,
     /// The error that stopped the run, if any (its message in `summary.json`).
     #[serde(serialize_with = "error_text")]
     pub error: Option<SimError>,
+    /// Particles at the end.
     pub n: usize,
+    /// Total mass at the end.
     pub mass: f64,
     /// The metrics at step `metrics_step` (name → value in JSON).
     #[serde(serialize_with = "crate::format::pairs_as_map")]
@@ -256,9 +270,11 @@ pub struct Summary {
     /// The step `final_metrics` were taken at: `steps`, unless the state at the stop could not be
     /// measured (non-finite, extinct) or the run was interrupted.
     pub metrics_step: usize,
+    /// Guard counts over the run.
     pub guards: GuardCounts,
     /// Every guard that changed the dynamics (see [`Warning`]); also printed on stderr.
     pub warnings: Vec<Warning>,
+    /// Seconds per phase.
     pub timings: Timings,
 }
 
@@ -269,12 +285,19 @@ fn error_text<S: serde::Serializer>(e: &Option<SimError>, s: S) -> Result<S::Ok,
 
 /// A configured simulation: particles, target, field, reaction, time, metrics.
 pub struct Simulation {
+    /// The particles.
     pub particles: Particles,
+    /// The target measure (empty when there is none).
     pub target: Cloud,
+    /// The field.
     pub field: Box<dyn Field>,
+    /// The reaction.
     pub reaction: Reaction,
+    /// Time stepping.
     pub time: TimeCfg,
+    /// Seed of every random stream.
     pub seed: u64,
+    /// Metrics reported every `report_every` steps.
     pub metrics: Vec<Box<dyn Metric>>,
     /// Report metrics every `report_every` steps (and at the start and the end).
     pub report_every: usize,

@@ -119,6 +119,7 @@ pub struct CriticSystem {
     pub ridge: f64,
     /// Seconds forming features and in the Gram products.
     pub features_secs: f64,
+    /// Seconds in the Gram products and the assembly.
     pub gram_secs: f64,
 }
 
@@ -194,6 +195,7 @@ impl SobolevFisher {
         })
     }
 
+    /// The parameters.
     pub fn config(&self) -> &SobolevFisherCfg {
         &self.cfg
     }
@@ -223,6 +225,7 @@ impl SobolevFisher {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Zero the phase timings.
     pub fn reset_timings(&self) {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner()) = PhaseTimings::default();
     }

@@ -34,17 +34,27 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Energy {
     /// `½ MMD²` with a Gaussian kernel of bandwidth `s`.
-    Mmd { bandwidth: f64 },
+    Mmd {
+        /// Kernel bandwidth `s`.
+        bandwidth: f64,
+    },
     /// Debiased Sinkhorn divergence with blur `eps` (`ε`, cost units) and reach `rho`
     /// (`None`: balanced).
-    Sinkhorn { eps: f64, rho: Option<f64> },
+    Sinkhorn {
+        /// Blur `ε` (cost units).
+        eps: f64,
+        /// Reach `ρ` (cost units; `None`: balanced).
+        rho: Option<f64>,
+    },
 }
 
 /// Free or mass-conserving growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Growth {
+    /// Growth `−α φ`: the mass changes.
     Free,
+    /// Growth `−α(φ − φ̄)`: the mass is kept.
     Conserving,
 }
 
@@ -93,10 +103,13 @@ struct SinkhornState {
 /// The WFR gradient-flow field (module doc).
 #[derive(Debug, Clone)]
 pub struct WfrField {
+    /// The energy `F`.
     pub energy: Energy,
+    /// Free or mass-conserving growth.
     pub growth: Growth,
     /// Reaction scale `α ≥ 0` (1/length² for MMD-like energies).
     pub alpha: f64,
+    /// Stopping rule of the Sinkhorn solves.
     pub solver: SolverCfg,
     state: SinkhornState,
 }

@@ -57,22 +57,26 @@ pub struct FlowParams {
     pub features: usize,
     /// USD `α h²`.
     pub usd_alpha_rel: f64,
+    /// USD step `dt`.
     pub usd_dt: f64,
     /// WFR-MMD `α s²`.
     pub mmd_alpha_rel: f64,
     /// WFR-MMD `dt · max(1, M1/M0) / s²`.
     pub mmd_dt_rel: f64,
-    /// WFR-Sinkhorn blur / h and reach / h.
+    /// WFR-Sinkhorn blur / h.
     pub blur_rel: f64,
+    /// WFR-Sinkhorn reach / h.
     pub reach_rel: f64,
     /// WFR-Sinkhorn `α ρ`.
     pub sinkhorn_alpha_rel: f64,
+    /// WFR-Sinkhorn step `dt`.
     pub sinkhorn_dt: f64,
     /// Step cap of one segment.
     pub max_steps: usize,
     /// Forward prediction: stop when `MMD to X1` gained less than `plateau_rel` (relative) over
     /// the last `plateau_window` steps.
     pub plateau_window: usize,
+    /// The relative gain under which the MMD has plateaued.
     pub plateau_rel: f64,
 }
 

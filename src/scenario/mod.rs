@@ -26,6 +26,7 @@ use toml::{Table, Value};
 /// A parsed and validated scenario (one variant).
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The parsed scenario (overrides applied).
     pub spec: ScenarioSpec,
     /// The file it came from (for messages and relative paths).
     pub file: PathBuf,
@@ -38,7 +39,9 @@ pub struct Scenario {
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--seed`: replaces `meta.seed`.
     pub seed: Option<u64>,
+    /// `--steps`: replaces `time.steps`.
     pub steps: Option<usize>,
     /// `--strict`: sets `time.strict` (kept in the resolved scenario, so `resume` inherits it).
     pub strict: bool,
@@ -46,8 +49,11 @@ pub struct Overrides {
 
 /// What `build` produces: the simulation plus what the output writer needs.
 pub struct Built {
+    /// The simulation, ready to run.
     pub sim: Simulation,
+    /// The sampled source.
     pub source: Cloud,
+    /// The sampled target, if any.
     pub target: Option<Cloud>,
     /// The fully resolved spec (defaults and derived values filled in).
     pub resolved: ScenarioSpec,
@@ -340,8 +346,11 @@ pub fn median_distance(c: &Cloud) -> f64 {
 /// What building a field needs besides its own spec.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldCtx<'a> {
+    /// Dimension of the scenario.
     pub dim: usize,
+    /// The target, if the scenario has one.
     pub target: Option<&'a Cloud>,
+    /// Seed of the field's random streams.
     pub seed: u64,
     /// `reaction.conserve` (the default of a field's own `conserve`).
     pub conserve: bool,

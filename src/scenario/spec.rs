@@ -18,25 +18,35 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
+    /// `[meta]`: name, seed, description.
     pub meta: Meta,
+    /// `[source]`: the initial particles.
     pub source: Distribution,
+    /// `[target]`: the target measure, if any.
     #[serde(default)]
     pub target: Option<Distribution>,
+    /// `[field]`: velocity and growth.
     pub field: FieldSpec,
+    /// `[reaction]`.
     #[serde(default)]
     pub reaction: ReactionSpec,
+    /// `[time]`.
     pub time: TimeSpec,
+    /// `[report]`: metrics, snapshots, plots, checkpoints.
     #[serde(default)]
     pub report: ReportSpec,
 }
 
+/// The `[meta]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     /// Run name: the output folder is `output/<name>/`.
     pub name: String,
+    /// Seed of every random stream.
     #[serde(default)]
     pub seed: u64,
+    /// Free text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
@@ -45,7 +55,9 @@ pub struct Meta {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Std {
+    /// The same std on every axis.
     Scalar(f64),
+    /// One std per axis.
     PerAxis(Vec<f64>),
 }
 
@@ -53,9 +65,12 @@ pub enum Std {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Component {
+    /// Mean (one entry per coordinate).
     pub mean: Vec<f64>,
+    /// Standard deviation (or give `cov`).
     #[serde(default)]
     pub std: Option<Std>,
+    /// Covariance matrix (or give `std`).
     #[serde(default)]
     pub cov: Option<Vec<Vec<f64>>>,
     /// Relative weight of the component.
@@ -69,19 +84,27 @@ pub struct Component {
 pub enum Distribution {
     /// `N(mean, std²I)` (or per-axis std, or a full covariance `cov`).
     Gaussian {
+        /// Sample count.
         n: usize,
+        /// Mean.
         mean: Vec<f64>,
+        /// Standard deviation (or give `cov`).
         #[serde(default)]
         std: Option<Std>,
+        /// Covariance matrix (or give `std`).
         #[serde(default)]
         cov: Option<Vec<Vec<f64>>>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
     /// A mixture of Gaussians, components chosen with probability ∝ weight.
     Mixture {
+        /// Sample count.
         n: usize,
+        /// The Gaussians.
         components: Vec<Component>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
@@ -89,22 +112,33 @@ pub enum Distribution {
     /// in the first two coordinates; sample `j` belongs to component `j mod k`. Optional
     /// `weight_gradient` `γ`: sample weights ∝ `exp(γ x₁)` (a target with non-uniform weights).
     RingOfGaussians {
+        /// Sample count.
         n: usize,
+        /// Number of Gaussians.
         k: usize,
+        /// Radius of the circle of centres.
         radius: f64,
+        /// Standard deviation of each Gaussian.
         std: f64,
+        /// Centre of the circle (default: the origin).
         #[serde(default)]
         center: Option<Vec<f64>>,
+        /// Weight gradient `γ` (0: equal weights).
         #[serde(default)]
         weight_gradient: f64,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
     /// Uniform in the box `[low, high]`.
     Uniform {
+        /// Sample count.
         n: usize,
+        /// Lower corner.
         low: Vec<f64>,
+        /// Upper corner.
         high: Vec<f64>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
@@ -113,21 +147,28 @@ pub enum Distribution {
     /// Coordinates are `x1..xd`, or the columns named in `columns`; `ignore_columns` are
     /// skipped; any other column without a role is an error (src/data.rs).
     Csv {
+        /// The CSV file, relative to the scenario file.
         path: String,
+        /// Rows with this time value (absent: all rows).
         #[serde(default)]
         time: Option<f64>,
+        /// Draw this many rows without replacement (absent: all).
         #[serde(default)]
         n: Option<usize>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
+        /// Coordinate columns (default: `x1..xd`).
         #[serde(default)]
         columns: Option<Vec<String>>,
+        /// Columns to skip.
         #[serde(default)]
         ignore_columns: Vec<String>,
     },
 }
 
 impl Distribution {
+    /// The `type` key of this distribution.
     pub fn type_name(&self) -> &'static str {
         match self {
             Distribution::Gaussian { .. } => "gaussian",
@@ -146,22 +187,46 @@ pub enum FieldSpec {
     /// No motion, no growth.
     Zero,
     /// Ornstein–Uhlenbeck drift `u = −θ(x − m)`.
-    Ou { theta: f64, mean: Vec<f64> },
+    Ou {
+        /// Rate `θ ≥ 0`.
+        theta: f64,
+        /// Mean `m`.
+        mean: Vec<f64>,
+    },
     /// `g = rate`.
-    ConstantGrowth { rate: f64 },
+    ConstantGrowth {
+        /// The rate.
+        rate: f64,
+    },
     /// `g = rate + slope·x`.
-    AffineGrowth { rate: f64, slope: Vec<f64> },
+    AffineGrowth {
+        /// Constant part.
+        rate: f64,
+        /// Slope (one per coordinate).
+        slope: Vec<f64>,
+    },
     /// `u = −∇V`, `V = ½ stiffness |x − center|²`.
-    Quadratic { stiffness: f64, center: Vec<f64> },
+    Quadratic {
+        /// Stiffness ≥ 0.
+        stiffness: f64,
+        /// Centre.
+        center: Vec<f64>,
+    },
     /// `u = −∇V`, `V = height ((x₁² − a²)/a²)² + ½ stiffness Σ_{k≥2} x_k²`, `a = separation`.
     DoubleWell {
+        /// Barrier height.
         height: f64,
+        /// Half distance `a` between the wells.
         separation: f64,
+        /// Stiffness of the other coordinates.
         #[serde(default = "one")]
         stiffness: f64,
     },
     /// A sum of fields.
-    Sum { terms: Vec<FieldSpec> },
+    Sum {
+        /// The fields summed.
+        terms: Vec<FieldSpec>,
+    },
     /// The kernel Sobolev–Fisher critic of Unbalanced Sobolev Descent (SPEC §2.1).
     SobolevFisher {
         /// Random Fourier features `m`.
@@ -185,6 +250,7 @@ pub enum FieldSpec {
     /// Wasserstein–Fisher–Rao gradient flow of an energy (SPEC §2.2): `u = −∇φ`, `g = −α φ`
     /// (free) or `−α(φ − φ̄)` (conserving).
     Wfr {
+        /// `mmd` or `sinkhorn`.
         energy: WfrEnergy,
         /// MMD kernel bandwidth `s` (energy = "mmd").
         #[serde(default)]
@@ -204,6 +270,7 @@ pub enum FieldSpec {
         /// Sinkhorn solves: tolerance on the relative marginal error and iteration cap.
         #[serde(default = "wfr_tol")]
         tol: f64,
+        /// Iteration cap of each solve.
         #[serde(default = "wfr_iter")]
         max_iter: usize,
     },
@@ -329,6 +396,7 @@ impl TimeSpec {
     }
 }
 
+/// The `[report]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSpec {
