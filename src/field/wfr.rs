@@ -122,9 +122,9 @@ impl WfrField {
     }
 
     /// The one check of the parameters (a scenario's `[field]` table uses it too; keys are the
-    /// scenario's: `bandwidth`, `blur` for `ε`, `reach` for `ρ`, `alpha`): bandwidth, `ε`, `ρ`
-    /// > 0, `α ≥ 0`, and a balanced Sinkhorn energy only with conserving growth (or `α = 0`): its
-    /// first variation is defined up to a constant.
+    /// scenario's: `bandwidth`, `blur` for `ε`, `reach` for `ρ`, `alpha`): bandwidth, `ε` and
+    /// `ρ` positive, `α ≥ 0`, and a balanced Sinkhorn energy only with conserving growth (or
+    /// `α = 0`): its first variation is defined up to a constant.
     pub fn check(energy: Energy, growth: Growth, alpha: f64) -> Result<(), ParamError> {
         match energy {
             Energy::Mmd { bandwidth } => param::positive("bandwidth", bandwidth)?,

@@ -221,8 +221,7 @@ pub fn interpolate(
     let m0 = x0.mass();
     let mut rule = Crossing { s, h, src: &src, prev: Default::default(), hit: None };
     run_flow(&mut sim, &mut rule)?;
-    let mut info = PredictInfo::default();
-    info.warnings = guard_warnings(method, &sim);
+    let mut info = PredictInfo { warnings: guard_warnings(method, &sim), ..Default::default() };
     if let Some((x, logw, [theta, d0, d1])) = rule.hit {
         info.diag([
             ("steps", sim.step as f64),
