@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod observe;
 pub mod ot;
 pub mod output;
+pub mod param;
 pub mod particles;
 pub mod plot;
 pub mod reaction;

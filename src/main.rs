@@ -12,7 +12,7 @@ use advreact::ot::{
 };
 use advreact::output::{write_folder, Kind, Target};
 use advreact::particles::Cloud;
-use advreact::run::{resume_run, run_scenario, run_sweep, sweep_out, RunOptions, RunOutcome, SweepOutcome};
+use advreact::run::{resume_run, run_built, run_sweep, sweep_out, RunOptions, RunOutcome, SweepOutcome};
 use advreact::scenario::{self, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
@@ -254,14 +254,12 @@ fn cmd_run(file: &Path, ov: Overrides, threads: Option<usize>, opts: RunOptions)
         (None, false) => advreact::run::default_out(&scs[0]),
     };
     Target::check(&top, Kind::Run, opts.force)?;
-    for sc in &scs {
-        sc.build()?;
-    }
+    let mut built = scs.iter().map(|sc| sc.build()).collect::<Result<Vec<_>, _>>()?;
     if !variants {
-        return run_scenario(&scs[0], &opts).map(|r| report(&r, true));
+        return run_built(&scs[0], built.remove(0), &opts).map(|r| report(&r, true));
     }
     let mut ok = true;
-    let r = run_sweep(file, &ov, &scs, &opts, &mut |r| ok &= report(r, false))?;
+    let r = run_sweep(file, &ov, &scs, built, &opts, &mut |r| ok &= report(r, false))?;
     Ok(report_sweep(&r) && ok)
 }
 

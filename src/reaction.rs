@@ -22,17 +22,23 @@ use crate::rng::{self, Purpose, CHUNK};
 use rand::Rng;
 use rayon::prelude::*;
 
-/// Which reaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which reaction (the scenario's `reaction.type`: `none`, `weights`, `birth_death`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReactionKind {
+    /// No reaction.
+    #[default]
     None,
+    /// Exact weight update `log w ← log w + g dt`.
     Weights,
+    /// Branching: copies and deaths.
     BirthDeath,
 }
 
 /// A reaction step with its guards.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reaction {
+    /// Which reaction.
     pub kind: ReactionKind,
     /// Keep the total mass (and, for birth–death, the count) fixed.
     pub conserve: bool,

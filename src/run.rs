@@ -53,7 +53,9 @@ pub struct RunOptions {
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct RunOutcome {
+    /// The output folder.
     pub dir: PathBuf,
+    /// The run's summary.
     pub summary: Summary,
 }
 
@@ -85,9 +87,14 @@ fn title(sc: &Scenario) -> String {
 
 /// Build and run one scenario (variant) into its output folder.
 pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Error> {
+    run_built(sc, sc.build()?, opts)
+}
+
+/// Run one scenario (variant) already built (by [`Scenario::build`]) into its output folder.
+pub fn run_built(sc: &Scenario, built: Built, opts: &RunOptions) -> Result<RunOutcome, Error> {
     let out = opts.out.clone().unwrap_or_else(|| default_out(sc));
     let target = Target::check(&out, Kind::Run, opts.force)?;
-    let Built { sim, source, target: target_cloud, resolved } = sc.build()?;
+    let Built { sim, source, target: target_cloud, resolved } = built;
     let tmp = target.begin()?;
     let guard = PartialGuard::new(&tmp);
     let text = toml::to_string_pretty(&resolved)
@@ -205,16 +212,18 @@ pub fn sweep_out(scs: &[Scenario], out: Option<&Path>) -> PathBuf {
 /// (for a file without variants, `resume` makes one).
 #[derive(Debug, Clone)]
 pub struct SweepOutcome {
+    /// The top folder.
     pub dir: PathBuf,
     /// The variants run by this call, in order (the last one may be interrupted).
     pub runs: Vec<RunOutcome>,
     /// `comparison.csv` and `comparison.png` once every variant has completed.
     pub comparison: Vec<PathBuf>,
+    /// A variant was interrupted (`resume` continues).
     pub interrupted: bool,
 }
 
-/// Run every variant of the scenario file `file` (loaded as `scs` with `ov`) into
-/// `<top>/<label>/`, then `comparison.csv`/`.png` into `<top>`. The top folder is one output
+/// Run every variant of the scenario file `file` (loaded as `scs` with `ov`, built as `built`,
+/// one per variant) into `<top>/<label>/`, then `comparison.csv`/`.png` into `<top>`. The top folder is one output
 /// folder ([`Target`]): checked before any variant runs, written as `.<top>.partial` and put in
 /// place when every variant has finished, or when one is interrupted (then `resume <top>`
 /// continues). `on_run` sees each variant's outcome as it finishes.
@@ -222,9 +231,14 @@ pub fn run_sweep(
     file: &Path,
     ov: &Overrides,
     scs: &[Scenario],
+    built: Vec<Built>,
     opts: &RunOptions,
     on_run: &mut dyn FnMut(&RunOutcome),
 ) -> Result<SweepOutcome, Error> {
+    if built.len() != scs.len() {
+        let msg = format!("{} variants but {} built", scs.len(), built.len());
+        return Err(ConfigError::new(file.display().to_string(), "variants", msg).into());
+    }
     let top = sweep_out(scs, opts.out.as_deref());
     let target = Target::check(&top, Kind::Run, opts.force)?;
     let text = std::fs::read_to_string(file).map_err(io(file))?;
@@ -242,7 +256,7 @@ pub fn run_sweep(
     let p = tmp.join(SWEEP);
     let json = serde_json::to_string_pretty(&state).map_err(|e| Error::io(&p, std::io::Error::other(e)))?;
     std::fs::write(&p, json + "\n").map_err(io(&p))?;
-    let r = continue_sweep(&target, &tmp, scs, opts, on_run)?;
+    let r = continue_sweep(&target, &tmp, scs, built.into_iter().map(Some).collect(), opts, on_run)?;
     guard.disarm();
     Ok(r)
 }
@@ -263,7 +277,7 @@ fn resume_sweep(
         target.reopen()?;
     }
     let scs = read_sweep(&tmp)?.scenarios()?;
-    continue_sweep(target, &tmp, &scs, opts, on_run)
+    continue_sweep(target, &tmp, &scs, scs.iter().map(|_| None).collect(), opts, on_run)
 }
 
 fn read_sweep(dir: &Path) -> Result<SweepState, Error> {
@@ -284,19 +298,20 @@ fn sweep_finished(dir: &Path) -> Result<bool, Error> {
     Ok(scs.iter().all(|sc| variant_finished(&dir.join(sc.label.as_deref().unwrap_or_default()))))
 }
 
-/// Run the variants of `scs` not yet finished in the partial top folder `tmp`, then (all done)
-/// the comparison, then put `tmp` in place.
+/// Run the variants of `scs` not yet finished in the partial top folder `tmp` (from `built`
+/// where given, else built here), then (all done) the comparison, then put `tmp` in place.
 fn continue_sweep(
     target: &Target,
     tmp: &Path,
     scs: &[Scenario],
+    built: Vec<Option<Built>>,
     opts: &RunOptions,
     on_run: &mut dyn FnMut(&RunOutcome),
 ) -> Result<SweepOutcome, Error> {
     let mut runs = Vec::new();
     let mut done = Vec::new();
     let mut interrupted = false;
-    for sc in scs {
+    for (sc, built) in scs.iter().zip(built) {
         let label = sc.label.clone().unwrap_or_default();
         let sub = tmp.join(&label);
         if !variant_finished(&sub) {
@@ -305,7 +320,7 @@ fn continue_sweep(
             let r = if sub.join(ck).exists() || partial_dir(&sub).join(ck).exists() {
                 resume_one(&Target::check(&sub, Kind::Run, false)?, Some(&label), &o)?
             } else {
-                run_scenario(sc, &o)?
+                run_built(sc, built.map_or_else(|| sc.build(), Ok)?, &o)?
             };
             // Shown where it will be once the top folder is in place.
             let r = RunOutcome { dir: target.path.join(&label), ..r };
@@ -509,4 +524,38 @@ pub fn redraw(dir: &Path) -> Result<Vec<PathBuf>, Error> {
         written.push(plot_comparison(dir, &sc_name(&scs), &read_comparison(&done)?)?);
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::particles::Cloud;
+    use crate::scenario::distribution::CSV_READS;
+
+    /// A scenario whose source and target are CSV files reads each file once per run: `build`
+    /// reads both (the source's dimension comes from the rows it sampled), and the run of the
+    /// built scenario needs neither (it completes after they are removed).
+    #[test]
+    fn a_csv_source_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows: String = (0..30).map(|i| format!("0,{},{}\n", i as f64 * 0.1, (i % 7) as f64)).collect();
+        std::fs::write(dir.path().join("a.csv"), format!("time,x1,x2\n{rows}")).unwrap();
+        std::fs::write(dir.path().join("b.csv"), format!("time,x1,x2\n{rows}")).unwrap();
+        let text = "[meta]\nname = \"csv_once\"\n[source]\ntype = \"csv\"\npath = \"a.csv\"\nn = 20\n\
+                    [target]\ntype = \"csv\"\npath = \"b.csv\"\n[field]\ntype = \"ou\"\ntheta = 1.0\n\
+                    mean = [0.0, 0.0]\n[time]\ndt = 0.1\nsteps = 3\n[report]\nplots = false\n";
+        let file = dir.path().join("s.toml");
+        let sc = scenario::load_str(text, &file, &Overrides::default()).unwrap().remove(0);
+        let before = CSV_READS.with(|n| n.get());
+        let built = sc.build().unwrap();
+        assert_eq!(CSV_READS.with(|n| n.get()) - before, 2, "one read per file");
+        assert_eq!((built.source.len(), built.target.as_ref().map(Cloud::len)), (20, Some(30)));
+        std::fs::remove_file(dir.path().join("a.csv")).unwrap();
+        std::fs::remove_file(dir.path().join("b.csv")).unwrap();
+        let opts = RunOptions { out: Some(dir.path().join("out")), ..RunOptions::default() };
+        let r = run_built(&sc, built, &opts).unwrap();
+        assert_eq!((r.summary.stop_reason, r.summary.steps), (StopReason::Completed, 3));
+        assert_eq!(CSV_READS.with(|n| n.get()) - before, 2, "the run read no file");
+        assert!(r.dir.join("source.csv").exists() && r.dir.join("target.csv").exists());
+    }
 }

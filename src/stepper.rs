@@ -1,9 +1,17 @@
-//! The only time loop (SPEC §1, Lie splitting). Per step `dt`, with `u_i = u(x_i, t)` and
-//! `g_i = g(x_i, t)` evaluated at the start of the step:
+//! The only time loop (SPEC §1, Lie splitting): [`Simulation::run_until`]. Per step `dt`, with
+//! `u_i = u(x_i, t)` and `g_i = g(x_i, t)` evaluated at the start of the step:
 //!
 //! 1. advection (Euler–Maruyama): `x_i ← x_i + u_i dt + σ √dt ξ_i`, `ξ_i ~ N(0, I_d)`;
 //! 2. reaction (see [`crate::reaction`]);
 //! 3. `t ← t + dt`; guard (no NaN/Inf in positions, weights or field output); observe; stop.
+//!
+//! Stopping is owned by one check after each step (argmin's `terminate`): the step cap
+//! `time.steps`, extinction, the guards, an interrupt, and a [`StopRule`] — the caller's own
+//! criterion, which sees the step, time, particles and weights and keeps its own state; it ends
+//! the run with [`StopReason::Converged`]. [`Simulation::run`] uses [`AllSteps`] (every step).
+//! The flows of [`crate::infer`] (interpolation to a fraction of the way, forward prediction to a
+//! plateau) are stop rules on this loop. The one other caller of a step is a benchmark timing
+//! single steps (`benches/core.rs` calls [`Simulation::step`]).
 //!
 //! Guards that change the dynamics — growth clipping (`reaction.max_growth_step`), the
 //! displacement cap (`time.max_displacement`), the population cap (`reaction.max_particles`) —
@@ -36,7 +44,9 @@ use std::time::Instant;
 /// Time stepping parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimeCfg {
+    /// Step `dt`.
     pub dt: f64,
+    /// Step cap.
     pub steps: usize,
     /// Noise amplitude `σ` of `dX = u dt + σ dW`.
     pub noise: f64,
@@ -62,6 +72,70 @@ pub enum StopReason {
     Numerical,
     /// Stopped from outside (Ctrl-C).
     Interrupted,
+    /// The run's [`StopRule`] stopped it before the step cap.
+    Converged,
+}
+
+impl StopReason {
+    /// The reason a run stopped with this error.
+    fn of(e: &SimError) -> Self {
+        match e {
+            SimError::NonFinite { .. } => StopReason::NonFinite,
+            SimError::Limit { .. } => StopReason::Limit,
+            _ => StopReason::Numerical,
+        }
+    }
+}
+
+/// The state a [`StopRule`] sees: before the first step ([`StopRule::start`]) and after each
+/// step ([`StopRule::stop`]).
+#[derive(Clone, Copy)]
+pub struct StepView<'a> {
+    /// Steps done (1 after the first step).
+    pub step: usize,
+    /// Time reached, `step · dt`.
+    pub t: f64,
+    /// The particles.
+    pub particles: &'a Particles,
+    /// Their weights `w_i = exp(log w_i)`.
+    pub weights: &'a [f64],
+    /// The target measure (empty when there is none).
+    pub target: &'a Cloud,
+    /// The field (for its diagnostics).
+    pub field: &'a dyn Field,
+    /// Guard counts so far.
+    pub guards: &'a GuardCounts,
+}
+
+/// When a run stops before its step cap (argmin's `terminate`): a convergence test, a plateau,
+/// a crossing. It may keep state between steps (the previous state, a history).
+pub trait StopRule {
+    /// Called once before the first step of [`Simulation::run_until`] with the state it starts
+    /// from (after a resume, the resumed state).
+    fn start(&mut self, _state: &StepView) -> Result<(), SimError> {
+        Ok(())
+    }
+    /// Called after every step that leaves particles with a positive total mass (not after a
+    /// step a guard stops); `true` ends the run with [`StopReason::Converged`]. An error ends it
+    /// like a failed step (stop reason from the error, the error in the summary).
+    fn stop(&mut self, state: &StepView) -> Result<bool, SimError>;
+}
+
+/// The default rule: never stop early, run all `time.steps` steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AllSteps;
+
+impl StopRule for AllSteps {
+    fn stop(&mut self, _state: &StepView) -> Result<bool, SimError> {
+        Ok(false)
+    }
+}
+
+/// A closure `|state| -> bool` is a stop rule (no start hook, never fails).
+impl<F: FnMut(&StepView) -> bool> StopRule for F {
+    fn stop(&mut self, state: &StepView) -> Result<bool, SimError> {
+        Ok(self(state))
+    }
 }
 
 impl std::fmt::Display for StopReason {
@@ -77,10 +151,15 @@ impl std::fmt::Display for StopReason {
 /// Wall-clock seconds per phase.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
+    /// In the field (prepare and evaluate).
     pub field: f64,
+    /// In advection.
     pub advect: f64,
+    /// In the reaction.
     pub react: f64,
+    /// In metrics and observers.
     pub observe: f64,
+    /// The whole run.
     pub total: f64,
 }
 
@@ -105,6 +184,7 @@ pub struct GuardCounts {
     pub resamplings: u64,
     /// Particles born and dead over the run.
     pub births: u64,
+    /// Particles dead over the run.
     pub deaths: u64,
 }
 
@@ -123,6 +203,7 @@ pub struct Warning {
 }
 
 impl Warning {
+    /// A warning of `guard` with `count` interventions, `effect` and its message.
     pub fn new(guard: &str, count: u64, effect: Option<f64>, message: impl Into<String>) -> Self {
         Self { guard: guard.into(), count, effect, message: message.into() }
     }
@@ -170,12 +251,18 @@ impl GuardCounts {
 /// What a run returns.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Steps done.
     pub steps: usize,
+    /// Time reached.
     pub t: f64,
+    /// Why the run stopped.
     pub stop_reason: StopReason,
-    /// The error that stopped the run, if any.
-    pub error: Option<String>,
+    /// The error that stopped the run, if any (its message in `summary.json`).
+    #[serde(serialize_with = "error_text")]
+    pub error: Option<SimError>,
+    /// Particles at the end.
     pub n: usize,
+    /// Total mass at the end.
     pub mass: f64,
     /// The metrics at step `metrics_step` (name → value in JSON).
     #[serde(serialize_with = "crate::format::pairs_as_map")]
@@ -183,20 +270,34 @@ pub struct Summary {
     /// The step `final_metrics` were taken at: `steps`, unless the state at the stop could not be
     /// measured (non-finite, extinct) or the run was interrupted.
     pub metrics_step: usize,
+    /// Guard counts over the run.
     pub guards: GuardCounts,
     /// Every guard that changed the dynamics (see [`Warning`]); also printed on stderr.
     pub warnings: Vec<Warning>,
+    /// Seconds per phase.
     pub timings: Timings,
+}
+
+/// `summary.json` holds the error's one-line message (or `null`).
+fn error_text<S: serde::Serializer>(e: &Option<SimError>, s: S) -> Result<S::Ok, S::Error> {
+    e.as_ref().map(ToString::to_string).serialize(s)
 }
 
 /// A configured simulation: particles, target, field, reaction, time, metrics.
 pub struct Simulation {
+    /// The particles.
     pub particles: Particles,
+    /// The target measure (empty when there is none).
     pub target: Cloud,
+    /// The field.
     pub field: Box<dyn Field>,
+    /// The reaction.
     pub reaction: Reaction,
+    /// Time stepping.
     pub time: TimeCfg,
+    /// Seed of every random stream.
     pub seed: u64,
+    /// Metrics reported every `report_every` steps.
     pub metrics: Vec<Box<dyn Metric>>,
     /// Report metrics every `report_every` steps (and at the start and the end).
     pub report_every: usize,
@@ -326,10 +427,21 @@ impl Simulation {
             .fold((0, 0.0), |(c, r), (a, b)| (c + a, r + b))
     }
 
-    /// Run to the end (or to a stop), feeding the observers. Observer I/O errors abort the run
-    /// (returned as `Err`); numerical stops are reported in the summary's `stop_reason`/`error`.
-    /// A simulation resumed at `step > 0` continues without re-reporting the earlier steps.
+    /// Run all `time.steps` steps (or to a stop): [`Simulation::run_until`] with [`AllSteps`].
     pub fn run(&mut self, observers: &mut [Box<dyn Observer>]) -> Result<Summary, Error> {
+        self.run_until(observers, &mut AllSteps)
+    }
+
+    /// The time loop: step until `time.steps` steps are done or `rule` (or a guard, extinction,
+    /// an error, an interrupt) stops the run, feeding the observers. Observer I/O errors abort the
+    /// run (returned as `Err`); numerical stops are reported in the summary's
+    /// `stop_reason`/`error`. A simulation resumed at `step > 0` continues without re-reporting
+    /// the earlier steps.
+    pub fn run_until(
+        &mut self,
+        observers: &mut [Box<dyn Observer>],
+        rule: &mut dyn StopRule,
+    ) -> Result<Summary, Error> {
         let start = Instant::now();
         let mut timings = Timings::default();
         let mut w = Vec::new();
@@ -360,6 +472,12 @@ impl Simulation {
             }
             timings.observe += t0.elapsed().as_secs_f64();
         }
+        if error.is_none() {
+            if let Err(e) = rule.start(&self.view(&w)) {
+                stop = StopReason::of(&e);
+                error = Some(e);
+            }
+        }
         let mut velocity = vec![0.0; self.particles.x.len()];
         let mut growth = vec![0.0; self.particles.len()];
         while error.is_none() && self.step < self.time.steps {
@@ -371,11 +489,7 @@ impl Simulation {
             match self.one_step(&mut w, &mut velocity, &mut growth, &mut timings) {
                 Ok(ev) => events = ev,
                 Err(e) => {
-                    stop = match e {
-                        SimError::NonFinite { .. } => StopReason::NonFinite,
-                        SimError::Limit { .. } => StopReason::Limit,
-                        _ => StopReason::Numerical,
-                    };
+                    stop = StopReason::of(&e);
                     error = Some(e);
                     break;
                 }
@@ -424,6 +538,18 @@ impl Simulation {
                 });
                 break;
             }
+            match rule.stop(&self.view(&w)) {
+                Ok(false) => {}
+                Ok(true) => {
+                    stop = StopReason::Converged;
+                    break;
+                }
+                Err(e) => {
+                    stop = StopReason::of(&e);
+                    error = Some(e);
+                    break;
+                }
+            }
         }
         let t0 = Instant::now();
         let measurable =
@@ -459,7 +585,7 @@ impl Simulation {
             steps: self.step,
             t: self.step as f64 * self.time.dt,
             stop_reason: stop,
-            error: error.map(|e| e.to_string()),
+            error,
             n: self.particles.len(),
             mass: self.particles.mass(),
             final_metrics: self.last_metrics.clone(),
@@ -472,6 +598,19 @@ impl Simulation {
             o.on_finish(&summary, &self.particles)?;
         }
         Ok(summary)
+    }
+
+    /// What a stop rule sees now (`w`: the current weights).
+    fn view<'a>(&'a self, w: &'a [f64]) -> StepView<'a> {
+        StepView {
+            step: self.step,
+            t: self.step as f64 * self.time.dt,
+            particles: &self.particles,
+            weights: w,
+            target: &self.target,
+            field: self.field.as_ref(),
+            guards: &self.guards,
+        }
     }
 
     fn record<'a>(
@@ -495,7 +634,7 @@ impl Simulation {
         }
     }
 
-    /// Advance one step outside [`Simulation::run`] (benchmarks, embedding in another loop):
+    /// Advance one step outside the time loop (a benchmark timing single steps):
     /// field, advection, reaction and guards, without observers or metrics. Guard counts add up
     /// in [`Simulation::guards`]; strict mode is not applied (the caller checks the counts).
     pub fn step(&mut self) -> Result<ReactionEvents, SimError> {
@@ -567,5 +706,77 @@ impl Simulation {
         timings.react += t0.elapsed().as_secs_f64();
         self.step += 1;
         Ok(ev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::analytic::OrnsteinUhlenbeck;
+
+    /// Ten particles at 0 pulled toward 1 by `u = −(x − 1)`, no noise, `dt = 0.1`: after `k`
+    /// steps every particle is at `1 − 0.9^k`.
+    fn ou_sim(steps: usize) -> Simulation {
+        let field = Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![1.0] });
+        let time = TimeCfg { dt: 0.1, steps, noise: 0.0, max_displacement: None };
+        let src = Cloud::uniform(1, vec![0.0; 10], 1.0);
+        let target = Cloud::new(1, vec![], vec![]);
+        Simulation::new(Particles::from_cloud(&src), target, field, Reaction::default(), time, 3)
+    }
+
+    /// A rule with state: sees the start, then every step in order, and stops the run at the
+    /// first step with `x ≥ ½`, i.e. `0.9^k ≤ ½`, `k = 7` (of a cap of 50).
+    #[test]
+    fn a_stop_rule_ends_the_run_converged_at_its_step() {
+        struct Half {
+            seen: Vec<(usize, f64)>,
+        }
+        impl StopRule for Half {
+            fn start(&mut self, st: &StepView) -> Result<(), SimError> {
+                self.seen.push((st.step, st.t));
+                Ok(())
+            }
+            fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
+                self.seen.push((st.step, st.t));
+                Ok(st.particles.x[0] >= 0.5)
+            }
+        }
+        let mut sim = ou_sim(50);
+        let mut rule = Half { seen: Vec::new() };
+        let s = sim.run_until(&mut [], &mut rule).unwrap();
+        assert_eq!((s.stop_reason, s.steps, s.metrics_step), (StopReason::Converged, 7, 7));
+        assert!(s.error.is_none());
+        assert!((s.t - 0.7).abs() < 1e-12);
+        let steps: Vec<usize> = rule.seen.iter().map(|p| p.0).collect();
+        assert_eq!(steps, (0..=7).collect::<Vec<_>>());
+        assert!((sim.particles.x[0] - (1.0 - 0.9f64.powi(7))).abs() < 1e-12);
+        assert_eq!(serde_json::to_value(s.stop_reason).unwrap(), "converged");
+        // The same run under the default rule goes to the cap; a closure is a rule too.
+        assert_eq!(ou_sim(50).run(&mut []).unwrap().stop_reason, StopReason::Completed);
+        let s = ou_sim(50).run_until(&mut [], &mut |st: &StepView| st.t >= 0.25).unwrap();
+        assert_eq!((s.stop_reason, s.steps), (StopReason::Converged, 3));
+        // A rule that never fires leaves the cap in charge.
+        let s = ou_sim(4).run_until(&mut [], &mut |st: &StepView| st.particles.x[0] >= 0.5).unwrap();
+        assert_eq!((s.stop_reason, s.steps), (StopReason::Completed, 4));
+    }
+
+    /// A rule that fails stops the run like a failed step; the summary holds the typed error, and
+    /// `summary.json` its one-line message, as before the error was typed.
+    #[test]
+    fn a_failing_rule_is_a_typed_error_written_as_text() {
+        struct Fails;
+        impl StopRule for Fails {
+            fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
+                Err(SimError::Numerical { step: st.step, what: "no".into() })
+            }
+        }
+        let s = ou_sim(5).run_until(&mut [], &mut Fails).unwrap();
+        assert_eq!((s.stop_reason, s.steps), (StopReason::Numerical, 1));
+        assert_eq!(s.error, Some(SimError::Numerical { step: 1, what: "no".into() }));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["error"], "step 1: no");
+        assert_eq!(json["stop_reason"], "numerical");
+        let ok = serde_json::to_value(ou_sim(1).run(&mut []).unwrap()).unwrap();
+        assert!(ok["error"].is_null());
     }
 }

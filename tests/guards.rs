@@ -68,7 +68,7 @@ fn free_weights_overflowing_f64_stop_with_a_named_error() {
     s.reaction.max_growth_step = 100.0;
     let sum = s.run(&mut []).unwrap();
     assert_eq!(sum.stop_reason, StopReason::NonFinite);
-    let e = sum.error.unwrap();
+    let e = sum.error.unwrap().to_string();
     assert!(e.contains("weight") && e.contains("step") && e.contains("particle"), "{e}");
     assert!(sum.steps < 20);
 }
@@ -97,7 +97,7 @@ fn runaway_branching_hits_the_population_cap_with_a_clear_error() {
     };
     let sum = s.run(&mut []).unwrap();
     assert_eq!(sum.stop_reason, StopReason::Limit);
-    let e = sum.error.unwrap();
+    let e = sum.error.unwrap().to_string();
     assert!(e.contains("max_particles") && e.contains("step 0"), "{e}");
 }
 
@@ -127,7 +127,7 @@ fn a_target_far_away_runs_without_nan() {
     );
     let sum = s.run(&mut []).unwrap();
     assert_eq!(sum.stop_reason, StopReason::NonFinite);
-    assert!(sum.error.unwrap().contains("particle"));
+    assert!(sum.error.unwrap().to_string().contains("particle"));
 }
 
 #[test]

@@ -135,7 +135,7 @@ fn the_displacement_cap_is_counted_with_the_length_it_removed() {
     s.strict = true;
     let sum = s.run(&mut []).unwrap();
     assert_eq!((sum.stop_reason, sum.steps), (StopReason::Guard, 1));
-    assert!(sum.error.unwrap().contains("displacement_capped"));
+    assert!(sum.error.unwrap().to_string().contains("displacement_capped"));
     // Without the cap there is nothing to report.
     let mut s = sim(&c, ou(), ReactionKind::None, false, dt, 1, 0.0, 1);
     s.strict = true;

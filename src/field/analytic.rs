@@ -12,7 +12,9 @@ use crate::error::SimError;
 /// Ornstein–Uhlenbeck drift `u(x) = −θ (x − m)`.
 #[derive(Debug, Clone)]
 pub struct OrnsteinUhlenbeck {
+    /// Rate `θ ≥ 0`.
     pub theta: f64,
+    /// Mean `m`.
     pub mean: Vec<f64>,
 }
 
@@ -33,7 +35,9 @@ impl Field for OrnsteinUhlenbeck {
 /// Affine growth `g(x) = r + a·x` (constant growth when `a = 0`).
 #[derive(Debug, Clone)]
 pub struct AffineGrowth {
+    /// Constant part `c`.
     pub rate: f64,
+    /// Slope `a` (one per coordinate).
     pub slope: Vec<f64>,
 }
 
@@ -56,7 +60,9 @@ impl Field for AffineGrowth {
 /// Gradient flow `u = −∇V` of `V(x) = ½ κ |x − c|²`.
 #[derive(Debug, Clone)]
 pub struct QuadraticPotential {
+    /// Stiffness `k ≥ 0`.
     pub stiffness: f64,
+    /// Centre `c`.
     pub center: Vec<f64>,
 }
 

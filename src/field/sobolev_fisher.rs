@@ -36,6 +36,7 @@
 use super::{EvalCtx, Field};
 use crate::error::SimError;
 use crate::kernel::rff::{dot, sincos_into_generic, Rff};
+use crate::param::{self, ParamError};
 use crate::particles::Cloud;
 use crate::rng::CHUNK;
 use crate::simd::{multiversion, Isa};
@@ -69,25 +70,20 @@ impl Default for SobolevFisherCfg {
 }
 
 impl SobolevFisherCfg {
-    /// Check ranges; the message names the parameter and the offending value.
+    /// The one check of the parameters (a scenario's `[field]` table uses it too): the key and
+    /// the offending value. `ridge = 0` is allowed (a singular system is reported when met).
+    pub fn check(&self) -> Result<(), ParamError> {
+        param::count("features", self.features)?;
+        param::positive("bandwidth", self.bandwidth)?;
+        param::non_negative("alpha", self.alpha)?;
+        param::non_negative("ridge", self.ridge)?;
+        param::count("resolve_every", self.resolve_every)
+    }
+
+    /// [`SobolevFisherCfg::check`] as a [`SimError`] (`sobolev_fisher: bandwidth: must be > 0,
+    /// got -1`).
     pub fn validate(&self) -> Result<(), SimError> {
-        let bad = |what: String| Err(SimError::Invalid(format!("sobolev_fisher: {what}")));
-        if self.features == 0 {
-            return bad("features: must be ≥ 1, got 0".into());
-        }
-        if !(self.bandwidth > 0.0 && self.bandwidth.is_finite()) {
-            return bad(format!("bandwidth: must be finite and > 0, got {}", self.bandwidth));
-        }
-        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
-            return bad(format!("alpha: must be finite and ≥ 0, got {}", self.alpha));
-        }
-        if !(self.ridge >= 0.0 && self.ridge.is_finite()) {
-            return bad(format!("ridge: must be finite and ≥ 0, got {}", self.ridge));
-        }
-        if self.resolve_every == 0 {
-            return bad("resolve_every: must be ≥ 1, got 0".into());
-        }
-        Ok(())
+        self.check().map_err(|e| SimError::Invalid(format!("sobolev_fisher: {e}")))
     }
 }
 
@@ -123,6 +119,7 @@ pub struct CriticSystem {
     pub ridge: f64,
     /// Seconds forming features and in the Gram products.
     pub features_secs: f64,
+    /// Seconds in the Gram products and the assembly.
     pub gram_secs: f64,
 }
 
@@ -198,6 +195,7 @@ impl SobolevFisher {
         })
     }
 
+    /// The parameters.
     pub fn config(&self) -> &SobolevFisherCfg {
         &self.cfg
     }
@@ -227,6 +225,7 @@ impl SobolevFisher {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Zero the phase timings.
     pub fn reset_timings(&self) {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner()) = PhaseTimings::default();
     }

@@ -26,6 +26,7 @@ use crate::error::SimError;
 use crate::metrics::witness;
 use crate::ot::divergence::{first_variation, solve_symmetric};
 use crate::ot::{solve, Cost, DivergenceOptions, EpsScaling, MeasureRef, Potentials};
+use crate::param::{self, ParamError};
 use serde::{Deserialize, Serialize};
 
 /// The energy whose WFR gradient flow is followed.
@@ -33,17 +34,27 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Energy {
     /// `½ MMD²` with a Gaussian kernel of bandwidth `s`.
-    Mmd { bandwidth: f64 },
+    Mmd {
+        /// Kernel bandwidth `s`.
+        bandwidth: f64,
+    },
     /// Debiased Sinkhorn divergence with blur `eps` (`ε`, cost units) and reach `rho`
     /// (`None`: balanced).
-    Sinkhorn { eps: f64, rho: Option<f64> },
+    Sinkhorn {
+        /// Blur `ε` (cost units).
+        eps: f64,
+        /// Reach `ρ` (cost units; `None`: balanced).
+        rho: Option<f64>,
+    },
 }
 
 /// Free or mass-conserving growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Growth {
+    /// Growth `−α φ`: the mass changes.
     Free,
+    /// Growth `−α(φ − φ̄)`: the mass is kept.
     Conserving,
 }
 
@@ -56,6 +67,14 @@ pub struct SolverCfg {
     pub max_iter: usize,
     /// ε-scaling for cold starts.
     pub eps_scaling: Option<EpsScaling>,
+}
+
+impl SolverCfg {
+    /// `tol > 0`, `max_iter ≥ 1` (keys `tol`, `max_iter`).
+    pub fn check(&self) -> Result<(), ParamError> {
+        param::positive("tol", self.tol)?;
+        param::count("max_iter", self.max_iter)
+    }
 }
 
 impl Default for SolverCfg {
@@ -84,45 +103,47 @@ struct SinkhornState {
 /// The WFR gradient-flow field (module doc).
 #[derive(Debug, Clone)]
 pub struct WfrField {
+    /// The energy `F`.
     pub energy: Energy,
+    /// Free or mass-conserving growth.
     pub growth: Growth,
     /// Reaction scale `α ≥ 0` (1/length² for MMD-like energies).
     pub alpha: f64,
+    /// Stopping rule of the Sinkhorn solves.
     pub solver: SolverCfg,
     state: SinkhornState,
 }
 
 impl WfrField {
-    /// Checks the parameters: bandwidth, `ε`, `ρ` > 0, `α ≥ 0`, and a balanced Sinkhorn energy
-    /// only with conserving growth (or `α = 0`): its first variation is defined up to a constant.
+    /// Checks the parameters ([`WfrField::check`]).
     pub fn new(energy: Energy, growth: Growth, alpha: f64) -> Result<Self, SimError> {
-        let bad = |m: String| Err(SimError::Invalid(format!("wfr field: {m}")));
-        match energy {
-            Energy::Mmd { bandwidth } if !(bandwidth > 0.0 && bandwidth.is_finite()) => {
-                return bad(format!("bandwidth must be finite and > 0, got {bandwidth}"));
-            }
-            Energy::Sinkhorn { eps, rho } => {
-                if !(eps > 0.0 && eps.is_finite()) {
-                    return bad(format!("eps must be finite and > 0, got {eps}"));
-                }
-                match rho {
-                    Some(r) if !(r > 0.0 && r.is_finite()) => {
-                        return bad(format!("rho must be finite and > 0 (None: balanced), got {r}"))
-                    }
-                    None if growth == Growth::Free && alpha != 0.0 => {
-                        return bad("a balanced Sinkhorn energy (rho = None) needs conserving growth \
-                             or alpha = 0 (its first variation is defined up to a constant)"
-                            .into())
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
-        }
-        if !(alpha >= 0.0 && alpha.is_finite()) {
-            return bad(format!("alpha must be finite and ≥ 0, got {alpha}"));
-        }
+        Self::check(energy, growth, alpha).map_err(|e| SimError::Invalid(format!("wfr field: {e}")))?;
         Ok(Self { energy, growth, alpha, solver: SolverCfg::default(), state: SinkhornState::default() })
+    }
+
+    /// The one check of the parameters (a scenario's `[field]` table uses it too; keys are the
+    /// scenario's: `bandwidth`, `blur` for `ε`, `reach` for `ρ`, `alpha`): bandwidth, `ε` and
+    /// `ρ` positive, `α ≥ 0`, and a balanced Sinkhorn energy only with conserving growth (or
+    /// `α = 0`): its first variation is defined up to a constant.
+    pub fn check(energy: Energy, growth: Growth, alpha: f64) -> Result<(), ParamError> {
+        match energy {
+            Energy::Mmd { bandwidth } => param::positive("bandwidth", bandwidth)?,
+            Energy::Sinkhorn { eps, rho } => {
+                param::positive("blur", eps)?;
+                match rho {
+                    Some(r) => param::positive("reach", r)?,
+                    None if growth == Growth::Free && alpha != 0.0 => {
+                        return Err(ParamError::new(
+                            "reach",
+                            "absent (balanced): a balanced Sinkhorn energy needs conserving growth or \
+                             alpha = 0 (its first variation is defined up to a constant)",
+                        ))
+                    }
+                    None => {}
+                }
+            }
+        }
+        param::non_negative("alpha", alpha)
     }
 
     /// Replace the solver settings.

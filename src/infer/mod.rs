@@ -53,14 +53,20 @@ use std::time::Instant;
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
 pub enum Method {
+    /// Waddington-OT (coupling and displacement interpolation).
     Wot,
+    /// Unbalanced Sobolev Descent flow.
     Usd,
+    /// WFR gradient flow of the MMD.
     WfrMmd,
+    /// WFR gradient flow of the unbalanced Sinkhorn divergence.
     WfrSinkhorn,
 }
 
 impl Method {
+    /// Every method, in report order.
     pub const ALL: [Method; 4] = [Method::Wot, Method::Usd, Method::WfrMmd, Method::WfrSinkhorn];
+    /// The name used on the command line and in reports.
     pub fn name(self) -> &'static str {
         match self {
             Method::Wot => "wot",
@@ -90,7 +96,9 @@ impl std::fmt::Display for Method {
 /// Parameters of every method (each uses its own part).
 #[derive(Debug, Clone, PartialEq, Serialize, Default)]
 pub struct InferParams {
+    /// WOT parameters.
     pub wot: wot::WotParams,
+    /// Flow parameters.
     pub flow: flow::FlowParams,
     /// Seed of the sampling streams (subsampling, pair sampling, random features).
     pub seed: u64,
@@ -100,8 +108,11 @@ pub struct InferParams {
 /// has a weight column), and optional per-cell columns (not coordinates), aligned with `clouds`.
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// The file read.
     pub file: PathBuf,
+    /// The distinct times, ascending.
     pub times: Vec<f64>,
+    /// One cloud per time.
     pub clouds: Vec<Cloud>,
     /// Per-cell prior growth rates (a `--growth-column`).
     pub growth: Option<Vec<Vec<f64>>>,
@@ -222,7 +233,9 @@ pub fn mmd_normalised(a: &Cloud, b: &Cloud, s: f64) -> f64 {
 /// Prediction-vs-truth metrics (module doc).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Metrics {
+    /// Wasserstein-1 distance.
     pub w1: f64,
+    /// Wasserstein-2 distance.
     pub w2: f64,
     /// MMD between the normalised prediction and truth.
     pub mmd: f64,
@@ -230,7 +243,9 @@ pub struct Metrics {
     pub mmd_normalised: f64,
     /// Kernel bandwidth of both MMDs (median distance within the truth).
     pub bandwidth: f64,
+    /// Predicted total mass.
     pub mass_pred: f64,
+    /// True total mass.
     pub mass_true: f64,
     /// `|M_pred − M_true| / M_true`.
     pub mass_error: f64,
@@ -244,7 +259,9 @@ pub struct Metrics {
 /// The estimator of each metric in [`Metrics`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Estimators {
+    /// Of W1.
     pub w1: Estimator,
+    /// Of W2.
     pub w2: Estimator,
     /// The MMDs are exact: closed-form double sums over all pairs.
     pub mmd: &'static str,
@@ -357,19 +374,30 @@ pub fn predict_traced(
 /// One held-out interpolation: prediction, metrics, timing.
 #[derive(Debug, Clone, Serialize)]
 pub struct HoldoutResult {
+    /// Data set name.
     pub data: String,
+    /// The method.
     pub method: Method,
+    /// Start time.
     pub t0: f64,
+    /// The held-out time.
     pub holdout: f64,
+    /// End time.
     pub t1: f64,
+    /// Fraction `s` of the way from `t0` to `t1`.
     pub s: f64,
     /// Cells per snapshot used (after subsampling): t0, held-out, t1.
     pub cells: [usize; 3],
+    /// Prediction against the held-out snapshot.
     pub metrics: Metrics,
+    /// Seconds of the prediction (fit and interpolation).
     pub seconds: f64,
+    /// Diagnostics and warnings of the prediction.
     pub info: PredictInfo,
+    /// The predicted cloud.
     #[serde(skip)]
     pub prediction: Cloud,
+    /// The held-out snapshot.
     #[serde(skip)]
     pub truth: Cloud,
     /// Id columns of `prediction.csv` (file with an `id` column; [`prediction_ids`]).
@@ -449,12 +477,17 @@ pub fn holdout(
 /// segment `k`; mass is carried by the weights).
 #[derive(Debug, Clone, Serialize)]
 pub struct ForwardResult {
+    /// Data set name.
     pub data: String,
+    /// The method.
     pub method: Method,
     /// One entry per predicted time `t_1 ..`.
     pub times: Vec<f64>,
+    /// Metrics per predicted time.
     pub metrics: Vec<Metrics>,
+    /// Seconds of the whole chain.
     pub seconds: f64,
+    /// Diagnostics per segment.
     pub info: Vec<PredictInfo>,
     /// The segments' warnings, each message prefixed with its segment (`t0 → t1`).
     pub warnings: Vec<Warning>,

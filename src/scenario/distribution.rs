@@ -82,16 +82,16 @@ fn gaussian_into(r: &mut impl Rng, mean: &[f64], l: &DMatrix<f64>, out: &mut Vec
     }
 }
 
-/// Validate a distribution for dimension `d` (CSV: also reads it) and sample it.
-/// `role` separates the random streams of source (0) and target (1).
+/// Validate a distribution for dimension `d` and sample it. `rows`: a CSV distribution's rows,
+/// read once by [`read_rows`]. `role` separates the random streams of source (0) and target (1).
 pub fn sample_distribution(
     chk: &Check,
     path: &str,
     dist: &Distribution,
+    rows: Option<Cloud>,
     d: usize,
     seed: u64,
     role: u64,
-    base_dir: &Path,
 ) -> Result<Cloud, Error> {
     let mut r = rng::stream(seed, Purpose::Sampling, role, 0);
     let key = |k: &str| format!("{path}.{k}");
@@ -177,7 +177,7 @@ pub fn sample_distribution(
             (Cloud::uniform(d, x, 1.0), *mass)
         }
         Distribution::Csv { path: file, time, n, mass, .. } => {
-            let c = read_csv_cloud(chk, path, base_dir, dist)?;
+            let c = rows.ok_or_else(|| chk.err(&key("path"), "the file's rows were not read"))?;
             if c.dim != d {
                 return Err(chk
                     .err(
@@ -214,12 +214,25 @@ pub fn sample_distribution(
     Ok(cloud.with_mass(mass))
 }
 
-/// Read the rows of a CSV distribution `dist` at key `path` (file relative to the scenario's
-/// folder; columns per its `columns` / `ignore_columns` keys). Not a CSV distribution: an error.
-pub fn read_csv_cloud(chk: &Check, path: &str, base_dir: &Path, dist: &Distribution) -> Result<Cloud, Error> {
+#[cfg(test)]
+thread_local! {
+    /// CSV files read by [`read_rows`] on this thread (the test that a run reads each once).
+    pub(crate) static CSV_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The rows of a CSV distribution `dist` at key `path` (file relative to the scenario's folder
+/// `base_dir`; columns per its `columns` / `ignore_columns` keys); `None` for the other types.
+pub fn read_rows(
+    chk: &Check,
+    path: &str,
+    base_dir: &Path,
+    dist: &Distribution,
+) -> Result<Option<Cloud>, Error> {
     let Distribution::Csv { path: file, time, columns, ignore_columns, .. } = dist else {
-        return Err(chk.err(path, format!("is a {} distribution, not csv", dist.type_name())).into());
+        return Ok(None);
     };
+    #[cfg(test)]
+    CSV_READS.with(|n| n.set(n.get() + 1));
     let spec = ColumnSpec {
         columns: columns.clone(),
         ignore: ignore_columns.clone(),
@@ -233,5 +246,5 @@ pub fn read_csv_cloud(chk: &Check, path: &str, base_dir: &Path, dist: &Distribut
     }
     let key = format!("{path}.path");
     let table = read_snapshot_with(&p, &spec).map_err(|e| chk.err(&key, e.to_string()))?;
-    Ok(table.select(time).map_err(|e| chk.err(&key, e.to_string()))?)
+    Ok(Some(table.select(time).map_err(|e| chk.err(&key, e.to_string()))?))
 }

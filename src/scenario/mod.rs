@@ -13,31 +13,35 @@ pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use crate::field::wfr::{Energy, Growth, WfrField};
+use crate::field::wfr::{Energy, Growth, SolverCfg, WfrField};
 use crate::field::{analytic, Field, SumField};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
-use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::{Simulation, TimeCfg};
-use distribution::{declared_dim, read_csv_cloud, sample_distribution};
-use spec::{Check, Distribution, FieldSpec, ReactionType, WfrEnergy, METRICS};
+use distribution::{declared_dim, read_rows, sample_distribution};
+use spec::{Check, Distribution, FieldSpec, WfrEnergy, METRICS};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
 /// A parsed and validated scenario (one variant).
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The parsed scenario (overrides applied).
     pub spec: ScenarioSpec,
     /// The file it came from (for messages and relative paths).
     pub file: PathBuf,
     /// Variant label (`None` for a file without variants).
     pub label: Option<String>,
+    /// `spec.time`, validated ([`spec::TimeSpec::check`]).
+    pub time: TimeCfg,
 }
 
 /// Overrides from the command line.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--seed`: replaces `meta.seed`.
     pub seed: Option<u64>,
+    /// `--steps`: replaces `time.steps`.
     pub steps: Option<usize>,
     /// `--strict`: sets `time.strict` (kept in the resolved scenario, so `resume` inherits it).
     pub strict: bool,
@@ -45,8 +49,11 @@ pub struct Overrides {
 
 /// What `build` produces: the simulation plus what the output writer needs.
 pub struct Built {
+    /// The simulation, ready to run.
     pub sim: Simulation,
+    /// The sampled source.
     pub source: Cloud,
+    /// The sampled target, if any.
     pub target: Option<Cloud>,
     /// The fully resolved spec (defaults and derived values filled in).
     pub resolved: ScenarioSpec,
@@ -164,7 +171,8 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
             spec.time.steps = s;
         }
         spec.time.strict |= ov.strict;
-        let sc = Scenario { spec, file: file.to_path_buf(), label };
+        let time = spec.time.check(&Check { file: &fl })?;
+        let sc = Scenario { spec, file: file.to_path_buf(), label, time };
         sc.validate_static()?;
         out.push(sc);
     }
@@ -180,7 +188,7 @@ impl Scenario {
         self.file.parent().map(Path::to_path_buf).unwrap_or_default()
     }
 
-    /// Checks that need no data: names, time, reaction, report.
+    /// Checks that need no data besides the time's: names, report.
     fn validate_static(&self) -> Result<(), ConfigError> {
         let c = self.check();
         let s = &self.spec;
@@ -189,21 +197,6 @@ impl Scenario {
             return Err(
                 c.err("meta.name", format!("must be a non-empty folder name without slashes, got '{name}'"))
             );
-        }
-        c.positive("time.dt", s.time.dt)?;
-        c.non_negative("time.noise", s.time.noise)?;
-        if let Some(v) = s.time.max_displacement {
-            c.positive("time.max_displacement", v)?;
-        }
-        c.positive("reaction.max_growth_step", s.reaction.max_growth_step)?;
-        if !(0.0..=1.0).contains(&s.reaction.resample_ess) {
-            return Err(c.err(
-                "reaction.resample_ess",
-                format!("must be in [0, 1], got {}", s.reaction.resample_ess),
-            ));
-        }
-        if s.reaction.max_particles == Some(0) {
-            return Err(c.err("reaction.max_particles", "must be ≥ 1, got 0"));
         }
         c.count("report.every", s.report.every)?;
         c.count("report.snapshot_particles", s.report.snapshot_particles)?;
@@ -223,18 +216,11 @@ impl Scenario {
         Ok(())
     }
 
-    /// The scenario's dimension (from the source).
-    pub fn dim(&self) -> Result<usize, Error> {
-        let c = self.check();
-        let d = match declared_dim(&self.spec.source) {
-            Some(d) => d,
-            None => match &self.spec.source {
-                dist @ Distribution::Csv { .. } => read_csv_cloud(&c, "source", &self.base_dir(), dist)?.dim,
-                _ => 0,
-            },
-        };
+    /// The scenario's dimension: the source's, declared or (CSV) that of its `rows`.
+    fn dim(&self, rows: Option<&Cloud>) -> Result<usize, ConfigError> {
+        let d = declared_dim(&self.spec.source).or(rows.map(|r| r.dim)).unwrap_or(0);
         if d == 0 {
-            return Err(c.err("source", "has dimension 0").into());
+            return Err(self.check().err("source", "has dimension 0"));
         }
         Ok(d)
     }
@@ -257,17 +243,22 @@ impl Scenario {
         Ok(())
     }
 
-    /// Validate everything against the data and build the simulation.
+    /// Validate everything against the data and build the simulation. A CSV source or target
+    /// is read here, once; the run needs nothing else from the files.
     pub fn build(&self) -> Result<Built, Error> {
         let c = self.check();
         let s = &self.spec;
-        let d = self.dim()?;
-        self.check_memory(d)?;
         let base = self.base_dir();
+        let rows = read_rows(&c, "source", &base, &s.source)?;
+        let d = self.dim(rows.as_ref())?;
+        self.check_memory(d)?;
         let seed = s.meta.seed;
-        let source = sample_distribution(&c, "source", &s.source, d, seed, 0, &base)?;
+        let source = sample_distribution(&c, "source", &s.source, rows, d, seed, 0)?;
         let target = match &s.target {
-            Some(t) => Some(sample_distribution(&c, "target", t, d, seed, 1, &base)?),
+            Some(t) => {
+                let rows = read_rows(&c, "target", &base, t)?;
+                Some(sample_distribution(&c, "target", t, rows, d, seed, 1)?)
+            }
             None => None,
         };
         let mut resolved = s.clone();
@@ -309,30 +300,14 @@ impl Scenario {
         }
         resolved.report.metrics = Some(names);
         resolved.report.mmd_bandwidth = bandwidth;
-        let n0 = source.len();
-        let reaction = Reaction {
-            kind: match s.reaction.kind {
-                ReactionType::None => ReactionKind::None,
-                ReactionType::Weights => ReactionKind::Weights,
-                ReactionType::BirthDeath => ReactionKind::BirthDeath,
-            },
-            conserve: s.reaction.conserve,
-            max_growth_step: s.reaction.max_growth_step,
-            max_particles: s.reaction.max_particles.unwrap_or(100 * n0),
-            resample_ess: s.reaction.resample_ess,
-        };
+        let reaction = s.reaction.check(&c, source.len())?;
         resolved.reaction.max_particles = Some(reaction.max_particles);
         let mut sim = Simulation::new(
             Particles::from_cloud(&source),
             target.clone().unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
             field,
             reaction,
-            TimeCfg {
-                dt: s.time.dt,
-                steps: s.time.steps,
-                noise: s.time.noise,
-                max_displacement: s.time.max_displacement,
-            },
+            self.time.clone(),
             seed,
         );
         sim.metrics = ms;
@@ -371,8 +346,11 @@ pub fn median_distance(c: &Cloud) -> f64 {
 /// What building a field needs besides its own spec.
 #[derive(Debug, Clone, Copy)]
 pub struct FieldCtx<'a> {
+    /// Dimension of the scenario.
     pub dim: usize,
+    /// The target, if the scenario has one.
     pub target: Option<&'a Cloud>,
+    /// Seed of the field's random streams.
     pub seed: u64,
     /// `reaction.conserve` (the default of a field's own `conserve`).
     pub conserve: bool,
@@ -422,20 +400,15 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
         }
         FieldSpec::SobolevFisher { features, bandwidth, alpha, ridge, conserve, resolve_every } => {
             let target = cx.target.ok_or_else(|| c.err(path, "sobolev_fisher needs a [target]"))?;
-            c.count(&key("features"), *features)?;
-            c.positive(&key("bandwidth"), *bandwidth)?;
-            c.non_negative(&key("alpha"), *alpha)?;
-            c.positive(&key("ridge"), *ridge)?;
-            c.count(&key("resolve_every"), *resolve_every)?;
-            let conserve = *conserve.get_or_insert(cx.conserve);
             let cfg = SobolevFisherCfg {
                 features: *features,
                 bandwidth: *bandwidth,
                 alpha: *alpha,
                 ridge: *ridge,
-                conserve,
+                conserve: *conserve.get_or_insert(cx.conserve),
                 resolve_every: *resolve_every,
             };
+            cfg.check().map_err(c.at(path))?;
             let field =
                 SobolevFisher::new(cfg, d, target, cx.seed).map_err(|e| c.err(path, e.to_string()))?;
             Box::new(field)
@@ -444,34 +417,28 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             if cx.target.is_none() {
                 return Err(c.err(path, "wfr needs a [target]").into());
             }
-            c.non_negative(&key("alpha"), *alpha)?;
-            c.positive(&key("tol"), *tol)?;
-            c.count(&key("max_iter"), *max_iter)?;
             let energy = match energy {
-                WfrEnergy::Mmd => {
-                    let s = bandwidth.ok_or_else(|| {
+                WfrEnergy::Mmd => Energy::Mmd {
+                    bandwidth: bandwidth.ok_or_else(|| {
                         c.err(&key("bandwidth"), "missing: energy = \"mmd\" needs a bandwidth")
-                    })?;
-                    c.positive(&key("bandwidth"), s)?;
-                    Energy::Mmd { bandwidth: s }
-                }
-                WfrEnergy::Sinkhorn => {
-                    let eps = blur.ok_or_else(|| {
+                    })?,
+                },
+                WfrEnergy::Sinkhorn => Energy::Sinkhorn {
+                    eps: blur.ok_or_else(|| {
                         c.err(&key("blur"), "missing: energy = \"sinkhorn\" needs a blur ε")
-                    })?;
-                    c.positive(&key("blur"), eps)?;
-                    if let Some(r) = reach {
-                        c.positive(&key("reach"), *r)?;
-                    }
-                    Energy::Sinkhorn { eps, rho: *reach }
-                }
+                    })?,
+                    rho: *reach,
+                },
             };
-            let conserve = *conserve.get_or_insert(cx.conserve);
-            let growth = if conserve { Growth::Conserving } else { Growth::Free };
-            let mut field = WfrField::new(energy, growth, *alpha).map_err(|e| c.err(path, e.to_string()))?;
-            field.solver.tol = *tol;
-            field.solver.max_iter = *max_iter;
-            Box::new(field)
+            let growth = if *conserve.get_or_insert(cx.conserve) { Growth::Conserving } else { Growth::Free };
+            let solver = SolverCfg { tol: *tol, max_iter: *max_iter, ..SolverCfg::default() };
+            WfrField::check(energy, growth, *alpha).map_err(c.at(path))?;
+            solver.check().map_err(c.at(path))?;
+            Box::new(
+                WfrField::new(energy, growth, *alpha)
+                    .map_err(|e| c.err(path, e.to_string()))?
+                    .with_solver(solver),
+            )
         }
     })
 }

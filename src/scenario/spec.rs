@@ -2,6 +2,9 @@
 //! validation: every check names the key path and the offending value.
 
 use crate::error::ConfigError;
+use crate::param::{self, ParamError};
+use crate::reaction::{Reaction, ReactionKind};
+use crate::stepper::TimeCfg;
 use serde::{Deserialize, Serialize};
 
 fn one() -> f64 {
@@ -15,25 +18,35 @@ fn yes() -> bool {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSpec {
+    /// `[meta]`: name, seed, description.
     pub meta: Meta,
+    /// `[source]`: the initial particles.
     pub source: Distribution,
+    /// `[target]`: the target measure, if any.
     #[serde(default)]
     pub target: Option<Distribution>,
+    /// `[field]`: velocity and growth.
     pub field: FieldSpec,
+    /// `[reaction]`.
     #[serde(default)]
     pub reaction: ReactionSpec,
+    /// `[time]`.
     pub time: TimeSpec,
+    /// `[report]`: metrics, snapshots, plots, checkpoints.
     #[serde(default)]
     pub report: ReportSpec,
 }
 
+/// The `[meta]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Meta {
     /// Run name: the output folder is `output/<name>/`.
     pub name: String,
+    /// Seed of every random stream.
     #[serde(default)]
     pub seed: u64,
+    /// Free text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
@@ -42,7 +55,9 @@ pub struct Meta {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(untagged)]
 pub enum Std {
+    /// The same std on every axis.
     Scalar(f64),
+    /// One std per axis.
     PerAxis(Vec<f64>),
 }
 
@@ -50,9 +65,12 @@ pub enum Std {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Component {
+    /// Mean (one entry per coordinate).
     pub mean: Vec<f64>,
+    /// Standard deviation (or give `cov`).
     #[serde(default)]
     pub std: Option<Std>,
+    /// Covariance matrix (or give `std`).
     #[serde(default)]
     pub cov: Option<Vec<Vec<f64>>>,
     /// Relative weight of the component.
@@ -66,19 +84,27 @@ pub struct Component {
 pub enum Distribution {
     /// `N(mean, std²I)` (or per-axis std, or a full covariance `cov`).
     Gaussian {
+        /// Sample count.
         n: usize,
+        /// Mean.
         mean: Vec<f64>,
+        /// Standard deviation (or give `cov`).
         #[serde(default)]
         std: Option<Std>,
+        /// Covariance matrix (or give `std`).
         #[serde(default)]
         cov: Option<Vec<Vec<f64>>>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
     /// A mixture of Gaussians, components chosen with probability ∝ weight.
     Mixture {
+        /// Sample count.
         n: usize,
+        /// The Gaussians.
         components: Vec<Component>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
@@ -86,22 +112,33 @@ pub enum Distribution {
     /// in the first two coordinates; sample `j` belongs to component `j mod k`. Optional
     /// `weight_gradient` `γ`: sample weights ∝ `exp(γ x₁)` (a target with non-uniform weights).
     RingOfGaussians {
+        /// Sample count.
         n: usize,
+        /// Number of Gaussians.
         k: usize,
+        /// Radius of the circle of centres.
         radius: f64,
+        /// Standard deviation of each Gaussian.
         std: f64,
+        /// Centre of the circle (default: the origin).
         #[serde(default)]
         center: Option<Vec<f64>>,
+        /// Weight gradient `γ` (0: equal weights).
         #[serde(default)]
         weight_gradient: f64,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
     /// Uniform in the box `[low, high]`.
     Uniform {
+        /// Sample count.
         n: usize,
+        /// Lower corner.
         low: Vec<f64>,
+        /// Upper corner.
         high: Vec<f64>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
     },
@@ -110,21 +147,28 @@ pub enum Distribution {
     /// Coordinates are `x1..xd`, or the columns named in `columns`; `ignore_columns` are
     /// skipped; any other column without a role is an error (src/data.rs).
     Csv {
+        /// The CSV file, relative to the scenario file.
         path: String,
+        /// Rows with this time value (absent: all rows).
         #[serde(default)]
         time: Option<f64>,
+        /// Draw this many rows without replacement (absent: all).
         #[serde(default)]
         n: Option<usize>,
+        /// Total mass.
         #[serde(default = "one")]
         mass: f64,
+        /// Coordinate columns (default: `x1..xd`).
         #[serde(default)]
         columns: Option<Vec<String>>,
+        /// Columns to skip.
         #[serde(default)]
         ignore_columns: Vec<String>,
     },
 }
 
 impl Distribution {
+    /// The `type` key of this distribution.
     pub fn type_name(&self) -> &'static str {
         match self {
             Distribution::Gaussian { .. } => "gaussian",
@@ -143,22 +187,46 @@ pub enum FieldSpec {
     /// No motion, no growth.
     Zero,
     /// Ornstein–Uhlenbeck drift `u = −θ(x − m)`.
-    Ou { theta: f64, mean: Vec<f64> },
+    Ou {
+        /// Rate `θ ≥ 0`.
+        theta: f64,
+        /// Mean `m`.
+        mean: Vec<f64>,
+    },
     /// `g = rate`.
-    ConstantGrowth { rate: f64 },
+    ConstantGrowth {
+        /// The rate.
+        rate: f64,
+    },
     /// `g = rate + slope·x`.
-    AffineGrowth { rate: f64, slope: Vec<f64> },
+    AffineGrowth {
+        /// Constant part.
+        rate: f64,
+        /// Slope (one per coordinate).
+        slope: Vec<f64>,
+    },
     /// `u = −∇V`, `V = ½ stiffness |x − center|²`.
-    Quadratic { stiffness: f64, center: Vec<f64> },
+    Quadratic {
+        /// Stiffness ≥ 0.
+        stiffness: f64,
+        /// Centre.
+        center: Vec<f64>,
+    },
     /// `u = −∇V`, `V = height ((x₁² − a²)/a²)² + ½ stiffness Σ_{k≥2} x_k²`, `a = separation`.
     DoubleWell {
+        /// Barrier height.
         height: f64,
+        /// Half distance `a` between the wells.
         separation: f64,
+        /// Stiffness of the other coordinates.
         #[serde(default = "one")]
         stiffness: f64,
     },
     /// A sum of fields.
-    Sum { terms: Vec<FieldSpec> },
+    Sum {
+        /// The fields summed.
+        terms: Vec<FieldSpec>,
+    },
     /// The kernel Sobolev–Fisher critic of Unbalanced Sobolev Descent (SPEC §2.1).
     SobolevFisher {
         /// Random Fourier features `m`.
@@ -182,6 +250,7 @@ pub enum FieldSpec {
     /// Wasserstein–Fisher–Rao gradient flow of an energy (SPEC §2.2): `u = −∇φ`, `g = −α φ`
     /// (free) or `−α(φ − φ̄)` (conserving).
     Wfr {
+        /// `mmd` or `sinkhorn`.
         energy: WfrEnergy,
         /// MMD kernel bandwidth `s` (energy = "mmd").
         #[serde(default)]
@@ -201,6 +270,7 @@ pub enum FieldSpec {
         /// Sinkhorn solves: tolerance on the relative marginal error and iteration cap.
         #[serde(default = "wfr_tol")]
         tol: f64,
+        /// Iteration cap of each solve.
         #[serde(default = "wfr_iter")]
         max_iter: usize,
     },
@@ -233,20 +303,13 @@ fn one_usize() -> usize {
     1
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ReactionType {
-    #[default]
-    None,
-    Weights,
-    BirthDeath,
-}
-
+/// The `[reaction]` table: the parameters of [`Reaction`], validated by [`ReactionSpec::check`].
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReactionSpec {
+    /// Which reaction (`none`, `weights`, `birth_death`).
     #[serde(rename = "type", default)]
-    pub kind: ReactionType,
+    pub kind: ReactionKind,
     /// Keep the total mass fixed (and, for birth–death, the particle count).
     #[serde(default)]
     pub conserve: bool,
@@ -264,7 +327,7 @@ pub struct ReactionSpec {
 impl Default for ReactionSpec {
     fn default() -> Self {
         Self {
-            kind: ReactionType::None,
+            kind: ReactionKind::None,
             conserve: false,
             max_growth_step: 1.0,
             max_particles: None,
@@ -273,10 +336,36 @@ impl Default for ReactionSpec {
     }
 }
 
+impl ReactionSpec {
+    /// The validated reaction; `max_particles` defaults to 100 × the initial count `n0`.
+    pub fn check(&self, c: &Check, n0: usize) -> Result<Reaction, ConfigError> {
+        c.positive("reaction.max_growth_step", self.max_growth_step)?;
+        if !(0.0..=1.0).contains(&self.resample_ess) {
+            return Err(
+                c.err("reaction.resample_ess", format!("must be in [0, 1], got {}", self.resample_ess))
+            );
+        }
+        if let Some(m) = self.max_particles {
+            c.count("reaction.max_particles", m)?;
+        }
+        Ok(Reaction {
+            kind: self.kind,
+            conserve: self.conserve,
+            max_growth_step: self.max_growth_step,
+            max_particles: self.max_particles.unwrap_or(100 * n0),
+            resample_ess: self.resample_ess,
+        })
+    }
+}
+
+/// The `[time]` table: the parameters of [`TimeCfg`] (validated by [`TimeSpec::check`]) and
+/// strict mode.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeSpec {
+    /// Step `dt`.
     pub dt: f64,
+    /// Step cap.
     pub steps: usize,
     /// Noise amplitude σ of `dX = u dt + σ dW`.
     #[serde(default)]
@@ -290,6 +379,24 @@ pub struct TimeSpec {
     pub strict: bool,
 }
 
+impl TimeSpec {
+    /// The validated time parameters of the run.
+    pub fn check(&self, c: &Check) -> Result<TimeCfg, ConfigError> {
+        c.positive("time.dt", self.dt)?;
+        c.non_negative("time.noise", self.noise)?;
+        if let Some(v) = self.max_displacement {
+            c.positive("time.max_displacement", v)?;
+        }
+        Ok(TimeCfg {
+            dt: self.dt,
+            steps: self.steps,
+            noise: self.noise,
+            max_displacement: self.max_displacement,
+        })
+    }
+}
+
+/// The `[report]` table.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSpec {
@@ -343,41 +450,38 @@ impl Default for ReportSpec {
 /// The metric names a scenario may ask for.
 pub const METRICS: [&str; 6] = ["mmd", "mmd_normalized", "mass", "n", "ess", "mean"];
 
-/// Validation helpers: each returns a [`ConfigError`] naming `file` and `path`.
+/// Validation helpers: the rules of [`crate::param`], each error a [`ConfigError`] naming
+/// `file` and the key path.
 pub struct Check<'a> {
+    /// The scenario file, as messages name it.
     pub file: &'a str,
 }
 
 impl Check<'_> {
+    /// An error at key path `path`.
     pub fn err(&self, path: &str, msg: impl Into<String>) -> ConfigError {
         ConfigError::new(self.file, path, msg)
     }
+    /// A [`ParamError`] of the table at `prefix` as an error of this file.
+    pub fn at(&self, prefix: &str) -> impl Fn(ParamError) -> ConfigError + '_ {
+        let prefix = prefix.to_string();
+        move |e| e.within(self.file, &prefix)
+    }
+    /// [`param::positive`].
     pub fn positive(&self, path: &str, v: f64) -> Result<(), ConfigError> {
-        if v.is_finite() && v > 0.0 {
-            Ok(())
-        } else {
-            Err(self.err(path, format!("must be > 0, got {v}")))
-        }
+        param::positive(path, v).map_err(self.at(""))
     }
+    /// [`param::non_negative`].
     pub fn non_negative(&self, path: &str, v: f64) -> Result<(), ConfigError> {
-        if v.is_finite() && v >= 0.0 {
-            Ok(())
-        } else {
-            Err(self.err(path, format!("must be ≥ 0, got {v}")))
-        }
+        param::non_negative(path, v).map_err(self.at(""))
     }
+    /// [`param::finite`].
     pub fn finite(&self, path: &str, v: &[f64]) -> Result<(), ConfigError> {
-        match v.iter().position(|x| !x.is_finite()) {
-            Some(i) => Err(self.err(path, format!("entry {i} is not finite ({})", v[i]))),
-            None => Ok(()),
-        }
+        param::finite(path, v).map_err(self.at(""))
     }
+    /// [`param::count`].
     pub fn count(&self, path: &str, n: usize) -> Result<(), ConfigError> {
-        if n == 0 {
-            Err(self.err(path, "must be ≥ 1, got 0"))
-        } else {
-            Ok(())
-        }
+        param::count(path, n).map_err(self.at(""))
     }
     /// A vector of dimension `d`.
     pub fn dim(&self, path: &str, v: &[f64], d: usize) -> Result<(), ConfigError> {
