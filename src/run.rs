@@ -152,20 +152,25 @@ fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result
     let mut sc = scs.into_iter().next().expect("a resolved scenario has one variant");
     sc.label = label.map(str::to_string);
     let Built { mut sim, resolved, .. } = sc.build()?;
-    if ck.particles.dim != sim.particles.dim {
-        return Err(ConfigError::new(
-            tmp.join(ck_file).display().to_string(),
-            "(resume)",
-            "checkpoint dimension does not match the scenario",
-        )
-        .into());
+    let mismatch = if ck.particles.dim != sim.particles.dim {
+        Some(format!(
+            "checkpoint dimension {} does not match the scenario's {}",
+            ck.particles.dim, sim.particles.dim
+        ))
+    } else if ck.seed != sim.seed {
+        Some(format!("checkpoint seed {} does not match the scenario's {}", ck.seed, sim.seed))
+    } else {
+        None
+    };
+    if let Some(why) = mismatch {
+        return Err(ConfigError::new(tmp.join(ck_file).display().to_string(), "(resume)", why).into());
     }
     sim.particles = ck.particles.clone();
     sim.step = ck.step;
     sim.guards = ck.guards.clone();
     sim.last_metrics = ck.last_metrics.clone();
     sim.last_metrics_step = ck.step;
-    sim.field.restore_state(&ck.field_state)?;
+    sim.field.restore_state(ck.field_state.clone())?;
     execute(sim, &resolved.report, &tmp, target, Some(&ck), &title(&sc), opts, guard)
 }
 
@@ -376,6 +381,7 @@ fn execute(
     observers.push(Box::new(CheckpointWriter {
         dir: tmp.to_path_buf(),
         files: CSVS.iter().map(|s| s.to_string()).collect(),
+        seed: sim.seed,
     }));
     let summary = sim.run(&mut observers)?;
     drop(observers);
