@@ -533,12 +533,11 @@ fn resolve_every_keeps_the_critic_between_solves() {
 /// until its next scheduled solve, with the same bits as the field that saved it.
 #[test]
 fn saved_critic_restores_into_a_fresh_field() {
-    let d = 2;
-    let source = Cloud::uniform(d, gaussian(100, &[0.0, 0.0], 0.15, 103), 1.0);
-    let target = Cloud::uniform(d, gaussian(100, &[0.3, 0.0], 0.15, 104), 1.0);
+    let [source, target] = [(0.0, 103), (0.3, 104)]
+        .map(|(m, seed)| Cloud::uniform(2, gaussian(100, &[m, 0.0], 0.15, seed), 1.0));
     let cfg = SobolevFisherCfg { features: 32, bandwidth: 0.2, resolve_every: 3, ..Default::default() };
-    let mut f = SobolevFisher::new(cfg.clone(), d, &target, 1).unwrap();
-    let mut g = SobolevFisher::new(cfg.clone(), d, &target, 1).unwrap();
+    let field = |cfg: &SobolevFisherCfg| SobolevFisher::new(cfg.clone(), 2, &target, 1).unwrap();
+    let (mut f, mut g) = (field(&cfg), field(&cfg));
     assert_eq!(f.save_state(), FieldState::None);
     f.prepare(&ctx(4, &source.x, &source.w, &target)).unwrap();
     let state = f.save_state();
@@ -547,8 +546,7 @@ fn saved_critic_restores_into_a_fresh_field() {
     // Step 5 is not due (solved at 4, every 3): the restored critic is used as it is.
     g.prepare(&ctx(5, &source.x, &source.w, &target)).unwrap();
     assert_eq!((g.solved_at(), g.beta()), (Some(4), f.beta()));
-    let other = SobolevFisherCfg { features: 16, ..cfg };
-    let e = SobolevFisher::new(other, d, &target, 1).unwrap().restore_state(state).unwrap_err();
+    let e = field(&SobolevFisherCfg { features: 16, ..cfg }).restore_state(state).unwrap_err();
     assert_eq!(e.to_string(), "sobolev_fisher: saved critic has 32 values, expected 16");
 }
 
