@@ -22,7 +22,7 @@
 //! [`redraw`] (`advreact plot DIR`) draws the figures of a finished run or variant top folder
 //! again, with the same titles, so the same bytes.
 
-use crate::data::write_cloud;
+use crate::data::{csv_field, write_cloud, CsvReader};
 use crate::error::{ConfigError, Error};
 use crate::observe::{
     Checkpoint, CheckpointWriter, CsvSink, LineageCsv, MetricsCsv, Observer, ProgressBar, SnapshotsCsv,
@@ -441,9 +441,9 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
     for (label, run) in runs {
         let p = run.join("metrics.csv");
         let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-        let mut lines = text.lines();
-        let h = lines.next().unwrap_or_default().to_string();
-        let cols: Vec<&str> = h.split(',').collect();
+        let reader = CsvReader::new(&p, &text)?;
+        let cols: Vec<String> = reader.as_ref().map(|r| r.header().to_vec()).unwrap_or_default();
+        let h = join_fields(&cols);
         if header.as_ref().is_some_and(|x| *x != h) {
             return Err(Error::io(
                 &p,
@@ -454,16 +454,16 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
             .get_or_insert_with(|| {
                 ["mmd", "mmd_normalized", "mass"]
                     .into_iter()
-                    .find(|m| cols.contains(m))
+                    .find(|m| cols.iter().any(|c| c == m))
                     .unwrap_or("step")
                     .to_string()
             })
             .clone();
         let k = cols.iter().position(|c| *c == col).unwrap_or(0);
         let mut pts = Vec::new();
-        for l in lines {
-            rows.push(format!("{label},{l}"));
-            let f: Vec<&str> = l.split(',').collect();
+        for row in reader.into_iter().flatten() {
+            let f = row?.fields;
+            rows.push(format!("{label},{}", join_fields(&f)));
             if let (Some(step), Some(v)) = (f.first(), f.get(k)) {
                 if let (Ok(a), Ok(b)) = (step.parse::<f64>(), v.parse::<f64>()) {
                     pts.push((a, b));
@@ -475,6 +475,11 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
     }
     let csv = format!("variant,{}\n{}\n", header.unwrap_or_default(), rows.join("\n"));
     Ok(Comparison { csv, col: plotted.unwrap_or_default(), series })
+}
+
+/// CSV fields joined into a line (quoted where needed: [`csv_field`]).
+fn join_fields(f: &[String]) -> String {
+    f.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(",")
 }
 
 /// `advreact plot DIR` for a `run` output folder: redraw the figures of a run folder

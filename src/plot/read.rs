@@ -1,12 +1,15 @@
 //! Readers for a run folder's CSV files: `metrics.csv`, `snapshots.csv` (with ids and parents,
-//! which [`crate::data::parse_snapshot`] ignores) and the optional `target.csv`.
+//! which [`crate::data::parse_snapshot`] ignores) and the optional `target.csv`. The CSV itself
+//! is read by [`crate::data::CsvReader`], the crate's one CSV reader; this module gives the
+//! columns their meaning.
 
 use super::PlotError;
-use crate::data::parse_snapshot;
+use crate::data::{parse_snapshot, CsvReader};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A raw CSV: lower-cased, trimmed header and the non-blank rows with their 1-based line numbers.
+/// A run folder's CSV, read by the crate's one reader ([`CsvReader`]): the lower-cased header
+/// and the non-blank rows with their 1-based line numbers.
 struct Csv {
     file: PathBuf,
     header: Vec<String>,
@@ -14,43 +17,20 @@ struct Csv {
 }
 
 fn read_text(path: &Path) -> Result<String, PlotError> {
-    std::fs::read_to_string(path).map_err(|source| PlotError::Read { file: path.to_path_buf(), source })
+    Ok(crate::data::read_text(path)?)
 }
 
+/// `text` (the contents of `path`) as a [`Csv`]; an empty header when it has no line. Every
+/// header column needs a name.
 fn parse_csv(path: &Path, text: &str) -> Result<Csv, PlotError> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((h0, header)) = lines.next() else {
+    let Some(reader) = CsvReader::new(path, text)? else {
         return Ok(Csv { file: path.to_path_buf(), header: vec![], rows: vec![] });
     };
-    let header: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
-    for (k, c) in header.iter().enumerate() {
-        if c.is_empty() {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: h0 + 1,
-                msg: format!("header column {} is empty", k + 1),
-            });
-        }
-        if header[..k].contains(c) {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: h0 + 1,
-                msg: format!("header repeats column '{c}'"),
-            });
-        }
+    let header: Vec<String> = reader.header().iter().map(|c| c.to_ascii_lowercase()).collect();
+    if let Some(k) = header.iter().position(|c| c.is_empty()) {
+        return Err(reader.error(reader.header_line(), format!("header column {} is empty", k + 1)).into());
     }
-    let mut rows = Vec::new();
-    for (i, l) in lines {
-        let fields: Vec<String> = l.split(',').map(|f| f.trim().to_string()).collect();
-        if fields.len() != header.len() {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: i + 1,
-                msg: format!("{} fields, the header has {}", fields.len(), header.len()),
-            });
-        }
-        rows.push((i + 1, fields));
-    }
+    let rows = reader.map(|r| r.map(|r| (r.line, r.fields))).collect::<Result<_, _>>()?;
     Ok(Csv { file: path.to_path_buf(), header, rows })
 }
 
