@@ -135,7 +135,9 @@ fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result
     let ck_file = crate::observe::checkpoint::FILE;
     if !tmp.join(ck_file).exists() {
         if dir.join(ck_file).exists() {
-            // An interrupted run: its folder was completed; reopen it.
+            // An interrupted run: its folder was completed; reopen it (once its checkpoint reads:
+            // an unreadable one leaves the folder where it is).
+            Checkpoint::read(dir)?;
             target.reopen()?;
         } else {
             let why = if dir.join("summary.json").exists() {
