@@ -254,7 +254,7 @@ pub(crate) fn read_samples(path: &Path) -> Result<Option<Samples>, PlotError> {
         return Ok(None);
     }
     let text = read_text(path)?;
-    if text.lines().filter(|l| !l.trim().is_empty()).count() <= 1 {
+    if CsvReader::new(path, &text)?.is_none_or(|mut rows| rows.next().is_none()) {
         return Ok(None);
     }
     let t = parse_snapshot(path, &text)?;
@@ -285,6 +285,26 @@ mod tests {
         assert!(e.contains("s.csv") && e.contains("line 2"), "{e}");
         std::fs::write(&p, "").unwrap();
         assert!(read_snapshots(&p).unwrap_err().to_string().contains("empty"));
+    }
+
+    /// `target.csv` is optional: absent, empty or header-only is no target; rows are samples.
+    #[test]
+    fn samples_are_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("target.csv");
+        assert!(read_samples(&p).unwrap().is_none());
+        for empty in ["", "\n \n", "time,x1,w\n\n"] {
+            std::fs::write(&p, empty).unwrap();
+            assert!(read_samples(&p).unwrap().is_none(), "{empty:?}");
+        }
+        std::fs::write(&p, "\"time\",\"x1\",\"w\"\r\n0,1.5,2\r\n").unwrap();
+        let s = read_samples(&p).unwrap().unwrap();
+        assert_eq!((s.dim, s.x, s.w, s.time), (1, vec![1.5], vec![2.0], Some(vec![0.0])));
+        std::fs::write(&p, "time,x1,w\n0,1\n").unwrap();
+        assert_eq!(
+            read_samples(&p).unwrap_err().to_string(),
+            format!("{}: line 2: 2 fields, the header has 3", p.display())
+        );
     }
 
     #[test]
