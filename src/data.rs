@@ -1,4 +1,5 @@
-//! Snapshot files: CSV with a header, one row per point, read by ONE reader for every command
+//! Data files: the crate's one CSV reader ([`CsvReader`], on the `csv` crate), and snapshot
+//! tables on it: CSV with a header, one row per point, read the same way by every command
 //! (`compare`, `uot`, `infer`, `forward`, `fates`, the scenario `csv` source, the plot readers).
 //!
 //! Every column has a role; none is guessed ([`ColumnSpec`]):
@@ -14,9 +15,10 @@
 //! - columns named in `--ignore-columns` (scenario key `ignore_columns`): skipped.
 //!
 //! Any other column is an error that names it and the fix. Fields may be quoted (`"time","x1"`,
-//! `"1.5"`; `""` inside quotes is a quote), as R's `write.csv` writes them. Every problem is a
-//! one-line error naming the file and line: ragged rows, non-numbers, NaN or infinities, negative
-//! weights, unterminated quotes, a missing or empty time selection.
+//! `"1.5"`; `""` inside quotes is a quote), as R's `write.csv` writes them. Numbers are the
+//! field's text through `str::parse::<f64>`. Every problem is a one-line error naming the file
+//! and line: ragged rows (an unterminated quote makes one), non-numbers, NaN or infinities,
+//! negative weights, a missing or empty time selection.
 
 use crate::error::DataError;
 use crate::particles::Cloud;
@@ -54,7 +56,9 @@ impl Default for ColumnSpec {
 /// A parsed snapshot table.
 #[derive(Debug, Clone)]
 pub struct SnapshotTable {
+    /// The file the table was read from (named in errors).
     pub file: PathBuf,
+    /// The number of coordinate columns.
     pub dim: usize,
     /// Coordinate column names.
     pub coords: Vec<String>,
@@ -78,9 +82,11 @@ const ID: &str = "id";
 const BOOKKEEPING: [&str; 4] = ["step", "parent", "source_id", "target_id"];
 
 impl SnapshotTable {
+    /// The number of rows.
     pub fn len(&self) -> usize {
         self.x.len() / self.dim
     }
+    /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
         self.x.is_empty()
     }
@@ -155,7 +161,9 @@ impl SnapshotTable {
 /// (`--normalize`; unit-weight snapshots of different sizes then become probability measures).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Selection {
+    /// The time of the rows used (`None`: all rows, when the file has at most one time).
     pub time: Option<f64>,
+    /// Scale the weights to total mass 1.
     pub normalize: bool,
 }
 
@@ -173,48 +181,120 @@ fn fmt_list(v: &[f64]) -> String {
     }
 }
 
-/// Split one CSV line into fields, unquoting `"…"` fields (`""` inside quotes is a quote).
-pub(crate) fn split_fields(line: &str) -> Result<Vec<String>, String> {
-    let mut fields = Vec::new();
-    let mut chars = line.chars().peekable();
-    loop {
-        let mut f = String::new();
-        while chars.peek().is_some_and(|c| *c == ' ' || *c == '\t') {
-            chars.next();
+/// The crate's one CSV reader, on the `csv` crate: every CSV file the crate reads goes through
+/// it (snapshot tables here, a run folder's files in `plot`, the variants' `metrics.csv` of a
+/// comparison, a `fates` folder). The first non-blank record is the header; blank lines are
+/// skipped; fields are trimmed and unquoted (`"…"`, with `""` for a quote, as R's `write.csv`
+/// writes them; a quoted field may span lines); a UTF-8 byte-order mark is dropped. Errors are
+/// one line naming the file and the line: a header that repeats a column (ignoring ASCII case),
+/// a row with another number of fields than the header. Rows are checked as they are read, so a
+/// caller that parses each row in turn reports the first bad line of the file.
+pub struct CsvReader<'a> {
+    file: &'a Path,
+    text: &'a str,
+    records: csv::StringRecordsIntoIter<&'a [u8]>,
+    header: Vec<String>,
+    header_line: usize,
+    /// `(byte, line)`: the 1-based line at a byte offset of `text` (counted up to there).
+    at: (usize, usize),
+}
+
+/// One data row of a [`CsvReader`]: its 1-based line in the file and its trimmed fields (as many
+/// as the header has).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvRow {
+    /// The line the row starts on.
+    pub line: usize,
+    /// The row's fields, unquoted and trimmed.
+    pub fields: Vec<String>,
+}
+
+impl<'a> CsvReader<'a> {
+    /// Read the header of `text`, the contents of `file` (named in errors); `None` when the text
+    /// has no non-blank line.
+    pub fn new(file: &'a Path, text: &'a str) -> Result<Option<Self>, DataError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let records = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(text.as_bytes())
+            .into_records();
+        let mut r = Self { file, text, records, header: Vec::new(), header_line: 0, at: (0, 1) };
+        let Some(h) = r.record()? else {
+            return Ok(None);
+        };
+        let lower: Vec<String> = h.fields.iter().map(|c| c.to_ascii_lowercase()).collect();
+        if let Some(c) = lower.iter().enumerate().find_map(|(k, c)| lower[..k].contains(c).then_some(c)) {
+            return Err(r.error(h.line, format!("header repeats column '{c}'")));
         }
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next() {
-                    Some('"') if chars.peek() == Some(&'"') => {
-                        chars.next();
-                        f.push('"');
-                    }
-                    Some('"') => break,
-                    Some(c) => f.push(c),
-                    None => return Err(format!("field {}: unterminated quote", fields.len() + 1)),
-                }
-            }
-            while chars.peek().is_some_and(|c| *c != ',') {
-                let c = chars.next().unwrap_or(' ');
-                if !c.is_whitespace() {
-                    return Err(format!("field {}: text after the closing quote", fields.len() + 1));
-                }
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
-                    break;
-                }
-                f.push(c);
-                chars.next();
-            }
-        }
-        fields.push(f.trim().to_string());
-        if chars.next().is_none() {
-            return Ok(fields);
-        }
+        (r.header, r.header_line) = (h.fields, h.line);
+        Ok(Some(r))
     }
+
+    /// The header's columns, trimmed (no two equal ignoring ASCII case).
+    pub fn header(&self) -> &[String] {
+        &self.header
+    }
+
+    /// The header's 1-based line.
+    pub fn header_line(&self) -> usize {
+        self.header_line
+    }
+
+    /// A [`DataError::Parse`] at `line` of this file.
+    pub fn error(&self, line: usize, msg: String) -> DataError {
+        DataError::Parse { file: self.file.to_path_buf(), line, msg }
+    }
+
+    /// The next non-blank record, any length.
+    fn record(&mut self) -> Result<Option<CsvRow>, DataError> {
+        while let Some(r) = self.records.next() {
+            let r = r.map_err(|e| {
+                let line = e.position().map_or(self.at.1, |p| self.line_at(p.byte() as usize));
+                self.error(line, e.to_string())
+            })?;
+            if r.len() == 1 && r[0].trim().is_empty() {
+                continue;
+            }
+            let line = r.position().map_or(self.at.1, |p| self.line_at(p.byte() as usize));
+            return Ok(Some(CsvRow { line, fields: r.iter().map(|f| f.trim().to_string()).collect() }));
+        }
+        Ok(None)
+    }
+
+    /// The line of the record at byte `b`: the `csv` crate places a record where the previous one
+    /// ended, before the line breaks (and blank lines) between them.
+    fn line_at(&mut self, b: usize) -> usize {
+        let bytes = self.text.as_bytes();
+        let start =
+            b + bytes.get(b..).unwrap_or_default().iter().take_while(|c| matches!(c, b'\r' | b'\n')).count();
+        let (from, line) = self.at;
+        let start = start.max(from).min(bytes.len());
+        self.at = (start, line + bytes[from..start].iter().filter(|&&c| c == b'\n').count());
+        self.at.1
+    }
+}
+
+impl Iterator for CsvReader<'_> {
+    type Item = Result<CsvRow, DataError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let row = match self.record() {
+            Ok(row) => row?,
+            Err(e) => return Some(Err(e)),
+        };
+        let n = self.header.len();
+        Some(if row.fields.len() == n {
+            Ok(row)
+        } else {
+            Err(self.error(row.line, format!("{} fields, the header has {n}", row.fields.len())))
+        })
+    }
+}
+
+/// Read `path` whole (an unreadable file or one not UTF-8 is a [`DataError::Io`]).
+pub fn read_text(path: &Path) -> Result<String, DataError> {
+    std::fs::read_to_string(path).map_err(|e| DataError::Io { file: path.to_path_buf(), source: e })
 }
 
 /// The role of a column.
@@ -321,37 +401,25 @@ pub fn parse_snapshot(file: &Path, text: &str) -> Result<SnapshotTable, DataErro
 
 /// Parse a snapshot CSV from text with the column roles of `spec`.
 pub fn parse_snapshot_with(file: &Path, text: &str, spec: &ColumnSpec) -> Result<SnapshotTable, DataError> {
-    let perr = |line: usize, msg: String| DataError::Parse { file: file.to_path_buf(), line, msg };
-    // A UTF-8 byte-order mark (spreadsheet exports) is not part of the first column's name.
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((h0, header)) = lines.next() else {
+    let Some(reader) = CsvReader::new(file, text)? else {
         return Err(DataError::Invalid { file: file.to_path_buf(), msg: "is empty".into() });
     };
-    let cols: Vec<String> =
-        split_fields(header).map_err(|e| perr(h0 + 1, e))?.iter().map(|c| c.to_ascii_lowercase()).collect();
-    for (k, c) in cols.iter().enumerate() {
-        if cols[..k].contains(c) {
-            return Err(perr(h0 + 1, format!("header repeats column '{c}'")));
-        }
-    }
-    let roles = roles(&cols, spec).map_err(|e| perr(h0 + 1, e))?;
+    let cols: Vec<String> = reader.header().iter().map(|c| c.to_ascii_lowercase()).collect();
+    let roles = roles(&cols, spec).map_err(|e| reader.error(reader.header_line(), e))?;
     let d = roles.iter().filter(|r| matches!(r, Role::Coord(_))).count();
     let has = |r: Role| roles.contains(&r);
     let (mut x, mut time, mut w, mut id, mut labels, mut growth) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut pos = vec![0.0; d];
-    for (ln, l) in lines {
-        let fields = split_fields(l).map_err(|e| perr(ln + 1, e))?;
-        if fields.len() != cols.len() {
-            return Err(perr(ln + 1, format!("{} fields, the header has {}", fields.len(), cols.len())));
-        }
+    let perr = |line: usize, msg: String| DataError::Parse { file: file.to_path_buf(), line, msg };
+    for row in reader {
+        let CsvRow { line, fields } = row?;
         let num = |k: usize| -> Result<f64, DataError> {
             let f = &fields[k];
             let v: f64 =
-                f.parse().map_err(|_| perr(ln + 1, format!("column '{}': not a number: '{f}'", cols[k])))?;
+                f.parse().map_err(|_| perr(line, format!("column '{}': not a number: '{f}'", cols[k])))?;
             if !v.is_finite() {
-                return Err(perr(ln + 1, format!("column '{}': not finite: '{f}'", cols[k])));
+                return Err(perr(line, format!("column '{}': not finite: '{f}'", cols[k])));
             }
             Ok(v)
         };
@@ -362,7 +430,7 @@ pub fn parse_snapshot_with(file: &Path, text: &str, spec: &ColumnSpec) -> Result
                 Role::Weight => {
                     let v = num(k)?;
                     if v < 0.0 {
-                        return Err(perr(ln + 1, format!("column '{}': negative weight {v}", cols[k])));
+                        return Err(perr(line, format!("column '{}': negative weight {v}", cols[k])));
                     }
                     w.push(v);
                 }
@@ -403,9 +471,7 @@ pub fn read_snapshot(path: &Path) -> Result<SnapshotTable, DataError> {
 
 /// Read a snapshot CSV with the column roles of `spec`.
 pub fn read_snapshot_with(path: &Path, spec: &ColumnSpec) -> Result<SnapshotTable, DataError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| DataError::Io { file: path.to_path_buf(), source: e })?;
-    parse_snapshot_with(path, &text, spec)
+    parse_snapshot_with(path, &read_text(path)?, spec)
 }
 
 /// Write a weighted cloud as `time,x1..xd,w` (shortest round-trip numbers).
@@ -546,12 +612,39 @@ mod tests {
         assert!(e.contains("column 'x1' is not among --columns (b,a)"), "{e}");
     }
 
+    /// Errors name the line a row starts on, past blank lines, CRLF and multi-line quoted fields.
+    #[test]
+    fn reader_names_the_right_line() {
+        let e = |text: &str| parse(text).unwrap_err().to_string();
+        assert_eq!(
+            e("\u{feff}time,x1\r\n\r\n0,1\r\n  \n0,abc\n"),
+            "f.csv: line 5: column 'x1': not a number: 'abc'"
+        );
+        assert_eq!(e("\n\ntime,x1\n0,1,2\n"), "f.csv: line 4: 3 fields, the header has 2");
+        assert_eq!(
+            e("time,x1\n0,\"1\n\n2\"\n0,zz\n"),
+            "f.csv: line 2: column 'x1': not a number: '1\\n\\n2'"
+        );
+        assert_eq!(e("time,x1\n0,\"1\n\n2\",\n0,zz\n"), "f.csv: line 2: 3 fields, the header has 2");
+        assert_eq!(e("id,time,x1\n\"a\nb\",0,1\n0,0,zz\n"), "f.csv: line 4: column 'x1': not a number: 'zz'");
+        assert_eq!(e("time,X1,x1\n"), "f.csv: line 1: header repeats column 'x1'");
+        assert_eq!(e(" \n\r\n"), "f.csv: is empty");
+    }
+
     /// R's write.csv: quoted header, row names under "", quoted cells with doubled quotes.
     #[test]
     fn quoted_fields_and_row_names() {
-        assert_eq!(split_fields(r#""a","b ""q"", c",3"#).unwrap(), vec!["a", "b \"q\", c", "3"]);
-        assert_eq!(split_fields(r#""a,1"#).unwrap_err(), "field 1: unterminated quote");
-        assert_eq!(split_fields(r#""a"x,1"#).unwrap_err(), "field 1: text after the closing quote");
+        let rows = |text: &str| -> Result<Vec<Vec<String>>, String> {
+            let r = CsvReader::new(Path::new("f.csv"), text).map_err(|e| e.to_string())?.unwrap();
+            r.map(|row| row.map(|r| r.fields).map_err(|e| e.to_string())).collect()
+        };
+        assert_eq!(rows("h,i,j\n\"a\",\"b \"\"q\"\", c\",3\n").unwrap(), vec![vec!["a", "b \"q\", c", "3"]]);
+        // An unterminated quote runs to the end of the file: a row of too few fields.
+        assert_eq!(rows("h,i\n\"a,1\n2,3\n").unwrap_err(), "f.csv: line 2: 1 fields, the header has 2");
+        assert_eq!(
+            parse("x1\n\"1\"x\n").unwrap_err().to_string(),
+            "f.csv: line 2: column 'x1': not a number: '1x'"
+        );
         let t = parse("\"\",\"time\",\"x1\",\"id\"\n\"1\",0,\"1.5\",\"c,1\"\n").unwrap();
         assert_eq!((t.x.clone(), t.id.clone()), (vec![1.5], Some(vec!["c,1".to_string()])));
         assert_eq!(csv_field("c,1"), "\"c,1\"");

@@ -22,7 +22,7 @@
 //! [`redraw`] (`advreact plot DIR`) draws the figures of a finished run or variant top folder
 //! again, with the same titles, so the same bytes.
 
-use crate::data::write_cloud;
+use crate::data::{csv_field, write_cloud, CsvReader};
 use crate::error::{ConfigError, Error};
 use crate::observe::{
     Checkpoint, CheckpointWriter, CsvSink, LineageCsv, MetricsCsv, Observer, ProgressBar, SnapshotsCsv,
@@ -142,7 +142,9 @@ fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result
     let ck_file = crate::observe::checkpoint::FILE;
     if !tmp.join(ck_file).exists() {
         if dir.join(ck_file).exists() {
-            // An interrupted run: its folder was completed; reopen it.
+            // An interrupted run: its folder was completed; reopen it (once its checkpoint reads:
+            // an unreadable one leaves the folder where it is).
+            Checkpoint::read(dir)?;
             target.reopen()?;
         } else {
             let why = if dir.join("summary.json").exists() {
@@ -159,20 +161,25 @@ fn resume_one(target: &Target, label: Option<&str>, opts: &RunOptions) -> Result
     let mut sc = scs.into_iter().next().expect("a resolved scenario has one variant");
     sc.label = label.map(str::to_string);
     let Built { mut sim, resolved, .. } = sc.build()?;
-    if ck.particles.dim != sim.particles.dim {
-        return Err(ConfigError::new(
-            tmp.join(ck_file).display().to_string(),
-            "(resume)",
-            "checkpoint dimension does not match the scenario",
-        )
-        .into());
+    let mismatch = if ck.particles.dim != sim.particles.dim {
+        Some(format!(
+            "checkpoint dimension {} does not match the scenario's {}",
+            ck.particles.dim, sim.particles.dim
+        ))
+    } else if ck.seed != sim.seed {
+        Some(format!("checkpoint seed {} does not match the scenario's {}", ck.seed, sim.seed))
+    } else {
+        None
+    };
+    if let Some(why) = mismatch {
+        return Err(ConfigError::new(tmp.join(ck_file).display().to_string(), "(resume)", why).into());
     }
     sim.particles = ck.particles.clone();
     sim.step = ck.step;
     sim.guards = ck.guards.clone();
     sim.last_metrics = ck.last_metrics.clone();
     sim.last_metrics_step = ck.step;
-    sim.field.restore_state(&ck.field_state)?;
+    sim.field.restore_state(ck.field_state.clone())?;
     execute(sim, &resolved.report, &tmp, target, Some(&ck), &title(&sc), opts, guard)
 }
 
@@ -391,6 +398,7 @@ fn execute(
     observers.push(Box::new(CheckpointWriter {
         dir: tmp.to_path_buf(),
         files: CSVS.iter().map(|s| s.to_string()).collect(),
+        seed: sim.seed,
     }));
     let summary = sim.run(&mut observers)?;
     drop(observers);
@@ -450,9 +458,9 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
     for (label, run) in runs {
         let p = run.join("metrics.csv");
         let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-        let mut lines = text.lines();
-        let h = lines.next().unwrap_or_default().to_string();
-        let cols: Vec<&str> = h.split(',').collect();
+        let reader = CsvReader::new(&p, &text)?;
+        let cols: Vec<String> = reader.as_ref().map(|r| r.header().to_vec()).unwrap_or_default();
+        let h = join_fields(&cols);
         if header.as_ref().is_some_and(|x| *x != h) {
             return Err(Error::io(
                 &p,
@@ -463,16 +471,16 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
             .get_or_insert_with(|| {
                 ["mmd", "mmd_normalized", "mass"]
                     .into_iter()
-                    .find(|m| cols.contains(m))
+                    .find(|m| cols.iter().any(|c| c == m))
                     .unwrap_or("step")
                     .to_string()
             })
             .clone();
         let k = cols.iter().position(|c| *c == col).unwrap_or(0);
         let mut pts = Vec::new();
-        for l in lines {
-            rows.push(format!("{label},{l}"));
-            let f: Vec<&str> = l.split(',').collect();
+        for row in reader.into_iter().flatten() {
+            let f = row?.fields;
+            rows.push(format!("{label},{}", join_fields(&f)));
             if let (Some(step), Some(v)) = (f.first(), f.get(k)) {
                 if let (Ok(a), Ok(b)) = (step.parse::<f64>(), v.parse::<f64>()) {
                     pts.push((a, b));
@@ -484,6 +492,11 @@ fn read_comparison(runs: &[(String, PathBuf)]) -> Result<Comparison, Error> {
     }
     let csv = format!("variant,{}\n{}\n", header.unwrap_or_default(), rows.join("\n"));
     Ok(Comparison { csv, col: plotted.unwrap_or_default(), series })
+}
+
+/// CSV fields joined into a line (quoted where needed: [`csv_field`]).
+fn join_fields(f: &[String]) -> String {
+    f.iter().map(|v| csv_field(v)).collect::<Vec<_>>().join(",")
 }
 
 /// `advreact plot DIR` for a `run` output folder: redraw the figures of a run folder

@@ -289,3 +289,32 @@ plots = false
 fn wfr_sinkhorn_resumes_identically() {
     interrupted_run_resumes_identically("-KILL", WFR);
 }
+
+/// A checkpoint of the hand-written format before the versioned one (magic `ADVRCKP2`), or a
+/// corrupt one, in an interrupted run's folder: `resume` refuses it in one line naming the file
+/// and leaves the folder as it was.
+#[test]
+fn old_or_corrupt_checkpoints_are_refused_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sc = repo().join("scenarios/ou_relaxation.toml");
+    let args = ["run", sc.to_str().unwrap(), "--steps", "4", "--out", "ou", "-q"];
+    let o = Command::new(bin()).args(args).current_dir(dir.path()).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = dir.path().join("ou");
+    for (bytes, why) in [
+        (
+            &b"ADVRCKP2\x01\0\0\0\0\0\0\0"[..],
+            "written by an older version of advreact (format ADVRCKP2); re-run",
+        ),
+        (&b"ADVRCKPT\x01\0\0\0\x04"[..], "truncated"),
+    ] {
+        std::fs::write(out.join("checkpoint.bin"), bytes).unwrap();
+        let before = tree(&out);
+        let o = Command::new(bin()).args(["resume", "ou"]).current_dir(dir.path()).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
+        assert!(e.contains("checkpoint.bin: ") && e.contains(why), "{e}");
+        assert_eq!(tree(&out), before, "the folder changed");
+    }
+}

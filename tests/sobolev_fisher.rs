@@ -4,7 +4,7 @@
 //! (SPEC §2.2).
 
 use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use advreact::field::{EvalCtx, Field};
+use advreact::field::{EvalCtx, Field, FieldState};
 use advreact::metrics::{witness, Mass, Mean, MmdMetric};
 use advreact::reaction::{Reaction, ReactionKind};
 use advreact::stepper::{Simulation, Summary, TimeCfg};
@@ -527,6 +527,27 @@ fn resolve_every_keeps_the_critic_between_solves() {
     let v = diag[0].1.value();
     assert!((v - norm(f.beta())).abs() < 1e-12 * v);
     assert_eq!(diag[1].0, "critic_rff_mmd");
+}
+
+/// A checkpoint carries the critic: a fresh field restored from the saved state keeps using it
+/// until its next scheduled solve, with the same bits as the field that saved it.
+#[test]
+fn saved_critic_restores_into_a_fresh_field() {
+    let [source, target] = [(0.0, 103), (0.3, 104)]
+        .map(|(m, seed)| Cloud::uniform(2, gaussian(100, &[m, 0.0], 0.15, seed), 1.0));
+    let cfg = SobolevFisherCfg { features: 32, bandwidth: 0.2, resolve_every: 3, ..Default::default() };
+    let field = |cfg: &SobolevFisherCfg| SobolevFisher::new(cfg.clone(), 2, &target, 1).unwrap();
+    let (mut f, mut g) = (field(&cfg), field(&cfg));
+    assert_eq!(f.save_state(), FieldState::None);
+    f.prepare(&ctx(4, &source.x, &source.w, &target)).unwrap();
+    let state = f.save_state();
+    assert!(matches!(&state, FieldState::SobolevFisher(s) if s.solved_at == 4 && s.beta == f.beta()));
+    g.restore_state(state.clone()).unwrap();
+    // Step 5 is not due (solved at 4, every 3): the restored critic is used as it is.
+    g.prepare(&ctx(5, &source.x, &source.w, &target)).unwrap();
+    assert_eq!((g.solved_at(), g.beta()), (Some(4), f.beta()));
+    let e = field(&SobolevFisherCfg { features: 16, ..cfg }).restore_state(state).unwrap_err();
+    assert_eq!(e.to_string(), "sobolev_fisher: saved critic has 32 values, expected 16");
 }
 
 #[test]

@@ -6,7 +6,10 @@
 
 pub mod analytic;
 pub mod sobolev_fisher;
+pub mod state;
 pub mod wfr;
+
+pub use state::FieldState;
 
 use crate::error::SimError;
 use crate::format::Diag;
@@ -55,17 +58,21 @@ pub trait Field: Send + Sync {
     }
     /// State carried from step to step that a checkpoint must save (warm starts, cached
     /// critics): restoring it with [`Field::restore_state`] must reproduce the run exactly.
-    fn save_state(&self) -> Vec<f64> {
-        Vec::new()
+    fn save_state(&self) -> FieldState {
+        FieldState::None
     }
-    /// Restore what [`Field::save_state`] returned.
-    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
-        if state.is_empty() {
-            Ok(())
-        } else {
-            Err(SimError::Invalid(format!("field {} has no state to restore", self.name())))
+    /// Restore what [`Field::save_state`] returned; a state of another field type is an error.
+    fn restore_state(&mut self, state: FieldState) -> Result<(), SimError> {
+        match state {
+            FieldState::None => Ok(()),
+            other => Err(foreign_state(&self.name(), &other)),
         }
     }
+}
+
+/// The error of restoring a state saved by another kind of field.
+pub(crate) fn foreign_state(field: &str, state: &FieldState) -> SimError {
+    SimError::Invalid(format!("field {field} cannot restore a saved {} state", state.kind()))
 }
 
 /// `Σ_k F_k`: velocities and growth rates add.
@@ -88,32 +95,25 @@ impl Field for SumField {
     fn diagnostics(&self) -> Vec<(String, Diag)> {
         self.terms.iter().flat_map(|f| f.diagnostics()).collect()
     }
-    /// The terms' states, each prefixed by its length.
-    fn save_state(&self) -> Vec<f64> {
-        let mut out = Vec::new();
-        for f in &self.terms {
-            let s = f.save_state();
-            out.push(s.len() as f64);
-            out.extend(s);
-        }
-        out
+    /// The terms' states, in order.
+    fn save_state(&self) -> FieldState {
+        FieldState::Sum(state::SumState(self.terms.iter().map(|f| f.save_state()).collect()))
     }
-    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
-        if state.is_empty() {
-            return Ok(());
-        }
-        let mut rest = state;
-        for f in &mut self.terms {
-            let bad = || SimError::Invalid("sum field: malformed saved state".into());
-            let (&len, tail) = rest.split_first().ok_or_else(bad)?;
-            let len = len as usize;
-            if tail.len() < len {
-                return Err(bad());
+    /// Each term's state ([`FieldState::None`]: every term's is none).
+    fn restore_state(&mut self, state: FieldState) -> Result<(), SimError> {
+        let states = match state {
+            FieldState::None => vec![FieldState::None; self.terms.len()],
+            FieldState::Sum(s) if s.0.len() == self.terms.len() => s.0,
+            FieldState::Sum(s) => {
+                return Err(SimError::Invalid(format!(
+                    "sum field: saved state has {} terms, the field {}",
+                    s.0.len(),
+                    self.terms.len()
+                )))
             }
-            f.restore_state(&tail[..len])?;
-            rest = &tail[len..];
-        }
-        Ok(())
+            other => return Err(foreign_state(&self.name(), &other)),
+        };
+        self.terms.iter_mut().zip(states).try_for_each(|(f, s)| f.restore_state(s))
     }
 }
 

@@ -33,7 +33,8 @@
 //! evaluation of `u` and `f` at the particles is split by rows and all-gathered; the result is
 //! bitwise that of one process.
 
-use super::{EvalCtx, Field};
+use super::state::{FieldState, SobolevFisherState};
+use super::{foreign_state, EvalCtx, Field};
 use crate::error::SimError;
 use crate::kernel::rff::{dot, sincos_into_generic, Rff};
 use crate::param::{self, ParamError};
@@ -414,30 +415,41 @@ impl Field for SobolevFisher {
         Ok(())
     }
 
-    /// `[solved_at, rhs_norm, β…]` (empty before the first solve): with `resolve_every > 1` the
-    /// critic in use was solved at an earlier step and must survive a checkpoint.
-    fn save_state(&self) -> Vec<f64> {
+    /// The critic in use, `(solved_at, ‖rhs‖, β)` (none before the first solve): with
+    /// `resolve_every > 1` it was solved at an earlier step and must survive a checkpoint.
+    fn save_state(&self) -> FieldState {
         match self.solved_at {
-            None => Vec::new(),
-            Some(s) => [s as f64, self.rhs_norm].into_iter().chain(self.beta.iter().copied()).collect(),
+            None => FieldState::None,
+            Some(s) => FieldState::SobolevFisher(SobolevFisherState {
+                solved_at: s as u64,
+                rhs_norm: self.rhs_norm,
+                beta: self.beta.clone(),
+            }),
         }
     }
 
-    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
-        if state.is_empty() {
-            self.solved_at = None;
-            return Ok(());
-        }
-        if state.len() != 2 + self.rff.features {
+    fn restore_state(&mut self, state: FieldState) -> Result<(), SimError> {
+        let s = match state {
+            FieldState::None => {
+                self.solved_at = None;
+                return Ok(());
+            }
+            FieldState::SobolevFisher(s) => s,
+            other => return Err(foreign_state(&self.name(), &other)),
+        };
+        if s.beta.len() != self.rff.features {
             return Err(SimError::Invalid(format!(
                 "sobolev_fisher: saved critic has {} values, expected {}",
-                state.len().saturating_sub(2),
+                s.beta.len(),
                 self.rff.features
             )));
         }
-        self.solved_at = Some(state[0] as usize);
-        self.rhs_norm = state[1];
-        self.beta = state[2..].to_vec();
+        let solved_at = usize::try_from(s.solved_at).map_err(|_| {
+            SimError::Invalid(format!("sobolev_fisher: saved step {} too large", s.solved_at))
+        })?;
+        self.solved_at = Some(solved_at);
+        self.rhs_norm = s.rhs_norm;
+        self.beta = s.beta;
         Ok(())
     }
 

@@ -21,7 +21,8 @@
 //! `ε` and `ρ` are in cost units (squared length): GeomLoss's `blur σ` and `reach r` (`p = 2`)
 //! correspond to `ε = σ²`, `ρ = r²`.
 
-use super::{EvalCtx, Field};
+use super::state::{FieldState, WfrState};
+use super::{foreign_state, EvalCtx, Field};
 use crate::error::SimError;
 use crate::metrics::witness;
 use crate::ot::divergence::{first_variation, solve_symmetric};
@@ -223,46 +224,29 @@ fn checksum(x: &[f64], w: &[f64]) -> u64 {
 }
 
 impl Field for WfrField {
-    /// The warm-start potentials `(f_ba, g_ab)` and `f_aa` carried between steps: each solve
-    /// starts from them, so a resumed run must restore them to reproduce the same bits. Layout:
-    /// `[len f, f…, len g, g…, len f_aa, f_aa…]` (a length of 0 = absent). `OT(ν, ν)` is not saved:
-    /// it is re-solved from a cold start, exactly as on the first step.
-    fn save_state(&self) -> Vec<f64> {
+    /// The warm-start potentials `(f, g)` of `OT(μ, ν)` and `f_aa` carried between steps
+    /// ([`WfrState`]): each solve starts from them, so a resumed run must restore them to
+    /// reproduce the same bits. The MMD energy has none.
+    fn save_state(&self) -> FieldState {
         if matches!(self.energy, Energy::Mmd { .. }) {
-            return Vec::new();
+            return FieldState::None;
         }
-        let mut out = Vec::new();
-        let mut push = |v: Option<&[f64]>| {
-            let v = v.unwrap_or(&[]);
-            out.push(v.len() as f64);
-            out.extend_from_slice(v);
-        };
-        push(self.state.ab.as_ref().map(|p| p.f.as_slice()));
-        push(self.state.ab.as_ref().map(|p| p.g.as_slice()));
-        push(self.state.f_aa.as_deref());
-        out
+        FieldState::Wfr(WfrState {
+            ab: self.state.ab.as_ref().map(|p| (p.f.clone(), p.g.clone())),
+            f_aa: self.state.f_aa.clone(),
+        })
     }
 
-    fn restore_state(&mut self, state: &[f64]) -> Result<(), SimError> {
-        if state.is_empty() {
-            return Ok(());
-        }
-        let mut rest = state;
-        let mut take = || -> Result<Vec<f64>, SimError> {
-            let bad = || SimError::Invalid("wfr field: malformed saved state".into());
-            let (&len, tail) = rest.split_first().ok_or_else(bad)?;
-            let len = len as usize;
-            if tail.len() < len {
-                return Err(bad());
+    fn restore_state(&mut self, state: FieldState) -> Result<(), SimError> {
+        match state {
+            FieldState::None => Ok(()),
+            FieldState::Wfr(s) if matches!(self.energy, Energy::Sinkhorn { .. }) => {
+                self.state.ab = s.ab.map(|(f, g)| Potentials { f, g });
+                self.state.f_aa = s.f_aa;
+                Ok(())
             }
-            let v = tail[..len].to_vec();
-            rest = &tail[len..];
-            Ok(v)
-        };
-        let (f, g, f_aa) = (take()?, take()?, take()?);
-        self.state.ab = (!f.is_empty()).then_some(Potentials { f, g });
-        self.state.f_aa = (!f_aa.is_empty()).then_some(f_aa);
-        Ok(())
+            other => Err(foreign_state(&self.name(), &other)),
+        }
     }
 
     fn name(&self) -> String {

@@ -19,7 +19,7 @@
 
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
-use crate::data::{csv_field, id_field, id_head, split_fields};
+use crate::data::{csv_field, id_field, id_head, CsvReader};
 use crate::error::{Error, SimError};
 use crate::format::{num, nums};
 use crate::particles::Cloud;
@@ -229,12 +229,10 @@ pub fn redraw(dir: &Path) -> Result<PathBuf, Error> {
     let table = |name: &str| -> Result<(PathBuf, Vec<Vec<String>>), Error> {
         let p = dir.join(name);
         let text = std::fs::read_to_string(&p).map_err(io(&p))?;
-        let rows = text
-            .lines()
-            .skip(1)
-            .enumerate()
-            .map(|(i, l)| split_fields(l).map_err(|m| bad(&p, i + 2, m)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let rows = match CsvReader::new(&p, &text)? {
+            Some(r) => r.map(|row| row.map(|r| r.fields)).collect::<Result<Vec<_>, _>>()?,
+            None => Vec::new(),
+        };
         Ok((p, rows))
     };
     let f64_at = |p: &Path, i: usize, row: &[String], k: usize| -> Result<f64, Error> {

@@ -1,12 +1,15 @@
 //! Readers for a run folder's CSV files: `metrics.csv`, `snapshots.csv` (with ids and parents,
-//! which [`crate::data::parse_snapshot`] ignores) and the optional `target.csv`.
+//! which [`crate::data::parse_snapshot`] ignores) and the optional `target.csv`. The CSV itself
+//! is read by [`crate::data::CsvReader`], the crate's one CSV reader; this module gives the
+//! columns their meaning.
 
 use super::PlotError;
-use crate::data::parse_snapshot;
+use crate::data::{parse_snapshot, CsvReader};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A raw CSV: lower-cased, trimmed header and the non-blank rows with their 1-based line numbers.
+/// A run folder's CSV, read by the crate's one reader ([`CsvReader`]): the lower-cased header
+/// and the non-blank rows with their 1-based line numbers.
 struct Csv {
     file: PathBuf,
     header: Vec<String>,
@@ -14,43 +17,20 @@ struct Csv {
 }
 
 fn read_text(path: &Path) -> Result<String, PlotError> {
-    std::fs::read_to_string(path).map_err(|source| PlotError::Read { file: path.to_path_buf(), source })
+    Ok(crate::data::read_text(path)?)
 }
 
+/// `text` (the contents of `path`) as a [`Csv`]; an empty header when it has no line. Every
+/// header column needs a name.
 fn parse_csv(path: &Path, text: &str) -> Result<Csv, PlotError> {
-    let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let Some((h0, header)) = lines.next() else {
+    let Some(reader) = CsvReader::new(path, text)? else {
         return Ok(Csv { file: path.to_path_buf(), header: vec![], rows: vec![] });
     };
-    let header: Vec<String> = header.split(',').map(|c| c.trim().to_ascii_lowercase()).collect();
-    for (k, c) in header.iter().enumerate() {
-        if c.is_empty() {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: h0 + 1,
-                msg: format!("header column {} is empty", k + 1),
-            });
-        }
-        if header[..k].contains(c) {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: h0 + 1,
-                msg: format!("header repeats column '{c}'"),
-            });
-        }
+    let header: Vec<String> = reader.header().iter().map(|c| c.to_ascii_lowercase()).collect();
+    if let Some(k) = header.iter().position(|c| c.is_empty()) {
+        return Err(reader.error(reader.header_line(), format!("header column {} is empty", k + 1)).into());
     }
-    let mut rows = Vec::new();
-    for (i, l) in lines {
-        let fields: Vec<String> = l.split(',').map(|f| f.trim().to_string()).collect();
-        if fields.len() != header.len() {
-            return Err(PlotError::Parse {
-                file: path.to_path_buf(),
-                line: i + 1,
-                msg: format!("{} fields, the header has {}", fields.len(), header.len()),
-            });
-        }
-        rows.push((i + 1, fields));
-    }
+    let rows = reader.map(|r| r.map(|r| (r.line, r.fields))).collect::<Result<_, _>>()?;
     Ok(Csv { file: path.to_path_buf(), header, rows })
 }
 
@@ -274,7 +254,7 @@ pub(crate) fn read_samples(path: &Path) -> Result<Option<Samples>, PlotError> {
         return Ok(None);
     }
     let text = read_text(path)?;
-    if text.lines().filter(|l| !l.trim().is_empty()).count() <= 1 {
+    if CsvReader::new(path, &text)?.is_none_or(|mut rows| rows.next().is_none()) {
         return Ok(None);
     }
     let t = parse_snapshot(path, &text)?;
@@ -305,6 +285,26 @@ mod tests {
         assert!(e.contains("s.csv") && e.contains("line 2"), "{e}");
         std::fs::write(&p, "").unwrap();
         assert!(read_snapshots(&p).unwrap_err().to_string().contains("empty"));
+    }
+
+    /// `target.csv` is optional: absent, empty or header-only is no target; rows are samples.
+    #[test]
+    fn samples_are_optional() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("target.csv");
+        assert!(read_samples(&p).unwrap().is_none());
+        for empty in ["", "\n \n", "time,x1,w\n\n"] {
+            std::fs::write(&p, empty).unwrap();
+            assert!(read_samples(&p).unwrap().is_none(), "{empty:?}");
+        }
+        std::fs::write(&p, "\"time\",\"x1\",\"w\"\r\n0,1.5,2\r\n").unwrap();
+        let s = read_samples(&p).unwrap().unwrap();
+        assert_eq!((s.dim, s.x, s.w, s.time), (1, vec![1.5], vec![2.0], Some(vec![0.0])));
+        std::fs::write(&p, "time,x1,w\n0,1\n").unwrap();
+        assert_eq!(
+            read_samples(&p).unwrap_err().to_string(),
+            format!("{}: line 2: 2 fields, the header has 3", p.display())
+        );
     }
 
     #[test]
