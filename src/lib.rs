@@ -13,8 +13,6 @@
 //! Sobolev Descent, Wasserstein–Fisher–Rao gradient flows. Runs are described by TOML scenarios
 //! ([`scenario`]) and write metrics, snapshots, lineage and plots into an output folder.
 
-pub mod bench;
-pub mod compare;
 pub mod data;
 pub mod dist;
 pub mod error;
