@@ -84,7 +84,7 @@ pub fn gaussian_cloud(n: usize, d: usize, shift: f64, seed: u64, role: u64) -> C
             z + shift
         })
         .collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`), if the system reports it.

@@ -37,7 +37,58 @@ impl ConfigError {
     }
 }
 
-/// A problem reading or writing a data file (snapshot CSV and friends).
+/// Why positions and weights do not make a [`Cloud`](crate::particles::Cloud) (what
+/// [`Cloud::new`](crate::particles::Cloud::new) checks). The first violated invariant, with the
+/// offending index and value.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CloudError {
+    /// The dimension is 0.
+    #[error("cloud: the dimension must be ≥ 1, got 0")]
+    ZeroDim,
+    /// The number of coordinates is not a multiple of the dimension.
+    #[error("cloud: {len} coordinates are not a multiple of the dimension {dim}")]
+    Ragged {
+        /// Number of coordinates given.
+        len: usize,
+        /// The dimension.
+        dim: usize,
+    },
+    /// The numbers of points and of weights differ.
+    #[error("cloud: {points} points but {weights} weights")]
+    Count {
+        /// Points (coordinates / dimension).
+        points: usize,
+        /// Weights given.
+        weights: usize,
+    },
+    /// A coordinate is NaN or infinite.
+    #[error("cloud: point {point}, coordinate {coord} is not finite ({value})")]
+    Coordinate {
+        /// Index of the point.
+        point: usize,
+        /// Index of the coordinate within the point.
+        coord: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// A weight is negative, NaN or infinite.
+    #[error("cloud: weight {point} must be finite and ≥ 0, got {value}")]
+    Weight {
+        /// Index of the point.
+        point: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// The total mass asked of [`Cloud::uniform`](crate::particles::Cloud::uniform) is negative,
+    /// NaN or infinite.
+    #[error("cloud: the mass must be finite and ≥ 0, got {value}")]
+    Mass {
+        /// The value given.
+        value: f64,
+    },
+}
+
+/// A problem reading or writing a data file (snapshot CSV and friends), or building a cloud.
 #[derive(Debug, Error)]
 pub enum DataError {
     #[error("{}: cannot read: {}", one_line(.file.display()), one_line(.source))]
@@ -46,6 +97,8 @@ pub enum DataError {
     Parse { file: PathBuf, line: usize, msg: String },
     #[error("{}: {}", one_line(.file.display()), one_line(.msg))]
     Invalid { file: PathBuf, msg: String },
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
 }
 
 /// A failure during a simulation or a numerical solve.
@@ -76,6 +129,12 @@ pub enum Error {
     Sim(#[from] SimError),
     #[error("{}: {}", one_line(.path.display()), one_line(.source))]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<CloudError> for Error {
+    fn from(e: CloudError) -> Self {
+        Error::Data(e.into())
+    }
 }
 
 impl Error {

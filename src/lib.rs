@@ -33,5 +33,5 @@ pub mod scenario;
 pub mod simd;
 pub mod stepper;
 
-pub use error::{ConfigError, DataError, Error, SimError};
+pub use error::{CloudError, ConfigError, DataError, Error, SimError};
 pub use particles::{Cloud, Particles};

@@ -188,7 +188,7 @@ pub fn interpolate(
             ]);
             info.diagnostics.extend(sim.field.diagnostics());
             info.warnings = guard_warnings(method, &sim);
-            return Ok((Cloud::new(x0.dim, x, w), info));
+            return Ok((Cloud::new_unchecked(x0.dim, x, w), info));
         }
         prev = (sim.particles.x.clone(), sim.particles.logw.clone(), frac);
     }
@@ -204,7 +204,7 @@ pub fn interpolate(
     ));
     info.diag([("steps", p.max_steps as f64), ("fraction_reached", prev.2)]);
     let w: Vec<f64> = sim.particles.weights().iter().map(|w| w * m0).collect();
-    Ok((Cloud::new(x0.dim, sim.particles.x.clone(), w), info))
+    Ok((Cloud::new_unchecked(x0.dim, sim.particles.x.clone(), w), info))
 }
 
 /// Run from `cur` toward `target` until `MMD to target` plateaus; the final particles (mass in
@@ -251,7 +251,7 @@ pub fn push_forward(
             ),
         ));
     }
-    Ok((Cloud::new(cur.dim, sim.particles.x.clone(), w), info))
+    Ok((Cloud::new_unchecked(cur.dim, sim.particles.x.clone(), w), info))
 }
 
 /// The flow's guard interventions (displacement cap, growth clipping) as warnings.

@@ -180,8 +180,8 @@ pub fn fit(
         }
         None => x0.w.iter().map(|w| w * scale * (m1 / m0)).collect(),
     };
-    let target = Cloud::new(x1.dim, x1.x.clone(), x1.w.iter().map(|b| b * scale).collect());
-    let mut source = Cloud::new(x0.dim, x0.x.clone(), a0);
+    let target = Cloud::new_unchecked(x1.dim, x1.x.clone(), x1.w.iter().map(|b| b * scale).collect());
+    let mut source = Cloud::new_unchecked(x0.dim, x0.x.clone(), a0);
     let cbar = mean_sq_cost(&source, &target).max(f64::MIN_POSITIVE);
     let scaled = |rel: Option<f64>, abs: Option<f64>| abs.unwrap_or_else(|| rel.unwrap_or(f64::NAN) * cbar);
     let (eps, tau) = (scaled(p.eps_rel, p.eps), scaled(p.tau_rel, p.tau));
@@ -291,7 +291,7 @@ pub fn interpolate(
         let (xi, yj) = (x0.point(i), x1.point(j));
         x.extend(xi.iter().zip(yj).map(|(a, b)| (1.0 - s) * a + s * b));
     }
-    let cloud = Cloud::new(d, x, vec![mass / picks.len().max(1) as f64; picks.len()]);
+    let cloud = Cloud::new_unchecked(d, x, vec![mass / picks.len().max(1) as f64; picks.len()]);
     let rep = &fit.sol.report;
     let mut info = fit.info();
     info.diag([
@@ -314,7 +314,7 @@ pub fn push_forward(
     let fit = fit(cur, target, dt, None, p)?;
     let c = fit.sol.coupling((&fit.source).into(), (&fit.target).into())?;
     let t = c.barycentric_map()?;
-    let cloud = Cloud::new(cur.dim, t, fit.row_mass.clone());
+    let cloud = Cloud::new_unchecked(cur.dim, t, fit.row_mass.clone());
     Ok((cloud, fit.info()))
 }
 

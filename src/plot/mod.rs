@@ -59,6 +59,7 @@ impl From<DataError> for PlotError {
             DataError::Io { file, source } => PlotError::Read { file, source },
             DataError::Parse { file, line, msg } => PlotError::Parse { file, line, msg },
             DataError::Invalid { file, msg } => PlotError::Invalid { file, msg },
+            DataError::Cloud(e) => PlotError::Invalid { file: PathBuf::new(), msg: e.to_string() },
         }
     }
 }

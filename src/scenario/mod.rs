@@ -324,7 +324,7 @@ impl Scenario {
         resolved.reaction.max_particles = Some(reaction.max_particles);
         let mut sim = Simulation::new(
             Particles::from_cloud(&source),
-            target.clone().unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
+            target.clone().unwrap_or_else(|| Cloud::new_unchecked(d, vec![], vec![])),
             field,
             reaction,
             TimeCfg {
