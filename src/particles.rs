@@ -150,6 +150,7 @@ pub fn log_sum_exp(l: &[f64]) -> f64 {
 /// The simulated population.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Particles {
+    /// Dimension `d` of the positions.
     pub dim: usize,
     /// Positions, particle-contiguous: `x[i*dim + k]`.
     pub x: Vec<f64>,
@@ -176,12 +177,15 @@ impl Particles {
             next_id: n,
         }
     }
+    /// Number of particles.
     pub fn len(&self) -> usize {
         self.logw.len()
     }
+    /// No particle left.
     pub fn is_empty(&self) -> bool {
         self.logw.is_empty()
     }
+    /// Position of particle `i` (`dim` coordinates).
     pub fn point(&self, i: usize) -> &[f64] {
         &self.x[i * self.dim..(i + 1) * self.dim]
     }
@@ -198,6 +202,7 @@ impl Particles {
         out.clear();
         out.extend(self.logw.iter().map(|l| l.exp()));
     }
+    /// Weights `w_i = exp(ℓ_i)`.
     pub fn weights(&self) -> Vec<f64> {
         let mut w = Vec::new();
         self.weights_into(&mut w);

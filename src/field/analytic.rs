@@ -12,7 +12,9 @@ use crate::error::SimError;
 /// Ornstein–Uhlenbeck drift `u(x) = −θ (x − m)`.
 #[derive(Debug, Clone)]
 pub struct OrnsteinUhlenbeck {
+    /// Rate `θ`.
     pub theta: f64,
+    /// Mean `m` (`d` values).
     pub mean: Vec<f64>,
 }
 
@@ -33,7 +35,9 @@ impl Field for OrnsteinUhlenbeck {
 /// Affine growth `g(x) = r + a·x` (constant growth when `a = 0`).
 #[derive(Debug, Clone)]
 pub struct AffineGrowth {
+    /// `r`.
     pub rate: f64,
+    /// `a` (`d` values).
     pub slope: Vec<f64>,
 }
 
@@ -56,7 +60,9 @@ impl Field for AffineGrowth {
 /// Gradient flow `u = −∇V` of `V(x) = ½ κ |x − c|²`.
 #[derive(Debug, Clone)]
 pub struct QuadraticPotential {
+    /// `κ`.
     pub stiffness: f64,
+    /// `c` (`d` values).
     pub center: Vec<f64>,
 }
 

@@ -20,6 +20,7 @@ pub struct EvalCtx<'a> {
     pub step: usize,
     /// Time at the start of the step.
     pub t: f64,
+    /// Dimension `d`.
     pub dim: usize,
     /// Particle positions, particle-contiguous (n·d).
     pub x: &'a [f64],
@@ -32,6 +33,7 @@ pub struct EvalCtx<'a> {
 }
 
 impl EvalCtx<'_> {
+    /// Number of particles.
     pub fn n(&self) -> usize {
         self.w.len()
     }
@@ -68,6 +70,7 @@ pub trait Field: Send + Sync {
 
 /// `Σ_k F_k`: velocities and growth rates add.
 pub struct SumField {
+    /// The fields `F_k`.
     pub terms: Vec<Box<dyn Field>>,
 }
 

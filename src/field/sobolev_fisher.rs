@@ -123,6 +123,7 @@ pub struct CriticSystem {
     pub ridge: f64,
     /// Seconds forming features and in the Gram products.
     pub features_secs: f64,
+    /// Seconds in the Gram products.
     pub gram_secs: f64,
 }
 
@@ -198,6 +199,7 @@ impl SobolevFisher {
         })
     }
 
+    /// The configuration it was built with.
     pub fn config(&self) -> &SobolevFisherCfg {
         &self.cfg
     }
@@ -227,6 +229,7 @@ impl SobolevFisher {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Set the phase timings back to zero.
     pub fn reset_timings(&self) {
         *self.timings.lock().unwrap_or_else(|e| e.into_inner()) = PhaseTimings::default();
     }

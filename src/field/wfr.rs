@@ -33,17 +33,27 @@ use serde::{Deserialize, Serialize};
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Energy {
     /// `½ MMD²` with a Gaussian kernel of bandwidth `s`.
-    Mmd { bandwidth: f64 },
+    Mmd {
+        /// The bandwidth `s`.
+        bandwidth: f64,
+    },
     /// Debiased Sinkhorn divergence with blur `eps` (`ε`, cost units) and reach `rho`
     /// (`None`: balanced).
-    Sinkhorn { eps: f64, rho: Option<f64> },
+    Sinkhorn {
+        /// `ε`, cost units.
+        eps: f64,
+        /// Reach `ρ` (`None`: balanced).
+        rho: Option<f64>,
+    },
 }
 
 /// Free or mass-conserving growth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Growth {
+    /// The mass follows the flow.
     Free,
+    /// The growth rate is centred so that the total mass stays fixed.
     Conserving,
 }
 
@@ -84,10 +94,13 @@ struct SinkhornState {
 /// The WFR gradient-flow field (module doc).
 #[derive(Debug, Clone)]
 pub struct WfrField {
+    /// The energy followed.
     pub energy: Energy,
+    /// Free or mass-conserving.
     pub growth: Growth,
     /// Reaction scale `α ≥ 0` (1/length² for MMD-like energies).
     pub alpha: f64,
+    /// The Sinkhorn solves' stopping rule (Sinkhorn energy).
     pub solver: SolverCfg,
     state: SinkhornState,
 }

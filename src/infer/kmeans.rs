@@ -10,8 +10,11 @@ use rand::Rng;
 /// A clustering: label per point and centres (`k·d`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clusters {
+    /// Number of clusters.
     pub k: usize,
+    /// Cluster of each point, in `0..k`.
     pub labels: Vec<usize>,
+    /// Cluster centres, particle-contiguous (`k·d`).
     pub centers: Vec<f64>,
 }
 

@@ -51,6 +51,7 @@ pub struct WotParams {
     pub samples: usize,
     /// Sinkhorn iteration cap and tolerance (relative L1 marginal error).
     pub max_iter: usize,
+    /// Sinkhorn tolerance (relative L1 marginal error).
     pub tol: f64,
     /// Plans with more entries than this are sampled from each row's 64 largest entries.
     pub dense_limit: usize,
@@ -115,13 +116,16 @@ pub struct WotFit {
     pub source: Cloud,
     /// `X1` (scaled).
     pub target: Cloud,
+    /// The last solve.
     pub sol: UotSolution,
+    /// `1/M0`: the factor the weights were scaled by for the solve.
     pub scale: f64,
     /// Plan entries times `to_cells` are in cells, with total `M1` (the solve's own total
     /// `Σ π_ij` falls short of `M1` by what the soft penalties destroy).
     pub to_cells: f64,
     /// `ε`, `τ` in cost units.
     pub eps: f64,
+    /// `τ` in cost units.
     pub tau: f64,
     /// `r_i`, original units: the mass of cell `i`'s descendants at `t1`.
     pub row_mass: Vec<f64>,
@@ -129,6 +133,7 @@ pub struct WotFit {
     pub growth: Vec<f64>,
     /// Sinkhorn iterations summed over the outer solves; last solve converged.
     pub iterations: usize,
+    /// The last solve converged.
     pub converged: bool,
 }
 

@@ -31,11 +31,17 @@ pub fn mmd_between(a: &Cloud, b: &Cloud, bandwidth: f64) -> Result<MmdTerms, Sim
 /// What a metric sees: the particles as a weighted cloud and the target.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricCtx<'a> {
+    /// Dimension `d`.
     pub dim: usize,
+    /// Particle positions, particle-contiguous (n·d).
     pub x: &'a [f64],
+    /// Particle weights `w_i`.
     pub w: &'a [f64],
+    /// Total mass `Σ w_i`.
     pub mass: f64,
+    /// Effective sample size `(Σ w)² / Σ w²`.
     pub ess: f64,
+    /// The target measure (empty when the run has none).
     pub target: &'a Cloud,
 }
 
@@ -58,6 +64,7 @@ pub struct MmdMetric {
 }
 
 impl MmdMetric {
+    /// MMD with kernel bandwidth `bandwidth`, between the normalised measures if `normalized`.
     pub fn new(bandwidth: f64, normalized: bool) -> Self {
         Self { bandwidth, normalized, target_term: OnceLock::new() }
     }
