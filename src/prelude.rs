@@ -66,6 +66,24 @@
 //! assert!((summary.mass - (-0.5f64).exp()).abs() < 1e-12);
 //! # Ok::<(), advreact::Error>(())
 //! ```
+//!
+//! Snapshot data (`time, x1..xd[, w]` CSV, here from text; [`read_snapshot`] reads a file) as
+//! clouds, one per time point:
+//!
+//! ```
+//! use advreact::prelude::*;
+//! use std::path::Path;
+//!
+//! let csv = "time,x1,x2,w\n0,0.0,0.0,1\n0,1.0,0.0,3\n1,0.5,0.5,2\n";
+//! let table = parse_snapshot(Path::new("cells.csv"), csv)?;
+//! let (day0, day1) = (table.select(Some(0.0))?, table.select(Some(1.0))?);
+//! assert_eq!((day0.len(), day0.mass(), day0.mean()), (2, 4.0, vec![0.75, 0.0]));
+//! assert_eq!(day1.point(0), &[0.5, 0.5]);
+//! // Errors name the file and the line.
+//! let e = parse_snapshot(Path::new("bad.csv"), "time,x1\n0,oops\n").unwrap_err();
+//! assert!(e.to_string().starts_with("bad.csv: line 2: "), "{e}");
+//! # Ok::<(), advreact::Error>(())
+//! ```
 
 pub use crate::data::{parse_snapshot, read_snapshot, Selection, SnapshotTable};
 pub use crate::error::{CloudError, ConfigError, DataError, Error, SimError};
