@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 fn cloud(n: usize, d: usize, shift: f64) -> Cloud {
     let x: Vec<f64> = (0..n * d).map(|i| ((i * 7919) % 10007) as f64 / 10007.0 + shift).collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 fn ou_step(c: &mut Criterion) {
@@ -23,7 +23,7 @@ fn ou_step(c: &mut Criterion) {
         let src = cloud(n, d, 0.0);
         let mut sim = Simulation::new(
             Particles::from_cloud(&src),
-            Cloud::new(d, vec![], vec![]),
+            Cloud::new(d, vec![], vec![]).unwrap(),
             Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![0.0; d] }),
             Reaction::default(),
             TimeCfg { dt: 1e-3, steps: usize::MAX, noise: 0.1, max_displacement: None },

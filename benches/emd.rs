@@ -17,7 +17,7 @@ fn gaussian_cloud(n: usize, d: usize, shift: f64, seed: u64) -> Cloud {
             z + if k % d == 0 { shift } else { 0.0 }
         })
         .collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 fn bench_emd(c: &mut Criterion) {

@@ -34,7 +34,7 @@ fn cloud(n: usize, d: usize, shift: f64, seed: u64) -> Cloud {
             shift + 0.3 * z
         })
         .collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 fn usd_step(c: &mut Criterion) {

@@ -34,17 +34,17 @@
 //!   work as `SamplesLoss(…, scaling = 0.5)`. Not converged: the JSON reports the marginal errors
 //!   reached (relative L1) so the accuracy can be compared too.
 
-use crate::error::{ConfigError, Error};
-use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use crate::field::wfr::SolverCfg;
-use crate::field::{EvalCtx, Field};
-use crate::metrics::mmd_terms;
-use crate::ot::{
+use advreact::error::{ConfigError, Error};
+use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+use advreact::field::wfr::SolverCfg;
+use advreact::field::{EvalCtx, Field};
+use advreact::metrics::mmd_terms;
+use advreact::ot::{
     cost_scale_bound, sinkhorn_divergence, sinkhorn_step, solve, Cost, DivergenceOptions, EpsScaling,
     MeasureRef, Potentials, SinkhornOptions,
 };
-use crate::particles::Cloud;
-use crate::rng::{self, Purpose};
+use advreact::particles::Cloud;
+use advreact::rng::{self, Purpose};
 use rand_distr::{Distribution, StandardNormal};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -84,7 +84,7 @@ pub fn gaussian_cloud(n: usize, d: usize, shift: f64, seed: u64, role: u64) -> C
             z + shift
         })
         .collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 /// Peak resident memory of this process in bytes (`VmHWM`), if the system reports it.

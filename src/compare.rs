@@ -1,11 +1,12 @@
-//! `advreact compare`: the MMD between two snapshot tables (SPEC §4), kept in the library so the
-//! command line, the tests and the fuzz targets run the same code.
+//! `advreact compare`: the MMD between two snapshot tables (SPEC §4). Part of the binary, not of
+//! the library; tests/properties.rs and the `compare_inputs` fuzz target include this file
+//! (`#[path]`) so they run the same code as the command line.
 
-use crate::data::{Selection, SnapshotTable};
-use crate::error::{ConfigError, DataError, Error};
-use crate::metrics::{mmd_terms, MmdTerms};
-use crate::particles::Cloud;
-use crate::scenario::median_distance;
+use advreact::data::{Selection, SnapshotTable};
+use advreact::error::{ConfigError, DataError, Error};
+use advreact::metrics::{mmd_terms, MmdTerms};
+use advreact::particles::Cloud;
+use advreact::scenario::median_distance;
 
 /// The clouds compared and their MMD.
 #[derive(Debug, Clone)]
@@ -21,6 +22,7 @@ pub struct Comparison {
 
 /// MMD between the rows of `a` and `b` at time `time` (all rows of a file with at most one time
 /// when `None`), with bandwidth `bandwidth` (default: the median distance within `b`).
+#[allow(dead_code)] // the binary calls compare_selected; the tests and the fuzz target call this
 pub fn compare_tables(
     a: &SnapshotTable,
     b: &SnapshotTable,
@@ -89,7 +91,7 @@ pub fn compare_selected(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::parse_snapshot;
+    use advreact::data::parse_snapshot;
     use std::path::Path;
 
     fn table(name: &str, text: &str) -> SnapshotTable {

@@ -140,7 +140,7 @@ impl SnapshotTable {
         if !total.is_finite() {
             return Err(invalid(format!("selected rows' total weight overflows ({total})")));
         }
-        Ok(Cloud::new(d, x, w))
+        Ok(Cloud::new_unchecked(d, x, w))
     }
 
     /// The rows at time `t` as a cloud ([`Self::rows_at`], [`Self::cloud`]).

@@ -32,20 +32,95 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
+    /// The error at key `path` of `file`, saying `msg`.
     pub fn new(file: impl Into<String>, path: impl Into<String>, msg: impl Into<String>) -> Self {
         Self { file: file.into(), path: path.into(), msg: msg.into() }
     }
 }
 
-/// A problem reading or writing a data file (snapshot CSV and friends).
+/// Why positions and weights do not make a [`Cloud`](crate::particles::Cloud) (what
+/// [`Cloud::new`](crate::particles::Cloud::new) checks). The first violated invariant, with the
+/// offending index and value.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CloudError {
+    /// The dimension is 0.
+    #[error("cloud: the dimension must be ≥ 1, got 0")]
+    ZeroDim,
+    /// The number of coordinates is not a multiple of the dimension.
+    #[error("cloud: {len} coordinates are not a multiple of the dimension {dim}")]
+    Ragged {
+        /// Number of coordinates given.
+        len: usize,
+        /// The dimension.
+        dim: usize,
+    },
+    /// The numbers of points and of weights differ.
+    #[error("cloud: {points} points but {weights} weights")]
+    Count {
+        /// Points (coordinates / dimension).
+        points: usize,
+        /// Weights given.
+        weights: usize,
+    },
+    /// A coordinate is NaN or infinite.
+    #[error("cloud: point {point}, coordinate {coord} is not finite ({value})")]
+    Coordinate {
+        /// Index of the point.
+        point: usize,
+        /// Index of the coordinate within the point.
+        coord: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// A weight is negative, NaN or infinite.
+    #[error("cloud: weight {point} must be finite and ≥ 0, got {value}")]
+    Weight {
+        /// Index of the point.
+        point: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// The total mass asked of [`Cloud::uniform`](crate::particles::Cloud::uniform) is negative,
+    /// NaN or infinite.
+    #[error("cloud: the mass must be finite and ≥ 0, got {value}")]
+    Mass {
+        /// The value given.
+        value: f64,
+    },
+}
+
+/// A problem reading or writing a data file (snapshot CSV and friends), or building a cloud.
 #[derive(Debug, Error)]
 pub enum DataError {
+    /// The file could not be read.
     #[error("{}: cannot read: {}", one_line(.file.display()), one_line(.source))]
-    Io { file: PathBuf, source: std::io::Error },
+    Io {
+        /// The file.
+        file: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A malformed line.
     #[error("{}: line {line}: {}", one_line(.file.display()), one_line(.msg))]
-    Parse { file: PathBuf, line: usize, msg: String },
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong, quoting the offending text.
+        msg: String,
+    },
+    /// Well-formed content that cannot be used (no rows at a time, bad shapes, ...).
     #[error("{}: {}", one_line(.file.display()), one_line(.msg))]
-    Invalid { file: PathBuf, msg: String },
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// Positions and weights that do not make a cloud.
+    #[error(transparent)]
+    Cloud(#[from] CloudError),
 }
 
 /// A failure during a simulation or a numerical solve.
@@ -53,13 +128,32 @@ pub enum DataError {
 pub enum SimError {
     /// A NaN or infinity appeared. `particle` is the index within the current population.
     #[error("step {step}: non-finite {quantity} at particle {particle} (value {value})")]
-    NonFinite { step: usize, quantity: String, particle: usize, value: f64 },
+    NonFinite {
+        /// The step (or solver iteration) it appeared at.
+        step: usize,
+        /// What was not finite (`position`, `weight`, `velocity`, ...).
+        quantity: String,
+        /// Index of the particle (or point).
+        particle: usize,
+        /// The value found.
+        value: f64,
+    },
     /// A numerical routine failed (factorisation, divergence, ...).
     #[error("step {step}: {what}")]
-    Numerical { step: usize, what: String },
+    Numerical {
+        /// The step it failed at.
+        step: usize,
+        /// What failed.
+        what: String,
+    },
     /// A guard limit was hit (population cap, memory estimate, ...).
     #[error("step {step}: {what}")]
-    Limit { step: usize, what: String },
+    Limit {
+        /// The step it was hit at.
+        step: usize,
+        /// Which limit, with the numbers.
+        what: String,
+    },
     /// Shapes or parameters that do not fit together.
     #[error("{0}")]
     Invalid(String),
@@ -68,17 +162,33 @@ pub enum SimError {
 /// Anything the library can fail with.
 #[derive(Debug, Error)]
 pub enum Error {
+    /// A scenario or parameter problem.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A data file problem, or a bad cloud.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A numerical failure.
     #[error(transparent)]
     Sim(#[from] SimError),
+    /// Reading or writing `path` failed.
     #[error("{}: {}", one_line(.path.display()), one_line(.source))]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+}
+
+impl From<CloudError> for Error {
+    fn from(e: CloudError) -> Self {
+        Error::Data(e.into())
+    }
 }
 
 impl Error {
+    /// [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

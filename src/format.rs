@@ -38,7 +38,9 @@ pub fn nums(vals: &[f64]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Diag {
+    /// A number.
     Num(f64),
+    /// A yes/no.
     Flag(bool),
 }
 

@@ -2,7 +2,9 @@
 //! trajectory inference, benchmarks, redraw figures. One dispatcher ([`dispatch_in`]) serves the
 //! single process and `mpirun` (src/mpi_main.rs, which adds only `run`'s distributed code).
 
-use advreact::compare::compare_selected;
+mod bench;
+mod compare;
+
 use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
 use advreact::infer::wot::mean_sq_cost;
@@ -16,6 +18,7 @@ use advreact::run::{resume_run, run_built, run_sweep, sweep_out, RunOptions, Run
 use advreact::scenario::{self, Overrides};
 use advreact::stepper::StopReason;
 use clap::{Parser, Subcommand};
+use compare::compare_selected;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -200,7 +203,7 @@ enum Cmd {
     Plot { dir: PathBuf },
 }
 
-/// `bench PROBLEM` (names as in `advreact::bench::PROBLEMS`).
+/// `bench PROBLEM` (names as in `bench::PROBLEMS`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
 enum BenchProblem {
     /// Exact MMD².
@@ -1074,8 +1077,8 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
         Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {
             set_threads(threads)?;
             let problem = value_name(&problem);
-            let spec = advreact::bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
-            println!("{}", advreact::bench::run_bench(&spec)?);
+            let spec = bench::BenchSpec { problem, n, m, d, features, reps, iters, seed };
+            println!("{}", bench::run_bench(&spec)?);
             Ok(true)
         }),
         Cmd::Validate { file } => p.alone(|| {

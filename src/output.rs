@@ -29,14 +29,20 @@ pub const MARKER: &str = ".advreact-output";
 /// The command that wrote an output folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// `advreact run` (and `resume`).
     Run,
+    /// `advreact uot`.
     Uot,
+    /// `advreact infer`.
     Infer,
+    /// `advreact forward`.
     Forward,
+    /// `advreact fates`.
     Fates,
 }
 
 impl Kind {
+    /// The command's name, as the marker writes it.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Run => "run",
@@ -121,8 +127,11 @@ fn canonical(p: &Path) -> Option<PathBuf> {
 /// A folder a command is allowed to write (see the module docs).
 #[derive(Debug, Clone)]
 pub struct Target {
+    /// The folder.
     pub path: PathBuf,
+    /// The command writing it.
     pub kind: Kind,
+    /// Replace a folder with foreign files (never the protected ones).
     pub force: bool,
     /// How the folder was given, for messages (`--out`, or `DIR` for `resume`).
     pub key: &'static str,
@@ -271,10 +280,12 @@ impl Target {
 pub struct PartialGuard(Option<PathBuf>);
 
 impl PartialGuard {
+    /// Guard the partial folder `tmp`.
     pub fn new(tmp: &Path) -> Self {
         PartialGuard(Some(tmp.to_path_buf()))
     }
 
+    /// Keep the folder: the command finished with it.
     pub fn disarm(mut self) {
         self.0 = None;
     }

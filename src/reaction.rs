@@ -271,7 +271,7 @@ mod tests {
 
     fn cloud(n: usize) -> Particles {
         let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
-        Particles::from_cloud(&Cloud::uniform(1, x, 1.0))
+        Particles::from_cloud(&Cloud::uniform_unchecked(1, x, 1.0))
     }
 
     #[test]

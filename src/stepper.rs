@@ -719,8 +719,8 @@ mod tests {
     fn ou_sim(steps: usize) -> Simulation {
         let field = Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![1.0] });
         let time = TimeCfg { dt: 0.1, steps, noise: 0.0, max_displacement: None };
-        let src = Cloud::uniform(1, vec![0.0; 10], 1.0);
-        let target = Cloud::new(1, vec![], vec![]);
+        let src = Cloud::uniform_unchecked(1, vec![0.0; 10], 1.0);
+        let target = Cloud::new_unchecked(1, vec![], vec![]);
         Simulation::new(Particles::from_cloud(&src), target, field, Reaction::default(), time, 3)
     }
 

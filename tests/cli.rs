@@ -306,13 +306,18 @@ fn bench_uot_iter_and_sinkhorn_div_print_json() {
     assert_eq!(v["eps_from"], "full");
     assert_eq!(v["iters"], 10);
     assert!(v["pairs_per_s"].as_f64().unwrap() > 0.0);
-    // The same clouds (seed 0): source role 0 at shift 0, target role 1 at shift 0.5.
-    let x = advreact::bench::gaussian_cloud(300, 2, 0.0, 0, 0);
-    let y = advreact::bench::gaussian_cloud(300, 2, 0.5, 0, 1);
-    let mut c: Vec<f64> =
-        x.x.chunks(2)
-            .flat_map(|p| y.x.chunks(2).map(move |q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)))
-            .collect();
+    // The same clouds as the documented problem (seed 0): the analysis stream of role 0 gives the
+    // source points N(0, I), that of role 1 the target points N(0.5·1, I).
+    let cloud = |shift: f64, role: u64| -> Vec<f64> {
+        use rand_distr::{Distribution, StandardNormal};
+        let mut r = advreact::rng::stream(0, advreact::rng::Purpose::Analysis, role, 0);
+        (0..300 * 2).map(|_| Distribution::<f64>::sample(&StandardNormal, &mut r) + shift).collect()
+    };
+    let (x, y) = (cloud(0.0, 0), cloud(0.5, 1));
+    let mut c: Vec<f64> = x
+        .chunks(2)
+        .flat_map(|p| y.chunks(2).map(move |q| (p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)))
+        .collect();
     c.sort_by(f64::total_cmp);
     let median = 0.5 * (c[c.len() / 2 - 1] + c[c.len() / 2]);
     let eps = v["eps"].as_f64().unwrap();

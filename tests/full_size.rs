@@ -19,7 +19,7 @@ fn gaussian(n: usize, mean: [f64; 2], std: f64, seed: u64) -> Cloud {
             mean[k % 2] + std * z
         })
         .collect();
-    Cloud::new(2, x, vec![1.0; n])
+    Cloud::new(2, x, vec![1.0; n]).unwrap()
 }
 
 /// A two-cluster prediction against a one-cluster truth (the W distances are not tiny).

@@ -14,7 +14,7 @@ use std::path::Path;
 
 fn cloud(n: usize, d: usize, shift: f64) -> Cloud {
     let x: Vec<f64> = (0..n * d).map(|i| ((i * 7919) % 1009) as f64 / 504.5 - 1.0 + shift).collect();
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 fn growth(rate: f64, slope: Vec<f64>) -> Box<dyn Field> {

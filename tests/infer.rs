@@ -19,7 +19,7 @@ fn gaussian(n: usize, mean: &[f64], std: f64, seed: u64) -> Cloud {
             x.push(m + std * z);
         }
     }
-    Cloud::new(d, x, vec![1.0; n])
+    Cloud::new(d, x, vec![1.0; n]).unwrap()
 }
 
 fn concat(a: &Cloud, b: &Cloud) -> Cloud {

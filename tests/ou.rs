@@ -22,7 +22,7 @@ fn start(n: usize, mean: f64, var: f64, seed: u64) -> Cloud {
             mean + var.sqrt() * z
         })
         .collect();
-    Cloud::uniform(1, x, 1.0)
+    Cloud::uniform(1, x, 1.0).unwrap()
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn noiseless_ou_matches_the_scheme_to_1e9() {
     // σ = 0: every particle follows x_k = m + (x_0 − m)(1 − θh)^k exactly (up to rounding).
     let (theta, m, h, steps) = (0.7, [0.5, -1.0, 2.0], 0.01, 300);
     let x0: Vec<f64> = (0..30).map(|i| (i as f64 * 0.37).sin() * 3.0).collect();
-    let src = Cloud::uniform(3, x0.clone(), 1.0);
+    let src = Cloud::uniform(3, x0.clone(), 1.0).unwrap();
     let field = Box::new(OrnsteinUhlenbeck { theta, mean: m.to_vec() });
     let mut s = sim(&src, field, ReactionKind::None, false, h, steps, 0.0, 1);
     let summary = s.run(&mut []).unwrap();

@@ -12,13 +12,16 @@
 //! The same properties, unbounded in time, are the `cargo fuzz` targets in `fuzz/`.
 
 mod common;
-use advreact::compare::compare_tables;
+/// The binary's `compare` (src/compare.rs is part of the binary, not of the library).
+#[path = "../src/compare.rs"]
+mod compare;
 use advreact::data::{parse_snapshot, read_snapshot, SnapshotTable};
 use advreact::error::{DataError, Error};
 use advreact::metrics::mmd_terms;
 use advreact::scenario::spec::Distribution;
 use advreact::scenario::{load_str, Overrides, Scenario};
 use common::{bin, repo};
+use compare::compare_tables;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;

@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 fn cloud(n: usize, mass: f64) -> Cloud {
     let x: Vec<f64> = (0..n * 2).map(|i| ((i * 37) % 101) as f64 / 50.0 - 1.0).collect();
-    Cloud::uniform(2, x, mass)
+    Cloud::uniform(2, x, mass).unwrap()
 }
 
 fn growth(rate: f64, slope: [f64; 2]) -> Box<dyn Field> {

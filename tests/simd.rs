@@ -97,7 +97,7 @@ fn sobolev_fisher_step_has_the_same_bits_on_every_level() {
     use advreact::field::{EvalCtx, Field};
     use advreact::Cloud;
     let (d, n) = (2, 900);
-    let target = Cloud::new(d, data(n * d, 9, 1.0), vec![1.0 / n as f64; n]);
+    let target = Cloud::new(d, data(n * d, 9, 1.0), vec![1.0 / n as f64; n]).unwrap();
     let (x, w) = (data(n * d, 10, 0.8), vec![1.0 / n as f64; n]);
     let cfg = SobolevFisherCfg { features: 150, bandwidth: 0.8, ..Default::default() };
     same_on_every_level("usd step", || {

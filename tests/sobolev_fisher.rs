@@ -133,7 +133,7 @@ fn factorised_assembly_matches_dense_jacobians() {
     // n = 40, m = 30, d = 3, s = 0.6, λ = 1e-2: cond(A) ≲ 1e4, so summation-order differences
     // (~1e-16) reach β at ≲ 1e-12 relative; tolerance 1e-10 relative.
     let d = 3;
-    let target = Cloud::new(d, gaussian(50, &[0.3, -0.2, 0.1], 0.4, 11), weights(50, 1.7, 12));
+    let target = Cloud::new(d, gaussian(50, &[0.3, -0.2, 0.1], 0.4, 11), weights(50, 1.7, 12)).unwrap();
     let x = gaussian(40, &[0.0, 0.0, 0.0], 0.5, 13);
     let w = weights(40, 0.8, 14);
     for conserve in [false, true] {
@@ -162,7 +162,7 @@ fn factorised_assembly_matches_dense_jacobians() {
 #[test]
 fn velocity_is_the_critic_gradient() {
     let d = 2;
-    let target = Cloud::uniform(d, gaussian(300, &[0.5, 0.2], 0.2, 21), 1.0);
+    let target = Cloud::uniform(d, gaussian(300, &[0.5, 0.2], 0.2, 21), 1.0).unwrap();
     let x = gaussian(300, &[0.0, 0.0], 0.2, 22);
     let w = weights(300, 1.3, 23);
     for conserve in [false, true] {
@@ -218,7 +218,7 @@ fn velocity_is_the_critic_gradient() {
 #[test]
 fn identical_measures_give_a_zero_critic() {
     let d = 2;
-    let target = Cloud::new(d, gaussian(400, &[0.0, 0.0], 0.2, 31), weights(400, 1.0, 32));
+    let target = Cloud::new(d, gaussian(400, &[0.0, 0.0], 0.2, 31), weights(400, 1.0, 32)).unwrap();
     let cfg = SobolevFisherCfg {
         features: 256,
         bandwidth: 0.1,
@@ -260,8 +260,8 @@ fn identical_measures_give_a_zero_critic() {
 #[test]
 fn transports_a_gaussian_to_a_shifted_gaussian() {
     let d = 2;
-    let source = Cloud::uniform(d, gaussian(600, &[0.0, 0.0], 0.15, 41), 1.0);
-    let target = Cloud::uniform(d, gaussian(600, &[0.4, -0.3], 0.15, 42), 1.0);
+    let source = Cloud::uniform(d, gaussian(600, &[0.0, 0.0], 0.15, 41), 1.0).unwrap();
+    let target = Cloud::uniform(d, gaussian(600, &[0.4, -0.3], 0.15, 42), 1.0).unwrap();
     let cfg = SobolevFisherCfg {
         features: 256,
         bandwidth: 0.1,
@@ -299,8 +299,8 @@ fn transports_a_gaussian_to_a_shifted_gaussian() {
 #[test]
 fn free_mass_reaches_the_target_mass() {
     let d = 2;
-    let source = Cloud::uniform(d, gaussian(600, &[0.0, 0.0], 0.15, 51), 1.0);
-    let target = Cloud::uniform(d, gaussian(600, &[0.4, -0.3], 0.15, 52), 2.0);
+    let source = Cloud::uniform(d, gaussian(600, &[0.0, 0.0], 0.15, 51), 1.0).unwrap();
+    let target = Cloud::uniform(d, gaussian(600, &[0.4, -0.3], 0.15, 52), 2.0).unwrap();
     let cfg = SobolevFisherCfg {
         features: 256,
         bandwidth: 0.1,
@@ -327,8 +327,8 @@ fn free_mass_reaches_the_target_mass() {
 fn reaction_accelerates_descent_to_a_ring() {
     let d = 2;
     let n = 1000;
-    let source = Cloud::uniform(d, gaussian(n, &[0.0, 0.0], 0.1, 61), 1.0);
-    let target = Cloud::uniform(d, ring(n, 62), 1.0);
+    let source = Cloud::uniform(d, gaussian(n, &[0.0, 0.0], 0.1, 61), 1.0).unwrap();
+    let target = Cloud::uniform(d, ring(n, 62), 1.0).unwrap();
     let run = |alpha: f64| {
         let cfg = SobolevFisherCfg {
             features: 512,
@@ -364,8 +364,8 @@ fn runs_are_bitwise_identical_for_any_thread_count() {
     // n = 3000 > one Gram block (2048 points) and > two Σwf chunks; m = 300 > two Gram tiles and
     // two Cholesky blocks; growth, reaction and noise all active.
     let d = 2;
-    let source = Cloud::uniform(d, gaussian(3000, &[0.0, 0.0], 0.2, 71), 1.0);
-    let target = Cloud::uniform(d, ring(2500, 72), 1.0);
+    let source = Cloud::uniform(d, gaussian(3000, &[0.0, 0.0], 0.2, 71), 1.0).unwrap();
+    let target = Cloud::uniform(d, ring(2500, 72), 1.0).unwrap();
     let run = |threads: usize| {
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
             let cfg = SobolevFisherCfg {
@@ -402,7 +402,7 @@ fn large_ridge_critic_is_minus_the_mmd_witness() {
     // error is ≲ 18 / λ (λ_M = λ M). Check λ = 1e4 (≤ 3e-3) and λ = 1e6 (≤ 3e-5), on f and ∇f
     // (measured 1.2e-4 and 1.2e-6 on f: the bound is loose, the 1/λ rate is exact).
     let d = 2;
-    let target = Cloud::new(d, gaussian(150, &[0.4, 0.1], 0.3, 81), weights(150, 1.5, 82));
+    let target = Cloud::new(d, gaussian(150, &[0.4, 0.1], 0.3, 81), weights(150, 1.5, 82)).unwrap();
     let x = gaussian(120, &[0.0, 0.0], 0.3, 83);
     let w = weights(120, 0.9, 84);
     let probes = gaussian(25, &[0.2, 0.05], 0.5, 85);
@@ -459,7 +459,7 @@ fn large_ridge_critic_approximates_the_gaussian_mmd_witness() {
     // Tolerance 0.1 of max |φ| (conserving variant: probabilities on both sides, ridge λ).
     let d = 2;
     let s = 0.4;
-    let target = Cloud::uniform(d, gaussian(100, &[0.5, 0.0], 0.3, 91), 2.0);
+    let target = Cloud::uniform(d, gaussian(100, &[0.5, 0.0], 0.3, 91), 2.0).unwrap();
     let x = gaussian(80, &[0.0, 0.0], 0.3, 92);
     let w = vec![1.0 / 80.0; 80];
     let lambda = 1e6;
@@ -499,8 +499,8 @@ fn large_ridge_critic_approximates_the_gaussian_mmd_witness() {
 #[test]
 fn resolve_every_keeps_the_critic_between_solves() {
     let d = 2;
-    let source = Cloud::uniform(d, gaussian(200, &[0.0, 0.0], 0.15, 101), 1.0);
-    let target = Cloud::uniform(d, gaussian(200, &[0.3, 0.0], 0.15, 102), 1.0);
+    let source = Cloud::uniform(d, gaussian(200, &[0.0, 0.0], 0.15, 101), 1.0).unwrap();
+    let target = Cloud::uniform(d, gaussian(200, &[0.3, 0.0], 0.15, 102), 1.0).unwrap();
     let cfg = SobolevFisherCfg { features: 64, bandwidth: 0.2, resolve_every: 3, ..Default::default() };
     let mut f = SobolevFisher::new(cfg, d, &target, 1).unwrap();
     let mut x = source.x.clone();
@@ -534,7 +534,7 @@ fn resolve_every_keeps_the_critic_between_solves() {
 #[test]
 fn saved_critic_restores_into_a_fresh_field() {
     let [source, target] = [(0.0, 103), (0.3, 104)]
-        .map(|(m, seed)| Cloud::uniform(2, gaussian(100, &[m, 0.0], 0.15, seed), 1.0));
+        .map(|(m, seed)| Cloud::uniform(2, gaussian(100, &[m, 0.0], 0.15, seed), 1.0).unwrap());
     let cfg = SobolevFisherCfg { features: 32, bandwidth: 0.2, resolve_every: 3, ..Default::default() };
     let field = |cfg: &SobolevFisherCfg| SobolevFisher::new(cfg.clone(), 2, &target, 1).unwrap();
     let (mut f, mut g) = (field(&cfg), field(&cfg));
@@ -553,7 +553,7 @@ fn saved_critic_restores_into_a_fresh_field() {
 #[test]
 fn bad_parameters_and_singular_systems_are_reported() {
     let d = 1;
-    let target = Cloud::uniform(d, vec![0.0, 1.0], 1.0);
+    let target = Cloud::uniform(d, vec![0.0, 1.0], 1.0).unwrap();
     for cfg in [
         SobolevFisherCfg { features: 0, ..Default::default() },
         SobolevFisherCfg { bandwidth: -1.0, ..Default::default() },

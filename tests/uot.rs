@@ -582,8 +582,8 @@ fn plan_access_agrees_with_the_dense_plan() {
 /// The CLI entry point writes the report, the marginals, a sparse plan and the barycentric map.
 #[test]
 fn clouds_entry_point_writes_files() {
-    let a = Cloud::uniform(2, cluster(20, 13, 0.0), 1.0);
-    let b = Cloud::uniform(2, cluster(25, 14, 0.5), 2.0);
+    let a = Cloud::uniform(2, cluster(20, 13, 0.0), 1.0).unwrap();
+    let b = Cloud::uniform(2, cluster(25, 14, 0.5), 2.0).unwrap();
     let opts = SinkhornOptions::kl(0.05, 1.0, 1.0, Cost::HalfSqEuclidean);
     let sol = ot::uot_clouds(&a, &b, &opts).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -114,7 +114,7 @@ fn strict_makes_the_first_intervention_a_stop_with_exit_code_1() {
 
 #[test]
 fn the_displacement_cap_is_counted_with_the_length_it_removed() {
-    let c = Cloud::uniform(1, (0..40).map(|i| i as f64 / 4.0).collect(), 1.0);
+    let c = Cloud::uniform(1, (0..40).map(|i| i as f64 / 4.0).collect(), 1.0).unwrap();
     let ou = || Box::new(OrnsteinUhlenbeck { theta: 1.0, mean: vec![0.0] });
     let (dt, cap) = (0.5, 0.2);
     let mut s = sim(&c, ou(), ReactionKind::None, false, dt, 1, 0.0, 1);
@@ -147,7 +147,7 @@ fn the_displacement_cap_is_counted_with_the_length_it_removed() {
 #[test]
 fn guard_counts_add_up_across_single_steps() {
     // Simulation::step (used by the infer flows) used to start fresh counts on every call.
-    let c = Cloud::uniform(1, vec![0.0; 8], 1.0);
+    let c = Cloud::uniform(1, vec![0.0; 8], 1.0).unwrap();
     let mut s = sim(
         &c,
         Box::new(AffineGrowth { rate: 150.0, slope: vec![0.0] }),
@@ -311,7 +311,7 @@ fn console_times_are_short_and_csv_times_exact() {
 fn a_population_cap_stop_leaves_the_state_of_the_last_whole_step() {
     // The cap is checked before the step moves anything: the stopped state is exactly the state
     // of an uncapped run of as many steps (positions, weights, ids).
-    let c = Cloud::uniform(2, (0..200).map(|i| (i % 17) as f64 / 17.0).collect(), 1.0);
+    let c = Cloud::uniform(2, (0..200).map(|i| (i % 17) as f64 / 17.0).collect(), 1.0).unwrap();
     let run = |cap: usize, steps: usize| {
         let g = Box::new(AffineGrowth { rate: 2.0, slope: vec![0.0; 2] });
         let mut s = sim(&c, g, ReactionKind::BirthDeath, false, 0.1, steps, 0.3, 5);

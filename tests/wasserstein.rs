@@ -47,8 +47,8 @@ fn emd_cases() -> Vec<Case> {
             let d = c["d"].as_u64().unwrap() as usize;
             Case {
                 name: c["name"].as_str().unwrap().to_string(),
-                a: Cloud::new(d, rows(&c["x"]), f64s(&c["a"])),
-                b: Cloud::new(d, rows(&c["y"]), f64s(&c["b"])),
+                a: Cloud::new(d, rows(&c["x"]), f64s(&c["a"])).unwrap(),
+                b: Cloud::new(d, rows(&c["y"]), f64s(&c["b"])).unwrap(),
                 c: c.clone(),
             }
         })
@@ -192,7 +192,7 @@ fn permutation_invariance() {
             rand::seq::SliceRandom::shuffle(&mut idx[..], rng);
             let x = idx.iter().flat_map(|&i| cl.point(i).to_vec()).collect();
             let w = idx.iter().map(|&i| cl.w[i]).collect();
-            Cloud::new(cl.dim, x, w)
+            Cloud::new(cl.dim, x, w).unwrap()
         };
         let pa = permute(&c.a, &mut rng);
         let pb = permute(&c.b, &mut rng);
@@ -251,8 +251,8 @@ fn zero_weights_duplicates_and_normalisation() {
             xb.extend_from_slice(c.b.point(0));
         }
         wb.extend([0.0, 0.0]);
-        let a2 = Cloud::new(d, xa, wa);
-        let b2 = Cloud::new(d, xb, wb);
+        let a2 = Cloud::new(d, xa, wa).unwrap();
+        let b2 = Cloud::new(d, xb, wb).unwrap();
         for (order, key) in [(Order::W2, "W2sq"), (Order::W1, "W1")] {
             let want = c.c[key].as_f64().unwrap();
             for solver in [Solver::NetworkSimplex, Solver::Auto] {
@@ -285,8 +285,8 @@ fn network_simplex_matches_sorted_in_1d() {
     let mut wa: Vec<f64> = u(n, 1.0).iter().map(|v| v.abs()).collect();
     let wb: Vec<f64> = u(m, 1.0).iter().map(|v| v.abs()).collect();
     wa[0] = 1.0;
-    let a = Cloud::new(1, x, wa);
-    let b = Cloud::new(1, y, wb);
+    let a = Cloud::new(1, x, wa).unwrap();
+    let b = Cloud::new(1, y, wb).unwrap();
     for order in [Order::W1, Order::W2] {
         let ns = solve(&a, &b, order, Solver::NetworkSimplex);
         let so = solve(&a, &b, order, Solver::Sorted1d);
@@ -308,13 +308,14 @@ fn network_simplex_matches_sorted_in_1d() {
 /// Bad inputs are typed errors, not panics.
 #[test]
 fn invalid_inputs_are_errors() {
-    let ok = Cloud::new(2, vec![0.0, 0.0, 1.0, 1.0], vec![0.5, 0.5]);
+    let ok = Cloud::new(2, vec![0.0, 0.0, 1.0, 1.0], vec![0.5, 0.5]).unwrap();
     let o = WassersteinOpts::default();
-    let empty = Cloud::new(2, vec![], vec![]);
-    let other_dim = Cloud::new(1, vec![0.0], vec![1.0]);
-    let negative = Cloud::new(2, vec![0.0, 0.0, 1.0, 1.0], vec![1.0, -0.5]);
-    let massless = Cloud::new(2, vec![0.0, 0.0], vec![0.0]);
-    let nan = Cloud::new(2, vec![0.0, f64::NAN], vec![1.0]);
+    let empty = Cloud::new(2, vec![], vec![]).unwrap();
+    let other_dim = Cloud::new(1, vec![0.0], vec![1.0]).unwrap();
+    // `Cloud::new` refuses these; the fields are public, so a struct literal can still make them.
+    let negative = Cloud { dim: 2, x: vec![0.0, 0.0, 1.0, 1.0], w: vec![1.0, -0.5] };
+    let massless = Cloud::new(2, vec![0.0, 0.0], vec![0.0]).unwrap();
+    let nan = Cloud { dim: 2, x: vec![0.0, f64::NAN], w: vec![1.0] };
     for bad in [&empty, &other_dim, &negative, &massless, &nan] {
         assert!(wasserstein(&ok, bad, Order::W2, &o).is_err());
         assert!(wasserstein(bad, &ok, Order::W1, &o).is_err());
@@ -353,7 +354,7 @@ fn sample(n: usize, m: &DVector<f64>, s: &DMatrix<f64>, seed: u64) -> Cloud {
         let z = DVector::from_fn(d, |_, _| StandardNormal.sample(&mut rng));
         x.extend((m + &l * z).iter());
     }
-    Cloud::uniform(d, x, 1.0)
+    Cloud::uniform(d, x, 1.0).unwrap()
 }
 
 fn mean_var(v: &[f64]) -> (f64, f64) {

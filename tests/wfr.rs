@@ -60,7 +60,7 @@ fn mmd_energy_gradients_match_finite_differences() {
     let w = weights(25, 1.3, 1);
     let y = cloud(30, d, 2, 0.5, 1.0);
     let b = weights(30, 0.8, 2);
-    let target = Cloud::new(d, y.clone(), b.clone());
+    let target = Cloud::new(d, y.clone(), b.clone()).unwrap();
     let f = |x: &[f64], w: &[f64]| 0.5 * mmd_terms(d, x, w, &y, &b, s).mmd2;
     let field = WfrField::new(Energy::Mmd { bandwidth: s }, Growth::Free, 1.0).unwrap();
     let (phi, grad) = field.first_variation(&ctx(d, &x, &w, &target)).unwrap();
@@ -223,7 +223,7 @@ fn sinkhorn_field_eval_and_warm_start() {
     let d = 2;
     let x = cloud(40, d, 9, 0.0, 1.0);
     let w = weights(40, 1.0, 9);
-    let target = Cloud::new(d, cloud(50, d, 10, 0.8, 1.0), weights(50, 1.5, 10));
+    let target = Cloud::new(d, cloud(50, d, 10, 0.8, 1.0), weights(50, 1.5, 10)).unwrap();
     let mut f = WfrField::new(Energy::Sinkhorn { eps: 0.05, rho: Some(1.0) }, Growth::Conserving, 2.0)
         .unwrap()
         .with_solver(SolverCfg {
@@ -264,7 +264,7 @@ fn sinkhorn_field_eval_and_warm_start() {
 #[test]
 fn wfr_steps_decrease_the_energy() {
     let d = 2;
-    let target = Cloud::new(d, cloud(60, d, 12, 1.0, 0.5), weights(60, 2.0, 12));
+    let target = Cloud::new(d, cloud(60, d, 12, 1.0, 0.5), weights(60, 2.0, 12)).unwrap();
     for energy in [Energy::Mmd { bandwidth: 0.5 }, Energy::Sinkhorn { eps: 0.05, rho: Some(1.0) }] {
         let mut x = cloud(50, d, 11, 0.0, 0.5);
         let mut w = weights(50, 1.0, 11);

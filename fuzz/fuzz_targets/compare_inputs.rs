@@ -7,8 +7,11 @@
 #![no_main]
 
 mod common;
+/// The binary's `compare` (src/compare.rs is part of the binary, not of the library).
+#[path = "../../src/compare.rs"]
+mod compare;
 
-use advreact::compare::compare_tables;
+use compare::compare_tables;
 use advreact::data::parse_snapshot;
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;

@@ -29,17 +29,23 @@ use std::path::{Path, PathBuf};
 /// A fate analysis.
 #[derive(Debug, Clone)]
 pub struct Fates {
+    /// Time of the source snapshot.
     pub t0: f64,
+    /// Time of the target snapshot.
     pub t1: f64,
+    /// The clusters of the source cells.
     pub source: Clusters,
+    /// The clusters of the target cells.
     pub target: Clusters,
     /// Cluster names (`c1`, ... or the label values).
     pub source_names: Vec<String>,
+    /// Target cluster names.
     pub target_names: Vec<String>,
     /// `F_AB`, row-major `k0 × k1`, cell units.
     pub matrix: Vec<f64>,
     /// Per source cell: `growth_i` and `desc_i(·)` (`k1` values).
     pub growth: Vec<f64>,
+    /// Per source cell: `desc_i(B)` for each target cluster `B` (`k1` values).
     pub descendants: Vec<Vec<f64>>,
     /// Per target cell: `anc_j(·)` (`k0` values).
     pub ancestors: Vec<Vec<f64>>,

@@ -231,7 +231,7 @@ pub fn interpolate(
         ]);
         info.diagnostics.extend(sim.field.diagnostics());
         let w = logw.iter().map(|l| l.exp() * m0).collect();
-        return Ok((Cloud::new(x0.dim, x, w), info));
+        return Ok((Cloud::new_unchecked(x0.dim, x, w), info));
     }
     let reached = rule.prev.2;
     info.warnings.push(Warning::new(
@@ -303,7 +303,7 @@ pub fn push_forward(
 /// The simulation's particles as a cloud with weights times `m0` (original units).
 fn scaled_cloud(sim: &Simulation, m0: f64) -> Cloud {
     let w = sim.particles.weights().iter().map(|w| w * m0).collect();
-    Cloud::new(sim.particles.dim, sim.particles.x.clone(), w)
+    Cloud::new_unchecked(sim.particles.dim, sim.particles.x.clone(), w)
 }
 
 /// The flow's guard interventions (displacement cap, growth clipping) as warnings.
@@ -321,7 +321,7 @@ mod tests {
     fn gaussian(n: usize, shift: f64, mass: f64, seed: u64) -> Cloud {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let x = (0..2 * n).map(|k| { let z: f64 = StandardNormal.sample(&mut r); z * 0.3 } + if k % 2 == 0 { shift } else { 0.0 }).collect();
-        Cloud::uniform(2, x, mass)
+        Cloud::uniform_unchecked(2, x, mass)
     }
 
     /// FNV-1a over the bits of the cloud, the diagnostics and the warnings.

@@ -10,8 +10,11 @@ use rand::Rng;
 /// A clustering: label per point and centres (`k·d`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clusters {
+    /// Number of clusters.
     pub k: usize,
+    /// Cluster of each point, in `0..k`.
     pub labels: Vec<usize>,
+    /// Cluster centres, particle-contiguous (`k·d`).
     pub centers: Vec<f64>,
 }
 
@@ -19,9 +22,13 @@ fn sq(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum()
 }
 
-/// `k`-means of the cloud (weights as point masses), at most `iters` Lloyd iterations.
+/// `k`-means of the cloud (weights as point masses), at most `iters` Lloyd iterations. `k` is
+/// clamped to `1..=n`; an empty cloud has no cluster (`k = 0`).
 pub fn kmeans(c: &Cloud, k: usize, iters: usize, seed: u64) -> Clusters {
     let (n, d) = (c.len(), c.dim);
+    if n == 0 {
+        return Clusters { k: 0, labels: Vec::new(), centers: Vec::new() };
+    }
     let k = k.clamp(1, n.max(1));
     let mut r = rng::stream(seed, Purpose::Analysis, 3, 0);
     // k-means++ seeding.
@@ -133,4 +140,20 @@ pub fn from_labels(c: &Cloud, labels: &[String]) -> (Clusters, Vec<String>) {
         }
     }
     (Clusters { k, labels: lab, centers }, vals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty cloud is valid input (`Cloud::new` accepts it): no cluster, no panic. `k` larger
+    /// than the points is clamped, each point its own cluster, numbered left to right.
+    #[test]
+    fn empty_cloud_and_large_k() {
+        let empty = Cloud::new_unchecked(2, vec![], vec![]);
+        assert_eq!(kmeans(&empty, 3, 10, 0), Clusters { k: 0, labels: vec![], centers: vec![] });
+        let c = Cloud::new_unchecked(1, vec![5.0, -1.0], vec![1.0, 1.0]);
+        let cl = kmeans(&c, 9, 10, 0);
+        assert_eq!((cl.k, cl.labels, cl.centers), (2, vec![1, 0], vec![-1.0, 5.0]));
+    }
 }

@@ -208,7 +208,7 @@ pub fn pick(c: &Cloud, idx: &[usize]) -> Cloud {
     for &i in idx {
         x.extend_from_slice(c.point(i));
     }
-    Cloud::new(c.dim, x, idx.iter().map(|&i| c.w[i]).collect())
+    Cloud::new_unchecked(c.dim, x, idx.iter().map(|&i| c.w[i]).collect())
 }
 
 /// Pool two clouds (for scales).
@@ -217,7 +217,7 @@ pub fn pooled(a: &Cloud, b: &Cloud) -> Cloud {
     x.extend_from_slice(&b.x);
     let mut w = a.w.clone();
     w.extend_from_slice(&b.w);
-    Cloud::new(a.dim, x, w)
+    Cloud::new_unchecked(a.dim, x, w)
 }
 
 fn normalised(c: &Cloud) -> Vec<f64> {

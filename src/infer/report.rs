@@ -19,7 +19,9 @@ pub struct ReportCfg {
     pub data_dir: PathBuf,
     /// At most this many cells per time point (0: all).
     pub subsample: usize,
+    /// The inference methods compared.
     pub methods: Vec<Method>,
+    /// Their parameters.
     pub params: InferParams,
     /// The command line printed at the top of the file.
     pub command: String,

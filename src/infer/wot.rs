@@ -51,6 +51,7 @@ pub struct WotParams {
     pub samples: usize,
     /// Sinkhorn iteration cap and tolerance (relative L1 marginal error).
     pub max_iter: usize,
+    /// Sinkhorn tolerance (relative L1 marginal error).
     pub tol: f64,
     /// Plans with more entries than this are sampled from each row's 64 largest entries.
     pub dense_limit: usize,
@@ -115,13 +116,16 @@ pub struct WotFit {
     pub source: Cloud,
     /// `X1` (scaled).
     pub target: Cloud,
+    /// The last solve.
     pub sol: UotSolution,
+    /// `1/M0`: the factor the weights were scaled by for the solve.
     pub scale: f64,
     /// Plan entries times `to_cells` are in cells, with total `M1` (the solve's own total
     /// `Σ π_ij` falls short of `M1` by what the soft penalties destroy).
     pub to_cells: f64,
     /// `ε`, `τ` in cost units.
     pub eps: f64,
+    /// `τ` in cost units.
     pub tau: f64,
     /// `r_i`, original units: the mass of cell `i`'s descendants at `t1`.
     pub row_mass: Vec<f64>,
@@ -129,6 +133,7 @@ pub struct WotFit {
     pub growth: Vec<f64>,
     /// Sinkhorn iterations summed over the outer solves; last solve converged.
     pub iterations: usize,
+    /// The last solve converged.
     pub converged: bool,
 }
 
@@ -180,8 +185,8 @@ pub fn fit(
         }
         None => x0.w.iter().map(|w| w * scale * (m1 / m0)).collect(),
     };
-    let target = Cloud::new(x1.dim, x1.x.clone(), x1.w.iter().map(|b| b * scale).collect());
-    let mut source = Cloud::new(x0.dim, x0.x.clone(), a0);
+    let target = Cloud::new_unchecked(x1.dim, x1.x.clone(), x1.w.iter().map(|b| b * scale).collect());
+    let mut source = Cloud::new_unchecked(x0.dim, x0.x.clone(), a0);
     let cbar = mean_sq_cost(&source, &target).max(f64::MIN_POSITIVE);
     let scaled = |rel: Option<f64>, abs: Option<f64>| abs.unwrap_or_else(|| rel.unwrap_or(f64::NAN) * cbar);
     let (eps, tau) = (scaled(p.eps_rel, p.eps), scaled(p.tau_rel, p.tau));
@@ -291,7 +296,7 @@ pub fn interpolate(
         let (xi, yj) = (x0.point(i), x1.point(j));
         x.extend(xi.iter().zip(yj).map(|(a, b)| (1.0 - s) * a + s * b));
     }
-    let cloud = Cloud::new(d, x, vec![mass / picks.len().max(1) as f64; picks.len()]);
+    let cloud = Cloud::new_unchecked(d, x, vec![mass / picks.len().max(1) as f64; picks.len()]);
     let rep = &fit.sol.report;
     let mut info = fit.info();
     info.diag([
@@ -314,7 +319,7 @@ pub fn push_forward(
     let fit = fit(cur, target, dt, None, p)?;
     let c = fit.sol.coupling((&fit.source).into(), (&fit.target).into())?;
     let t = c.barycentric_map()?;
-    let cloud = Cloud::new(cur.dim, t, fit.row_mass.clone());
+    let cloud = Cloud::new_unchecked(cur.dim, t, fit.row_mass.clone());
     Ok((cloud, fit.info()))
 }
 

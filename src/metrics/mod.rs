@@ -3,7 +3,9 @@
 //! A metric is anything implementing [`Metric`]; it may produce several columns (the mean has one
 //! per coordinate).
 
+#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod mmd;
+#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod wasserstein;
 
 pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};
@@ -12,14 +14,36 @@ use crate::error::SimError;
 use crate::particles::{weighted_mean, Cloud};
 use std::sync::OnceLock;
 
+/// The Gaussian-kernel `MMD²` between two clouds and its three terms (see [`mod@mmd`]): `a` and `b`
+/// must have one dimension, `bandwidth` `s` of `exp(−|x − y|²/(2s²))` a positive finite number
+/// whose square is a normal double. `MMD(a, a) = 0` exactly.
+pub fn mmd_between(a: &Cloud, b: &Cloud, bandwidth: f64) -> Result<MmdTerms, SimError> {
+    if a.dim != b.dim {
+        return Err(SimError::Invalid(format!("mmd: clouds of dimension {} and {}", a.dim, b.dim)));
+    }
+    let s = bandwidth;
+    if !(s.is_finite() && s > 0.0 && (s * s).is_normal()) {
+        return Err(SimError::Invalid(format!(
+            "mmd: bandwidth must be > 0 with a normal square (about 1.5e-154 ≤ s ≤ 1.3e154), got {s:e}"
+        )));
+    }
+    Ok(mmd_terms(a.dim, &a.x, &a.w, &b.x, &b.w, s))
+}
+
 /// What a metric sees: the particles as a weighted cloud and the target.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricCtx<'a> {
+    /// Dimension `d`.
     pub dim: usize,
+    /// Particle positions, particle-contiguous (n·d).
     pub x: &'a [f64],
+    /// Particle weights `w_i`.
     pub w: &'a [f64],
+    /// Total mass `Σ w_i`.
     pub mass: f64,
+    /// Effective sample size `(Σ w)² / Σ w²`.
     pub ess: f64,
+    /// The target measure (empty when the run has none).
     pub target: &'a Cloud,
 }
 
@@ -42,6 +66,7 @@ pub struct MmdMetric {
 }
 
 impl MmdMetric {
+    /// MMD with kernel bandwidth `bandwidth`, between the normalised measures if `normalized`.
     pub fn new(bandwidth: f64, normalized: bool) -> Self {
         Self { bandwidth, normalized, target_term: OnceLock::new() }
     }
@@ -116,5 +141,26 @@ impl Metric for Mean {
     }
     fn compute(&self, c: &MetricCtx) -> Result<Vec<f64>, SimError> {
         Ok(weighted_mean(c.dim, c.x, c.w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `mmd_between` is `mmd_terms` on the clouds' data, bit for bit; mismatched dimensions and
+    /// bandwidths whose square is not a normal double are errors, not NaN.
+    #[test]
+    fn mmd_between_checks_then_sums() {
+        let a = Cloud::new_unchecked(2, vec![0.0, 0.0, 1.0, 0.5], vec![0.5, 1.0]);
+        let b = Cloud::new_unchecked(2, vec![0.2, 0.1], vec![2.0]);
+        let t = mmd_between(&a, &b, 0.7).unwrap();
+        assert_eq!(t, mmd_terms(2, &a.x, &a.w, &b.x, &b.w, 0.7));
+        assert!(t.mmd2 > 0.0);
+        let line = Cloud::new_unchecked(1, vec![0.0], vec![1.0]);
+        assert!(mmd_between(&a, &line, 1.0).unwrap_err().to_string().contains("dimension 2 and 1"));
+        for s in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-160, 1e160] {
+            assert!(mmd_between(&a, &b, s).is_err(), "bandwidth {s}");
+        }
     }
 }

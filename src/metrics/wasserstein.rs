@@ -1398,7 +1398,7 @@ mod tests {
     use super::*;
 
     fn cloud(d: usize, x: Vec<f64>, w: Vec<f64>) -> Cloud {
-        Cloud::new(d, x, w)
+        Cloud::new_unchecked(d, x, w)
     }
 
     #[test]

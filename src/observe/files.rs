@@ -22,6 +22,7 @@ pub struct CsvSink {
 }
 
 impl CsvSink {
+    /// A sink for the file at `path`, created when opened.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into(), out: None, resume_len: None }
     }
@@ -30,6 +31,7 @@ impl CsvSink {
         self.resume_len = Some(len);
         self
     }
+    /// The file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -52,6 +54,7 @@ impl CsvSink {
         self.out = Some(out);
         Ok(())
     }
+    /// Append the row `s` and a newline (nothing before [`CsvSink::open`]).
     pub fn line(&mut self, s: &str) -> Result<(), Error> {
         if let Some(out) = self.out.as_mut() {
             writeln!(out, "{s}").map_err(|e| Error::io(&self.path, e))?;
@@ -65,6 +68,7 @@ impl CsvSink {
         }
         Ok(())
     }
+    /// Flush and close the file.
     pub fn close(&mut self) -> Result<(), Error> {
         self.flush()?;
         self.out = None;
@@ -103,6 +107,7 @@ impl Observer for MetricsCsv {
 /// written if a hash of its id falls below `max/n`. The selections are nested (a smaller ratio
 /// keeps a subset), so a particle's path stays visible from snapshot to snapshot.
 pub struct SnapshotsCsv {
+    /// The file written.
     pub sink: CsvSink,
     every: usize,
     max_particles: usize,
@@ -110,6 +115,7 @@ pub struct SnapshotsCsv {
 }
 
 impl SnapshotsCsv {
+    /// Snapshots every `every` steps (at least 1), at most about `max_particles` rows each.
     pub fn new(sink: CsvSink, every: usize, max_particles: usize) -> Self {
         Self { sink, every: every.max(1), max_particles, last_written: None }
     }

@@ -7,11 +7,14 @@ use crate::particles::Particles;
 use crate::stepper::Summary;
 use indicatif::{ProgressBar as Bar, ProgressDrawTarget, ProgressStyle};
 
+/// An observer drawing a progress bar of the run's steps on stderr (hidden when stderr is not a
+/// terminal), with `t`, the mass and the MMD as its message.
 pub struct ProgressBar {
     bar: Bar,
 }
 
 impl ProgressBar {
+    /// A bar for a run of `steps` steps, prefixed by `name`.
     pub fn new(steps: usize, name: &str) -> Self {
         let bar = Bar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
         if let Ok(style) =

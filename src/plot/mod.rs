@@ -38,19 +38,46 @@ pub const FIGURE_SIZE: (u32, u32) = (1000, 800);
 pub enum PlotError {
     /// An input file could not be read.
     #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
     /// An output file could not be written.
     #[error("{file}: cannot write: {source}")]
-    Write { file: PathBuf, source: std::io::Error },
+    Write {
+        /// The file.
+        file: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
     /// A malformed input line.
     #[error("{file}: line {line}: {msg}")]
-    Parse { file: PathBuf, line: usize, msg: String },
+    Parse {
+        /// The file.
+        file: PathBuf,
+        /// Line number, from 1.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
     /// Input that cannot be plotted (bad shapes, a missing folder, ...).
     #[error("{file}: {msg}")]
-    Invalid { file: PathBuf, msg: String },
+    Invalid {
+        /// The file or folder.
+        file: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// The drawing library failed while drawing `file`.
     #[error("{file}: drawing failed: {msg}")]
-    Draw { file: PathBuf, msg: String },
+    Draw {
+        /// The figure being drawn.
+        file: PathBuf,
+        /// The drawing library's message.
+        msg: String,
+    },
 }
 
 impl From<DataError> for PlotError {
@@ -59,6 +86,7 @@ impl From<DataError> for PlotError {
             DataError::Io { file, source } => PlotError::Read { file, source },
             DataError::Parse { file, line, msg } => PlotError::Parse { file, line, msg },
             DataError::Invalid { file, msg } => PlotError::Invalid { file, msg },
+            DataError::Cloud(e) => PlotError::Invalid { file: PathBuf::new(), msg: e.to_string() },
         }
     }
 }

@@ -102,7 +102,7 @@ pub fn sample_distribution(
             let l = factor(chk, path, d, std, cov)?;
             let mut x = Vec::with_capacity(n * d);
             (0..*n).for_each(|_| gaussian_into(&mut r, mean, &l, &mut x));
-            (Cloud::uniform(d, x, 1.0), *mass)
+            (Cloud::uniform_unchecked(d, x, 1.0), *mass)
         }
         Distribution::Mixture { n, components, mass } => {
             chk.count(&key("n"), *n)?;
@@ -134,7 +134,7 @@ pub fn sample_distribution(
                 }
                 gaussian_into(&mut r, &components[c].mean, &factors[c], &mut x);
             }
-            (Cloud::uniform(d, x, 1.0), *mass)
+            (Cloud::uniform_unchecked(d, x, 1.0), *mass)
         }
         Distribution::RingOfGaussians { n, k, radius, std, center, weight_gradient, mass } => {
             chk.count(&key("n"), *n)?;
@@ -157,7 +157,7 @@ pub fn sample_distribution(
                 gaussian_into(&mut r, &m, &l, &mut x);
             }
             let w: Vec<f64> = x.chunks_exact(d).map(|p| (weight_gradient * p[0]).exp()).collect();
-            (Cloud::new(d, x, w), *mass)
+            (Cloud::new_unchecked(d, x, w), *mass)
         }
         Distribution::Uniform { n, low, high, mass } => {
             chk.count(&key("n"), *n)?;
@@ -174,7 +174,7 @@ pub fn sample_distribution(
                     x.push(low[k] + (high[k] - low[k]) * r.random::<f64>());
                 }
             }
-            (Cloud::uniform(d, x, 1.0), *mass)
+            (Cloud::uniform_unchecked(d, x, 1.0), *mass)
         }
         Distribution::Csv { path: file, time, n, mass, .. } => {
             let c = rows.ok_or_else(|| chk.err(&key("path"), "the file's rows were not read"))?;
@@ -200,7 +200,7 @@ pub fn sample_distribution(
                     let mut idx = sample(&mut r, c.len(), *n).into_vec();
                     idx.sort_unstable();
                     let x = idx.iter().flat_map(|&i| c.point(i).to_vec()).collect();
-                    Cloud::new(d, x, idx.iter().map(|&i| c.w[i]).collect())
+                    Cloud::new_unchecked(d, x, idx.iter().map(|&i| c.w[i]).collect())
                 }
                 _ => c,
             };

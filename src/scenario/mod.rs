@@ -171,15 +171,22 @@ pub fn load_str(text: &str, file: &Path, ov: &Overrides) -> Result<Vec<Scenario>
             spec.time.steps = s;
         }
         spec.time.strict |= ov.strict;
-        let time = spec.time.check(&Check { file: &fl })?;
-        let sc = Scenario { spec, file: file.to_path_buf(), label, time };
-        sc.validate_static()?;
-        out.push(sc);
+        out.push(Scenario::from_spec(spec, file, label)?);
     }
     Ok(out)
 }
 
 impl Scenario {
+    /// A scenario from a spec built in code (or parsed): the same checks as [`load`] (time,
+    /// names, report). `file` names the scenario in messages and anchors relative paths;
+    /// `label` is the variant's label (`None` for a single scenario).
+    pub fn from_spec(spec: ScenarioSpec, file: &Path, label: Option<String>) -> Result<Self, ConfigError> {
+        let time = spec.time.check(&Check { file: &file_label(file) })?;
+        let sc = Scenario { spec, file: file.to_path_buf(), label, time };
+        sc.validate_static()?;
+        Ok(sc)
+    }
+
     fn check(&self) -> Check<'_> {
         Check { file: self.file.to_str().unwrap_or("<scenario>") }
     }
@@ -304,7 +311,7 @@ impl Scenario {
         resolved.reaction.max_particles = Some(reaction.max_particles);
         let mut sim = Simulation::new(
             Particles::from_cloud(&source),
-            target.clone().unwrap_or_else(|| Cloud::new(d, vec![], vec![])),
+            target.clone().unwrap_or_else(|| Cloud::new_unchecked(d, vec![], vec![])),
             field,
             reaction,
             self.time.clone(),

@@ -38,7 +38,7 @@ pub fn sim(
 ) -> Simulation {
     let mut s = Simulation::new(
         Particles::from_cloud(source),
-        Cloud::new(source.dim, vec![], vec![]),
+        Cloud::new(source.dim, vec![], vec![]).unwrap(),
         field,
         Reaction { kind, conserve, ..Default::default() },
         TimeCfg { dt, steps, noise, max_displacement: None },
