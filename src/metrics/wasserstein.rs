@@ -23,9 +23,12 @@
 //!   `min_T ⟨T, C⟩ + ε KL(T | a bᵀ)`, `ε = eps_rel × ⟨a bᵀ, C⟩` (1 % of the mean cost by default),
 //!   ε-scaling (halving from the cost diameter down to ε), rows computed online (O(n + m)
 //!   memory). `W2` reuses the crate's UOT solver [`crate::ot::sinkhorn::solve`] with both
-//!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost `|x − y|`,
-//!   which those passes do not evaluate) runs the private soft-min loop below with the same
-//!   over-relaxation control ([`crate::ot::sinkhorn::Relaxation`]). The returned cost is the
+//!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost
+//!   `|x − y|`) runs the same loop and the same passes (`ot::sinkhorn::iterate`, the crate's one
+//!   Sinkhorn loop) with the distance as ground cost, exact marginals, no translation step, the
+//!   absolute L1 row error `Σ_i a_i |e^{(f_i − f̂_i)/ε} − 1|` and the early stop below. The
+//!   certificate is one more pass each way over the same tiles (`kernel::for_each_tile`), O(n + m)
+//!   memory like every pass (`tests/uot_memory.rs` checks it for `W1` and `W2`). The returned cost is the
 //!   linear part `⟨T_ε, C⟩` (POT's `sinkhorn2`); the result carries no plan (it is dense) and is
 //!   labelled [`Estimator::Entropic`] with its ε and a **certified bracket** of the exact value:
 //!
@@ -69,13 +72,14 @@
 //! is why a full-size `infer` used to run for many minutes inside the metrics.
 
 use crate::error::SimError;
-use crate::kernel::{exp, for_each_tile, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, Soa, ROW_BLOCK, TILE};
 use crate::observe::Phase;
 use crate::ot::exact::{max_sqdist_bound, Sum};
 pub use crate::ot::exact::{network_simplex, SimplexSolution};
-use crate::ot::sinkhorn::{RelaxCtl, Relaxation};
+use crate::ot::pass::Ground;
+use crate::ot::sinkhorn::{eps_at, iterate, ErrorKind, Pair, Relaxation, Schedule, Stop};
+use crate::ot::{Marginal, MeasureRef};
 use crate::particles::Cloud;
-use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -100,6 +104,13 @@ impl Order {
         match self {
             Order::W1 => d2.sqrt(),
             Order::W2 => d2,
+        }
+    }
+    /// The ground cost of the soft-min passes.
+    fn ground(self) -> Ground {
+        match self {
+            Order::W1 => Ground::Dist,
+            Order::W2 => Ground::SqDist,
         }
     }
     /// `W_p` from the transport cost `W_p^p`.
@@ -438,67 +449,6 @@ pub struct SinkhornSolution {
     pub bracket: Bracket,
 }
 
-/// One soft-min sweep: `out_i = −ε log Σ_j exp(lw_j + (h_j − C_ij)/ε)` for every query `x_i`,
-/// with `C_ij = order.cost(|x_i − y_j|²)`. Returns nothing; parallel over row blocks.
-#[allow(clippy::too_many_arguments)]
-fn softmin(d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, out: &mut [f64]) {
-    let lvl = crate::simd::level();
-    out.par_chunks_mut(ROW_BLOCK)
-        .enumerate()
-        .for_each(|(blk, o)| softmin_block_at(lvl, d, x, y, lw, h, eps, order, blk * ROW_BLOCK, o));
-}
-
-/// The rows `i0 .. i0 + o.len()` of [`softmin`], in the copy of the level `I` ([`crate::simd`]).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn softmin_block<I: Isa>(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    lw: &[f64],
-    h: &[f64],
-    eps: f64,
-    order: Order,
-    i0: usize,
-    o: &mut [f64],
-) {
-    let inv = 1.0 / eps;
-    let mut v = [0.0f64; TILE];
-    for (r, oi) in o.iter_mut().enumerate() {
-        let i = i0 + r;
-        let xi = &x[i * d..(i + 1) * d];
-        let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
-        for_each_tile(xi, y, |j0, d2| {
-            let len = d2.len();
-            let mut tmax = f64::NEG_INFINITY;
-            for (k, vk) in v[..len].iter_mut().enumerate() {
-                let j = j0 + k;
-                *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
-                tmax = tmax.max(*vk);
-            }
-            if tmax == f64::NEG_INFINITY {
-                return;
-            }
-            if tmax > mx {
-                s *= (mx - tmax).exp();
-                mx = tmax;
-            }
-            let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
-            v[len..padded].fill(f64::NEG_INFINITY);
-            for c in v[..padded].chunks_exact_mut(exp::BLOCK) {
-                let c: &mut [f64; exp::BLOCK] = c.try_into().expect("exp block");
-                exp::exp_shifted_block_on::<I>(c, mx);
-                s += c.iter().sum::<f64>();
-            }
-        });
-        *oi = -eps * (mx + s.ln());
-    }
-}
-
-multiversion!(softmin_block_at => softmin_block, softmin_block_512, softmin_block_256(
-    d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, i0: usize, o: &mut [f64]
-));
-
 /// The entropic ε of a solve: `opts.eps`, or `eps_rel ×` the mean cost.
 fn entropic_eps(
     d: usize,
@@ -535,65 +485,57 @@ pub fn sinkhorn(
     mut progress: impl FnMut(usize, f64),
 ) -> Result<SinkhornSolution, SimError> {
     let (n, m) = (a.len(), b.len());
-    let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
-    let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
     let eps = entropic_eps(d, x, a, y, b, order, opts)?;
-    let mut f = vec![0.0; n];
-    let mut g = vec![0.0; m];
-    let mut ghat = vec![0.0; m];
-    // ε-scaling: from the cost diameter down to ε, one sweep per stage.
-    let mut e = order.cost_from_sq(max_sqdist_bound(d, x, y)).max(eps);
-    while e > eps {
-        softmin(d, x, y, &lb, &g, e, order, &mut f);
-        softmin(d, y, x, &la, &f, e, order, &mut g);
-        e = (0.5 * e).max(eps);
-    }
-    let mut iterations = 0;
-    let mut cert = None;
-    let mut relax = RelaxCtl::new(Relaxation::default());
-    let mut fhat = vec![0.0; n];
-    loop {
-        // Row marginal of the current plan (f, g): a_i exp((f_i − f̂_i)/ε), f̂ the soft-min of g.
-        softmin(d, x, y, &lb, &g, eps, order, &mut fhat);
-        let err: f64 = (0..n).map(|i| a[i] * (((f[i] - fhat[i]) / eps).exp() - 1.0).abs()).sum();
-        progress(iterations, err);
+    // The one Sinkhorn loop (`ot::sinkhorn::iterate`) on the balanced pair with the ground cost
+    // of `order` (both marginals exact, no translation step), the absolute L1 row error, and
+    // ε-scaling from the cost diameter by halves, one sweep per stage.
+    let (am, bm) = (MeasureRef::new(d, x, a), MeasureRef::new(d, y, b));
+    let exact = (Marginal::Exact, Marginal::Exact);
+    let mut p = Pair::new(am, bm, order.ground(), 1.0, exact, false, (vec![0.0; n], vec![0.0; m]));
+    p.error = ErrorKind::Absolute;
+    let e0 = order.cost_from_sq(max_sqdist_bound(d, x, y)).max(eps);
+    let annealing = (0..).find(|&k| eps_at(k, eps, Some(e0), 0.5) <= eps).unwrap_or(0);
+    let sched = Schedule {
+        eps,
+        e0: Some(e0),
+        q: 0.5,
+        max_iter: opts.max_iter.saturating_add(annealing),
+        tol: opts.tol,
+        relaxation: Relaxation::default(),
+        polish: false,
+    };
+    let (mut cert, mut last_err) = (None, f64::NAN);
+    let end = iterate(&mut p, &sched, |it, err, p| {
+        progress(it, err);
+        last_err = err;
         if !err.is_finite() {
             return Err(SimError::NonFinite {
-                step: iterations,
+                step: it,
                 quantity: "Sinkhorn marginal error".into(),
                 particle: 0,
                 value: err,
             });
         }
-        if err < opts.tol {
-            break;
-        }
-        if opts.early_stop && iterations % 10 == 0 && err < 1e-2 {
-            let c = certify(d, x, a, y, b, &f, &g, eps, order);
+        if opts.early_stop && it % 10 == 0 && err < 1e-2 && err > opts.tol {
+            let c = certify(d, x, a, y, b, &p.f, &p.g, eps, order);
             if c.rounding_slack() <= c.cost - c.bracket.lower {
                 cert = Some(c);
-                break;
+                return Ok(true);
             }
         }
-        if iterations >= opts.max_iter {
-            return Err(SimError::Limit {
-                step: iterations,
-                what: format!(
-                    "Sinkhorn: marginal error {err:e} > tol {:e} after {} iterations (ε = {eps:e})",
-                    opts.tol, opts.max_iter
-                ),
-            });
-        }
-        if relax.observe(err, &mut f, &mut g) {
-            continue;
-        }
-        // Over-relaxed updates (ω = 1: plain Sinkhorn), as in `ot::sinkhorn`.
-        let w = relax.omega;
-        f.iter_mut().zip(&fhat).for_each(|(fi, fh)| *fi = (1.0 - w) * *fi + w * fh);
-        softmin(d, y, x, &la, &f, eps, order, &mut ghat);
-        g.iter_mut().zip(&ghat).for_each(|(gj, gh)| *gj = (1.0 - w) * *gj + w * gh);
-        iterations += 1;
+        Ok(false)
+    })?;
+    let iterations = end.iterations - end.annealing;
+    if end.stop == Stop::MaxIter {
+        return Err(SimError::Limit {
+            step: iterations,
+            what: format!(
+                "Sinkhorn: marginal error {last_err:e} > tol {:e} after {} iterations (ε = {eps:e})",
+                opts.tol, opts.max_iter
+            ),
+        });
     }
+    let (f, g) = (p.f, p.g);
     let cert = cert.unwrap_or_else(|| certify(d, x, a, y, b, &f, &g, eps, order));
     Ok(SinkhornSolution {
         cost: cert.cost,
@@ -619,7 +561,7 @@ fn sinkhorn_w2_ot(
     opts: &WassersteinOpts,
 ) -> Result<SinkhornSolution, SimError> {
     use crate::ot::sinkhorn::{solve, EpsScaling, SinkhornOptions};
-    use crate::ot::{Cost, Marginal, MeasureRef};
+    use crate::ot::Cost;
     let eps = entropic_eps(d, x, a, y, b, Order::W2, opts)?;
     let scaling = EpsScaling::default();
     let e0 = max_sqdist_bound(d, x, y).max(eps);
@@ -692,7 +634,7 @@ fn cert_rows(
     d: usize,
     x: &[f64],
     la: &[f64],
-    y: &[f64],
+    ys: &Soa,
     lb: &[f64],
     f: &[f64],
     g: &[f64],
@@ -702,11 +644,17 @@ fn cert_rows(
     let inv = 1.0 / eps;
     let mut out = vec![[0.0; 4]; la.len()];
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-        for (r, oi) in o.iter_mut().enumerate() {
-            let i = blk * ROW_BLOCK + r;
-            let (mut cost, mut mass) = (Sum::default(), Sum::default());
-            let (mut cmin, mut cmax) = (f64::INFINITY, 0.0f64);
-            for_each_tile(&x[i * d..(i + 1) * d], y, |j0, d2| {
+        let i0 = blk * ROW_BLOCK;
+        let mut acc: Vec<(Sum, Sum, f64, f64)> =
+            (0..o.len()).map(|_| (Sum::default(), Sum::default(), f64::INFINITY, 0.0f64)).collect();
+        for_each_tile(
+            &x[i0 * d..(i0 + o.len()) * d],
+            ys,
+            TILE,
+            |_, _| false,
+            |r, j0, d2| {
+                let i = i0 + r;
+                let (cost, mass, cmin, cmax) = &mut acc[r];
                 for (k, dd) in d2.iter().enumerate() {
                     let j = j0 + k;
                     if lb[j] == f64::NEG_INFINITY {
@@ -716,10 +664,12 @@ fn cert_rows(
                     let t = (la[i] + lb[j] + (f[i] + g[j] - c) * inv).exp();
                     cost.add(t * c);
                     mass.add(t);
-                    cmin = cmin.min(c - g[j]);
-                    cmax = cmax.max(c);
+                    *cmin = cmin.min(c - g[j]);
+                    *cmax = cmax.max(c);
                 }
-            });
+            },
+        );
+        for (oi, (cost, mass, cmin, cmax)) in o.iter_mut().zip(acc) {
             *oi = [cost.value(), mass.value(), cmin, cmax];
         }
     });
@@ -742,8 +692,8 @@ fn certify(
 ) -> Certificate {
     let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
     let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
-    let rows = cert_rows(d, x, &la, y, &lb, f, g, eps, order);
-    let cols = cert_rows(d, y, &lb, x, &la, g, f, eps, order);
+    let rows = cert_rows(d, x, &la, &Soa::from_rows(d, y), &lb, f, g, eps, order);
+    let cols = cert_rows(d, y, &lb, &Soa::from_rows(d, x), &la, g, f, eps, order);
     let (mut cost, mut err) = (Sum::default(), Sum::default());
     let (mut low_f, mut low_g) = (Sum::default(), Sum::default());
     let mut cmax = 0.0f64;
@@ -773,24 +723,26 @@ fn certify(
     c
 }
 
-/// `Σ_ij a_i b_j C_ij`.
+/// `Σ_ij a_i b_j C_ij` (rows in parallel blocks, summed in row order).
 fn mean_cost(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order) -> f64 {
-    let n = a.len();
-    let parts: Vec<f64> = (0..n)
-        .collect::<Vec<_>>()
-        .par_chunks(ROW_BLOCK)
-        .map(|blk| {
-            let mut s = 0.0;
-            for &i in blk {
-                let mut r = 0.0;
-                for_each_tile(&x[i * d..(i + 1) * d], y, |j0, d2| {
+    let ys = Soa::from_rows(d, y);
+    let parts: Vec<f64> = x
+        .par_chunks(ROW_BLOCK * d)
+        .zip(a.par_chunks(ROW_BLOCK))
+        .map(|(xb, ab)| {
+            let mut r = vec![0.0; ab.len()];
+            for_each_tile(
+                xb,
+                &ys,
+                TILE,
+                |_, _| false,
+                |i, j0, d2| {
                     for (k, dd) in d2.iter().enumerate() {
-                        r += b[j0 + k] * order.cost_from_sq(*dd);
+                        r[i] += b[j0 + k] * order.cost_from_sq(*dd);
                     }
-                });
-                s += a[i] * r;
-            }
-            s
+                },
+            );
+            ab.iter().zip(&r).fold(0.0, |s, (ai, ri)| s + ai * ri)
         })
         .collect();
     parts.iter().sum()

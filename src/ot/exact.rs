@@ -27,7 +27,46 @@
 //! Used by [`crate::metrics::wasserstein`] (W1 and W2 below its exact limit).
 
 use crate::error::SimError;
-use crate::kernel::{sqdist_row, TILE};
+use crate::kernel::TILE;
+
+/// Squared distances `out[j] = |x − y_j|²` for the `out.len()` points `y` (particle-contiguous).
+#[inline]
+fn sqdist_row(x: &[f64], y: &[f64], out: &mut [f64]) {
+    let d = x.len();
+    match d {
+        1 => {
+            for (o, yj) in out.iter_mut().zip(y) {
+                let t = x[0] - yj;
+                *o = t * t;
+            }
+        }
+        2 => {
+            for (o, yj) in out.iter_mut().zip(y.chunks_exact(2)) {
+                let a = x[0] - yj[0];
+                let b = x[1] - yj[1];
+                *o = a * a + b * b;
+            }
+        }
+        3 => {
+            for (o, yj) in out.iter_mut().zip(y.chunks_exact(3)) {
+                let a = x[0] - yj[0];
+                let b = x[1] - yj[1];
+                let c = x[2] - yj[2];
+                *o = a * a + b * b + c * c;
+            }
+        }
+        _ => {
+            for (o, yj) in out.iter_mut().zip(y.chunks_exact(d)) {
+                let mut s = 0.0;
+                for (a, b) in x.iter().zip(yj) {
+                    let t = a - b;
+                    s += t * t;
+                }
+                *o = s;
+            }
+        }
+    }
+}
 
 /// Neumaier-compensated sum.
 #[derive(Default)]
