@@ -263,7 +263,7 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
 ) {
     states.iter_mut().for_each(|st| *st = (NEG_INF, 0.0));
     let d = ys.dim.max(1);
-    let (floors, alive) = cull.map(|c| c.block_plan(xs, lam)).unwrap_or_default();
+    let (floors, alive) = cull.map(|c| c.block_plan::<G>(xs, lam)).unwrap_or_default();
     let mut buf = TileBuf::new();
     // The closure's type depends on `I`: each level's copy gets its own instance of the tile
     // loop, inlined into its `#[target_feature]` function.
@@ -271,7 +271,7 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
         absorb_tile::<I, G, E>(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
     };
     let skip = |r: usize, t: usize| {
-        cull.is_some_and(|c| !alive[t] || c.skip(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
+        cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
     };
     let len = if cull.is_some() { CULL_TILE } else { TILE };
     for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
@@ -358,8 +358,10 @@ impl Geometry {
 struct Cull<'g> {
     d: usize,
     tau: f64,
-    ground: Ground,
     geo: &'g Geometry,
+    /// The geometry's tile boxes (read on every (row, tile) test).
+    lo: &'g [f64],
+    hi: &'g [f64],
     /// `h` in tile order.
     hs: Vec<f64>,
     /// Per tile: `max h`, and the coordinates of a point where it is reached.
@@ -402,7 +404,8 @@ impl<'g> Cull<'g> {
         let m = h.len();
         let hs: Vec<f64> = geo.order_y.iter().map(|&j| h[j]).collect();
         let nt = m.div_ceil(CULL_TILE);
-        let mut c = Cull { d, tau, ground, geo, hs, hmax: vec![NEG_INF; nt], rep_y: vec![0.0; nt * d] };
+        let (lo, hi) = (&geo.lo[..], &geo.hi[..]);
+        let mut c = Cull { d, tau, geo, lo, hi, hs, hmax: vec![NEG_INF; nt], rep_y: vec![0.0; nt * d] };
         for t in 0..nt {
             let (j0, j1) = (t * CULL_TILE, ((t + 1) * CULL_TILE).min(m));
             let mut rep = j0;
@@ -419,9 +422,17 @@ impl<'g> Cull<'g> {
         let step = n.div_ceil(CULL_SAMPLE_ROWS).max(1);
         let (mut pairs, mut skipped) = (0usize, 0usize);
         for xi in x.chunks_exact(d).step_by(step) {
-            let f = c.floor(xi, lam);
+            let (f, skip) = match ground {
+                Ground::SqDist => {
+                    (c.floor::<GSq>(xi, lam), Cull::skip::<GSq> as fn(&Self, usize, &[f64], f64, f64) -> bool)
+                }
+                Ground::Dist => (
+                    c.floor::<GDist>(xi, lam),
+                    Cull::skip::<GDist> as fn(&Self, usize, &[f64], f64, f64) -> bool,
+                ),
+            };
             pairs += nt;
-            skipped += (0..nt).filter(|&t| c.skip(t, xi, lam, f)).count();
+            skipped += (0..nt).filter(|&t| skip(&c, t, xi, lam, f)).count();
         }
         if (skipped as f64) < CULL_MIN_SHARE * pairs as f64 {
             return None;
@@ -430,11 +441,11 @@ impl<'g> Cull<'g> {
     }
 
     /// `F(x)`: a lower bound of the largest term of the row of `x` (a term itself).
-    fn floor(&self, x: &[f64], lam: f64) -> f64 {
+    fn floor<G: GroundFn>(&self, x: &[f64], lam: f64) -> f64 {
         let mut best = NEG_INF;
         for (yr, hr) in self.rep_y.chunks_exact(self.d).zip(&self.hmax) {
             let d2: f64 = x.iter().zip(yr).map(|(a, b)| (a - b) * (a - b)).sum();
-            let v = hr - lam * self.ground.of(d2);
+            let v = hr - lam * G::of(d2);
             if v > best {
                 best = v;
             }
@@ -446,7 +457,7 @@ impl<'g> Cull<'g> {
     /// survive the block-level test `V_T ≥ min_r F(x_r) − τ`, `V_T = max_T h − λ dist²(B, box_T)`
     /// with `B` the rows' bounding box (`V_T ≥ U_T(x)` for every row of the block, so a tile
     /// failing it fails every row's test).
-    fn block_plan(&self, xs: &[f64], lam: f64) -> (Vec<f64>, Vec<bool>) {
+    fn block_plan<G: GroundFn>(&self, xs: &[f64], lam: f64) -> (Vec<f64>, Vec<bool>) {
         let (d, nt) = (self.d, self.hmax.len());
         let (mut blo, mut bhi) = (vec![f64::INFINITY; d], vec![NEG_INF; d]);
         for x in xs.chunks_exact(d) {
@@ -459,13 +470,13 @@ impl<'g> Cull<'g> {
             .map(|t| {
                 let b = t * d;
                 let d2: f64 = (0..d)
-                    .map(|k| (self.geo.lo[b + k] - bhi[k]).max(blo[k] - self.geo.hi[b + k]).max(0.0))
+                    .map(|k| (self.lo[b + k] - bhi[k]).max(blo[k] - self.hi[b + k]).max(0.0))
                     .map(|g| g * g)
                     .sum();
-                self.hmax[t] - lam * self.ground.of(d2)
+                self.hmax[t] - lam * G::of(d2)
             })
             .collect();
-        let floors: Vec<f64> = xs.chunks_exact(d).map(|x| self.floor(x, lam)).collect();
+        let floors: Vec<f64> = xs.chunks_exact(d).map(|x| self.floor::<G>(x, lam)).collect();
         let fmin = floors.iter().fold(f64::INFINITY, |a, &b| a.min(b));
         let alive = v.iter().map(|&u| u >= fmin - self.tau).collect();
         (floors, alive)
@@ -473,14 +484,14 @@ impl<'g> Cull<'g> {
 
     /// Whether tile `t` is negligible for the row of `x`: `U_t(x) < F(x) − τ`.
     #[inline(always)]
-    fn skip(&self, t: usize, x: &[f64], lam: f64, floor: f64) -> bool {
+    fn skip<G: GroundFn>(&self, t: usize, x: &[f64], lam: f64, floor: f64) -> bool {
         let b = t * self.d;
         let mut d2 = 0.0;
         for (k, xk) in x.iter().enumerate() {
-            let g = (self.geo.lo[b + k] - xk).max(xk - self.geo.hi[b + k]).max(0.0);
+            let g = (self.lo[b + k] - xk).max(xk - self.hi[b + k]).max(0.0);
             d2 += g * g;
         }
-        self.hmax[t] - lam * self.ground.of(d2) < floor - self.tau
+        self.hmax[t] - lam * G::of(d2) < floor - self.tau
     }
 }
 
@@ -917,10 +928,11 @@ mod tests {
                 let xs: Vec<f64> = order.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
                 let (mut skipped, mut by_block) = (0usize, 0usize);
                 for blk in xs.chunks(ROW_BLOCK * d) {
-                    let (floors, alive) = c.block_plan(blk, lam);
+                    let (floors, alive) = c.block_plan::<GSq>(blk, lam);
                     by_block += alive.iter().filter(|a| !**a).count() * (blk.len() / d);
                     for (r, xi) in blk.chunks_exact(d).enumerate() {
-                        skipped += (0..nt).filter(|&t| !alive[t] || c.skip(t, xi, lam, floors[r])).count();
+                        skipped +=
+                            (0..nt).filter(|&t| !alive[t] || c.skip::<GSq>(t, xi, lam, floors[r])).count();
                     }
                 }
                 let frac = skipped as f64 / (n * nt) as f64;

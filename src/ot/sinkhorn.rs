@@ -787,20 +787,13 @@ pub fn sinkhorn_step(
             b.len()
         )));
     }
-    let (d, eps, c) = (a.dim, opts.eps, opts.cost.scale());
-    let (la, lb) = (a.log_weights(), b.log_weights());
-    let mut fhat = vec![0.0; a.len()];
-    Reduction::new(d, a.x, b.x, Ground::SqDist).soft_min(&lb, &pot.g, eps, c, &mut fhat);
-    for (f, fh) in pot.f.iter_mut().zip(&fhat) {
-        *f = opts.marginal_a.aprox(*fh, eps);
-    }
-    check_finite(&pot.f, 0, "source potential f")?;
-    let mut ghat = vec![0.0; b.len()];
-    Reduction::new(d, b.x, a.x, Ground::SqDist).soft_min(&la, &pot.f, eps, c, &mut ghat);
-    for (g, gh) in pot.g.iter_mut().zip(&ghat) {
-        *g = opts.marginal_b.aprox(*gh, eps);
-    }
-    check_finite(&pot.g, 0, "target potential g")
+    // One plain iteration of the loop's two-sided scheme (ω = 1, no translation step).
+    let (ta, tb) = (opts.marginal_a, opts.marginal_b);
+    let start = (std::mem::take(&mut pot.f), std::mem::take(&mut pot.g));
+    let mut p = Pair::new(a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), false, start);
+    let step = p.soft_min(opts.eps, 0).and_then(|()| p.update(opts.eps, 1.0, 0));
+    (pot.f, pot.g) = (p.f, p.g);
+    step
 }
 
 pub(crate) fn check_report(r: &UotReport, it: usize) -> Result<(), SimError> {
