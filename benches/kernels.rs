@@ -5,7 +5,7 @@
 
 use advreact::kernel::exp::exp_scaled_into;
 use advreact::kernel::gram;
-use advreact::kernel::{for_each_tile_soa, gauss_sum, Soa, TILE};
+use advreact::kernel::{for_each_tile, gauss_sum, Soa, TILE};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 
@@ -37,7 +37,7 @@ fn sqdist(c: &mut Criterion) {
         g.bench_function(format!("d{d}_m{m}"), |b| {
             b.iter(|| {
                 let mut acc = 0.0;
-                for_each_tile_soa(&x, &y, |_, d2| acc += d2[0]);
+                for_each_tile(&x, &y, TILE, |_, _| false, |_, _, d2| acc += d2[0]);
                 black_box(acc)
             })
         });

@@ -6,10 +6,18 @@
 //!
 //! It does 2·10^10 pair evaluations per iteration, so it takes a while (tens of seconds on two
 //! cores): it is `#[ignore]`d; run it with `cargo test --release --test uot_memory -- --ignored`.
+//!
+//! What runs in CI (`cargo test --release`, a few seconds): the same solve, plan marginals and
+//! barycentric map, and the entropic `W1` and `W2` (solve and certificate), each at two sizes
+//! `n` and `2n`: the peak heap must grow like `n + m` (at most 2.5× when the sizes double; an
+//! n·m term, even n·m/64 bytes, would grow 4×) and stay far below a dense plan.
 
+use advreact::metrics::wasserstein::{wasserstein, Order, Solver, WassersteinOpts};
 use advreact::ot::{solve, Cost, MeasureRef, SinkhornOptions};
+use advreact::Cloud;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 struct Counting;
 
@@ -72,4 +80,72 @@ fn solve_at_1e5_points_allocates_o_n_plus_m() {
     assert!(peak < 100_000_000, "peak {peak} bytes");
     // A dense plan is refused instead of allocated.
     assert!(c.dense(1 << 27).is_err());
+}
+
+/// Seeded points in `[0, 1)^d` shifted by `shift`.
+fn points(n: usize, d: usize, seed: u64, shift: f64) -> Vec<f64> {
+    let mut s = seed;
+    (0..n * d)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64) / ((1u64 << 53) as f64) + shift
+        })
+        .collect()
+}
+
+/// The peak of live heap bytes above the level at the start while `f` runs (one measurement at a
+/// time: the counters are global).
+fn peak_of(f: impl FnOnce()) -> usize {
+    static ONE: Mutex<()> = Mutex::new(());
+    let _guard = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let baseline = LIVE.load(Ordering::SeqCst);
+    PEAK.store(baseline, Ordering::SeqCst);
+    f();
+    PEAK.load(Ordering::SeqCst).saturating_sub(baseline)
+}
+
+/// Peak heap of `run(n)` and `run(2n)`: grows at most 2.5× (O(n + m), with a 0.5 MB allowance for
+/// fixed costs) and stays below a twentieth of a dense `2n × 2n` plan of f64.
+fn check_linear(what: &str, n: usize, run: impl Fn(usize)) {
+    let p1 = peak_of(|| run(n));
+    let p2 = peak_of(|| run(2 * n));
+    eprintln!(
+        "{what}: peak heap {:.2} MB at n = {n}, {:.2} MB at n = {}",
+        p1 as f64 / 1e6,
+        p2 as f64 / 1e6,
+        2 * n
+    );
+    assert!(p2 as f64 <= 2.5 * p1 as f64 + 5e5, "{what}: peak {p1} B at n = {n}, {p2} B at 2n");
+    let dense = (2 * n) * (2 * n) * 8;
+    assert!(p2 < dense / 20, "{what}: peak {p2} B, a dense plan is {dense} B");
+}
+
+#[test]
+fn uot_solve_plan_marginals_and_map_allocate_o_n_plus_m() {
+    check_linear("uot solve + marginals + barycentric map", 4000, |n| {
+        let d = 2;
+        let (x, y) = (points(n, d, 7, 0.0), points(n, d, 8, 0.2));
+        let (a, b) = (vec![1.0 / n as f64; n], vec![2.0 / n as f64; n]);
+        let opts = SinkhornOptions { max_iter: 3, ..SinkhornOptions::kl(0.01, 1.0, 1.0, Cost::SqEuclidean) };
+        let (am, bm) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
+        let sol = solve(am, bm, &opts, None).unwrap();
+        assert_eq!(sol.report.iterations, 3);
+        let c = sol.coupling(am, bm).unwrap();
+        assert!(c.row_masses().unwrap().iter().all(|v| v.is_finite()));
+        assert!(c.barycentric_map().unwrap().iter().all(|v| v.is_finite()));
+    });
+}
+
+#[test]
+fn entropic_wasserstein_allocates_o_n_plus_m() {
+    for order in [Order::W1, Order::W2] {
+        check_linear(&format!("entropic {order:?}"), 1000, |n| {
+            let d = 2;
+            let a = Cloud::uniform(d, points(n, d, 3, 0.0), 1.0);
+            let b = Cloud::uniform(d, points(n, d, 4, 0.3), 1.0);
+            let o = WassersteinOpts { solver: Solver::Sinkhorn, ..Default::default() };
+            let r = wasserstein(&a, &b, order, &o).unwrap();
+            assert!(r.value.is_finite() && r.value > 0.0, "{order:?}: {}", r.value);
+        });
+    }
 }

@@ -10,7 +10,7 @@
 //! level).
 
 use super::exp::exp_scaled_into_on;
-use super::{for_each_tile_soa_block, Soa, TileBuf, ROW_BLOCK};
+use super::{for_each_tile, Soa, TileBuf, ROW_BLOCK, TILE};
 use crate::rng::CHUNK;
 use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
@@ -90,11 +90,17 @@ fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [
 fn sum_block<I: Isa>(xb: &[f64], y: &Soa, b: &[f64], c: f64, o: &mut [f64]) {
     o.iter_mut().for_each(|v| *v = 0.0);
     let mut k = TileBuf::new();
-    for_each_tile_soa_block(xb, y, |r, j0, d2| {
-        let k = &mut k.0[..d2.len()];
-        exp_scaled_into_on::<I>(d2, k, c);
-        o[r] += dot(k, &b[j0..j0 + d2.len()]);
-    });
+    for_each_tile(
+        xb,
+        y,
+        TILE,
+        |_, _| false,
+        |r, j0, d2| {
+            let k = &mut k.0[..d2.len()];
+            exp_scaled_into_on::<I>(d2, k, c);
+            o[r] += dot(k, &b[j0..j0 + d2.len()]);
+        },
+    );
 }
 
 multiversion!(sum_block_at => sum_block, sum_block_512, sum_block_256(
@@ -133,15 +139,21 @@ fn grad_block<I: Isa>(xb: &[f64], y: &Soa, b: &[f64], c: f64, inv_s2: f64, o: &m
     o.iter_mut().for_each(|v| *v = 0.0);
     g.iter_mut().for_each(|v| *v = 0.0);
     let mut kt = TileBuf::new();
-    for_each_tile_soa_block(xb, y, |r, j0, d2| {
-        let kt = &mut kt.0[..d2.len()];
-        exp_scaled_into_on::<I>(d2, kt, c);
-        kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
-        o[r] += dot_ones(kt);
-        for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
-            *a += dot(kt, y.coord(k, j0, d2.len()));
-        }
-    });
+    for_each_tile(
+        xb,
+        y,
+        TILE,
+        |_, _| false,
+        |r, j0, d2| {
+            let kt = &mut kt.0[..d2.len()];
+            exp_scaled_into_on::<I>(d2, kt, c);
+            kt.iter_mut().zip(&b[j0..j0 + d2.len()]).for_each(|(k, bj)| *k *= bj);
+            o[r] += dot_ones(kt);
+            for (k, a) in g[r * d..(r + 1) * d].iter_mut().enumerate() {
+                *a += dot(kt, y.coord(k, j0, d2.len()));
+            }
+        },
+    );
     for ((gr, xi), acc) in g.chunks_exact_mut(d).zip(xb.chunks_exact(d)).zip(o.iter()) {
         for (gk, xk) in gr.iter_mut().zip(xi) {
             *gk = (*gk - acc * xk) * inv_s2;

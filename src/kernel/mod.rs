@@ -1,7 +1,11 @@
 //! Kernel reductions: every field, metric and solver of the crate is a weighted sum over pairs
 //! `(x_i, y_j)` of a function of the squared distance `|x_i − y_j|²`. This module holds the one
-//! tiled pass over the pairs ([`for_each_tile`]) and the Gaussian-kernel sums built on it;
-//! nothing here stores an N×M matrix: memory is O(N + M) plus one tile per thread.
+//! tiled pass over the pairs ([`for_each_tile`], on the targets' coordinate-major copy [`Soa`],
+//! with the one distance computation of the crate's reductions) and the Gaussian-kernel sums
+//! built on it; the Sinkhorn soft-min (`ot::pass`), the plan access (`ot::plan`) and the
+//! entropic Wasserstein certificate (`metrics::wasserstein`) use the same pass. Nothing here
+//! stores an N×M matrix: memory is O(N + M) plus one tile per thread. (The exact network simplex,
+//! `ot::exact`, prices single arcs with its own scalar distance: it has no tiled pass.)
 
 pub mod exp;
 pub mod gaussian;
@@ -23,6 +27,7 @@ pub const ROW_BLOCK: usize = 64;
 pub struct TileBuf(pub [f64; TILE]);
 
 impl TileBuf {
+    /// A zeroed buffer.
     pub const fn new() -> Self {
         TileBuf([0.0; TILE])
     }
@@ -37,52 +42,15 @@ impl Default for TileBuf {
 /// Points per register chunk of the distance loop (one 512-bit vector of f64).
 pub const LANES: usize = 8;
 
-/// Squared distances `out[j] = |x − y_j|²` for the `out.len()` points `y` (particle-contiguous).
-#[inline]
-pub fn sqdist_row(x: &[f64], y: &[f64], out: &mut [f64]) {
-    let d = x.len();
-    match d {
-        1 => {
-            for (o, yj) in out.iter_mut().zip(y) {
-                let t = x[0] - yj;
-                *o = t * t;
-            }
-        }
-        2 => {
-            for (o, yj) in out.iter_mut().zip(y.chunks_exact(2)) {
-                let a = x[0] - yj[0];
-                let b = x[1] - yj[1];
-                *o = a * a + b * b;
-            }
-        }
-        3 => {
-            for (o, yj) in out.iter_mut().zip(y.chunks_exact(3)) {
-                let a = x[0] - yj[0];
-                let b = x[1] - yj[1];
-                let c = x[2] - yj[2];
-                *o = a * a + b * b + c * c;
-            }
-        }
-        _ => {
-            for (o, yj) in out.iter_mut().zip(y.chunks_exact(d)) {
-                let mut s = 0.0;
-                for (a, b) in x.iter().zip(yj) {
-                    let t = a - b;
-                    s += t * t;
-                }
-                *o = s;
-            }
-        }
-    }
-}
-
 /// Points stored coordinate-major (structure of arrays): coordinate `k` of point `j` is
 /// `coord(k, j, 1)[0]`. The tiled distance loop then runs over `j` innermost, which vectorises for
 /// any dimension. Every coordinate row starts on a 64-byte boundary (rows padded to a multiple of
 /// 8 values), so full-vector loads of aligned chunks never straddle two cache lines.
 #[derive(Debug, Clone)]
 pub struct Soa {
+    /// Coordinates per point.
     pub dim: usize,
+    /// Points.
     pub n: usize,
     /// Values between the starts of two coordinate rows (`n` rounded up to a multiple of 8).
     stride: usize,
@@ -110,20 +78,6 @@ impl Soa {
     pub fn coord(&self, k: usize, j0: usize, len: usize) -> &[f64] {
         let s = self.off + k * self.stride + j0;
         &self.data[s..s + len]
-    }
-}
-
-/// Calls `f(j0, d2)` for consecutive tiles of the points `y`, where `d2[jj] = |x − y_{j0+jj}|²`
-/// (summed over coordinates in increasing order with fused multiply-adds). Tiles are
-/// visited in increasing `j0`, so any accumulation in `f` has a fixed order.
-#[inline]
-pub fn for_each_tile_soa(x: &[f64], y: &Soa, mut f: impl FnMut(usize, &[f64])) {
-    let mut buf = TileBuf::new();
-    let mut j0 = 0;
-    while j0 < y.n {
-        let len = TILE.min(y.n - j0);
-        f(j0, tile_soa(x, y, j0, len, &mut buf));
-        j0 += len;
     }
 }
 
@@ -189,21 +143,17 @@ pub fn tile_order(d: usize, y: &[f64], leaf: usize) -> Vec<usize> {
     idx
 }
 
-/// Like [`for_each_tile_soa`] for a block of queries `xs` (particle-contiguous, dim `y.dim`):
-/// calls `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²`, tiles in the outer loop and the
-/// queries of the block in the inner one, so a tile of targets is read from memory once per block
-/// (it stays in L1 across the queries) instead of once per query. For each query the tiles still
-/// come in increasing `j0` and each `d2` has the same bits as [`for_each_tile_soa`]'s.
+/// The one tiled pass over pairs: for a block of queries `xs` (particle-contiguous, dim `y.dim`)
+/// against the targets `y`, calls `f(r, j0, d2)` with `d2[jj] = |x_r − y_{j0+jj}|²` for tiles of
+/// `tile ≤ TILE` targets (tile `t` holds targets `t·tile ..`), leaving out the pairs (query `r`,
+/// tile `t`) where `skip(r, t)` (their distances are not computed and `f` not called). Tiles are
+/// in the outer loop and the queries of the block in the inner one, so a tile of targets is read
+/// from memory once per block (it stays in L1 across the queries); each query sees its tiles in
+/// increasing `j0`, so any accumulation in `f` has a fixed order. Every distance is the same
+/// fused sum over the coordinates `k = 0, 1, …` (`t.mul_add(t, acc)`), whatever the block, the
+/// tile length or the skipped tiles: every reduction of the crate sees the same bits of `|x − y|²`.
 #[inline(always)]
-pub fn for_each_tile_soa_block(xs: &[f64], y: &Soa, f: impl FnMut(usize, usize, &[f64])) {
-    for_each_tile_soa_block_skip(xs, y, TILE, |_, _| false, f)
-}
-
-/// [`for_each_tile_soa_block`] with tiles of `tile ≤ TILE` targets, leaving out the pairs (query
-/// `r`, tile `t`) where `skip(r, t)` (tile `t` holds targets `t·tile ..`): their distances are not
-/// computed and `f` not called.
-#[inline(always)]
-pub fn for_each_tile_soa_block_skip(
+pub fn for_each_tile(
     xs: &[f64],
     y: &Soa,
     tile: usize,
@@ -221,22 +171,6 @@ pub fn for_each_tile_soa_block_skip(
                 f(r, j0, tile_soa(x, y, j0, len, &mut buf));
             }
         }
-        j0 += len;
-    }
-}
-
-/// Calls `f(j0, d2)` for consecutive tiles of targets, where `d2[jj] = |x − y_{j0+jj}|²`.
-/// Tiles are visited in increasing `j0`, so any accumulation in `f` has a fixed order.
-#[inline]
-pub fn for_each_tile(x: &[f64], y: &[f64], mut f: impl FnMut(usize, &[f64])) {
-    let d = x.len();
-    let m = y.len().checked_div(d).unwrap_or(0);
-    let mut buf = [0.0f64; TILE];
-    let mut j0 = 0;
-    while j0 < m {
-        let len = TILE.min(m - j0);
-        sqdist_row(x, &y[j0 * d..(j0 + len) * d], &mut buf[..len]);
-        f(j0, &buf[..len]);
         j0 += len;
     }
 }

@@ -12,25 +12,9 @@
 //!
 //! Three solvers, chosen by [`Solver`]:
 //!
-//! * **Network simplex** (exact): the primal network simplex method on the complete bipartite
-//!   network `i → j` with uncapacitated arcs, started from the artificial-root star (big-M arcs of
-//!   cost `3·max c`, which no optimal flow uses since `2·3·max c > max c`), *block search*
-//!   pricing (blocks of `√(nm)` arcs, most negative reduced cost within the block) and the
-//!   *strongly feasible tree* leaving-arc rule (the last blocking arc met when going round the
-//!   cycle from its apex in the direction of flow), which prevents cycling on degenerate
-//!   problems. The spanning tree is stored as parent / predecessor-arc / preorder-thread /
-//!   subtree-size / last-successor arrays (the augmented threaded index of Glover, Klingman &
-//!   Stutz), so a pivot costs O(size of the re-hung subtree + depth). Costs are never stored:
-//!   each reduced cost `c_ij + π_i − π_j` is recomputed from the coordinates in f64, so memory is
-//!   O(n + m) plus one bit per arc (the tree membership), i.e. 3 MB at 5000 × 5000.
-//!   References: Ahuja, Magnanti & Orlin, *Network Flows* (1993), ch. 11; Kelly & O'Neill, *The
-//!   minimum cost flow problem and the network simplex solution method* (1991); Bonneel, van de
-//!   Panne, Paris & Heidrich, *Displacement interpolation using Lagrangian mass transport*
-//!   (SIGGRAPH Asia 2011) — the LEMON-derived solver behind POT's `ot.emd`, whose algorithmic
-//!   choices (artificial root, block search, strongly feasible pivots) this one follows; the code
-//!   is written from the textbook description, not copied. The basic flows are recomputed from
-//!   the final tree (leaves first), so the returned plan has at most `n + m − 1` entries and its
-//!   marginals equal `a` and `b` to rounding.
+//! * **Network simplex** (exact): [`crate::ot::exact::network_simplex`] (primal network simplex on
+//!   the complete bipartite network, block-search pricing, strongly feasible pivots; O(n + m)
+//!   memory plus one bit per arc).
 //! * **Sorted 1-D** (exact, `d = 1` only): the monotone (north-west corner on sorted supports)
 //!   coupling is optimal for every cost `h(x − y)` with `h` convex, so
 //!   `OT = ∫₀¹ h(F⁻¹(t) − G⁻¹(t)) dt` in O((n + m) log(n + m)); at most `n + m − 1` entries.
@@ -39,9 +23,12 @@
 //!   `min_T ⟨T, C⟩ + ε KL(T | a bᵀ)`, `ε = eps_rel × ⟨a bᵀ, C⟩` (1 % of the mean cost by default),
 //!   ε-scaling (halving from the cost diameter down to ε), rows computed online (O(n + m)
 //!   memory). `W2` reuses the crate's UOT solver [`crate::ot::sinkhorn::solve`] with both
-//!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost `|x − y|`,
-//!   which those passes do not evaluate) runs the private soft-min loop below with the same
-//!   over-relaxation control ([`crate::ot::sinkhorn::Relaxation`]). The returned cost is the
+//!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost
+//!   `|x − y|`) runs the same loop and the same passes (`ot::sinkhorn::iterate`, the crate's one
+//!   Sinkhorn loop) with the distance as ground cost, exact marginals, no translation step, the
+//!   absolute L1 row error `Σ_i a_i |e^{(f_i − f̂_i)/ε} − 1|` and the early stop below. The
+//!   certificate is one more pass each way over the same tiles (`kernel::for_each_tile`), O(n + m)
+//!   memory like every pass (`tests/uot_memory.rs` checks it for `W1` and `W2`). The returned cost is the
 //!   linear part `⟨T_ε, C⟩` (POT's `sinkhorn2`); the result carries no plan (it is dense) and is
 //!   labelled [`Estimator::Entropic`] with its ε and a **certified bracket** of the exact value:
 //!
@@ -85,11 +72,14 @@
 //! is why a full-size `infer` used to run for many minutes inside the metrics.
 
 use crate::error::SimError;
-use crate::kernel::{exp, for_each_tile, sqdist_row, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, Soa, ROW_BLOCK, TILE};
 use crate::observe::Phase;
-use crate::ot::sinkhorn::{RelaxCtl, Relaxation};
+use crate::ot::exact::{max_sqdist_bound, Sum};
+pub use crate::ot::exact::{network_simplex, SimplexSolution};
+use crate::ot::pass::Ground;
+use crate::ot::sinkhorn::{eps_at, iterate, ErrorKind, Pair, Relaxation, Schedule, Stop};
+use crate::ot::{Marginal, MeasureRef};
 use crate::particles::Cloud;
-use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -114,6 +104,13 @@ impl Order {
         match self {
             Order::W1 => d2.sqrt(),
             Order::W2 => d2,
+        }
+    }
+    /// The ground cost of the soft-min passes.
+    fn ground(self) -> Ground {
+        match self {
+            Order::W1 => Ground::Dist,
+            Order::W2 => Ground::SqDist,
         }
     }
     /// `W_p` from the transport cost `W_p^p`.
@@ -280,8 +277,8 @@ pub fn wasserstein(
         }
         Solver::NetworkSimplex => {
             let sol = match order {
-                Order::W1 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s.sqrt(), opts)?,
-                Order::W2 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s, opts)?,
+                Order::W1 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s.sqrt(), opts.max_pivots)?,
+                Order::W2 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s, opts.max_pivots)?,
             };
             let err = plan_marginal_error(&sol.plan, &pa, &pb);
             (sol.cost, sol.plan, Estimator::NetworkSimplex, sol.pivots, err)
@@ -374,50 +371,6 @@ pub fn plan_marginal_error(plan: &[(usize, usize, f64)], a: &[f64], b: &[f64]) -
     ea + eb
 }
 
-/// Neumaier-compensated sum.
-#[derive(Default)]
-struct Sum {
-    s: f64,
-    c: f64,
-}
-
-impl Sum {
-    #[inline]
-    fn add(&mut self, v: f64) {
-        let t = self.s + v;
-        if self.s.abs() >= v.abs() {
-            self.c += (self.s - t) + v;
-        } else {
-            self.c += (v - t) + self.s;
-        }
-        self.s = t;
-    }
-    fn value(&self) -> f64 {
-        self.s + self.c
-    }
-}
-
-/// `|x − y|²` computed exactly as [`sqdist_row`] does (so pricing and final costs agree bitwise).
-#[inline]
-fn sqdist(x: &[f64], y: &[f64]) -> f64 {
-    let mut o = [0.0];
-    sqdist_row(x, y, &mut o);
-    o[0]
-}
-
-/// Upper bound on `|x_i − y_j|²` from the joint bounding box.
-fn max_sqdist_bound(d: usize, x: &[f64], y: &[f64]) -> f64 {
-    let mut lo = vec![f64::INFINITY; d];
-    let mut hi = vec![f64::NEG_INFINITY; d];
-    for p in x.chunks_exact(d).chain(y.chunks_exact(d)) {
-        for k in 0..d {
-            lo[k] = lo[k].min(p[k]);
-            hi[k] = hi[k].max(p[k]);
-        }
-    }
-    lo.iter().zip(&hi).map(|(l, h)| (h - l) * (h - l)).sum()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Sorted 1-D
 // ---------------------------------------------------------------------------------------------
@@ -476,545 +429,6 @@ pub fn sorted_1d(
 // Network simplex
 // ---------------------------------------------------------------------------------------------
 
-const NONE: usize = usize::MAX;
-
-/// Exact solution from [`network_simplex`].
-#[derive(Debug, Clone)]
-pub struct SimplexSolution {
-    /// `Σ T_ij c_ij`.
-    pub cost: f64,
-    /// `(i, j, mass)`, mass > 0, at most `n + m − 1` entries.
-    pub plan: Vec<(usize, usize, f64)>,
-    /// Dual potentials with `c_ij − u_i − v_j ≥ −tol` everywhere and `= 0` on the plan:
-    /// `u` (length n), `v` (length m), normalised so that `Σ a u + Σ b v = cost` up to rounding.
-    pub u: Vec<f64>,
-    pub v: Vec<f64>,
-    pub pivots: usize,
-}
-
-struct Simplex<'a, C> {
-    n: usize,
-    m: usize,
-    d: usize,
-    x: &'a [f64],
-    y: &'a [f64],
-    cost: C,
-    /// Cost of the artificial arcs.
-    art: f64,
-    /// An arc enters when its reduced cost is below `−tol`.
-    tol: f64,
-    /// Node supplies (`a_i`, `−b_j`, root balances).
-    supply: Vec<f64>,
-    parent: Vec<usize>,
-    /// Arc joining a node to its parent: `i·m + j` for real arcs, `nm + node` for artificial.
-    pred: Vec<usize>,
-    /// The predecessor arc is oriented node → parent.
-    up: Vec<bool>,
-    /// Flow on the predecessor arc.
-    flow: Vec<f64>,
-    /// Node potentials: reduced cost of arc s→t is `c + π_s − π_t`.
-    pi: Vec<f64>,
-    /// Preorder successor (circular through the root) and predecessor.
-    thread: Vec<usize>,
-    rev_thread: Vec<usize>,
-    /// Subtree sizes and last node of each subtree in preorder.
-    succ_num: Vec<usize>,
-    last_succ: Vec<usize>,
-    /// Tree membership of the real arcs, one bit each.
-    in_tree: Vec<u64>,
-    block: usize,
-    next_arc: usize,
-    path: Vec<usize>,
-    pieces: Vec<(usize, usize)>,
-}
-
-/// Exact OT between `Σ a_i δ_{x_i}` and `Σ b_j δ_{y_j}` (probability vectors, equal totals) for
-/// the ground cost `cost(|x − y|²)`, by the network simplex method (see the module docs).
-pub fn network_simplex<C: Fn(f64) -> f64 + Copy>(
-    d: usize,
-    x: &[f64],
-    a: &[f64],
-    y: &[f64],
-    b: &[f64],
-    cost: C,
-    opts: &WassersteinOpts,
-) -> Result<SimplexSolution, SimError> {
-    let (n, m) = (a.len(), b.len());
-    let maxc = cost(max_sqdist_bound(d, x, y));
-    let art = if maxc > 0.0 { 3.0 * maxc } else { 1.0 };
-    let mut s = Simplex::new(d, x, a, y, b, cost, art);
-    let recompute_every = (n + m).max(1000);
-    let mut pivots = 0usize;
-    let mut fresh = false;
-    loop {
-        match s.find_entering() {
-            Some((i, j, rc)) => {
-                if let Some(cap) = opts.max_pivots {
-                    if pivots >= cap {
-                        return Err(SimError::Limit {
-                            step: 0,
-                            what: format!("network simplex: {cap} pivots without optimality"),
-                        });
-                    }
-                }
-                s.pivot(i, j, rc)?;
-                #[cfg(test)]
-                s.check_tree();
-                pivots += 1;
-                fresh = false;
-                if pivots.is_multiple_of(recompute_every) {
-                    s.recompute_potentials();
-                }
-            }
-            None if fresh => break,
-            None => {
-                // Optimal up to drift in the incrementally updated potentials: recompute them
-                // exactly from the tree and price once more.
-                s.recompute_potentials();
-                fresh = true;
-            }
-        }
-    }
-    s.recompute_flows();
-    s.finish(pivots)
-}
-
-impl<'a, C: Fn(f64) -> f64 + Copy> Simplex<'a, C> {
-    fn new(d: usize, x: &'a [f64], a: &[f64], y: &'a [f64], b: &[f64], cost: C, art: f64) -> Self {
-        let (n, m) = (a.len(), b.len());
-        let nn = n + m + 1;
-        let root = n + m;
-        let mut s = Simplex {
-            n,
-            m,
-            d,
-            x,
-            y,
-            cost,
-            art,
-            tol: 1e-12 * art,
-            supply: vec![0.0; nn],
-            parent: vec![root; nn],
-            pred: (0..nn).map(|u| n * m + u).collect(),
-            up: vec![true; nn],
-            flow: vec![0.0; nn],
-            pi: vec![0.0; nn],
-            thread: (0..nn).map(|u| if u == root { 0 } else { u + 1 }).collect(),
-            rev_thread: (0..nn).map(|u| if u == 0 { root } else { u - 1 }).collect(),
-            succ_num: vec![1; nn],
-            last_succ: (0..nn).collect(),
-            in_tree: vec![0; (n * m).div_ceil(64)],
-            block: ((n * m) as f64).sqrt().ceil().max(10.0) as usize,
-            next_arc: 0,
-            path: Vec::new(),
-            pieces: Vec::new(),
-        };
-        // Artificial star: i → root carries a_i; root → j carries b_j (b_j > 0); a sink with
-        // b_j = 0 gets j → root at zero flow. Every zero-flow arc points to the root, so the
-        // initial tree is strongly feasible. Potentials make every tree arc's reduced cost 0.
-        for (i, &ai) in a.iter().enumerate() {
-            s.supply[i] = ai;
-            s.flow[i] = ai;
-            s.pi[i] = -art;
-        }
-        for (j, &bj) in b.iter().enumerate() {
-            let u = n + j;
-            s.supply[u] = -bj;
-            if bj > 0.0 {
-                s.up[u] = false;
-                s.flow[u] = bj;
-                s.pi[u] = art;
-            } else {
-                s.pi[u] = -art;
-            }
-        }
-        let sa: f64 = a.iter().sum();
-        let sb: f64 = b.iter().sum();
-        s.supply[root] = sb - sa;
-        s.parent[root] = NONE;
-        s.pred[root] = NONE;
-        s.succ_num[root] = nn;
-        s.last_succ[root] = if nn > 1 { root - 1 } else { root };
-        s
-    }
-
-    #[inline]
-    fn is_tree(&self, e: usize) -> bool {
-        self.in_tree[e >> 6] >> (e & 63) & 1 == 1
-    }
-
-    #[inline]
-    fn set_tree(&mut self, e: usize, on: bool) {
-        if e < self.n * self.m {
-            if on {
-                self.in_tree[e >> 6] |= 1 << (e & 63);
-            } else {
-                self.in_tree[e >> 6] &= !(1 << (e & 63));
-            }
-        }
-    }
-
-    /// Cost of arc `e`.
-    fn arc_cost(&self, e: usize) -> f64 {
-        let (n, m, d) = (self.n, self.m, self.d);
-        if e < n * m {
-            let (i, j) = (e / m, e % m);
-            (self.cost)(sqdist(&self.x[i * d..(i + 1) * d], &self.y[j * d..(j + 1) * d]))
-        } else {
-            self.art
-        }
-    }
-
-    /// Block search: scan arcs cyclically from `next_arc` in blocks; return the most negative
-    /// reduced cost of the first block that has one below `−tol`, or `None` after a full pass.
-    fn find_entering(&mut self) -> Option<(usize, usize, f64)> {
-        let (n, m, d) = (self.n, self.m, self.d);
-        let total = n * m;
-        let mut buf = [0.0f64; TILE];
-        let mut best = -self.tol;
-        let mut found = None;
-        let (mut i, mut j) = (self.next_arc / m, self.next_arc % m);
-        let mut in_block = 0;
-        let mut scanned = 0;
-        let pis = &self.pi[n..n + m];
-        while scanned < total {
-            let len = (m - j).min(TILE).min(self.block - in_block).min(total - scanned);
-            let xi = &self.x[i * d..(i + 1) * d];
-            sqdist_row(xi, &self.y[j * d..(j + len) * d], &mut buf[..len]);
-            let pii = self.pi[i];
-            // Vectorisable minimum first; the arg-min search only when it beats `best`.
-            let mut lmin = f64::INFINITY;
-            for (d2, pj) in buf[..len].iter().zip(&pis[j..j + len]) {
-                let rc = (self.cost)(*d2) + pii - pj;
-                lmin = lmin.min(rc);
-            }
-            if lmin < best {
-                for (k, (d2, pj)) in buf[..len].iter().zip(&pis[j..j + len]).enumerate() {
-                    let rc = (self.cost)(*d2) + pii - pj;
-                    if rc < best && !self.is_tree(i * m + j + k) {
-                        best = rc;
-                        found = Some((i, j + k));
-                    }
-                }
-            }
-            in_block += len;
-            scanned += len;
-            j += len;
-            if j == m {
-                j = 0;
-                i += 1;
-                if i == n {
-                    i = 0;
-                }
-            }
-            if in_block == self.block {
-                if found.is_some() {
-                    break;
-                }
-                in_block = 0;
-            }
-        }
-        self.next_arc = i * m + j;
-        found.map(|(i, j)| (i, j, best))
-    }
-
-    /// One pivot on entering arc `i → n+j` with reduced cost `rc < 0`.
-    fn pivot(&mut self, i: usize, j: usize, rc: f64) -> Result<(), SimError> {
-        let first = i;
-        let second = self.n + j;
-        // Apex of the cycle: ancestors have strictly larger subtrees.
-        let (mut u, mut v) = (first, second);
-        while u != v {
-            if self.succ_num[u] < self.succ_num[v] {
-                u = self.parent[u];
-            } else {
-                v = self.parent[v];
-            }
-        }
-        let join = u;
-        // Flow goes first → second (entering arc), second ↑ join, join ↓ first. Leaving arc:
-        // the last blocking arc met from the apex in that direction (strict on the first side,
-        // non-strict on the second).
-        let mut delta = f64::INFINITY;
-        let mut u_out = NONE;
-        let mut first_side = false;
-        let mut u = first;
-        while u != join {
-            if self.up[u] && self.flow[u] < delta {
-                delta = self.flow[u];
-                u_out = u;
-                first_side = true;
-            }
-            u = self.parent[u];
-        }
-        let mut u = second;
-        while u != join {
-            if !self.up[u] && self.flow[u] <= delta {
-                delta = self.flow[u];
-                u_out = u;
-                first_side = false;
-            }
-            u = self.parent[u];
-        }
-        if u_out == NONE {
-            return Err(SimError::Numerical {
-                step: 0,
-                what: "network simplex: unbounded cycle (internal error)".into(),
-            });
-        }
-        if delta > 0.0 {
-            let mut u = first;
-            while u != join {
-                if self.up[u] {
-                    self.flow[u] -= delta;
-                } else {
-                    self.flow[u] += delta;
-                }
-                u = self.parent[u];
-            }
-            let mut u = second;
-            while u != join {
-                if self.up[u] {
-                    self.flow[u] += delta;
-                } else {
-                    self.flow[u] -= delta;
-                }
-                u = self.parent[u];
-            }
-        }
-        let (u_in, v_in, sigma) = if first_side { (first, second, -rc) } else { (second, first, rc) };
-        let in_arc = i * self.m + j;
-        self.update_tree(u_in, v_in, u_out, join, in_arc, first_side, delta, sigma);
-        Ok(())
-    }
-
-    /// Cut the subtree `S` below the leaving arc (at `u_out`), re-root it at `u_in` and hang it
-    /// under `v_in` by the entering arc; update thread, sizes, last successors, potentials.
-    #[allow(clippy::too_many_arguments)]
-    fn update_tree(
-        &mut self,
-        u_in: usize,
-        v_in: usize,
-        u_out: usize,
-        join: usize,
-        in_arc: usize,
-        in_up: bool,
-        in_flow: f64,
-        sigma: f64,
-    ) {
-        let s_size = self.succ_num[u_out];
-        let s_last_old = self.last_succ[u_out];
-        let before = self.rev_thread[u_out];
-        let after = self.thread[s_last_old];
-
-        // Path u_in = p0, …, pk = u_out.
-        self.path.clear();
-        let mut w = u_in;
-        loop {
-            self.path.push(w);
-            if w == u_out {
-                break;
-            }
-            w = self.parent[w];
-        }
-        // New preorder of S rooted at u_in: block(p0), then block(p_t) \ block(p_{t−1}) for
-        // t = 1..k, each the union of at most two contiguous pieces of the old thread.
-        self.pieces.clear();
-        self.pieces.push((u_in, self.last_succ[u_in]));
-        for t in 1..self.path.len() {
-            let (pt, pc) = (self.path[t], self.path[t - 1]);
-            self.pieces.push((pt, self.rev_thread[pc]));
-            let (lc, lt) = (self.last_succ[pc], self.last_succ[pt]);
-            if lc != lt {
-                self.pieces.push((self.thread[lc], lt));
-            }
-        }
-
-        // Remove S from the thread and from its old ancestors.
-        self.thread[before] = after;
-        self.rev_thread[after] = before;
-        let mut w = self.parent[u_out];
-        while w != NONE && self.last_succ[w] == s_last_old {
-            self.last_succ[w] = before;
-            w = self.parent[w];
-        }
-        let mut w = self.parent[u_out];
-        while w != join {
-            self.succ_num[w] -= s_size;
-            w = self.parent[w];
-        }
-
-        // Relink S in its new order and insert it right after v_in.
-        for k in 1..self.pieces.len() {
-            let (e, s) = (self.pieces[k - 1].1, self.pieces[k].0);
-            self.thread[e] = s;
-            self.rev_thread[s] = e;
-        }
-        let s_last_new = self.pieces[self.pieces.len() - 1].1;
-        let nxt = self.thread[v_in];
-        self.thread[v_in] = u_in;
-        self.rev_thread[u_in] = v_in;
-        self.thread[s_last_new] = nxt;
-        self.rev_thread[nxt] = s_last_new;
-        let mut w = v_in;
-        while w != NONE && self.last_succ[w] == v_in {
-            self.last_succ[w] = s_last_new;
-            w = self.parent[w];
-        }
-        let mut w = v_in;
-        while w != join {
-            self.succ_num[w] += s_size;
-            w = self.parent[w];
-        }
-
-        // Reverse the path: p_t's parent becomes p_{t−1}, inheriting its old arc and flow.
-        let leaving = self.pred[u_out];
-        for t in (1..self.path.len()).rev() {
-            let (pt, pc) = (self.path[t], self.path[t - 1]);
-            self.parent[pt] = pc;
-            self.pred[pt] = self.pred[pc];
-            self.up[pt] = !self.up[pc];
-            self.flow[pt] = self.flow[pc];
-            self.succ_num[pt] = s_size - self.succ_num[pc];
-            self.last_succ[pt] = s_last_new;
-        }
-        self.parent[u_in] = v_in;
-        self.pred[u_in] = in_arc;
-        self.up[u_in] = in_up;
-        self.flow[u_in] = in_flow;
-        self.succ_num[u_in] = s_size;
-        self.last_succ[u_in] = s_last_new;
-        self.set_tree(leaving, false);
-        self.set_tree(in_arc, true);
-
-        // Shift the potentials of S so that the entering arc has reduced cost 0.
-        let mut w = u_in;
-        loop {
-            self.pi[w] += sigma;
-            if w == s_last_new {
-                break;
-            }
-            w = self.thread[w];
-        }
-    }
-
-    /// Test-only invariant check of the whole tree structure (O(n + m) per call).
-    #[cfg(test)]
-    fn check_tree(&self) {
-        let nn = self.n + self.m + 1;
-        let root = nn - 1;
-        // Thread is a single cycle through all nodes, rev_thread its inverse.
-        let mut seen = vec![false; nn];
-        let mut order = Vec::with_capacity(nn);
-        let mut w = root;
-        for _ in 0..nn {
-            assert!(!seen[w], "thread revisits {w}");
-            seen[w] = true;
-            order.push(w);
-            assert_eq!(self.rev_thread[self.thread[w]], w);
-            w = self.thread[w];
-        }
-        assert_eq!(w, root);
-        let mut pos = vec![0; nn];
-        for (k, &u) in order.iter().enumerate() {
-            pos[u] = k;
-        }
-        // Subtree sizes and preorder blocks from the parent pointers.
-        let mut size = vec![1usize; nn];
-        for &u in order.iter().rev() {
-            if u != root {
-                let p = self.parent[u];
-                assert!(pos[p] < pos[u], "parent after child in preorder");
-                size[p] += size[u];
-            }
-        }
-        for u in 0..nn {
-            assert_eq!(self.succ_num[u], size[u], "succ_num of {u}");
-            assert_eq!(pos[self.last_succ[u]], pos[u] + size[u] - 1, "last_succ of {u}");
-        }
-        // Tree arcs join node and parent in the stated direction, with zero reduced cost and
-        // non-negative flow; strongly feasible: zero-flow arcs point to the root.
-        for u in 0..root {
-            let e = self.pred[u];
-            let p = self.parent[u];
-            if e < self.n * self.m {
-                let (i, j) = (e / self.m, self.n + e % self.m);
-                assert!(self.is_tree(e));
-                assert_eq!(if self.up[u] { (u, p) } else { (p, u) }, (i, j));
-            } else {
-                assert_eq!(e, self.n * self.m + u);
-                assert_eq!(p, root);
-            }
-            let c = self.arc_cost(e);
-            let rc = if self.up[u] { c + self.pi[u] - self.pi[p] } else { c + self.pi[p] - self.pi[u] };
-            assert!(rc.abs() <= 1e-9 * self.art, "tree arc reduced cost {rc}");
-            assert!(self.flow[u] >= 0.0);
-            assert!(self.flow[u] > 0.0 || self.up[u], "zero flow on a downward arc");
-        }
-        let count = self.in_tree.iter().map(|w| w.count_ones() as usize).sum::<usize>();
-        let real = (0..root).filter(|&u| self.pred[u] < self.n * self.m).count();
-        assert_eq!(count, real);
-    }
-
-    /// Potentials from scratch along the thread (parents come before children).
-    fn recompute_potentials(&mut self) {
-        let root = self.n + self.m;
-        self.pi[root] = 0.0;
-        let mut w = self.thread[root];
-        while w != root {
-            let c = self.arc_cost(self.pred[w]);
-            let pp = self.pi[self.parent[w]];
-            self.pi[w] = if self.up[w] { pp - c } else { pp + c };
-            w = self.thread[w];
-        }
-    }
-
-    /// Basic flows from scratch: each tree arc carries the net supply of the subtree below it
-    /// (children before parents: reverse thread).
-    fn recompute_flows(&mut self) {
-        let root = self.n + self.m;
-        let mut net = self.supply.clone();
-        let mut w = self.rev_thread[root];
-        while w != root {
-            let p = self.parent[w];
-            self.flow[w] = if self.up[w] { net[w] } else { -net[w] };
-            net[p] += net[w];
-            w = self.rev_thread[w];
-        }
-    }
-
-    fn finish(&self, pivots: usize) -> Result<SimplexSolution, SimError> {
-        let (n, m) = (self.n, self.m);
-        let mut plan = Vec::with_capacity(n + m);
-        let mut cost = Sum::default();
-        let mut art_flow = 0.0f64;
-        for u in 0..n + m {
-            let e = self.pred[u];
-            let f = self.flow[u];
-            if e < n * m {
-                if f > 0.0 {
-                    plan.push((e / m, e % m, f));
-                    cost.add(f * self.arc_cost(e));
-                }
-            } else {
-                art_flow = art_flow.max(f.abs());
-            }
-        }
-        // Only the rounding mismatch between Σa and Σb may stay on artificial arcs.
-        if art_flow > 1e-12 {
-            return Err(SimError::Numerical {
-                step: 0,
-                what: format!("network simplex: artificial flow {art_flow:e} left at optimum"),
-            });
-        }
-        plan.sort_unstable_by_key(|&(i, j, _)| (i, j));
-        // Duals of the real problem: u_i = −π_i, v_j = π_j up to a common shift (c + π_i − π_j ≥ 0).
-        let u: Vec<f64> = self.pi[..n].iter().map(|p| -p).collect();
-        let v: Vec<f64> = self.pi[n..n + m].to_vec();
-        Ok(SimplexSolution { cost: cost.value(), plan, u, v, pivots })
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Entropic (log-domain Sinkhorn, online) and its certified bracket
 // ---------------------------------------------------------------------------------------------
@@ -1034,67 +448,6 @@ pub struct SinkhornSolution {
     /// Certified bracket of the exact `OT_c` (module doc).
     pub bracket: Bracket,
 }
-
-/// One soft-min sweep: `out_i = −ε log Σ_j exp(lw_j + (h_j − C_ij)/ε)` for every query `x_i`,
-/// with `C_ij = order.cost(|x_i − y_j|²)`. Returns nothing; parallel over row blocks.
-#[allow(clippy::too_many_arguments)]
-fn softmin(d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, out: &mut [f64]) {
-    let lvl = crate::simd::level();
-    out.par_chunks_mut(ROW_BLOCK)
-        .enumerate()
-        .for_each(|(blk, o)| softmin_block_at(lvl, d, x, y, lw, h, eps, order, blk * ROW_BLOCK, o));
-}
-
-/// The rows `i0 .. i0 + o.len()` of [`softmin`], in the copy of the level `I` ([`crate::simd`]).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn softmin_block<I: Isa>(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    lw: &[f64],
-    h: &[f64],
-    eps: f64,
-    order: Order,
-    i0: usize,
-    o: &mut [f64],
-) {
-    let inv = 1.0 / eps;
-    let mut v = [0.0f64; TILE];
-    for (r, oi) in o.iter_mut().enumerate() {
-        let i = i0 + r;
-        let xi = &x[i * d..(i + 1) * d];
-        let (mut mx, mut s) = (f64::NEG_INFINITY, 0.0f64);
-        for_each_tile(xi, y, |j0, d2| {
-            let len = d2.len();
-            let mut tmax = f64::NEG_INFINITY;
-            for (k, vk) in v[..len].iter_mut().enumerate() {
-                let j = j0 + k;
-                *vk = lw[j] + (h[j] - order.cost_from_sq(d2[k])) * inv;
-                tmax = tmax.max(*vk);
-            }
-            if tmax == f64::NEG_INFINITY {
-                return;
-            }
-            if tmax > mx {
-                s *= (mx - tmax).exp();
-                mx = tmax;
-            }
-            let padded = len.div_ceil(exp::BLOCK) * exp::BLOCK;
-            v[len..padded].fill(f64::NEG_INFINITY);
-            for c in v[..padded].chunks_exact_mut(exp::BLOCK) {
-                let c: &mut [f64; exp::BLOCK] = c.try_into().expect("exp block");
-                exp::exp_shifted_block_on::<I>(c, mx);
-                s += c.iter().sum::<f64>();
-            }
-        });
-        *oi = -eps * (mx + s.ln());
-    }
-}
-
-multiversion!(softmin_block_at => softmin_block, softmin_block_512, softmin_block_256(
-    d: usize, x: &[f64], y: &[f64], lw: &[f64], h: &[f64], eps: f64, order: Order, i0: usize, o: &mut [f64]
-));
 
 /// The entropic ε of a solve: `opts.eps`, or `eps_rel ×` the mean cost.
 fn entropic_eps(
@@ -1132,65 +485,57 @@ pub fn sinkhorn(
     mut progress: impl FnMut(usize, f64),
 ) -> Result<SinkhornSolution, SimError> {
     let (n, m) = (a.len(), b.len());
-    let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
-    let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
     let eps = entropic_eps(d, x, a, y, b, order, opts)?;
-    let mut f = vec![0.0; n];
-    let mut g = vec![0.0; m];
-    let mut ghat = vec![0.0; m];
-    // ε-scaling: from the cost diameter down to ε, one sweep per stage.
-    let mut e = order.cost_from_sq(max_sqdist_bound(d, x, y)).max(eps);
-    while e > eps {
-        softmin(d, x, y, &lb, &g, e, order, &mut f);
-        softmin(d, y, x, &la, &f, e, order, &mut g);
-        e = (0.5 * e).max(eps);
-    }
-    let mut iterations = 0;
-    let mut cert = None;
-    let mut relax = RelaxCtl::new(Relaxation::default());
-    let mut fhat = vec![0.0; n];
-    loop {
-        // Row marginal of the current plan (f, g): a_i exp((f_i − f̂_i)/ε), f̂ the soft-min of g.
-        softmin(d, x, y, &lb, &g, eps, order, &mut fhat);
-        let err: f64 = (0..n).map(|i| a[i] * (((f[i] - fhat[i]) / eps).exp() - 1.0).abs()).sum();
-        progress(iterations, err);
+    // The one Sinkhorn loop (`ot::sinkhorn::iterate`) on the balanced pair with the ground cost
+    // of `order` (both marginals exact, no translation step), the absolute L1 row error, and
+    // ε-scaling from the cost diameter by halves, one sweep per stage.
+    let (am, bm) = (MeasureRef::new(d, x, a), MeasureRef::new(d, y, b));
+    let exact = (Marginal::Exact, Marginal::Exact);
+    let mut p = Pair::new(am, bm, order.ground(), 1.0, exact, false, (vec![0.0; n], vec![0.0; m]));
+    p.error = ErrorKind::Absolute;
+    let e0 = order.cost_from_sq(max_sqdist_bound(d, x, y)).max(eps);
+    let annealing = (0..).find(|&k| eps_at(k, eps, Some(e0), 0.5) <= eps).unwrap_or(0);
+    let sched = Schedule {
+        eps,
+        e0: Some(e0),
+        q: 0.5,
+        max_iter: opts.max_iter.saturating_add(annealing),
+        tol: opts.tol,
+        relaxation: Relaxation::default(),
+        polish: false,
+    };
+    let (mut cert, mut last_err) = (None, f64::NAN);
+    let end = iterate(&mut p, &sched, |it, err, p| {
+        progress(it, err);
+        last_err = err;
         if !err.is_finite() {
             return Err(SimError::NonFinite {
-                step: iterations,
+                step: it,
                 quantity: "Sinkhorn marginal error".into(),
                 particle: 0,
                 value: err,
             });
         }
-        if err < opts.tol {
-            break;
-        }
-        if opts.early_stop && iterations % 10 == 0 && err < 1e-2 {
-            let c = certify(d, x, a, y, b, &f, &g, eps, order);
+        if opts.early_stop && it % 10 == 0 && err < 1e-2 && err > opts.tol {
+            let c = certify(d, x, a, y, b, &p.f, &p.g, eps, order);
             if c.rounding_slack() <= c.cost - c.bracket.lower {
                 cert = Some(c);
-                break;
+                return Ok(true);
             }
         }
-        if iterations >= opts.max_iter {
-            return Err(SimError::Limit {
-                step: iterations,
-                what: format!(
-                    "Sinkhorn: marginal error {err:e} > tol {:e} after {} iterations (ε = {eps:e})",
-                    opts.tol, opts.max_iter
-                ),
-            });
-        }
-        if relax.observe(err, &mut f, &mut g) {
-            continue;
-        }
-        // Over-relaxed updates (ω = 1: plain Sinkhorn), as in `ot::sinkhorn`.
-        let w = relax.omega;
-        f.iter_mut().zip(&fhat).for_each(|(fi, fh)| *fi = (1.0 - w) * *fi + w * fh);
-        softmin(d, y, x, &la, &f, eps, order, &mut ghat);
-        g.iter_mut().zip(&ghat).for_each(|(gj, gh)| *gj = (1.0 - w) * *gj + w * gh);
-        iterations += 1;
+        Ok(false)
+    })?;
+    let iterations = end.iterations - end.annealing;
+    if end.stop == Stop::MaxIter {
+        return Err(SimError::Limit {
+            step: iterations,
+            what: format!(
+                "Sinkhorn: marginal error {last_err:e} > tol {:e} after {} iterations (ε = {eps:e})",
+                opts.tol, opts.max_iter
+            ),
+        });
     }
+    let (f, g) = (p.f, p.g);
     let cert = cert.unwrap_or_else(|| certify(d, x, a, y, b, &f, &g, eps, order));
     Ok(SinkhornSolution {
         cost: cert.cost,
@@ -1216,7 +561,7 @@ fn sinkhorn_w2_ot(
     opts: &WassersteinOpts,
 ) -> Result<SinkhornSolution, SimError> {
     use crate::ot::sinkhorn::{solve, EpsScaling, SinkhornOptions};
-    use crate::ot::{Cost, Marginal, MeasureRef};
+    use crate::ot::Cost;
     let eps = entropic_eps(d, x, a, y, b, Order::W2, opts)?;
     let scaling = EpsScaling::default();
     let e0 = max_sqdist_bound(d, x, y).max(eps);
@@ -1289,7 +634,7 @@ fn cert_rows(
     d: usize,
     x: &[f64],
     la: &[f64],
-    y: &[f64],
+    ys: &Soa,
     lb: &[f64],
     f: &[f64],
     g: &[f64],
@@ -1299,11 +644,17 @@ fn cert_rows(
     let inv = 1.0 / eps;
     let mut out = vec![[0.0; 4]; la.len()];
     out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-        for (r, oi) in o.iter_mut().enumerate() {
-            let i = blk * ROW_BLOCK + r;
-            let (mut cost, mut mass) = (Sum::default(), Sum::default());
-            let (mut cmin, mut cmax) = (f64::INFINITY, 0.0f64);
-            for_each_tile(&x[i * d..(i + 1) * d], y, |j0, d2| {
+        let i0 = blk * ROW_BLOCK;
+        let mut acc: Vec<(Sum, Sum, f64, f64)> =
+            (0..o.len()).map(|_| (Sum::default(), Sum::default(), f64::INFINITY, 0.0f64)).collect();
+        for_each_tile(
+            &x[i0 * d..(i0 + o.len()) * d],
+            ys,
+            TILE,
+            |_, _| false,
+            |r, j0, d2| {
+                let i = i0 + r;
+                let (cost, mass, cmin, cmax) = &mut acc[r];
                 for (k, dd) in d2.iter().enumerate() {
                     let j = j0 + k;
                     if lb[j] == f64::NEG_INFINITY {
@@ -1313,10 +664,12 @@ fn cert_rows(
                     let t = (la[i] + lb[j] + (f[i] + g[j] - c) * inv).exp();
                     cost.add(t * c);
                     mass.add(t);
-                    cmin = cmin.min(c - g[j]);
-                    cmax = cmax.max(c);
+                    *cmin = cmin.min(c - g[j]);
+                    *cmax = cmax.max(c);
                 }
-            });
+            },
+        );
+        for (oi, (cost, mass, cmin, cmax)) in o.iter_mut().zip(acc) {
             *oi = [cost.value(), mass.value(), cmin, cmax];
         }
     });
@@ -1339,8 +692,8 @@ fn certify(
 ) -> Certificate {
     let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
     let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
-    let rows = cert_rows(d, x, &la, y, &lb, f, g, eps, order);
-    let cols = cert_rows(d, y, &lb, x, &la, g, f, eps, order);
+    let rows = cert_rows(d, x, &la, &Soa::from_rows(d, y), &lb, f, g, eps, order);
+    let cols = cert_rows(d, y, &lb, &Soa::from_rows(d, x), &la, g, f, eps, order);
     let (mut cost, mut err) = (Sum::default(), Sum::default());
     let (mut low_f, mut low_g) = (Sum::default(), Sum::default());
     let mut cmax = 0.0f64;
@@ -1370,24 +723,26 @@ fn certify(
     c
 }
 
-/// `Σ_ij a_i b_j C_ij`.
+/// `Σ_ij a_i b_j C_ij` (rows in parallel blocks, summed in row order).
 fn mean_cost(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order) -> f64 {
-    let n = a.len();
-    let parts: Vec<f64> = (0..n)
-        .collect::<Vec<_>>()
-        .par_chunks(ROW_BLOCK)
-        .map(|blk| {
-            let mut s = 0.0;
-            for &i in blk {
-                let mut r = 0.0;
-                for_each_tile(&x[i * d..(i + 1) * d], y, |j0, d2| {
+    let ys = Soa::from_rows(d, y);
+    let parts: Vec<f64> = x
+        .par_chunks(ROW_BLOCK * d)
+        .zip(a.par_chunks(ROW_BLOCK))
+        .map(|(xb, ab)| {
+            let mut r = vec![0.0; ab.len()];
+            for_each_tile(
+                xb,
+                &ys,
+                TILE,
+                |_, _| false,
+                |i, j0, d2| {
                     for (k, dd) in d2.iter().enumerate() {
-                        r += b[j0 + k] * order.cost_from_sq(*dd);
+                        r[i] += b[j0 + k] * order.cost_from_sq(*dd);
                     }
-                });
-                s += a[i] * r;
-            }
-            s
+                },
+            );
+            ab.iter().zip(&r).fold(0.0, |s, (ai, ri)| s + ai * ri)
         })
         .collect();
     parts.iter().sum()
@@ -1396,6 +751,7 @@ fn mean_cost(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ot::exact::sqdist;
 
     fn cloud(d: usize, x: Vec<f64>, w: Vec<f64>) -> Cloud {
         Cloud::new_unchecked(d, x, w)
@@ -1453,7 +809,7 @@ mod tests {
             b.iter_mut().for_each(|v| *v /= sb);
             for order in [Order::W1, Order::W2] {
                 let c = |s: f64| order.cost_from_sq(s);
-                let sol = network_simplex(d, &x, &a, &y, &b, c, &WassersteinOpts::default()).unwrap();
+                let sol = network_simplex(d, &x, &a, &y, &b, c, None).unwrap();
                 assert!(sol.plan.len() < n + m);
                 let maxc = c(max_sqdist_bound(d, &x, &y)).max(1e-300);
                 for i in 0..n {

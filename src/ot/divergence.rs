@@ -23,14 +23,44 @@
 //! so that `∂S/∂a_i = φ(x_i)` and `∂S/∂x_i = a_i ∇φ(x_i)` (envelope theorem; checked against
 //! finite differences in `tests/wfr.rs`).
 
-use super::pass::{lse_rows_bary, soft_min};
+use super::pass::{lse_rows_bary, Ground, Reduction};
 use super::sinkhorn::{
-    annealing_schedule, build_report, check_finite, check_report, eps_at, evaluate, marginal_error, solve,
-    Potentials, Relaxation, RunStats, SinkhornOptions, UotReport,
+    annealing_schedule, build_report, check_finite, check_report, evaluate, iterate, marginal_error, solve,
+    Potentials, Relaxation, RunStats, Schedule, Scheme, SinkhornOptions, UotReport,
 };
 use super::{positive, Cost, EpsScaling, Marginal, MeasureRef};
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
+
+/// The symmetric iteration of `OT_ε(α, α)` as a [`Scheme`] of the one loop: `f = g`, one
+/// soft-min per iteration, the averaged update `f ← ½(f + aprox(f̂))`.
+struct Symmetric<'a> {
+    aa: Reduction<'a>,
+    la: Vec<f64>,
+    c: f64,
+    marg: Marginal,
+    f: Vec<f64>,
+    fhat: Vec<f64>,
+}
+
+impl Scheme for Symmetric<'_> {
+    fn soft_min(&mut self, ek: f64, it: usize) -> Result<(), SimError> {
+        self.aa.soft_min(&self.la, &self.f, ek, self.c, &mut self.fhat);
+        check_finite(&self.fhat, it, "symmetric soft-min f̂")
+    }
+    fn error(&self, eps: f64) -> f64 {
+        marginal_error(&self.la, &self.f, &self.fhat, eps, self.marg)
+    }
+    fn update(&mut self, ek: f64, _omega: f64, _it: usize) -> Result<(), SimError> {
+        for (fi, fh) in self.f.iter_mut().zip(&self.fhat) {
+            *fi = 0.5 * (*fi + self.marg.aprox(*fh, ek));
+        }
+        Ok(())
+    }
+    fn potentials(&mut self) -> (&mut [f64], &mut [f64]) {
+        (&mut self.f, &mut [])
+    }
+}
 
 /// Solve `OT_ε(α, α)` by the symmetric (averaged) iteration; `f = g`. Uses
 /// `opts.marginal_a` on both sides. Returns the potential and the report (errors, objective).
@@ -46,7 +76,7 @@ pub fn solve_symmetric(
     let (n, d) = (a.len(), a.dim);
     let ma = a.mass();
     let marg = opts.marginal_a;
-    let mut f = match warm {
+    let f = match warm {
         Some(w) if w.len() == n => {
             check_finite(w, 0, "warm-start symmetric potential")?;
             w.to_vec()
@@ -56,45 +86,35 @@ pub fn solve_symmetric(
         }
         None => vec![0.0; n],
     };
-    let la = a.log_weights();
-    let c = opts.cost.scale();
-    let eps = opts.eps;
     let (e0, q) = annealing_schedule(&opts, a, a);
-    let mut h = vec![0.0; n];
-    let mut fhat = vec![0.0; n];
-    let (mut it, mut annealing) = (0usize, 0usize);
-    let mut eps_last = eps_at(0, eps, e0, q);
-    loop {
-        let ek = eps_at(it, eps, e0, q);
-        soft_min(d, a.x, a.x, &la, &f, ek, c, &mut h, &mut fhat);
-        check_finite(&fhat, it, "symmetric soft-min f̂")?;
-        if ek == eps {
-            let err = marginal_error(&la, &f, &fhat, eps, marg);
-            if err <= opts.tol {
-                eps_last = eps;
-                break;
-            }
-        }
-        if it >= opts.max_iter {
-            break;
-        }
-        for (fi, fh) in f.iter_mut().zip(&fhat) {
-            *fi = 0.5 * (*fi + marg.aprox(*fh, ek));
-        }
-        if ek > eps {
-            annealing += 1;
-        }
-        eps_last = ek;
-        it += 1;
-    }
+    let mut sym = Symmetric {
+        aa: Reduction::new(d, a.x, a.x, Ground::SqDist),
+        la: a.log_weights(),
+        c: opts.cost.scale(),
+        marg,
+        fhat: vec![0.0; n],
+        f,
+    };
+    let sched = Schedule {
+        eps: opts.eps,
+        e0,
+        q,
+        max_iter: opts.max_iter,
+        tol: opts.tol,
+        relaxation: Relaxation::Off,
+        polish: false,
+    };
+    let end = iterate(&mut sym, &sched, |_, _, _| Ok(false))?;
+    let (it, annealing, eps_last, eps) = (end.iterations, end.annealing, end.eps_reached, opts.eps);
+    let (la, f) = (&sym.la, &sym.f);
     let mut eval_opts = opts.clone();
     eval_opts.eps = eps_last;
-    let ev = evaluate(a, a, &la, &la, &f, &f, &eval_opts, true, it)?;
+    let ev = evaluate((&sym.aa, None), a, a, (la, la), (f, f), &eval_opts, it)?;
     let run = RunStats { iterations: it, annealing, eps_reached: eps_last, omega: 0.5, restarts: 0 };
     let converged = eps_last == eps && ev.err_a <= opts.tol;
     let report = build_report((n, n, d), &opts, (marg, marg), (ma, ma), run, &ev, converged);
     check_report(&report, it)?;
-    Ok((f, report))
+    Ok((sym.f, report))
 }
 
 /// A potential extended to the points `z` (n_z·d) by one soft-min over `b` with potential `g`:

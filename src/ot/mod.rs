@@ -33,9 +33,11 @@
 //!
 //! Modules: [`sinkhorn`] (solver, options, report), [`plan`] (plan access from the potentials),
 //! [`divergence`] (debiased Sinkhorn divergence, potentials extended to any point), [`partial`]
-//! (partial transport of a given mass), [`export`] (the CLI entry point and plan files).
+//! (partial transport of a given mass), [`exact`] (exact balanced OT, network simplex), [`export`]
+//! (the CLI entry point and plan files).
 
 pub mod divergence;
+pub mod exact;
 pub mod export;
 pub mod partial;
 pub(crate) mod pass;

@@ -1,10 +1,11 @@
-//! The one reduction of the Sinkhorn solver: for every query point `x_i`, the streamed
-//! log-sum-exp
+//! The one reduction of the Sinkhorn loop (`ot::sinkhorn::iterate`): for every query point `x_i`,
+//! the streamed log-sum-exp
 //!
-//! `L_i = LSE_j (h_j − λ |x_i − y_j|²)`,  `λ = c/ε` (cost `C = c|x − y|²`),
+//! `L_i = LSE_j (h_j − λ γ(|x_i − y_j|²))`,  `λ = c/ε` (cost `C = c γ(|x − y|²)`),
 //!
-//! over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile_soa_block`] (the
-//! same tiles as the Gaussian sums) with a
+//! with the ground function `γ` the identity (every UOT cost, `W2`) or the square root (`W1`)
+//! ([`Ground`]), over the targets `y_j`, taken tile by tile from [`crate::kernel::for_each_tile`]
+//! (the same tiles and distance bits as the Gaussian sums and the plan access) with a
 //! running maximum `M` and running sum `S = Σ exp(s_j − M)` (a new tile with a larger maximum
 //! rescales `S` by `exp(M_old − M_new)`), so memory is O(n + m) plus one tile per thread. With
 //! `h_j = log b_j + g_j/ε` this gives the soft-min `f̂_i = −ε L_i` of the Sinkhorn update. Two
@@ -22,7 +23,11 @@
 //! [`ROW_BLOCK`] and all-gathered ([`crate::dist::row_pass`]): a row's value depends only on its
 //! block (a fixed set of rows), so the bits do not depend on the number of ranks either.
 //!
-//! At small ε the plain pass ([`lse_rows`], every Sinkhorn iteration) skips tiles of targets whose
+//! A [`Reduction`] is the prepared operator of one direction of a solve: the targets'
+//! coordinate-major copy, the truncation geometry (target tile order and boxes, query order) and a
+//! workspace are built once per solve and reused by every half-iteration.
+//!
+//! At small ε the plain pass ([`Reduction::lse`], every Sinkhorn iteration) skips tiles of targets whose
 //! every term is below `e^{−(ln m + 42)}` times the row's largest (`Cull`): each row's sum changes
 //! by less than `e^{−42} ≈ 5.7e−19` relative. The statistics and barycentre passes never truncate.
 //!
@@ -30,7 +35,7 @@
 //! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
 
 use crate::kernel::exp;
-use crate::kernel::{for_each_tile, for_each_tile_soa_block_skip, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
+use crate::kernel::{for_each_tile, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
 use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 
@@ -38,6 +43,43 @@ use rayon::prelude::*;
 /// independent dependency chains hide the add / max latency.
 const LANES: usize = 32;
 const NEG_INF: f64 = f64::NEG_INFINITY;
+
+/// The ground cost as a function of the squared distance, `C = c · ground(|x − y|²)`: the squared
+/// distance itself (every UOT cost, `W2`) or the distance (`W1`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ground {
+    /// `ground(d²) = d²`.
+    SqDist,
+    /// `ground(d²) = √d²` (correctly rounded on every SIMD level).
+    Dist,
+}
+
+impl Ground {
+    #[inline(always)]
+    fn of(self, d2: f64) -> f64 {
+        match self {
+            Ground::SqDist => d2,
+            Ground::Dist => d2.sqrt(),
+        }
+    }
+}
+
+/// A [`Ground`] as a type, so that the tile loop is compiled once per ground cost.
+trait GroundFn {
+    const G: Ground;
+    #[inline(always)]
+    fn of(d2: f64) -> f64 {
+        Self::G.of(d2)
+    }
+}
+struct GSq;
+struct GDist;
+impl GroundFn for GSq {
+    const G: Ground = Ground::SqDist;
+}
+impl GroundFn for GDist {
+    const G: Ground = Ground::Dist;
+}
 
 /// Extra sums carried along a row, over the unnormalised weights `e_j = exp(s_j − M)`.
 trait RowExtra {
@@ -139,7 +181,7 @@ fn lane_sum(v: &[f64; LANES]) -> f64 {
 /// `buf` scratch of at least `d2.len()` (rounded up to the exp block).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn absorb_tile<I: Isa, E: RowExtra>(
+fn absorb_tile<I: Isa, G: GroundFn, E: RowExtra>(
     state: &mut (f64, f64),
     ex: &mut E,
     j0: usize,
@@ -150,7 +192,7 @@ fn absorb_tile<I: Isa, E: RowExtra>(
 ) {
     let len = d2.len();
     let hs = &h[j0..j0 + len];
-    // `s_j = h_j − λ d2_j` and its lane-wise maximum in one sweep.
+    // `s_j = h_j − λ ground(d2_j)` and its lane-wise maximum in one sweep.
     let full = len - len % LANES;
     let mut mx = [NEG_INF; LANES];
     for ((sc, hc), dc) in buf[..full]
@@ -159,13 +201,13 @@ fn absorb_tile<I: Isa, E: RowExtra>(
         .zip(d2[..full].chunks_exact(LANES))
     {
         for k in 0..LANES {
-            let v = hc[k] - lam * dc[k];
+            let v = hc[k] - lam * G::of(dc[k]);
             sc[k] = v;
             mx[k] = if v > mx[k] { v } else { mx[k] };
         }
     }
     for (k, ((sj, hj), dj)) in buf[full..len].iter_mut().zip(&hs[full..]).zip(&d2[full..]).enumerate() {
-        let v = hj - lam * dj;
+        let v = hj - lam * G::of(*dj);
         *sj = v;
         mx[k] = if v > mx[k] { v } else { mx[k] };
     }
@@ -205,12 +247,12 @@ fn absorb_tile<I: Isa, E: RowExtra>(
 
 /// Stream a block of rows `xs` (particle-contiguous): `states[r] = (M, S)` with
 /// `L_r = M + ln S` (`M = −∞` when every `h_j = −∞`), `ex[r]` the row's extras. Tiles of targets
-/// in the outer loop, rows in the inner one ([`for_each_tile_soa_block`]): a tile is read once per
+/// in the outer loop, rows in the inner one ([`for_each_tile`]): a tile is read once per
 /// block, and each row still sees the tiles in increasing order (the bits of a row do not depend
 /// on the block).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn stream_block<I: Isa, E: RowExtra>(
+fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     xs: &[f64],
     ys: &Soa,
     h: &[f64],
@@ -221,18 +263,18 @@ fn stream_block<I: Isa, E: RowExtra>(
 ) {
     states.iter_mut().for_each(|st| *st = (NEG_INF, 0.0));
     let d = ys.dim.max(1);
-    let (floors, alive) = cull.map(|c| c.block_plan(xs, lam)).unwrap_or_default();
+    let (floors, alive) = cull.map(|c| c.block_plan::<G>(xs, lam)).unwrap_or_default();
     let mut buf = TileBuf::new();
     // The closure's type depends on `I`: each level's copy gets its own instance of the tile
     // loop, inlined into its `#[target_feature]` function.
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
-        absorb_tile::<I, E>(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
+        absorb_tile::<I, G, E>(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
     };
     let skip = |r: usize, t: usize| {
-        cull.is_some_and(|c| !alive[t] || c.skip(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
+        cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
     };
     let len = if cull.is_some() { CULL_TILE } else { TILE };
-    for_each_tile_soa_block_skip(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
+    for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
 }
 
 /// Margin of the tile truncation in the plain soft-min pass (see [`Cull`]).
@@ -255,17 +297,56 @@ fn gather_rows(d: usize, p: &[f64], order: &[usize]) -> Vec<f64> {
     order.iter().flat_map(|&i| p[i * d..(i + 1) * d].iter().copied()).collect()
 }
 
-/// Truncation of negligible tiles in [`lse_rows`] (the pass of every Sinkhorn iteration).
+/// The parts of the truncated pass that depend on the points alone, built once per operator
+/// (on its first truncated pass) and reused by every later one.
+struct Geometry {
+    /// Targets in tile order (leaves of [`CULL_TILE`]): rows (particle-contiguous) and their
+    /// coordinate-major copy, and the permutation.
+    order_y: Vec<usize>,
+    ys_rows: Vec<f64>,
+    ys: Soa,
+    /// Per tile, per coordinate: the bounding box.
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    /// Queries in tile order (leaves of [`ROW_BLOCK`] rows), the permutation and the rows.
+    order_x: Vec<usize>,
+    xs: Vec<f64>,
+}
+
+impl Geometry {
+    fn new(d: usize, x: &[f64], y: &[f64]) -> Self {
+        let m = y.len() / d;
+        let order_y = tile_order(d, y, CULL_TILE);
+        let ys_rows = gather_rows(d, y, &order_y);
+        let nt = m.div_ceil(CULL_TILE);
+        let (mut lo, mut hi) = (vec![f64::INFINITY; nt * d], vec![NEG_INF; nt * d]);
+        for t in 0..nt {
+            let b = t * d;
+            for p in ys_rows[t * CULL_TILE * d..((t + 1) * CULL_TILE).min(m) * d].chunks_exact(d) {
+                for (k, v) in p.iter().enumerate() {
+                    lo[b + k] = lo[b + k].min(*v);
+                    hi[b + k] = hi[b + k].max(*v);
+                }
+            }
+        }
+        let order_x = tile_order(d, x, ROW_BLOCK);
+        let xs = gather_rows(d, x, &order_x);
+        Self { ys: Soa::from_rows(d, &ys_rows), order_y, ys_rows, lo, hi, order_x, xs }
+    }
+}
+
+/// Truncation of negligible tiles in [`Reduction::lse`] (the pass of every Sinkhorn iteration).
 ///
 /// The targets are put in [`tile_order`] and streamed in tiles of [`CULL_TILE`] (each tile
-/// spatially compact). For query `x` and tile `T`, every term obeys
-/// `s_j = h_j − λ|x − y_j|² ≤ U_T(x) = max_T h − λ dist²(x, box_T)`, and the row's largest term
-/// is at least `F(x) = max_T (h_{r_T} − λ|x − y_{r_T}|²)` (`r_T` the point of `T` with the
+/// spatially compact; the order, the boxes and the query order are the operator's [`Geometry`],
+/// built once). With `γ = ground` (increasing), for query `x` and tile `T` every term obeys
+/// `s_j = h_j − λ γ(|x − y_j|²) ≤ U_T(x) = max_T h − λ γ(dist²(x, box_T))`, and the row's largest
+/// term is at least `F(x) = max_T (h_{r_T} − λ γ(|x − y_{r_T}|²))` (`r_T` the point of `T` with the
 /// largest `h`). A tile is skipped when `U_T(x) < F(x) − τ`, `τ = ln m + 42`: the skipped terms
 /// then sum to less than `m e^{−τ} e^{F} ≤ e^{−42} e^{M}`, where `M ≥ F` is the largest term, so
 /// the row's sum `S ≥ e^{M}` changes by a relative `e^{−42} ≈ 5.7e−19` at most (a
 /// two-hundredth of an ulp) and `L = log S` by as much in absolute terms. When no tile could
-/// ever be skipped — spread of `h` plus `λ` times the squared diameter of all the points `≤ τ` —
+/// ever be skipped — spread of `h` plus `λ γ(squared diameter of all the points)` `≤ τ` —
 /// or any input is NaN or infinite (other than `h = −∞`, a zero weight), or there are fewer than
 /// [`CULL_MIN_TARGETS`] targets, or fewer than [`CULL_MIN_SHARE`] of the pairs of a sample of
 /// rows would be skipped, the pass runs on the targets in their given order with no truncation,
@@ -274,96 +355,97 @@ fn gather_rows(d: usize, p: &[f64], order: &[usize]) -> Vec<f64> {
 /// (Measured on the converged Sinkhorn divergence of the performance benchmark, n = m = 4000,
 /// ε = 0.0025, tiles of 64: 80–85 % of the (row, tile) pairs are skipped, against 86 % for an
 /// oracle that knows each tile's largest term.)
-struct Cull {
+struct Cull<'g> {
     d: usize,
     tau: f64,
-    /// Per tile, per coordinate: the bounding box.
-    lo: Vec<f64>,
-    hi: Vec<f64>,
+    geo: &'g Geometry,
+    /// The geometry's tile boxes (read on every (row, tile) test).
+    lo: &'g [f64],
+    hi: &'g [f64],
+    /// `h` in tile order.
+    hs: Vec<f64>,
     /// Per tile: `max h`, and the coordinates of a point where it is reached.
     hmax: Vec<f64>,
     rep_y: Vec<f64>,
 }
 
-impl Cull {
-    /// The targets (particle-contiguous) and `h` in tile order with their tile bounds, or `None`
-    /// when the pass should run untruncated (see the type's docs).
-    fn plan(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64) -> Option<(Vec<f64>, Vec<f64>, Cull)> {
+impl<'g> Cull<'g> {
+    /// `τ = ln m + 42` when the pass on `h` may be truncated, `None` when it runs untruncated
+    /// for a reason that does not need the tile order (see the type's docs). `diam2`: the squared
+    /// diameter of all the points (`None` when a coordinate is not finite).
+    fn threshold(d: usize, diam2: Option<f64>, h: &[f64], lam: f64, ground: Ground) -> Option<f64> {
         let m = h.len();
         if m < CULL_MIN_TARGETS || d == 0 || !(lam > 0.0 && lam.is_finite()) {
             return None;
         }
-        if h.iter().any(|v| v.is_nan() || *v == f64::INFINITY) || x.iter().chain(y).any(|v| !v.is_finite()) {
+        if h.iter().any(|v| v.is_nan() || *v == f64::INFINITY) {
             return None;
         }
+        let diam2 = diam2?;
         let tau = (m as f64).ln() + CULL_MARGIN;
         let (hlo, hhi) = h.iter().fold((f64::INFINITY, NEG_INF), |(a, b), &v| (a.min(v), b.max(v)));
-        if hhi == NEG_INF {
+        if hhi == NEG_INF || (hhi - hlo) + lam * ground.of(diam2) <= tau {
             return None;
         }
-        let mut diam2 = 0.0;
-        for k in 0..d {
-            let (lo, hi) = x
-                .iter()
-                .skip(k)
-                .step_by(d)
-                .chain(y.iter().skip(k).step_by(d))
-                .fold((f64::INFINITY, NEG_INF), |(a, b), &v| (a.min(v), b.max(v)));
-            diam2 += (hi - lo) * (hi - lo);
-        }
-        if (hhi - hlo) + lam * diam2 <= tau {
-            return None;
-        }
-        let order = tile_order(d, y, CULL_TILE);
-        let ys = gather_rows(d, y, &order);
-        let hs: Vec<f64> = order.iter().map(|&j| h[j]).collect();
+        Some(tau)
+    }
+
+    /// The tile bounds of `h` on the prepared geometry, or `None` when fewer than
+    /// [`CULL_MIN_SHARE`] of the pairs of a sample of the queries `x` would be skipped.
+    fn plan(
+        geo: &'g Geometry,
+        d: usize,
+        x: &[f64],
+        h: &[f64],
+        lam: f64,
+        tau: f64,
+        ground: Ground,
+    ) -> Option<Self> {
+        let m = h.len();
+        let hs: Vec<f64> = geo.order_y.iter().map(|&j| h[j]).collect();
         let nt = m.div_ceil(CULL_TILE);
-        let mut c = Cull {
-            d,
-            tau,
-            lo: vec![f64::INFINITY; nt * d],
-            hi: vec![NEG_INF; nt * d],
-            hmax: vec![NEG_INF; nt],
-            rep_y: vec![0.0; nt * d],
-        };
+        let (lo, hi) = (&geo.lo[..], &geo.hi[..]);
+        let mut c = Cull { d, tau, geo, lo, hi, hs, hmax: vec![NEG_INF; nt], rep_y: vec![0.0; nt * d] };
         for t in 0..nt {
             let (j0, j1) = (t * CULL_TILE, ((t + 1) * CULL_TILE).min(m));
-            let b = t * d;
             let mut rep = j0;
             for j in j0..j1 {
-                for k in 0..d {
-                    let v = ys[j * d + k];
-                    c.lo[b + k] = c.lo[b + k].min(v);
-                    c.hi[b + k] = c.hi[b + k].max(v);
-                }
-                if hs[j] > hs[rep] {
+                if c.hs[j] > c.hs[rep] {
                     rep = j;
                 }
             }
-            c.hmax[t] = hs[rep];
-            c.rep_y[b..b + d].copy_from_slice(&ys[rep * d..(rep + 1) * d]);
+            c.hmax[t] = c.hs[rep];
+            c.rep_y[t * d..(t + 1) * d].copy_from_slice(&geo.ys_rows[rep * d..(rep + 1) * d]);
         }
         // Up to CULL_SAMPLE_ROWS rows spread over the queries decide whether truncation pays.
         let n = x.len() / d;
         let step = n.div_ceil(CULL_SAMPLE_ROWS).max(1);
         let (mut pairs, mut skipped) = (0usize, 0usize);
         for xi in x.chunks_exact(d).step_by(step) {
-            let f = c.floor(xi, lam);
+            let (f, skip) = match ground {
+                Ground::SqDist => {
+                    (c.floor::<GSq>(xi, lam), Cull::skip::<GSq> as fn(&Self, usize, &[f64], f64, f64) -> bool)
+                }
+                Ground::Dist => (
+                    c.floor::<GDist>(xi, lam),
+                    Cull::skip::<GDist> as fn(&Self, usize, &[f64], f64, f64) -> bool,
+                ),
+            };
             pairs += nt;
-            skipped += (0..nt).filter(|&t| c.skip(t, xi, lam, f)).count();
+            skipped += (0..nt).filter(|&t| skip(&c, t, xi, lam, f)).count();
         }
         if (skipped as f64) < CULL_MIN_SHARE * pairs as f64 {
             return None;
         }
-        Some((ys, hs, c))
+        Some(c)
     }
 
     /// `F(x)`: a lower bound of the largest term of the row of `x` (a term itself).
-    fn floor(&self, x: &[f64], lam: f64) -> f64 {
+    fn floor<G: GroundFn>(&self, x: &[f64], lam: f64) -> f64 {
         let mut best = NEG_INF;
         for (yr, hr) in self.rep_y.chunks_exact(self.d).zip(&self.hmax) {
             let d2: f64 = x.iter().zip(yr).map(|(a, b)| (a - b) * (a - b)).sum();
-            let v = hr - lam * d2;
+            let v = hr - lam * G::of(d2);
             if v > best {
                 best = v;
             }
@@ -375,7 +457,7 @@ impl Cull {
     /// survive the block-level test `V_T ≥ min_r F(x_r) − τ`, `V_T = max_T h − λ dist²(B, box_T)`
     /// with `B` the rows' bounding box (`V_T ≥ U_T(x)` for every row of the block, so a tile
     /// failing it fails every row's test).
-    fn block_plan(&self, xs: &[f64], lam: f64) -> (Vec<f64>, Vec<bool>) {
+    fn block_plan<G: GroundFn>(&self, xs: &[f64], lam: f64) -> (Vec<f64>, Vec<bool>) {
         let (d, nt) = (self.d, self.hmax.len());
         let (mut blo, mut bhi) = (vec![f64::INFINITY; d], vec![NEG_INF; d]);
         for x in xs.chunks_exact(d) {
@@ -391,10 +473,10 @@ impl Cull {
                     .map(|k| (self.lo[b + k] - bhi[k]).max(blo[k] - self.hi[b + k]).max(0.0))
                     .map(|g| g * g)
                     .sum();
-                self.hmax[t] - lam * d2
+                self.hmax[t] - lam * G::of(d2)
             })
             .collect();
-        let floors: Vec<f64> = xs.chunks_exact(d).map(|x| self.floor(x, lam)).collect();
+        let floors: Vec<f64> = xs.chunks_exact(d).map(|x| self.floor::<G>(x, lam)).collect();
         let fmin = floors.iter().fold(f64::INFINITY, |a, &b| a.min(b));
         let alive = v.iter().map(|&u| u >= fmin - self.tau).collect();
         (floors, alive)
@@ -402,14 +484,14 @@ impl Cull {
 
     /// Whether tile `t` is negligible for the row of `x`: `U_t(x) < F(x) − τ`.
     #[inline(always)]
-    fn skip(&self, t: usize, x: &[f64], lam: f64, floor: f64) -> bool {
+    fn skip<G: GroundFn>(&self, t: usize, x: &[f64], lam: f64, floor: f64) -> bool {
         let b = t * self.d;
         let mut d2 = 0.0;
         for (k, xk) in x.iter().enumerate() {
             let g = (self.lo[b + k] - xk).max(xk - self.hi[b + k]).max(0.0);
             d2 += g * g;
         }
-        self.hmax[t] - lam * d2 < floor - self.tau
+        self.hmax[t] - lam * G::of(d2) < floor - self.tau
     }
 }
 
@@ -430,6 +512,7 @@ fn block_lse<I: Isa>(
     ys: &Soa,
     h: &[f64],
     lam: f64,
+    ground: Ground,
     cull: Option<&Cull>,
     i0: usize,
     o: &mut [f64],
@@ -437,14 +520,19 @@ fn block_lse<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex = vec![NoExtra; n];
-    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, cull, &mut ex[..n], &mut st[..n]);
+    let xs = &x[i0 * d..(i0 + n) * d];
+    match ground {
+        Ground::SqDist => stream_block::<I, GSq, _>(xs, ys, h, lam, cull, &mut ex, &mut st),
+        Ground::Dist => stream_block::<I, GDist, _>(xs, ys, h, lam, cull, &mut ex, &mut st),
+    }
     for (oi, &(m, s)) in o.iter_mut().zip(&st[..n]) {
         *oi = lse_of(m, s);
     }
 }
 
 multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, cull: Option<&Cull>, i0: usize, o: &mut [f64]
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, ground: Ground, cull: Option<&Cull>, i0: usize,
+    o: &mut [f64]
 ));
 
 #[inline(always)]
@@ -464,7 +552,7 @@ fn block_stats<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Stats> = (0..n).map(|_| Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] }).collect();
-    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         let (a, b) = if s > 0.0 { (lane_sum(&e.sd2) / s, lane_sum(&e.spot) / s) } else { (0.0, 0.0) };
@@ -493,7 +581,7 @@ fn block_bary<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Bary> = (0..n).map(|_| Bary { ys, acc: vec![0.0; d] }).collect();
-    stream_block::<I, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
@@ -506,87 +594,191 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
     d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
 ));
 
-/// The soft-min of a Sinkhorn half-update, `out_i = −ε LSE_j (log w_j + p_j/ε − c|x_i − y_j|²/ε)`
-/// (`logw` the targets' log-weights, `pot` their potential, `h` scratch of the targets' length).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn soft_min(
+/// The prepared reduction of one direction of a solve, from the query points `x` to the
+/// targets `y` (both particle-contiguous, dimension `d`): the targets' coordinate-major copy, the
+/// squared diameter of all the points and (built on the first truncated pass, then reused) the
+/// truncation [`Geometry`] — target tile order, tile boxes, query order — are functions of the
+/// points alone, built once per solve instead of on every half-iteration; `h` and the reordered
+/// output are a workspace reused by every pass. Every pass splits its rows over the ranks of the
+/// current communicator ([`crate::dist::row_pass`]).
+pub(crate) struct Reduction<'a> {
     d: usize,
-    x: &[f64],
-    y: &[f64],
-    logw: &[f64],
-    pot: &[f64],
-    eps: f64,
-    c: f64,
-    h: &mut [f64],
-    out: &mut [f64],
-) {
-    for ((hj, l), p) in h.iter_mut().zip(logw).zip(pot) {
-        *hj = l + p / eps;
-    }
-    lse_rows(d, x, y, h, c / eps, out);
-    out.iter_mut().for_each(|v| *v *= -eps);
+    x: &'a [f64],
+    y: &'a [f64],
+    ground: Ground,
+    ys: Soa,
+    /// `Σ_k (max_k − min_k)²` over both point sets; `None` if a coordinate is not finite.
+    diam2: Option<f64>,
+    geo: Option<Geometry>,
+    h: Vec<f64>,
+    sorted: Vec<f64>,
 }
 
-/// `out[i] = LSE_j (h_j − λ |x_i − y_j|²)` for every query `x_i` (dim `d`, particle-contiguous).
-/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
-/// Negligible tiles are skipped ([`Cull`]: relative error of each row's sum below 5.7e−19).
-///
-/// With truncation the queries are also put in tile order (leaves of [`ROW_BLOCK`] rows), so that
-/// each row block is compact and most tiles are dismissed for the whole block at once; the
-/// results are returned in the caller's row order.
-pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
-    let lvl = crate::simd::level();
-    let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
-        crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
-            o[0].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-                block_lse_at(lvl, d, x, ys, h, lam, cull, rows.start + blk * ROW_BLOCK, o)
-            });
+impl<'a> Reduction<'a> {
+    /// The operator from `x` to `y` for the ground cost `ground`.
+    pub(crate) fn new(d: usize, x: &'a [f64], y: &'a [f64], ground: Ground) -> Self {
+        let finite = x.iter().chain(y).all(|v| v.is_finite());
+        let diam2 = finite.then(|| {
+            let mut diam2 = 0.0;
+            for k in 0..d {
+                let (lo, hi) = x
+                    .iter()
+                    .skip(k)
+                    .step_by(d)
+                    .chain(y.iter().skip(k).step_by(d))
+                    .fold((f64::INFINITY, NEG_INF), |(a, b), &v| (a.min(v), b.max(v)));
+                diam2 += (hi - lo) * (hi - lo);
+            }
+            diam2
         });
-    };
-    match Cull::plan(d, x, y, h, lam) {
-        None => run(x, &Soa::from_rows(d, y), h, None, out),
-        Some((ys, hs, c)) => {
-            let order = tile_order(d, x, ROW_BLOCK);
-            let xs = gather_rows(d, x, &order);
-            let mut sorted = vec![0.0; out.len()];
-            run(&xs, &Soa::from_rows(d, &ys), &hs, Some(&c), &mut sorted);
-            for (&i, v) in order.iter().zip(&sorted) {
-                out[i] = *v;
+        Self {
+            d,
+            x,
+            y,
+            ground,
+            ys: Soa::from_rows(d, y),
+            diam2,
+            geo: None,
+            h: Vec::new(),
+            sorted: Vec::new(),
+        }
+    }
+
+    /// The soft-min of a Sinkhorn half-update,
+    /// `out_i = −ε LSE_j (log w_j + p_j/ε − c·ground(|x_i − y_j|²)/ε)` (`logw` the targets'
+    /// log-weights, `pot` their potential).
+    pub(crate) fn soft_min(&mut self, logw: &[f64], pot: &[f64], eps: f64, c: f64, out: &mut [f64]) {
+        let mut h = std::mem::take(&mut self.h);
+        h.clear();
+        h.extend(logw.iter().zip(pot).map(|(l, p)| l + p / eps));
+        self.lse(&h, c / eps, out);
+        self.h = h;
+        out.iter_mut().for_each(|v| *v *= -eps);
+    }
+
+    /// `out[i] = LSE_j (h_j − λ ground(|x_i − y_j|²))` for every query `x_i`. Negligible tiles are
+    /// skipped ([`Cull`]: relative error of each row's sum below 5.7e−19); the queries are then
+    /// taken in tile order (leaves of [`ROW_BLOCK`] rows), so that each row block is compact and
+    /// most tiles are dismissed for the whole block at once, and the results are returned in the
+    /// caller's row order.
+    pub(crate) fn lse(&mut self, h: &[f64], lam: f64, out: &mut [f64]) {
+        let (lvl, d, ground) = (crate::simd::level(), self.d, self.ground);
+        let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
+            crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
+                o[0].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
+                    block_lse_at(lvl, d, x, ys, h, lam, ground, cull, rows.start + blk * ROW_BLOCK, o)
+                });
+            });
+        };
+        let tau = Cull::threshold(d, self.diam2, h, lam, ground);
+        if tau.is_some() && self.geo.is_none() {
+            self.geo = Some(Geometry::new(d, self.x, self.y));
+        }
+        let cull =
+            self.geo.as_ref().zip(tau).and_then(|(g, tau)| Cull::plan(g, d, self.x, h, lam, tau, ground));
+        match cull {
+            None => run(self.x, &self.ys, h, None, out),
+            Some(c) => {
+                self.sorted.resize(out.len(), 0.0);
+                run(&c.geo.xs, &c.geo.ys, &c.hs, Some(&c), &mut self.sorted);
+                for (&i, v) in c.geo.order_x.iter().zip(&self.sorted) {
+                    out[i] = *v;
+                }
             }
         }
     }
+
+    /// Like [`Reduction::lse`] (never truncated; squared-distance ground cost), and also the
+    /// soft-max averages `mean_d2[i] = Σ_j p_ij |x_i − y_j|²` and `mean_pot[i] = Σ_j p_ij pot_j`,
+    /// `p_ij = exp(h_j − λ|x_i − y_j|² − L_i)` (zero when `L_i = −∞`).
+    pub(crate) fn lse_stats(
+        &self,
+        h: &[f64],
+        lam: f64,
+        pot: &[f64],
+        lse: &mut [f64],
+        mean_d2: &mut [f64],
+        mean_pot: &mut [f64],
+    ) {
+        assert_eq!(self.ground, Ground::SqDist, "statistics pass of a squared-distance cost only");
+        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
+        crate::dist::row_pass(
+            lse.len(),
+            ROW_BLOCK,
+            &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)],
+            |rows, o| {
+                let [lse, mean_d2, mean_pot] = o else { unreachable!("three outputs") };
+                lse.par_chunks_mut(ROW_BLOCK)
+                    .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
+                    .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
+                    .enumerate()
+                    .for_each(|(blk, ((o, md), mp))| {
+                        block_stats_at(lvl, d, x, ys, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
+                    });
+            },
+        );
+    }
+
+    /// Like [`Reduction::lse`] (never truncated; squared-distance ground cost), and also the
+    /// barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
+    pub(crate) fn lse_bary(&self, h: &[f64], lam: f64, lse: &mut [f64], bary: &mut [f64]) {
+        assert_eq!(self.ground, Ground::SqDist, "barycentre pass of a squared-distance cost only");
+        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
+        crate::dist::row_pass(lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
+            let [lse, bary] = o else { unreachable!("two outputs") };
+            lse.par_chunks_mut(ROW_BLOCK).zip(bary.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
+                |(blk, (o, bo))| block_bary_at(lvl, d, x, ys, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
+            );
+        });
+    }
+
+    /// Per-row visit of the values `row_shift_i + h_j − λ|x_i − y_j|²` (the plan entries
+    /// `log π_ij` when `row_shift_i = log a_i + f_i/ε` and `h_j = log b_j + g_j/ε`), from the same
+    /// tiles and the same distance bits as the soft-min passes: calls `visit(i, t, j0, tile)` for
+    /// consecutive tiles of row `i`, rows in parallel blocks, collecting one `T` per row (in row
+    /// order).
+    pub(crate) fn plan_rows<T: Send>(
+        &self,
+        row_shift: &[f64],
+        h: &[f64],
+        lam: f64,
+        visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
+        init: impl Fn(usize) -> T + Sync,
+    ) -> Vec<T> {
+        let (d, n) = (self.d, row_shift.len());
+        (0..n.div_ceil(ROW_BLOCK))
+            .into_par_iter()
+            .flat_map_iter(|blk| {
+                let i0 = blk * ROW_BLOCK;
+                let i1 = (i0 + ROW_BLOCK).min(n);
+                let mut out: Vec<T> = (i0..i1).map(&init).collect();
+                let mut buf = TileBuf::new();
+                for_each_tile(
+                    &self.x[i0 * d..i1 * d],
+                    &self.ys,
+                    TILE,
+                    |_, _| false,
+                    |r, j0, d2| {
+                        let lp = &mut buf.0[..d2.len()];
+                        let shift = row_shift[i0 + r];
+                        for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
+                            *l = shift + (hj - lam * dj);
+                        }
+                        visit(i0 + r, &mut out[r], j0, lp);
+                    },
+                );
+                out
+            })
+            .collect()
+    }
 }
 
-/// Like [`lse_rows`] (rows split over ranks the same way), and also the soft-max averages `mean_d2[i] = Σ_j p_ij |x_i − y_j|²` and
-/// `mean_pot[i] = Σ_j p_ij pot_j`, `p_ij = exp(h_j − λ|x_i − y_j|² − L_i)` (zero when `L_i = −∞`).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn lse_rows_stats(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    h: &[f64],
-    lam: f64,
-    pot: &[f64],
-    lse: &mut [f64],
-    mean_d2: &mut [f64],
-    mean_pot: &mut [f64],
-) {
-    let lvl = crate::simd::level();
-    let n = lse.len();
-    let ys = &Soa::from_rows(d, y);
-    crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)], |rows, o| {
-        let [lse, mean_d2, mean_pot] = o else { unreachable!("three outputs") };
-        lse.par_chunks_mut(ROW_BLOCK)
-            .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
-            .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
-            .enumerate()
-            .for_each(|(blk, ((o, md), mp))| {
-                block_stats_at(lvl, d, x, ys, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
-            });
-    });
+/// [`Reduction::lse`] of a one-off operator (squared-distance ground cost).
+pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
+    Reduction::new(d, x, y, Ground::SqDist).lse(h, lam, out)
 }
 
-/// Like [`lse_rows`] (rows split over ranks the same way), and also the barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
+/// [`Reduction::lse_bary`] of a one-off operator.
 pub(crate) fn lse_rows_bary(
     d: usize,
     x: &[f64],
@@ -596,60 +788,68 @@ pub(crate) fn lse_rows_bary(
     lse: &mut [f64],
     bary: &mut [f64],
 ) {
-    let lvl = crate::simd::level();
-    let n = lse.len();
-    let ys = &Soa::from_rows(d, y);
-    crate::dist::row_pass(n, ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
-        let [lse, bary] = o else { unreachable!("two outputs") };
-        lse.par_chunks_mut(ROW_BLOCK).zip(bary.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
-            |(blk, (o, bo))| block_bary_at(lvl, d, x, ys, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
-        );
-    });
-}
-
-/// Per-row visit of the plan entries `log π_ij = la_i + f_i/ε + lb_j + (g_j − c|x_i − y_j|²)/ε`:
-/// calls `visit(i, j0, logpi_tile)` for consecutive tiles of row `i`, rows in parallel blocks,
-/// collecting one `T` per row (in row order).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn plan_rows<T: Send>(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
-    row_shift: &[f64],
-    h: &[f64],
-    lam: f64,
-    visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
-    init: impl Fn(usize) -> T + Sync,
-) -> Vec<T> {
-    let n = row_shift.len();
-    (0..n.div_ceil(ROW_BLOCK))
-        .into_par_iter()
-        .flat_map_iter(|blk| {
-            let i0 = blk * ROW_BLOCK;
-            let i1 = (i0 + ROW_BLOCK).min(n);
-            let mut out = Vec::with_capacity(i1 - i0);
-            let mut buf = [0.0f64; TILE];
-            for i in i0..i1 {
-                let mut t = init(i);
-                let xi = &x[i * d..(i + 1) * d];
-                let shift = row_shift[i];
-                for_each_tile(xi, y, |j0, d2| {
-                    let lp = &mut buf[..d2.len()];
-                    for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
-                        *l = shift + (hj - lam * dj);
-                    }
-                    visit(i, &mut t, j0, lp);
-                });
-                out.push(t);
-            }
-            out
-        })
-        .collect()
+    Reduction::new(d, x, y, Ground::SqDist).lse_bary(h, lam, lse, bary)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[allow(clippy::too_many_arguments)]
+    fn lse_rows_stats(
+        d: usize,
+        x: &[f64],
+        y: &[f64],
+        h: &[f64],
+        lam: f64,
+        pot: &[f64],
+        lse: &mut [f64],
+        md: &mut [f64],
+        mp: &mut [f64],
+    ) {
+        Reduction::new(d, x, y, Ground::SqDist).lse_stats(h, lam, pot, lse, md, mp)
+    }
+
+    /// `LSE_j (h_j − λ ground(|x_i − y_j|²))` by two plain passes (max, then sum).
+    fn reference(d: usize, xi: &[f64], y: &[f64], h: &[f64], lam: f64, ground: Ground) -> f64 {
+        let s: Vec<f64> = (0..h.len())
+            .map(|j| h[j] - lam * ground.of((0..d).map(|k| (xi[k] - y[j * d + k]).powi(2)).sum::<f64>()))
+            .collect();
+        let mx = s.iter().cloned().fold(NEG_INF, f64::max);
+        mx + s.iter().map(|v| (v - mx).exp()).sum::<f64>().ln()
+    }
+
+    /// The distance ground cost (`W1`): truncated (large λ) and untruncated passes match the
+    /// reference; and a prepared operator reused for several `h` (its geometry built once) gives
+    /// the bits of a fresh operator each time.
+    #[test]
+    fn distance_ground_and_reused_operator() {
+        let (n, m, d) = (130, 5000, 2);
+        let x = data(n, d, 11);
+        let y = data(m, d, 12);
+        for ground in [Ground::Dist, Ground::SqDist] {
+            let mut red = Reduction::new(d, &x, &y, ground);
+            for (lam, shift) in [(3000.0, 0.0), (1.0, 0.5), (3000.0, 1.5)] {
+                let h: Vec<f64> = (0..m).map(|j| ((j * 37 % 101) as f64) / 10.0 - 5.0 + shift).collect();
+                let mut out = vec![0.0; n];
+                red.lse(&h, lam, &mut out);
+                let mut fresh = vec![0.0; n];
+                Reduction::new(d, &x, &y, ground).lse(&h, lam, &mut fresh);
+                assert_eq!(
+                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    fresh.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+                );
+                for i in 0..n {
+                    let want = reference(d, &x[i * d..(i + 1) * d], &y, &h, lam, ground);
+                    assert!(
+                        (out[i] - want).abs() <= 1e-13 * (1.0 + want.abs()),
+                        "{ground:?} λ = {lam}, row {i}"
+                    );
+                }
+            }
+            assert!(red.geo.is_some(), "{ground:?}: large λ should truncate");
+        }
+    }
 
     fn data(n: usize, d: usize, seed: usize) -> Vec<f64> {
         (0..n * d).map(|v| (((v + seed) * 7919 % 1009) as f64) / 500.0 - 1.0).collect()
@@ -716,19 +916,23 @@ mod tests {
             lse_rows(d, &x, &y, &h, lam, &mut out);
             let mut exact = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
             lse_rows_stats(d, &x, &y, &h, lam, &h, &mut exact.0, &mut exact.1, &mut exact.2);
-            let plan = Cull::plan(d, &x, &y, &h, lam);
+            let geo = Geometry::new(d, &x, &y);
+            let red = Reduction::new(d, &x, &y, Ground::SqDist);
+            let tau = Cull::threshold(d, red.diam2, &h, lam, Ground::SqDist);
+            let plan = tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, Ground::SqDist));
             assert_eq!(plan.is_some(), expect_skips, "λ = {lam}");
-            if let Some((_, _, c)) = &plan {
+            if let Some(c) = &plan {
                 // As `lse_rows` runs it: rows in tile order, a block test, then a row test.
                 let nt = m.div_ceil(CULL_TILE);
                 let order = tile_order(d, &x, ROW_BLOCK);
                 let xs: Vec<f64> = order.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect();
                 let (mut skipped, mut by_block) = (0usize, 0usize);
                 for blk in xs.chunks(ROW_BLOCK * d) {
-                    let (floors, alive) = c.block_plan(blk, lam);
+                    let (floors, alive) = c.block_plan::<GSq>(blk, lam);
                     by_block += alive.iter().filter(|a| !**a).count() * (blk.len() / d);
                     for (r, xi) in blk.chunks_exact(d).enumerate() {
-                        skipped += (0..nt).filter(|&t| !alive[t] || c.skip(t, xi, lam, floors[r])).count();
+                        skipped +=
+                            (0..nt).filter(|&t| !alive[t] || c.skip::<GSq>(t, xi, lam, floors[r])).count();
                     }
                 }
                 let frac = skipped as f64 / (n * nt) as f64;

@@ -13,7 +13,7 @@
 //! the dense matrix (only on request, with a size limit) visit the entries row by row; nothing
 //! here stores more than what it returns.
 
-use super::pass::{lse_rows, lse_rows_bary, plan_rows};
+use super::pass::{lse_rows, lse_rows_bary, Ground, Reduction};
 use super::sinkhorn::{check_finite, Potentials};
 use super::{positive, Cost, MeasureRef};
 use crate::error::SimError;
@@ -64,6 +64,12 @@ impl<'a> Coupling<'a> {
             return Err(SimError::Invalid(format!("coupling: eps must be > 0, got {eps}")));
         }
         Ok(Self { a, b, f: &p.f, g: &p.g, eps, cost })
+    }
+
+    /// The reduction from the source points to the target points (the tiles and distance bits
+    /// of the solver's passes).
+    fn reduction(&self) -> Reduction<'a> {
+        Reduction::new(self.a.dim, self.a.x, self.b.x, Ground::SqDist)
     }
 
     fn lam(&self) -> f64 {
@@ -142,10 +148,7 @@ impl<'a> Coupling<'a> {
             }
         }
         let h = self.h_b();
-        let rows = plan_rows(
-            self.a.dim,
-            self.a.x,
-            self.b.x,
+        let rows = self.reduction().plan_rows(
             &self.row_shift(),
             &h,
             self.lam(),
@@ -168,10 +171,7 @@ impl<'a> Coupling<'a> {
             return Ok(Vec::new());
         }
         let h = self.h_b();
-        let rows = plan_rows(
-            self.a.dim,
-            self.a.x,
-            self.b.x,
+        let rows = self.reduction().plan_rows(
             &self.row_shift(),
             &h,
             self.lam(),
@@ -207,10 +207,7 @@ impl<'a> Coupling<'a> {
         let lt = threshold.ln();
         let h = self.h_b();
         let shift = self.row_shift();
-        let counts = plan_rows(
-            self.a.dim,
-            self.a.x,
-            self.b.x,
+        let counts = self.reduction().plan_rows(
             &shift,
             &h,
             self.lam(),
@@ -224,10 +221,7 @@ impl<'a> Coupling<'a> {
                 what: format!("{total} plan entries ≥ {threshold} exceed the limit of {max_entries}"),
             });
         }
-        let rows = plan_rows(
-            self.a.dim,
-            self.a.x,
-            self.b.x,
+        let rows = self.reduction().plan_rows(
             &shift,
             &h,
             self.lam(),

@@ -1,4 +1,8 @@
-//! The log-domain unbalanced Sinkhorn solver (SPEC §3; equations in [`crate::ot`]).
+//! The log-domain unbalanced Sinkhorn solver (SPEC §3; equations in [`crate::ot`]), and the one
+//! Sinkhorn loop of the crate (`iterate`): [`solve`], the symmetric solve of
+//! [`crate::ot::divergence`] and the entropic `W1`/`W2` of [`crate::metrics::wasserstein`] all run
+//! it, each with its own `Scheme` (soft-min passes on prepared reductions with the ground cost,
+//! marginal penalties, update, stopping error).
 //!
 //! One iteration, at the current `ε_k`:
 //!
@@ -36,7 +40,7 @@
 //! `ε KL(π|a⊗b) = Σ_ij π_ij (f_i + g_j − C_ij) − ε m(π) + ε m(a)m(b)`, the marginal penalties
 //! from `log(r_i/a_i)`, their sum, and the dual `D(f, g)`; at the optimum primal = dual.
 
-use super::pass::{lse_rows_stats, soft_min};
+use super::pass::{Ground, Reduction};
 use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
@@ -105,8 +109,7 @@ impl Default for Relaxation {
     }
 }
 
-/// The state of [`Relaxation`] along a solve (also used by the `W1` Sinkhorn of
-/// [`crate::metrics::wasserstein`]).
+/// The state of [`Relaxation`] along a run of the loop ([`iterate`]).
 pub(crate) struct RelaxCtl {
     mode: Relaxation,
     pub(crate) omega: f64,
@@ -410,6 +413,222 @@ fn translation(
     }
 }
 
+/// The one Sinkhorn loop ([`iterate`]) drives a `Scheme`: the potentials, the soft-min passes
+/// that update them (prepared [`Reduction`]s: the injected reduction, any ground cost) and the
+/// stopping error. [`Pair`] is the two-sided iteration (UOT, balanced `W1` and `W2` as the
+/// choice of exact marginals and ground cost); [`Symmetric`] is the averaged `f = g` iteration
+/// of `OT_ε(α, α)` (`ot::divergence`).
+pub(crate) trait Scheme {
+    /// `f̂ = soft-min of the current g` at `ε_k` (iteration `it`, for error messages).
+    fn soft_min(&mut self, ek: f64, it: usize) -> Result<(), SimError>;
+    /// The stopping error of the current potentials at the target `ε`, from the last `f̂`.
+    fn error(&self, eps: f64) -> f64;
+    /// The rest of an iteration at `ε_k` with over-relaxation `ω`: `f` from `f̂`, then `g`.
+    fn update(&mut self, ek: f64, omega: f64, it: usize) -> Result<(), SimError>;
+    /// `(f, g)`, for the over-relaxation safeguard (`g` empty when there is only `f`).
+    fn potentials(&mut self) -> (&mut [f64], &mut [f64]);
+}
+
+/// The schedule of [`iterate`]: target `ε`, annealing `ε_k = max(ε, ε_0 q^k)` (none when `e0`
+/// is `None`), iteration cap, tolerance on [`Scheme::error`], over-relaxation, and whether a
+/// converged relaxed iteration is followed by one plain one (`polish`, see the module doc).
+pub(crate) struct Schedule {
+    pub eps: f64,
+    pub e0: Option<f64>,
+    pub q: f64,
+    pub max_iter: usize,
+    pub tol: f64,
+    pub relaxation: Relaxation,
+    pub polish: bool,
+}
+
+/// Why [`iterate`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// The error reached the tolerance.
+    Tol,
+    /// The caller's hook asked to stop.
+    Hook,
+    /// `max_iter` iterations were done.
+    MaxIter,
+}
+
+/// How a loop ran.
+pub(crate) struct LoopEnd {
+    pub stop: Stop,
+    pub iterations: usize,
+    pub annealing: usize,
+    pub eps_reached: f64,
+    pub omega: f64,
+    pub restarts: usize,
+}
+
+/// The one Sinkhorn loop of the crate (GeomLoss's structure: the loop is generic over the
+/// reduction and the update, which the [`Scheme`] injects). Iteration `k` at `ε_k`:
+/// `f̂ = softmin(g)`; at the target `ε`, the error `e` is computed, `hook(k_target, e, scheme)`
+/// is called (progress, early stops; `Ok(true)` stops), `e ≤ tol` stops (after one plain
+/// iteration if the last one was relaxed and `polish`), and the adaptive relaxation sees `e`;
+/// then the update with `ω` (1 while annealing).
+pub(crate) fn iterate<S: Scheme>(
+    s: &mut S,
+    sch: &Schedule,
+    mut hook: impl FnMut(usize, f64, &S) -> Result<bool, SimError>,
+) -> Result<LoopEnd, SimError> {
+    let eps = sch.eps;
+    let mut relax = RelaxCtl::new(sch.relaxation);
+    let (mut polish, mut last_omega, mut omega_max) = (false, 1.0, 1.0f64);
+    let (mut it, mut annealing) = (0usize, 0usize);
+    // The ε of the last update (the potentials are near its fixed point).
+    let mut eps_last = eps_at(0, eps, sch.e0, sch.q);
+    let stop = loop {
+        let ek = eps_at(it, eps, sch.e0, sch.q);
+        s.soft_min(ek, it)?;
+        if ek == eps {
+            let err = s.error(eps);
+            let asked = hook(it - annealing, err, s)?;
+            if err <= sch.tol {
+                if last_omega == 1.0 || !sch.polish {
+                    eps_last = eps;
+                    break Stop::Tol;
+                }
+                // A relaxed g is not at its fixed point: finish with one plain iteration, so the
+                // target error is ~0 when the source error is checked again.
+                polish = true;
+            } else if asked {
+                eps_last = eps;
+                break Stop::Hook;
+            } else {
+                let (f, g) = s.potentials();
+                if relax.observe(err, f, g) {
+                    // Restored the best potentials: recompute the soft-min before updating.
+                    continue;
+                }
+            }
+        }
+        if it >= sch.max_iter {
+            break Stop::MaxIter;
+        }
+        let omega = if ek == eps && !polish { relax.omega } else { 1.0 };
+        polish = false;
+        last_omega = omega;
+        omega_max = omega_max.max(omega);
+        s.update(ek, omega, it)?;
+        if ek > eps {
+            annealing += 1;
+        }
+        eps_last = ek;
+        it += 1;
+    };
+    Ok(LoopEnd {
+        stop,
+        iterations: it,
+        annealing,
+        eps_reached: eps_last,
+        omega: omega_max,
+        restarts: relax.restarts,
+    })
+}
+
+/// The stopping error of a [`Pair`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    /// The relative L1 source marginal error of the module doc ([`marginal_error`]).
+    Relative,
+    /// `Σ_i a_i |e^{(f_i − f̂_i)/ε} − 1|`: the absolute L1 row-marginal error of a balanced plan
+    /// (`metrics::wasserstein`'s `W1`).
+    Absolute,
+}
+
+/// The two-sided Sinkhorn iteration between `a` and `b` (module doc): prepared reductions both
+/// ways, log-weights, penalties, potentials and soft-mins.
+pub(crate) struct Pair<'a> {
+    pub ab: Reduction<'a>,
+    pub ba: Reduction<'a>,
+    pub la: Vec<f64>,
+    pub lb: Vec<f64>,
+    wa: &'a [f64],
+    c: f64,
+    ta: Marginal,
+    tb: Marginal,
+    masses: (f64, f64),
+    translation: bool,
+    pub error: ErrorKind,
+    pub f: Vec<f64>,
+    pub g: Vec<f64>,
+    pub fhat: Vec<f64>,
+    ghat: Vec<f64>,
+}
+
+impl<'a> Pair<'a> {
+    /// The iteration for the cost `c · ground(|x − y|²)`, penalties `(τ_a, τ_b)`, translation
+    /// step on or off, starting potentials `(f, g)`; error [`ErrorKind::Relative`].
+    pub(crate) fn new(
+        a: MeasureRef<'a>,
+        b: MeasureRef<'a>,
+        ground: Ground,
+        c: f64,
+        (ta, tb): (Marginal, Marginal),
+        translation: bool,
+        (f, g): (Vec<f64>, Vec<f64>),
+    ) -> Self {
+        let d = a.dim;
+        Self {
+            ab: Reduction::new(d, a.x, b.x, ground),
+            ba: Reduction::new(d, b.x, a.x, ground),
+            la: a.log_weights(),
+            lb: b.log_weights(),
+            wa: a.w,
+            c,
+            ta,
+            tb,
+            masses: (a.mass(), b.mass()),
+            translation,
+            error: ErrorKind::Relative,
+            fhat: vec![0.0; a.len()],
+            ghat: vec![0.0; b.len()],
+            f,
+            g,
+        }
+    }
+}
+
+impl Scheme for Pair<'_> {
+    fn soft_min(&mut self, ek: f64, it: usize) -> Result<(), SimError> {
+        self.ab.soft_min(&self.lb, &self.g, ek, self.c, &mut self.fhat);
+        check_finite(&self.fhat, it, "source soft-min f̂ (is a target weight > 0?)")
+    }
+    fn error(&self, eps: f64) -> f64 {
+        match self.error {
+            ErrorKind::Relative => marginal_error(&self.la, &self.f, &self.fhat, eps, self.ta),
+            ErrorKind::Absolute => (0..self.f.len())
+                .map(|i| self.wa[i] * (((self.f[i] - self.fhat[i]) / eps).exp() - 1.0).abs())
+                .sum(),
+        }
+    }
+    fn update(&mut self, ek: f64, omega: f64, it: usize) -> Result<(), SimError> {
+        let (ta, tb) = (self.ta, self.tb);
+        for (fi, fh) in self.f.iter_mut().zip(&self.fhat) {
+            *fi = ta.project((1.0 - omega) * *fi + omega * ta.aprox(*fh, ek));
+        }
+        if self.translation {
+            let (ma, mb) = self.masses;
+            let lam = translation(&self.la, &self.lb, &self.f, &self.g, ma, mb, ta, tb);
+            if !lam.is_finite() {
+                return Err(non_finite(it, "translation of the potentials", 0, lam));
+            }
+            self.f.iter_mut().for_each(|v| *v += lam);
+        }
+        self.ba.soft_min(&self.la, &self.f, ek, self.c, &mut self.ghat);
+        for (gj, gh) in self.g.iter_mut().zip(&self.ghat) {
+            *gj = tb.project((1.0 - omega) * *gj + omega * tb.aprox(*gh, ek));
+        }
+        check_finite(&self.g, it, "target potential g (is a source weight > 0?)")
+    }
+    fn potentials(&mut self) -> (&mut [f64], &mut [f64]) {
+        (&mut self.f, &mut self.g)
+    }
+}
+
 /// Solve the entropic UOT problem between `a` (source) and `b` (target).
 ///
 /// `warm`: starting potentials (sizes n and m); the first update recomputes `f` from `warm.g`.
@@ -436,7 +655,7 @@ pub fn solve(
              scale the weights to equal masses, or use finite marginal penalties"
         )));
     }
-    let (mut f, mut g) = match warm {
+    let (f, g) = match warm {
         Some(p) => {
             if p.f.len() != n || p.g.len() != m {
                 return Err(SimError::Invalid(format!(
@@ -451,85 +670,40 @@ pub fn solve(
         }
         None => (vec![0.0; n], vec![0.0; m]),
     };
-    let la = a.log_weights();
-    let lb = b.log_weights();
-    let c = opts.cost.scale();
-    let eps = opts.eps;
     let (e0, q) = annealing_schedule(opts, a, b);
-
-    let mut h_b = vec![0.0; m];
-    let mut h_a = vec![0.0; n];
-    let mut ghat = vec![0.0; m];
-    let mut fhat = vec![0.0; n];
-    let mut relax = RelaxCtl::new(opts.relaxation);
-    let (mut polish, mut last_omega, mut omega_max) = (false, 1.0, 1.0f64);
-    let mut it = 0usize;
-    let mut annealing = 0usize;
-    // The ε of the last update (the potentials are near its fixed point).
-    let mut eps_last = eps_at(0, eps, e0, q);
-    loop {
-        let ek = eps_at(it, eps, e0, q);
-        // f-pass: soft-min of the current g.
-        soft_min(d, a.x, b.x, &lb, &g, ek, c, &mut h_b, &mut fhat);
-        check_finite(&fhat, it, "source soft-min f̂ (is a target weight > 0?)")?;
-        if ek == eps {
-            let err = marginal_error(&la, &f, &fhat, eps, ta);
-            if err <= opts.tol {
-                if last_omega == 1.0 {
-                    eps_last = eps;
-                    break;
-                }
-                // A relaxed g is not at its fixed point: finish with one plain iteration, so the
-                // target error is ~0 when the source error is checked again.
-                polish = true;
-            } else if relax.observe(err, &mut f, &mut g) {
-                // Restored the best potentials: recompute the soft-min before updating.
-                continue;
-            }
-        }
-        if it >= opts.max_iter {
-            break;
-        }
-        let omega = if ek == eps && !polish { relax.omega } else { 1.0 };
-        polish = false;
-        last_omega = omega;
-        omega_max = omega_max.max(omega);
-        for (fi, fh) in f.iter_mut().zip(&fhat) {
-            *fi = ta.project((1.0 - omega) * *fi + omega * ta.aprox(*fh, ek));
-        }
-        if opts.translation_invariant {
-            let lam = translation(&la, &lb, &f, &g, ma, mb, ta, tb);
-            if !lam.is_finite() {
-                return Err(non_finite(it, "translation of the potentials", 0, lam));
-            }
-            f.iter_mut().for_each(|v| *v += lam);
-        }
-        // g-pass.
-        soft_min(d, b.x, a.x, &la, &f, ek, c, &mut h_a, &mut ghat);
-        for (gj, gh) in g.iter_mut().zip(&ghat) {
-            *gj = tb.project((1.0 - omega) * *gj + omega * tb.aprox(*gh, ek));
-        }
-        check_finite(&g, it, "target potential g (is a source weight > 0?)")?;
-        if ek > eps {
-            annealing += 1;
-        }
-        eps_last = ek;
-        it += 1;
-    }
+    let mut p =
+        Pair::new(a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), opts.translation_invariant, (f, g));
+    let sched = Schedule {
+        eps: opts.eps,
+        e0,
+        q,
+        max_iter: opts.max_iter,
+        tol: opts.tol,
+        relaxation: opts.relaxation,
+        polish: true,
+    };
+    let end = iterate(&mut p, &sched, |_, _, _| Ok(false))?;
+    let (it, eps_last, eps) = (end.iterations, end.eps_reached, opts.eps);
+    let (la, lb, f, g) = (&p.la, &p.lb, &p.f, &p.g);
     let mut eval_opts = opts.clone();
     eval_opts.eps = eps_last;
-    let ev = evaluate(a, b, &la, &lb, &f, &g, &eval_opts, false, it)?;
+    let ev = evaluate((&p.ab, Some(&p.ba)), a, b, (la, lb), (f, g), &eval_opts, it)?;
     let run = RunStats {
         iterations: it,
-        annealing,
+        annealing: end.annealing,
         eps_reached: eps_last,
-        omega: omega_max,
-        restarts: relax.restarts,
+        omega: end.omega,
+        restarts: end.restarts,
     };
     let converged = eps_last == eps && ev.err_a <= opts.tol && ev.err_b <= opts.tol;
     let report = build_report((n, m, d), opts, (ta, tb), (ma, mb), run, &ev, converged);
     check_report(&report, it)?;
-    Ok(UotSolution { potentials: Potentials { f, g }, report, row_mass: ev.row_mass, col_mass: ev.col_mass })
+    Ok(UotSolution {
+        potentials: Potentials { f: p.f, g: p.g },
+        report,
+        row_mass: ev.row_mass,
+        col_mass: ev.col_mass,
+    })
 }
 
 /// The ε-annealing `(ε₀, q)` of a solve between `a` and `b` (`ε₀ = None`: no annealing); the
@@ -613,20 +787,13 @@ pub fn sinkhorn_step(
             b.len()
         )));
     }
-    let (d, eps, c) = (a.dim, opts.eps, opts.cost.scale());
-    let (la, lb) = (a.log_weights(), b.log_weights());
-    let (mut h_b, mut fhat) = (vec![0.0; b.len()], vec![0.0; a.len()]);
-    soft_min(d, a.x, b.x, &lb, &pot.g, eps, c, &mut h_b, &mut fhat);
-    for (f, fh) in pot.f.iter_mut().zip(&fhat) {
-        *f = opts.marginal_a.aprox(*fh, eps);
-    }
-    check_finite(&pot.f, 0, "source potential f")?;
-    let (mut h_a, mut ghat) = (vec![0.0; a.len()], vec![0.0; b.len()]);
-    soft_min(d, b.x, a.x, &la, &pot.f, eps, c, &mut h_a, &mut ghat);
-    for (g, gh) in pot.g.iter_mut().zip(&ghat) {
-        *g = opts.marginal_b.aprox(*gh, eps);
-    }
-    check_finite(&pot.g, 0, "target potential g")
+    // One plain iteration of the loop's two-sided scheme (ω = 1, no translation step).
+    let (ta, tb) = (opts.marginal_a, opts.marginal_b);
+    let start = (std::mem::take(&mut pot.f), std::mem::take(&mut pot.g));
+    let mut p = Pair::new(a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), false, start);
+    let step = p.soft_min(opts.eps, 0).and_then(|()| p.update(opts.eps, 1.0, 0));
+    (pot.f, pot.g) = (p.f, p.g);
+    step
 }
 
 pub(crate) fn check_report(r: &UotReport, it: usize) -> Result<(), SimError> {
@@ -682,9 +849,7 @@ struct Side {
 
 #[allow(clippy::too_many_arguments)]
 fn side(
-    d: usize,
-    x: &[f64],
-    y: &[f64],
+    red: &Reduction,
     lx: &[f64],
     ly: &[f64],
     wx: &[f64],
@@ -699,7 +864,7 @@ fn side(
     let n = fx.len();
     let h: Vec<f64> = ly.iter().zip(gy).map(|(l, gj)| l + gj / eps).collect();
     let (mut lse, mut md2, mut mpot) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-    lse_rows_stats(d, x, y, &h, c / eps, gy, &mut lse, &mut md2, &mut mpot);
+    red.lse_stats(&h, c / eps, gy, &mut lse, &mut md2, &mut mpot);
     let fhat: Vec<f64> = lse.iter().map(|l| -eps * l).collect();
     check_finite(&fhat, it, &format!("{name} soft-min in the final evaluation"))?;
     let mut s = Side {
@@ -733,26 +898,23 @@ fn side(
     Ok(s)
 }
 
-/// Report quantities at potentials `(f, g)` and regularisation `eps`. With `symmetric` (b = a,
-/// g = f) the column pass is the row pass.
-#[allow(clippy::too_many_arguments)]
+/// Report quantities at potentials `(f, g)` and regularisation `eps`, from the solve's prepared
+/// reductions `(a → b, b → a)`. Without the second (symmetric: b = a, g = f) the column pass is
+/// the row pass.
 pub(crate) fn evaluate(
+    (ab, ba): (&Reduction, Option<&Reduction>),
     a: MeasureRef,
     b: MeasureRef,
-    la: &[f64],
-    lb: &[f64],
-    f: &[f64],
-    g: &[f64],
+    (la, lb): (&[f64], &[f64]),
+    (f, g): (&[f64], &[f64]),
     opts: &SinkhornOptions,
-    symmetric: bool,
     it: usize,
 ) -> Result<Eval, SimError> {
-    let (d, c, eps) = (a.dim, opts.cost.scale(), opts.eps);
-    let ra = side(d, a.x, b.x, la, lb, a.w, f, g, eps, c, opts.marginal_a, it, "source")?;
-    let rb = if symmetric {
-        None
-    } else {
-        Some(side(d, b.x, a.x, lb, la, b.w, g, f, eps, c, opts.marginal_b, it, "target")?)
+    let (c, eps) = (opts.cost.scale(), opts.eps);
+    let ra = side(ab, la, lb, a.w, f, g, eps, c, opts.marginal_a, it, "source")?;
+    let rb = match ba {
+        None => None,
+        Some(ba) => Some(side(ba, lb, la, b.w, g, f, eps, c, opts.marginal_b, it, "target")?),
     };
     let rb_ref = rb.as_ref().unwrap_or(&ra);
     let mass: f64 = ra.mass.iter().sum();
