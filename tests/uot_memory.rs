@@ -141,8 +141,8 @@ fn entropic_wasserstein_allocates_o_n_plus_m() {
     for order in [Order::W1, Order::W2] {
         check_linear(&format!("entropic {order:?}"), 1000, |n| {
             let d = 2;
-            let a = Cloud::uniform(d, points(n, d, 3, 0.0), 1.0);
-            let b = Cloud::uniform(d, points(n, d, 4, 0.3), 1.0);
+            let a = Cloud::uniform(d, points(n, d, 3, 0.0), 1.0).unwrap();
+            let b = Cloud::uniform(d, points(n, d, 4, 0.3), 1.0).unwrap();
             let o = WassersteinOpts { solver: Solver::Sinkhorn, ..Default::default() };
             let r = wasserstein(&a, &b, order, &o).unwrap();
             assert!(r.value.is_finite() && r.value > 0.0, "{order:?}: {}", r.value);
