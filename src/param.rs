@@ -1,12 +1,13 @@
-//! The value rules every parameter check uses (linfa's params → valid params): a scenario file's
-//! keys ([`crate::scenario`]), a field's parameters given in code
-//! ([`crate::field::sobolev_fisher::SobolevFisherCfg::check`], [`crate::field::wfr::WfrField::new`])
-//! and the time and reaction settings all go through these functions, so one rule has one message
+//! The value rules every parameter check uses (linfa's params → valid params): a field's params,
+//! read from a scenario's `[field]` table or built in code
+//! ([`crate::field::sobolev_fisher::SobolevFisherParams::check`],
+//! [`crate::field::wfr::WfrParams::check`]), and the time and reaction settings of a scenario
+//! ([`crate::scenario`]) all go through these functions, so one rule has one message
 //! wherever it is applied. Each returns a [`ParamError`] naming the key (relative to its table)
 //! and the reason; the caller places the key (`file: field.bandwidth: …` for a scenario,
 //! `sobolev_fisher: bandwidth: …` in code).
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, SimError};
 
 /// A refused parameter: its key (relative to the table it is in) and why, with the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +41,12 @@ impl std::fmt::Display for ParamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.key, self.reason)
     }
+}
+
+/// A refusal in code as a [`SimError::Invalid`] of the object `what`
+/// (`wfr field: bandwidth: must be > 0, got -1`).
+pub fn invalid(what: &str) -> impl Fn(ParamError) -> SimError + '_ {
+    move |e| SimError::Invalid(format!("{what}: {e}"))
 }
 
 /// `v` finite and `> 0`.

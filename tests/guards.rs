@@ -3,7 +3,7 @@
 
 mod common;
 use advreact::field::analytic::{AffineGrowth, OrnsteinUhlenbeck};
-use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherParams};
 use advreact::field::Field;
 use advreact::reaction::{Reaction, ReactionKind};
 use advreact::scenario::{load_str, Overrides};
@@ -106,7 +106,8 @@ fn a_target_far_away_runs_without_nan() {
     // USD toward a target 1000 units away: the critic is tiny there, nothing blows up.
     let src = cloud(500, 2, 0.0);
     let target = cloud(500, 2, 1000.0);
-    let cfg = SobolevFisherCfg { features: 128, bandwidth: 0.5, ..Default::default() };
+    let cfg =
+        SobolevFisherParams { features: 128, bandwidth: 0.5, ..Default::default() }.check(true).unwrap();
     let f = SobolevFisher::new(cfg, 2, &target, 3).unwrap();
     let mut s = sim(&src, Box::new(f), ReactionKind::Weights, true, 0.1, 20, 0.0, 1);
     s.target = target;

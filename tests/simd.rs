@@ -93,13 +93,14 @@ fn rff_moments_have_the_same_bits_on_every_level() {
 
 #[test]
 fn sobolev_fisher_step_has_the_same_bits_on_every_level() {
-    use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+    use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherParams};
     use advreact::field::{EvalCtx, Field};
     use advreact::Cloud;
     let (d, n) = (2, 900);
     let target = Cloud::new(d, data(n * d, 9, 1.0), vec![1.0 / n as f64; n]).unwrap();
     let (x, w) = (data(n * d, 10, 0.8), vec![1.0 / n as f64; n]);
-    let cfg = SobolevFisherCfg { features: 150, bandwidth: 0.8, ..Default::default() };
+    let cfg =
+        SobolevFisherParams { features: 150, bandwidth: 0.8, ..Default::default() }.check(true).unwrap();
     same_on_every_level("usd step", || {
         let mut f = SobolevFisher::new(cfg.clone(), d, &target, 3).unwrap();
         f.solve(0, &x, &w).unwrap();

@@ -3,7 +3,7 @@
 //! reaction term, determinism across thread counts, and the large-ridge link to the MMD witness
 //! (SPEC §2.2).
 
-use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
+use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg, SobolevFisherParams};
 use advreact::field::{EvalCtx, Field, FieldState};
 use advreact::metrics::{witness, Mass, Mean, MmdMetric};
 use advreact::reaction::{Reaction, ReactionKind};
@@ -582,4 +582,22 @@ fn bad_parameters_and_singular_systems_are_reported() {
         }
         e => panic!("unexpected error {e:?}"),
     }
+}
+
+/// The params are the one parsed and validated form: a file table with only `bandwidth` resolves
+/// to the documented defaults and the caller's `conserve`, an explicit `conserve` wins, a bad
+/// value names its key, and an unknown key is refused.
+#[test]
+fn params_resolve_the_defaults_and_validate_once() {
+    let p: SobolevFisherParams = toml::from_str("bandwidth = 0.2").unwrap();
+    assert_eq!(p, SobolevFisherParams { bandwidth: 0.2, ..Default::default() });
+    let cfg = p.check(true).unwrap();
+    assert_eq!(cfg, SobolevFisherCfg { bandwidth: 0.2, conserve: true, ..Default::default() });
+    assert!(!p.check(false).unwrap().conserve);
+    assert!(SobolevFisherParams { conserve: Some(true), ..p.clone() }.check(false).unwrap().conserve);
+    let e = SobolevFisherParams { resolve_every: 0, ..p }.check(true).unwrap_err();
+    assert_eq!(e.to_string(), "resolve_every: must be ≥ 1, got 0");
+    let e = toml::from_str::<SobolevFisherParams>("bandwidth = 0.2\nridges = 1.0").unwrap_err();
+    assert!(e.message().contains("unknown field `ridges`"), "{e}");
+    assert!(toml::from_str::<SobolevFisherParams>("features = 8").is_err(), "bandwidth is required");
 }

@@ -13,7 +13,7 @@
 //! `|fd − analytic| ≤ 1e-5 · max(|analytic|, 1e-2 · max_k |analytic_k|)` (the floor keeps
 //! near-zero components from demanding an absolute accuracy below the FD noise).
 
-use advreact::field::wfr::{Energy, Growth, SolverCfg, WfrField};
+use advreact::field::wfr::{Energy, Growth, SolverCfg, WfrField, WfrParams};
 use advreact::field::{EvalCtx, Field};
 use advreact::metrics::mmd_terms;
 use advreact::ot::{self, Cost, DivergenceOptions, MeasureRef};
@@ -302,4 +302,61 @@ fn wfr_steps_decrease_the_energy() {
         let mass: f64 = w.iter().sum();
         assert!(mass > 1.0, "{energy:?}: mass {mass} did not grow toward 2");
     }
+}
+
+/// The params are the one parsed and validated form of the `[field]` table: the energy is built
+/// from the flat keys (a missing one named), `conserve` resolves to the caller's default, the
+/// solver keys reach the field, and the rules of [`WfrField::check`] apply.
+#[test]
+fn params_build_the_energy_and_validate_once() {
+    let p: WfrParams =
+        toml::from_str("energy = \"sinkhorn\"\nblur = 0.05\nreach = 2.0\nmax_iter = 7").unwrap();
+    let f = p.check(true).unwrap();
+    assert_eq!(f.energy, Energy::Sinkhorn { eps: 0.05, rho: Some(2.0) });
+    assert_eq!((f.growth, f.alpha), (Growth::Conserving, 1.0));
+    assert_eq!(f.solver, SolverCfg { max_iter: 7, ..SolverCfg::default() });
+    assert_eq!(p.check(false).unwrap().growth, Growth::Free);
+    let mmd = WfrParams { conserve: Some(false), alpha: 3.0, ..WfrParams::mmd(0.4) }.check(true).unwrap();
+    assert_eq!((mmd.energy, mmd.growth, mmd.alpha), (Energy::Mmd { bandwidth: 0.4 }, Growth::Free, 3.0));
+    let e = WfrParams { bandwidth: None, ..WfrParams::mmd(0.4) }.check(true).unwrap_err();
+    assert_eq!(e.to_string(), "bandwidth: missing: energy = \"mmd\" needs a bandwidth");
+    assert_eq!(WfrParams::sinkhorn(0.05, None).check(false).unwrap_err().key, "reach");
+    assert!(WfrParams::sinkhorn(0.05, None).check(true).is_ok());
+    assert_eq!(WfrParams { tol: 0.0, ..WfrParams::mmd(0.4) }.check(true).unwrap_err().key, "tol");
+    let e = toml::from_str::<WfrParams>("energy = \"mmd\"\nbandwith = 0.4").unwrap_err();
+    assert!(e.message().contains("unknown field `bandwith`"), "{e}");
+}
+
+/// The resolved `[field]` tables (written as scenario.resolved.toml into run folders) are the
+/// file's keys in the file's order, `conserve` filled in from `reaction.conserve`.
+#[test]
+fn resolved_field_tables_keep_the_file_format() {
+    use advreact::scenario::{load_str, Overrides};
+    let base = "[meta]\nname = \"s\"\n[source]\ntype = \"gaussian\"\nn = 20\nmean = [0.0, 0.0]\nstd = 0.1\n\
+                [target]\ntype = \"gaussian\"\nn = 20\nmean = [0.5, 0.0]\nstd = 0.1\n\
+                [reaction]\ntype = \"weights\"\nconserve = true\n[time]\ndt = 0.1\nsteps = 1\n[field]\n";
+    let cases = [
+        (
+            "type = \"wfr\"\nenergy = \"sinkhorn\"\nblur = 0.05\n",
+            "type = \"wfr\"\nenergy = \"sinkhorn\"\nblur = 0.05\nalpha = 1.0\nconserve = true\ntol = 0.000001\nmax_iter = 1000\n",
+        ),
+        (
+            "type = \"sobolev_fisher\"\nbandwidth = 0.3\nfeatures = 16\n",
+            "type = \"sobolev_fisher\"\nfeatures = 16\nbandwidth = 0.3\nalpha = 1.0\nridge = 0.001\nconserve = true\nresolve_every = 1\n",
+        ),
+    ];
+    for (field, resolved) in cases {
+        let scs = load_str(&format!("{base}{field}"), std::path::Path::new("s.toml"), &Overrides::default())
+            .unwrap();
+        let built = scs[0].build().unwrap_or_else(|e| panic!("{field}: {e}"));
+        assert_eq!(toml::to_string(&built.resolved.field).unwrap(), resolved);
+    }
+    let scs = load_str(
+        &format!("{base}type = \"wfr\"\nenergy = \"mmd\"\n"),
+        std::path::Path::new("s.toml"),
+        &Overrides::default(),
+    )
+    .unwrap();
+    let e = scs[0].build().err().expect("no bandwidth").to_string();
+    assert_eq!(e, "s.toml: field.bandwidth: missing: energy = \"mmd\" needs a bandwidth");
 }

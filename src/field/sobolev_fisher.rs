@@ -43,11 +43,13 @@ use crate::rng::CHUNK;
 use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Parameters of the Sobolev–Fisher critic. Defaults are the known-good values of SPEC §2.1
-/// (Gaussian N(0, 0.1²I) → ring of 8 Gaussians of radius 0.75).
+/// The validated parameters of the Sobolev–Fisher critic, as the field runs with them (built by
+/// [`SobolevFisherParams::check`]; [`SobolevFisher::new`] checks one given directly). Defaults are
+/// the known-good values of SPEC §2.1 (Gaussian N(0, 0.1²I) → ring of 8 Gaussians of radius 0.75).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SobolevFisherCfg {
     /// Number of random Fourier features `m`.
@@ -84,7 +86,79 @@ impl SobolevFisherCfg {
     /// [`SobolevFisherCfg::check`] as a [`SimError`] (`sobolev_fisher: bandwidth: must be > 0,
     /// got -1`).
     pub fn validate(&self) -> Result<(), SimError> {
-        self.check().map_err(|e| SimError::Invalid(format!("sobolev_fisher: {e}")))
+        self.check().map_err(param::invalid("sobolev_fisher"))
+    }
+}
+
+/// The parameters of the critic as a scenario's `[field]` table (`type = "sobolev_fisher"`) or
+/// code gives them (linfa's params): a key the file may omit has its default here, and
+/// `conserve` absent means "as the caller's default" (a scenario's `reaction.conserve`).
+/// [`SobolevFisherParams::check`] is the one place that resolves the defaults and validates,
+/// giving the [`SobolevFisherCfg`] the field runs with.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SobolevFisherParams {
+    /// Random Fourier features `m` (default 512).
+    #[serde(default = "features_default")]
+    pub features: usize,
+    /// Kernel bandwidth `s` (required in a file).
+    pub bandwidth: f64,
+    /// Fisher (reaction) weight `α`; 0 = plain Sobolev descent (default 1).
+    #[serde(default = "alpha_default")]
+    pub alpha: f64,
+    /// Ridge `λ` (times the mass; default 10⁻³).
+    #[serde(default = "ridge_default")]
+    pub ridge: f64,
+    /// Conserving critic (normalised weights, centred C); `None`: the default given to `check`.
+    #[serde(default)]
+    pub conserve: Option<bool>,
+    /// Re-solve the critic every this many steps (default 1).
+    #[serde(default = "resolve_every_default")]
+    pub resolve_every: usize,
+}
+
+fn features_default() -> usize {
+    SobolevFisherCfg::default().features
+}
+fn alpha_default() -> f64 {
+    SobolevFisherCfg::default().alpha
+}
+fn ridge_default() -> f64 {
+    SobolevFisherCfg::default().ridge
+}
+fn resolve_every_default() -> usize {
+    SobolevFisherCfg::default().resolve_every
+}
+
+impl Default for SobolevFisherParams {
+    /// The defaults of [`SobolevFisherCfg::default`], `conserve` left to the caller.
+    fn default() -> Self {
+        let c = SobolevFisherCfg::default();
+        Self {
+            features: c.features,
+            bandwidth: c.bandwidth,
+            alpha: c.alpha,
+            ridge: c.ridge,
+            conserve: None,
+            resolve_every: c.resolve_every,
+        }
+    }
+}
+
+impl SobolevFisherParams {
+    /// The validated configuration: `conserve` resolved (`None` → `conserve_default`), then
+    /// [`SobolevFisherCfg::check`].
+    pub fn check(&self, conserve_default: bool) -> Result<SobolevFisherCfg, ParamError> {
+        let cfg = SobolevFisherCfg {
+            features: self.features,
+            bandwidth: self.bandwidth,
+            alpha: self.alpha,
+            ridge: self.ridge,
+            conserve: self.conserve.unwrap_or(conserve_default),
+            resolve_every: self.resolve_every,
+        };
+        cfg.check()?;
+        Ok(cfg)
     }
 }
 

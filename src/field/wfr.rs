@@ -84,6 +84,110 @@ impl Default for SolverCfg {
     }
 }
 
+/// Which energy a [`WfrParams`] table names (`energy = "mmd"` or `"sinkhorn"`): the tag of
+/// [`Energy`], whose data are the table's flat keys.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyKind {
+    /// `½ MMD²` (Gaussian kernel, `bandwidth`).
+    Mmd,
+    /// Debiased unbalanced Sinkhorn divergence (`blur` ε, `reach` ρ; cost ½|x−y|²).
+    Sinkhorn,
+}
+
+/// The parameters of a WFR flow as a scenario's `[field]` table (`type = "wfr"`) or code gives
+/// them (linfa's params): the energy's data are flat keys, a key the file may omit has its
+/// default here, and `conserve` absent means "as the caller's default" (a scenario's
+/// `reaction.conserve`). [`WfrParams::check`] is the one place that resolves the defaults and
+/// validates, giving the [`WfrField`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WfrParams {
+    /// `mmd` or `sinkhorn`.
+    pub energy: EnergyKind,
+    /// MMD kernel bandwidth `s` (energy = "mmd").
+    #[serde(default)]
+    pub bandwidth: Option<f64>,
+    /// Sinkhorn blur ε in cost units (energy = "sinkhorn"); GeomLoss's blur σ is √ε.
+    #[serde(default)]
+    pub blur: Option<f64>,
+    /// Sinkhorn reach ρ in cost units (energy = "sinkhorn"; absent = balanced).
+    #[serde(default)]
+    pub reach: Option<f64>,
+    /// Reaction scale α (default 1).
+    #[serde(default = "alpha_default")]
+    pub alpha: f64,
+    /// Conserving growth; `None`: the default given to `check`.
+    #[serde(default)]
+    pub conserve: Option<bool>,
+    /// Sinkhorn solves: tolerance on the relative marginal error (default 10⁻⁶).
+    #[serde(default = "tol_default")]
+    pub tol: f64,
+    /// Iteration cap of each solve (default 1000).
+    #[serde(default = "max_iter_default")]
+    pub max_iter: usize,
+}
+
+fn alpha_default() -> f64 {
+    1.0
+}
+fn tol_default() -> f64 {
+    SolverCfg::default().tol
+}
+fn max_iter_default() -> usize {
+    SolverCfg::default().max_iter
+}
+
+impl WfrParams {
+    /// The MMD energy of bandwidth `bandwidth`, other keys at their defaults.
+    pub fn mmd(bandwidth: f64) -> Self {
+        Self::with(EnergyKind::Mmd, Some(bandwidth), None, None)
+    }
+
+    /// The Sinkhorn energy of blur `eps` and reach `rho` (`None`: balanced), other keys at their
+    /// defaults.
+    pub fn sinkhorn(eps: f64, rho: Option<f64>) -> Self {
+        Self::with(EnergyKind::Sinkhorn, None, Some(eps), rho)
+    }
+
+    fn with(energy: EnergyKind, bandwidth: Option<f64>, blur: Option<f64>, reach: Option<f64>) -> Self {
+        Self {
+            energy,
+            bandwidth,
+            blur,
+            reach,
+            alpha: alpha_default(),
+            conserve: None,
+            tol: tol_default(),
+            max_iter: max_iter_default(),
+        }
+    }
+
+    /// The validated field: the energy's keys present, `conserve` resolved (`None` →
+    /// `conserve_default`), then [`WfrField::check`] and [`SolverCfg::check`].
+    pub fn check(&self, conserve_default: bool) -> Result<WfrField, ParamError> {
+        let energy = match self.energy {
+            EnergyKind::Mmd => Energy::Mmd {
+                bandwidth: self.bandwidth.ok_or_else(|| {
+                    ParamError::new("bandwidth", "missing: energy = \"mmd\" needs a bandwidth")
+                })?,
+            },
+            EnergyKind::Sinkhorn => Energy::Sinkhorn {
+                eps: self.blur.ok_or_else(|| {
+                    ParamError::new("blur", "missing: energy = \"sinkhorn\" needs a blur ε")
+                })?,
+                rho: self.reach,
+            },
+        };
+        let growth =
+            if self.conserve.unwrap_or(conserve_default) { Growth::Conserving } else { Growth::Free };
+        let solver = SolverCfg { tol: self.tol, max_iter: self.max_iter, ..SolverCfg::default() };
+        WfrField::check(energy, growth, self.alpha)?;
+        solver.check()?;
+        Ok(WfrField { energy, growth, alpha: self.alpha, solver, state: SinkhornState::default() })
+    }
+}
+
 /// Potentials carried between steps.
 #[derive(Debug, Clone, Default)]
 struct SinkhornState {
@@ -118,7 +222,7 @@ pub struct WfrField {
 impl WfrField {
     /// Checks the parameters ([`WfrField::check`]).
     pub fn new(energy: Energy, growth: Growth, alpha: f64) -> Result<Self, SimError> {
-        Self::check(energy, growth, alpha).map_err(|e| SimError::Invalid(format!("wfr field: {e}")))?;
+        Self::check(energy, growth, alpha).map_err(param::invalid("wfr field"))?;
         Ok(Self { energy, growth, alpha, solver: SolverCfg::default(), state: SinkhornState::default() })
     }
 

@@ -38,10 +38,11 @@
 use super::PredictInfo;
 use super::{pooled, Method, Warning};
 use crate::error::SimError;
-use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use crate::field::wfr::{Energy, Growth, WfrField};
+use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherParams};
+use crate::field::wfr::WfrParams;
 use crate::field::Field;
 use crate::metrics::mmd;
+use crate::param;
 use crate::particles::{Cloud, Particles};
 use crate::reaction::{Reaction, ReactionKind};
 use crate::scenario::median_distance;
@@ -119,18 +120,22 @@ fn build(
     let s = p.bandwidth_rel * h;
     let (field, dt, cap): (Box<dyn Field>, f64, Option<f64>) = match method {
         Method::Usd => {
-            let cfg = SobolevFisherCfg {
+            let cfg = SobolevFisherParams {
                 features: p.features,
                 bandwidth: s,
                 alpha: p.usd_alpha_rel / (h * h),
-                ridge: 1e-3,
-                conserve: false,
-                resolve_every: 1,
-            };
+                ..SobolevFisherParams::default()
+            }
+            .check(false)
+            .map_err(param::invalid("sobolev_fisher"))?;
             (Box::new(SobolevFisher::new(cfg, x0.dim, &tgt, seed)?), p.usd_dt, Some(0.25 * s))
         }
         Method::WfrMmd => (
-            Box::new(WfrField::new(Energy::Mmd { bandwidth: s }, Growth::Free, p.mmd_alpha_rel / (s * s))?),
+            Box::new(
+                WfrParams { alpha: p.mmd_alpha_rel / (s * s), ..WfrParams::mmd(s) }
+                    .check(false)
+                    .map_err(param::invalid("wfr field"))?,
+            ),
             p.mmd_dt_rel * s * s / mmax,
             Some(0.25 * s),
         ),
@@ -138,11 +143,11 @@ fn build(
             let eps = (p.blur_rel * h).powi(2);
             let rho = (p.reach_rel * h).powi(2);
             (
-                Box::new(WfrField::new(
-                    Energy::Sinkhorn { eps, rho: Some(rho) },
-                    Growth::Free,
-                    p.sinkhorn_alpha_rel / rho,
-                )?),
+                Box::new(
+                    WfrParams { alpha: p.sinkhorn_alpha_rel / rho, ..WfrParams::sinkhorn(eps, Some(rho)) }
+                        .check(false)
+                        .map_err(param::invalid("wfr field"))?,
+                ),
                 p.sinkhorn_dt,
                 None,
             )

@@ -30,8 +30,8 @@ fn samples(d: &Distribution) -> Option<usize> {
 
 fn field_bytes(f: &FieldSpec, d: f64) -> f64 {
     match f {
-        FieldSpec::SobolevFisher { features, .. } => {
-            let m = *features as f64;
+        FieldSpec::SobolevFisher(p) => {
+            let m = p.features as f64;
             4.0 * m * m * 8.0 + m * d * 8.0
         }
         FieldSpec::Sum { terms } => terms.iter().map(|t| field_bytes(t, d)).sum(),

@@ -12,14 +12,14 @@ pub mod spec;
 pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
-use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
-use crate::field::wfr::{Energy, Growth, SolverCfg, WfrField};
+use crate::field::sobolev_fisher::SobolevFisher;
+use crate::field::wfr::Growth;
 use crate::field::{analytic, Field, SumField};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::stepper::{Simulation, TimeCfg};
 use distribution::{declared_dim, read_rows, sample_distribution};
-use spec::{Check, Distribution, FieldSpec, WfrEnergy, METRICS};
+use spec::{Check, Distribution, FieldSpec, METRICS};
 use std::path::{Path, PathBuf};
 use toml::{Table, Value};
 
@@ -405,47 +405,21 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             }
             Box::new(SumField { terms: fs })
         }
-        FieldSpec::SobolevFisher { features, bandwidth, alpha, ridge, conserve, resolve_every } => {
+        FieldSpec::SobolevFisher(p) => {
             let target = cx.target.ok_or_else(|| c.err(path, "sobolev_fisher needs a [target]"))?;
-            let cfg = SobolevFisherCfg {
-                features: *features,
-                bandwidth: *bandwidth,
-                alpha: *alpha,
-                ridge: *ridge,
-                conserve: *conserve.get_or_insert(cx.conserve),
-                resolve_every: *resolve_every,
-            };
-            cfg.check().map_err(c.at(path))?;
+            let cfg = p.check(cx.conserve).map_err(c.at(path))?;
+            p.conserve = Some(cfg.conserve);
             let field =
                 SobolevFisher::new(cfg, d, target, cx.seed).map_err(|e| c.err(path, e.to_string()))?;
             Box::new(field)
         }
-        FieldSpec::Wfr { energy, bandwidth, blur, reach, alpha, conserve, tol, max_iter } => {
+        FieldSpec::Wfr(p) => {
             if cx.target.is_none() {
                 return Err(c.err(path, "wfr needs a [target]").into());
             }
-            let energy = match energy {
-                WfrEnergy::Mmd => Energy::Mmd {
-                    bandwidth: bandwidth.ok_or_else(|| {
-                        c.err(&key("bandwidth"), "missing: energy = \"mmd\" needs a bandwidth")
-                    })?,
-                },
-                WfrEnergy::Sinkhorn => Energy::Sinkhorn {
-                    eps: blur.ok_or_else(|| {
-                        c.err(&key("blur"), "missing: energy = \"sinkhorn\" needs a blur ε")
-                    })?,
-                    rho: *reach,
-                },
-            };
-            let growth = if *conserve.get_or_insert(cx.conserve) { Growth::Conserving } else { Growth::Free };
-            let solver = SolverCfg { tol: *tol, max_iter: *max_iter, ..SolverCfg::default() };
-            WfrField::check(energy, growth, *alpha).map_err(c.at(path))?;
-            solver.check().map_err(c.at(path))?;
-            Box::new(
-                WfrField::new(energy, growth, *alpha)
-                    .map_err(|e| c.err(path, e.to_string()))?
-                    .with_solver(solver),
-            )
+            let field = p.check(cx.conserve).map_err(c.at(path))?;
+            p.conserve = Some(field.growth == Growth::Conserving);
+            Box::new(field)
         }
     })
 }

@@ -2,6 +2,8 @@
 //! validation: every check names the key path and the offending value.
 
 use crate::error::ConfigError;
+use crate::field::sobolev_fisher::SobolevFisherParams;
+use crate::field::wfr::WfrParams;
 use crate::param::{self, ParamError};
 use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::TimeCfg;
@@ -227,80 +229,12 @@ pub enum FieldSpec {
         /// The fields summed.
         terms: Vec<FieldSpec>,
     },
-    /// The kernel Sobolev–Fisher critic of Unbalanced Sobolev Descent (SPEC §2.1).
-    SobolevFisher {
-        /// Random Fourier features `m`.
-        #[serde(default = "features_default")]
-        features: usize,
-        /// Kernel bandwidth `s`.
-        bandwidth: f64,
-        /// Fisher (reaction) weight `α`; 0 = plain Sobolev descent.
-        #[serde(default = "one")]
-        alpha: f64,
-        /// Ridge `λ` (times the mass).
-        #[serde(default = "ridge_default")]
-        ridge: f64,
-        /// Conserving critic (normalised weights, centred C); default: `reaction.conserve`.
-        #[serde(default)]
-        conserve: Option<bool>,
-        /// Re-solve the critic every this many steps.
-        #[serde(default = "one_usize")]
-        resolve_every: usize,
-    },
+    /// The kernel Sobolev–Fisher critic of Unbalanced Sobolev Descent (SPEC §2.1); `conserve`
+    /// absent means `reaction.conserve`.
+    SobolevFisher(SobolevFisherParams),
     /// Wasserstein–Fisher–Rao gradient flow of an energy (SPEC §2.2): `u = −∇φ`, `g = −α φ`
-    /// (free) or `−α(φ − φ̄)` (conserving).
-    Wfr {
-        /// `mmd` or `sinkhorn`.
-        energy: WfrEnergy,
-        /// MMD kernel bandwidth `s` (energy = "mmd").
-        #[serde(default)]
-        bandwidth: Option<f64>,
-        /// Sinkhorn blur ε in cost units (energy = "sinkhorn"); GeomLoss's blur σ is √ε.
-        #[serde(default)]
-        blur: Option<f64>,
-        /// Sinkhorn reach ρ in cost units (energy = "sinkhorn"; absent = balanced).
-        #[serde(default)]
-        reach: Option<f64>,
-        /// Reaction scale α.
-        #[serde(default = "one")]
-        alpha: f64,
-        /// Conserving growth; default: `reaction.conserve`.
-        #[serde(default)]
-        conserve: Option<bool>,
-        /// Sinkhorn solves: tolerance on the relative marginal error and iteration cap.
-        #[serde(default = "wfr_tol")]
-        tol: f64,
-        /// Iteration cap of each solve.
-        #[serde(default = "wfr_iter")]
-        max_iter: usize,
-    },
-}
-
-fn wfr_tol() -> f64 {
-    1e-6
-}
-fn wfr_iter() -> usize {
-    1000
-}
-
-/// The energy of a WFR gradient flow.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum WfrEnergy {
-    /// `½ MMD²` (Gaussian kernel, `bandwidth`).
-    Mmd,
-    /// Debiased unbalanced Sinkhorn divergence (`blur` ε, `reach` ρ; cost ½|x−y|²).
-    Sinkhorn,
-}
-
-fn features_default() -> usize {
-    512
-}
-fn ridge_default() -> f64 {
-    1e-3
-}
-fn one_usize() -> usize {
-    1
+    /// (free) or `−α(φ − φ̄)` (conserving); `conserve` absent means `reaction.conserve`.
+    Wfr(WfrParams),
 }
 
 /// The `[reaction]` table: the parameters of [`Reaction`], validated by [`ReactionSpec::check`].
