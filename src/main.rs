@@ -1054,12 +1054,19 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
     let interrupt = || p.interruptible().then(interrupt_flag);
     match cmd {
         Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => p.alone(|| {
-            let opts = RunOptions { out, force, progress: !quiet, interrupt: interrupt() };
+            let opts =
+                RunOptions { out, force, progress: !quiet, interrupt: interrupt(), ..Default::default() };
             cmd_run(&file, Overrides { seed, steps, strict }, threads, opts)
         }),
         Cmd::Resume { dir, force, threads, quiet } => p.alone(|| {
             set_threads(threads)?;
-            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: interrupt() };
+            let opts = RunOptions {
+                out: None,
+                force,
+                progress: !quiet,
+                interrupt: interrupt(),
+                ..Default::default()
+            };
             let mut ok = true;
             let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
             Ok(report_sweep(&r) && ok)
