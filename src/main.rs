@@ -1018,6 +1018,8 @@ trait Phases {
     fn threads(&self, threads: Option<usize>) -> Option<usize>;
     /// Whether a signal asks a run to stop after its step (a checkpoint) rather than killing it.
     fn interruptible(&self) -> bool;
+    /// The execution context of the collective phases (the ranks that split the row passes).
+    fn exec(&self) -> advreact::dist::Exec;
 }
 
 /// One process.
@@ -1039,6 +1041,9 @@ impl Phases for Local {
     }
     fn interruptible(&self) -> bool {
         true
+    }
+    fn exec(&self) -> advreact::dist::Exec {
+        advreact::dist::Exec::default()
     }
 }
 
@@ -1077,7 +1082,8 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             p.agree(Target::check(&out, Kind::Uot, force).map(|_| ()))?;
             // Every process reads and checks the inputs and solves (the row passes split over
             // the ranks: every rank ends with the same potentials); one writes the folder.
-            let (ca, cb, opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            let (ca, cb, mut opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            opts.exec = p.exec();
             let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
             p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }

@@ -24,6 +24,7 @@
 
 use super::*;
 use advreact::dist::{mpi::MpiComm, Comm, Exec, Par};
+use advreact::run::run_scenario;
 use advreact::scenario::Scenario;
 use advreact::stepper::Summary;
 use std::rc::Rc;
@@ -130,25 +131,29 @@ fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
     })
 }
 
-/// The ranks of the job, joined at each phase of a command ([`agree`], [`rank0_only`]).
-struct Ranks<'a>(&'a dyn Comm);
+/// The ranks of the job, joined at each phase of a command ([`agree`], [`rank0_only`]); the
+/// collective phases run in the job's context.
+struct Ranks<'a>(&'a Exec);
 
 impl Phases for Ranks<'_> {
     type Fail = Failure;
     fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Failure> {
-        agree(self.0, r)
+        agree(&*self.0.comm, r)
     }
     fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Failure> {
-        rank0_only(self.0, f)
+        rank0_only(&*self.0.comm, f)
     }
     fn prints(&self) -> bool {
-        self.0.rank() == 0
+        self.0.comm.rank() == 0
     }
     fn threads(&self, threads: Option<usize>) -> Option<usize> {
         threads_per_rank(threads)
     }
     fn interruptible(&self) -> bool {
         false
+    }
+    fn exec(&self) -> Exec {
+        self.0.clone()
     }
 }
 
@@ -161,7 +166,7 @@ fn dispatch(cli: Cli, exec: &Exec) -> Result<bool, Failure> {
             agree(comm, set_threads(threads_per_rank(threads)))?;
             run(exec, &file, &Overrides { seed, steps, strict }, out, force, quiet)
         }
-        other => dispatch_in(other, &Ranks(comm)),
+        other => dispatch_in(other, &Ranks(exec)),
     }
 }
 
