@@ -516,7 +516,7 @@ fn balanced_masses_agree(ma: f64, mb: f64, u: &UotArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Solve the `uot` problem (its row passes split over the ranks of the current communicator).
+/// Solve the `uot` problem (its row passes split over the ranks of `opts.exec`).
 fn uot_solve(
     (ca, _): &IdCloud,
     (cb, _): &IdCloud,

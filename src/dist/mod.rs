@@ -125,6 +125,24 @@ pub enum Par {
 /// ranks split the rows. Passed by reference to every function that may split rows over ranks or
 /// choose its parallelism. It holds an `Rc`, so it is neither `Send` nor `Sync`: a split pass
 /// cannot be started from a rayon worker (a compile error), only from the thread that owns it.
+///
+/// ```
+/// use advreact::dist::{row_pass, Exec};
+/// let mut out = vec![0.0; 100];
+/// row_pass(&Exec::seq(), 100, 64, &mut [(&mut out, 1)], |i0, o| {
+///     o[0].iter_mut().enumerate().for_each(|(k, v)| *v = (i0 + k) as f64)
+/// });
+/// assert_eq!(out[99], 99.0);
+/// ```
+///
+/// A pass started on another thread with this thread's context does not compile:
+///
+/// ```compile_fail
+/// let exec = advreact::dist::Exec::default();
+/// std::thread::scope(|s| {
+///     s.spawn(|| advreact::dist::row_pass(&exec, 0, 64, &mut [], |_, _| {}));
+/// });
+/// ```
 #[derive(Clone)]
 pub struct Exec {
     /// Parallelism on this process.

@@ -18,10 +18,12 @@ use crate::simd::{multiversion, Isa};
 /// A Gaussian kernel of bandwidth `s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GaussianKernel {
+    /// The bandwidth `s > 0`.
     pub bandwidth: f64,
 }
 
 impl GaussianKernel {
+    /// The kernel of bandwidth `bandwidth`.
     pub fn new(bandwidth: f64) -> Self {
         Self { bandwidth }
     }
