@@ -53,10 +53,11 @@ fn gauss_rows(c: &mut Criterion) {
         let (x, y) = (points(n, d, 0.0), points(n, d, 0.1));
         let b = vec![1.0 / n as f64; n];
         let mut out = vec![0.0; n];
+        let exec = advreact::dist::Exec::default();
         g.throughput(Throughput::Elements((n * n) as u64));
         g.bench_function(format!("d{d}_n{n}"), |bch| {
             bch.iter(|| {
-                gauss_sum(d, &x, &y, &b, 1.0, &mut out);
+                gauss_sum(&exec, d, &x, &y, &b, 1.0, &mut out);
                 black_box(out[0])
             })
         });

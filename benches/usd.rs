@@ -61,6 +61,7 @@ fn usd_step(c: &mut Criterion) {
                 let mut u = vec![0.0; n * d];
                 let mut g = vec![0.0; n];
                 let mut step = 0;
+                let exec = advreact::dist::Exec::default();
                 let (cpu0, wall0) = (cpu_seconds(), Instant::now());
                 let id = BenchmarkId::from_parameter(format!("N={n}/m={m}/d={d}"));
                 group.bench_function(id, |b| {
@@ -73,6 +74,7 @@ fn usd_step(c: &mut Criterion) {
                             w: &source.w,
                             mass: 1.0,
                             target: &target,
+                            exec: &exec,
                         };
                         step += 1;
                         u.iter_mut().for_each(|v| *v = 0.0);

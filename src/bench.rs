@@ -180,12 +180,22 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
         "usd-step" => {
             let cfg = SobolevFisherCfg { features: b.features, bandwidth: 1.0, ..Default::default() };
             let mut f = SobolevFisher::new(cfg, b.d, &y, b.seed).map_err(Error::from)?;
+            let exec = advreact::dist::Exec::default();
             let mut u = vec![0.0; b.n * b.d];
             let mut g = vec![0.0; b.n];
             rss_reset = reset_peak_rss();
             let (t, c) = time_reps(b.reps, || {
-                let ctx = EvalCtx { step: 0, t: 0.0, dim: b.d, x: &x.x, w: &x.w, mass: 1.0, target: &y };
-                f.solve(0, &x.x, &x.w)?;
+                let ctx = EvalCtx {
+                    step: 0,
+                    t: 0.0,
+                    dim: b.d,
+                    x: &x.x,
+                    w: &x.w,
+                    mass: 1.0,
+                    target: &y,
+                    exec: &exec,
+                };
+                f.solve(&exec, 0, &x.x, &x.w)?;
                 u.iter_mut().for_each(|v| *v = 0.0);
                 g.iter_mut().for_each(|v| *v = 0.0);
                 f.eval(&ctx, &mut u, &mut g)?;
@@ -239,6 +249,7 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
                 tol: s.tol,
                 max_iter: s.max_iter,
                 eps_scaling: s.eps_scaling,
+                ..Default::default()
             };
             if b.problem == "sinkhorn-div-annealed" {
                 let e0 = cost_scale_bound(a, bm, opts.cost);

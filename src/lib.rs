@@ -56,7 +56,6 @@ pub mod field;
 pub mod format;
 #[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod infer;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod kernel;
 pub mod metrics;
 pub mod observe;

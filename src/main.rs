@@ -516,7 +516,7 @@ fn balanced_masses_agree(ma: f64, mb: f64, u: &UotArgs) -> Result<(), Error> {
     Ok(())
 }
 
-/// Solve the `uot` problem (its row passes split over the ranks of the current communicator).
+/// Solve the `uot` problem (its row passes split over the ranks of `opts.exec`).
 fn uot_solve(
     (ca, _): &IdCloud,
     (cb, _): &IdCloud,
@@ -1018,6 +1018,8 @@ trait Phases {
     fn threads(&self, threads: Option<usize>) -> Option<usize>;
     /// Whether a signal asks a run to stop after its step (a checkpoint) rather than killing it.
     fn interruptible(&self) -> bool;
+    /// The execution context of the collective phases (the ranks that split the row passes).
+    fn exec(&self) -> advreact::dist::Exec;
 }
 
 /// One process.
@@ -1040,6 +1042,9 @@ impl Phases for Local {
     fn interruptible(&self) -> bool {
         true
     }
+    fn exec(&self) -> advreact::dist::Exec {
+        advreact::dist::Exec::default()
+    }
 }
 
 /// Run one command in this process; `Ok(false)` means it ran but ended badly (exit code 1).
@@ -1054,12 +1059,19 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
     let interrupt = || p.interruptible().then(interrupt_flag);
     match cmd {
         Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => p.alone(|| {
-            let opts = RunOptions { out, force, progress: !quiet, interrupt: interrupt() };
+            let opts =
+                RunOptions { out, force, progress: !quiet, interrupt: interrupt(), ..Default::default() };
             cmd_run(&file, Overrides { seed, steps, strict }, threads, opts)
         }),
         Cmd::Resume { dir, force, threads, quiet } => p.alone(|| {
             set_threads(threads)?;
-            let opts = RunOptions { out: None, force, progress: !quiet, interrupt: interrupt() };
+            let opts = RunOptions {
+                out: None,
+                force,
+                progress: !quiet,
+                interrupt: interrupt(),
+                ..Default::default()
+            };
             let mut ok = true;
             let r = resume_run(&dir, &opts, &mut |r| ok &= report(r, false))?;
             Ok(report_sweep(&r) && ok)
@@ -1070,7 +1082,8 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             p.agree(Target::check(&out, Kind::Uot, force).map(|_| ()))?;
             // Every process reads and checks the inputs and solves (the row passes split over
             // the ranks: every rank ends with the same potentials); one writes the folder.
-            let (ca, cb, opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            let (ca, cb, mut opts) = p.agree(uot_inputs(&a, &b, &args))?;
+            opts.exec = p.exec();
             let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
             p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }

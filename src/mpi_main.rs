@@ -23,7 +23,8 @@
 //! collective call.
 
 use super::*;
-use advreact::dist::{self, mpi::MpiComm, Comm};
+use advreact::dist::{mpi::MpiComm, Comm, Exec, Par};
+use advreact::run::run_scenario;
 use advreact::scenario::Scenario;
 use advreact::stepper::Summary;
 use std::rc::Rc;
@@ -61,7 +62,8 @@ pub fn main(cli: Cli) -> ExitCode {
         }
         default_hook(info);
     }));
-    let code = dist::install(comm.clone(), || match dispatch(cli, &*comm) {
+    let exec = Exec::new(Par::Rayon, comm.clone());
+    let code = match dispatch(cli, &exec) {
         Ok(true) => 0,
         Ok(false) => 1,
         Err(Failure::Agreed(e)) => {
@@ -78,7 +80,8 @@ pub fn main(cli: Cli) -> ExitCode {
             }
             2
         }
-    });
+    };
+    drop(exec);
     drop(comm);
     drop(universe); // MPI_Finalize
     ExitCode::from(code)
@@ -128,19 +131,20 @@ fn threads_per_rank(threads: Option<usize>) -> Option<usize> {
     })
 }
 
-/// The ranks of the job, joined at each phase of a command ([`agree`], [`rank0_only`]).
-struct Ranks<'a>(&'a dyn Comm);
+/// The ranks of the job, joined at each phase of a command ([`agree`], [`rank0_only`]); the
+/// collective phases run in the job's context.
+struct Ranks<'a>(&'a Exec);
 
 impl Phases for Ranks<'_> {
     type Fail = Failure;
     fn agree<T>(&self, r: Result<T, Error>) -> Result<T, Failure> {
-        agree(self.0, r)
+        agree(&*self.0.comm, r)
     }
     fn alone(&self, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Failure> {
-        rank0_only(self.0, f)
+        rank0_only(&*self.0.comm, f)
     }
     fn prints(&self) -> bool {
-        self.0.rank() == 0
+        self.0.comm.rank() == 0
     }
     fn threads(&self, threads: Option<usize>) -> Option<usize> {
         threads_per_rank(threads)
@@ -148,23 +152,28 @@ impl Phases for Ranks<'_> {
     fn interruptible(&self) -> bool {
         false
     }
+    fn exec(&self) -> Exec {
+        self.0.clone()
+    }
 }
 
 /// `run` has its own distributed code ([`run`]); every other command goes through the normal
 /// dispatcher with its phases joined over the ranks.
-fn dispatch(cli: Cli, comm: &dyn Comm) -> Result<bool, Failure> {
+fn dispatch(cli: Cli, exec: &Exec) -> Result<bool, Failure> {
+    let comm = &*exec.comm;
     match cli.cmd {
         Cmd::Run { file, seed, threads, out, force, steps, quiet, strict } => {
             agree(comm, set_threads(threads_per_rank(threads)))?;
-            run(comm, &file, &Overrides { seed, steps, strict }, out, force, quiet)
+            run(exec, &file, &Overrides { seed, steps, strict }, out, force, quiet)
         }
-        other => dispatch_in(other, &Ranks(comm)),
+        other => dispatch_in(other, &Ranks(exec)),
     }
 }
 
-/// Run `f` on rank 0 alone (no splitting); every rank returns its outcome.
+/// Run `f` on rank 0 alone (no splitting: `f` is given no communicator, its passes run in
+/// single-process contexts); every rank returns its outcome.
 fn rank0_only(comm: &dyn Comm, f: impl FnOnce() -> Result<bool, Error>) -> Result<bool, Failure> {
-    let r = if comm.rank() == 0 { Some(dist::local(f)) } else { None };
+    let r = if comm.rank() == 0 { Some(f()) } else { None };
     let code = match &r {
         Some(Ok(true)) => 0,
         Some(Ok(false)) => 1,
@@ -179,9 +188,11 @@ fn rank0_only(comm: &dyn Comm, f: impl FnOnce() -> Result<bool, Error>) -> Resul
     }
 }
 
-/// Build and run a scenario without writing anything (ranks other than 0).
-fn run_silent(sc: &Scenario) -> Result<Summary, Error> {
+/// Build and run a scenario without writing anything (ranks other than 0), its passes split over
+/// the ranks of `exec`.
+fn run_silent(sc: &Scenario, exec: &Exec) -> Result<Summary, Error> {
     let mut b = sc.build()?;
+    b.sim.exec = exec.clone();
     b.sim.run(&mut [])
 }
 
@@ -190,13 +201,14 @@ fn finished_well(s: &Summary) -> bool {
 }
 
 fn run(
-    comm: &dyn Comm,
+    exec: &Exec,
     file: &Path,
     ov: &Overrides,
     out: Option<PathBuf>,
     force: bool,
     quiet: bool,
 ) -> Result<bool, Failure> {
+    let comm = &*exec.comm;
     let (rank, size) = (comm.rank(), comm.size());
     // Parsing and validation involve no collective work: every rank reads the file, and a bad
     // file is one agreed error.
@@ -207,23 +219,24 @@ fn run(
         _ => None,
     };
     if scs.len() == 1 {
-        // One run, split over every rank. Check it first on each rank alone (a build with no
-        // collective work), so that a bad input is one agreed error; the distributed build
-        // below involves collective work (e.g. the target's feature embedding), so from there
-        // on an error aborts the job.
+        // One run, split over every rank. Check it first on each rank alone (a build has no
+        // collective work: it is given no communicator), so that a bad input is one agreed
+        // error; the run below is split over the ranks (`exec`), so from there on an error
+        // aborts the job.
         let sc = &scs[0];
         let dir = out_of(sc).unwrap_or_else(|| advreact::run::default_out(sc));
         agree(comm, Target::check(&dir, Kind::Run, force).map(|_| ()))?;
-        agree(comm, dist::local(|| sc.build().map(|_| ())))?;
+        agree(comm, sc.build().map(|_| ()))?;
         if rank == 0 {
-            let opts = RunOptions { out: out_of(sc), force, progress: !quiet, interrupt: None };
+            let opts =
+                RunOptions { out: out_of(sc), force, progress: !quiet, interrupt: None, exec: exec.clone() };
             let r = run_scenario(sc, &opts)?;
             if size > 1 {
                 println!("({} ranks)", size);
             }
             Ok(report(&r, true))
         } else {
-            Ok(finished_well(&run_silent(sc)?))
+            Ok(finished_well(&run_silent(sc, exec)?))
         }
     } else {
         // A sweep: variant i on rank i mod K, alone. Each rank builds its variants first, so a
@@ -233,12 +246,14 @@ fn run(
         let top = sweep_out(&scs, out.as_deref());
         agree(comm, Target::check(&top, Kind::Run, force).map(|_| ()))?;
         let mine: Vec<usize> = (0..scs.len()).filter(|i| i % size == rank).collect();
-        agree(comm, dist::local(|| mine.iter().try_for_each(|&i| scs[i].build().map(|_| ()))))?;
+        agree(comm, mine.iter().try_for_each(|&i| scs[i].build().map(|_| ())))?;
         let mut rows: Vec<u64> = Vec::new();
         for &i in &mine {
             let sc = &scs[i];
-            let opts = RunOptions { out: out_of(sc), force, progress: !quiet && rank == 0, interrupt: None };
-            let r = dist::local(|| run_scenario(sc, &opts))?;
+            // This variant on this rank alone: a single-process context.
+            let progress = !quiet && rank == 0;
+            let opts = RunOptions { out: out_of(sc), force, progress, interrupt: None, exec: exec.local() };
+            let r = run_scenario(sc, &opts)?;
             let ok = report(&r, true);
             let s = &r.summary;
             let line = format!(
@@ -274,10 +289,8 @@ fn run(
                 })
                 .collect();
             if done.len() > 1 && done.len() == scs.len() {
-                let files = dist::local(|| {
-                    advreact::output::write_marker(&top, Kind::Run)?;
-                    advreact::run::write_comparison(&top, &scs[0].spec.meta.name, &done)
-                })?;
+                advreact::output::write_marker(&top, Kind::Run)?;
+                let files = advreact::run::write_comparison(&top, &scs[0].spec.meta.name, &done)?;
                 println!(
                     "comparison: {}",
                     files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")

@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub progress: bool,
     /// Set to stop after the current step (Ctrl-C, SIGTERM).
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Where the run's row passes go (default one process on the rayon pool; the MPI dispatcher
+    /// gives its ranks), set on the simulation once it is built.
+    pub exec: crate::dist::Exec,
 }
 
 /// A finished run.
@@ -94,7 +97,8 @@ pub fn run_scenario(sc: &Scenario, opts: &RunOptions) -> Result<RunOutcome, Erro
 pub fn run_built(sc: &Scenario, built: Built, opts: &RunOptions) -> Result<RunOutcome, Error> {
     let out = opts.out.clone().unwrap_or_else(|| default_out(sc));
     let target = Target::check(&out, Kind::Run, opts.force)?;
-    let Built { sim, source, target: target_cloud, resolved } = built;
+    let Built { mut sim, source, target: target_cloud, resolved } = built;
+    sim.exec = opts.exec.clone();
     let tmp = target.begin()?;
     let guard = PartialGuard::new(&tmp);
     let text = toml::to_string_pretty(&resolved)

@@ -27,6 +27,7 @@
 //! particle chunk `c` at step `k` comes from stream `(seed, Noise, k, c)`, so a run gives the same
 //! numbers for any thread count.
 
+use crate::dist::Exec;
 use crate::error::{Error, SimError};
 use crate::field::{EvalCtx, Field};
 use crate::metrics::{Metric, MetricCtx};
@@ -315,6 +316,10 @@ pub struct Simulation {
     pub last_metrics_step: usize,
     /// Stop with [`StopReason::Guard`] after the first step in which a guard intervened.
     pub strict: bool,
+    /// Where the field's and the metrics' row passes run (ranks, parallelism): handed to them in
+    /// [`EvalCtx::exec`] and [`MetricCtx::exec`]. Default one process on the rayon pool; the MPI
+    /// dispatcher sets it once per run.
+    pub exec: Exec,
 }
 
 /// Checks a slice for NaN/Inf; returns the first offending index and value.
@@ -357,6 +362,7 @@ impl Simulation {
             last_metrics: Vec::new(),
             last_metrics_step: 0,
             strict: false,
+            exec: Exec::default(),
         }
     }
 
@@ -367,8 +373,15 @@ impl Simulation {
 
     fn compute_metrics(&self, w: &[f64]) -> Result<Vec<(String, f64)>, SimError> {
         let p = &self.particles;
-        let ctx =
-            MetricCtx { dim: p.dim, x: &p.x, w, mass: w.iter().sum(), ess: p.ess(), target: &self.target };
+        let ctx = MetricCtx {
+            dim: p.dim,
+            x: &p.x,
+            w,
+            mass: w.iter().sum(),
+            ess: p.ess(),
+            target: &self.target,
+            exec: &self.exec,
+        };
         let mut out = Vec::new();
         for m in &self.metrics {
             let names = m.names(p.dim);
@@ -669,6 +682,7 @@ impl Simulation {
                 w,
                 mass: w.iter().sum(),
                 target: &self.target,
+                exec: &self.exec,
             };
             self.field.prepare(&ctx)?;
             self.field.eval(&ctx, velocity, growth)?;

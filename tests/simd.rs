@@ -3,6 +3,7 @@
 //! moments, and a Sobolev–Fisher step (critic solve, evaluation, critic gradient).
 //! Levels the CPU lacks are skipped, and the test output says so.
 
+use advreact::dist::Exec;
 use advreact::kernel::gram;
 use advreact::kernel::rff::Rff;
 use advreact::metrics::mmd::mmd_terms;
@@ -85,7 +86,7 @@ fn rff_moments_have_the_same_bits_on_every_level() {
     let x = data(n * d, 7, 1.5);
     let w: Vec<f64> = data(n, 8, 0.3).iter().map(|v| v + 1.0).collect();
     same_on_every_level("rff", || {
-        let mo = rff.moments(&x, &w, 0.5, true, true);
+        let mo = rff.moments(&Exec::default(), &x, &w, 0.5, true, true);
         let (gc, gs) = (mo.cos_gram.unwrap(), mo.sin_gram.unwrap());
         (bits(&mo.mean), bits(gc.as_slice()), bits(gs.as_slice()), bits(&rff.features(&x[..d])))
     });
@@ -103,9 +104,18 @@ fn sobolev_fisher_step_has_the_same_bits_on_every_level() {
         SobolevFisherParams { features: 150, bandwidth: 0.8, ..Default::default() }.check(true).unwrap();
     same_on_every_level("usd step", || {
         let mut f = SobolevFisher::new(cfg.clone(), d, &target, 3).unwrap();
-        f.solve(0, &x, &w).unwrap();
+        f.solve(&Exec::default(), 0, &x, &w).unwrap();
         let (mut u, mut g) = (vec![0.0; n * d], vec![0.0; n]);
-        let ctx = EvalCtx { step: 0, t: 0.0, dim: d, x: &x, w: &w, mass: 1.0, target: &target };
+        let ctx = EvalCtx {
+            step: 0,
+            t: 0.0,
+            dim: d,
+            x: &x,
+            w: &w,
+            mass: 1.0,
+            target: &target,
+            exec: &Exec::default(),
+        };
         f.eval(&ctx, &mut u, &mut g).unwrap();
         let mut grad = vec![0.0; d];
         let c = f.critic_and_gradient(&x[..d], &mut grad);

@@ -54,7 +54,9 @@ fn weights(n: usize, mass: f64, seed: u64) -> Vec<f64> {
 }
 
 fn ctx<'a>(step: usize, x: &'a [f64], w: &'a [f64], target: &'a Cloud) -> EvalCtx<'a> {
-    EvalCtx { step, t: 0.0, dim: target.dim, x, w, mass: w.iter().sum(), target }
+    // One process on the rayon pool (leaked: a few bytes per context, in tests only).
+    let exec = Box::leak(Box::new(advreact::dist::Exec::default()));
+    EvalCtx { step, t: 0.0, dim: target.dim, x, w, mass: w.iter().sum(), target, exec }
 }
 
 fn simulation(

@@ -12,6 +12,7 @@
 //! - robustness (ε = 1e-4 × cost scale, masses 1e-3 vs 1e3), honest `converged`, errors instead
 //!   of NaN, determinism across thread counts, plan access (dense, sparse, barycentric map).
 
+use advreact::dist::{Exec, Par};
 use advreact::ot::{self, solve, solve_partial, Cost, EpsScaling, Marginal, MeasureRef, SinkhornOptions};
 use advreact::{Cloud, SimError};
 use serde_json::Value;
@@ -269,6 +270,7 @@ fn tv_is_a_hard_cut() {
         eps_scaling: Some(EpsScaling::default()),
         translation_invariant: false,
         relaxation: ot::Relaxation::default(),
+        exec: Exec::default(),
     };
     // Source: a near point (cost to every target ≈ 1.0 < 2) and a far one (cost ≥ 2.25² > 2).
     let x = vec![0.0, 0.0, 3.0, 0.0];
@@ -497,7 +499,8 @@ fn deterministic_across_thread_counts() {
     let y = cluster(257, 10, 0.2);
     let a = vec![1.0 / 301.0; 301];
     let b: Vec<f64> = (0..257).map(|j| 1.0 + (j % 5) as f64).collect();
-    let opts = SinkhornOptions {
+    // Built on the thread that solves: the options hold the (thread-bound) execution context.
+    let opts = || SinkhornOptions {
         eps: 0.01,
         tol: 1e-10,
         eps_scaling: Some(EpsScaling::default()),
@@ -506,7 +509,7 @@ fn deterministic_across_thread_counts() {
     let run = |k: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(k).build().unwrap();
         pool.install(|| {
-            let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts, None).unwrap();
+            let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts(), None).unwrap();
             let c = sol.coupling(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b)).unwrap();
             let t = c.barycentric_map().unwrap();
             (sol, t)
@@ -520,6 +523,15 @@ fn deterministic_across_thread_counts() {
     assert_eq!(bits(&s1.row_mass), bits(&s2.row_mass));
     assert_eq!(bits(&t1), bits(&t2));
     assert_eq!(s1.report, s2.report);
+    // `Par::Seq`: every row block on this thread, the same bits.
+    let seq = SinkhornOptions { exec: Exec::seq(), ..opts() };
+    assert_eq!(seq.exec.par, Par::Seq);
+    let s0 = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &seq, None).unwrap();
+    assert!(s0.report.iterations > 1);
+    assert_eq!(bits(&s0.potentials.f), bits(&s2.potentials.f));
+    assert_eq!(bits(&s0.potentials.g), bits(&s2.potentials.g));
+    assert_eq!(bits(&s0.row_mass), bits(&s2.row_mass));
+    assert_eq!(s0.report, s2.report);
 }
 
 /// Plan access: the dense plan's sums equal the online row/column masses (1e-12 relative), the

@@ -47,7 +47,9 @@ fn check_fd(what: &str, fd: &[f64], an: &[f64]) {
 }
 
 fn ctx<'a>(d: usize, x: &'a [f64], w: &'a [f64], target: &'a Cloud) -> EvalCtx<'a> {
-    EvalCtx { step: 0, t: 0.0, dim: d, x, w, mass: w.iter().sum(), target }
+    // One process on the rayon pool (leaked: a few bytes per context, in tests only).
+    let exec = Box::leak(Box::new(advreact::dist::Exec::default()));
+    EvalCtx { step: 0, t: 0.0, dim: d, x, w, mass: w.iter().sum(), target, exec }
 }
 
 /// `F = ½ MMD²` (unnormalised), bandwidth 0.4: `∂F/∂w_i = φ(x_i)` and `∂F/∂x_i = w_i ∇φ(x_i)`
@@ -105,6 +107,7 @@ fn div_opts(eps: f64, rho: Option<f64>) -> DivergenceOptions {
         tol: 1e-13,
         max_iter: 200_000,
         eps_scaling: None,
+        exec: advreact::dist::Exec::default(),
     }
 }
 

@@ -21,13 +21,19 @@
 //!   all-gathered. Additions are elementwise, so every entry is summed in the same tree whatever
 //!   the partition: the bits never depend on the number of ranks (nor threads).
 //!
-//! **Ambient communicator.** Like rayon's current thread pool, the communicator is installed for
-//! the calling thread ([`install`]) and found by the kernels with [`current`]; without one it is
-//! [`Single`] (one process, no communication). Collective calls are made only from the thread that
-//! installed it (never from rayon workers, which see [`Single`]), so every rank must make the same
-//! sequence of collective calls — which it does, since every rank runs the same deterministic
-//! program on the same state. Code that runs on one rank only (writing output, plots) runs under
-//! [`local`].
+//! **Explicit context.** Like faer's `Par`, the parallelism and the communicator are arguments:
+//! every pass that may split rows over ranks or threads takes an [`Exec`] (a [`Par`] and an
+//! `Rc<dyn Comm>`) by reference, checked once per pass. It is built once where a run starts (the
+//! MPI dispatcher builds it over `MPI_COMM_WORLD`; a plain library call uses
+//! [`Exec::default`]: one process, the current rayon pool) and flows down through the
+//! simulation, the field's `EvalCtx`, the metrics' `MetricCtx` and `SinkhornOptions::exec` to
+//! [`row_pass`] and [`tree_sum`]. `Exec` is neither `Send` nor `Sync`, so a split pass cannot be
+//! entered from a rayon worker; collectives are made by the thread that owns the context, and
+//! every rank makes the same sequence of them, since every rank runs the same deterministic
+//! program on the same state. Code that runs on one rank only (writing output, plots, one variant
+//! of a sweep per rank) is given [`Exec::local`], a single-process context, so it cannot enter a
+//! collective. [`Par::Seq`] runs every block on the calling thread and gives the same bits as
+//! [`Par::Rayon`] (each block is computed by the same code whatever runs it).
 //!
 //! The MPI implementation is `mpi::MpiComm` (cargo feature `mpi`).
 
@@ -35,7 +41,6 @@
 pub mod mpi;
 
 use rayon::prelude::*;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::rc::Rc;
@@ -105,33 +110,89 @@ impl Comm for Single {
     }
 }
 
-thread_local! {
-    static CURRENT: RefCell<Option<Rc<dyn Comm>>> = const { RefCell::new(None) };
+/// How a pass runs on this process: on the calling thread alone, or on the current rayon pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Par {
+    /// Every block of rows in turn, on the calling thread (no rayon job is spawned).
+    Seq,
+    /// Blocks of rows in parallel on the current rayon pool (the global pool unless the caller
+    /// runs inside `ThreadPool::install`).
+    #[default]
+    Rayon,
 }
 
-/// The communicator installed on this thread ([`Single`] if none).
-pub fn current() -> Rc<dyn Comm> {
-    CURRENT.with(|c| c.borrow().clone()).unwrap_or_else(|| Rc::new(Single))
+/// The execution context of a pass: the parallelism on this process and the communicator whose
+/// ranks split the rows. Passed by reference to every function that may split rows over ranks or
+/// choose its parallelism. It holds an `Rc`, so it is neither `Send` nor `Sync`: a split pass
+/// cannot be started from a rayon worker (a compile error), only from the thread that owns it.
+///
+/// ```
+/// use advreact::dist::{row_pass, Exec};
+/// let mut out = vec![0.0; 100];
+/// row_pass(&Exec::seq(), 100, 64, &mut [(&mut out, 1)], |i0, o| {
+///     o[0].iter_mut().enumerate().for_each(|(k, v)| *v = (i0 + k) as f64)
+/// });
+/// assert_eq!(out[99], 99.0);
+/// ```
+///
+/// A pass started on another thread with this thread's context does not compile:
+///
+/// ```compile_fail
+/// let exec = advreact::dist::Exec::default();
+/// std::thread::scope(|s| {
+///     s.spawn(|| advreact::dist::row_pass(&exec, 0, 64, &mut [], |_, _| {}));
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Exec {
+    /// Parallelism on this process.
+    pub par: Par,
+    /// The ranks that share the rows of every pass ([`Single`]: this process alone).
+    pub comm: Rc<dyn Comm>,
 }
 
-/// Run `f` with `comm` as this thread's communicator (restored afterwards, also on panic).
-pub fn install<R>(comm: Rc<dyn Comm>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<dyn Comm>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            CURRENT.with(|c| *c.borrow_mut() = prev);
-        }
+impl Default for Exec {
+    /// One process, the current rayon pool (the behaviour of a plain library call).
+    fn default() -> Self {
+        Self { par: Par::Rayon, comm: Rc::new(Single) }
     }
-    let prev = CURRENT.with(|c| c.borrow_mut().replace(comm));
-    let _restore = Restore(prev);
-    f()
 }
 
-/// Run `f` on this process alone (no collective calls inside): output written by one rank, one
-/// variant of a sweep per rank.
-pub fn local<R>(f: impl FnOnce() -> R) -> R {
-    install(Rc::new(Single), f)
+impl std::fmt::Debug for Exec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exec")
+            .field("par", &self.par)
+            .field("rank", &self.comm.rank())
+            .field("size", &self.comm.size())
+            .finish()
+    }
+}
+
+impl PartialEq for Exec {
+    /// Same parallelism, same rank of a group of the same size.
+    fn eq(&self, other: &Self) -> bool {
+        self.par == other.par
+            && self.comm.rank() == other.comm.rank()
+            && self.comm.size() == other.comm.size()
+    }
+}
+
+impl Exec {
+    /// Rows split over the ranks of `comm`, blocks of rows run with `par` on each rank.
+    pub fn new(par: Par, comm: Rc<dyn Comm>) -> Self {
+        Self { par, comm }
+    }
+
+    /// One process, on the calling thread alone.
+    pub fn seq() -> Self {
+        Self { par: Par::Seq, comm: Rc::new(Single) }
+    }
+
+    /// The same parallelism on this process alone: for work that runs on one rank only (output
+    /// written by rank 0, one variant of a sweep per rank), which must not enter a collective.
+    pub fn local(&self) -> Self {
+        Self { par: self.par, comm: Rc::new(Single) }
+    }
 }
 
 /// The blocks `[a, b)` of `0..nblocks` owned by `rank` of `size`: contiguous, balanced to within
@@ -148,37 +209,70 @@ pub fn my_rows(comm: &dyn Comm, n: usize, block: usize) -> Range<usize> {
     (b.start * block).min(n)..(b.end * block).min(n)
 }
 
-/// A row-wise pass, split over the ranks of the current communicator: `f(rows, local)` must write
-/// the outputs of rows `rows` into `local` (`rows.len() · width` values each, one slice per output
-/// in `outs`, rows contiguous), and the result of row `i` must not depend on which other rows are
-/// computed with it. On return every output holds all rows, bitwise as if computed by one process.
-/// Rows are split into blocks of `block` rows (use [`crate::rng::CHUNK`] unless the pass has its
-/// own blocking).
+/// A row-wise pass, split over the ranks of `exec.comm` and run with `exec.par` on each rank:
+/// the rows `0..n` are cut into blocks of `block` rows, this rank's contiguous range of blocks
+/// ([`my_rows`]) is computed block by block — `f(i0, views)` writes the rows starting at row `i0`
+/// into `views` (one slice per output in `outs`, `width` values per row, as many rows as
+/// `views[0].len() / width`) — and every output is all-gathered in rank order. The result of row
+/// `i` must not depend on which other rows are computed with it; then on return every output holds
+/// all rows, bitwise as if computed by one process on one thread. This is the only place where
+/// rows are split over ranks or threads.
 pub fn row_pass(
+    exec: &Exec,
     n: usize,
     block: usize,
     outs: &mut [(&mut [f64], usize)],
-    f: impl FnOnce(Range<usize>, &mut [&mut [f64]]),
+    f: impl Fn(usize, &mut [&mut [f64]]) + Sync,
 ) {
+    let block = block.max(1);
     for (o, w) in outs.iter() {
         assert_eq!(o.len(), n * w, "row_pass: output of {} values for {n} rows × {w}", o.len());
     }
-    let comm = current();
+    let widths: Vec<usize> = outs.iter().map(|(_, w)| *w).collect();
+    let comm = &*exec.comm;
     if comm.size() == 1 {
         let mut views: Vec<&mut [f64]> = outs.iter_mut().map(|(o, _)| &mut **o).collect();
-        f(0..n, &mut views);
+        for_each_block(exec.par, 0, block, &mut views, &widths, &f);
         return;
     }
-    let rows = my_rows(&*comm, n, block);
-    let mut locals: Vec<Vec<f64>> = outs.iter().map(|(_, w)| vec![0.0; rows.len() * w]).collect();
+    let rows = my_rows(comm, n, block);
+    let mut locals: Vec<Vec<f64>> = widths.iter().map(|w| vec![0.0; rows.len() * w]).collect();
     {
         let mut views: Vec<&mut [f64]> = locals.iter_mut().map(|v| v.as_mut_slice()).collect();
-        f(rows, &mut views);
+        for_each_block(exec.par, rows.start, block, &mut views, &widths, &f);
     }
     for ((o, _), l) in outs.iter_mut().zip(&locals) {
         let all = comm.all_gather_f64(l);
         assert_eq!(all.len(), o.len(), "row_pass: ranks disagree on the number of rows");
         o.copy_from_slice(&all);
+    }
+}
+
+/// Calls `f(i0 + k·block, views of block k)` for every block of `block` rows of `views` (output
+/// `q` has `widths[q]` values per row): in turn on this thread ([`Par::Seq`]) or as rayon jobs.
+fn for_each_block(
+    par: Par,
+    i0: usize,
+    block: usize,
+    views: &mut [&mut [f64]],
+    widths: &[usize],
+    f: &(impl Fn(usize, &mut [&mut [f64]]) + Sync),
+) {
+    let rows = match (views.first(), widths.first()) {
+        (Some(v), Some(&w)) if w > 0 => v.len() / w,
+        _ => return,
+    };
+    let mut blocks: Vec<Vec<&mut [f64]>> =
+        (0..rows.div_ceil(block)).map(|_| Vec::with_capacity(views.len())).collect();
+    for (v, &w) in views.iter_mut().zip(widths) {
+        for (b, c) in v.chunks_mut(block * w.max(1)).enumerate() {
+            blocks[b].push(c);
+        }
+    }
+    let run = |(k, mut v): (usize, Vec<&mut [f64]>)| f(i0 + k * block, &mut v);
+    match par {
+        Par::Seq => blocks.into_iter().enumerate().for_each(run),
+        Par::Rayon => blocks.into_par_iter().enumerate().for_each(run),
     }
 }
 
@@ -190,22 +284,31 @@ struct Node {
     index: usize,
 }
 
-/// `a += b`, elementwise (in parallel: elementwise, so the bits do not depend on threads).
-fn add_into(a: &mut [f64], b: &[f64]) {
-    a.par_chunks_mut(4096).zip(b.par_chunks(4096)).for_each(|(x, y)| {
+/// `a += b`, elementwise (with `par`: elementwise, so the bits do not depend on threads).
+fn add_into(par: Par, a: &mut [f64], b: &[f64]) {
+    let add = |(x, y): (&mut [f64], &[f64])| {
         for (p, q) in x.iter_mut().zip(y) {
             *p += q;
         }
-    });
+    };
+    match par {
+        Par::Seq => a.chunks_mut(4096).zip(b.chunks(4096)).for_each(add),
+        Par::Rayon => a.par_chunks_mut(4096).zip(b.par_chunks(4096)).for_each(add),
+    }
 }
 
 /// Deterministic sum over blocks `0..nblocks` of the partial vectors `leaf(b)` (each of length
-/// `len`), split over the ranks of the current communicator, combined in the canonical dyadic
+/// `len`), split over the ranks of `exec.comm`, combined in the canonical dyadic
 /// tree (see the module doc): the result is bitwise the same for any number of ranks and threads.
 /// `leaf` is called for this rank's blocks only, in increasing order; memory is
 /// O(len · log₂ nblocks). Returns zeros when `nblocks == 0`.
-pub fn tree_sum(nblocks: usize, len: usize, mut leaf: impl FnMut(usize) -> Vec<f64>) -> Vec<f64> {
-    let comm = current();
+pub fn tree_sum(
+    exec: &Exec,
+    nblocks: usize,
+    len: usize,
+    mut leaf: impl FnMut(usize) -> Vec<f64>,
+) -> Vec<f64> {
+    let (comm, par) = (&*exec.comm, exec.par);
     let range = block_range(nblocks, comm.rank(), comm.size());
     // Binary counter over this rank's leaves: merge a right child into its left sibling as soon
     // as both are complete. What is left are the maximal aligned subtrees inside the range.
@@ -217,7 +320,7 @@ pub fn tree_sum(nblocks: usize, len: usize, mut leaf: impl FnMut(usize) -> Vec<f
         while let Some((top, _)) = stack.last() {
             if top.level == node.0.level && node.0.index % 2 == 1 && top.index + 1 == node.0.index {
                 let (top, mut left) = stack.pop().expect("non-empty");
-                add_into(&mut left, &node.1);
+                add_into(par, &mut left, &node.1);
                 node = (Node { level: top.level + 1, index: top.index / 2 }, left);
             } else {
                 break;
@@ -231,7 +334,7 @@ pub fn tree_sum(nblocks: usize, len: usize, mut leaf: impl FnMut(usize) -> Vec<f
     let top = Node { level: usize::BITS - (nblocks - 1).leading_zeros(), index: 0 };
     if comm.size() == 1 {
         let mut nodes: HashMap<Node, Vec<f64>> = stack.into_iter().collect();
-        return combine(top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; len]);
+        return combine(par, top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; len]);
     }
     // Sliced completion: the entries are split into `size` contiguous slices; rank q receives
     // slice q of every subtree (one all-to-all), completes the tree on that slice (elementwise, so
@@ -261,14 +364,14 @@ pub fn tree_sum(nblocks: usize, len: usize, mut leaf: impl FnMut(usize) -> Vec<f
             nodes.insert(node, data[k * mine.len()..(k + 1) * mine.len()].to_vec());
         }
     }
-    let part = combine(top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; mine.len()]);
+    let part = combine(par, top, nblocks, &mut nodes).unwrap_or_else(|| vec![0.0; mine.len()]);
     let total = comm.all_gather_f64(&part);
     assert_eq!(total.len(), len, "tree_sum: ranks disagree on the vector length");
     total
 }
 
 /// The value of `node` in the canonical tree over `nblocks` leaves, from the computed subtrees.
-fn combine(node: Node, nblocks: usize, nodes: &mut HashMap<Node, Vec<f64>>) -> Option<Vec<f64>> {
+fn combine(par: Par, node: Node, nblocks: usize, nodes: &mut HashMap<Node, Vec<f64>>) -> Option<Vec<f64>> {
     let start = node.index << node.level;
     if start >= nblocks {
         return None;
@@ -279,9 +382,9 @@ fn combine(node: Node, nblocks: usize, nodes: &mut HashMap<Node, Vec<f64>>) -> O
     assert!(node.level > 0, "tree_sum: leaf {} missing", node.index);
     let l = Node { level: node.level - 1, index: 2 * node.index };
     let r = Node { level: node.level - 1, index: 2 * node.index + 1 };
-    let mut left = combine(l, nblocks, nodes)?;
-    if let Some(right) = combine(r, nblocks, nodes) {
-        add_into(&mut left, &right);
+    let mut left = combine(par, l, nblocks, nodes)?;
+    if let Some(right) = combine(par, r, nblocks, nodes) {
+        add_into(par, &mut left, &right);
     }
     Some(left)
 }
@@ -292,8 +395,8 @@ pub(crate) mod testing {
     use super::*;
 
     /// Runs `f` as every rank of `size` simulated ranks (threads sharing the gathers through a
-    /// barrier-synchronised board) and returns each rank's result.
-    pub(crate) fn simulate<R: Send>(size: usize, f: impl Fn() -> R + Sync) -> Vec<R> {
+    /// barrier-synchronised board), each given its rank's context, and returns each rank's result.
+    pub(crate) fn simulate<R: Send>(size: usize, f: impl Fn(&Exec) -> R + Sync) -> Vec<R> {
         use std::sync::{Arc, Barrier, Mutex};
         struct Board {
             size: usize,
@@ -339,7 +442,7 @@ pub(crate) mod testing {
                 .map(|rank| {
                     let board = board.clone();
                     let f = &f;
-                    s.spawn(move || install(Rc::new(ThreadComm { rank, board }), f))
+                    s.spawn(move || f(&Exec::new(Par::Rayon, Rc::new(ThreadComm { rank, board }))))
                 })
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).collect()
@@ -377,9 +480,10 @@ mod tests {
     #[test]
     fn tree_sum_is_the_same_for_any_number_of_ranks() {
         for nblocks in [0, 1, 2, 3, 7, 8, 13] {
-            let one = tree_sum(nblocks, 5, leaf);
+            let one = tree_sum(&Exec::default(), nblocks, 5, leaf);
+            assert_eq!(tree_sum(&Exec::seq(), nblocks, 5, leaf), one, "Seq, nblocks {nblocks}");
             for size in [2, 3, 4] {
-                for r in simulate(size, || tree_sum(nblocks, 5, leaf)) {
+                for r in simulate(size, |e| tree_sum(e, nblocks, 5, leaf)) {
                     assert_eq!(r, one, "nblocks {nblocks}, {size} ranks");
                 }
             }
@@ -394,11 +498,13 @@ mod tests {
     #[test]
     fn row_pass_gathers_rows_in_order() {
         let n = 2500;
-        let run = || {
+        let run = |e: &Exec| {
             let mut a = vec![0.0; n];
             let mut b = vec![0.0; 2 * n];
-            row_pass(n, 1024, &mut [(&mut a, 1), (&mut b, 2)], |rows, out| {
-                for (k, i) in rows.clone().enumerate() {
+            row_pass(e, n, 1024, &mut [(&mut a, 1), (&mut b, 2)], |i0, out| {
+                assert!(out[0].len() <= 1024 && 2 * out[0].len() == out[1].len(), "one block of rows");
+                for k in 0..out[0].len() {
+                    let i = i0 + k;
                     out[0][k] = (i as f64).sqrt();
                     out[1][2 * k] = i as f64;
                     out[1][2 * k + 1] = -(i as f64);
@@ -406,11 +512,36 @@ mod tests {
             });
             (a, b)
         };
-        let one = run();
+        let one = run(&Exec::default());
+        assert_eq!(one.0[2499], 2499f64.sqrt());
+        assert_eq!(one.1[2 * 1500 + 1], -1500.0);
+        assert!(run(&Exec::seq()) == one);
         for size in [2, 3, 4] {
             for r in simulate(size, run) {
                 assert!(r == one);
             }
         }
+    }
+
+    /// `Par::Seq` runs every block on the calling thread (no rayon job); `Par::Rayon` may not.
+    #[test]
+    fn seq_runs_on_the_calling_thread() {
+        let me = std::thread::current().id();
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let threads = |e: &Exec| {
+            let seen = std::sync::Mutex::new(Vec::new());
+            let mut o = vec![0.0; 64 * 40];
+            row_pass(e, o.len(), 64, &mut [(&mut o, 1)], |_, _| {
+                seen.lock().unwrap().push(std::thread::current().id());
+            });
+            seen.into_inner().unwrap()
+        };
+        let seq = threads(&Exec::seq());
+        assert_eq!(seq.len(), 40);
+        assert!(seq.iter().all(|t| *t == me));
+        // Under a pool's `install` the rayon blocks run on its workers, never on this thread.
+        let par = pool.install(|| threads(&Exec::default()));
+        assert_eq!(par.len(), 40);
+        assert!(par.iter().all(|t| *t != me));
     }
 }

@@ -1,7 +1,7 @@
 //! [`Comm`] over MPI (cargo feature `mpi`; the `mpi` crate over the system's Open MPI).
 //!
-//! MPI is initialised with `MPI_THREAD_FUNNELED`: only the thread that installed the communicator
-//! makes MPI calls (rayon workers never do, see [`crate::dist`]). Gathers of variable length are
+//! MPI is initialised with `MPI_THREAD_FUNNELED`: only the thread that owns the execution context
+//! ([`crate::dist::Exec`], not `Send`) makes MPI calls; rayon workers never can. Gathers of variable length are
 //! one `MPI_Allgather` of the counts followed by one `MPI_Allgatherv`, so the data arrive in rank
 //! order on every rank; personalised exchanges are one `MPI_Alltoall` of the counts and one
 //! `MPI_Alltoallv`. Nothing is reduced by MPI itself (its reduction order is unspecified).

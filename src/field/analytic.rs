@@ -127,7 +127,16 @@ mod tests {
         let x = vec![0.3, -0.4, 1.1];
         let w = vec![1.0];
         let target = Cloud::new_unchecked(3, vec![], vec![]);
-        let ctx = EvalCtx { step: 0, t: 0.0, dim: 3, x: &x, w: &w, mass: 1.0, target: &target };
+        let ctx = EvalCtx {
+            step: 0,
+            t: 0.0,
+            dim: 3,
+            x: &x,
+            w: &w,
+            mass: 1.0,
+            target: &target,
+            exec: &Default::default(),
+        };
         let mut u = vec![0.0; 3];
         let mut g = vec![0.0; 1];
         dw.eval(&ctx, &mut u, &mut g).unwrap();

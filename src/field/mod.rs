@@ -11,6 +11,7 @@ pub mod wfr;
 
 pub use state::FieldState;
 
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::format::Diag;
 use crate::particles::Cloud;
@@ -33,6 +34,9 @@ pub struct EvalCtx<'a> {
     pub mass: f64,
     /// The target measure `ν = Σ b_j δ_{y_j}` (empty when the scenario has none).
     pub target: &'a Cloud,
+    /// Where the field's row passes run (ranks, parallelism): the simulation's context, to be
+    /// handed to every kernel sum or solve the field makes. Every rank evaluates the same field.
+    pub exec: &'a Exec,
 }
 
 impl EvalCtx<'_> {

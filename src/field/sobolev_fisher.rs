@@ -35,11 +35,11 @@
 
 use super::state::{FieldState, SobolevFisherState};
 use super::{foreign_state, EvalCtx, Field};
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::kernel::rff::{dot, sincos_into_generic, Rff};
 use crate::param::{self, ParamError};
 use crate::particles::Cloud;
-use crate::rng::CHUNK;
 use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView, DMatrixViewMut};
 use rayon::prelude::*;
@@ -257,7 +257,8 @@ impl SobolevFisher {
             return Err(SimError::Invalid(format!("sobolev_fisher: the target mass is {target_mass}")));
         }
         let rff = Rff::new(dim, cfg.features, cfg.bandwidth, seed);
-        let target_mean = rff.moments(&target.x, &target.w, 1.0, false, false).mean;
+        // Once per critic, on this process alone (the sum's bits do not depend on the ranks).
+        let target_mean = rff.moments(&Exec::default(), &target.x, &target.w, 1.0, false, false).mean;
         Ok(Self {
             beta: vec![0.0; cfg.features],
             cfg,
@@ -319,7 +320,7 @@ impl SobolevFisher {
     }
 
     /// Assemble the critic system from particles `(x, w)` (see the module doc).
-    pub fn assemble(&self, step: usize, x: &[f64], w: &[f64]) -> Result<CriticSystem, SimError> {
+    pub fn assemble(&self, exec: &Exec, step: usize, x: &[f64], w: &[f64]) -> Result<CriticSystem, SimError> {
         let (m, d) = (self.rff.features, self.rff.dim);
         let mass: f64 = w.iter().sum();
         if !(mass > 0.0 && mass.is_finite()) {
@@ -334,7 +335,7 @@ impl SobolevFisher {
         } else {
             (1.0, 1.0, self.cfg.ridge * mass)
         };
-        let mo = self.rff.moments(x, w, wscale, alpha != 0.0, true);
+        let mo = self.rff.moments(exec, x, w, wscale, alpha != 0.0, true);
         let t0 = Instant::now();
         let mean = mo.mean;
         let mut a = mo.sin_gram.unwrap_or_else(|| DMatrix::zeros(m, m));
@@ -383,9 +384,10 @@ impl SobolevFisher {
         Ok(CriticSystem { matrix: a, rhs, mean, ridge, features_secs: mo.features_secs, gram_secs })
     }
 
-    /// Fit the critic to the particles `(x, w)`: assemble and solve for `β`.
-    pub fn solve(&mut self, step: usize, x: &[f64], w: &[f64]) -> Result<(), SimError> {
-        let sys = self.assemble(step, x, w)?;
+    /// Fit the critic to the particles `(x, w)`: assemble (the Gramians' blocks split over the
+    /// ranks of `exec`) and solve for `β`.
+    pub fn solve(&mut self, exec: &Exec, step: usize, x: &[f64], w: &[f64]) -> Result<(), SimError> {
+        let sys = self.assemble(exec, step, x, w)?;
         let t0 = Instant::now();
         let mut l = sys.matrix;
         let m = l.nrows();
@@ -484,7 +486,7 @@ impl Field for SobolevFisher {
             Some(s) => ctx.step.checked_sub(s).is_none_or(|gap| gap >= self.cfg.resolve_every),
         };
         if due {
-            self.solve(ctx.step, ctx.x, ctx.w)?;
+            self.solve(ctx.exec, ctx.step, ctx.x, ctx.w)?;
         }
         Ok(())
     }
@@ -539,17 +541,14 @@ impl Field for SobolevFisher {
         let alpha = self.cfg.alpha;
         let centred = self.cfg.conserve && alpha != 0.0;
         // u_i = ∇f(x_i) and f_i = f(x_i) for every particle; rows split over the ranks of the
-        // current communicator and all-gathered (each row is the same whatever the split).
+        // simulation's context and all-gathered (each row is the same whatever the split).
         let mut u = vec![0.0; n * d];
         let mut fvals = vec![0.0; n];
         let lvl = crate::simd::level();
-        crate::dist::row_pass(n, CHUNK, &mut [(&mut u, d), (&mut fvals, 1)], |rows, o| {
-            let (ou, of) = o.split_at_mut(1);
-            ou[0]
-                .par_chunks_mut(EVAL_CHUNK * d)
-                .zip(of[0].par_chunks_mut(EVAL_CHUNK))
-                .enumerate()
-                .for_each(|(q, (u, f))| eval_chunk_at(lvl, self, ctx.x, rows.start + q * EVAL_CHUNK, u, f));
+        let x = ctx.x;
+        crate::dist::row_pass(ctx.exec, n, EVAL_CHUNK, &mut [(&mut u, d), (&mut fvals, 1)], |i0, o| {
+            let [u, f] = o else { unreachable!("two outputs") };
+            eval_chunk_at(lvl, self, x, i0, u, f)
         });
         velocity.par_chunks_mut(EVAL_CHUNK * d).zip(u.par_chunks(EVAL_CHUNK * d)).for_each(|(v, u)| {
             v.iter_mut().zip(u).for_each(|(a, b)| *a += b);

@@ -23,8 +23,9 @@
 
 use super::state::{FieldState, WfrState};
 use super::{foreign_state, EvalCtx, Field};
+use crate::dist::Exec;
 use crate::error::SimError;
-use crate::metrics::witness;
+use crate::metrics::mmd::witness_in;
 use crate::ot::divergence::{first_variation, solve_symmetric};
 use crate::ot::{solve, Cost, DivergenceOptions, EpsScaling, MeasureRef, Potentials};
 use crate::param::{self, ParamError};
@@ -257,7 +258,8 @@ impl WfrField {
         self
     }
 
-    fn div_opts(&self, eps: f64, rho: Option<f64>) -> DivergenceOptions {
+    /// The divergence's solver options, its row passes run in `exec`.
+    fn div_opts(&self, exec: &Exec, eps: f64, rho: Option<f64>) -> DivergenceOptions {
         DivergenceOptions {
             eps,
             rho,
@@ -265,6 +267,7 @@ impl WfrField {
             tol: self.solver.tol,
             max_iter: self.solver.max_iter,
             eps_scaling: self.solver.eps_scaling,
+            exec: exec.clone(),
         }
     }
 
@@ -285,7 +288,9 @@ impl WfrField {
         let d = ctx.dim;
         let t = ctx.target;
         match self.energy {
-            Energy::Mmd { bandwidth } => Ok(witness(d, ctx.x, ctx.x, ctx.w, &t.x, &t.w, bandwidth)),
+            Energy::Mmd { bandwidth } => {
+                Ok(witness_in(ctx.exec, d, ctx.x, ctx.x, ctx.w, &t.x, &t.w, bandwidth))
+            }
             Energy::Sinkhorn { eps, rho } => {
                 let (ab, f_aa) = match (&self.state.ab, &self.state.f_aa) {
                     (Some(ab), Some(f)) if f.len() == ctx.n() => (ab, f),
@@ -303,7 +308,7 @@ impl WfrField {
                     MeasureRef::new(d, &t.x, &wb),
                     &ab.g,
                     f_aa,
-                    &self.div_opts(eps, rho),
+                    &self.div_opts(ctx.exec, eps, rho),
                 )
                 .map_err(|e| at_step(e, ctx.step))
             }
@@ -369,7 +374,7 @@ impl Field for WfrField {
         }
         let d = ctx.dim;
         let t = ctx.target;
-        let opts = self.div_opts(eps, rho);
+        let opts = self.div_opts(ctx.exec, eps, rho);
         let (wa, wb) = self.measures(ctx);
         let a = MeasureRef::new(d, ctx.x, &wa);
         let b = MeasureRef::new(d, &t.x, &wb);

@@ -4,24 +4,26 @@
 //!
 //! (from `∇_x k_s(x, y) = −(x − y)/s² k_s(x, y)`), evaluated at many queries `x_i` in parallel
 //! over row blocks. Each query's sum runs over `j` in a fixed order, so results are identical for
-//! any thread count — and any number of ranks: rows are split over the ranks of the current
-//! communicator by blocks of [`CHUNK`] rows and all-gathered ([`crate::dist::row_pass`]). Each
-//! block of queries runs in the copy of its loop for [`crate::simd::level`] (same bits on every
-//! level).
+//! any thread count — and any number of ranks: the caller's execution context
+//! ([`crate::dist::Exec`], passed explicitly) splits the rows over its ranks by blocks of
+//! [`ROW_BLOCK`] rows, runs the blocks on the calling thread (`Par::Seq`) or the rayon pool, and
+//! all-gathers them ([`crate::dist::row_pass`]). Each block of queries runs in the copy of its loop
+//! for [`crate::simd::level`] (same bits on every level).
 
 use super::exp::exp_scaled_into_on;
 use super::{for_each_tile, Soa, TileBuf, ROW_BLOCK, TILE};
-use crate::rng::CHUNK;
+use crate::dist::Exec;
 use crate::simd::{multiversion, Isa};
-use rayon::prelude::*;
 
 /// A Gaussian kernel of bandwidth `s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GaussianKernel {
+    /// The bandwidth `s > 0`.
     pub bandwidth: f64,
 }
 
 impl GaussianKernel {
+    /// The kernel of bandwidth `bandwidth`.
     pub fn new(bandwidth: f64) -> Self {
         Self { bandwidth }
     }
@@ -66,22 +68,15 @@ fn dot_ones(a: &[f64]) -> f64 {
 }
 
 /// `out[i] = Σ_j b_j exp(−|x_i − y_j|²/(2s²))` for every query `x_i` (particle-contiguous, dim
-/// `d`).
-/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
-pub fn gauss_sum(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
-    let n = out.len();
-    crate::dist::row_pass(n, CHUNK, &mut [(out, 1)], |rows, o| {
-        gauss_sum_rows(d, &x[rows.start * d..rows.end * d], y, b, s, o[0])
-    });
-}
-
-fn gauss_sum_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
+/// `d`). Rows are split over the ranks of `exec` and run with its parallelism
+/// ([`crate::dist::row_pass`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gauss_sum(exec: &Exec, d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64]) {
     let c = -0.5 / (s * s);
     let y = Soa::from_rows(d, y);
     let lvl = crate::simd::level();
-    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-        let i0 = blk * ROW_BLOCK;
-        sum_block_at(lvl, &x[i0 * d..(i0 + o.len()) * d], &y, b, c, o)
+    crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1)], |i0, o| {
+        sum_block_at(lvl, &x[i0 * d..(i0 + o[0].len()) * d], &y, b, c, o[0])
     });
 }
 
@@ -108,27 +103,27 @@ multiversion!(sum_block_at => sum_block, sum_block_512, sum_block_256(
 ));
 
 /// Like [`gauss_sum`], and also the gradient `grad[i] = ∇S(x_i) = Σ_j b_j k(x_i, y_j)(y_j − x_i)/s²`
-/// (`grad` is n·d, particle-contiguous).
-/// Rows are split over the ranks of the current communicator ([`crate::dist::row_pass`]).
-pub fn gauss_sum_grad(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64], grad: &mut [f64]) {
-    let n = out.len();
-    crate::dist::row_pass(n, CHUNK, &mut [(out, 1), (grad, d)], |rows, o| {
-        let (o0, o1) = o.split_at_mut(1);
-        gauss_sum_grad_rows(d, &x[rows.start * d..rows.end * d], y, b, s, o0[0], o1[0])
-    });
-}
-
-fn gauss_sum_grad_rows(d: usize, x: &[f64], y: &[f64], b: &[f64], s: f64, out: &mut [f64], grad: &mut [f64]) {
+/// (`grad` is n·d, particle-contiguous). Rows are split over the ranks of `exec` and run with its
+/// parallelism ([`crate::dist::row_pass`]).
+#[allow(clippy::too_many_arguments)]
+pub fn gauss_sum_grad(
+    exec: &Exec,
+    d: usize,
+    x: &[f64],
+    y: &[f64],
+    b: &[f64],
+    s: f64,
+    out: &mut [f64],
+    grad: &mut [f64],
+) {
     let c = -0.5 / (s * s);
     let inv_s2 = 1.0 / (s * s);
     let y = Soa::from_rows(d, y);
     let lvl = crate::simd::level();
-    out.par_chunks_mut(ROW_BLOCK).zip(grad.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
-        |(blk, (o, g))| {
-            let i0 = blk * ROW_BLOCK;
-            grad_block_at(lvl, &x[i0 * d..(i0 + o.len()) * d], &y, b, c, inv_s2, o, g)
-        },
-    );
+    crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1), (grad, d)], |i0, o| {
+        let [o, g] = o else { unreachable!("two outputs") };
+        grad_block_at(lvl, &x[i0 * d..(i0 + o.len()) * d], &y, b, c, inv_s2, o, g)
+    });
 }
 
 /// [`sum_block`] and the gradients `g` (particle-contiguous) of a block of queries `xb`.
@@ -179,9 +174,9 @@ mod tests {
         let k = GaussianKernel::new(s);
         let mut out = vec![0.0; 300];
         let mut grad = vec![0.0; 300 * d];
-        gauss_sum_grad(d, &x, &y, &b, s, &mut out, &mut grad);
+        gauss_sum_grad(&Exec::default(), d, &x, &y, &b, s, &mut out, &mut grad);
         let mut out2 = vec![0.0; 300];
-        gauss_sum(d, &x, &y, &b, s, &mut out2);
+        gauss_sum(&Exec::default(), d, &x, &y, &b, s, &mut out2);
         for i in [0, 17, 299] {
             let xi = &x[i * d..(i + 1) * d];
             let mut v = 0.0;
@@ -200,5 +195,19 @@ mod tests {
                 assert!((grad[i * d + q] - gv[q]).abs() <= 1e-11 * (1.0 + gv[q].abs()));
             }
         }
+        // `Par::Seq` (every block on this thread) gives the bits of the rayon pass, on a pool of
+        // several threads too.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let (mut o3, mut g3) = (vec![0.0; 300], vec![0.0; 300 * d]);
+        pool.install(|| gauss_sum_grad(&Exec::default(), d, &x, &y, &b, s, &mut o3, &mut g3));
+        let (mut os, mut gs, mut os2) = (vec![0.0; 300], vec![0.0; 300 * d], vec![0.0; 300]);
+        gauss_sum_grad(&Exec::seq(), d, &x, &y, &b, s, &mut os, &mut gs);
+        gauss_sum(&Exec::seq(), d, &x, &y, &b, s, &mut os2);
+        let bits = |v: &[f64]| v.iter().map(|t| t.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&os), bits(&out));
+        assert_eq!(bits(&o3), bits(&out));
+        assert_eq!(bits(&gs), bits(&grad));
+        assert_eq!(bits(&g3), bits(&grad));
+        assert_eq!(bits(&os2), bits(&out2));
     }
 }

@@ -6,6 +6,11 @@
 //! entropic Wasserstein certificate (`metrics::wasserstein`) use the same pass. Nothing here
 //! stores an N×M matrix: memory is O(N + M) plus one tile per thread. (The exact network simplex,
 //! `ot::exact`, prices single arcs with its own scalar distance: it has no tiled pass.)
+//!
+//! Execution context: the sums that may be split take the caller's [`crate::dist::Exec`] by
+//! reference ([`gauss_sum`], [`gauss_sum_grad`], [`rff::Rff::moments`]) and hand it to
+//! [`crate::dist::row_pass`] / [`crate::dist::tree_sum`], which split the rows over its ranks and
+//! run the blocks with its `Par`; nothing here looks up a communicator on its own.
 
 pub mod exp;
 pub mod gaussian;

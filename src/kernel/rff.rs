@@ -24,7 +24,8 @@
 //! parallel. The block partials (`μ_b` and the tiles) are
 //! added in the canonical dyadic tree over block indices of [`crate::dist::tree_sum`]: every
 //! entry is summed in one fixed order, so the result is bitwise identical for any thread count
-//! and any number of ranks (blocks are split over the ranks of the current communicator); memory
+//! and any number of ranks (blocks are split over the ranks of the caller's explicit context,
+//! [`crate::dist::Exec`]); memory
 //! is O(m² log(N/GRAM_ROWS) + GRAM_ROWS·m), never O(N m).
 //!
 //! `sin` and `cos` come from [`sincos_into`], a branch-free Cody–Waite reduction by π/2 and the
@@ -33,6 +34,7 @@
 //! per step.
 
 use super::gram;
+use crate::dist::Exec;
 use crate::rng::{self, Purpose};
 use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView};
@@ -54,6 +56,7 @@ const FEATURE_CHUNK: usize = 32;
 /// A random Fourier feature map `Φ(x) = √(2/m) cos(Wᵀx + c)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rff {
+    /// Dimension `d` of the points.
     pub dim: usize,
     /// Number of features `m`.
     pub features: usize,
@@ -152,8 +155,18 @@ impl Rff {
     /// The weighted moments `μ = Σ w_i Φ(x_i)` and, on request, `G_cos = Σ w_i Φ_i Φ_iᵀ` and
     /// `G_sin = Σ w_i Ψ_i Ψ_iᵀ` (`Ψ = √(2/m) sin(Wᵀx + c)`), with every weight multiplied by
     /// `wscale` (≥ 0). Gramians are returned full (both triangles). See the module doc for the
-    /// blocking and the determinism contract.
-    pub fn moments(&self, x: &[f64], w: &[f64], wscale: f64, cos_gram: bool, sin_gram: bool) -> RffMoments {
+    /// blocking and the determinism contract. The blocks are split over the ranks of `exec`
+    /// ([`crate::dist::tree_sum`]); within a block the loops run on the rayon pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn moments(
+        &self,
+        exec: &Exec,
+        x: &[f64],
+        w: &[f64],
+        wscale: f64,
+        cos_gram: bool,
+        sin_gram: bool,
+    ) -> RffMoments {
         let (m, d) = (self.features, self.dim);
         let n = w.len();
         assert_eq!(x.len(), n * d, "Rff::moments: positions and weights disagree");
@@ -239,7 +252,7 @@ impl Rff {
             part
         };
         let t0 = Instant::now();
-        let total = crate::dist::tree_sum(n.div_ceil(GRAM_ROWS), len, leaf);
+        let total = crate::dist::tree_sum(exec, n.div_ceil(GRAM_ROWS), len, leaf);
         let tree_secs = t0.elapsed().as_secs_f64() - features_secs - gram_secs;
         out.mean.copy_from_slice(&total[..m]);
         let t0 = Instant::now();
@@ -485,7 +498,7 @@ mod tests {
         let rff = Rff::new(d, m, 0.5, 3);
         let x: Vec<f64> = (0..n * d).map(|v| ((v * 37 % 101) as f64) / 60.0 - 0.8).collect();
         let w: Vec<f64> = (0..n).map(|i| 0.5 + (i % 7) as f64 / 7.0).collect();
-        let mo = rff.moments(&x, &w, 0.25, true, true);
+        let mo = rff.moments(&Exec::default(), &x, &w, 0.25, true, true);
         let (gc, gs) = (mo.cos_gram.unwrap(), mo.sin_gram.unwrap());
         let mut mu = vec![0.0; m];
         let mut mu_abs = vec![0.0; m];
@@ -517,14 +530,14 @@ mod tests {
             .num_threads(1)
             .build()
             .unwrap()
-            .install(|| rff.moments(&x, &w, 0.25, true, true));
+            .install(|| rff.moments(&Exec::default(), &x, &w, 0.25, true, true));
         assert_eq!(one.mean, mo.mean);
         assert_eq!(one.cos_gram.unwrap(), gc);
         assert_eq!(one.sin_gram.unwrap(), gs);
         // Split over 2, 3 and 5 ranks: the same bits (the blocks' dyadic tree does not depend on
         // the partition).
         for size in [2, 3, 5] {
-            for r in crate::dist::testing::simulate(size, || rff.moments(&x, &w, 0.25, true, true)) {
+            for r in crate::dist::testing::simulate(size, |e| rff.moments(e, &x, &w, 0.25, true, true)) {
                 assert_eq!(r.mean, mo.mean);
                 assert_eq!(r.cos_gram.as_ref(), Some(&gc));
                 assert_eq!(r.sin_gram.as_ref(), Some(&gs));

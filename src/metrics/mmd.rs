@@ -9,6 +9,7 @@
 //! All sums run through the tiled kernel reductions of [`crate::kernel`]: O(n + m) memory. For
 //! bitwise-identical inputs the three terms are bitwise identical, so `MMD(x, x) = 0` exactly.
 
+use crate::dist::Exec;
 use crate::kernel::{gauss_sum, gauss_sum_grad};
 
 /// The three terms of `MMD²` and their combination.
@@ -20,25 +21,27 @@ pub struct MmdTerms {
     pub mmd2: f64,
 }
 
-/// `Σ_i a_i Σ_j b_j k(x_i, y_j)`.
-fn cross(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
+/// `Σ_i a_i Σ_j b_j k(x_i, y_j)`, the rows of the Gaussian sum run in `exec`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn cross(exec: &Exec, d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
     let mut row = vec![0.0; a.len()];
-    gauss_sum(d, x, y, b, s, &mut row);
+    gauss_sum(exec, d, x, y, b, s, &mut row);
     row.iter().zip(a).map(|(r, ai)| r * ai).sum()
 }
 
 /// The terms of `MMD²` between `Σ a_i δ_{x_i}` and `Σ b_j δ_{y_j}` (dim `d`, bandwidth `s`).
 pub fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> MmdTerms {
-    let xx = cross(d, x, a, x, a, s);
-    let yy = cross(d, y, b, y, b, s);
-    let xy = cross(d, x, a, y, b, s);
+    let e = Exec::default();
+    let xx = cross(&e, d, x, a, x, a, s);
+    let yy = cross(&e, d, y, b, y, b, s);
+    let xy = cross(&e, d, x, a, y, b, s);
     MmdTerms { xx, yy, xy, mmd2: xx + yy - 2.0 * xy }
 }
 
 /// `Σ_ij a_i b_j k(x_i, y_j)`: one term of `MMD²` (e.g. the fixed target's `yy` term, computed
 /// once per run).
 pub fn mmd_cross_term(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
-    cross(d, x, a, y, b, s)
+    cross(&Exec::default(), d, x, a, y, b, s)
 }
 
 /// `MMD = sqrt(max(MMD², 0))`.
@@ -57,11 +60,26 @@ pub fn witness(
     b: &[f64],
     s: f64,
 ) -> (Vec<f64>, Vec<f64>) {
+    witness_in(&Exec::default(), d, z, x, a, y, b, s)
+}
+
+/// [`witness`] with the rows of its Gaussian sums run in `exec`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn witness_in(
+    exec: &Exec,
+    d: usize,
+    z: &[f64],
+    x: &[f64],
+    a: &[f64],
+    y: &[f64],
+    b: &[f64],
+    s: f64,
+) -> (Vec<f64>, Vec<f64>) {
     let n = z.len() / d;
     let (mut va, mut ga) = (vec![0.0; n], vec![0.0; n * d]);
     let (mut vb, mut gb) = (vec![0.0; n], vec![0.0; n * d]);
-    gauss_sum_grad(d, z, x, a, s, &mut va, &mut ga);
-    gauss_sum_grad(d, z, y, b, s, &mut vb, &mut gb);
+    gauss_sum_grad(exec, d, z, x, a, s, &mut va, &mut ga);
+    gauss_sum_grad(exec, d, z, y, b, s, &mut vb, &mut gb);
     va.iter_mut().zip(&vb).for_each(|(p, q)| *p -= q);
     ga.iter_mut().zip(&gb).for_each(|(p, q)| *p -= q);
     (va, ga)

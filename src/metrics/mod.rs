@@ -10,6 +10,7 @@ pub mod wasserstein;
 
 pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};
 
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::particles::{weighted_mean, Cloud};
 use std::sync::OnceLock;
@@ -45,6 +46,9 @@ pub struct MetricCtx<'a> {
     pub ess: f64,
     /// The target measure (empty when the run has none).
     pub target: &'a Cloud,
+    /// Where the metric's row passes run (the simulation's context: every rank computes the
+    /// same metrics, in the same order).
+    pub exec: &'a Exec,
 }
 
 /// A quantity computed from the particles (and the target).
@@ -85,9 +89,10 @@ impl Metric for MmdMetric {
         } else {
             (c.w.to_vec(), t.w.clone())
         };
-        let yy = *self.target_term.get_or_init(|| mmd_cross_term(c.dim, &t.x, &b, &t.x, &b, s));
-        let xx = mmd_cross_term(c.dim, c.x, &a, c.x, &a, s);
-        let xy = mmd_cross_term(c.dim, c.x, &a, &t.x, &b, s);
+        let e = c.exec;
+        let yy = *self.target_term.get_or_init(|| mmd::cross(e, c.dim, &t.x, &b, &t.x, &b, s));
+        let xx = mmd::cross(e, c.dim, c.x, &a, c.x, &a, s);
+        let xy = mmd::cross(e, c.dim, c.x, &a, &t.x, &b, s);
         Ok(vec![(xx + yy - 2.0 * xy).max(0.0).sqrt()])
     }
 }

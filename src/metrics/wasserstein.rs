@@ -71,6 +71,7 @@
 //! `ot` passes and the early stop, the plain loop needed ~1100 sweeps at tol 1e-5 for `W1`, which
 //! is why a full-size `infer` used to run for many minutes inside the metrics.
 
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::kernel::{for_each_tile, Soa, ROW_BLOCK, TILE};
 use crate::observe::Phase;
@@ -202,6 +203,9 @@ pub struct WassersteinOpts {
     /// 1e-2) as soon as the rounding part `2 δ max C` of the certified bracket is no larger than
     /// its entropic part `⟨T, C⟩ − lower`: iterating on could at most halve the bracket.
     pub early_stop: bool,
+    /// Where the Sinkhorn row passes run: ranks and parallelism (default one process on the
+    /// rayon pool).
+    pub exec: Exec,
 }
 
 impl Default for WassersteinOpts {
@@ -215,6 +219,7 @@ impl Default for WassersteinOpts {
             tol: 1e-5,
             max_iter: 10_000,
             early_stop: true,
+            exec: Exec::default(),
         }
     }
 }
@@ -491,7 +496,8 @@ pub fn sinkhorn(
     // ε-scaling from the cost diameter by halves, one sweep per stage.
     let (am, bm) = (MeasureRef::new(d, x, a), MeasureRef::new(d, y, b));
     let exact = (Marginal::Exact, Marginal::Exact);
-    let mut p = Pair::new(am, bm, order.ground(), 1.0, exact, false, (vec![0.0; n], vec![0.0; m]));
+    let mut p =
+        Pair::new(&opts.exec, am, bm, order.ground(), 1.0, exact, false, (vec![0.0; n], vec![0.0; m]));
     p.error = ErrorKind::Absolute;
     let e0 = order.cost_from_sq(max_sqdist_bound(d, x, y)).max(eps);
     let annealing = (0..).find(|&k| eps_at(k, eps, Some(e0), 0.5) <= eps).unwrap_or(0);
@@ -574,6 +580,7 @@ fn sinkhorn_w2_ot(
         max_iter: opts.max_iter.saturating_add(annealing),
         tol: opts.tol,
         eps_scaling: Some(EpsScaling { start: Some(e0), ..scaling }),
+        exec: opts.exec.clone(),
         ..SinkhornOptions::default()
     };
     let sol = solve(MeasureRef::new(d, x, a), MeasureRef::new(d, y, b), &so, None)?;

@@ -29,6 +29,7 @@ use super::sinkhorn::{
     Potentials, Relaxation, RunStats, Schedule, Scheme, SinkhornOptions, UotReport,
 };
 use super::{positive, Cost, EpsScaling, Marginal, MeasureRef};
+use crate::dist::Exec;
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
 
@@ -88,7 +89,7 @@ pub fn solve_symmetric(
     };
     let (e0, q) = annealing_schedule(&opts, a, a);
     let mut sym = Symmetric {
-        aa: Reduction::new(d, a.x, a.x, Ground::SqDist),
+        aa: Reduction::new(&opts.exec, d, a.x, a.x, Ground::SqDist),
         la: a.log_weights(),
         c: opts.cost.scale(),
         marg,
@@ -128,13 +129,25 @@ pub fn extend_potential(
     eps: f64,
     cost: Cost,
 ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    extend_in(&Exec::default(), z, b, g, eps, cost)
+}
+
+/// [`extend_potential`] with its row pass run in `exec`.
+fn extend_in(
+    exec: &Exec,
+    z: &[f64],
+    b: MeasureRef,
+    g: &[f64],
+    eps: f64,
+    cost: Cost,
+) -> Result<(Vec<f64>, Vec<f64>), SimError> {
     let d = b.dim;
     let nz = z.len() / d;
     let h: Vec<f64> = b.w.iter().zip(g).map(|(w, gj)| w.ln() + gj / eps).collect();
     let c = cost.scale();
     let mut l = vec![0.0; nz];
     let mut grad = vec![0.0; nz * d];
-    lse_rows_bary(d, z, b.x, &h, c / eps, &mut l, &mut grad);
+    lse_rows_bary(exec, d, z, b.x, &h, c / eps, &mut l, &mut grad);
     let fhat: Vec<f64> = l.iter().map(|v| -eps * v).collect();
     check_finite(&fhat, 0, "extended potential")?;
     for (gz, zz) in grad.chunks_exact_mut(d).zip(z.chunks_exact(d)) {
@@ -157,6 +170,10 @@ pub struct DivergenceOptions {
     pub max_iter: usize,
     /// Used for cold starts (no warm potentials).
     pub eps_scaling: Option<EpsScaling>,
+    /// Where the row passes of the three solves run (not serialised; see
+    /// [`SinkhornOptions::exec`]).
+    #[serde(skip)]
+    pub exec: Exec,
 }
 
 impl Default for DivergenceOptions {
@@ -168,6 +185,7 @@ impl Default for DivergenceOptions {
             tol: 1e-9,
             max_iter: 10_000,
             eps_scaling: Some(EpsScaling::default()),
+            exec: Exec::default(),
         }
     }
 }
@@ -189,6 +207,7 @@ impl DivergenceOptions {
             eps_scaling: if warm { None } else { self.eps_scaling },
             translation_invariant: true,
             relaxation: Relaxation::default(),
+            exec: self.exec.clone(),
         }
     }
 }
@@ -252,8 +271,8 @@ pub fn first_variation(
     opts: &DivergenceOptions,
 ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
     let d = a.dim;
-    let (fb, gb) = extend_potential(z, b, g_ab, opts.eps, opts.cost)?;
-    let (fa, ga) = extend_potential(z, a, f_aa, opts.eps, opts.cost)?;
+    let (fb, gb) = extend_in(&opts.exec, z, b, g_ab, opts.eps, opts.cost)?;
+    let (fa, ga) = extend_in(&opts.exec, z, a, f_aa, opts.eps, opts.cost)?;
     let nz = fb.len();
     let mut phi = vec![0.0; nz];
     let mut grad = vec![0.0; nz * d];

@@ -19,9 +19,11 @@
 //! `+`/`×` and exactly rounded fused multiply-adds (`f64::mul_add`, in the shared
 //! [`crate::kernel::exp`]) are used, not on the SIMD level either. The three variants
 //! share the same code for `M` and `S`, so `L_i` is bitwise the same in all of them — unless the
-//! plain pass truncates (next paragraph). Under MPI the rows are split over the ranks in blocks of
-//! [`ROW_BLOCK`] and all-gathered ([`crate::dist::row_pass`]): a row's value depends only on its
-//! block (a fixed set of rows), so the bits do not depend on the number of ranks either.
+//! plain pass truncates (next paragraph). The rows are split over the ranks of the operator's
+//! execution context ([`crate::dist::Exec`], given to [`Reduction::new`] by the solve, from
+//! `SinkhornOptions::exec`) in blocks of [`ROW_BLOCK`], run on the calling thread or the rayon
+//! pool as its `Par` says, and all-gathered ([`crate::dist::row_pass`]): a row's value depends only
+//! on its block (a fixed set of rows), so the bits do not depend on the number of ranks either.
 //!
 //! A [`Reduction`] is the prepared operator of one direction of a solve: the targets'
 //! coordinate-major copy, the truncation geometry (target tile order and boxes, query order) and a
@@ -34,6 +36,7 @@
 //! The row blocks run inside a function compiled for the level [`crate::simd::level`] (AVX-512,
 //! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
 
+use crate::dist::Exec;
 use crate::kernel::exp;
 use crate::kernel::{for_each_tile, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
 use crate::simd::{multiversion, Isa};
@@ -600,8 +603,9 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
 /// truncation [`Geometry`] — target tile order, tile boxes, query order — are functions of the
 /// points alone, built once per solve instead of on every half-iteration; `h` and the reordered
 /// output are a workspace reused by every pass. Every pass splits its rows over the ranks of the
-/// current communicator ([`crate::dist::row_pass`]).
+/// operator's execution context and runs them with its parallelism ([`crate::dist::row_pass`]).
 pub(crate) struct Reduction<'a> {
+    exec: Exec,
     d: usize,
     x: &'a [f64],
     y: &'a [f64],
@@ -615,8 +619,8 @@ pub(crate) struct Reduction<'a> {
 }
 
 impl<'a> Reduction<'a> {
-    /// The operator from `x` to `y` for the ground cost `ground`.
-    pub(crate) fn new(d: usize, x: &'a [f64], y: &'a [f64], ground: Ground) -> Self {
+    /// The operator from `x` to `y` for the ground cost `ground`, its passes run in `exec`.
+    pub(crate) fn new(exec: &Exec, d: usize, x: &'a [f64], y: &'a [f64], ground: Ground) -> Self {
         let finite = x.iter().chain(y).all(|v| v.is_finite());
         let diam2 = finite.then(|| {
             let mut diam2 = 0.0;
@@ -632,6 +636,7 @@ impl<'a> Reduction<'a> {
             diam2
         });
         Self {
+            exec: exec.clone(),
             d,
             x,
             y,
@@ -662,12 +667,10 @@ impl<'a> Reduction<'a> {
     /// most tiles are dismissed for the whole block at once, and the results are returned in the
     /// caller's row order.
     pub(crate) fn lse(&mut self, h: &[f64], lam: f64, out: &mut [f64]) {
-        let (lvl, d, ground) = (crate::simd::level(), self.d, self.ground);
+        let (lvl, d, ground, exec) = (crate::simd::level(), self.d, self.ground, &self.exec);
         let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
-            crate::dist::row_pass(out.len(), ROW_BLOCK, &mut [(out, 1)], |rows, o| {
-                o[0].par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
-                    block_lse_at(lvl, d, x, ys, h, lam, ground, cull, rows.start + blk * ROW_BLOCK, o)
-                });
+            crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1)], |i0, o| {
+                block_lse_at(lvl, d, x, ys, h, lam, ground, cull, i0, o[0])
             });
         };
         let tau = Cull::threshold(d, self.diam2, h, lam, ground);
@@ -702,21 +705,11 @@ impl<'a> Reduction<'a> {
     ) {
         assert_eq!(self.ground, Ground::SqDist, "statistics pass of a squared-distance cost only");
         let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
-        crate::dist::row_pass(
-            lse.len(),
-            ROW_BLOCK,
-            &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)],
-            |rows, o| {
-                let [lse, mean_d2, mean_pot] = o else { unreachable!("three outputs") };
-                lse.par_chunks_mut(ROW_BLOCK)
-                    .zip(mean_d2.par_chunks_mut(ROW_BLOCK))
-                    .zip(mean_pot.par_chunks_mut(ROW_BLOCK))
-                    .enumerate()
-                    .for_each(|(blk, ((o, md), mp))| {
-                        block_stats_at(lvl, d, x, ys, h, lam, pot, rows.start + blk * ROW_BLOCK, o, md, mp)
-                    });
-            },
-        );
+        let outs = &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)];
+        crate::dist::row_pass(&self.exec, outs[0].0.len(), ROW_BLOCK, outs, |i0, o| {
+            let [o, md, mp] = o else { unreachable!("three outputs") };
+            block_stats_at(lvl, d, x, ys, h, lam, pot, i0, o, md, mp)
+        });
     }
 
     /// Like [`Reduction::lse`] (never truncated; squared-distance ground cost), and also the
@@ -724,11 +717,9 @@ impl<'a> Reduction<'a> {
     pub(crate) fn lse_bary(&self, h: &[f64], lam: f64, lse: &mut [f64], bary: &mut [f64]) {
         assert_eq!(self.ground, Ground::SqDist, "barycentre pass of a squared-distance cost only");
         let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
-        crate::dist::row_pass(lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |rows, o| {
-            let [lse, bary] = o else { unreachable!("two outputs") };
-            lse.par_chunks_mut(ROW_BLOCK).zip(bary.par_chunks_mut(ROW_BLOCK * d)).enumerate().for_each(
-                |(blk, (o, bo))| block_bary_at(lvl, d, x, ys, h, lam, rows.start + blk * ROW_BLOCK, o, bo),
-            );
+        crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |i0, o| {
+            let [o, bo] = o else { unreachable!("two outputs") };
+            block_bary_at(lvl, d, x, ys, h, lam, i0, o, bo)
         });
     }
 
@@ -745,7 +736,7 @@ impl<'a> Reduction<'a> {
         visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
         init: impl Fn(usize) -> T + Sync,
     ) -> Vec<T> {
-        let (d, n) = (self.d, row_shift.len());
+        let (d, n, x, ys) = (self.d, row_shift.len(), self.x, &self.ys);
         (0..n.div_ceil(ROW_BLOCK))
             .into_par_iter()
             .flat_map_iter(|blk| {
@@ -754,8 +745,8 @@ impl<'a> Reduction<'a> {
                 let mut out: Vec<T> = (i0..i1).map(&init).collect();
                 let mut buf = TileBuf::new();
                 for_each_tile(
-                    &self.x[i0 * d..i1 * d],
-                    &self.ys,
+                    &x[i0 * d..i1 * d],
+                    ys,
                     TILE,
                     |_, _| false,
                     |r, j0, d2| {
@@ -774,12 +765,14 @@ impl<'a> Reduction<'a> {
 }
 
 /// [`Reduction::lse`] of a one-off operator (squared-distance ground cost).
-pub(crate) fn lse_rows(d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
-    Reduction::new(d, x, y, Ground::SqDist).lse(h, lam, out)
+pub(crate) fn lse_rows(exec: &Exec, d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
+    Reduction::new(exec, d, x, y, Ground::SqDist).lse(h, lam, out)
 }
 
 /// [`Reduction::lse_bary`] of a one-off operator.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn lse_rows_bary(
+    exec: &Exec,
     d: usize,
     x: &[f64],
     y: &[f64],
@@ -788,7 +781,7 @@ pub(crate) fn lse_rows_bary(
     lse: &mut [f64],
     bary: &mut [f64],
 ) {
-    Reduction::new(d, x, y, Ground::SqDist).lse_bary(h, lam, lse, bary)
+    Reduction::new(exec, d, x, y, Ground::SqDist).lse_bary(h, lam, lse, bary)
 }
 
 #[cfg(test)]
@@ -797,6 +790,7 @@ mod tests {
 
     #[allow(clippy::too_many_arguments)]
     fn lse_rows_stats(
+        exec: &Exec,
         d: usize,
         x: &[f64],
         y: &[f64],
@@ -807,7 +801,7 @@ mod tests {
         md: &mut [f64],
         mp: &mut [f64],
     ) {
-        Reduction::new(d, x, y, Ground::SqDist).lse_stats(h, lam, pot, lse, md, mp)
+        Reduction::new(exec, d, x, y, Ground::SqDist).lse_stats(h, lam, pot, lse, md, mp)
     }
 
     /// `LSE_j (h_j − λ ground(|x_i − y_j|²))` by two plain passes (max, then sum).
@@ -828,13 +822,13 @@ mod tests {
         let x = data(n, d, 11);
         let y = data(m, d, 12);
         for ground in [Ground::Dist, Ground::SqDist] {
-            let mut red = Reduction::new(d, &x, &y, ground);
+            let mut red = Reduction::new(&Exec::default(), d, &x, &y, ground);
             for (lam, shift) in [(3000.0, 0.0), (1.0, 0.5), (3000.0, 1.5)] {
                 let h: Vec<f64> = (0..m).map(|j| ((j * 37 % 101) as f64) / 10.0 - 5.0 + shift).collect();
                 let mut out = vec![0.0; n];
                 red.lse(&h, lam, &mut out);
                 let mut fresh = vec![0.0; n];
-                Reduction::new(d, &x, &y, ground).lse(&h, lam, &mut fresh);
+                Reduction::new(&Exec::default(), d, &x, &y, ground).lse(&h, lam, &mut fresh);
                 assert_eq!(
                     out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     fresh.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
@@ -866,12 +860,12 @@ mod tests {
                 (0..m).map(|j| if j == 5 { NEG_INF } else { ((j * 31 % 17) as f64) * 3.0 - 20.0 }).collect();
             let lam = 37.0;
             let mut out = vec![0.0; n];
-            lse_rows(d, &x, &y, &h, lam, &mut out);
+            lse_rows(&Exec::default(), d, &x, &y, &h, lam, &mut out);
             let mut st = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-            lse_rows_stats(d, &x, &y, &h, lam, &h, &mut st.0, &mut st.1, &mut st.2);
+            lse_rows_stats(&Exec::default(), d, &x, &y, &h, lam, &h, &mut st.0, &mut st.1, &mut st.2);
             let mut bl = vec![0.0; n];
             let mut bary = vec![0.0; n * d];
-            lse_rows_bary(d, &x, &y, &h, lam, &mut bl, &mut bary);
+            lse_rows_bary(&Exec::default(), d, &x, &y, &h, lam, &mut bl, &mut bary);
             for i in 0..n {
                 let xi = &x[i * d..(i + 1) * d];
                 let s: Vec<f64> = (0..m)
@@ -913,11 +907,22 @@ mod tests {
         let h: Vec<f64> = (0..m).map(|j| ((j * 37 % 101) as f64) / 10.0 - 5.0).collect();
         for (lam, expect_skips) in [(2000.0, true), (1.0, false)] {
             let mut out = vec![0.0; n];
-            lse_rows(d, &x, &y, &h, lam, &mut out);
+            lse_rows(&Exec::default(), d, &x, &y, &h, lam, &mut out);
             let mut exact = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-            lse_rows_stats(d, &x, &y, &h, lam, &h, &mut exact.0, &mut exact.1, &mut exact.2);
+            lse_rows_stats(
+                &Exec::default(),
+                d,
+                &x,
+                &y,
+                &h,
+                lam,
+                &h,
+                &mut exact.0,
+                &mut exact.1,
+                &mut exact.2,
+            );
             let geo = Geometry::new(d, &x, &y);
-            let red = Reduction::new(d, &x, &y, Ground::SqDist);
+            let red = Reduction::new(&Exec::default(), d, &x, &y, Ground::SqDist);
             let tau = Cull::threshold(d, red.diam2, &h, lam, Ground::SqDist);
             let plan = tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, Ground::SqDist));
             assert_eq!(plan.is_some(), expect_skips, "λ = {lam}");
@@ -952,9 +957,9 @@ mod tests {
                 }
             }
             // Same bits on 2 and 3 simulated ranks (row blocks, hence block tests, do not move).
-            let run = || {
+            let run = |e: &Exec| {
                 let mut o = vec![0.0; n];
-                lse_rows(d, &x, &y, &h, lam, &mut o);
+                lse_rows(e, d, &x, &y, &h, lam, &mut o);
                 o.iter().map(|v| v.to_bits()).collect::<Vec<u64>>()
             };
             let one: Vec<u64> = out.iter().map(|v| v.to_bits()).collect();
@@ -1025,17 +1030,19 @@ mod tests {
         let y = data(m, d, 6);
         let h: Vec<f64> = (0..m).map(|j| ((j * 13 % 29) as f64) - 14.0).collect();
         let pot: Vec<f64> = (0..m).map(|j| (j as f64).cos()).collect();
-        let run = || {
+        let run = |e: &Exec| {
             let mut l = vec![0.0; n];
-            lse_rows(d, &x, &y, &h, 7.0, &mut l);
+            lse_rows(e, d, &x, &y, &h, 7.0, &mut l);
             let mut st = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-            lse_rows_stats(d, &x, &y, &h, 7.0, &pot, &mut st.0, &mut st.1, &mut st.2);
+            lse_rows_stats(e, d, &x, &y, &h, 7.0, &pot, &mut st.0, &mut st.1, &mut st.2);
             let (mut bl, mut bary) = (vec![0.0; n], vec![0.0; n * d]);
-            lse_rows_bary(d, &x, &y, &h, 7.0, &mut bl, &mut bary);
+            lse_rows_bary(e, d, &x, &y, &h, 7.0, &mut bl, &mut bary);
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
             (bits(&l), bits(&st.0), bits(&st.1), bits(&st.2), bits(&bl), bits(&bary))
         };
-        let one = run();
+        let one = run(&Exec::default());
+        // `Par::Seq` (every block on the calling thread) gives the same bits.
+        assert_eq!(run(&Exec::seq()), one, "Seq");
         for size in [2, 3, 5] {
             for r in crate::dist::testing::simulate(size, run) {
                 assert_eq!(r, one, "{size} ranks");
@@ -1051,7 +1058,7 @@ mod tests {
         let y: Vec<f64> = (0..300).map(|j| j as f64 / 100.0).collect();
         let h: Vec<f64> = (0..300).map(|j| if j < TILE { f64::NAN } else { 0.0 }).collect();
         let mut out = vec![0.0; 2];
-        lse_rows(1, &x, &y, &h, 1.0, &mut out);
+        lse_rows(&Exec::default(), 1, &x, &y, &h, 1.0, &mut out);
         assert!(out.iter().all(|v| v.is_nan()), "{out:?}");
     }
 
@@ -1061,7 +1068,7 @@ mod tests {
         let y = vec![0.5, 2.0, 3.0];
         let h = vec![NEG_INF; 3];
         let mut out = vec![0.0; 2];
-        lse_rows(1, &x, &y, &h, 1.0, &mut out);
+        lse_rows(&Exec::default(), 1, &x, &y, &h, 1.0, &mut out);
         assert_eq!(out, vec![NEG_INF; 2]);
     }
 }

@@ -16,6 +16,7 @@
 use super::pass::{lse_rows, lse_rows_bary, Ground, Reduction};
 use super::sinkhorn::{check_finite, Potentials};
 use super::{positive, Cost, MeasureRef};
+use crate::dist::Exec;
 use crate::error::SimError;
 use serde::Serialize;
 
@@ -69,7 +70,7 @@ impl<'a> Coupling<'a> {
     /// The reduction from the source points to the target points (the tiles and distance bits
     /// of the solver's passes).
     fn reduction(&self) -> Reduction<'a> {
-        Reduction::new(self.a.dim, self.a.x, self.b.x, Ground::SqDist)
+        Reduction::new(&Exec::default(), self.a.dim, self.a.x, self.b.x, Ground::SqDist)
     }
 
     fn lam(&self) -> f64 {
@@ -110,7 +111,7 @@ impl<'a> Coupling<'a> {
         what: &str,
     ) -> Result<Vec<f64>, SimError> {
         let mut l = vec![0.0; own.len()];
-        lse_rows(own.dim, own.x, other.x, h_other, lam, &mut l);
+        lse_rows(&Exec::default(), own.dim, own.x, other.x, h_other, lam, &mut l);
         let r: Vec<f64> = l.iter().zip(h_own).map(|(l, h)| (h + l).exp()).collect();
         check_finite(&r, 0, what)?;
         Ok(r)
@@ -122,7 +123,7 @@ impl<'a> Coupling<'a> {
         let h = self.h_b();
         let mut l = vec![0.0; self.a.len()];
         let mut t = vec![0.0; self.a.len() * d];
-        lse_rows_bary(d, self.a.x, self.b.x, &h, self.lam(), &mut l, &mut t);
+        lse_rows_bary(&Exec::default(), d, self.a.x, self.b.x, &h, self.lam(), &mut l, &mut t);
         check_finite(&t, 0, "barycentric map")?;
         Ok(t)
     }

@@ -42,6 +42,7 @@
 
 use super::pass::{Ground, Reduction};
 use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
+use crate::dist::Exec;
 use crate::error::SimError;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
@@ -80,6 +81,10 @@ pub struct SinkhornOptions {
     pub translation_invariant: bool,
     /// Over-relaxation of the updates at the target ε.
     pub relaxation: Relaxation,
+    /// Where the row passes run: ranks and parallelism (not serialised; default one process on
+    /// the rayon pool). Every rank of `exec.comm` must make the same solve.
+    #[serde(skip)]
+    pub exec: Exec,
 }
 
 /// Over-relaxation at the target ε: `f ← (1 − ω) f + ω aprox(f̂)`, `g ← (1 − ω) g + ω aprox(ĝ)`
@@ -197,6 +202,7 @@ impl Default for SinkhornOptions {
             eps_scaling: None,
             translation_invariant: true,
             relaxation: Relaxation::default(),
+            exec: Exec::default(),
         }
     }
 }
@@ -562,7 +568,9 @@ pub(crate) struct Pair<'a> {
 impl<'a> Pair<'a> {
     /// The iteration for the cost `c · ground(|x − y|²)`, penalties `(τ_a, τ_b)`, translation
     /// step on or off, starting potentials `(f, g)`; error [`ErrorKind::Relative`].
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
+        exec: &Exec,
         a: MeasureRef<'a>,
         b: MeasureRef<'a>,
         ground: Ground,
@@ -573,8 +581,8 @@ impl<'a> Pair<'a> {
     ) -> Self {
         let d = a.dim;
         Self {
-            ab: Reduction::new(d, a.x, b.x, ground),
-            ba: Reduction::new(d, b.x, a.x, ground),
+            ab: Reduction::new(exec, d, a.x, b.x, ground),
+            ba: Reduction::new(exec, d, b.x, a.x, ground),
             la: a.log_weights(),
             lb: b.log_weights(),
             wa: a.w,
@@ -671,8 +679,16 @@ pub fn solve(
         None => (vec![0.0; n], vec![0.0; m]),
     };
     let (e0, q) = annealing_schedule(opts, a, b);
-    let mut p =
-        Pair::new(a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), opts.translation_invariant, (f, g));
+    let mut p = Pair::new(
+        &opts.exec,
+        a,
+        b,
+        Ground::SqDist,
+        opts.cost.scale(),
+        (ta, tb),
+        opts.translation_invariant,
+        (f, g),
+    );
     let sched = Schedule {
         eps: opts.eps,
         e0,
@@ -790,7 +806,7 @@ pub fn sinkhorn_step(
     // One plain iteration of the loop's two-sided scheme (ω = 1, no translation step).
     let (ta, tb) = (opts.marginal_a, opts.marginal_b);
     let start = (std::mem::take(&mut pot.f), std::mem::take(&mut pot.g));
-    let mut p = Pair::new(a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), false, start);
+    let mut p = Pair::new(&opts.exec, a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), false, start);
     let step = p.soft_min(opts.eps, 0).and_then(|()| p.update(opts.eps, 1.0, 0));
     (pot.f, pot.g) = (p.f, p.g);
     step
