@@ -14,9 +14,13 @@ use crate::kernel::{gauss_sum, gauss_sum_grad};
 /// The three terms of `MMD²` and their combination.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MmdTerms {
+    /// `Σ_ii' a_i a_i' k(x_i, x_i')`.
     pub xx: f64,
+    /// `Σ_jj' b_j b_j' k(y_j, y_j')`.
     pub yy: f64,
+    /// `Σ_ij a_i b_j k(x_i, y_j)`.
     pub xy: f64,
+    /// `MMD² = xx + yy − 2 xy` (may be slightly negative from rounding).
     pub mmd2: f64,
 }
 

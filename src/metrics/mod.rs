@@ -3,9 +3,7 @@
 //! A metric is anything implementing [`Metric`]; it may produce several columns (the mean has one
 //! per coordinate).
 
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod mmd;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod wasserstein;
 
 pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};

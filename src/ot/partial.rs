@@ -23,6 +23,7 @@ use crate::error::SimError;
 /// The solution at the chosen `τ`.
 #[derive(Debug, Clone)]
 pub struct PartialSolution {
+    /// The UOT solution at the chosen `τ`.
     pub solution: UotSolution,
     /// `τ` of both TV penalties.
     pub tau: f64,
