@@ -54,7 +54,6 @@ pub mod error;
 pub mod field;
 pub mod format;
 pub mod infer;
-#[allow(missing_docs)] // par's module (issue 14): documented in the next commit
 pub mod kernel;
 pub mod metrics;
 pub mod observe;
@@ -68,7 +67,6 @@ pub mod reaction;
 pub mod rng;
 pub mod run;
 pub mod scenario;
-#[allow(missing_docs)] // par's module (issue 14): documented in the next commit
 pub mod simd;
 pub mod stepper;
 

@@ -18,10 +18,12 @@ use rayon::prelude::*;
 /// A Gaussian kernel of bandwidth `s`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GaussianKernel {
+    /// Bandwidth `s` of `k_s(x, y) = exp(−|x − y|²/(2s²))`.
     pub bandwidth: f64,
 }
 
 impl GaussianKernel {
+    /// The kernel of bandwidth `s = bandwidth`.
     pub fn new(bandwidth: f64) -> Self {
         Self { bandwidth }
     }

@@ -54,6 +54,7 @@ const FEATURE_CHUNK: usize = 32;
 /// A random Fourier feature map `Φ(x) = √(2/m) cos(Wᵀx + c)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rff {
+    /// Dimension `d` of the input points.
     pub dim: usize,
     /// Number of features `m`.
     pub features: usize,
