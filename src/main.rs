@@ -10,7 +10,7 @@ use advreact::error::{ConfigError, Error};
 use advreact::infer::wot::mean_sq_cost;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
-    MeasureRef, PlanExport, SinkhornOptions, UotSolution,
+    PlanExport, SinkhornOptions, UotSolution,
 };
 use advreact::output::{write_folder, Kind, Target};
 use advreact::particles::Cloud;
@@ -524,7 +524,7 @@ fn uot_solve(
     opts: &SinkhornOptions,
 ) -> Result<UotSolution, Error> {
     Ok(match u.partial_mass {
-        Some(m) => solve_partial(MeasureRef::from(ca), MeasureRef::from(cb), m, opts, 1e-6)?.solution,
+        Some(m) => solve_partial(ca, cb, m, opts, 1e-6)?.solution,
         None => uot_clouds(ca, cb, opts)?,
     })
 }

@@ -51,8 +51,9 @@ pub use divergence::{
 pub use export::{uot_clouds, write_solution, write_solution_with_ids, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
+pub(crate) use sinkhorn::solve;
 pub use sinkhorn::{
-    sinkhorn_step, solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
+    sinkhorn_step, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
 };
 
 use crate::error::SimError;

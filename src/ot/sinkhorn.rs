@@ -43,6 +43,7 @@
 use super::pass::{Ground, Reduction};
 use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
 use crate::error::SimError;
+use crate::particles::Cloud;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -349,13 +350,10 @@ pub struct UotSolution {
 }
 
 impl UotSolution {
-    /// Access to the plan (online from the potentials).
-    pub fn coupling<'a>(
-        &'a self,
-        a: MeasureRef<'a>,
-        b: MeasureRef<'a>,
-    ) -> Result<super::Coupling<'a>, SimError> {
-        super::Coupling::new(a, b, &self.potentials, self.report.eps, self.report.cost)
+    /// Access to the plan between the solved clouds `a` (source) and `b` (target), online from
+    /// the potentials; an error if their sizes are not those of the solve.
+    pub fn coupling<'a>(&'a self, a: &'a Cloud, b: &'a Cloud) -> Result<super::Coupling<'a>, SimError> {
+        super::Coupling::new(a.view(), b.view(), &self.potentials, self.report.eps, self.report.cost)
     }
 }
 
@@ -652,12 +650,13 @@ impl Scheme for Pair<'_> {
     }
 }
 
-/// Solve the entropic UOT problem between `a` (source) and `b` (target).
+/// Solve the entropic UOT problem between `a` (source) and `b` (target). The crate's entry for
+/// borrowed slices; the public one is [`uot_clouds`](super::uot_clouds).
 ///
 /// `warm`: starting potentials (sizes n and m); the first update recomputes `f` from `warm.g`.
 /// Errors: invalid inputs (`SimError::Invalid`), balanced with unequal masses, or a non-finite
 /// potential or report value (`SimError::NonFinite`, naming the iteration and quantity).
-pub fn solve(
+pub(crate) fn solve(
     a: MeasureRef,
     b: MeasureRef,
     opts: &SinkhornOptions,
@@ -793,14 +792,16 @@ pub(crate) fn build_report(
 
 /// One plain Sinkhorn iteration at `opts.eps`, in place: `f ← aprox_a(f̂(g))`, then
 /// `g ← aprox_b(ĝ(f))` (no translation step, no relaxation, no report). Two streamed passes over
-/// the `n·m` pairs; for benchmarks and callers that drive the loop themselves.
+/// the `n·m` pairs; for benchmarks and callers that drive the loop themselves. `pot` holds `f` on
+/// `a`'s points and `g` on `b`'s.
 pub fn sinkhorn_step(
-    a: MeasureRef,
-    b: MeasureRef,
+    a: &Cloud,
+    b: &Cloud,
     opts: &SinkhornOptions,
     pot: &mut Potentials,
 ) -> Result<(), SimError> {
     opts.validate()?;
+    let (a, b) = (a.view(), b.view());
     if pot.f.len() != a.len() || pot.g.len() != b.len() || a.dim != b.dim {
         return Err(SimError::Invalid(format!(
             "sinkhorn_step: potentials of sizes {} and {} for {} and {} points",
