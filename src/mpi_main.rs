@@ -25,7 +25,6 @@
 use super::*;
 use advreact::dist::{self, mpi::MpiComm, Comm};
 use advreact::scenario::Scenario;
-use advreact::stepper::Summary;
 use std::rc::Rc;
 
 /// True when this process was started by `mpirun`/`mpiexec` (Open MPI, MPICH/PMI, PMIx, Slurm's
@@ -179,16 +178,6 @@ fn rank0_only(comm: &dyn Comm, f: impl FnOnce() -> Result<bool, Error>) -> Resul
     }
 }
 
-/// Build and run a scenario without writing anything (ranks other than 0).
-fn run_silent(sc: &Scenario) -> Result<Summary, Error> {
-    let mut b = sc.build()?;
-    b.sim.run(&mut [])
-}
-
-fn finished_well(s: &Summary) -> bool {
-    matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
-}
-
 fn run(
     comm: &dyn Comm,
     file: &Path,
@@ -207,23 +196,23 @@ fn run(
         _ => None,
     };
     if scs.len() == 1 {
-        // One run, split over every rank. Check it first on each rank alone (a build with no
-        // collective work), so that a bad input is one agreed error; the distributed build
-        // below involves collective work (e.g. the target's feature embedding), so from there
-        // on an error aborts the job.
+        // One run, split over every rank. It is built once, on each rank alone (no collective
+        // work: the same bits as a single process), so that a bad input is one agreed error;
+        // from the run on, the work is collective and an error aborts the job.
         let sc = &scs[0];
         let dir = out_of(sc).unwrap_or_else(|| advreact::run::default_out(sc));
-        agree(comm, Target::check(&dir, Kind::Run, force).map(|_| ()))?;
-        agree(comm, dist::local(|| sc.build().map(|_| ())))?;
+        agree(comm, check_out(&dir, Kind::Run, force).map(|_| ()))?;
+        let mut built = agree(comm, dist::local(|| sc.build()))?;
         if rank == 0 {
             let opts = RunOptions { out: out_of(sc), force, progress: !quiet, interrupt: None };
-            let r = run_scenario(sc, &opts)?;
+            let r = run_built(sc, built, &opts)?;
             if size > 1 {
                 println!("({} ranks)", size);
             }
             Ok(report(&r, true))
         } else {
-            Ok(finished_well(&run_silent(sc)?))
+            // The other ranks run the same simulation without writing anything.
+            Ok(finished_well(&built.sim.run(&mut [])?))
         }
     } else {
         // A sweep: variant i on rank i mod K, alone. Each rank builds its variants first, so a
@@ -231,14 +220,15 @@ fn run(
         // The top folder is checked before any variant runs (the variants' folders are written
         // in place by their ranks; `resume` of a sweep is not distributed).
         let top = sweep_out(&scs, out.as_deref());
-        agree(comm, Target::check(&top, Kind::Run, force).map(|_| ()))?;
+        agree(comm, check_out(&top, Kind::Run, force).map(|_| ()))?;
         let mine: Vec<usize> = (0..scs.len()).filter(|i| i % size == rank).collect();
-        agree(comm, dist::local(|| mine.iter().try_for_each(|&i| scs[i].build().map(|_| ()))))?;
+        let built =
+            agree(comm, dist::local(|| mine.iter().map(|&i| scs[i].build()).collect::<Result<Vec<_>, _>>()))?;
         let mut rows: Vec<u64> = Vec::new();
-        for &i in &mine {
+        for (&i, built) in mine.iter().zip(built) {
             let sc = &scs[i];
             let opts = RunOptions { out: out_of(sc), force, progress: !quiet && rank == 0, interrupt: None };
-            let r = dist::local(|| run_scenario(sc, &opts))?;
+            let r = dist::local(|| run_built(sc, built, &opts))?;
             let ok = report(&r, true);
             let s = &r.summary;
             let line = format!(
