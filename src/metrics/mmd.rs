@@ -107,7 +107,7 @@ pub fn witness_between(
     bandwidth: f64,
 ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
     check_pair("witness", a, b, bandwidth)?;
-    if z.len() % a.dim != 0 {
+    if !z.len().is_multiple_of(a.dim) {
         return Err(SimError::Invalid(format!(
             "witness: {} coordinates are not a multiple of the dimension {}",
             z.len(),
