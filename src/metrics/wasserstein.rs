@@ -22,7 +22,7 @@
 //! * **Entropic** (approximate): balanced log-domain Sinkhorn for
 //!   `min_T ⟨T, C⟩ + ε KL(T | a bᵀ)`, `ε = eps_rel × ⟨a bᵀ, C⟩` (1 % of the mean cost by default),
 //!   ε-scaling (halving from the cost diameter down to ε), rows computed online (O(n + m)
-//!   memory). `W2` reuses the crate's UOT solver [`crate::ot::sinkhorn::solve`] with both
+//!   memory). `W2` reuses the crate's UOT solver (`ot::sinkhorn::solve`, [`crate::ot::uot_clouds`]) with both
 //!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost
 //!   `|x − y|`) runs the same loop and the same passes (`ot::sinkhorn::iterate`, the crate's one
 //!   Sinkhorn loop) with the distance as ground cost, exact marginals, no translation step, the

@@ -1,5 +1,5 @@
 //! The log-domain unbalanced Sinkhorn solver (SPEC §3; equations in [`crate::ot`]), and the one
-//! Sinkhorn loop of the crate (`iterate`): [`solve`], the symmetric solve of
+//! Sinkhorn loop of the crate (`iterate`): `solve` (public: [`crate::ot::uot_clouds`]), the symmetric solve of
 //! [`crate::ot::divergence`] and the entropic `W1`/`W2` of [`crate::metrics::wasserstein`] all run
 //! it, each with its own `Scheme` (soft-min passes on prepared reductions with the ground cost,
 //! marginal penalties, update, stopping error).
