@@ -4,7 +4,7 @@
 //! `cargo bench --bench core`; kernel evaluations per second = 3·4000² / (seconds per MMD).
 
 use advreact::field::analytic::OrnsteinUhlenbeck;
-use advreact::metrics::mmd;
+use advreact::metrics::mmd_between;
 use advreact::reaction::Reaction;
 use advreact::stepper::{Simulation, TimeCfg};
 use advreact::{Cloud, Particles};
@@ -42,7 +42,7 @@ fn mmd_exact(c: &mut Criterion) {
     g.sample_size(10);
     // Three n×n kernel sums per MMD.
     g.throughput(Throughput::Elements(3 * (n * n) as u64));
-    g.bench_function("n4000", |bch| bch.iter(|| mmd(d, &a.x, &a.w, &b.x, &b.w, 1.0)));
+    g.bench_function("n4000", |bch| bch.iter(|| mmd_between(&a, &b, 1.0).unwrap().mmd()));
     g.finish();
 }
 

@@ -10,7 +10,8 @@
 //! is timed by hand: the median of 3 single iterations, and one full solve at d = 2 (tolerance
 //! 1e-4); set `UOT_BENCH_SKIP_LARGE=1` to skip it.
 
-use advreact::ot::{sinkhorn_step, solve, Cost, EpsScaling, MeasureRef, Potentials, SinkhornOptions};
+use advreact::ot::{sinkhorn_step, uot_clouds, Cost, EpsScaling, Potentials, SinkhornOptions};
+use advreact::Cloud;
 use criterion::{criterion_group, Criterion};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -58,8 +59,9 @@ impl Problem {
         };
         Self { d, x, y, a: vec![1.0 / n as f64; n], b: vec![1.5 / n as f64; n], opts }
     }
-    fn measures(&self) -> (MeasureRef<'_>, MeasureRef<'_>) {
-        (MeasureRef::new(self.d, &self.x, &self.a), MeasureRef::new(self.d, &self.y, &self.b))
+    fn measures(&self) -> (Cloud, Cloud) {
+        let cloud = |x: &[f64], w: &[f64]| Cloud::new(self.d, x.to_vec(), w.to_vec()).unwrap();
+        (cloud(&self.x, &self.a), cloud(&self.y, &self.b))
     }
     fn zeros(&self) -> Potentials {
         Potentials { f: vec![0.0; self.a.len()], g: vec![0.0; self.b.len()] }
@@ -76,9 +78,9 @@ fn bench_4000(c: &mut Criterion) {
         let (a, b) = p.measures();
         g.bench_function(format!("iteration_d{d}"), |bch| {
             let mut pot = p.zeros();
-            bch.iter(|| sinkhorn_step(a, b, &p.opts, black_box(&mut pot)).unwrap())
+            bch.iter(|| sinkhorn_step(&a, &b, &p.opts, black_box(&mut pot)).unwrap())
         });
-        let s = solve(a, b, &p.opts, None).unwrap();
+        let s = uot_clouds(&a, &b, &p.opts).unwrap();
         eprintln!(
             "n = 4000, d = {d}: eps = {:.4}, full solve: {} iterations ({} annealing), \
              converged {}, marginal errors {:.1e} / {:.1e}, transported mass {:.4}",
@@ -90,7 +92,7 @@ fn bench_4000(c: &mut Criterion) {
             s.report.marginal_error_b,
             s.report.transported_mass
         );
-        g.bench_function(format!("solve_d{d}"), |bch| bch.iter(|| solve(a, b, &p.opts, None).unwrap()));
+        g.bench_function(format!("solve_d{d}"), |bch| bch.iter(|| uot_clouds(&a, &b, &p.opts).unwrap()));
     }
     g.finish();
 }
@@ -107,7 +109,7 @@ fn large() {
         let mut t: Vec<f64> = (0..3)
             .map(|_| {
                 let t0 = Instant::now();
-                sinkhorn_step(a, b, &p.opts, &mut pot).unwrap();
+                sinkhorn_step(&a, &b, &p.opts, &mut pot).unwrap();
                 t0.elapsed().as_secs_f64()
             })
             .collect();
@@ -121,7 +123,7 @@ fn large() {
     let p = Problem::new(n, 2, 1e-4);
     let (a, b) = p.measures();
     let t0 = Instant::now();
-    let s = solve(a, b, &p.opts, None).unwrap();
+    let s = uot_clouds(&a, &b, &p.opts).unwrap();
     println!(
         "uot_n100000/solve_d2 (tol 1e-4, one run): {:.1} s, {} iterations ({} annealing), \
          converged {}, marginal errors {:.1e} / {:.1e}",

@@ -41,7 +41,7 @@ fn main() -> Result<ExitCode, Error> {
     );
     let kept: Vec<String> = sol.row_mass.iter().zip(&a.w).map(|(m, w)| format!("{:.3}", m / w)).collect();
     println!("row mass / input mass per source point: {}", kept.join(" "));
-    let mut top = sol.coupling(a.view(), b.view())?.top_k(2)?;
+    let mut top = sol.coupling(&a, &b)?.top_k(2)?;
     top.sort_by(|p, q| q.value.total_cmp(&p.value));
     println!("largest plan entries (i, j, π_ij):");
     for e in top.iter().take(5) {

@@ -38,9 +38,9 @@ use advreact::error::{ConfigError, Error};
 use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg};
 use advreact::field::wfr::SolverCfg;
 use advreact::field::{EvalCtx, Field};
-use advreact::metrics::mmd_terms;
+use advreact::metrics::mmd_between;
 use advreact::ot::{
-    cost_scale_bound, sinkhorn_divergence, sinkhorn_step, solve, Cost, DivergenceOptions, EpsScaling,
+    cost_scale_bound, sinkhorn_divergence, sinkhorn_step, uot_clouds, Cost, DivergenceOptions, EpsScaling,
     MeasureRef, Potentials, SinkhornOptions,
 };
 use advreact::particles::Cloud;
@@ -174,7 +174,7 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
     let (times, check, pairs) = match b.problem.as_str() {
         "mmd" => {
             rss_reset = reset_peak_rss();
-            let (t, c) = time_reps(b.reps, || Ok(mmd_terms(b.d, &x.x, &x.w, &y.x, &y.w, 1.0).mmd2))?;
+            let (t, c) = time_reps(b.reps, || Ok(mmd_between(&x, &y, 1.0)?.mmd2))?;
             (t, c, (b.n * b.n + b.m * b.m + b.n * b.m) as f64)
         }
         "usd-step" => {
@@ -212,7 +212,7 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
                 pot.f.fill(0.0);
                 pot.g.fill(0.0);
                 for _ in 0..b.iters {
-                    sinkhorn_step(a, bm, &opts, &mut pot)?;
+                    sinkhorn_step(&x, &y, &opts, &mut pot)?;
                 }
                 Ok(pot.f[0])
             })?;
@@ -226,7 +226,7 @@ pub fn run_bench(b: &BenchSpec) -> Result<String, Error> {
             rss_reset = reset_peak_rss();
             let mut report = None;
             let (t, c) = time_reps(b.reps, || {
-                let s = solve(a, bm, &opts, None)?;
+                let s = uot_clouds(&x, &y, &opts)?;
                 let v = s.report.primal_objective;
                 report = Some(s.report);
                 Ok(v)

@@ -4,7 +4,7 @@
 
 use advreact::data::{Selection, SnapshotTable};
 use advreact::error::{ConfigError, DataError, Error};
-use advreact::metrics::{mmd_terms, MmdTerms};
+use advreact::metrics::{mmd_between, MmdTerms};
 use advreact::particles::Cloud;
 use advreact::scenario::median_distance;
 
@@ -70,7 +70,7 @@ pub fn compare_selected(
         }
         .into());
     }
-    let terms = mmd_terms(ca.dim, &ca.x, &ca.w, &cb.x, &cb.w, s);
+    let terms = mmd_between(&ca, &cb, s)?;
     if ![terms.xx, terms.yy, terms.xy, terms.mmd2].iter().all(|v| v.is_finite()) {
         return Err(DataError::Invalid {
             file: a.file.clone(),

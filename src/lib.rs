@@ -48,34 +48,26 @@
 
 #![warn(missing_docs)]
 
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod data;
 pub mod dist;
 pub mod error;
 pub mod field;
 pub mod format;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod infer;
 pub mod kernel;
 pub mod metrics;
 pub mod observe;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod ot;
 pub mod output;
 pub mod param;
 pub mod particles;
 pub mod plot;
 pub mod prelude;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod reaction;
 pub mod rng;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod run;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod scenario;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod simd;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod stepper;
 
 pub use error::{CloudError, ConfigError, DataError, Error, SimError};

@@ -10,13 +10,13 @@ use advreact::error::{ConfigError, Error};
 use advreact::infer::wot::mean_sq_cost;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
-    MeasureRef, PlanExport, SinkhornOptions, UotSolution,
+    PlanExport, SinkhornOptions, UotSolution,
 };
 use advreact::output::{write_folder, Kind, Target};
 use advreact::particles::Cloud;
 use advreact::run::{resume_run, run_built, run_sweep, sweep_out, RunOptions, RunOutcome, SweepOutcome};
 use advreact::scenario::{self, Overrides};
-use advreact::stepper::StopReason;
+use advreact::stepper::{StopReason, Summary};
 use clap::{Parser, Subcommand};
 use compare::compare_selected;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,19 @@ fn report(r: &RunOutcome, hint: bool) -> bool {
     if hint && s.stop_reason == StopReason::Interrupted {
         eprintln!("interrupted: continue with `advreact resume {}`", r.dir.display());
     }
-    matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
+    finished_well(s)
+}
+
+/// A run that ended well: all steps done, its stop rule met (`Converged`), or the population
+/// extinct (a legitimate end of a decay). Every other stop reason is exit code 1.
+fn finished_well(s: &Summary) -> bool {
+    matches!(s.stop_reason, StopReason::Completed | StopReason::Converged | StopReason::Extinct)
+}
+
+/// Check `path` as the output folder of `kind`, given on the command line as `--out` (the
+/// library's [`Target::check`] names no flag).
+fn check_out(path: &Path, kind: Kind, force: bool) -> Result<Target, Error> {
+    Target::check_as(path, kind, force, "--out")
 }
 
 #[derive(Parser)]
@@ -256,7 +268,7 @@ fn cmd_run(file: &Path, ov: Overrides, threads: Option<usize>, opts: RunOptions)
         (Some(o), false) => o.clone(),
         (None, false) => advreact::run::default_out(&scs[0]),
     };
-    Target::check(&top, Kind::Run, opts.force)?;
+    check_out(&top, Kind::Run, opts.force)?;
     let mut built = scs.iter().map(|sc| sc.build()).collect::<Result<Vec<_>, _>>()?;
     if !variants {
         return run_built(&scs[0], built.remove(0), &opts).map(|r| report(&r, true));
@@ -524,7 +536,7 @@ fn uot_solve(
     opts: &SinkhornOptions,
 ) -> Result<UotSolution, Error> {
     Ok(match u.partial_mass {
-        Some(m) => solve_partial(MeasureRef::from(ca), MeasureRef::from(cb), m, opts, 1e-6)?.solution,
+        Some(m) => solve_partial(ca, cb, m, opts, 1e-6)?.solution,
         None => uot_clouds(ca, cb, opts)?,
     })
 }
@@ -860,7 +872,7 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
             fmt_t(a.to)
         ))
     });
-    Target::check(&out, Kind::Fates, a.common.force)?;
+    check_out(&out, Kind::Fates, a.common.force)?;
     let series = a.common.load(&a.data, a.label_column.as_deref(), None)?;
     let (i0, i1) = (series.index_of(a.from)?, series.index_of(a.to)?);
     if i1 <= i0 {
@@ -1079,7 +1091,7 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
         Cmd::Uot { a, b, args, plan, out, force, threads } => {
             p.agree(set_threads(p.threads(threads)))?;
             let out = uot_out(&a, &b, out);
-            p.agree(Target::check(&out, Kind::Uot, force).map(|_| ()))?;
+            p.agree(check_out(&out, Kind::Uot, force).map(|_| ()))?;
             // Every process reads and checks the inputs and solves (the row passes split over
             // the ranks: every rank ends with the same potentials); one writes the folder.
             let (ca, cb, mut opts) = p.agree(uot_inputs(&a, &b, &args))?;
@@ -1110,14 +1122,14 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
         }
         Cmd::Infer(a) => {
             p.agree(set_threads(p.threads(a.common.threads)))?;
-            p.agree(Target::check(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
+            p.agree(check_out(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
             let series = p.agree(infer_load(&a))?;
             let (r, params) = p.agree(infer_compute(&a, &series))?;
             p.alone(|| infer_report(&a, &r, &params))
         }
         Cmd::Forward(a) => {
             p.agree(set_threads(p.threads(a.common.threads)))?;
-            p.agree(Target::check(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
+            p.agree(check_out(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
             let series = p.agree(forward_load(&a))?;
             let (r, params) = p.agree(forward_compute(&a, &series))?;
             p.alone(|| forward_report(&a, &r, &params))

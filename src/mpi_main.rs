@@ -24,9 +24,7 @@
 
 use super::*;
 use advreact::dist::{mpi::MpiComm, Comm, Exec, Par};
-use advreact::run::run_scenario;
 use advreact::scenario::Scenario;
-use advreact::stepper::Summary;
 use std::rc::Rc;
 
 /// True when this process was started by `mpirun`/`mpiexec` (Open MPI, MPICH/PMI, PMIx, Slurm's
@@ -188,18 +186,6 @@ fn rank0_only(comm: &dyn Comm, f: impl FnOnce() -> Result<bool, Error>) -> Resul
     }
 }
 
-/// Build and run a scenario without writing anything (ranks other than 0), its passes split over
-/// the ranks of `exec`.
-fn run_silent(sc: &Scenario, exec: &Exec) -> Result<Summary, Error> {
-    let mut b = sc.build()?;
-    b.sim.exec = exec.clone();
-    b.sim.run(&mut [])
-}
-
-fn finished_well(s: &Summary) -> bool {
-    matches!(s.stop_reason, StopReason::Completed | StopReason::Extinct)
-}
-
 fn run(
     exec: &Exec,
     file: &Path,
@@ -219,24 +205,26 @@ fn run(
         _ => None,
     };
     if scs.len() == 1 {
-        // One run, split over every rank. Check it first on each rank alone (a build has no
-        // collective work: it is given no communicator), so that a bad input is one agreed
-        // error; the run below is split over the ranks (`exec`), so from there on an error
-        // aborts the job.
+        // One run, split over every rank. It is built once, on each rank alone (a build has no
+        // collective work: it is given no communicator, the same bits as a single process), so
+        // that a bad input is one agreed error; the run below is split over the ranks (`exec`),
+        // so from there on an error aborts the job.
         let sc = &scs[0];
         let dir = out_of(sc).unwrap_or_else(|| advreact::run::default_out(sc));
-        agree(comm, Target::check(&dir, Kind::Run, force).map(|_| ()))?;
-        agree(comm, sc.build().map(|_| ()))?;
+        agree(comm, check_out(&dir, Kind::Run, force).map(|_| ()))?;
+        let mut built = agree(comm, sc.build())?;
         if rank == 0 {
             let opts =
                 RunOptions { out: out_of(sc), force, progress: !quiet, interrupt: None, exec: exec.clone() };
-            let r = run_scenario(sc, &opts)?;
+            let r = run_built(sc, built, &opts)?;
             if size > 1 {
                 println!("({} ranks)", size);
             }
             Ok(report(&r, true))
         } else {
-            Ok(finished_well(&run_silent(sc, exec)?))
+            // The other ranks run the same simulation, split over the ranks, writing nothing.
+            built.sim.exec = exec.clone();
+            Ok(finished_well(&built.sim.run(&mut [])?))
         }
     } else {
         // A sweep: variant i on rank i mod K, alone. Each rank builds its variants first, so a
@@ -244,16 +232,16 @@ fn run(
         // The top folder is checked before any variant runs (the variants' folders are written
         // in place by their ranks; `resume` of a sweep is not distributed).
         let top = sweep_out(&scs, out.as_deref());
-        agree(comm, Target::check(&top, Kind::Run, force).map(|_| ()))?;
+        agree(comm, check_out(&top, Kind::Run, force).map(|_| ()))?;
         let mine: Vec<usize> = (0..scs.len()).filter(|i| i % size == rank).collect();
-        agree(comm, mine.iter().try_for_each(|&i| scs[i].build().map(|_| ())))?;
+        let built = agree(comm, mine.iter().map(|&i| scs[i].build()).collect::<Result<Vec<_>, _>>())?;
         let mut rows: Vec<u64> = Vec::new();
-        for &i in &mine {
+        for (&i, built) in mine.iter().zip(built) {
             let sc = &scs[i];
             // This variant on this rank alone: a single-process context.
             let progress = !quiet && rank == 0;
             let opts = RunOptions { out: out_of(sc), force, progress, interrupt: None, exec: exec.local() };
-            let r = run_scenario(sc, &opts)?;
+            let r = run_built(sc, built, &opts)?;
             let ok = report(&r, true);
             let s = &r.summary;
             let line = format!(

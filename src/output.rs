@@ -26,6 +26,20 @@ use std::path::{Component, Path, PathBuf};
 /// The marker file's name.
 pub const MARKER: &str = ".advreact-output";
 
+/// The key a library caller's folder errors carry ([`Target::check`]): `<folder>: output folder:
+/// <reason>`. The command line checks its folders with [`Target::check_as`] and its flag instead.
+pub const FOLDER_KEY: &str = "output folder";
+
+/// How the override of the foreign-files refusal is named in messages: the `--force` flag on the
+/// command line, the `force` option ([`crate::run::RunOptions::force`]) for a library caller.
+fn force_name(key: &str) -> &'static str {
+    if key == FOLDER_KEY {
+        "force"
+    } else {
+        "--force"
+    }
+}
+
 /// The command that wrote an output folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -133,39 +147,42 @@ pub struct Target {
     pub kind: Kind,
     /// Replace a folder with foreign files (never the protected ones).
     pub force: bool,
-    /// How the folder was given, for messages (`--out`, or `DIR` for `resume`).
+    /// How the folder was given, for messages ([`FOLDER_KEY`]; `--out`, or `DIR` for `resume`).
     pub key: &'static str,
 }
 
 impl Target {
-    /// Check `path` as the output folder of `kind`; nothing is written.
+    /// Check `path` as the output folder of `kind`; nothing is written. A refusal is one line
+    /// naming the folder and the reason: `<path>: output folder: <reason>` ([`FOLDER_KEY`]).
     pub fn check(path: &Path, kind: Kind, force: bool) -> Result<Target, Error> {
-        Self::check_as(path, kind, force, "--out")
+        Self::check_as(path, kind, force, FOLDER_KEY)
     }
 
-    /// [`Target::check`] for a folder given as `key`.
+    /// [`Target::check`] for a folder given as `key` (the command line's `--out` or `DIR`: then
+    /// the reasons name the `--force` flag).
     pub fn check_as(path: &Path, kind: Kind, force: bool, key: &'static str) -> Result<Target, Error> {
         let shown = path.display().to_string();
         let refuse = |why: String| -> Error { ConfigError::new(&shown, key, why).into() };
+        let never = force_name(key);
         if path.as_os_str().is_empty() {
             return Err(refuse("is empty; give a folder name".into()));
         }
         if matches!(path.components().next_back(), Some(Component::CurDir | Component::ParentDir)) {
-            return Err(refuse("is '.' or '..' (never replaced, even with --force)".into()));
+            return Err(refuse(format!("is '.' or '..' (never replaced, even with {never})")));
         }
         let abs = canonical(path).ok_or_else(|| refuse("cannot be resolved to an absolute path".into()))?;
         if abs.parent().is_none() {
-            return Err(refuse("is the root folder (never replaced, even with --force)".into()));
+            return Err(refuse(format!("is the root folder (never replaced, even with {never})")));
         }
         let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
         if home.as_deref() == Some(abs.as_path()) {
-            return Err(refuse("is the home folder (never replaced, even with --force)".into()));
+            return Err(refuse(format!("is the home folder (never replaced, even with {never})")));
         }
         if let Ok(cwd) = std::env::current_dir().and_then(|c| c.canonicalize()) {
             if cwd.starts_with(&abs) {
-                return Err(refuse(
-                    "is the current folder or contains it (never replaced, even with --force)".into(),
-                ));
+                return Err(refuse(format!(
+                    "is the current folder or contains it (never replaced, even with {never})"
+                )));
             }
         }
         let target = Target { path: path.to_path_buf(), kind, force, key };
@@ -195,12 +212,14 @@ impl Target {
             _ if empty => Ok(()),
             Some(k) if k == kind.name() => Ok(()),
             Some(k) => Err(refuse(format!(
-                "holds the output of `advreact {k}`, not of `{}` (use --force to replace it)",
-                kind.name()
+                "holds the output of `advreact {k}`, not of `{}` (use {} to replace it)",
+                kind.name(),
+                force_name(self.key)
             ))),
             None => Err(refuse(format!(
-                "holds files that are not an advreact {} output (no {MARKER}; use --force to replace it)",
-                kind.name()
+                "holds files that are not an advreact {} output (no {MARKER}; use {} to replace it)",
+                kind.name(),
+                force_name(self.key)
             ))),
         }
     }
@@ -355,5 +374,28 @@ mod tests {
         .unwrap();
         assert!(!out.join("a").exists());
         assert_eq!(std::fs::read_to_string(out.join(MARKER)).unwrap(), Kind::Infer.marker());
+    }
+    /// A library caller's refusal names the folder, its role and the reason, and no command-line
+    /// flag; the command line's `check_as(.., "--out")` keeps its flag words.
+    #[test]
+    fn library_refusals_name_no_flag() {
+        let root = tempfile::tempdir().unwrap();
+        let notes = root.path().join("notes");
+        std::fs::create_dir(&notes).unwrap();
+        std::fs::write(notes.join("mine.txt"), "x").unwrap();
+        let shown = notes.display();
+        let lib = Target::check(&notes, Kind::Run, false).unwrap_err().to_string();
+        assert!(lib.starts_with(&format!("{shown}: output folder: holds files that are not")), "{lib}");
+        assert!(
+            lib.ends_with("(no .advreact-output; use force to replace it)") && !lib.contains("--"),
+            "{lib}"
+        );
+        let cli = Target::check_as(&notes, Kind::Run, false, "--out").unwrap_err().to_string();
+        assert!(
+            cli.starts_with(&format!("{shown}: --out: ")) && cli.ends_with("use --force to replace it)"),
+            "{cli}"
+        );
+        let dot = Target::check(Path::new("."), Kind::Run, true).unwrap_err().to_string();
+        assert_eq!(dot, ".: output folder: is '.' or '..' (never replaced, even with force)");
     }
 }

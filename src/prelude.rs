@@ -36,7 +36,7 @@
 //! // Unbalanced: the plan moves some mass, less than either side holds.
 //! assert!(r.transported_mass > 0.0 && r.transported_mass < a.mass());
 //! // The plan, online from the potentials: the largest entry of each source row.
-//! let top = sol.coupling(a.view(), b.view())?.top_k(1)?;
+//! let top = sol.coupling(&a, &b)?.top_k(1)?;
 //! assert_eq!((top[0].i, top[0].j, top[1].j), (0, 0, 1));
 //!
 //! let m = mmd_between(&a, &b, 1.0)?;

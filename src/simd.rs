@@ -146,6 +146,7 @@ pub fn with_level<R>(lvl: Level, f: impl FnOnce() -> R) -> Option<R> {
 /// A level as a type, so that a generic kernel body is instantiated once per level and the
 /// instance can branch on [`Isa::LEVEL`] at compile time.
 pub trait Isa {
+    /// The level this type stands for.
     const LEVEL: Level;
 }
 

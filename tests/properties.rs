@@ -17,9 +17,10 @@ mod common;
 mod compare;
 use advreact::data::{parse_snapshot, read_snapshot, SnapshotTable};
 use advreact::error::{DataError, Error};
-use advreact::metrics::mmd_terms;
+use advreact::metrics::mmd_between;
 use advreact::scenario::spec::Distribution;
 use advreact::scenario::{load_str, Overrides, Scenario};
+use advreact::Cloud;
 use common::{bin, repo};
 use compare::compare_tables;
 use proptest::collection::vec;
@@ -758,12 +759,13 @@ fn mmd_is_symmetric_nonnegative_and_zero_on_itself() {
     check("mmd", CASES_MMD, cloud_pair(), |(d, x, a, y, b, s)| {
         let (ma, mb): (f64, f64) = (a.iter().sum(), b.iter().sum());
         let scale = (ma + mb) * (ma + mb) + 1.0;
-        let xy = mmd_terms(d, &x, &a, &y, &b, s);
-        let yx = mmd_terms(d, &y, &b, &x, &a, s);
+        let (cx, cy) = (Cloud::new(d, x, a).unwrap(), Cloud::new(d, y, b).unwrap());
+        let xy = mmd_between(&cx, &cy, s).unwrap();
+        let yx = mmd_between(&cy, &cx, s).unwrap();
         prop_assert!(xy.mmd2.is_finite(), "{xy:?}");
         prop_assert!((xy.mmd2 - yx.mmd2).abs() <= 1e-12 * scale, "not symmetric: {xy:?} vs {yx:?}");
         prop_assert!(xy.mmd2 >= -1e-12 * scale, "negative: {xy:?}");
-        let xx = mmd_terms(d, &x, &a, &x, &a, s);
+        let xx = mmd_between(&cx, &cx, s).unwrap();
         prop_assert!(xx.mmd2.abs() <= 1e-12 * scale, "MMD(x, x) = {xx:?}");
         // The kernel is bounded by 1: each term by the product of the masses.
         prop_assert!(xy.xy <= ma * mb * (1.0 + 1e-12) && xy.xy >= 0.0, "{xy:?}");

@@ -6,9 +6,10 @@
 use advreact::dist::Exec;
 use advreact::kernel::gram;
 use advreact::kernel::rff::Rff;
-use advreact::metrics::mmd::mmd_terms;
-use advreact::ot::{solve, Cost, MeasureRef, SinkhornOptions};
+use advreact::metrics::mmd_between;
+use advreact::ot::{uot_clouds, Cost, SinkhornOptions};
 use advreact::simd::{with_level, Level};
+use advreact::Cloud;
 
 fn data(n: usize, seed: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|v| (((v + seed) * 7919 % 1009) as f64) / 500.0 * scale - scale).collect()
@@ -34,8 +35,9 @@ fn mmd_has_the_same_bits_on_every_level() {
     let d = 3;
     let (x, y) = (data(700 * d, 1, 1.0), data(500 * d, 2, 1.2));
     let (a, b) = (data(700, 3, 0.4).iter().map(|v| v + 1.0).collect::<Vec<_>>(), vec![1.0 / 500.0; 500]);
+    let (x, y) = (Cloud::new(d, x, a).unwrap(), Cloud::new(d, y, b).unwrap());
     same_on_every_level("mmd", || {
-        let t = mmd_terms(d, &x, &a, &y, &b, 0.6);
+        let t = mmd_between(&x, &y, 0.6).unwrap();
         bits(&[t.mmd2])
     });
 }
@@ -47,6 +49,7 @@ fn uot_solve_has_the_same_bits_on_every_level() {
     let (n, m) = (300, 1500);
     let (x, y) = (data(n * d, 4, 1.0), data(m * d, 5, 1.0));
     let (a, b) = (vec![1.0 / n as f64; n], vec![1.5 / m as f64; m]);
+    let (ca, cb) = (Cloud::new(d, x, a).unwrap(), Cloud::new(d, y, b).unwrap());
     for eps in [0.5, 0.002] {
         let opts = SinkhornOptions {
             tol: 1e-300,
@@ -54,7 +57,7 @@ fn uot_solve_has_the_same_bits_on_every_level() {
             ..SinkhornOptions::kl(eps, 1.0, 2.0, Cost::SqEuclidean)
         };
         same_on_every_level(&format!("uot ε = {eps}"), || {
-            let s = solve(MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b), &opts, None).unwrap();
+            let s = uot_clouds(&ca, &cb, &opts).unwrap();
             let r = &s.report;
             (bits(&s.potentials.f), bits(&s.potentials.g), bits(&s.row_mass), bits(&[r.primal_objective]))
         });

@@ -5,7 +5,7 @@
 
 use advreact::field::sobolev_fisher::{SobolevFisher, SobolevFisherCfg, SobolevFisherParams};
 use advreact::field::{EvalCtx, Field, FieldState};
-use advreact::metrics::{witness, Mass, Mean, MmdMetric};
+use advreact::metrics::{witness_between, Mass, Mean, MmdMetric};
 use advreact::reaction::{Reaction, ReactionKind};
 use advreact::stepper::{Simulation, Summary, TimeCfg};
 use advreact::{Cloud, Particles, SimError};
@@ -274,7 +274,7 @@ fn transports_a_gaussian_to_a_shifted_gaussian() {
     };
     let target_mean = target.mean();
     let mut sim = simulation(&source, target.clone(), cfg, Reaction::default(), 0.1, 70);
-    let m0 = advreact::metrics::mmd(d, &source.x, &source.w, &target.x, &target.w, 0.1);
+    let m0 = advreact::metrics::mmd_between(&source, &target, 0.1).unwrap().mmd();
     let s = sim.run(&mut []).unwrap();
     assert_eq!(s.steps, 70, "{:?}", s.error);
     // Measured: MMD 0.585 → 0.0138 (42×); required ≥ 10×.
@@ -477,7 +477,8 @@ fn large_ridge_critic_approximates_the_gaussian_mmd_witness() {
     f.prepare(&ctx(0, &x, &w, &target)).unwrap();
     let b: Vec<f64> = target.w.iter().map(|v| v / 2.0).collect();
     let probes = gaussian(30, &[0.25, 0.0], 0.4, 93);
-    let (phi, gphi) = witness(d, &probes, &x, &w, &target.x, &b, s);
+    let (p, q) = (Cloud::new(d, x.clone(), w.clone()).unwrap(), Cloud::new(d, target.x.clone(), b).unwrap());
+    let (phi, gphi) = witness_between(&probes, &p, &q, s).unwrap();
     let scale = phi.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let gscale = gphi.iter().fold(0.0f64, |a, v| a.max(v.abs()));
     let mut grad = vec![0.0; d];

@@ -13,9 +13,14 @@
 //!   of NaN, determinism across thread counts, plan access (dense, sparse, barycentric map).
 
 use advreact::dist::{Exec, Par};
-use advreact::ot::{self, solve, solve_partial, Cost, EpsScaling, Marginal, MeasureRef, SinkhornOptions};
-use advreact::{Cloud, SimError};
+use advreact::ot::{self, solve_partial, Cost, EpsScaling, Marginal, SinkhornOptions};
+use advreact::{Cloud, CloudError, SimError};
 use serde_json::Value;
+
+/// The checked cloud of `d`-dimensional points `x` with weights `w`.
+fn cl(d: usize, x: &[f64], w: &[f64]) -> Cloud {
+    Cloud::new(d, x.to_vec(), w.to_vec()).unwrap()
+}
 
 fn fixture(name: &str) -> Value {
     let path = format!("{}/../shared/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -72,7 +77,7 @@ fn pot_sinkhorn_unbalanced_fixture() {
         let (_, y) = points(&c["y"]);
         let (a, b) = (vecf(&c["a"]), vecf(&c["b"]));
         let (eps, tau) = (c["reg"].as_f64().unwrap(), c["reg_m"].as_f64().unwrap());
-        let (ma, mb) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
+        let (ma, mb) = (cl(d, &x, &a), cl(d, &y, &b));
         if let Some(mm) = c.get("M") {
             // The cost matrix is ours: |x − y|² to 1e-14.
             for (i, row) in mm.as_array().unwrap().iter().enumerate() {
@@ -82,7 +87,7 @@ fn pot_sinkhorn_unbalanced_fixture() {
                 }
             }
         }
-        let sol = solve(ma, mb, &tight(eps, tau), None).unwrap();
+        let sol = ot::uot_clouds(&ma, &mb, &tight(eps, tau)).unwrap();
         let r = &sol.report;
         assert!(r.converged, "{name}: not converged: {r:?}");
         let rf = &c["reference"];
@@ -145,7 +150,7 @@ fn balanced_limit_matches_emd_fixture_entropic_cases() {
                 max_iter: 100_000,
                 ..SinkhornOptions::kl(eps, f64::INFINITY, f64::INFINITY, Cost::SqEuclidean)
             };
-            let sol = solve(MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b), &opts, None).unwrap();
+            let sol = ot::uot_clouds(&cl(d, &x, &a), &cl(d, &y, &b), &opts).unwrap();
             let r = &sol.report;
             assert!(r.converged, "{name} eps={eps}");
             assert_eq!(r.marginal_term_a, 0.0);
@@ -190,8 +195,7 @@ fn outlier_sweep_fixture() {
         let dist = row["D"].as_f64().unwrap();
         let mut x = xc.clone();
         x.extend_from_slice(&[dist, 0.0]);
-        let sol =
-            solve(MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b), &tight(eps, tau), None).unwrap();
+        let sol = ot::uot_clouds(&cl(d, &x, &a), &cl(d, &y, &b), &tight(eps, tau)).unwrap();
         assert!(sol.report.converged);
         let ratio = sol.row_mass[n - 1] / a[n - 1];
         assert_rel(
@@ -243,7 +247,7 @@ fn kl_destroys_far_points() {
     let n = 21;
     let a = vec![1.0 / 21.0; n];
     let b = vec![1.0 / 20.0; 20];
-    let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &tight(0.05, tau), None).unwrap();
+    let sol = ot::uot_clouds(&cl(2, &x, &a), &cl(2, &y, &b), &tight(0.05, tau)).unwrap();
     assert!(sol.report.converged);
     let cmin = (0..20)
         .map(|j| Cost::SqEuclidean.eval(&x[40..42], &y[j * 2..j * 2 + 2]))
@@ -277,7 +281,7 @@ fn tv_is_a_hard_cut() {
     let y = vec![0.75, 0.0, 0.75, 0.1, 0.75, -0.1];
     let a = vec![0.3, 0.3];
     let b = vec![0.2, 0.2, 0.2];
-    let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &tv(1.0), None).unwrap();
+    let sol = ot::uot_clouds(&cl(2, &x, &a), &cl(2, &y, &b), &tv(1.0)).unwrap();
     assert!(sol.report.converged, "{:?}", sol.report);
     let near = sol.row_mass[0] / a[0];
     let far = sol.row_mass[1] / a[1];
@@ -302,7 +306,7 @@ fn relaxation_variants_agree_and_respect_the_tv_box() {
     let y = cluster(30, 16, 0.5);
     let a = vec![1.0 / 25.0; 25];
     let b = vec![1.2 / 30.0; 30];
-    let (ma, mb) = (MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b));
+    let (ma, mb) = (cl(2, &x, &a), cl(2, &y, &b));
     let tv = SinkhornOptions {
         eps: 0.02,
         marginal_a: Marginal::Tv { tau: 0.3 },
@@ -312,14 +316,14 @@ fn relaxation_variants_agree_and_respect_the_tv_box() {
         translation_invariant: false,
         ..SinkhornOptions::default()
     };
-    let s = solve(ma, mb, &tv, None).unwrap();
+    let s = ot::uot_clouds(&ma, &mb, &tv).unwrap();
     assert!(!s.report.converged);
     assert!(s.potentials.f.iter().chain(&s.potentials.g).all(|v| v.abs() <= 0.3));
     assert!(s.report.dual_objective.is_finite());
     let mut reference = None;
     for relaxation in [ot::Relaxation::Off, ot::Relaxation::Fixed { omega: 1.5 }, ot::Relaxation::default()] {
         let o = SinkhornOptions { relaxation, ..tight(0.02, 0.5) };
-        let s = solve(ma, mb, &o, None).unwrap();
+        let s = ot::uot_clouds(&ma, &mb, &o).unwrap();
         assert!(s.report.converged, "{relaxation:?}");
         match &reference {
             None => reference = Some(s),
@@ -353,7 +357,7 @@ fn partial_transport_hits_the_requested_mass() {
         eps_scaling: Some(EpsScaling::default()),
         ..SinkhornOptions::default()
     };
-    let p = solve_partial(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), 0.25, &opts, 1e-6).unwrap();
+    let p = solve_partial(&cl(2, &x, &a), &cl(2, &y, &b), 0.25, &opts, 1e-6).unwrap();
     assert!(p.mass_error <= 1e-6, "{}", p.mass_error);
     assert!((p.solution.report.transported_mass - 0.25).abs() <= 0.25e-6);
     // The points that move are the ones closest to the target cloud (largest first coordinate).
@@ -364,7 +368,7 @@ fn partial_transport_hits_the_requested_mass() {
     assert!(near > far, "near {near} far {far}");
     // Out of range masses are refused.
     assert!(matches!(
-        solve_partial(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), 1.5, &opts, 1e-6),
+        solve_partial(&cl(2, &x, &a), &cl(2, &y, &b), 1.5, &opts, 1e-6),
         Err(SimError::Invalid(_))
     ));
 }
@@ -380,13 +384,13 @@ fn partial_transport_of_unit_weight_clouds() {
     let y = cluster(36, 4, 0.4);
     let (a, b) = (vec![1.0; 30], vec![1.0; 36]);
     let opts = SinkhornOptions { eps: 0.05, tol: 1e-10, max_iter: 100_000, ..SinkhornOptions::default() };
-    let (ma, mb) = (MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b));
-    let p = solve_partial(ma, mb, 20.0, &opts, 1e-6).unwrap();
+    let (ma, mb) = (cl(2, &x, &a), cl(2, &y, &b));
+    let p = solve_partial(&ma, &mb, 20.0, &opts, 1e-6).unwrap();
     assert_eq!(p.reference_scale, 36.0);
     let r = &p.solution.report;
     assert!((r.transported_mass - 20.0).abs() <= 20.0 * 1e-6, "{}", r.transported_mass);
     assert_eq!((r.mass_a, r.mass_b), (30.0, 36.0));
-    let c = p.solution.coupling(ma, mb).unwrap();
+    let c = p.solution.coupling(&ma, &mb).unwrap();
     for (got, want) in
         [(c.row_masses().unwrap(), &p.solution.row_mass), (c.col_masses().unwrap(), &p.solution.col_mass)]
     {
@@ -396,8 +400,7 @@ fn partial_transport_of_unit_weight_clouds() {
     }
     // The same as solving between a/36 and b/36 for mass 20/36, times 36.
     let (a1, b1) = (vec![1.0 / 36.0; 30], vec![1.0 / 36.0; 36]);
-    let q = solve_partial(MeasureRef::new(2, &x, &a1), MeasureRef::new(2, &y, &b1), 20.0 / 36.0, &opts, 1e-6)
-        .unwrap();
+    let q = solve_partial(&cl(2, &x, &a1), &cl(2, &y, &b1), 20.0 / 36.0, &opts, 1e-6).unwrap();
     // (36 × 1/36 sums to 1 + 2e-16, so this one is rescaled by that: equal up to rounding.)
     assert!((q.reference_scale - 1.0).abs() < 1e-15, "{}", q.reference_scale);
     assert!((p.tau - q.tau).abs() <= 1e-9 * p.tau, "{} vs {}", p.tau, q.tau);
@@ -425,8 +428,8 @@ fn tiny_eps_and_extreme_masses_stay_finite() {
             eps_scaling: Some(EpsScaling { start: None, factor: 0.7 }),
             ..SinkhornOptions::kl(1e-4 * scale, ta, tb, Cost::SqEuclidean)
         };
-        let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts, None)
-            .unwrap_or_else(|e| panic!("tau = ({ta}, {tb}): {e}"));
+        let (ca, cb) = (cl(2, &x, &a), cl(2, &y, &b));
+        let sol = ot::uot_clouds(&ca, &cb, &opts).unwrap_or_else(|e| panic!("tau = ({ta}, {tb}): {e}"));
         let r = &sol.report;
         let all = [
             r.marginal_error_a,
@@ -444,7 +447,7 @@ fn tiny_eps_and_extreme_masses_stay_finite() {
         assert!(sol.potentials.f.iter().chain(&sol.potentials.g).all(|v| v.is_finite()));
         assert!(r.converged, "tau = ({ta}, {tb}): {r:?}");
         assert_rel("duality gap", r.dual_objective, r.primal_objective, 1e-6);
-        let c = sol.coupling(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b)).unwrap();
+        let c = sol.coupling(&ca, &cb).unwrap();
         assert!(c.barycentric_map().unwrap().iter().all(|v| v.is_finite()));
     }
 }
@@ -459,12 +462,12 @@ fn converged_flag_is_false_when_max_iter_is_too_small() {
     let b = vec![2.0 / 30.0; 30];
     let mut opts = tight(0.01, 1.0);
     opts.max_iter = 3;
-    let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts, None).unwrap();
+    let sol = ot::uot_clouds(&cl(2, &x, &a), &cl(2, &y, &b), &opts).unwrap();
     assert_eq!(sol.report.iterations, 3);
     assert!(!sol.report.converged);
     assert!(sol.report.marginal_error_a > opts.tol);
     opts.max_iter = 100_000;
-    let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts, None).unwrap();
+    let sol = ot::uot_clouds(&cl(2, &x, &a), &cl(2, &y, &b), &opts).unwrap();
     assert!(sol.report.converged);
     assert!(sol.report.marginal_error_a <= 1e-13 && sol.report.marginal_error_b <= 1e-13);
 }
@@ -478,9 +481,11 @@ fn invalid_inputs_are_errors() {
     let b = vec![1.0, 1.0];
     let o = SinkhornOptions::default();
     let err = |a: &[f64], b: &[f64], o: &SinkhornOptions| {
-        solve(MeasureRef::new(1, &x, a), MeasureRef::new(1, &y, b), o, None).unwrap_err()
+        ot::uot_clouds(&cl(1, &x, a), &cl(1, &y, b), o).unwrap_err()
     };
-    assert!(matches!(err(&[f64::NAN, 0.5], &b, &o), SimError::Invalid(m) if m.contains("weight 0")));
+    // A NaN weight never reaches the solver: the cloud refuses it.
+    let nan = Cloud::new(1, x.clone(), vec![f64::NAN, 0.5]).unwrap_err();
+    assert!(matches!(nan, CloudError::Weight { point: 0, .. }), "{nan}");
     assert!(matches!(err(&[0.0, 0.0], &b, &o), SimError::Invalid(m) if m.contains("mass is 0")));
     let bal = SinkhornOptions::kl(0.1, f64::INFINITY, f64::INFINITY, Cost::SqEuclidean);
     assert!(matches!(err(&a, &b, &bal), SimError::Invalid(m) if m.contains("equal masses")));
@@ -488,7 +493,7 @@ fn invalid_inputs_are_errors() {
     neg.eps = -1.0;
     assert!(matches!(err(&a, &b, &neg), SimError::Invalid(m) if m.contains("eps")));
     // A zero weight on some points is fine.
-    let sol = solve(MeasureRef::new(1, &x, &[0.0, 1.0]), MeasureRef::new(1, &y, &b), &o, None).unwrap();
+    let sol = ot::uot_clouds(&cl(1, &x, &[0.0, 1.0]), &cl(1, &y, &b), &o).unwrap();
     assert_eq!(sol.row_mass[0], 0.0);
 }
 
@@ -509,8 +514,9 @@ fn deterministic_across_thread_counts() {
     let run = |k: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(k).build().unwrap();
         pool.install(|| {
-            let sol = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &opts(), None).unwrap();
-            let c = sol.coupling(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b)).unwrap();
+            let (ca, cb) = (cl(2, &x, &a), cl(2, &y, &b));
+            let sol = ot::uot_clouds(&ca, &cb, &opts()).unwrap();
+            let c = sol.coupling(&ca, &cb).unwrap();
             let t = c.barycentric_map().unwrap();
             (sol, t)
         })
@@ -526,7 +532,7 @@ fn deterministic_across_thread_counts() {
     // `Par::Seq`: every row block on this thread, the same bits.
     let seq = SinkhornOptions { exec: Exec::seq(), ..opts() };
     assert_eq!(seq.exec.par, Par::Seq);
-    let s0 = solve(MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b), &seq, None).unwrap();
+    let s0 = ot::uot_clouds(&cl(2, &x, &a), &cl(2, &y, &b), &seq).unwrap();
     assert!(s0.report.iterations > 1);
     assert_eq!(bits(&s0.potentials.f), bits(&s2.potentials.f));
     assert_eq!(bits(&s0.potentials.g), bits(&s2.potentials.g));
@@ -544,9 +550,9 @@ fn plan_access_agrees_with_the_dense_plan() {
     let a = vec![1.0 / 70.0; 70];
     let b = vec![1.5 / 90.0; 90];
     let opts = tight(0.02, 0.5);
-    let (ma, mb) = (MeasureRef::new(2, &x, &a), MeasureRef::new(2, &y, &b));
-    let sol = solve(ma, mb, &opts, None).unwrap();
-    let c = sol.coupling(ma, mb).unwrap();
+    let (ma, mb) = (cl(2, &x, &a), cl(2, &y, &b));
+    let sol = ot::uot_clouds(&ma, &mb, &opts).unwrap();
+    let c = sol.coupling(&ma, &mb).unwrap();
     let dense = c.dense(70 * 90).unwrap();
     assert!(matches!(c.dense(70 * 90 - 1), Err(SimError::Limit { .. })));
     let rows = c.row_masses().unwrap();

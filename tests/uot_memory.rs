@@ -13,7 +13,7 @@
 //! n·m term, even n·m/64 bytes, would grow 4×) and stay far below a dense plan.
 
 use advreact::metrics::wasserstein::{wasserstein, Order, Solver, WassersteinOpts};
-use advreact::ot::{solve, Cost, MeasureRef, SinkhornOptions};
+use advreact::ot::{uot_clouds, Cost, SinkhornOptions};
 use advreact::Cloud;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -62,9 +62,9 @@ fn solve_at_1e5_points_allocates_o_n_plus_m() {
     PEAK.store(baseline, Ordering::SeqCst);
     let t = std::time::Instant::now();
     let opts = SinkhornOptions { max_iter: 1, ..SinkhornOptions::kl(0.01, 1.0, 1.0, Cost::SqEuclidean) };
-    let (am, bm) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
-    let sol = solve(am, bm, &opts, None).unwrap();
-    let c = sol.coupling(am, bm).unwrap();
+    let (am, bm) = (Cloud::new(d, x, a).unwrap(), Cloud::new(d, y, b).unwrap());
+    let sol = uot_clouds(&am, &bm, &opts).unwrap();
+    let c = sol.coupling(&am, &bm).unwrap();
     let t_map = c.barycentric_map().unwrap();
     let peak = PEAK.load(Ordering::SeqCst) - baseline;
     eprintln!(
@@ -127,10 +127,10 @@ fn uot_solve_plan_marginals_and_map_allocate_o_n_plus_m() {
         let (x, y) = (points(n, d, 7, 0.0), points(n, d, 8, 0.2));
         let (a, b) = (vec![1.0 / n as f64; n], vec![2.0 / n as f64; n]);
         let opts = SinkhornOptions { max_iter: 3, ..SinkhornOptions::kl(0.01, 1.0, 1.0, Cost::SqEuclidean) };
-        let (am, bm) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
-        let sol = solve(am, bm, &opts, None).unwrap();
+        let (am, bm) = (Cloud::new(d, x, a).unwrap(), Cloud::new(d, y, b).unwrap());
+        let sol = uot_clouds(&am, &bm, &opts).unwrap();
         assert_eq!(sol.report.iterations, 3);
-        let c = sol.coupling(am, bm).unwrap();
+        let c = sol.coupling(&am, &bm).unwrap();
         assert!(c.row_masses().unwrap().iter().all(|v| v.is_finite()));
         assert!(c.barycentric_map().unwrap().iter().all(|v| v.is_finite()));
     });

@@ -15,7 +15,7 @@
 
 use advreact::field::wfr::{Energy, Growth, SolverCfg, WfrField, WfrParams};
 use advreact::field::{EvalCtx, Field};
-use advreact::metrics::mmd_terms;
+use advreact::metrics::mmd_between;
 use advreact::ot::{self, Cost, DivergenceOptions, MeasureRef};
 use advreact::{Cloud, SimError};
 
@@ -63,7 +63,9 @@ fn mmd_energy_gradients_match_finite_differences() {
     let y = cloud(30, d, 2, 0.5, 1.0);
     let b = weights(30, 0.8, 2);
     let target = Cloud::new(d, y.clone(), b.clone()).unwrap();
-    let f = |x: &[f64], w: &[f64]| 0.5 * mmd_terms(d, x, w, &y, &b, s).mmd2;
+    let f = |x: &[f64], w: &[f64]| {
+        0.5 * mmd_between(&Cloud::new(d, x.to_vec(), w.to_vec()).unwrap(), &target, s).unwrap().mmd2
+    };
     let field = WfrField::new(Energy::Mmd { bandwidth: s }, Growth::Free, 1.0).unwrap();
     let (phi, grad) = field.first_variation(&ctx(d, &x, &w, &target)).unwrap();
     let hw = 1e-6;
@@ -277,7 +279,10 @@ fn wfr_steps_decrease_the_energy() {
             eps_scaling: Some(ot::EpsScaling::default()),
         });
         let energy_of = |f: &WfrField, x: &[f64], w: &[f64]| match energy {
-            Energy::Mmd { bandwidth } => 0.5 * mmd_terms(d, x, w, &target.x, &target.w, bandwidth).mmd2,
+            Energy::Mmd { bandwidth } => {
+                let p = Cloud::new(d, x.to_vec(), w.to_vec()).unwrap();
+                0.5 * mmd_between(&p, &target, bandwidth).unwrap().mmd2
+            }
             Energy::Sinkhorn { .. } => {
                 let diag: std::collections::HashMap<String, f64> =
                     f.diagnostics().into_iter().map(|(k, v)| (k, v.value())).collect();

@@ -10,7 +10,7 @@
 //!
 //! - **MMD**, `F = ½ ‖Σ_i w_i k(x_i, ·) − Σ_j b_j k(y_j, ·)‖²_H` (unnormalised, Gaussian kernel of
 //!   bandwidth `s`): `φ(x) = Σ_i w_i k(x, x_i) − Σ_j b_j k(x, y_j)` (the witness of
-//!   [`crate::metrics::witness`]), so `∂F/∂w_i = φ(x_i)` and `∂F/∂x_i = w_i ∇φ(x_i)`.
+//!   [`crate::metrics::witness_between`]), so `∂F/∂w_i = φ(x_i)` and `∂F/∂x_i = w_i ∇φ(x_i)`.
 //! - **Sinkhorn divergence** `F = S_{ε,ρ}(μ, ν)`, cost `½|x − y|²`, blur `ε`, reach `ρ`
 //!   (see [`crate::ot::divergence`]): `φ = (ρ + ε)(e^{−f_aa/ρ} − e^{−f_ba/ρ})`, or
 //!   `φ = f_ba − f_aa` when balanced (`ρ = ∞`; both measures are then normalised to probabilities

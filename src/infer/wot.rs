@@ -218,7 +218,7 @@ pub fn fit(
 /// Plan entries `(i, j, π_ij)` (scaled units): dense when small enough, else each row's 64
 /// largest.
 pub fn plan_entries(fit: &WotFit, dense_limit: usize) -> Result<Vec<(usize, usize, f64)>, SimError> {
-    let c = fit.sol.coupling((&fit.source).into(), (&fit.target).into())?;
+    let c = fit.sol.coupling(&fit.source, &fit.target)?;
     let (n, m) = (fit.source.len(), fit.target.len());
     if n.saturating_mul(m) <= dense_limit {
         let d = c.dense(dense_limit)?;
@@ -317,7 +317,7 @@ pub fn push_forward(
     p: &WotParams,
 ) -> Result<(Cloud, PredictInfo), SimError> {
     let fit = fit(cur, target, dt, None, p)?;
-    let c = fit.sol.coupling((&fit.source).into(), (&fit.target).into())?;
+    let c = fit.sol.coupling(&fit.source, &fit.target)?;
     let t = c.barycentric_map()?;
     let cloud = Cloud::new_unchecked(cur.dim, t, fit.row_mass.clone());
     Ok((cloud, fit.info()))

@@ -6,19 +6,34 @@
 //! `MMD = sqrt(max(MMD², 0))`. The witness `φ(x) = Σ_i a_i k(x, x_i) − Σ_j b_j k(x, y_j)` is the
 //! first variation: `∂MMD²/∂a_i = 2 φ(x_i)`, `∂MMD²/∂x_i = 2 a_i ∇φ(x_i)`.
 //!
-//! All sums run through the tiled kernel reductions of [`crate::kernel`]: O(n + m) memory. For
+//! The public entries take [`Cloud`]s: [`mmd_between`](super::mmd_between) and
+//! [`witness_between`]; the slice versions here are the crate's own (field code holding particle
+//! slices). All sums run through the tiled kernel reductions of [`crate::kernel`]: O(n + m) memory. For
 //! bitwise-identical inputs the three terms are bitwise identical, so `MMD(x, x) = 0` exactly.
 
 use crate::dist::Exec;
+use crate::error::SimError;
 use crate::kernel::{gauss_sum, gauss_sum_grad};
+use crate::particles::Cloud;
 
 /// The three terms of `MMD²` and their combination.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MmdTerms {
+    /// `Σ_ii' a_i a_i' k(x_i, x_i')`.
     pub xx: f64,
+    /// `Σ_jj' b_j b_j' k(y_j, y_j')`.
     pub yy: f64,
+    /// `Σ_ij a_i b_j k(x_i, y_j)`.
     pub xy: f64,
+    /// `MMD² = xx + yy − 2 xy` (may be slightly negative from rounding).
     pub mmd2: f64,
+}
+
+impl MmdTerms {
+    /// `MMD = sqrt(max(MMD², 0))`.
+    pub fn mmd(&self) -> f64 {
+        self.mmd2.max(0.0).sqrt()
+    }
 }
 
 /// `Σ_i a_i Σ_j b_j k(x_i, y_j)`, the rows of the Gaussian sum run in `exec`.
@@ -30,7 +45,7 @@ pub(crate) fn cross(exec: &Exec, d: usize, x: &[f64], a: &[f64], y: &[f64], b: &
 }
 
 /// The terms of `MMD²` between `Σ a_i δ_{x_i}` and `Σ b_j δ_{y_j}` (dim `d`, bandwidth `s`).
-pub fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> MmdTerms {
+pub(crate) fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> MmdTerms {
     let e = Exec::default();
     let xx = cross(&e, d, x, a, x, a, s);
     let yy = cross(&e, d, y, b, y, b, s);
@@ -38,20 +53,14 @@ pub fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -
     MmdTerms { xx, yy, xy, mmd2: xx + yy - 2.0 * xy }
 }
 
-/// `Σ_ij a_i b_j k(x_i, y_j)`: one term of `MMD²` (e.g. the fixed target's `yy` term, computed
-/// once per run).
-pub fn mmd_cross_term(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
-    cross(&Exec::default(), d, x, a, y, b, s)
-}
-
 /// `MMD = sqrt(max(MMD², 0))`.
-pub fn mmd(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
-    mmd_terms(d, x, a, y, b, s).mmd2.max(0.0).sqrt()
+pub(crate) fn mmd(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
+    mmd_terms(d, x, a, y, b, s).mmd()
 }
 
 /// The witness `φ(z) = Σ_i a_i k(z, x_i) − Σ_j b_j k(z, y_j)` and its gradient at the points `z`
 /// (particle-contiguous). Returns `(φ, ∇φ)`.
-pub fn witness(
+pub(crate) fn witness(
     d: usize,
     z: &[f64],
     x: &[f64],
@@ -83,4 +92,39 @@ pub(crate) fn witness_in(
     va.iter_mut().zip(&vb).for_each(|(p, q)| *p -= q);
     ga.iter_mut().zip(&gb).for_each(|(p, q)| *p -= q);
     (va, ga)
+}
+
+/// Check a pair of clouds and a bandwidth for the public entries: one dimension, and `s` a
+/// positive finite number whose square is a normal double (else `1/(2s²)` is 0 or ∞ and the
+/// sums turn into NaN). `what` names the caller in the message.
+pub(crate) fn check_pair(what: &str, a: &Cloud, b: &Cloud, s: f64) -> Result<(), SimError> {
+    if a.dim != b.dim {
+        return Err(SimError::Invalid(format!("{what}: clouds of dimension {} and {}", a.dim, b.dim)));
+    }
+    if !(s.is_finite() && s > 0.0 && (s * s).is_normal()) {
+        return Err(SimError::Invalid(format!(
+            "{what}: bandwidth must be > 0 with a normal square (about 1.5e-154 ≤ s ≤ 1.3e154), got {s:e}"
+        )));
+    }
+    Ok(())
+}
+
+/// The witness `φ(z) = Σ_i a_i k(z, x_i) − Σ_j b_j k(z, y_j)` of the clouds `a`, `b` and its
+/// gradient `∇φ(z)` at the points `z` (point-contiguous, `a`'s dimension), bandwidth `s`:
+/// `(φ, ∇φ)`. Checked like [`mmd_between`](super::mmd_between); `z` must hold whole points.
+pub fn witness_between(
+    z: &[f64],
+    a: &Cloud,
+    b: &Cloud,
+    bandwidth: f64,
+) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    check_pair("witness", a, b, bandwidth)?;
+    if !z.len().is_multiple_of(a.dim) {
+        return Err(SimError::Invalid(format!(
+            "witness: {} coordinates are not a multiple of the dimension {}",
+            z.len(),
+            a.dim
+        )));
+    }
+    Ok(witness(a.dim, z, &a.x, &a.w, &b.x, &b.w, bandwidth))
 }

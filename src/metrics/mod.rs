@@ -3,12 +3,13 @@
 //! A metric is anything implementing [`Metric`]; it may produce several columns (the mean has one
 //! per coordinate).
 
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod mmd;
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod wasserstein;
 
-pub use mmd::{mmd, mmd_cross_term, mmd_terms, witness, MmdTerms};
+#[cfg(test)]
+use mmd::witness;
+pub(crate) use mmd::{mmd, mmd_terms};
+pub use mmd::{witness_between, MmdTerms};
 
 use crate::dist::Exec;
 use crate::error::SimError;
@@ -19,16 +20,8 @@ use std::sync::OnceLock;
 /// must have one dimension, `bandwidth` `s` of `exp(−|x − y|²/(2s²))` a positive finite number
 /// whose square is a normal double. `MMD(a, a) = 0` exactly.
 pub fn mmd_between(a: &Cloud, b: &Cloud, bandwidth: f64) -> Result<MmdTerms, SimError> {
-    if a.dim != b.dim {
-        return Err(SimError::Invalid(format!("mmd: clouds of dimension {} and {}", a.dim, b.dim)));
-    }
-    let s = bandwidth;
-    if !(s.is_finite() && s > 0.0 && (s * s).is_normal()) {
-        return Err(SimError::Invalid(format!(
-            "mmd: bandwidth must be > 0 with a normal square (about 1.5e-154 ≤ s ≤ 1.3e154), got {s:e}"
-        )));
-    }
-    Ok(mmd_terms(a.dim, &a.x, &a.w, &b.x, &b.w, s))
+    mmd::check_pair("mmd", a, b, bandwidth)?;
+    Ok(mmd_terms(a.dim, &a.x, &a.w, &b.x, &b.w, bandwidth))
 }
 
 /// What a metric sees: the particles as a weighted cloud and the target.
@@ -166,6 +159,23 @@ mod tests {
         assert!(mmd_between(&a, &line, 1.0).unwrap_err().to_string().contains("dimension 2 and 1"));
         for s in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-160, 1e160] {
             assert!(mmd_between(&a, &b, s).is_err(), "bandwidth {s}");
+            assert!(witness_between(&[0.0, 0.0], &a, &b, s).is_err(), "bandwidth {s}");
         }
+    }
+
+    /// `witness_between` is `witness` on the clouds' data, bit for bit; a ragged `z` or clouds of
+    /// different dimensions are errors.
+    #[test]
+    fn witness_between_checks_then_sums() {
+        let a = Cloud::new_unchecked(2, vec![0.0, 0.0, 1.0, 0.5], vec![0.5, 1.0]);
+        let b = Cloud::new_unchecked(2, vec![0.2, 0.1], vec![2.0]);
+        let z = [0.3, -0.2, 1.0, 1.0, 0.0, 0.0];
+        let (phi, grad) = witness_between(&z, &a, &b, 0.7).unwrap();
+        assert_eq!((phi.len(), grad.len()), (3, 6));
+        assert_eq!((phi, grad), witness(2, &z, &a.x, &a.w, &b.x, &b.w, 0.7));
+        let e = witness_between(&z[..5], &a, &b, 0.7).unwrap_err().to_string();
+        assert!(e.contains("5 coordinates are not a multiple of the dimension 2"), "{e}");
+        let line = Cloud::new_unchecked(1, vec![0.0], vec![1.0]);
+        assert!(witness_between(&z, &a, &line, 1.0).unwrap_err().to_string().contains("dimension 2 and 1"));
     }
 }

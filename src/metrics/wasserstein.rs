@@ -22,7 +22,7 @@
 //! * **Entropic** (approximate): balanced log-domain Sinkhorn for
 //!   `min_T ⟨T, C⟩ + ε KL(T | a bᵀ)`, `ε = eps_rel × ⟨a bᵀ, C⟩` (1 % of the mean cost by default),
 //!   ε-scaling (halving from the cost diameter down to ε), rows computed online (O(n + m)
-//!   memory). `W2` reuses the crate's UOT solver [`crate::ot::sinkhorn::solve`] with both
+//!   memory). `W2` reuses the crate's UOT solver (`ot::sinkhorn::solve`, [`crate::ot::uot_clouds`]) with both
 //!   marginals exact (its truncated SIMD passes and adaptive over-relaxation); `W1` (cost
 //!   `|x − y|`) runs the same loop and the same passes (`ot::sinkhorn::iterate`, the crate's one
 //!   Sinkhorn loop) with the distance as ground cost, exact marginals, no translation step, the
@@ -87,7 +87,9 @@ use serde::Serialize;
 /// Which distance: `W1` (cost `|x − y|`) or `W2` (cost `|x − y|²`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// `W1`: ground cost `|x − y|`.
     W1,
+    /// `W2`: ground cost `|x − y|²`.
     W2,
 }
 
@@ -129,7 +131,10 @@ pub enum Method {
     /// An exact optimal transport plan (network simplex or sorted 1-D).
     Exact,
     /// Entropic approximation with regularisation `eps` (absolute, in cost units).
-    Entropic { eps: f64 },
+    Entropic {
+        /// `ε` in cost units.
+        eps: f64,
+    },
 }
 
 /// Which estimator produced a value, as written to the infer `metrics.json` (tagged by
@@ -150,9 +155,13 @@ pub enum Estimator {
         iterations: usize,
         /// `‖T1 − a‖₁ + ‖Tᵀ1 − b‖₁` of the returned plan.
         marginal_error: f64,
+        /// Lower end of the certified bracket of the transport cost `W_p^p`.
         cost_lower: f64,
+        /// Upper end of the certified bracket of `W_p^p`.
         cost_upper: f64,
+        /// Lower end of the certified bracket of `W_p` (`cost_lower^{1/p}`).
         value_lower: f64,
+        /// Upper end of the certified bracket of `W_p` (`cost_upper^{1/p}`).
         value_upper: f64,
         /// `max(value_upper − value, value − value_lower)`: the largest possible error of the
         /// value, in the units of `W_p`.
@@ -185,6 +194,7 @@ pub enum Solver {
 /// Parameters. `Default` gives the automatic choice with a 5000-point exact limit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WassersteinOpts {
+    /// Which solver to use (`Auto`: by dimension and size).
     pub solver: Solver,
     /// `Auto` solves exactly when `n·m ≤ exact_max_points²` (as many pairs as a square problem
     /// of that size: `max(n, m) ≤ exact_max_points` always qualifies).
@@ -227,6 +237,7 @@ impl Default for WassersteinOpts {
 /// The answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WassersteinResult {
+    /// `W1` or `W2`.
     pub order: Order,
     /// `W_p` (not squared).
     pub value: f64,
@@ -236,13 +247,15 @@ pub struct WassersteinResult {
     /// Sparse optimal plan `(i, j, mass)` with `mass > 0`, at most `n + m − 1` entries, between
     /// the normalised weights. Empty for the entropic method (its plan is dense).
     pub plan: Vec<(usize, usize, f64)>,
+    /// Exact or entropic, with the entropic `ε`.
     pub method: Method,
     /// Pivots (network simplex), Sinkhorn iterations at the final ε, or 0 (sorted 1-D).
     pub iterations: usize,
     /// `Σ_i |(T1)_i − a_i| + Σ_j |(Tᵀ1)_j − b_j|` of the returned plan (normalised weights).
     pub marginal_error: f64,
-    /// Raw total masses `Σ w`, `Σ v` before normalisation.
+    /// Raw total mass `Σ w` of the first cloud, before normalisation.
     pub mass_a: f64,
+    /// Raw total mass `Σ v` of the second cloud, before normalisation.
     pub mass_b: f64,
     /// The estimator, with the certified error bound of an entropic value.
     pub estimator: Estimator,
@@ -443,8 +456,11 @@ pub fn sorted_1d(
 pub struct SinkhornSolution {
     /// `⟨T_ε, C⟩`.
     pub cost: f64,
+    /// ε reached, in cost units.
     pub eps: f64,
+    /// Source potential `f_i` (cost units).
     pub f: Vec<f64>,
+    /// Target potential `g_j` (cost units).
     pub g: Vec<f64>,
     /// Iterations at the final ε.
     pub iterations: usize,
@@ -610,7 +626,9 @@ fn sinkhorn_w2_ot(
 /// A certified interval `[lower, upper] ∋ OT_c = W_p^p` (module doc, "Certified bracket").
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Bracket {
+    /// `lower ≤ OT_c`.
     pub lower: f64,
+    /// `OT_c ≤ upper`.
     pub upper: f64,
 }
 

@@ -5,7 +5,6 @@
 //! Numbers are written with Rust's shortest round-trip formatting, so a CSV value read back is
 //! the exact double that was computed, and identical runs give byte-identical files.
 
-#[allow(missing_docs)] // owned by another part of issue 14; removed after the merge
 pub mod checkpoint;
 mod files;
 mod progress;

@@ -163,10 +163,15 @@ fn extend_in(
 /// solver's stopping rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DivergenceOptions {
+    /// Entropic regularisation `ε > 0`, in cost units.
     pub eps: f64,
+    /// Reach `ρ` of the KL marginal penalties `ρ KL`; `None`: balanced (exact marginals).
     pub rho: Option<f64>,
+    /// Ground cost `C(x, y)`.
     pub cost: Cost,
+    /// Tolerance on the relative L1 marginal errors of each solve.
     pub tol: f64,
+    /// Iteration cap of each solve.
     pub max_iter: usize,
     /// Used for cold starts (no warm potentials).
     pub eps_scaling: Option<EpsScaling>,
@@ -226,17 +231,27 @@ pub struct DivergenceWarm {
 /// `S(α, β)` with its parts and the potentials.
 #[derive(Debug, Clone)]
 pub struct SinkhornDivergence {
+    /// `S(α, β) = OT(α, β) − ½ OT(α, α) − ½ OT(β, β) + mass_term`.
     pub value: f64,
+    /// `OT_ε(α, β)`.
     pub ot_ab: f64,
+    /// `OT_ε(α, α)`.
     pub ot_aa: f64,
+    /// `OT_ε(β, β)`.
     pub ot_bb: f64,
     /// `ε/2 (m(α) − m(β))²`.
     pub mass_term: f64,
+    /// Potentials `(f, g)` of `OT(α, β)`.
     pub ab: Potentials,
+    /// Symmetric potential `f_aa` of `OT(α, α)`.
     pub f_aa: Vec<f64>,
+    /// Symmetric potential `g_bb` of `OT(β, β)`.
     pub g_bb: Vec<f64>,
+    /// Report of the `OT(α, β)` solve.
     pub report_ab: UotReport,
+    /// Report of the `OT(α, α)` solve.
     pub report_aa: UotReport,
+    /// Report of the `OT(β, β)` solve.
     pub report_bb: UotReport,
 }
 

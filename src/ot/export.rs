@@ -45,6 +45,10 @@ pub struct PlanExport {
 }
 
 /// Solve the entropic UOT problem between two clouds (source `a`, target `b`).
+/// The public way to solve (the plan: [`UotSolution::coupling`] of the same clouds).
+///
+/// Errors: invalid inputs (`SimError::Invalid`), balanced with unequal masses, or a non-finite
+/// potential or report value (`SimError::NonFinite`, naming the iteration and quantity).
 pub fn uot_clouds(a: &Cloud, b: &Cloud, opts: &SinkhornOptions) -> Result<UotSolution, SimError> {
     solve(MeasureRef::from(a), MeasureRef::from(b), opts, None)
 }
@@ -119,7 +123,7 @@ pub fn write_solution_with_ids(
         write().map_err(io(&p))?;
         out.push(p);
     }
-    let coupling = sol.coupling(a.into(), b.into())?;
+    let coupling = sol.coupling(a, b)?;
     if export.barycentric {
         let t = coupling.barycentric_map()?;
         let (p, mut w) = create(dir, "barycentric.csv")?;

@@ -51,8 +51,9 @@ pub use divergence::{
 pub use export::{uot_clouds, write_solution, write_solution_with_ids, PlanExport};
 pub use partial::{solve_partial, PartialSolution};
 pub use plan::{Coupling, PlanEntry};
+pub(crate) use sinkhorn::solve;
 pub use sinkhorn::{
-    sinkhorn_step, solve, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
+    sinkhorn_step, EpsScaling, Potentials, Relaxation, SinkhornOptions, UotReport, UotSolution,
 };
 
 use crate::error::SimError;
@@ -107,9 +108,15 @@ pub enum Marginal {
     /// `τ = ∞`: the marginal is a constraint `p = q` (balanced side).
     Exact,
     /// `τ KL(p | q)` (generalised KL): soft; far mass is destroyed gradually.
-    Kl { tau: f64 },
+    Kl {
+        /// Strength `τ > 0` of the penalty.
+        tau: f64,
+    },
     /// `τ |p − q|₁`: hard cut; a unit moves only if its cost is below `τ_a + τ_b`.
-    Tv { tau: f64 },
+    Tv {
+        /// Strength `τ > 0`: the price of destroying or creating a unit of mass.
+        tau: f64,
+    },
 }
 
 impl Marginal {
@@ -214,18 +221,24 @@ fn kl_unit(delta: f64) -> f64 {
 /// A borrowed weighted point set `Σ w_i δ_{x_i}` (positions particle-contiguous).
 #[derive(Debug, Clone, Copy)]
 pub struct MeasureRef<'a> {
+    /// Dimension `d`.
     pub dim: usize,
+    /// Positions, point-contiguous (`len · d` values).
     pub x: &'a [f64],
+    /// Weights `w_i ≥ 0`.
     pub w: &'a [f64],
 }
 
 impl<'a> MeasureRef<'a> {
+    /// A view of `dim`-dimensional points `x` with weights `w` (no check; see `validate`).
     pub fn new(dim: usize, x: &'a [f64], w: &'a [f64]) -> Self {
         Self { dim, x, w }
     }
+    /// Number of points.
     pub fn len(&self) -> usize {
         self.w.len()
     }
+    /// True when there are no points.
     pub fn is_empty(&self) -> bool {
         self.w.is_empty()
     }

@@ -19,10 +19,12 @@
 use super::sinkhorn::{solve, SinkhornOptions, UotSolution};
 use super::{cost_scale_bound, positive, Marginal, MeasureRef};
 use crate::error::SimError;
+use crate::particles::Cloud;
 
 /// The solution at the chosen `τ`.
 #[derive(Debug, Clone)]
 pub struct PartialSolution {
+    /// The UOT solution at the chosen `τ`.
     pub solution: UotSolution,
     /// `τ` of both TV penalties.
     pub tau: f64,
@@ -37,12 +39,13 @@ pub struct PartialSolution {
 /// Transport `target_mass` between `a` and `b` (see the module doc). `opts` gives `ε`, the cost
 /// and the solver's stopping rule; its marginal penalties are replaced by `τ TV` on both sides.
 pub fn solve_partial(
-    a: MeasureRef,
-    b: MeasureRef,
+    a: &Cloud,
+    b: &Cloud,
     target_mass: f64,
     opts: &SinkhornOptions,
     rtol: f64,
 ) -> Result<PartialSolution, SimError> {
+    let (a, b) = (a.view(), b.view());
     a.validate("source")?;
     b.validate("target")?;
     let cap = a.mass().min(b.mass());

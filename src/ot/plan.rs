@@ -23,23 +23,33 @@ use serde::Serialize;
 /// One plan entry `(i, j, π_ij)`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PlanEntry {
+    /// Source index `i`.
     pub i: usize,
+    /// Target index `j`.
     pub j: usize,
+    /// Plan mass `π_ij = a_i b_j exp((f_i + g_j − C_ij)/ε)`.
     pub value: f64,
 }
 
 /// The plan of potentials `(f, g)` between `a` and `b` at regularisation `eps`.
 #[derive(Debug, Clone, Copy)]
 pub struct Coupling<'a> {
+    /// Source measure `α = Σ a_i δ_{x_i}`.
     pub a: MeasureRef<'a>,
+    /// Target measure `β = Σ b_j δ_{y_j}`.
     pub b: MeasureRef<'a>,
+    /// Source potential `f` (cost units).
     pub f: &'a [f64],
+    /// Target potential `g` (cost units).
     pub g: &'a [f64],
+    /// Regularisation `ε` the potentials are at.
     pub eps: f64,
+    /// Ground cost `C(x, y)`.
     pub cost: Cost,
 }
 
 impl<'a> Coupling<'a> {
+    /// The plan of `p` between `a` and `b`; an error if the sizes disagree or a weight is invalid.
     pub fn new(
         a: MeasureRef<'a>,
         b: MeasureRef<'a>,

@@ -1,5 +1,5 @@
 //! The log-domain unbalanced Sinkhorn solver (SPEC §3; equations in [`crate::ot`]), and the one
-//! Sinkhorn loop of the crate (`iterate`): [`solve`], the symmetric solve of
+//! Sinkhorn loop of the crate (`iterate`): `solve` (public: [`crate::ot::uot_clouds`]), the symmetric solve of
 //! [`crate::ot::divergence`] and the entropic `W1`/`W2` of [`crate::metrics::wasserstein`] all run
 //! it, each with its own `Scheme` (soft-min passes on prepared reductions with the ground cost,
 //! marginal penalties, update, stopping error).
@@ -44,6 +44,7 @@ use super::pass::{Ground, Reduction};
 use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
 use crate::dist::Exec;
 use crate::error::SimError;
+use crate::particles::Cloud;
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -67,6 +68,7 @@ impl Default for EpsScaling {
 pub struct SinkhornOptions {
     /// Entropic regularisation `ε > 0` (POT's `reg`).
     pub eps: f64,
+    /// Ground cost `C(x, y)`.
     pub cost: Cost,
     /// Penalty on the source marginal `π1` vs `a`.
     pub marginal_a: Marginal,
@@ -76,6 +78,7 @@ pub struct SinkhornOptions {
     pub max_iter: usize,
     /// Tolerance on the relative L1 marginal errors (see the module doc).
     pub tol: f64,
+    /// ε-scaling (annealing from a large ε) for cold starts; `None`: solve at `eps` from the start.
     pub eps_scaling: Option<EpsScaling>,
     /// Closed-form translation of the potentials after each `f` update (KL / exact sides).
     pub translation_invariant: bool,
@@ -98,14 +101,20 @@ pub enum Relaxation {
     /// `ω = 1`: plain Sinkhorn.
     Off,
     /// A fixed `ω ∈ (0, 2)` (no safeguard).
-    Fixed { omega: f64 },
+    Fixed {
+        /// The factor `ω`.
+        omega: f64,
+    },
     /// `ω = 1` until the marginal error decreases linearly at a stable rate `μ ∈ [0.5, 1)` (ten
     /// consecutive ratios within 1% of their mean), then `ω = min(2/(1 + √(1 − λ)), max_omega)`
     /// with `λ = (μ + ω − 1)²/(μ ω²)` the plain rate implied by the rate `μ` observed at the
     /// current `ω` (Young's SOR relation), re-estimated in the same way while `ω` can grow.
     /// Safeguard: if the error grows above 100× its best value, the best potentials are restored,
     /// `ω` returns to 1 and the cap's excess `max_omega − 1` is halved.
-    Adaptive { max_omega: f64 },
+    Adaptive {
+        /// Largest `ω` the adaptive rule may use.
+        max_omega: f64,
+    },
 }
 
 impl Default for Relaxation {
@@ -262,24 +271,34 @@ impl SinkhornOptions {
 /// Dual potentials: `f` on the source points, `g` on the target points.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Potentials {
+    /// Source potential `f_i`, in cost units.
     pub f: Vec<f64>,
+    /// Target potential `g_j`, in cost units.
     pub g: Vec<f64>,
 }
 
 /// What a solve reports. Every number is at the returned potentials and `eps_reached`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct UotReport {
+    /// Number of source points `n`.
     pub n: usize,
+    /// Number of target points `m`.
     pub m: usize,
+    /// Dimension `d`.
     pub dim: usize,
+    /// Target regularisation `ε`.
     pub eps: f64,
+    /// Ground cost.
     pub cost: Cost,
+    /// Penalty on the source marginal.
     pub marginal_a: Marginal,
+    /// Penalty on the target marginal.
     pub marginal_b: Marginal,
     /// Iterations done (ε-scaling ones included).
     pub iterations: usize,
     /// Of which at `ε_k > ε` (annealing).
     pub annealing_iterations: usize,
+    /// Tolerance the solve was asked for.
     pub tol: f64,
     /// The ε every number below is evaluated at: the target `eps`, unless `max_iter` stopped
     /// the ε-scaling before reaching it (then the last `ε_k`, and `converged` is false).
@@ -307,23 +326,28 @@ pub struct UotReport {
     pub primal_objective: f64,
     /// `D(f, g)`.
     pub dual_objective: f64,
-    /// `m(a) = Σ a_i`, `m(b)`.
+    /// `m(a) = Σ a_i`.
     pub mass_a: f64,
+    /// `m(b) = Σ b_j`.
     pub mass_b: f64,
     /// `m(π) = Σ_ij π_ij`.
     pub transported_mass: f64,
-    /// `Σ_i (a_i − r_i)₊`: source mass destroyed; `Σ_i (r_i − a_i)₊`: created.
+    /// `Σ_i (a_i − r_i)₊`: source mass destroyed.
     pub destroyed_mass_a: f64,
+    /// `Σ_i (r_i − a_i)₊`: source mass created.
     pub created_mass_a: f64,
-    /// Same on the target side: `Σ_j (b_j − c_j)₊`, `Σ_j (c_j − b_j)₊`.
+    /// `Σ_j (b_j − c_j)₊`: target mass destroyed.
     pub destroyed_mass_b: f64,
+    /// `Σ_j (c_j − b_j)₊`: target mass created.
     pub created_mass_b: f64,
 }
 
 /// A solve's result: potentials, report and the plan's marginals `π1`, `πᵀ1`.
 #[derive(Debug, Clone)]
 pub struct UotSolution {
+    /// Dual potentials `(f, g)`.
     pub potentials: Potentials,
+    /// What the solve reports.
     pub report: UotReport,
     /// `r_i = Σ_j π_ij`: how much of source point `i` is transported (`r_i/a_i` survives).
     pub row_mass: Vec<f64>,
@@ -332,13 +356,10 @@ pub struct UotSolution {
 }
 
 impl UotSolution {
-    /// Access to the plan (online from the potentials).
-    pub fn coupling<'a>(
-        &'a self,
-        a: MeasureRef<'a>,
-        b: MeasureRef<'a>,
-    ) -> Result<super::Coupling<'a>, SimError> {
-        super::Coupling::new(a, b, &self.potentials, self.report.eps, self.report.cost)
+    /// Access to the plan between the solved clouds `a` (source) and `b` (target), online from
+    /// the potentials; an error if their sizes are not those of the solve.
+    pub fn coupling<'a>(&'a self, a: &'a Cloud, b: &'a Cloud) -> Result<super::Coupling<'a>, SimError> {
+        super::Coupling::new(a.view(), b.view(), &self.potentials, self.report.eps, self.report.cost)
     }
 }
 
@@ -637,12 +658,13 @@ impl Scheme for Pair<'_> {
     }
 }
 
-/// Solve the entropic UOT problem between `a` (source) and `b` (target).
+/// Solve the entropic UOT problem between `a` (source) and `b` (target). The crate's entry for
+/// borrowed slices; the public one is [`uot_clouds`](super::uot_clouds).
 ///
 /// `warm`: starting potentials (sizes n and m); the first update recomputes `f` from `warm.g`.
 /// Errors: invalid inputs (`SimError::Invalid`), balanced with unequal masses, or a non-finite
 /// potential or report value (`SimError::NonFinite`, naming the iteration and quantity).
-pub fn solve(
+pub(crate) fn solve(
     a: MeasureRef,
     b: MeasureRef,
     opts: &SinkhornOptions,
@@ -786,14 +808,16 @@ pub(crate) fn build_report(
 
 /// One plain Sinkhorn iteration at `opts.eps`, in place: `f ← aprox_a(f̂(g))`, then
 /// `g ← aprox_b(ĝ(f))` (no translation step, no relaxation, no report). Two streamed passes over
-/// the `n·m` pairs; for benchmarks and callers that drive the loop themselves.
+/// the `n·m` pairs; for benchmarks and callers that drive the loop themselves. `pot` holds `f` on
+/// `a`'s points and `g` on `b`'s.
 pub fn sinkhorn_step(
-    a: MeasureRef,
-    b: MeasureRef,
+    a: &Cloud,
+    b: &Cloud,
     opts: &SinkhornOptions,
     pot: &mut Potentials,
 ) -> Result<(), SimError> {
     opts.validate()?;
+    let (a, b) = (a.view(), b.view());
     if pot.f.len() != a.len() || pot.g.len() != b.len() || a.dim != b.dim {
         return Err(SimError::Invalid(format!(
             "sinkhorn_step: potentials of sizes {} and {} for {} and {} points",
