@@ -2,7 +2,8 @@
 //! `ot.sinkhorn2` fixtures, closed-form Gaussian W2, and invariances.
 
 use advreact::metrics::wasserstein::{
-    sorted_1d, wasserstein, Method, Order, Solver, WassersteinOpts, WassersteinResult,
+    network_simplex, sinkhorn, sorted_1d, wasserstein, Method, Order, Solver, WassersteinOpts,
+    WassersteinResult,
 };
 use advreact::Cloud;
 use nalgebra::{DMatrix, DVector};
@@ -293,13 +294,7 @@ fn network_simplex_matches_sorted_in_1d() {
         assert_rel(ns.cost, so.cost, 1e-12, &format!("{order:?}"));
         assert!(max_marginal_dev(&ns, &a, &b) <= 1e-12);
         assert!(max_marginal_dev(&so, &a, &b) <= 1e-12);
-        let (cost, plan) = sorted_1d(
-            &a.x,
-            &a.w.iter().map(|w| w / a.mass()).collect::<Vec<_>>(),
-            &b.x,
-            &b.w.iter().map(|w| w / b.mass()).collect::<Vec<_>>(),
-            order,
-        );
+        let (cost, plan) = sorted_1d(&a, &b, order).unwrap();
         assert_eq!(cost, so.cost);
         assert!(plan.len() < n + m);
     }
@@ -322,6 +317,15 @@ fn invalid_inputs_are_errors() {
     }
     let sorted = WassersteinOpts { solver: Solver::Sorted1d, ..Default::default() };
     assert!(wasserstein(&ok, &ok, Order::W2, &sorted).is_err());
+    // The single-solver entries check the same way.
+    for bad in [&empty, &other_dim, &negative, &massless, &nan] {
+        assert!(network_simplex(&ok, bad, Order::W2, None).is_err());
+        assert!(sinkhorn(bad, &ok, Order::W1, &o, |_, _| {}).is_err());
+    }
+    assert!(sorted_1d(&ok, &ok, Order::W2).is_err());
+    assert!(sorted_1d(&other_dim, &ok, Order::W1).is_err());
+    let line_nan = Cloud { dim: 1, x: vec![f64::NAN], w: vec![1.0] };
+    assert!(sorted_1d(&other_dim, &line_nan, Order::W1).is_err());
 }
 
 // ---------------------------------------------------------------------------------------------

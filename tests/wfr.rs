@@ -16,7 +16,7 @@
 use advreact::field::wfr::{Energy, Growth, SolverCfg, WfrField, WfrParams};
 use advreact::field::{EvalCtx, Field};
 use advreact::metrics::mmd_between;
-use advreact::ot::{self, Cost, DivergenceOptions, MeasureRef};
+use advreact::ot::{self, Cost, DivergenceOptions};
 use advreact::{Cloud, SimError};
 
 fn cloud(k: usize, d: usize, seed: u64, offset: f64, spread: f64) -> Vec<f64> {
@@ -113,8 +113,13 @@ fn div_opts(eps: f64, rho: Option<f64>) -> DivergenceOptions {
     }
 }
 
+/// The weighted cloud `Σ w_i δ_{x_i}` of the test data.
+fn measure(d: usize, x: &[f64], w: &[f64]) -> Cloud {
+    Cloud::new(d, x.to_vec(), w.to_vec()).unwrap()
+}
+
 fn divergence(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], o: &DivergenceOptions) -> f64 {
-    let s = ot::sinkhorn_divergence(MeasureRef::new(d, x, a), MeasureRef::new(d, y, b), o, None).unwrap();
+    let s = ot::sinkhorn_divergence(&measure(d, x, a), &measure(d, y, b), o, None).unwrap();
     assert!(s.converged());
     s.value
 }
@@ -130,11 +135,11 @@ fn unbalanced_sinkhorn_divergence_gradients_match_finite_differences() {
     let y = cloud(m, d, 4, 0.6, 1.0);
     let b = weights(m, 0.7, 4);
     let o = div_opts(0.1, Some(1.0));
-    let (am, bm) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
-    let sd = ot::sinkhorn_divergence(am, bm, &o, None).unwrap();
+    let (am, bm) = (measure(d, &x, &a), measure(d, &y, &b));
+    let sd = ot::sinkhorn_divergence(&am, &bm, &o, None).unwrap();
     assert!(sd.converged());
     assert!(sd.value > 0.0);
-    let (phi, grad) = sd.first_variation(&x, am, bm, &o).unwrap();
+    let (phi, grad) = sd.first_variation(&x, &am, &bm, &o).unwrap();
     let h = 1e-5;
     let fd_a: Vec<f64> = (0..n)
         .map(|i| {
@@ -168,10 +173,10 @@ fn balanced_sinkhorn_divergence_gradients_match_finite_differences() {
     let y = cloud(m, d, 6, 0.4, 1.0);
     let b = weights(m, 1.0, 6);
     let o = div_opts(0.05, None);
-    let (am, bm) = (MeasureRef::new(d, &x, &a), MeasureRef::new(d, &y, &b));
-    let sd = ot::sinkhorn_divergence(am, bm, &o, None).unwrap();
+    let (am, bm) = (measure(d, &x, &a), measure(d, &y, &b));
+    let sd = ot::sinkhorn_divergence(&am, &bm, &o, None).unwrap();
     assert!(sd.converged());
-    let (phi, grad) = sd.first_variation(&x, am, bm, &o).unwrap();
+    let (phi, grad) = sd.first_variation(&x, &am, &bm, &o).unwrap();
     let h = 1e-5;
     let fd_a: Vec<f64> = (1..n)
         .map(|i| {
@@ -208,8 +213,8 @@ fn divergence_vanishes_on_the_diagonal() {
     let y = cloud(20, d, 8, 0.3, 1.0);
     for rho in [Some(0.5), None] {
         let o = div_opts(0.05, rho);
-        let am = MeasureRef::new(d, &x, &a);
-        let s = ot::sinkhorn_divergence(am, am, &o, None).unwrap();
+        let am = measure(d, &x, &a);
+        let s = ot::sinkhorn_divergence(&am, &am, &o, None).unwrap();
         assert!(s.value.abs() <= 1e-12 * s.ot_aa.abs().max(1.0), "{rho:?}: {}", s.value);
         let sxy = divergence(d, &x, &a, &y, &a, &o);
         assert!(sxy > 1e-3, "{rho:?}: {sxy}");
@@ -367,4 +372,29 @@ fn resolved_field_tables_keep_the_file_format() {
     .unwrap();
     let e = scs[0].build().err().expect("no bandwidth").to_string();
     assert_eq!(e, "s.toml: field.bandwidth: missing: energy = \"mmd\" needs a bandwidth");
+}
+
+/// The public divergence entries refuse mismatched shapes and invalid clouds with errors.
+#[test]
+fn divergence_entries_reject_bad_input() {
+    let a = Cloud::new(2, vec![0.0, 0.0, 1.0, 0.5], vec![0.5, 0.7]).unwrap();
+    let line = Cloud::new(1, vec![0.3], vec![1.0]).unwrap();
+    // `Cloud::new` refuses this; the fields are public, so a struct literal can still make it.
+    let flat = Cloud { dim: 0, x: vec![], w: vec![1.0] };
+    let o = div_opts(0.1, Some(1.0));
+    let c = Cost::HalfSqEuclidean;
+    let z = [0.0, 0.0];
+    assert!(ot::divergence::first_variation(&z, &a, &line, &[0.0], &[0.0, 0.0], &o).is_err());
+    assert!(ot::divergence::first_variation(&[0.0], &a, &a, &[0.0, 0.0], &[0.0, 0.0], &o).is_err());
+    assert!(ot::divergence::first_variation(&z, &a, &a, &[0.0], &[0.0, 0.0], &o).is_err());
+    assert!(ot::divergence::first_variation(&z, &a, &a, &[0.0, 0.0], &[0.0], &o).is_err());
+    assert!(ot::divergence::first_variation(&z, &a, &flat, &[0.0], &[0.0, 0.0], &o).is_err());
+    assert!(ot::extend_potential(&[0.0, 0.0, 1.0], &a, &[0.0, 0.0], 0.1, c).is_err());
+    assert!(ot::extend_potential(&z, &a, &[0.0], 0.1, c).is_err());
+    assert!(ot::extend_potential(&z, &flat, &[0.0], 0.1, c).is_err());
+    assert!(ot::cost_scale_bound(&a, &line, c).is_err());
+    assert!(ot::cost_scale_bound(&flat, &a, c).is_err());
+    assert!(ot::cost_scale_bound(&a, &a, c).is_ok());
+    assert!(ot::sinkhorn_divergence(&a, &flat, &o, None).is_err());
+    assert!(ot::solve_symmetric(&flat, &o.solver(false), None).is_err());
 }

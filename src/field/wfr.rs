@@ -26,7 +26,7 @@ use super::{foreign_state, EvalCtx, Field};
 use crate::dist::Exec;
 use crate::error::SimError;
 use crate::metrics::mmd::witness_in;
-use crate::ot::divergence::{first_variation, solve_symmetric};
+use crate::ot::divergence::{first_variation_in, solve_symmetric_in};
 use crate::ot::{solve, Cost, DivergenceOptions, EpsScaling, MeasureRef, Potentials};
 use crate::param::{self, ParamError};
 use serde::{Deserialize, Serialize};
@@ -302,7 +302,7 @@ impl WfrField {
                     }
                 };
                 let (wa, wb) = self.measures(ctx);
-                first_variation(
+                first_variation_in(
                     ctx.x,
                     MeasureRef::new(d, ctx.x, &wa),
                     MeasureRef::new(d, &t.x, &wb),
@@ -382,7 +382,8 @@ impl Field for WfrField {
         // OT(ν, ν): once per target.
         let key = (t.len(), checksum(&t.x, &wb));
         if self.state.target_key != Some(key) {
-            let (g_bb, rep) = solve_symmetric(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
+            let (g_bb, rep) =
+                solve_symmetric_in(b, &opts.solver(false), None).map_err(|e| at_step(e, step))?;
             self.state.g_bb = g_bb;
             self.state.ot_bb = rep.dual_objective;
             // A changed target invalidates the warm start; a first solve (fresh, or after a
@@ -401,7 +402,7 @@ impl Field for WfrField {
             solve(a, b, &opts.solver(warm_ab.is_some()), warm_ab.as_ref()).map_err(|e| at_step(e, step))?;
         // OT(μ, μ), warm while the particle count is unchanged.
         let warm_aa = self.state.f_aa.take().filter(|f| f.len() == a.len());
-        let (f_aa, rep_aa) = solve_symmetric(a, &opts.solver(warm_aa.is_some()), warm_aa.as_deref())
+        let (f_aa, rep_aa) = solve_symmetric_in(a, &opts.solver(warm_aa.is_some()), warm_aa.as_deref())
             .map_err(|e| at_step(e, step))?;
         let (ma, mb) = (a.mass(), b.mass());
         let mass_term = if rho.is_some() { 0.5 * eps * (ma - mb) * (ma - mb) } else { 0.0 };

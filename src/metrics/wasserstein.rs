@@ -12,7 +12,7 @@
 //!
 //! Three solvers, chosen by [`Solver`]:
 //!
-//! * **Network simplex** (exact): [`crate::ot::exact::network_simplex`] (primal network simplex on
+//! * **Network simplex** (exact): [`network_simplex`] (primal network simplex on
 //!   the complete bipartite network, block-search pricing, strongly feasible pivots; O(n + m)
 //!   memory plus one bit per arc).
 //! * **Sorted 1-D** (exact, `d = 1` only): the monotone (north-west corner on sorted supports)
@@ -75,8 +75,8 @@ use crate::dist::Exec;
 use crate::error::SimError;
 use crate::kernel::{for_each_tile, Soa, ROW_BLOCK, TILE};
 use crate::observe::Phase;
-use crate::ot::exact::{max_sqdist_bound, Sum};
-pub use crate::ot::exact::{network_simplex, SimplexSolution};
+pub use crate::ot::exact::SimplexSolution;
+use crate::ot::exact::{self, max_sqdist_bound, Sum};
 use crate::ot::pass::Ground;
 use crate::ot::sinkhorn::{eps_at, iterate, ErrorKind, Pair, Relaxation, Schedule, Stop};
 use crate::ot::{Marginal, MeasureRef};
@@ -268,11 +268,7 @@ pub fn wasserstein(
     order: Order,
     opts: &WassersteinOpts,
 ) -> Result<WassersteinResult, SimError> {
-    let (pa, mass_a) = normalised(a, "first")?;
-    let (pb, mass_b) = normalised(b, "second")?;
-    if a.dim != b.dim {
-        return Err(SimError::Invalid(format!("wasserstein: dimensions differ ({} vs {})", a.dim, b.dim)));
-    }
+    let ((pa, mass_a), (pb, mass_b)) = normalised_pair(a, b)?;
     let (n, m, d) = (a.len(), b.len(), a.dim);
     let solver = match opts.solver {
         Solver::Auto if d == 1 => Solver::Sorted1d,
@@ -284,20 +280,12 @@ pub fn wasserstein(
     };
     let (cost, plan, estimator, iterations, marginal_error) = match solver {
         Solver::Sorted1d => {
-            if d != 1 {
-                return Err(SimError::Invalid(format!(
-                    "wasserstein: the sorted solver needs d = 1, got d = {d}"
-                )));
-            }
-            let (cost, plan) = sorted_1d(&a.x, &pa, &b.x, &pb, order);
+            let (cost, plan) = sorted_1d_normalised(d, &a.x, &pa, &b.x, &pb, order)?;
             let err = plan_marginal_error(&plan, &pa, &pb);
             (cost, plan, Estimator::Sorted1d, 0, err)
         }
         Solver::NetworkSimplex => {
-            let sol = match order {
-                Order::W1 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s.sqrt(), opts.max_pivots)?,
-                Order::W2 => network_simplex(d, &a.x, &pa, &b.x, &pb, |s| s, opts.max_pivots)?,
-            };
+            let sol = simplex_normalised(d, (&a.x, &pa), (&b.x, &pb), order, opts.max_pivots)?;
             let err = plan_marginal_error(&sol.plan, &pa, &pb);
             (sol.cost, sol.plan, Estimator::NetworkSimplex, sol.pivots, err)
         }
@@ -309,7 +297,7 @@ pub fn wasserstein(
             let phase = Phase::start(format!("metrics: {name} (entropic, {n} × {m} points)"));
             let s = match order {
                 Order::W2 => sinkhorn_w2_ot(d, &a.x, &pa, &b.x, &pb, opts)?,
-                Order::W1 => sinkhorn(d, &a.x, &pa, &b.x, &pb, order, opts, |it, err| {
+                Order::W1 => sinkhorn_normalised(d, &a.x, &pa, &b.x, &pb, order, opts, |it, err| {
                     phase.message(format!("iteration {it}, marginal error {err:.2e} (tol {:.0e})", opts.tol))
                 })?,
             };
@@ -351,8 +339,21 @@ pub fn wasserstein(
     })
 }
 
+/// Checks both clouds and their dimensions; returns the normalised weights and raw total masses.
+fn normalised_pair(a: &Cloud, b: &Cloud) -> Result<(Normalised, Normalised), SimError> {
+    let na = normalised(a, "first")?;
+    let nb = normalised(b, "second")?;
+    if a.dim != b.dim {
+        return Err(SimError::Invalid(format!("wasserstein: dimensions differ ({} vs {})", a.dim, b.dim)));
+    }
+    Ok((na, nb))
+}
+
+/// Normalised weights and raw total mass of one cloud.
+type Normalised = (Vec<f64>, f64);
+
 /// Checks a cloud and returns its normalised weights and raw total mass.
-fn normalised(c: &Cloud, which: &str) -> Result<(Vec<f64>, f64), SimError> {
+fn normalised(c: &Cloud, which: &str) -> Result<Normalised, SimError> {
     let bad = |msg: String| Err(SimError::Invalid(format!("wasserstein: {which} cloud: {msg}")));
     if c.dim == 0 {
         return bad("dimension 0".into());
@@ -393,15 +394,28 @@ pub fn plan_marginal_error(plan: &[(usize, usize, f64)], a: &[f64], b: &[f64]) -
 // Sorted 1-D
 // ---------------------------------------------------------------------------------------------
 
-/// Exact OT on the line: the monotone coupling of the sorted supports (zero weights skipped).
-/// Returns `(Σ T_ij c_ij, plan)`.
-pub fn sorted_1d(
+/// Exact OT on the line between the probability measures `a/|a|` and `b/|b|`: the monotone
+/// coupling of the sorted supports (zero weights skipped). Returns `(Σ T_ij c_ij, plan)`.
+/// Invalid clouds, different dimensions or `d ≠ 1` are errors.
+#[allow(clippy::type_complexity)]
+pub fn sorted_1d(a: &Cloud, b: &Cloud, order: Order) -> Result<(f64, Vec<(usize, usize, f64)>), SimError> {
+    let ((pa, _), (pb, _)) = normalised_pair(a, b)?;
+    sorted_1d_normalised(a.dim, &a.x, &pa, &b.x, &pb, order)
+}
+
+/// [`sorted_1d`] on `d`-dimensional positions (`d ≠ 1` is an error) and probability vectors.
+#[allow(clippy::type_complexity)]
+fn sorted_1d_normalised(
+    d: usize,
     x: &[f64],
     a: &[f64],
     y: &[f64],
     b: &[f64],
     order: Order,
-) -> (f64, Vec<(usize, usize, f64)>) {
+) -> Result<(f64, Vec<(usize, usize, f64)>), SimError> {
+    if d != 1 {
+        return Err(SimError::Invalid(format!("wasserstein: the sorted solver needs d = 1, got d = {d}")));
+    }
     let sorted = |v: &[f64], w: &[f64]| {
         let mut idx: Vec<usize> = (0..v.len()).filter(|&i| w[i] > 0.0).collect();
         idx.sort_by(|&i, &j| v[i].total_cmp(&v[j]).then(i.cmp(&j)));
@@ -412,7 +426,7 @@ pub fn sorted_1d(
     let mut cost = Sum::default();
     let (mut p, mut q) = (0, 0);
     if ix.is_empty() || iy.is_empty() {
-        return (0.0, plan);
+        return Ok((0.0, plan));
     }
     let (mut ra, mut rb) = (a[ix[0]], b[iy[0]]);
     loop {
@@ -440,12 +454,39 @@ pub fn sorted_1d(
             rb = b[iy[q]];
         }
     }
-    (cost.value(), plan)
+    Ok((cost.value(), plan))
 }
 
 // ---------------------------------------------------------------------------------------------
 // Network simplex
 // ---------------------------------------------------------------------------------------------
+
+/// Exact OT between the probability measures `a/|a|` and `b/|b|` by the network simplex
+/// ([`crate::ot::exact`]), ground cost of `order`; stops with an error after `max_pivots`
+/// pivots (`None`: no limit). Invalid clouds or different dimensions are errors.
+pub fn network_simplex(
+    a: &Cloud,
+    b: &Cloud,
+    order: Order,
+    max_pivots: Option<usize>,
+) -> Result<SimplexSolution, SimError> {
+    let ((pa, _), (pb, _)) = normalised_pair(a, b)?;
+    simplex_normalised(a.dim, (&a.x, &pa), (&b.x, &pb), order, max_pivots)
+}
+
+/// [`network_simplex`] on positions and probability vectors `(x, a)`, `(y, b)`.
+fn simplex_normalised(
+    d: usize,
+    (x, a): (&[f64], &[f64]),
+    (y, b): (&[f64], &[f64]),
+    order: Order,
+    max_pivots: Option<usize>,
+) -> Result<SimplexSolution, SimError> {
+    match order {
+        Order::W1 => exact::network_simplex(d, x, a, y, b, |s| s.sqrt(), max_pivots),
+        Order::W2 => exact::network_simplex(d, x, a, y, b, |s| s, max_pivots),
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Entropic (log-domain Sinkhorn, online) and its certified bracket
@@ -490,12 +531,24 @@ fn entropic_eps(
     Ok(eps)
 }
 
-/// Balanced entropic OT `min ⟨T, C⟩ + ε KL(T | a bᵀ)` by log-domain Sinkhorn with ε-scaling
-/// (see the module docs), for either order, with the certified bracket of the exact cost.
-/// `a`, `b` are probability vectors. `progress` receives `(iteration, marginal error)` at the
-/// target ε.
-#[allow(clippy::too_many_arguments)]
+/// Balanced entropic OT `min ⟨T, C⟩ + ε KL(T | a bᵀ)` between the probability measures `a/|a|`
+/// and `b/|b|` by log-domain Sinkhorn with ε-scaling (see the module docs), for either order,
+/// with the certified bracket of the exact cost. `progress` receives `(iteration, marginal
+/// error)` at the target ε. Invalid clouds or different dimensions are errors.
 pub fn sinkhorn(
+    a: &Cloud,
+    b: &Cloud,
+    order: Order,
+    opts: &WassersteinOpts,
+    progress: impl FnMut(usize, f64),
+) -> Result<SinkhornSolution, SimError> {
+    let ((pa, _), (pb, _)) = normalised_pair(a, b)?;
+    sinkhorn_normalised(a.dim, &a.x, &pa, &b.x, &pb, order, opts, progress)
+}
+
+/// [`sinkhorn`] on positions and probability vectors.
+#[allow(clippy::too_many_arguments)]
+fn sinkhorn_normalised(
     d: usize,
     x: &[f64],
     a: &[f64],
@@ -834,7 +887,7 @@ mod tests {
             b.iter_mut().for_each(|v| *v /= sb);
             for order in [Order::W1, Order::W2] {
                 let c = |s: f64| order.cost_from_sq(s);
-                let sol = network_simplex(d, &x, &a, &y, &b, c, None).unwrap();
+                let sol = exact::network_simplex(d, &x, &a, &y, &b, c, None).unwrap();
                 assert!(sol.plan.len() < n + m);
                 let maxc = c(max_sqdist_bound(d, &x, &y)).max(1e-300);
                 for i in 0..n {
@@ -848,7 +901,7 @@ mod tests {
                 assert!((dual - sol.cost).abs() <= 1e-12 * maxc, "{dual} vs {}", sol.cost);
                 assert!(plan_marginal_error(&sol.plan, &a, &b) < 1e-14);
                 if d == 1 {
-                    let (c1, _) = sorted_1d(&x, &a, &y, &b, order);
+                    let (c1, _) = sorted_1d_normalised(d, &x, &a, &y, &b, order).unwrap();
                     assert!((c1 - sol.cost).abs() <= 1e-13 * maxc, "{c1} vs {}", sol.cost);
                 }
             }

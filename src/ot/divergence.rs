@@ -28,9 +28,10 @@ use super::sinkhorn::{
     annealing_schedule, build_report, check_finite, check_report, evaluate, iterate, marginal_error, solve,
     Potentials, Relaxation, RunStats, Schedule, Scheme, SinkhornOptions, UotReport,
 };
-use super::{positive, Cost, EpsScaling, Marginal, MeasureRef};
+use super::{positive, validate_pair, Cost, EpsScaling, Marginal, MeasureRef};
 use crate::dist::Exec;
 use crate::error::SimError;
+use crate::particles::Cloud;
 use serde::{Deserialize, Serialize};
 
 /// The symmetric iteration of `OT_ε(α, α)` as a [`Scheme`] of the one loop: `f = g`, one
@@ -65,7 +66,17 @@ impl Scheme for Symmetric<'_> {
 
 /// Solve `OT_ε(α, α)` by the symmetric (averaged) iteration; `f = g`. Uses
 /// `opts.marginal_a` on both sides. Returns the potential and the report (errors, objective).
+/// An invalid cloud (shapes, non-finite values, negative weights, zero mass) is an error.
 pub fn solve_symmetric(
+    a: &Cloud,
+    opts: &SinkhornOptions,
+    warm: Option<&[f64]>,
+) -> Result<(Vec<f64>, UotReport), SimError> {
+    solve_symmetric_in(a.view(), opts, warm)
+}
+
+/// [`solve_symmetric`] on a borrowed measure (the field code holds particle slices).
+pub(crate) fn solve_symmetric_in(
     a: MeasureRef,
     opts: &SinkhornOptions,
     warm: Option<&[f64]>,
@@ -121,15 +132,39 @@ pub fn solve_symmetric(
 /// A potential extended to the points `z` (n_z·d) by one soft-min over `b` with potential `g`:
 /// returns `(f̂(z), ∇f̂(z))`, `f̂(z) = −ε LSE_j(log b_j + (g_j − C(z, y_j))/ε)`,
 /// `∇f̂(z) = 2c (z − Σ_j p_j(z) y_j)`. Apply [`Marginal::aprox`] (and its derivative: `κ` for
-/// KL) for the potential itself.
+/// KL) for the potential itself. Mismatched sizes (`z` not whole points of `b`'s dimension, `g`
+/// not one value per point of `b`) and an invalid cloud are errors.
 pub fn extend_potential(
     z: &[f64],
-    b: MeasureRef,
+    b: &Cloud,
     g: &[f64],
     eps: f64,
     cost: Cost,
 ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    let b = b.view();
+    b.validate("extend_potential: cloud")?;
+    check_points(z, b.dim, "extend_potential")?;
+    check_potential(g, b, "extend_potential: potential")?;
     extend_in(&Exec::default(), z, b, g, eps, cost)
+}
+
+/// `z` holds whole points of dimension `d`.
+fn check_points(z: &[f64], d: usize, what: &str) -> Result<(), SimError> {
+    if !z.len().is_multiple_of(d) {
+        return Err(SimError::Invalid(format!(
+            "{what}: {} coordinates are not whole points of dimension {d}",
+            z.len()
+        )));
+    }
+    Ok(())
+}
+
+/// `g` has one value per point of `m`.
+fn check_potential(g: &[f64], m: MeasureRef, what: &str) -> Result<(), SimError> {
+    if g.len() != m.len() {
+        return Err(SimError::Invalid(format!("{what} has size {}, expected {}", g.len(), m.len())));
+    }
+    Ok(())
 }
 
 /// [`extend_potential`] with its row pass run in `exec`.
@@ -264,12 +299,13 @@ impl SinkhornDivergence {
     pub fn warm(&self) -> DivergenceWarm {
         DivergenceWarm { ab: Some(self.ab.clone()), aa: Some(self.f_aa.clone()), bb: Some(self.g_bb.clone()) }
     }
-    /// First variation `φ(z)` and `∇φ(z)` at the points `z` (module doc).
+    /// First variation `φ(z)` and `∇φ(z)` at the points `z` (module doc), for the clouds `a`, `b`
+    /// this divergence was computed between (sizes are checked: see [`first_variation`]).
     pub fn first_variation(
         &self,
         z: &[f64],
-        a: MeasureRef,
-        b: MeasureRef,
+        a: &Cloud,
+        b: &Cloud,
         opts: &DivergenceOptions,
     ) -> Result<(Vec<f64>, Vec<f64>), SimError> {
         first_variation(z, a, b, &self.ab.g, &self.f_aa, opts)
@@ -277,7 +313,26 @@ impl SinkhornDivergence {
 }
 
 /// `φ(z)`, `∇φ(z)` of `S(·, β)` at `α` from the potentials `g_ab` (on `b`) and `f_aa` (on `a`).
+/// Invalid clouds, different dimensions, `z` not whole points, or potentials not one value per
+/// point are errors.
 pub fn first_variation(
+    z: &[f64],
+    a: &Cloud,
+    b: &Cloud,
+    g_ab: &[f64],
+    f_aa: &[f64],
+    opts: &DivergenceOptions,
+) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    let (a, b) = (a.view(), b.view());
+    validate_pair(a, b, "first_variation")?;
+    check_points(z, a.dim, "first_variation")?;
+    check_potential(g_ab, b, "first_variation: g_ab")?;
+    check_potential(f_aa, a, "first_variation: f_aa")?;
+    first_variation_in(z, a, b, g_ab, f_aa, opts)
+}
+
+/// [`first_variation`] on borrowed measures (no checks: the field code's shapes are its own).
+pub(crate) fn first_variation_in(
     z: &[f64],
     a: MeasureRef,
     b: MeasureRef,
@@ -318,13 +373,14 @@ pub fn first_variation(
     Ok((phi, grad))
 }
 
-/// `S(α, β)` (module doc), warm-started from `warm` where sizes fit.
+/// `S(α, β)` (module doc), warm-started from `warm` where sizes fit. Invalid clouds are errors.
 pub fn sinkhorn_divergence(
-    a: MeasureRef,
-    b: MeasureRef,
+    a: &Cloud,
+    b: &Cloud,
     opts: &DivergenceOptions,
     warm: Option<&DivergenceWarm>,
 ) -> Result<SinkhornDivergence, SimError> {
+    let (a, b) = (a.view(), b.view());
     if let Some(r) = opts.rho {
         if !(positive(r) && r.is_finite()) {
             return Err(SimError::Invalid(format!(
@@ -337,8 +393,8 @@ pub fn sinkhorn_divergence(
     let aa_warm = w.aa.filter(|f| f.len() == a.len());
     let bb_warm = w.bb.filter(|g| g.len() == b.len());
     let ab = solve(a, b, &opts.solver(ab_warm.is_some()), ab_warm.as_ref())?;
-    let (f_aa, report_aa) = solve_symmetric(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
-    let (g_bb, report_bb) = solve_symmetric(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
+    let (f_aa, report_aa) = solve_symmetric_in(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
+    let (g_bb, report_bb) = solve_symmetric_in(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
     let (ma, mb) = (a.mass(), b.mass());
     let mass_term = match opts.rho {
         Some(_) => 0.5 * opts.eps * (ma - mb) * (ma - mb),

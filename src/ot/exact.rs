@@ -114,7 +114,7 @@ pub(crate) fn max_sqdist_bound(d: usize, x: &[f64], y: &[f64]) -> f64 {
 
 const NONE: usize = usize::MAX;
 
-/// Exact solution from [`network_simplex`].
+/// Exact solution from [`crate::metrics::wasserstein::network_simplex`].
 #[derive(Debug, Clone)]
 pub struct SimplexSolution {
     /// `Σ T_ij c_ij`.
@@ -169,7 +169,7 @@ struct Simplex<'a, C> {
 /// Exact OT between `Σ a_i δ_{x_i}` and `Σ b_j δ_{y_j}` (probability vectors, equal totals) for
 /// the ground cost `cost(|x − y|²)`, by the network simplex method (see the module docs).
 /// `max_pivots`: stop with [`SimError::Limit`] after this many pivots (`None`: no limit).
-pub fn network_simplex<C: Fn(f64) -> f64 + Copy>(
+pub(crate) fn network_simplex<C: Fn(f64) -> f64 + Copy>(
     d: usize,
     x: &[f64],
     a: &[f64],

@@ -231,7 +231,7 @@ pub struct MeasureRef<'a> {
 
 impl<'a> MeasureRef<'a> {
     /// A view of `dim`-dimensional points `x` with weights `w` (no check; see `validate`).
-    pub fn new(dim: usize, x: &'a [f64], w: &'a [f64]) -> Self {
+    pub(crate) fn new(dim: usize, x: &'a [f64], w: &'a [f64]) -> Self {
         Self { dim, x, w }
     }
     /// Number of points.
@@ -297,8 +297,27 @@ impl<'a> From<&'a Cloud> for MeasureRef<'a> {
     }
 }
 
-/// `max_ij C(x_i, y_j)` bounded above cheaply: `c · |bbox diagonal|²` of both point sets.
-pub fn cost_scale_bound(a: MeasureRef, b: MeasureRef, cost: Cost) -> f64 {
+/// `max_ij C(x_i, y_j)` bounded above cheaply: `c · |bbox diagonal|²` of both clouds (the
+/// default start of ε-scaling). Invalid clouds or different dimensions are errors.
+pub fn cost_scale_bound(a: &Cloud, b: &Cloud, cost: Cost) -> Result<f64, SimError> {
+    let (a, b) = (a.view(), b.view());
+    validate_pair(a, b, "cost_scale_bound")?;
+    Ok(cost_scale_bound_in(a, b, cost))
+}
+
+/// Both measures valid (see [`MeasureRef::validate`]) and of one dimension; `what` names the
+/// caller in the error.
+pub(crate) fn validate_pair(a: MeasureRef, b: MeasureRef, what: &str) -> Result<(), SimError> {
+    a.validate(&format!("{what}: first cloud"))?;
+    b.validate(&format!("{what}: second cloud"))?;
+    if a.dim != b.dim {
+        return Err(SimError::Invalid(format!("{what}: dimensions differ ({} vs {})", a.dim, b.dim)));
+    }
+    Ok(())
+}
+
+/// [`cost_scale_bound`] on borrowed measures of one dimension `≥ 1` (not checked).
+pub(crate) fn cost_scale_bound_in(a: MeasureRef, b: MeasureRef, cost: Cost) -> f64 {
     let d = a.dim;
     let mut lo = vec![f64::INFINITY; d];
     let mut hi = vec![f64::NEG_INFINITY; d];

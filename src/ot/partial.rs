@@ -17,7 +17,7 @@
 //! ([`PartialSolution::reference_scale`]).
 
 use super::sinkhorn::{solve, SinkhornOptions, UotSolution};
-use super::{cost_scale_bound, positive, Marginal, MeasureRef};
+use super::{cost_scale_bound_in, positive, Marginal, MeasureRef};
 use crate::error::SimError;
 use crate::particles::Cloud;
 
@@ -122,7 +122,7 @@ fn solve_scaled(
         Ok(s)
     };
     let done = |s: &UotSolution| (s.report.transported_mass - target_mass).abs() <= rtol * target_mass;
-    let scale = cost_scale_bound(a, b, opts.cost).max(opts.eps);
+    let scale = cost_scale_bound_in(a, b, opts.cost).max(opts.eps);
     // Bracket [lo, hi] with mass(lo) < m* ≤ mass(hi), growing from τ = ε (small τ solves are
     // cheap; large ones approach balanced transport, the slowest case).
     let mut hi = opts.eps;

@@ -41,7 +41,7 @@
 //! from `log(r_i/a_i)`, their sum, and the dual `D(f, g)`; at the optimum primal = dual.
 
 use super::pass::{Ground, Reduction};
-use super::{cost_scale_bound, positive, Cost, Marginal, MeasureRef};
+use super::{cost_scale_bound_in, positive, Cost, Marginal, MeasureRef};
 use crate::dist::Exec;
 use crate::error::SimError;
 use crate::particles::Cloud;
@@ -748,7 +748,7 @@ pub(crate) fn solve(
 /// default `ε₀` is the cost diameter bound of both clouds.
 pub(crate) fn annealing_schedule(opts: &SinkhornOptions, a: MeasureRef, b: MeasureRef) -> (Option<f64>, f64) {
     match opts.eps_scaling {
-        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound(a, b, opts.cost))), s.factor),
+        Some(s) => (Some(s.start.unwrap_or_else(|| cost_scale_bound_in(a, b, opts.cost))), s.factor),
         None => (None, 1.0),
     }
 }
