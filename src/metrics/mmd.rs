@@ -59,20 +59,7 @@ pub(crate) fn mmd(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) 
 }
 
 /// The witness `φ(z) = Σ_i a_i k(z, x_i) − Σ_j b_j k(z, y_j)` and its gradient at the points `z`
-/// (particle-contiguous). Returns `(φ, ∇φ)`.
-pub(crate) fn witness(
-    d: usize,
-    z: &[f64],
-    x: &[f64],
-    a: &[f64],
-    y: &[f64],
-    b: &[f64],
-    s: f64,
-) -> (Vec<f64>, Vec<f64>) {
-    witness_in(&Exec::default(), d, z, x, a, y, b, s)
-}
-
-/// [`witness`] with the rows of its Gaussian sums run in `exec`.
+/// (particle-contiguous), the rows of its Gaussian sums run in `exec`. Returns `(φ, ∇φ)`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn witness_in(
     exec: &Exec,
@@ -126,5 +113,5 @@ pub fn witness_between(
             a.dim
         )));
     }
-    Ok(witness(a.dim, z, &a.x, &a.w, &b.x, &b.w, bandwidth))
+    Ok(witness_in(&Exec::default(), a.dim, z, &a.x, &a.w, &b.x, &b.w, bandwidth))
 }

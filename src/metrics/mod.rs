@@ -7,7 +7,7 @@ pub mod mmd;
 pub mod wasserstein;
 
 #[cfg(test)]
-use mmd::witness;
+use mmd::witness_in;
 pub(crate) use mmd::{mmd, mmd_terms};
 pub use mmd::{witness_between, MmdTerms};
 
@@ -172,7 +172,7 @@ mod tests {
         let z = [0.3, -0.2, 1.0, 1.0, 0.0, 0.0];
         let (phi, grad) = witness_between(&z, &a, &b, 0.7).unwrap();
         assert_eq!((phi.len(), grad.len()), (3, 6));
-        assert_eq!((phi, grad), witness(2, &z, &a.x, &a.w, &b.x, &b.w, 0.7));
+        assert_eq!((phi, grad), witness_in(&Exec::default(), 2, &z, &a.x, &a.w, &b.x, &b.w, 0.7));
         let e = witness_between(&z[..5], &a, &b, 0.7).unwrap_err().to_string();
         assert!(e.contains("5 coordinates are not a multiple of the dimension 2"), "{e}");
         let line = Cloud::new_unchecked(1, vec![0.0], vec![1.0]);
