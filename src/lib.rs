@@ -55,6 +55,7 @@ pub mod field;
 pub mod format;
 pub mod infer;
 pub mod kernel;
+pub mod learned;
 pub mod metrics;
 pub mod observe;
 pub mod ot;

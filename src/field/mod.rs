@@ -5,6 +5,7 @@
 //! is a field ([`SumField`]): velocities and growth rates add.
 
 pub mod analytic;
+pub mod learned;
 pub mod sobolev_fisher;
 pub mod state;
 pub mod wfr;

@@ -1,0 +1,69 @@
+//! A learned field (SPEC §6): the velocity and growth of a fitted model
+//! ([`crate::learned::model::Model`]), evaluated pointwise at the particles:
+//! `u_i = u(x_i, t)`, `g_i = g(x_i, t)` (for Var-RUOT `u = ∇λ`, `αψ'(g) = λ`).
+
+use super::{EvalCtx, Field};
+use crate::error::SimError;
+use crate::learned::model::Model;
+use rayon::prelude::*;
+
+/// Particles per workspace (one workspace per chunk of particles).
+const CHUNK: usize = 256;
+
+/// A fitted model driving the particles.
+#[derive(Debug, Clone)]
+pub struct LearnedField {
+    /// The model.
+    pub model: Model,
+}
+
+impl LearnedField {
+    /// A field from a checked model.
+    pub fn new(model: Model) -> Result<Self, SimError> {
+        model.check().map_err(SimError::Invalid)?;
+        Ok(Self { model })
+    }
+}
+
+impl Field for LearnedField {
+    fn name(&self) -> String {
+        format!("learned({})", self.model.kind())
+    }
+
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
+        let d = ctx.dim;
+        if d != self.model.dim() {
+            return Err(SimError::Invalid(format!(
+                "learned field: the model is {}-dimensional, the particles {d}-dimensional",
+                self.model.dim()
+            )));
+        }
+        let t = ctx.t;
+        let bad = velocity
+            .par_chunks_mut(CHUNK * d)
+            .zip(growth.par_chunks_mut(CHUNK))
+            .zip(ctx.x.par_chunks(CHUNK * d))
+            .map(|((u, g), x)| {
+                let mut ws = self.model.workspace();
+                let mut ui = vec![0.0; d];
+                let mut bad = 0usize;
+                for ((uo, go), xi) in u.chunks_exact_mut(d).zip(g.iter_mut()).zip(x.chunks_exact(d)) {
+                    let (gi, _) = self.model.eval(xi, t, &mut ws, &mut ui);
+                    if !gi.is_finite() || ui.iter().any(|v| !v.is_finite()) {
+                        bad += 1;
+                    }
+                    uo.iter_mut().zip(&ui).for_each(|(a, b)| *a += b);
+                    *go += gi;
+                }
+                bad
+            })
+            .sum::<usize>();
+        if bad > 0 {
+            return Err(SimError::Invalid(format!(
+                "learned field: step {} (t = {}): non-finite velocity or growth at {bad} particles",
+                ctx.step, ctx.t
+            )));
+        }
+        Ok(())
+    }
+}

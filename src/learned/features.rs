@@ -1,0 +1,681 @@
+//! Space–time feature maps for learned fields (SPEC §6), with every derivative in closed form.
+//!
+//! Coordinates are standardised first, `z = (x − c)/s` (one centre per coordinate, one isotropic
+//! scale `s`, so gradient fields stay gradient fields) and `τ = (t − t_c)/t_s`. A basis function is
+//! a product of a time function and a space(–time) function,
+//!
+//! `f_{k,j}(x, t) = T_k(τ) · S_j(z, τ)`,
+//!
+//! where the space functions are `m` random Fourier features
+//! `S_j = √(2/m) cos(ω_jᵀz + ν_j τ + b_j)`, `ω_j ~ N(0, I/ℓ_x²)`, `b_j ~ U[0, 2π)`, and the
+//! polynomial terms `1`, `z_i`, `z_i z_l` (`i ≤ l`) up to the chosen degree (so a pure shift and an
+//! OU drift are representable). The time basis ([`TimeBasis`]) is one of
+//! - `Cosine`: `T = {1}` and `ν_j ~ N(0, 1/ℓ_t²)`: the SPEC's space–time features (they do not
+//!   extrapolate past the last snapshot);
+//! - `Hat { knots }`: `ν_j = 0` and `T_k` the piecewise-linear hat functions on the knots, extended
+//!   linearly outside them (a partition of unity that reproduces every linear function of `t`; two
+//!   knots give space features × `{1, t}`, one knot an autonomous field).
+//!
+//! A scalar field is `λ(x, t) = Σ θ_{k,j} f_{k,j}(x, t)` (index `k·S + j`, `S` space functions).
+//! With `s_j, c_j` the sine and cosine of the phase and `a = √(2/m)`:
+//! `∇_z S_j = −a s_j ω_j`, `∂_τ S_j = −a s_j ν_j`, `Δ_z S_j = −a c_j |ω_j|²`,
+//! `∇²_z S_j · v = −a c_j (ω_jᵀv) ω_j`, `∇_z ∂_τ S_j = −a c_j ν_j ω_j`, `∇_z Δ_z S_j = a s_j |ω_j|² ω_j`.
+//! Raw-coordinate derivatives follow from `∇_x = ∇_z / s`, `∂_t = ∂_τ / t_s`, `Δ_x = Δ_z / s²`.
+//! No d×d Hessian is ever formed.
+//!
+//! What a fit needs is the *jet* `J = (λ, ∇λ, ∂_tλ, Δλ)` at a point ([`Features::jet`]) and two
+//! vector–Jacobian products of it for a cotangent `(a, b, c, e)` of the jet:
+//! - in the coefficients, [`Features::vjp_theta`]: `∂/∂θ_{k,j} [a λ + bᵀ∇λ + c ∂_tλ + e Δλ]`;
+//! - in the position, [`Features::vjp_x`]: `∇_x [a λ + bᵀ∇λ + c ∂_tλ + e Δλ]` (cotangent fixed).
+//!
+//! Both cost `O(m d)` per point, like the jet itself.
+
+use crate::kernel::rff::sincos_into;
+use crate::rng::{self, Purpose};
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// How time enters the features.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TimeBasis {
+    /// Space–time Fourier phases `ν_j τ`, no separate time functions (does not extrapolate).
+    Cosine,
+    /// Hat functions on the knots (raw time units, strictly increasing), extended linearly.
+    Hat {
+        /// The knots; one knot is an autonomous (time-independent) field.
+        knots: Vec<f64>,
+    },
+}
+
+/// Everything that defines a feature map: the drawn frequencies are regenerated from `seed` by
+/// [`Features::new`] and also stored by value (see [`Features`]) so a saved model never depends on
+/// a random-number library's version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSpec {
+    /// Space dimension `d`.
+    pub dim: usize,
+    /// Number of random Fourier features `m`.
+    pub random: usize,
+    /// Space length scale `ℓ_x` (standardised units).
+    pub ell_x: f64,
+    /// Time length scale `ℓ_t` (standardised units; `Cosine` basis only).
+    pub ell_t: f64,
+    /// Polynomial degree of the extra space terms: 0 (constant), 1 (+ linear), 2 (+ quadratic).
+    pub poly: u8,
+    /// The time basis.
+    pub time: TimeBasis,
+    /// Seed of the drawn frequencies.
+    pub seed: u64,
+    /// Standardisation centre `c` (length d).
+    pub centre: Vec<f64>,
+    /// Standardisation scale `s > 0` (isotropic).
+    pub scale: f64,
+    /// Time centre `t_c`.
+    pub t_centre: f64,
+    /// Time scale `t_s > 0`.
+    pub t_scale: f64,
+}
+
+impl FeatureSpec {
+    /// Check the settings; the error names the setting.
+    pub fn check(&self) -> Result<(), String> {
+        let pos = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("features: {name} must be finite and > 0, got {v}"))
+            }
+        };
+        if self.dim == 0 {
+            return Err("features: dim must be ≥ 1".into());
+        }
+        if self.poly > 2 {
+            return Err(format!("features: poly must be 0, 1 or 2, got {}", self.poly));
+        }
+        pos("ell_x", self.ell_x)?;
+        pos("scale", self.scale)?;
+        pos("t_scale", self.t_scale)?;
+        if matches!(self.time, TimeBasis::Cosine) {
+            pos("ell_t", self.ell_t)?;
+        }
+        if self.centre.len() != self.dim || self.centre.iter().any(|v| !v.is_finite()) {
+            return Err(format!("features: centre must hold {} finite numbers", self.dim));
+        }
+        if !self.t_centre.is_finite() {
+            return Err("features: t_centre must be finite".into());
+        }
+        if let TimeBasis::Hat { knots } = &self.time {
+            if knots.is_empty()
+                || knots.iter().any(|k| !k.is_finite())
+                || knots.windows(2).any(|w| w[1] <= w[0])
+            {
+                return Err("features: hat knots must be finite, strictly increasing, at least one".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of polynomial space terms for this degree and dimension.
+    fn poly_len(&self) -> usize {
+        let d = self.dim;
+        match self.poly {
+            0 => 1,
+            1 => 1 + d,
+            _ => 1 + d + d * (d + 1) / 2,
+        }
+    }
+}
+
+/// A feature map: its spec and the drawn frequencies `ω` (m×d row-major, standardised units),
+/// `ν` (m) and phases `b` (m).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    /// The settings.
+    pub spec: FeatureSpec,
+    /// Frequencies `ω_j`, row `j` = `omega[j·d..(j+1)·d]`.
+    pub omega: Vec<f64>,
+    /// Time frequencies `ν_j` (all zero for the hat basis).
+    pub nu: Vec<f64>,
+    /// Phases `b_j ∈ [0, 2π)`.
+    pub phase: Vec<f64>,
+}
+
+/// Per-point workspace of [`Features`]: standardised point, time functions, sines and cosines.
+#[derive(Debug, Clone, Default)]
+pub struct Point {
+    z: Vec<f64>,
+    tk: Vec<f64>,
+    dtk: Vec<f64>,
+    arg: Vec<f64>,
+    s: Vec<f64>,
+    c: Vec<f64>,
+    // per space function: coefficients contracted over the time basis
+    th: Vec<f64>,
+    dth: Vec<f64>,
+}
+
+/// The jet `(λ, ∇_xλ, ∂_tλ, Δ_xλ)` of a scalar field at a point.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Jet {
+    /// `λ`.
+    pub value: f64,
+    /// `∇_x λ` (length d).
+    pub grad: Vec<f64>,
+    /// `∂_t λ`.
+    pub dt: f64,
+    /// `Δ_x λ`.
+    pub lap: f64,
+}
+
+/// A cotangent of a [`Jet`]: the functional `a λ + bᵀ∇λ + c ∂_tλ + e Δλ`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JetCot {
+    /// Weight of `λ`.
+    pub a: f64,
+    /// Weights of `∇_x λ` (length d; empty means zero).
+    pub b: Vec<f64>,
+    /// Weight of `∂_t λ`.
+    pub c: f64,
+    /// Weight of `Δ_x λ`.
+    pub e: f64,
+}
+
+impl Features {
+    /// Draw the frequencies of `spec` from the stream `(seed, Features, 1, 0)`.
+    pub fn new(spec: FeatureSpec) -> Result<Self, String> {
+        spec.check()?;
+        let (m, d) = (spec.random, spec.dim);
+        let mut r = rng::stream(spec.seed, Purpose::Features, 1, 0);
+        let mut omega = vec![0.0; m * d];
+        let mut nu = vec![0.0; m];
+        let mut phase = vec![0.0; m];
+        let cosine = matches!(spec.time, TimeBasis::Cosine);
+        for j in 0..m {
+            for o in &mut omega[j * d..(j + 1) * d] {
+                let n: f64 = StandardNormal.sample(&mut r);
+                *o = n / spec.ell_x;
+            }
+            let n: f64 = StandardNormal.sample(&mut r);
+            nu[j] = if cosine { n / spec.ell_t } else { 0.0 };
+            phase[j] = r.random::<f64>() * std::f64::consts::TAU;
+        }
+        Ok(Self { spec, omega, nu, phase })
+    }
+
+    /// Check a map read from a file: the spec and the stored array lengths.
+    pub fn check(&self) -> Result<(), String> {
+        self.spec.check()?;
+        let (m, d) = (self.spec.random, self.spec.dim);
+        if self.omega.len() != m * d || self.nu.len() != m || self.phase.len() != m {
+            return Err(format!("features: omega must hold m·d = {} numbers, nu and phase m = {m}", m * d));
+        }
+        if self.omega.iter().chain(&self.nu).chain(&self.phase).any(|v| !v.is_finite()) {
+            return Err("features: omega, nu and phase must be finite".into());
+        }
+        Ok(())
+    }
+
+    /// Dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.spec.dim
+    }
+
+    /// Number of space functions `S` (random features plus polynomial terms).
+    pub fn space_len(&self) -> usize {
+        self.spec.random + self.spec.poly_len()
+    }
+
+    /// Number of time functions `K`.
+    pub fn time_len(&self) -> usize {
+        match &self.spec.time {
+            TimeBasis::Cosine => 1,
+            TimeBasis::Hat { knots } => knots.len(),
+        }
+    }
+
+    /// Number of basis functions `p = K·S` (the length of a coefficient vector).
+    pub fn len(&self) -> usize {
+        self.time_len() * self.space_len()
+    }
+
+    /// Always false: a map has at least the constant term.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// A workspace for this map.
+    pub fn point(&self) -> Point {
+        let (m, d, k) = (self.spec.random, self.spec.dim, self.time_len());
+        let sl = self.space_len();
+        Point {
+            z: vec![0.0; d],
+            tk: vec![0.0; k],
+            dtk: vec![0.0; k],
+            arg: vec![0.0; m],
+            s: vec![0.0; m],
+            c: vec![0.0; m],
+            th: vec![0.0; sl],
+            dth: vec![0.0; sl],
+        }
+    }
+
+    /// Load the point `(x, t)` into the workspace: standardise, time functions, phases.
+    pub fn load(&self, x: &[f64], t: f64, p: &mut Point) {
+        let sp = &self.spec;
+        let d = sp.dim;
+        for ((z, xi), ci) in p.z.iter_mut().zip(x).zip(&sp.centre) {
+            *z = (xi - ci) / sp.scale;
+        }
+        let tau = (t - sp.t_centre) / sp.t_scale;
+        match &sp.time {
+            TimeBasis::Cosine => {
+                p.tk[0] = 1.0;
+                p.dtk[0] = 0.0;
+            }
+            TimeBasis::Hat { knots } => hat(knots, t, &mut p.tk, &mut p.dtk, sp.t_scale),
+        }
+        for (j, a) in p.arg.iter_mut().enumerate() {
+            let mut v = self.phase[j] + self.nu[j] * tau;
+            for (zi, oi) in p.z.iter().zip(&self.omega[j * d..(j + 1) * d]) {
+                v += zi * oi;
+            }
+            *a = v;
+        }
+        sincos_into(&p.arg, &mut p.s, &mut p.c);
+    }
+
+    /// `√(2/m)`.
+    fn amp(&self) -> f64 {
+        (2.0 / self.spec.random.max(1) as f64).sqrt()
+    }
+
+    /// The values of all basis functions at the loaded point (`out` of length [`Features::len`]).
+    pub fn values(&self, p: &Point, out: &mut [f64]) {
+        let sl = self.space_len();
+        let m = self.spec.random;
+        let a = self.amp();
+        for (k, &tk) in p.tk.iter().enumerate() {
+            let o = &mut out[k * sl..(k + 1) * sl];
+            for (oj, cj) in o[..m].iter_mut().zip(&p.c) {
+                *oj = tk * a * cj;
+            }
+            self.poly_each(p, |q, v, _| o[m + q] = tk * v);
+        }
+    }
+
+    /// The raw-coordinate gradients of all basis functions at the loaded point: `out[i·d + l]` =
+    /// `∂f_i/∂x_l` (`out` of length `len·d`).
+    pub fn gradients(&self, p: &Point, out: &mut [f64]) {
+        let d = self.spec.dim;
+        let sl = self.space_len();
+        let m = self.spec.random;
+        let a = self.amp() / self.spec.scale;
+        out.iter_mut().for_each(|v| *v = 0.0);
+        for (k, &tk) in p.tk.iter().enumerate() {
+            for j in 0..m {
+                let f = -tk * a * p.s[j];
+                let row = &mut out[(k * sl + j) * d..(k * sl + j + 1) * d];
+                for (r, o) in row.iter_mut().zip(&self.omega[j * d..(j + 1) * d]) {
+                    *r = f * o;
+                }
+            }
+            let s = self.spec.scale;
+            self.poly_each(p, |q, _, grad| {
+                let row = &mut out[(k * sl + m + q) * d..(k * sl + m + q + 1) * d];
+                grad(&mut |l, g| row[l] += tk * g / s);
+            });
+        }
+    }
+
+    /// Contract the coefficients over the time basis: `th_j = Σ_k θ_{k,j} T_k`, `dth_j = Σ_k θ_{k,j} T_k'`.
+    fn contract(&self, theta: &[f64], p: &mut Point) {
+        let sl = self.space_len();
+        p.th.iter_mut().for_each(|v| *v = 0.0);
+        p.dth.iter_mut().for_each(|v| *v = 0.0);
+        for (k, (&tk, &dtk)) in p.tk.iter().zip(&p.dtk).enumerate() {
+            for ((th, dth), &c) in p.th.iter_mut().zip(p.dth.iter_mut()).zip(&theta[k * sl..(k + 1) * sl]) {
+                *th += c * tk;
+                *dth += c * dtk;
+            }
+        }
+    }
+
+    /// The jet of `λ = Σ θ_i f_i` at the loaded point.
+    pub fn jet(&self, theta: &[f64], p: &mut Point, jet: &mut Jet) {
+        self.contract(theta, p);
+        let (m, d) = (self.spec.random, self.spec.dim);
+        let a = self.amp();
+        jet.grad.resize(d, 0.0);
+        jet.grad.iter_mut().for_each(|v| *v = 0.0);
+        let (mut val, mut dtau, mut lap) = (0.0, 0.0, 0.0);
+        for j in 0..m {
+            let (s, c, th, dth) = (p.s[j], p.c[j], p.th[j], p.dth[j]);
+            let om = &self.omega[j * d..(j + 1) * d];
+            val += th * a * c;
+            dtau += dth * a * c - th * a * s * self.nu[j];
+            lap -= th * a * c * norm2(om);
+            let f = -th * a * s;
+            for (g, o) in jet.grad.iter_mut().zip(om) {
+                *g += f * o;
+            }
+        }
+        self.poly_each(p, |q, v, grad| {
+            let (th, dth) = (p.th[m + q], p.dth[m + q]);
+            val += th * v;
+            dtau += dth * v;
+            grad(&mut |l, g| jet.grad[l] += th * g);
+        });
+        if self.spec.poly >= 2 {
+            for i in 0..d {
+                lap += 2.0 * p.th[m + self.quad_index(i, i)];
+            }
+        }
+        let s = self.spec.scale;
+        jet.value = val;
+        jet.grad.iter_mut().for_each(|g| *g /= s);
+        jet.dt = dtau / self.spec.t_scale;
+        jet.lap = lap / (s * s);
+    }
+
+    /// Add `∂/∂θ_i [a λ + bᵀ∇λ + c ∂_tλ + e Δλ] = a f_i + bᵀ∇f_i + c ∂_t f_i + e Δf_i` into `out`.
+    pub fn vjp_theta(&self, p: &Point, cot: &JetCot, out: &mut [f64]) {
+        let (m, d, sl) = (self.spec.random, self.spec.dim, self.space_len());
+        let a = self.amp();
+        let (bz, cz, ez) = self.cot_z(cot);
+        // r_j: the part multiplying T_k, q_j: the part multiplying T_k' (from ∂_τ).
+        let mut r = vec![0.0; sl];
+        let mut q = vec![0.0; sl];
+        for j in 0..m {
+            let (s, c) = (p.s[j], p.c[j]);
+            let om = &self.omega[j * d..(j + 1) * d];
+            let bo = if bz.is_empty() { 0.0 } else { dot(&bz, om) };
+            r[j] = cot.a * a * c - bo * a * s - cz * a * s * self.nu[j] - ez * a * c * norm2(om);
+            q[j] = cz * a * c;
+        }
+        self.poly_each(p, |qi, v, grad| {
+            let mut bg = 0.0;
+            if !bz.is_empty() {
+                grad(&mut |l, g| bg += bz[l] * g);
+            }
+            r[m + qi] = cot.a * v + bg;
+            q[m + qi] = cz * v;
+        });
+        if self.spec.poly >= 2 {
+            for i in 0..d {
+                r[m + self.quad_index(i, i)] += 2.0 * ez;
+            }
+        }
+        for (k, (&tk, &dtk)) in p.tk.iter().zip(&p.dtk).enumerate() {
+            for ((o, rj), qj) in out[k * sl..(k + 1) * sl].iter_mut().zip(&r).zip(&q) {
+                *o += tk * rj + dtk * qj;
+            }
+        }
+    }
+
+    /// Add `∇_x [a λ + bᵀ∇λ + c ∂_tλ + e Δλ]` (cotangent held fixed) into `out` (length d).
+    pub fn vjp_x(&self, theta: &[f64], p: &mut Point, cot: &JetCot, out: &mut [f64]) {
+        self.contract(theta, p);
+        let (m, d) = (self.spec.random, self.spec.dim);
+        let a = self.amp();
+        let (bz, cz, ez) = self.cot_z(cot);
+        let s_ = self.spec.scale;
+        let mut gz = vec![0.0; d];
+        for j in 0..m {
+            let (s, c, th, dth) = (p.s[j], p.c[j], p.th[j], p.dth[j]);
+            let om = &self.omega[j * d..(j + 1) * d];
+            let bo = if bz.is_empty() { 0.0 } else { dot(&bz, om) };
+            // a∇S − a c (ωᵀb) ω − c(T'-part) a s ω − c a c ν ω + e a s |ω|² ω, all times ω.
+            let f = th * (-cot.a * a * s - bo * a * c - cz * a * c * self.nu[j] + ez * a * s * norm2(om))
+                - dth * cz * a * s;
+            for (g, o) in gz.iter_mut().zip(om) {
+                *g += f * o;
+            }
+        }
+        // polynomial terms: ∇(value) and ∇(bᵀ∇S) (only quadratic terms have one); ∂_τ S = 0, ∇ΔS = 0.
+        self.poly_each(p, |q, _, grad| {
+            let (th, dth) = (p.th[m + q], p.dth[m + q]);
+            grad(&mut |l, g| gz[l] += (th * cot.a + dth * cz) * g);
+        });
+        if self.spec.poly >= 2 && !bz.is_empty() {
+            for i in 0..d {
+                for l in i..d {
+                    let th = p.th[m + self.quad_index(i, l)];
+                    // ∇²(z_i z_l) b = b_l e_i + b_i e_l
+                    gz[i] += th * bz[l];
+                    gz[l] += th * bz[i];
+                }
+            }
+        }
+        for (o, g) in out.iter_mut().zip(&gz) {
+            *o += g / s_;
+        }
+    }
+
+    /// The cotangent's weights in standardised units: `b/s`, `c/t_s`, `e/s²`.
+    fn cot_z(&self, cot: &JetCot) -> (Vec<f64>, f64, f64) {
+        let s = self.spec.scale;
+        (cot.b.iter().map(|b| b / s).collect(), cot.c / self.spec.t_scale, cot.e / (s * s))
+    }
+
+    /// Index (among the polynomial terms) of `z_i z_l`, `i ≤ l`.
+    fn quad_index(&self, i: usize, l: usize) -> usize {
+        let d = self.spec.dim;
+        // terms: 1, z_0..z_{d-1}, then (0,0),(0,1)..(0,d-1),(1,1),...
+        1 + d + i * d - (i * i.saturating_sub(1)) / 2 + (l - i)
+    }
+
+    /// Visit the polynomial space terms at the loaded point: `f(q, value, grad)` where `grad`
+    /// enumerates the nonzero standardised-gradient entries `(l, ∂S_q/∂z_l)`.
+    fn poly_each(
+        &self,
+        p: &Point,
+        mut f: impl FnMut(usize, f64, &mut dyn FnMut(&mut dyn FnMut(usize, f64))),
+    ) {
+        let d = self.spec.dim;
+        let z = &p.z;
+        f(0, 1.0, &mut |_| {});
+        if self.spec.poly >= 1 {
+            for (i, &zi) in z.iter().enumerate() {
+                f(1 + i, zi, &mut |g| g(i, 1.0));
+            }
+        }
+        if self.spec.poly >= 2 {
+            let mut q = 1 + d;
+            for i in 0..d {
+                for l in i..d {
+                    f(q, z[i] * z[l], &mut |g| {
+                        g(i, z[l]);
+                        g(l, z[i]);
+                    });
+                    q += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Hat functions on `knots` at time `t`, extended linearly outside: values into `v`, time
+/// derivatives (per unit of standardised time `τ`, i.e. `∂/∂t · t_s`) into `dv`.
+fn hat(knots: &[f64], t: f64, v: &mut [f64], dv: &mut [f64], t_scale: f64) {
+    v.iter_mut().for_each(|x| *x = 0.0);
+    dv.iter_mut().for_each(|x| *x = 0.0);
+    let k = knots.len();
+    if k == 1 {
+        v[0] = 1.0;
+        return;
+    }
+    // the segment [knots[i], knots[i+1]] that holds t (the first or last one outside the knots)
+    let i = match knots.iter().position(|&kn| kn > t) {
+        None => k - 2,
+        Some(0) => 0,
+        Some(p) => (p - 1).min(k - 2),
+    };
+    let h = knots[i + 1] - knots[i];
+    let r = (t - knots[i]) / h;
+    v[i] = 1.0 - r;
+    v[i + 1] = r;
+    dv[i] = -t_scale / h;
+    dv[i + 1] = t_scale / h;
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+fn norm2(a: &[f64]) -> f64 {
+    dot(a, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(time: TimeBasis, poly: u8, d: usize) -> FeatureSpec {
+        FeatureSpec {
+            dim: d,
+            random: 24,
+            ell_x: 0.8,
+            ell_t: 1.3,
+            poly,
+            time,
+            seed: 7,
+            centre: (0..d).map(|i| 0.3 * i as f64 - 0.2).collect(),
+            scale: 1.7,
+            t_centre: 0.4,
+            t_scale: 2.5,
+        }
+    }
+
+    fn bases(d: usize) -> Vec<Features> {
+        [
+            (TimeBasis::Cosine, 2),
+            (TimeBasis::Hat { knots: vec![0.0, 0.7, 1.5, 3.0] }, 2),
+            (TimeBasis::Hat { knots: vec![0.0, 2.0] }, 1),
+            (TimeBasis::Hat { knots: vec![1.0] }, 0),
+        ]
+        .into_iter()
+        .map(|(t, p)| Features::new(spec(t, p, d)).unwrap())
+        .collect()
+    }
+
+    fn theta(n: usize) -> Vec<f64> {
+        (0..n).map(|i| ((i * 37 % 11) as f64 - 5.0) * 0.13).collect()
+    }
+
+    fn lam(f: &Features, th: &[f64], x: &[f64], t: f64) -> f64 {
+        let mut p = f.point();
+        f.load(x, t, &mut p);
+        let mut v = vec![0.0; f.len()];
+        f.values(&p, &mut v);
+        v.iter().zip(th).map(|(a, b)| a * b).sum()
+    }
+
+    fn jet_at(f: &Features, th: &[f64], x: &[f64], t: f64) -> Jet {
+        let mut p = f.point();
+        f.load(x, t, &mut p);
+        let mut j = Jet::default();
+        f.jet(th, &mut p, &mut j);
+        j
+    }
+
+    /// The jet against central differences of the values (h = 1e-4: error O(h²) ≈ 1e-8 relative).
+    #[test]
+    fn jet_matches_central_differences() {
+        for d in [1, 3] {
+            for f in bases(d) {
+                let th = theta(f.len());
+                // t = 3.4 lies past the last knot: the linear extension
+                for (x, t) in [(vec![0.4, -0.3, 1.1], 0.9), (vec![-1.2, 0.5, 0.2], 3.4)] {
+                    let x = &x[..d];
+                    let j = jet_at(&f, &th, x, t);
+                    assert!((j.value - lam(&f, &th, x, t)).abs() < 1e-12);
+                    let h = 1e-4;
+                    let mut lap = 0.0;
+                    for l in 0..d {
+                        let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
+                        xp[l] += h;
+                        xm[l] -= h;
+                        let g = (lam(&f, &th, &xp, t) - lam(&f, &th, &xm, t)) / (2.0 * h);
+                        assert!(
+                            (g - j.grad[l]).abs() < 1e-7 * (1.0 + g.abs()),
+                            "grad {l}: {g} vs {}",
+                            j.grad[l]
+                        );
+                        lap += (lam(&f, &th, &xp, t) - 2.0 * j.value + lam(&f, &th, &xm, t)) / (h * h);
+                    }
+                    assert!((lap - j.lap).abs() < 1e-4 * (1.0 + lap.abs()), "lap {lap} vs {}", j.lap);
+                    let dt = (lam(&f, &th, x, t + h) - lam(&f, &th, x, t - h)) / (2.0 * h);
+                    assert!((dt - j.dt).abs() < 1e-7 * (1.0 + dt.abs()), "dt {dt} vs {}", j.dt);
+                }
+            }
+        }
+    }
+
+    /// `vjp_theta` is the exact derivative of the (linear in θ) functional; `vjp_x` matches central
+    /// differences of the functional in x with the cotangent fixed.
+    #[test]
+    fn vector_jacobian_products_are_exact() {
+        let d = 3;
+        for f in bases(d) {
+            let th = theta(f.len());
+            let x = [0.2, -0.7, 0.5];
+            let t = 1.1;
+            let cot = JetCot { a: 0.7, b: vec![-0.4, 1.3, 0.25], c: -0.9, e: 0.35 };
+            let func = |th: &[f64], x: &[f64]| {
+                let j = jet_at(&f, th, x, t);
+                cot.a * j.value + dot(&cot.b, &j.grad) + cot.c * j.dt + cot.e * j.lap
+            };
+            let mut p = f.point();
+            f.load(&x, t, &mut p);
+            let mut gth = vec![0.0; f.len()];
+            f.vjp_theta(&p, &cot, &mut gth);
+            // linear in θ: the functional at θ equals ⟨gth, θ⟩ exactly up to rounding
+            let lin: f64 = gth.iter().zip(&th).map(|(a, b)| a * b).sum();
+            assert!((lin - func(&th, &x)).abs() < 1e-11 * (1.0 + lin.abs()));
+            for i in [0, 5, f.len() - 1, f.len() / 2] {
+                let mut e = vec![0.0; f.len()];
+                e[i] = 1.0;
+                assert!((gth[i] - func(&e, &x)).abs() < 1e-12 * (1.0 + gth[i].abs()), "θ_{i}");
+            }
+            let mut gx = vec![0.0; d];
+            f.vjp_x(&th, &mut p, &cot, &mut gx);
+            let h = 1e-4;
+            for l in 0..d {
+                let (mut xp, mut xm) = (x.to_vec(), x.to_vec());
+                xp[l] += h;
+                xm[l] -= h;
+                let g = (func(&th, &xp) - func(&th, &xm)) / (2.0 * h);
+                assert!((g - gx[l]).abs() < 1e-6 * (1.0 + g.abs()), "x_{l}: {g} vs {}", gx[l]);
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_the_jet_and_hats_are_a_partition_of_unity() {
+        let d = 2;
+        let f = &bases(d)[1];
+        let th = theta(f.len());
+        let x = [0.3, 0.9];
+        let mut p = f.point();
+        f.load(&x, -0.5, &mut p);
+        assert!((p.tk.iter().sum::<f64>() - 1.0).abs() < 1e-15);
+        let mut g = vec![0.0; f.len() * d];
+        f.gradients(&p, &mut g);
+        let j = jet_at(f, &th, &x, -0.5);
+        for l in 0..d {
+            let s: f64 = (0..f.len()).map(|i| th[i] * g[i * d + l]).sum();
+            assert!((s - j.grad[l]).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn bad_specs_are_refused_by_name() {
+        let mut s = spec(TimeBasis::Hat { knots: vec![1.0, 0.5] }, 1, 2);
+        assert!(Features::new(s.clone()).unwrap_err().contains("knots"));
+        s.time = TimeBasis::Cosine;
+        s.scale = 0.0;
+        assert!(Features::new(s).unwrap_err().contains("scale"));
+    }
+}
