@@ -3,8 +3,9 @@
 //! (`#[path]`) so they run the same code as the command line.
 
 use advreact::data::{Selection, SnapshotTable};
+use advreact::dist::Exec;
 use advreact::error::{ConfigError, DataError, Error};
-use advreact::metrics::{mmd_between, MmdTerms};
+use advreact::metrics::{mmd_between_on, MmdTerms};
 use advreact::particles::Cloud;
 use advreact::scenario::median_distance;
 
@@ -30,15 +31,17 @@ pub fn compare_tables(
     time: Option<f64>,
 ) -> Result<Comparison, Error> {
     let sel = Selection { time, normalize: false };
-    compare_selected(a, b, bandwidth, (sel, sel))
+    compare_selected(a, b, bandwidth, (sel, sel), &Exec::default())
 }
 
-/// [`compare_tables`] with a row selection per table (`--time-a`, `--time-b`, `--normalize`).
+/// [`compare_tables`] with a row selection per table (`--time-a`, `--time-b`, `--normalize`),
+/// the kernel sums run in `exec` (split over its ranks).
 pub fn compare_selected(
     a: &SnapshotTable,
     b: &SnapshotTable,
     bandwidth: Option<f64>,
     (sel_a, sel_b): (Selection, Selection),
+    exec: &Exec,
 ) -> Result<Comparison, Error> {
     let (ca, _) = a.select_as(sel_a)?;
     let (cb, _) = b.select_as(sel_b)?;
@@ -70,7 +73,7 @@ pub fn compare_selected(
         }
         .into());
     }
-    let terms = mmd_between(&ca, &cb, s)?;
+    let terms = mmd_between_on(exec, &ca, &cb, s)?;
     if ![terms.xx, terms.yy, terms.xy, terms.mmd2].iter().all(|v| v.is_finite()) {
         return Err(DataError::Invalid {
             file: a.file.clone(),

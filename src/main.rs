@@ -355,8 +355,9 @@ fn cmd_compare(
     input: &PairArgs,
     json: bool,
     print: bool,
+    exec: &advreact::dist::Exec,
 ) -> Result<(), Error> {
-    let c = compare_selected(ta, tb, bandwidth, input.selections())?;
+    let c = compare_selected(ta, tb, bandwidth, input.selections(), exec)?;
     let (s, t, mmd, ca, cb) = (c.bandwidth, c.terms, c.mmd, &c.a, &c.b);
     if !print {
         return Ok(());
@@ -780,8 +781,10 @@ fn infer_load(a: &InferArgs) -> Result<advreact::infer::Series, Error> {
 fn infer_compute(
     a: &InferArgs,
     series: &advreact::infer::Series,
+    exec: advreact::dist::Exec,
 ) -> Result<(advreact::infer::HoldoutResult, advreact::infer::InferParams), Error> {
     let mut params = a.common.params();
+    params.exec = exec;
     params.wot.lineage_weighting = !a.no_lineage;
     let r = advreact::infer::holdout(series, a.holdout, a.method, &params)?;
     Ok((r, params))
@@ -821,8 +824,10 @@ fn forward_load(a: &ForwardArgs) -> Result<advreact::infer::Series, Error> {
 fn forward_compute(
     a: &ForwardArgs,
     series: &advreact::infer::Series,
+    exec: advreact::dist::Exec,
 ) -> Result<(advreact::infer::ForwardResult, advreact::infer::InferParams), Error> {
-    let params = a.common.params();
+    let mut params = a.common.params();
+    params.exec = exec;
     let r = advreact::infer::forward(series, a.method, &params)?;
     Ok((r, params))
 }
@@ -1118,20 +1123,20 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             // Read first (an unreadable file is caught before any kernel pass), then compute
             // with the kernel sums split.
             let tables = p.agree(compare_inputs(&a, &b, &input))?;
-            p.agree(cmd_compare(&tables, bandwidth, &input, json, p.prints())).map(|_| true)
+            p.agree(cmd_compare(&tables, bandwidth, &input, json, p.prints(), &p.exec())).map(|_| true)
         }
         Cmd::Infer(a) => {
             p.agree(set_threads(p.threads(a.common.threads)))?;
             p.agree(check_out(&infer_out(&a), Kind::Infer, a.common.force).map(|_| ()))?;
             let series = p.agree(infer_load(&a))?;
-            let (r, params) = p.agree(infer_compute(&a, &series))?;
+            let (r, params) = p.agree(infer_compute(&a, &series, p.exec()))?;
             p.alone(|| infer_report(&a, &r, &params))
         }
         Cmd::Forward(a) => {
             p.agree(set_threads(p.threads(a.common.threads)))?;
             p.agree(check_out(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
             let series = p.agree(forward_load(&a))?;
-            let (r, params) = p.agree(forward_compute(&a, &series))?;
+            let (r, params) = p.agree(forward_compute(&a, &series, p.exec()))?;
             p.alone(|| forward_report(&a, &r, &params))
         }
         Cmd::Fates(a) => p.alone(|| cmd_fates(&a)),

@@ -1,6 +1,7 @@
 //! Trajectory inference (`src/infer/`, SPEC §5): synthetic cases with known answers, and the CLI
 //! on every data set in ../shared/data on a small subsample.
 
+use advreact::dist::Exec;
 use advreact::infer::{self, evaluate, fates, kmeans, wot, InferParams, Method};
 use advreact::Cloud;
 use rand::SeedableRng;
@@ -94,7 +95,7 @@ fn growth_in_one_region_is_carried_by_the_source_marginal() {
     let x0 = concat(&gaussian(200, &[0.0, 0.0], 0.1, 5), &gaussian(200, &[3.0, 0.0], 0.1, 6));
     let x1 = concat(&gaussian(400, &[0.2, 0.0], 0.1, 7), &gaussian(200, &[3.2, 0.0], 0.1, 8));
     let p = wot::WotParams { tau_rel: Some(1.0), growth_iters: 5, ..Default::default() };
-    let fit = wot::fit(&x0, &x1, 1.0, None, &p).unwrap();
+    let fit = wot::fit(&x0, &x1, 1.0, None, &p, &Exec::default()).unwrap();
     let ga: f64 = fit.growth[..200].iter().sum::<f64>() / 200.0;
     let gb: f64 = fit.growth[200..].iter().sum::<f64>() / 200.0;
     eprintln!("growth A {ga:.4}, B {gb:.4}, ratio {:.4}", ga / gb);
@@ -110,7 +111,7 @@ fn growth_prior_column_is_used() {
     let x1 = concat(&gaussian(400, &[0.2, 0.0], 0.1, 7), &gaussian(200, &[3.2, 0.0], 0.1, 8));
     let g: Vec<f64> = (0..400).map(|i| if i < 200 { 2f64.ln() } else { 0.0 }).collect();
     let p = wot::WotParams { growth_iters: 1, ..Default::default() };
-    let fit = wot::fit(&x0, &x1, 1.0, Some(&g), &p).unwrap();
+    let fit = wot::fit(&x0, &x1, 1.0, Some(&g), &p, &Exec::default()).unwrap();
     let ga: f64 = fit.growth[..200].iter().sum::<f64>() / 200.0;
     let gb: f64 = fit.growth[200..].iter().sum::<f64>() / 200.0;
     assert!((ga / gb - 2.0).abs() <= 0.2, "ratio {}", ga / gb);

@@ -287,6 +287,41 @@ fn infer_is_identical_on_2_and_4_ranks() {
     }
 }
 
+/// `forward` (chained prediction on three_gene_2d, 200 cells per time point) with WOT couplings and
+/// the WFR–MMD flow on 2 ranks: the same `forward.json` (all but the wall-clock `seconds`) and the
+/// same printed metrics as one process.
+#[test]
+fn forward_is_identical_on_2_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = repo().join("../shared/data/three_gene_2d/three_gene_2d.csv");
+    let data = data.to_str().unwrap();
+    let no_seconds = |p: &Path| -> String {
+        let t = std::fs::read_to_string(p).unwrap();
+        assert!(t.contains("\"w1\""), "{t}");
+        t.lines().filter(|l| !l.contains("\"seconds\"")).collect::<Vec<_>>().join("\n")
+    };
+    for method in ["wot", "wfr_mmd"] {
+        let (one, two) = (dir.path().join(format!("{method}1")), dir.path().join(format!("{method}2")));
+        let args = |out: &Path| {
+            ["forward", data, "--method", method, "--subsample", "200", "--max-steps", "60", "--out"]
+                .iter()
+                .map(|s| s.to_string())
+                .chain([out.to_str().unwrap().to_string()])
+                .collect::<Vec<_>>()
+        };
+        let (a1, a2) = (args(&one), args(&two));
+        let o1 = run_single(&a1.iter().map(String::as_str).collect::<Vec<_>>());
+        ok(&o1, "single forward");
+        let o2 = run_mpi(2, &a2.iter().map(String::as_str).collect::<Vec<_>>(), &[], LIMIT);
+        ok(&o2, &format!("{method} forward on 2 ranks"));
+        assert_eq!(no_seconds(&one.join("forward.json")), no_seconds(&two.join("forward.json")), "{method}");
+        let rows = |o: &Output| {
+            String::from_utf8_lossy(&o.stdout).lines().skip(1).map(String::from).collect::<Vec<_>>()
+        };
+        assert_eq!(rows(&o1), rows(&o2), "{method}: printed metrics");
+    }
+}
+
 /// A sweep of three variants on two ranks: the same folders and comparison as one process, and
 /// one summary table.
 #[test]

@@ -20,6 +20,7 @@
 use super::kmeans::Clusters;
 use super::wot::{fit, plan_entries, WotParams};
 use crate::data::{csv_field, id_field, id_head, CsvReader};
+use crate::dist::Exec;
 use crate::error::{Error, SimError};
 use crate::format::{num, nums};
 use crate::particles::Cloud;
@@ -63,7 +64,7 @@ pub fn fates(
     names: (Vec<String>, Vec<String>),
     p: &WotParams,
 ) -> Result<Fates, SimError> {
-    let f = fit(x0, x1, t1 - t0, None, p)?;
+    let f = fit(x0, x1, t1 - t0, None, p, &Exec::default())?;
     let entries = plan_entries(&f, p.dense_limit)?;
     let (k0, k1) = (source.k, target.k);
     let mut matrix = vec![0.0; k0 * k1];

@@ -37,6 +37,7 @@
 
 use super::PredictInfo;
 use super::{pooled, Method, Warning};
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::field::sobolev_fisher::{SobolevFisher, SobolevFisherParams};
 use crate::field::wfr::WfrParams;
@@ -108,6 +109,7 @@ fn build(
     x1: &Cloud,
     p: &FlowParams,
     seed: u64,
+    exec: &Exec,
 ) -> Result<(Simulation, f64), SimError> {
     if x0.dim != x1.dim {
         return Err(SimError::Invalid(format!("flow: dimensions differ ({} vs {})", x0.dim, x1.dim)));
@@ -156,11 +158,13 @@ fn build(
     };
     let reaction = Reaction { kind: ReactionKind::Weights, conserve: false, ..Reaction::default() };
     let time = TimeCfg { dt, steps: p.max_steps, noise: 0.0, max_displacement: cap };
-    Ok((Simulation::new(Particles::from_cloud(&src), tgt, field, reaction, time, seed), h))
+    let mut sim = Simulation::new(Particles::from_cloud(&src), tgt, field, reaction, time, seed);
+    sim.exec = exec.clone();
+    Ok((sim, h))
 }
 
-fn mmd_to(q: &Particles, w: &[f64], c: &Cloud, h: f64) -> f64 {
-    mmd(q.dim, &q.x, w, &c.x, &c.w, h)
+fn mmd_to(exec: &Exec, q: &Particles, w: &[f64], c: &Cloud, h: f64) -> f64 {
+    mmd(exec, q.dim, &q.x, w, &c.x, &c.w, h)
 }
 
 /// Run the flow on the time loop until `rule` stops it or the step cap; a failed step (or an
@@ -187,6 +191,8 @@ struct Crossing<'a> {
     prev: (Vec<f64>, Vec<f64>, f64),
     /// At the crossing: the blend `(x, log w)`, `θ`, `D_0`, `D_1`.
     hit: Option<(Vec<f64>, Vec<f64>, [f64; 3])>,
+    /// Where the criterion's kernel sums run (the simulation's context).
+    exec: Exec,
 }
 
 impl StopRule for Crossing<'_> {
@@ -197,8 +203,8 @@ impl StopRule for Crossing<'_> {
 
     fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
         let q = st.particles;
-        let d0 = mmd_to(q, st.weights, self.src, self.h);
-        let d1 = mmd_to(q, st.weights, st.target, self.h);
+        let d0 = mmd_to(&self.exec, q, st.weights, self.src, self.h);
+        let d1 = mmd_to(&self.exec, q, st.weights, st.target, self.h);
         let frac = if d0 + d1 > 0.0 { d0 / (d0 + d1) } else { 1.0 };
         let (px, pl, pf) = &self.prev;
         if frac >= self.s {
@@ -220,11 +226,12 @@ pub fn interpolate(
     s: f64,
     p: &FlowParams,
     seed: u64,
+    exec: &Exec,
 ) -> Result<(Cloud, PredictInfo), SimError> {
-    let (mut sim, h) = build(method, x0, x1, p, seed)?;
+    let (mut sim, h) = build(method, x0, x1, p, seed, exec)?;
     let src = x0.clone().with_mass(1.0);
     let m0 = x0.mass();
-    let mut rule = Crossing { s, h, src: &src, prev: Default::default(), hit: None };
+    let mut rule = Crossing { s, h, src: &src, prev: Default::default(), hit: None, exec: exec.clone() };
     run_flow(&mut sim, &mut rule)?;
     let mut info = PredictInfo { warnings: guard_warnings(method, &sim), ..Default::default() };
     if let Some((x, logw, [theta, d0, d1])) = rule.hit {
@@ -261,11 +268,13 @@ struct Plateau {
     rel: f64,
     /// `MMD to the target` after each step.
     hist: Vec<f64>,
+    /// Where the criterion's kernel sums run (the simulation's context).
+    exec: Exec,
 }
 
 impl StopRule for Plateau {
     fn stop(&mut self, st: &StepView) -> Result<bool, SimError> {
-        let d1 = mmd_to(st.particles, st.weights, st.target, self.h);
+        let d1 = mmd_to(&self.exec, st.particles, st.weights, st.target, self.h);
         self.hist.push(d1);
         let k = self.window;
         Ok(self.hist.len() > k && {
@@ -283,9 +292,11 @@ pub fn push_forward(
     target: &Cloud,
     p: &FlowParams,
     seed: u64,
+    exec: &Exec,
 ) -> Result<(Cloud, PredictInfo), SimError> {
-    let (mut sim, h) = build(method, cur, target, p, seed)?;
-    let mut rule = Plateau { h, window: p.plateau_window, rel: p.plateau_rel, hist: Vec::new() };
+    let (mut sim, h) = build(method, cur, target, p, seed, exec)?;
+    let mut rule =
+        Plateau { h, window: p.plateau_window, rel: p.plateau_rel, hist: Vec::new(), exec: exec.clone() };
     let plateau = run_flow(&mut sim, &mut rule)? == StopReason::Converged;
     let mut info = PredictInfo::default();
     info.diag([("steps", sim.step as f64), ("mmd_to_target", rule.hist.last().copied().unwrap_or(f64::NAN))]);
@@ -357,11 +368,11 @@ mod tests {
         let mut got = Vec::new();
         for m in [Method::Usd, Method::WfrMmd, Method::WfrSinkhorn] {
             for (p, s) in [(&FlowParams::default(), 0.5), (&FlowParams::default(), 0.25), (&cap, 0.5)] {
-                let (c, info) = interpolate(m, &x0, &x1, s, p, 7).unwrap();
+                let (c, info) = interpolate(m, &x0, &x1, s, p, 7, &Exec::default()).unwrap();
                 got.push(fingerprint(&c, &info));
             }
             for p in [&FlowParams::default(), &cap] {
-                let (c, info) = push_forward(m, &x0, &x1, p, 7).unwrap();
+                let (c, info) = push_forward(m, &x0, &x1, p, 7, &Exec::default()).unwrap();
                 got.push(fingerprint(&c, &info));
             }
         }

@@ -35,6 +35,7 @@ pub mod report;
 pub mod wot;
 
 use crate::data::{pick_rows, read_snapshot_with, write_cloud_with_ids, ColumnSpec, IdColumn};
+use crate::dist::Exec;
 use crate::error::{DataError, Error, SimError};
 pub use crate::format::Diag;
 use crate::metrics::mmd;
@@ -102,6 +103,9 @@ pub struct InferParams {
     pub flow: flow::FlowParams,
     /// Seed of the sampling streams (subsampling, pair sampling, random features).
     pub seed: u64,
+    /// Where the solves, flows and metrics run (ranks, parallelism); not part of the settings.
+    #[serde(skip)]
+    pub exec: Exec,
 }
 
 /// A snapshot series: distinct times ascending, one cloud per time (cell mass 1 unless the file
@@ -226,8 +230,8 @@ fn normalised(c: &Cloud) -> Vec<f64> {
 }
 
 /// Normalised-weight MMD with bandwidth `s`.
-pub fn mmd_normalised(a: &Cloud, b: &Cloud, s: f64) -> f64 {
-    mmd(a.dim, &a.x, &normalised(a), &b.x, &normalised(b), s)
+pub fn mmd_normalised(exec: &Exec, a: &Cloud, b: &Cloud, s: f64) -> f64 {
+    mmd(exec, a.dim, &a.x, &normalised(a), &b.x, &normalised(b), s)
 }
 
 /// Prediction-vs-truth metrics (module doc).
@@ -274,15 +278,22 @@ pub fn evaluate(pred: &Cloud, truth: &Cloud, ends: Option<(&Cloud, &Cloud)>) -> 
 }
 
 /// [`evaluate`] as a reported phase (start and end lines on stderr, the W distances' own
-/// phases inside when they are entropic).
-fn evaluate_phase(pred: &Cloud, truth: &Cloud, ends: Option<(&Cloud, &Cloud)>) -> Result<Metrics, SimError> {
+/// phases inside when they are entropic), its passes run in `exec`.
+fn evaluate_phase(
+    exec: &Exec,
+    pred: &Cloud,
+    truth: &Cloud,
+    ends: Option<(&Cloud, &Cloud)>,
+) -> Result<Metrics, SimError> {
     let phase = Phase::start(format!("metrics: W1, W2, MMD ({} vs {} points)", pred.len(), truth.len()));
-    let m = evaluate(pred, truth, ends)?;
+    let opts = WassersteinOpts { exec: exec.clone(), ..WassersteinOpts::default() };
+    let m = evaluate_with(pred, truth, ends, &opts)?;
     phase.finish(if m.exact { "W1, W2 exact" } else { "W1, W2 entropic, with certified bounds" });
     Ok(m)
 }
 
-/// [`evaluate`] with the given Wasserstein options (e.g. another exact-solver limit).
+/// [`evaluate`] with the given Wasserstein options (e.g. another exact-solver limit); the MMDs
+/// run in `opts.exec` too.
 pub fn evaluate_with(
     pred: &Cloud,
     truth: &Cloud,
@@ -292,8 +303,8 @@ pub fn evaluate_with(
     let w1 = wasserstein(pred, truth, Order::W1, opts)?;
     let w2 = wasserstein(pred, truth, Order::W2, opts)?;
     let s = median_distance(truth);
-    let m = mmd_normalised(pred, truth, s);
-    let norm = ends.map_or(f64::NAN, |(a, b)| m / mmd_normalised(a, b, s));
+    let m = mmd_normalised(&opts.exec, pred, truth, s);
+    let norm = ends.map_or(f64::NAN, |(a, b)| m / mmd_normalised(&opts.exec, a, b, s));
     let (mp, mt) = (pred.mass(), truth.mass());
     Ok(Metrics {
         w1: w1.value,
@@ -364,9 +375,9 @@ pub fn predict_traced(
         return Err(SimError::Invalid(format!("interpolation fraction must be in (0, 1), got {s}")));
     }
     match method {
-        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, &params.wot, params.seed)
+        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, &params.wot, params.seed, &params.exec)
             .map(|(c, info, pairs)| (c, info, Origin::Pairs(pairs))),
-        m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed)
+        m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed, &params.exec)
             .map(|(c, info)| (c, info, Origin::Sources)),
     }
 }
@@ -453,7 +464,7 @@ pub fn holdout(
     let ids = |k: usize| series.ids.as_ref().map(|v| v[k].as_slice());
     let seconds = start.elapsed().as_secs_f64();
     phase.finish(&format!("{} predicted points", pred.len()));
-    let metrics = evaluate_phase(&pred, xh, Some((x0, x1)))?;
+    let metrics = evaluate_phase(&params.exec, &pred, xh, Some((x0, x1)))?;
     Ok(HoldoutResult {
         data: data_name(&series.file),
         method,
@@ -508,11 +519,18 @@ pub fn forward(series: &Series, method: Method, params: &InferParams) -> Result<
             target.len()
         ));
         let (next, info) = match method {
-            Method::Wot => wot::push_forward(&cur, target, dt, &params.wot)?,
-            m => flow::push_forward(m, &cur, target, &params.flow, params.seed.wrapping_add(k as u64))?,
+            Method::Wot => wot::push_forward(&cur, target, dt, &params.wot, &params.exec)?,
+            m => flow::push_forward(
+                m,
+                &cur,
+                target,
+                &params.flow,
+                params.seed.wrapping_add(k as u64),
+                &params.exec,
+            )?,
         };
         phase.finish("");
-        metrics.push(evaluate_phase(&next, target, None)?);
+        metrics.push(evaluate_phase(&params.exec, &next, target, None)?);
         let seg = format!("segment t = {} → {}", series.times[k - 1], series.times[k]);
         warnings.extend(
             info.warnings.iter().map(|w| Warning { message: format!("{seg}: {}", w.message), ..w.clone() }),

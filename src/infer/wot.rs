@@ -21,6 +21,7 @@
 //! only 75–80% of the mass on three_gene; `τ ≈ 10` did better), 3 outer solves.
 
 use super::{PredictInfo, Warning};
+use crate::dist::Exec;
 use crate::error::SimError;
 use crate::ot::{uot_clouds, Cost, EpsScaling, SinkhornOptions, UotSolution};
 use crate::particles::Cloud;
@@ -162,6 +163,7 @@ pub fn fit(
     dt: f64,
     growth0: Option<&[f64]>,
     p: &WotParams,
+    exec: &Exec,
 ) -> Result<WotFit, SimError> {
     p.validate()?;
     if x0.dim != x1.dim {
@@ -194,6 +196,7 @@ pub fn fit(
     opts.max_iter = p.max_iter;
     opts.tol = p.tol;
     opts.eps_scaling = Some(EpsScaling::default());
+    opts.exec = exec.clone();
     let mut iterations = 0;
     let mut sol = uot_clouds(&source, &target, &opts)?;
     iterations += sol.report.iterations;
@@ -264,8 +267,9 @@ pub fn interpolate(
     growth0: Option<&[f64]>,
     p: &WotParams,
     seed: u64,
+    exec: &Exec,
 ) -> Result<(Cloud, PredictInfo, Pairs), SimError> {
-    let fit = fit(x0, x1, dt, growth0, p)?;
+    let fit = fit(x0, x1, dt, growth0, p, exec)?;
     let entries = plan_entries(&fit, p.dense_limit)?;
     let v: Vec<f64> = entries
         .iter()
@@ -315,8 +319,9 @@ pub fn push_forward(
     target: &Cloud,
     dt: f64,
     p: &WotParams,
+    exec: &Exec,
 ) -> Result<(Cloud, PredictInfo), SimError> {
-    let fit = fit(cur, target, dt, None, p)?;
+    let fit = fit(cur, target, dt, None, p, exec)?;
     let c = fit.sol.coupling(&fit.source, &fit.target)?;
     let t = c.barycentric_map()?;
     let cloud = Cloud::new_unchecked(cur.dim, t, fit.row_mass.clone());

@@ -45,17 +45,27 @@ pub(crate) fn cross(exec: &Exec, d: usize, x: &[f64], a: &[f64], y: &[f64], b: &
 }
 
 /// The terms of `MMD²` between `Σ a_i δ_{x_i}` and `Σ b_j δ_{y_j}` (dim `d`, bandwidth `s`).
-pub(crate) fn mmd_terms(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> MmdTerms {
-    let e = Exec::default();
-    let xx = cross(&e, d, x, a, x, a, s);
-    let yy = cross(&e, d, y, b, y, b, s);
-    let xy = cross(&e, d, x, a, y, b, s);
+/// The rows of its Gaussian sums run in `exec` (split over its ranks; same bits on every rank).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mmd_terms(
+    exec: &Exec,
+    d: usize,
+    x: &[f64],
+    a: &[f64],
+    y: &[f64],
+    b: &[f64],
+    s: f64,
+) -> MmdTerms {
+    let xx = cross(exec, d, x, a, x, a, s);
+    let yy = cross(exec, d, y, b, y, b, s);
+    let xy = cross(exec, d, x, a, y, b, s);
     MmdTerms { xx, yy, xy, mmd2: xx + yy - 2.0 * xy }
 }
 
 /// `MMD = sqrt(max(MMD², 0))`.
-pub(crate) fn mmd(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
-    mmd_terms(d, x, a, y, b, s).mmd()
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn mmd(exec: &Exec, d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], s: f64) -> f64 {
+    mmd_terms(exec, d, x, a, y, b, s).mmd()
 }
 
 /// The witness `φ(z) = Σ_i a_i k(z, x_i) − Σ_j b_j k(z, y_j)` and its gradient at the points `z`

@@ -20,8 +20,14 @@ use std::sync::OnceLock;
 /// must have one dimension, `bandwidth` `s` of `exp(−|x − y|²/(2s²))` a positive finite number
 /// whose square is a normal double. `MMD(a, a) = 0` exactly.
 pub fn mmd_between(a: &Cloud, b: &Cloud, bandwidth: f64) -> Result<MmdTerms, SimError> {
+    mmd_between_on(&Exec::default(), a, b, bandwidth)
+}
+
+/// [`mmd_between`] with its Gaussian sums run in `exec` (split over its ranks: every rank gets the
+/// same bits).
+pub fn mmd_between_on(exec: &Exec, a: &Cloud, b: &Cloud, bandwidth: f64) -> Result<MmdTerms, SimError> {
     mmd::check_pair("mmd", a, b, bandwidth)?;
-    Ok(mmd_terms(a.dim, &a.x, &a.w, &b.x, &b.w, bandwidth))
+    Ok(mmd_terms(exec, a.dim, &a.x, &a.w, &b.x, &b.w, bandwidth))
 }
 
 /// What a metric sees: the particles as a weighted cloud and the target.
@@ -153,7 +159,7 @@ mod tests {
         let a = Cloud::new_unchecked(2, vec![0.0, 0.0, 1.0, 0.5], vec![0.5, 1.0]);
         let b = Cloud::new_unchecked(2, vec![0.2, 0.1], vec![2.0]);
         let t = mmd_between(&a, &b, 0.7).unwrap();
-        assert_eq!(t, mmd_terms(2, &a.x, &a.w, &b.x, &b.w, 0.7));
+        assert_eq!(t, mmd_terms(&Exec::default(), 2, &a.x, &a.w, &b.x, &b.w, 0.7));
         assert!(t.mmd2 > 0.0);
         let line = Cloud::new_unchecked(1, vec![0.0], vec![1.0]);
         assert!(mmd_between(&a, &line, 1.0).unwrap_err().to_string().contains("dimension 2 and 1"));
