@@ -375,7 +375,7 @@ pub fn predict_traced(
         return Err(SimError::Invalid(format!("interpolation fraction must be in (0, 1), got {s}")));
     }
     match method {
-        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, &params.wot, params.seed, &params.exec)
+        Method::Wot => wot::interpolate(x0, x1, s, dt, growth0, params)
             .map(|(c, info, pairs)| (c, info, Origin::Pairs(pairs))),
         m => flow::interpolate(m, x0, x1, s, &params.flow, params.seed, &params.exec)
             .map(|(c, info)| (c, info, Origin::Sources)),

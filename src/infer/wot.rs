@@ -258,18 +258,18 @@ pub fn systematic(v: &[f64], n: usize, u: f64) -> Vec<usize> {
 pub type Pairs = Vec<(usize, usize)>;
 
 /// Displacement interpolation at fraction `s` (module doc), with the pair `(i, j)` (source cell,
-/// target cell) each predicted point was placed between.
+/// target cell) each predicted point was placed between; `params` gives the WOT settings, the
+/// seed and the execution context.
 pub fn interpolate(
     x0: &Cloud,
     x1: &Cloud,
     s: f64,
     dt: f64,
     growth0: Option<&[f64]>,
-    p: &WotParams,
-    seed: u64,
-    exec: &Exec,
+    params: &super::InferParams,
 ) -> Result<(Cloud, PredictInfo, Pairs), SimError> {
-    let fit = fit(x0, x1, dt, growth0, p, exec)?;
+    let (p, seed) = (&params.wot, params.seed);
+    let fit = fit(x0, x1, dt, growth0, p, &params.exec)?;
     let entries = plan_entries(&fit, p.dense_limit)?;
     let v: Vec<f64> = entries
         .iter()
