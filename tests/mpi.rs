@@ -248,6 +248,18 @@ fn uot_is_byte_identical_on_1_2_4_ranks() {
     }
 }
 
+/// A metrics JSON without its wall-clock `seconds` lines (it must hold a `w1`).
+fn no_seconds(p: &Path) -> String {
+    let t = std::fs::read_to_string(p).unwrap();
+    assert!(t.contains("\"w1\""), "{t}");
+    t.lines().filter(|l| !l.contains("\"seconds\"")).collect::<Vec<_>>().join("\n")
+}
+
+/// `words` followed by `--out OUT`.
+fn with_out(words: &[&str], out: &Path) -> Vec<String> {
+    words.iter().map(|s| s.to_string()).chain(["--out".into(), out.to_str().unwrap().to_string()]).collect()
+}
+
 /// `infer` (held-out interpolation on three_gene_2d, 300 cells per time point) with WOT couplings
 /// and with the WFR–Sinkhorn flow, split over 2 and 4 ranks: the same predicted cloud, truth and
 /// metrics (all but the wall-clock `seconds`) as one process.
@@ -256,18 +268,9 @@ fn infer_is_identical_on_2_and_4_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let data = repo().join("../shared/data/three_gene_2d/three_gene_2d.csv");
     let data = data.to_str().unwrap();
-    let no_seconds = |p: &Path| -> String {
-        let t = std::fs::read_to_string(p).unwrap();
-        assert!(t.contains("\"w1\""), "{t}");
-        t.lines().filter(|l| !l.contains("\"seconds\"")).collect::<Vec<_>>().join("\n")
-    };
     for method in ["wot", "wfr_sinkhorn"] {
-        let args = |out: &Path| -> Vec<String> {
-            ["infer", data, "--holdout", "2", "--method", method, "--subsample", "300", "--out"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([out.to_str().unwrap().to_string()])
-                .collect()
+        let args = |out: &Path| {
+            with_out(&["infer", data, "--holdout", "2", "--method", method, "--subsample", "300"], out)
         };
         let single = dir.path().join(format!("{method}1"));
         let sa = args(&single);
@@ -295,19 +298,10 @@ fn forward_is_identical_on_2_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let data = repo().join("../shared/data/three_gene_2d/three_gene_2d.csv");
     let data = data.to_str().unwrap();
-    let no_seconds = |p: &Path| -> String {
-        let t = std::fs::read_to_string(p).unwrap();
-        assert!(t.contains("\"w1\""), "{t}");
-        t.lines().filter(|l| !l.contains("\"seconds\"")).collect::<Vec<_>>().join("\n")
-    };
     for method in ["wot", "wfr_mmd"] {
         let (one, two) = (dir.path().join(format!("{method}1")), dir.path().join(format!("{method}2")));
         let args = |out: &Path| {
-            ["forward", data, "--method", method, "--subsample", "200", "--max-steps", "60", "--out"]
-                .iter()
-                .map(|s| s.to_string())
-                .chain([out.to_str().unwrap().to_string()])
-                .collect::<Vec<_>>()
+            with_out(&["forward", data, "--method", method, "--subsample", "200", "--max-steps", "60"], out)
         };
         let (a1, a2) = (args(&one), args(&two));
         let o1 = run_single(&a1.iter().map(String::as_str).collect::<Vec<_>>());
