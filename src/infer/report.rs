@@ -133,7 +133,8 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
             floors.push(split_half_floor(c, FLOOR_SPLITS, cfg.params.seed, &wopts)?);
         }
         let mut by_time: Vec<(f64, Vec<HoldoutResult>)> = Vec::new();
-        for k in 1..series.times.len().saturating_sub(1) {
+        let interior = series.times.len().saturating_sub(1);
+        for (k, &floor) in floors.iter().enumerate().take(interior).skip(1) {
             let t = series.times[k];
             // Baselines: copy a neighbouring snapshot.
             let (x0, xh, x1) = (&series.clouds[k - 1], &series.clouds[k], &series.clouds[k + 1]);
@@ -150,7 +151,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
             let mut cs =
                 vec![name.clone(), f(t), format!("noise floor (split-half W1, median of {FLOOR_SPLITS})")];
             cs.push(cells.clone());
-            cs.push(f(floors[k]));
+            cs.push(f(floor));
             cs.extend(["–"; 5].map(String::from));
             row(&mut held, &cs);
             let best = if copies[0] <= copies[1] { ("copy t0", copies[0]) } else { ("copy t1", copies[1]) };
@@ -171,7 +172,7 @@ pub fn inference_report(cfg: &ReportCfg) -> Result<String, Error> {
                         method: m,
                         w1: r.metrics.w1,
                         copy: best,
-                        floor: floors[k],
+                        floor,
                         reasons: loss_reasons(&r, s, &copies, series.clouds[k].dim),
                     });
                 }
