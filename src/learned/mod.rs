@@ -4,4 +4,5 @@
 
 pub mod features;
 pub mod model;
+pub mod protocol;
 pub mod psi;
