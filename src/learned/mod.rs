@@ -6,3 +6,4 @@ pub mod features;
 pub mod model;
 pub mod protocol;
 pub mod psi;
+pub mod report;
