@@ -2,6 +2,8 @@
 //! all snapshots, as linear models in space–time features ([`features`]): UOT flow matching
 //! ([`model::FlowModel`]) and Var-RUOT's single potential `λ` ([`model::Potential`], [`psi`]).
 
+pub mod commands;
 pub mod features;
 pub mod model;
 pub mod psi;
+pub mod uot_fm;
