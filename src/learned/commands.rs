@@ -111,7 +111,7 @@ pub fn simulate(
             start.dim
         )));
     }
-    if times.is_empty() || times.windows(2).any(|w| !(w[1] > w[0])) {
+    if times.is_empty() || times.windows(2).any(|w| w[1].is_nan() || w[1] <= w[0]) {
         return Err(SimError::Invalid("simulate: times must be strictly increasing, at least one".into()));
     }
     let n = start.len();
@@ -353,6 +353,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
     h.iter().map(|x| format!("{x:08x}")).collect()
 }
 
+/// fit.png's content: x-axis title, y-axis title, named curves `(name, [(x, y)])`.
+pub type FitCurves = (String, String, Vec<(String, Vec<(f64, f64)>)>);
+
 /// A fitted model with what its fit reports.
 #[derive(Debug, Clone)]
 pub struct Fitted {
@@ -363,7 +366,7 @@ pub struct Fitted {
     /// The body of fit.json (the fit's own record).
     pub record: Value,
     /// Curves for fit.png: `(name, [(x, y)])`, with the axis titles.
-    pub curves: (String, String, Vec<(String, Vec<(f64, f64)>)>),
+    pub curves: FitCurves,
     /// Warnings.
     pub warnings: Vec<Warning>,
 }

@@ -143,7 +143,7 @@ impl UotFmParams {
             }
         };
         pos("eps_rel", self.eps_rel)?;
-        if !(self.tau_rel > 0.0) {
+        if self.tau_rel.is_nan() || self.tau_rel <= 0.0 {
             return bad("tau_rel", format!("must be > 0 (inf: balanced), got {}", self.tau_rel));
         }
         if self.pairs < 2 {
@@ -270,7 +270,7 @@ fn interval(
     if b.dim != d {
         return Err(SimError::Invalid(format!("uot_fm: snapshots of dimensions {d} and {}", b.dim)));
     }
-    if !(delta > 0.0) {
+    if delta.is_nan() || delta <= 0.0 {
         return Err(SimError::Invalid(format!("uot_fm: times must increase ({t0} then {t1})")));
     }
     let (ma, mb) = (a.mass(), b.mass());
@@ -292,7 +292,7 @@ fn interval(
     let rep = &sol.report;
     // Growth targets: g_i = log((ã_i/a_i) · M_{k+1}/Σã)/Δ, Σã in cells (scaled units × M_k).
     let row_total: f64 = sol.row_mass.iter().sum();
-    if !(row_total > 0.0) {
+    if row_total.is_nan() || row_total <= 0.0 {
         return Err(SimError::Numerical {
             step: k as usize,
             what: format!("uot_fm: the coupling of t = {t0} → {t1} transports no mass"),
@@ -335,7 +335,7 @@ fn interval(
     }
     let coupling = sol.coupling(&sa, &sb)?;
     let sigma = p.sigma;
-    let samples: Vec<Vec<(Vec<f64>, f64, Vec<f64>)>> = groups
+    let samples: Vec<Vec<Sample>> = groups
         .par_iter()
         .map(|&(i, count)| {
             let mut r = rng::stream(p.seed, Purpose::Analysis, 0x55F1_0000 + k, i as u64);
@@ -406,6 +406,9 @@ fn interval(
     });
     Ok(())
 }
+
+/// One drawn sample: position, time, velocity target.
+type Sample = (Vec<f64>, f64, Vec<f64>);
 
 /// How well a ridge regression fits its targets, per right-hand side.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -507,7 +510,7 @@ fn ridge(
         hi = hi.max(l[(i, i)].abs());
     }
     let condition = (hi / lo).powi(2);
-    if !(condition <= MAX_CONDITION) {
+    if condition.is_nan() || condition > MAX_CONDITION {
         return Err(SimError::Numerical {
             step: 0,
             what: format!(
@@ -674,7 +677,7 @@ pub fn feature_map(series: &Series, p: &UotFmParams) -> Result<Features, SimErro
             }
         }
     }
-    if !(m > 0.0) {
+    if m.is_nan() || m <= 0.0 {
         return Err(SimError::Invalid("uot_fm: the training data have no mass".into()));
     }
     let centre: Vec<f64> = sum.iter().map(|s| s / m).collect();
