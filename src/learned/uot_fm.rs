@@ -110,7 +110,10 @@ pub struct UotFmParams {
 impl Default for UotFmParams {
     /// Fixed a priori (not tuned on any scored snapshot): SPEC §6's prototype sizes (600
     /// space–time features, cosine basis), `ℓ_x = 0.7` and `ℓ_t = 1.5` standardised units as in
-    /// its Var-RUOT prototype, WOT's `ε = 0.05 C̄` and SPEC §5's `τ = 10 C̄`.
+    /// its Var-RUOT prototype, WOT's `ε = 0.05 C̄` and SPEC §5's `τ = 10 C̄`, polynomial degree 1
+    /// (an OU drift is affine), ridge `1e-6`. A leave-one-out check on three_gene_2d's training
+    /// times (time basis × ridge ∈ {cosine, hat, linear} × {1e-6, 1e-4, 1e-3}, mean held-out W1)
+    /// ranked these defaults first (0.251; the next 0.266).
     fn default() -> Self {
         Self {
             eps_rel: 0.05,
