@@ -275,3 +275,45 @@ fn a_scenario_runs_a_learned_field() {
     let e = error_line(&o);
     assert!(e.contains("learned.toml") && e.contains("field.model") && e.contains("nowhere"), "{e}");
 }
+
+/// A Var-RUOT model file (here the ψ₁ potential fitted in closed form to UOT-FM targets) goes
+/// through `field` (with its `lambda` column) and `forward --model` like any model.
+#[test]
+fn a_potential_model_file_is_evaluated_and_simulated() {
+    use advreact::dist::Exec;
+    use advreact::learned::model::{Model, Provenance};
+    use advreact::learned::uot_fm::{self, UotFmParams};
+    let tmp = tempfile::tempdir().unwrap();
+    let series = advreact::infer::load_series(&data(), &Default::default()).unwrap().subsample(80, 1);
+    let p = UotFmParams { features: 60, pairs: 500, poly: 2, ..UotFmParams::default() };
+    let t = uot_fm::targets(&series, &p, &Exec::default()).unwrap();
+    let (pot, _) = uot_fm::fit_potential(&t, uot_fm::feature_map(&series, &p).unwrap(), 1e-6, 1.0).unwrap();
+    let prov = Provenance { times: series.times.clone(), ..Provenance::default() };
+    let file = ModelFile::new(Model::VarRuot(pot), serde_json::json!({"dt": 0.05, "sigma": 0.0}), prov);
+    let mpath = tmp.path().join("model.json");
+    std::fs::write(&mpath, file.to_json()).unwrap();
+    let pts = tmp.path().join("p.csv");
+    std::fs::write(&pts, "x1,x2\n0.5,0.5\n").unwrap();
+    let o = advreact(&["field", s(&mpath), s(&pts), "--time", "1.5"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), "u1,u2,g,lambda");
+    let v: Vec<f64> = lines.next().unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    let mut ws = file.model.workspace();
+    let mut u = [0.0; 2];
+    let (g, l) = file.model.eval(&[0.5, 0.5], 1.5, &mut ws, &mut u);
+    assert_eq!(v, vec![u[0], u[1], g, l.unwrap()]);
+    // ψ₁ with α = 1: g = λ
+    assert_eq!(v[2], v[3]);
+    let fw = tmp.path().join("fw");
+    let o = advreact(
+        &["forward", s(&data()), "--model", s(&mpath), "--subsample", "80", "--seed", "1", "--out", s(&fw)],
+        &repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fw.join("forward.json")).unwrap()).unwrap();
+    assert_eq!(j["kind"], "var_ruot");
+    assert!(j["times"].as_array().unwrap().iter().all(|r| r["metrics"]["w1"].as_f64().unwrap().is_finite()));
+}
