@@ -79,7 +79,8 @@ pub enum TimeChoice {
 pub struct UotFmParams {
     /// `ε / C̄`.
     pub eps_rel: f64,
-    /// `τ / C̄` on both marginals (`f64::INFINITY`: balanced).
+    /// `τ / C̄` on both marginals (`f64::INFINITY`: balanced; written `"inf"` in JSON).
+    #[serde(with = "inf_as_text")]
     pub tau_rel: f64,
     /// Pairs drawn per interval.
     pub pairs: usize,
@@ -410,6 +411,33 @@ fn interval(
     Ok(())
 }
 
+/// A number that may be `+∞`, written as the text `"inf"` in JSON (which has no infinity).
+mod inf_as_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if *v == f64::INFINITY {
+            s.serialize_str("inf")
+        } else {
+            s.serialize_f64(*v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum V {
+            N(f64),
+            S(String),
+        }
+        match V::deserialize(d)? {
+            V::N(x) => Ok(x),
+            V::S(s) if s == "inf" => Ok(f64::INFINITY),
+            V::S(s) => Err(serde::de::Error::custom(format!("expected a number or \"inf\", got \"{s}\""))),
+        }
+    }
+}
+
 /// One drawn sample: position, time, velocity target.
 type Sample = (Vec<f64>, f64, Vec<f64>);
 
@@ -503,7 +531,7 @@ fn ridge(
     let chol = nalgebra::linalg::Cholesky::new(gram).ok_or_else(|| SimError::Numerical {
         step: 0,
         what: format!(
-            "ridge: the {p}×{p} system is not positive definite (Cholesky failed); increase the ridge (now {ridge})"
+            "ridge: the {p}×{p} system is not positive definite (Cholesky failed); increase the ridge (now {ridge:e})"
         ),
     })?;
     let l = chol.l_dirty();
@@ -517,7 +545,7 @@ fn ridge(
         return Err(SimError::Numerical {
             step: 0,
             what: format!(
-                "ridge: the {p}×{p} system is ill-conditioned (condition ≈ {condition:.3e} > {MAX_CONDITION:.0e}); increase the ridge (now {ridge}) or use fewer features"
+                "ridge: the {p}×{p} system is ill-conditioned (condition ≈ {condition:.3e} > {MAX_CONDITION:.0e}); increase the ridge (now {ridge:e}) or use fewer features"
             ),
         });
     }
@@ -730,4 +758,21 @@ pub fn fit(series: &Series, params: &UotFmParams, exec: &Exec) -> Result<(Model,
         warnings: t.warnings,
     };
     Ok((Model::UotFm(flow), info))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Balanced settings survive a JSON round trip (`τ = ∞` is written `"inf"`).
+    #[test]
+    fn params_read_back_with_an_infinite_tau() {
+        for tau in [f64::INFINITY, 10.0] {
+            let p = UotFmParams { tau_rel: tau, ..UotFmParams::default() };
+            let text = serde_json::to_string(&p).unwrap();
+            assert_eq!(text.contains("\"inf\""), tau.is_infinite());
+            let back: UotFmParams = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, p);
+        }
+    }
 }
