@@ -208,6 +208,11 @@ enum Cmd {
     Fates(FatesArgs),
     /// Regenerate a results file: `results inference` writes results/inference.md.
     Results(ResultsArgs),
+    // ---- learned dynamics (src/learned/commands.rs) ----
+    /// Fit a learned dynamics (u, g) to all snapshots; writes output/fit/<data>_<model>/.
+    Fit(advreact::learned::commands::FitArgs),
+    /// Velocity and growth of a fitted model at points: u1..ud,g (and lambda for var_ruot).
+    Field(advreact::learned::commands::FieldArgs),
     /// Redraw the figures of an output folder: a run's trajectories.png and metrics.png, each
     /// variant's and comparison.png for a scenario with variants, fates.png for a fates folder.
     /// Only into a folder the engine wrote (it carries .advreact-output); each PNG is replaced
@@ -698,6 +703,9 @@ struct ForwardArgs {
     data: PathBuf,
     #[arg(long, value_enum, default_value_t = advreact::infer::Method::Wot)]
     method: advreact::infer::Method,
+    /// Simulate a fitted model (`advreact fit`'s model.json) instead of a --method.
+    #[arg(long, conflicts_with = "method")]
+    model: Option<PathBuf>,
     /// Output folder (default output/infer/<data>_<method>_forward).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -841,6 +849,23 @@ fn forward_out(a: &ForwardArgs) -> PathBuf {
             a.method
         ))
     })
+}
+
+/// `forward --model`: the model file, output folder (--out, or
+/// output/infer/<data>_<model kind folder>_forward) and data options.
+fn forward_model_args(a: &ForwardArgs) -> advreact::learned::commands::ForwardModelArgs {
+    let model = a.model.clone().unwrap_or_default();
+    let out = a.out.clone().unwrap_or_else(|| {
+        Path::new("output/infer").join(format!("{}_learned_forward", advreact::infer::data_name(&a.data)))
+    });
+    advreact::learned::commands::ForwardModelArgs {
+        model,
+        out,
+        force: a.common.force,
+        subsample: a.common.subsample,
+        seed: a.common.seed,
+        columns: a.common.columns.spec(None, None),
+    }
 }
 
 /// Write the `forward` folder and print its table.
@@ -1132,6 +1157,11 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             let (r, params) = p.agree(infer_compute(&a, &series, p.exec()))?;
             p.alone(|| infer_report(&a, &r, &params))
         }
+        Cmd::Forward(a) if a.model.is_some() => p.alone(|| {
+            set_threads(a.common.threads)?;
+            let lm = forward_model_args(&a);
+            advreact::learned::commands::cmd_forward_model(&a.data, &lm, &p.exec())
+        }),
         Cmd::Forward(a) => {
             p.agree(set_threads(p.threads(a.common.threads)))?;
             p.agree(check_out(&forward_out(&a), Kind::Forward, a.common.force).map(|_| ()))?;
@@ -1141,6 +1171,11 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
         }
         Cmd::Fates(a) => p.alone(|| cmd_fates(&a)),
         Cmd::Results(a) => p.alone(|| cmd_results(&a)),
+        Cmd::Fit(a) => p.alone(|| {
+            set_threads(a.threads)?;
+            advreact::learned::commands::cmd_fit(&a, &p.exec())
+        }),
+        Cmd::Field(a) => p.alone(|| advreact::learned::commands::cmd_field(&a)),
         Cmd::Plot { dir } => p.alone(|| cmd_plot(&dir)),
     }
 }

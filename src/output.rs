@@ -1,5 +1,5 @@
 //! Output folders: which folder a command may write, and writing it atomically. Every command
-//! that writes a folder (`run`, `uot`, `infer`, `forward`, `fates`) goes through [`Target`].
+//! that writes a folder (`run`, `uot`, `infer`, `forward`, `fates`, `fit`) goes through [`Target`].
 //!
 //! **Marker.** Every output folder holds a file `.advreact-output` written by the engine, with
 //! the fixed content `{"kind":"<command>","format":1}` and a newline (no timestamp: two runs give
@@ -53,6 +53,8 @@ pub enum Kind {
     Forward,
     /// `advreact fates`.
     Fates,
+    /// `advreact fit`.
+    Fit,
 }
 
 impl Kind {
@@ -64,6 +66,7 @@ impl Kind {
             Kind::Infer => "infer",
             Kind::Forward => "forward",
             Kind::Fates => "fates",
+            Kind::Fit => "fit",
         }
     }
 

@@ -67,3 +67,33 @@ impl Field for LearnedField {
         Ok(())
     }
 }
+
+/// A field evaluated at a shifted time: `u(x, t₀ + t)`, `g(x, t₀ + t)` where `t` is the
+/// simulation's own time (which starts at 0). Runs that start at a snapshot time `t₀ ≠ 0` of a
+/// learned model (a scenario's `start_time`, each interval of `advreact forward --model`) use it.
+pub struct TimeShifted<F: Field> {
+    /// The field.
+    pub inner: F,
+    /// The model time of the simulation's `t = 0`.
+    pub t0: f64,
+}
+
+impl<F: Field> Field for TimeShifted<F> {
+    fn name(&self) -> String {
+        self.inner.name()
+    }
+
+    fn prepare(&mut self, ctx: &EvalCtx) -> Result<(), SimError> {
+        let ctx = EvalCtx { t: ctx.t + self.t0, ..*ctx };
+        self.inner.prepare(&ctx)
+    }
+
+    fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], growth: &mut [f64]) -> Result<(), SimError> {
+        let ctx = EvalCtx { t: ctx.t + self.t0, ..*ctx };
+        self.inner.eval(&ctx, velocity, growth)
+    }
+
+    fn diagnostics(&self) -> Vec<(String, crate::format::Diag)> {
+        self.inner.diagnostics()
+    }
+}

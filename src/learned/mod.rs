@@ -2,8 +2,10 @@
 //! all snapshots, as linear models in space–time features ([`features`]): UOT flow matching
 //! ([`model::FlowModel`]) and Var-RUOT's single potential `λ` ([`model::Potential`], [`psi`]).
 
+pub mod commands;
 pub mod features;
 pub mod model;
 pub mod protocol;
 pub mod psi;
 pub mod report;
+pub mod uot_fm;

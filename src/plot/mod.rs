@@ -6,6 +6,7 @@
 //! - [`plot_heatmap`]: a labelled matrix with a colour scale and the values written in the cells
 //!   (e.g. a fate matrix: mass flowing from source cluster `i` to target cluster `j`).
 //! - [`plot_curves`]: several named curves on one plot, linear or log `y`.
+//! - [`plot_scatter`]: panels of weighted point clouds and paths (learned dynamics).
 //!
 //! Drawing uses `plotters` with an embedded font (DejaVu Sans, registered once), so no system
 //! fonts are needed. Odd input never panics: empty files, a single snapshot, zero weights and
@@ -17,6 +18,7 @@ mod curves;
 mod heatmap;
 mod metrics;
 mod read;
+mod scatter;
 mod text;
 mod trajectories;
 
@@ -25,6 +27,7 @@ mod tests;
 
 pub use curves::plot_curves;
 pub use heatmap::plot_heatmap;
+pub use scatter::{plot_scatter, Colour, Layer, Panel};
 
 use crate::error::DataError;
 use std::path::{Path, PathBuf};

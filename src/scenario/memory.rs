@@ -5,7 +5,9 @@
 //! Per particle: positions, velocity and the coordinate-major copy used by kernel sums
 //! (3·d f64), plus log-weight, weight, growth, id, parent and scratch (6 words). Per target
 //! sample: positions twice (row- and coordinate-major) and a weight. Per Sobolev–Fisher critic with
-//! `m` features: four m×m matrices (Gramians, system, factor) and the d×m frequencies.
+//! `m` features: four m×m matrices (Gramians, system, factor) and the d×m frequencies. A learned
+//! field holds its model (p coefficients per output, p·d frequencies: kilobytes to a few MB) and
+//! one workspace per chunk of particles: negligible beside the particles, not counted.
 
 use super::spec::{Distribution, FieldSpec};
 use super::ScenarioSpec;

@@ -12,9 +12,11 @@ pub mod spec;
 pub use spec::ScenarioSpec;
 
 use crate::error::{ConfigError, Error};
+use crate::field::learned::{LearnedField, TimeShifted};
 use crate::field::sobolev_fisher::SobolevFisher;
 use crate::field::wfr::Growth;
 use crate::field::{analytic, Field, SumField};
+use crate::learned::model::ModelFile;
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::stepper::{Simulation, TimeCfg};
@@ -269,7 +271,8 @@ impl Scenario {
             None => None,
         };
         let mut resolved = s.clone();
-        let ctx = FieldCtx { dim: d, target: target.as_ref(), seed, conserve: s.reaction.conserve };
+        let ctx =
+            FieldCtx { dim: d, target: target.as_ref(), seed, conserve: s.reaction.conserve, base: &base };
         let field = build_field(&c, "field", &mut resolved.field, &ctx)?;
         // CSV paths become absolute, so the resolved scenario reruns from the output folder.
         for dist in [Some(&mut resolved.source), resolved.target.as_mut()].into_iter().flatten() {
@@ -361,6 +364,8 @@ pub struct FieldCtx<'a> {
     pub seed: u64,
     /// `reaction.conserve` (the default of a field's own `conserve`).
     pub conserve: bool,
+    /// The scenario file's folder (files a field names are relative to it).
+    pub base: &'a Path,
 }
 
 /// Build a field from its spec, checking every parameter; defaults that depend on the rest of the
@@ -420,6 +425,36 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             let field = p.check(cx.conserve).map_err(c.at(path))?;
             p.conserve = Some(field.growth == Growth::Conserving);
             Box::new(field)
+        }
+        FieldSpec::Learned { model, start_time } => {
+            let file = cx.base.join(&*model);
+            let mf = ModelFile::read(&file).map_err(|e| c.err(&key("model"), e))?;
+            if mf.model.dim() != d {
+                return Err(c
+                    .err(
+                        &key("model"),
+                        format!(
+                            "{}: the model is {}-dimensional, the scenario {d}-dimensional",
+                            file.display(),
+                            mf.model.dim()
+                        ),
+                    )
+                    .into());
+            }
+            let t0 = match *start_time {
+                Some(t) => {
+                    c.finite(&key("start_time"), &[t])?;
+                    t
+                }
+                None => mf.data.times.first().copied().unwrap_or(0.0),
+            };
+            // The resolved scenario names the file absolutely and the start time it used.
+            if let Ok(abs) = file.canonicalize() {
+                *model = abs.display().to_string();
+            }
+            *start_time = Some(t0);
+            let field = LearnedField::new(mf.model).map_err(|e| c.err(&key("model"), e.to_string()))?;
+            Box::new(TimeShifted { inner: field, t0 })
         }
     })
 }

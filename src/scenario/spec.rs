@@ -235,6 +235,16 @@ pub enum FieldSpec {
     /// Wasserstein–Fisher–Rao gradient flow of an energy (SPEC §2.2): `u = −∇φ`, `g = −α φ`
     /// (free) or `−α(φ − φ̄)` (conserving); `conserve` absent means `reaction.conserve`.
     Wfr(WfrParams),
+    /// A fitted model of learned dynamics (SPEC §6; `advreact fit`'s model.json): `u(x, t₀ + t)`,
+    /// `g(x, t₀ + t)`, `t` the scenario's time.
+    Learned {
+        /// The model file, relative to the scenario file.
+        model: String,
+        /// The model time `t₀` of the scenario's `t = 0` (absent: the model's first training
+        /// time, or 0 when it has none).
+        #[serde(default)]
+        start_time: Option<f64>,
+    },
 }
 
 /// The `[reaction]` table: the parameters of [`Reaction`], validated by [`ReactionSpec::check`].

@@ -1,0 +1,890 @@
+//! The learned-dynamics commands (SPEC §6, §8): `advreact fit`, `advreact field` and
+//! `advreact forward --model`, and the one simulation of a fitted model ([`simulate`]).
+//!
+//! - `fit DATA.csv --model uot_fm|var_ruot …` fits a model to the training snapshots (all times
+//!   but the `--holdout` ones) and writes, through [`crate::output::Target`], `model.json`
+//!   ([`ModelFile`]: model, settings, provenance — path, sha256, training and held-out times,
+//!   cells), `fit.json` (seconds, warnings; for UOT-FM the coupling reports per interval and the
+//!   ridge residuals per target; for Var-RUOT the loss terms per iteration), `fit.png` and
+//!   `trajectories.png` (simulated paths over the training snapshots, particle size by weight,
+//!   colour by growth). The fit of each model kind is chosen in ONE place, [`fit_model`].
+//! - `field MODEL POINTS.csv [--time T] [--out F.csv]` writes `[id,]u1..ud,g[,lambda]` at the
+//!   points (a `time` column in POINTS overrides `--time` row by row).
+//! - `forward DATA.csv --model DIR/model.json` simulates from the first snapshot with the
+//!   engine's time loop and writes `prediction.csv` (`time,x1..xd,w` at every data time, each
+//!   data cell of mass 1), `forward.json` (W1, W2, MMD and mass error per time, held-out times
+//!   marked) and `forward.png` (prediction over truth per time).
+//!
+//! [`simulate`] is the engine's own loop ([`Simulation::run_until`]): Euler–Maruyama
+//! `X⁺ = X + u dt + σ√dt ξ` and `w⁺ = w e^{g dt}` (reaction `weights`), one simulation per
+//! interval between consecutive output times with `dt_k = Δ_k / ⌈Δ_k/dt⌉` so every output time is
+//! landed on exactly, the field evaluated at the model time ([`TimeShifted`]), the noise of
+//! interval `k` from the seed `mix(seed + k)`.
+
+use super::model::{Model, ModelFile, Provenance};
+use super::uot_fm::{self, TimeChoice, UotFmParams};
+use crate::data::{read_snapshot_with, ColumnSpec};
+use crate::dist::Exec;
+use crate::error::{ConfigError, DataError, Error, SimError};
+use crate::field::learned::{LearnedField, TimeShifted};
+use crate::infer::{self, Series};
+use crate::observe::Phase;
+use crate::output::{check_file, write_folder, Kind, Target};
+use crate::particles::{Cloud, Particles};
+use crate::plot::{plot_curves, plot_scatter, Colour, Layer, Panel};
+use crate::reaction::{Reaction, ReactionKind};
+use crate::rng;
+use crate::stepper::{Simulation, StepView, StopReason, StopRule, TimeCfg, Warning};
+use serde_json::{json, Value};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Default time step of simulations of a learned model (model time units).
+pub const DEFAULT_DT: f64 = 0.01;
+
+/// A simulation of a model through a list of times.
+#[derive(Debug, Clone)]
+pub struct Simulated {
+    /// The output times (the first is the start).
+    pub times: Vec<f64>,
+    /// The particles at each output time (weights in the start cloud's units).
+    pub clouds: Vec<Cloud>,
+    /// Paths of the traced particles: `paths[i]` = positions (d each) at every step.
+    pub paths: Vec<Vec<f64>>,
+    /// Steps taken.
+    pub steps: usize,
+    /// Guard interventions (growth clipping, ...).
+    pub warnings: Vec<Warning>,
+}
+
+/// Records the positions of some particles after every step (never stops the run).
+struct Trace<'a> {
+    ids: &'a [usize],
+    paths: &'a mut Vec<Vec<f64>>,
+}
+
+impl StopRule for Trace<'_> {
+    fn start(&mut self, s: &StepView) -> Result<(), SimError> {
+        self.record(s);
+        Ok(())
+    }
+    fn stop(&mut self, s: &StepView) -> Result<bool, SimError> {
+        self.record(s);
+        Ok(false)
+    }
+}
+
+impl Trace<'_> {
+    fn record(&mut self, s: &StepView) {
+        for (p, &i) in self.paths.iter_mut().zip(self.ids) {
+            if i < s.particles.len() {
+                p.extend_from_slice(s.particles.point(i));
+            }
+        }
+    }
+}
+
+/// Simulate `model` from `start` at `times[0]` through `times` (module doc); `trace` particles
+/// (evenly spread over the indices) have their paths recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn simulate(
+    model: &Model,
+    start: &Cloud,
+    times: &[f64],
+    dt: f64,
+    sigma: f64,
+    seed: u64,
+    exec: &Exec,
+    trace: usize,
+) -> Result<Simulated, SimError> {
+    if !(dt.is_finite() && dt > 0.0) {
+        return Err(SimError::Invalid(format!("simulate: dt must be finite and > 0, got {dt}")));
+    }
+    if !(sigma.is_finite() && sigma >= 0.0) {
+        return Err(SimError::Invalid(format!("simulate: sigma must be finite and ≥ 0, got {sigma}")));
+    }
+    if start.dim != model.dim() {
+        return Err(SimError::Invalid(format!(
+            "simulate: the model is {}-dimensional, the start cloud {}-dimensional",
+            model.dim(),
+            start.dim
+        )));
+    }
+    if times.is_empty() || times.windows(2).any(|w| w[1].is_nan() || w[1] <= w[0]) {
+        return Err(SimError::Invalid("simulate: times must be strictly increasing, at least one".into()));
+    }
+    let n = start.len();
+    let ids: Vec<usize> = if trace == 0 || n == 0 {
+        vec![]
+    } else {
+        let k = trace.min(n);
+        (0..k).map(|j| j * n / k).collect()
+    };
+    let mut paths: Vec<Vec<f64>> = vec![Vec::new(); ids.len()];
+    let mut particles = Particles::from_cloud(start);
+    let mut clouds = vec![start.clone()];
+    let mut warnings = Vec::new();
+    let mut steps = 0;
+    for (k, w) in times.windows(2).enumerate() {
+        let delta = w[1] - w[0];
+        let nsteps = ((delta / dt) * (1.0 - 1e-12)).ceil().max(1.0) as usize;
+        let field = TimeShifted { inner: LearnedField::new(model.clone())?, t0: w[0] };
+        let reaction = Reaction { kind: ReactionKind::Weights, ..Reaction::default() };
+        let time = TimeCfg { dt: delta / nsteps as f64, steps: nsteps, noise: sigma, max_displacement: None };
+        let empty = Cloud::new_unchecked(start.dim, vec![], vec![]);
+        let mut sim = Simulation::new(
+            particles,
+            empty,
+            Box::new(field),
+            reaction,
+            time,
+            rng::mix(seed.wrapping_add(k as u64)),
+        );
+        sim.exec = exec.clone();
+        let mut rule = Trace { ids: &ids, paths: &mut paths };
+        let summary = sim.run_until(&mut [], &mut rule).map_err(|e| SimError::Invalid(e.to_string()))?;
+        if let Some(e) = summary.error {
+            return Err(e);
+        }
+        if !matches!(summary.stop_reason, StopReason::Completed) {
+            return Err(SimError::Numerical {
+                step: summary.steps,
+                what: format!("simulate: t = {} → {}: the run stopped: {}", w[0], w[1], summary.stop_reason),
+            });
+        }
+        for wn in summary.warnings {
+            warnings.push(Warning { message: format!("t = {} → {}: {}", w[0], w[1], wn.message), ..wn });
+        }
+        steps += summary.steps;
+        particles = sim.particles;
+        clouds.push(particles.to_cloud());
+    }
+    Ok(Simulated { times: times.to_vec(), clouds, paths, steps, warnings })
+}
+
+/// Which model `fit` fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum FitKind {
+    /// UOT flow matching (closed form).
+    UotFm,
+    /// Var-RUOT (helper V's fit).
+    VarRuot,
+}
+
+/// `--psi`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum PsiChoice {
+    /// `ψ₁ = g²/2`.
+    Quadratic,
+    /// `ψ₂ = g^{2/15}` (extended).
+    Power,
+}
+
+/// `advreact fit`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FitArgs {
+    /// Snapshot CSV (time,x1..xd[,w]).
+    pub data: PathBuf,
+    /// The model to fit.
+    #[arg(long, value_enum)]
+    pub model: FitKind,
+    /// A time left out of the fit (repeatable); not the first time.
+    #[arg(long)]
+    pub holdout: Vec<f64>,
+    /// Var-RUOT: the growth penalty ψ.
+    #[arg(long, value_enum, default_value_t = PsiChoice::Quadratic)]
+    pub psi: PsiChoice,
+    /// Var-RUOT: the growth weight α.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
+    /// Noise σ: Brownian-bridge interpolants of UOT-FM, the simulations' noise.
+    #[arg(long, default_value_t = 0.0)]
+    pub sigma: f64,
+    /// Random Fourier features m.
+    #[arg(long, default_value_t = 600)]
+    pub features: usize,
+    /// Seed of the features, pairs and noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// UOT-FM: pairs drawn per interval.
+    #[arg(long, default_value_t = 4000)]
+    pub pairs: usize,
+    /// Ridge ρ (relative to the per-sample Gram matrix).
+    #[arg(long, default_value_t = 1e-6)]
+    pub ridge: f64,
+    /// UOT-FM: ε relative to the mean cost of each pair of snapshots.
+    #[arg(long, default_value_t = 0.05)]
+    pub eps_rel: f64,
+    /// UOT-FM: τ relative to the mean cost (`inf`: balanced).
+    #[arg(long, default_value_t = 10.0)]
+    pub tau_rel: f64,
+    /// Time basis of the features.
+    #[arg(long, value_enum, default_value_t = TimeChoice::Cosine)]
+    pub time_basis: TimeChoice,
+    /// Space length scale of the features (standardised units).
+    #[arg(long, default_value_t = 0.7)]
+    pub ell_x: f64,
+    /// Time length scale of the cosine features (standardised units).
+    #[arg(long, default_value_t = 1.5)]
+    pub ell_t: f64,
+    /// Polynomial degree of the space terms (0, 1, 2).
+    #[arg(long, default_value_t = 1)]
+    pub poly: u8,
+    /// Time step of the simulations (stored in the model's settings, used by `forward`).
+    #[arg(long, default_value_t = DEFAULT_DT)]
+    pub dt: f64,
+    /// Keep at most N cells per time point (0: all; kept cells carry the snapshot's mass).
+    #[arg(long, default_value_t = 0)]
+    pub subsample: usize,
+    /// Output folder (default output/fit/<data>_<model>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an output folder holding foreign files.
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// `advreact field`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FieldArgs {
+    /// A model file (`advreact fit`'s model.json).
+    pub model: PathBuf,
+    /// Points CSV: x1..xd, optional `time` (overrides --time per row) and `id` columns.
+    pub points: PathBuf,
+    /// The time at which to evaluate (needed unless POINTS has a time column).
+    #[arg(long)]
+    pub time: Option<f64>,
+    /// Output CSV (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+fn cli_err(key: &str, msg: impl Into<String>) -> Error {
+    ConfigError::new("<cli>", key, msg).into()
+}
+
+/// A training series: the data minus the held-out times, and the held-out times found.
+fn training(series: &Series, holdout: &[f64]) -> Result<(Series, Vec<f64>), Error> {
+    let mut drop = Vec::new();
+    for &t in holdout {
+        let k = series.index_of(t)?;
+        if k == 0 {
+            return Err(cli_err(
+                "--holdout",
+                format!(
+                    "{t} is the first time of {}; simulations start there, it cannot be held out",
+                    series.file.display()
+                ),
+            ));
+        }
+        drop.push(k);
+    }
+    let mut s = series.clone();
+    let keep: Vec<usize> = (0..series.times.len()).filter(|k| !drop.contains(k)).collect();
+    if keep.len() < 2 {
+        return Err(cli_err("--holdout", "leaves fewer than two training times"));
+    }
+    s.times = keep.iter().map(|&k| series.times[k]).collect();
+    s.clouds = keep.iter().map(|&k| series.clouds[k].clone()).collect();
+    s.growth = None;
+    s.labels = None;
+    s.ids = None;
+    let held = drop.iter().map(|&k| series.times[k]).collect();
+    Ok((s, held))
+}
+
+/// The sha256 of a file (hex).
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(sha256_hex(&bytes))
+}
+
+/// SHA-256 (FIPS 180-4) of `data`, lower-case hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ];
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+    let mut msg = data.to_vec();
+    let bits = (data.len() as u64).wrapping_mul(8);
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&bits.to_be_bytes());
+    for chunk in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes([chunk[4 * i], chunk[4 * i + 1], chunk[4 * i + 2], chunk[4 * i + 3]]);
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16].wrapping_add(s0).wrapping_add(w[i - 7]).wrapping_add(s1);
+        }
+        let mut v = h;
+        for i in 0..64 {
+            let s1 = v[4].rotate_right(6) ^ v[4].rotate_right(11) ^ v[4].rotate_right(25);
+            let ch = (v[4] & v[5]) ^ (!v[4] & v[6]);
+            let t1 = v[7].wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
+            let s0 = v[0].rotate_right(2) ^ v[0].rotate_right(13) ^ v[0].rotate_right(22);
+            let maj = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+            let t2 = s0.wrapping_add(maj);
+            v = [t1.wrapping_add(t2), v[0], v[1], v[2], v[3].wrapping_add(t1), v[4], v[5], v[6]];
+        }
+        for (a, b) in h.iter_mut().zip(v) {
+            *a = a.wrapping_add(b);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
+
+/// fit.png's content: x-axis title, y-axis title, named curves `(name, [(x, y)])`.
+pub type FitCurves = (String, String, Vec<(String, Vec<(f64, f64)>)>);
+
+/// A fitted model with what its fit reports.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The model.
+    pub model: Model,
+    /// The settings stored in the model file.
+    pub settings: Value,
+    /// The body of fit.json (the fit's own record).
+    pub record: Value,
+    /// Curves for fit.png: `(name, [(x, y)])`, with the axis titles.
+    pub curves: FitCurves,
+    /// Warnings.
+    pub warnings: Vec<Warning>,
+}
+
+/// The UOT-FM settings of a `fit` command line.
+pub fn uot_fm_params(a: &FitArgs) -> UotFmParams {
+    UotFmParams {
+        eps_rel: a.eps_rel,
+        tau_rel: a.tau_rel,
+        pairs: a.pairs,
+        sigma: a.sigma,
+        ridge: a.ridge,
+        features: a.features,
+        ell_x: a.ell_x,
+        ell_t: a.ell_t,
+        time: a.time_basis,
+        poly: a.poly,
+        seed: a.seed,
+        ..UotFmParams::default()
+    }
+}
+
+/// Fit the model `a.model` to the training series: the ONE place where a model kind meets its
+/// fit (Var-RUOT plugs in here).
+pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Error> {
+    match a.model {
+        FitKind::UotFm => {
+            let p = uot_fm_params(a);
+            let (model, info) = uot_fm::fit(train, &p, exec)?;
+            let settings = json!({
+                "model": "uot_fm", "params": p, "sigma": a.sigma, "dt": a.dt, "subsample": a.subsample,
+            });
+            let r = &info.ridge;
+            let rms: Vec<(f64, f64)> =
+                r.rms_residual.iter().enumerate().map(|(k, v)| (k as f64 + 1.0, *v)).collect();
+            let r2: Vec<(f64, f64)> =
+                r.r2.iter().enumerate().map(|(k, v)| (k as f64 + 1.0, 1.0 - v)).collect();
+            let x_desc = format!("target ({})", r.targets.join(", "));
+            let curves = vec![("RMS residual".to_string(), rms), ("1 − R²".to_string(), r2)];
+            let record = json!({
+                "model": "uot_fm", "seconds": info.seconds, "seconds_targets": info.seconds_targets,
+                "samples": info.samples, "couplings": info.couplings, "ridge": info.ridge, "loss": [],
+            });
+            Ok(Fitted {
+                model,
+                settings,
+                record,
+                curves: (x_desc, "residual".into(), curves),
+                warnings: info.warnings,
+            })
+        }
+        // Helper V's `crate::learned::var_ruot::fit` plugs in here.
+        FitKind::VarRuot => {
+            Err(SimError::Invalid("--model var_ruot is not available in this build".into()).into())
+        }
+    }
+}
+
+/// The default `fit` output folder.
+pub fn fit_out(a: &FitArgs) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        let m = match a.model {
+            FitKind::UotFm => "uot_fm",
+            FitKind::VarRuot => "var_ruot",
+        };
+        Path::new("output/fit").join(format!("{}_{m}", infer::data_name(&a.data)))
+    })
+}
+
+fn plot_err(e: crate::plot::PlotError) -> Error {
+    SimError::Invalid(e.to_string()).into()
+}
+
+/// Growth rates of `model` at the points of `c` at time `t`.
+fn growth_at(model: &Model, c: &Cloud, t: f64) -> Vec<f64> {
+    let mut ws = model.workspace();
+    let mut u = vec![0.0; c.dim];
+    c.x.chunks_exact(c.dim).map(|x| model.eval(x, t, &mut ws, &mut u).0).collect()
+}
+
+/// trajectories.png: the data snapshots (time colours), simulated paths, and the simulated
+/// particles at each snapshot time sized by weight and coloured by growth.
+fn plot_trajectories(
+    path: &Path,
+    title: &str,
+    model: &Model,
+    data: &Series,
+    sim: &Simulated,
+) -> Result<(), Error> {
+    let d = model.dim();
+    let nt = data.times.len().max(2) as f64 - 1.0;
+    let mut data_layer = Layer { colour: Some(Colour::Scale), ..Layer::default() };
+    for (k, c) in data.clouds.iter().enumerate() {
+        for x in c.x.chunks_exact(d) {
+            data_layer.points.push((x[0], if d > 1 { x[1] } else { 0.0 }));
+            data_layer.value.push(k as f64 / nt);
+            data_layer.radius.push(1.5);
+        }
+    }
+    let paths = Layer {
+        name: "simulated paths".into(),
+        colour: Some(Colour::Series(0)),
+        paths: sim
+            .paths
+            .iter()
+            .map(|p| p.chunks_exact(d).map(|x| (x[0], if d > 1 { x[1] } else { 0.0 })).collect())
+            .collect(),
+        ..Layer::default()
+    };
+    let mut parts = Layer {
+        name: "particles (size: weight, colour: growth)".into(),
+        colour: Some(Colour::Series(3)),
+        ..Layer::default()
+    };
+    let mut growth = Vec::new();
+    for (t, c) in sim.times.iter().zip(&sim.clouds) {
+        let g = growth_at(model, c, *t);
+        let mean_w = c.mass() / c.len().max(1) as f64;
+        for (i, x) in c.x.chunks_exact(d).enumerate() {
+            parts.points.push((x[0], if d > 1 { x[1] } else { 0.0 }));
+            parts.radius.push(2.5 * (c.w[i] / mean_w).sqrt());
+            growth.push(g[i]);
+        }
+    }
+    let (lo, hi) = growth.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
+    parts.value = growth.iter().map(|g| if hi > lo { (g - lo) / (hi - lo) } else { 0.5 }).collect();
+    parts.colour = Some(Colour::Scale);
+    let panels = [
+        Panel { caption: "data (colour: time) and simulated paths".into(), layers: vec![data_layer, paths] },
+        Panel {
+            caption: format!("simulated particles, growth {lo:.2} (purple) to {hi:.2} (green)"),
+            layers: vec![parts],
+        },
+    ];
+    plot_scatter(path, title, (1400, 700), &panels).map_err(plot_err)
+}
+
+/// `advreact fit` (module doc); `Ok(false)` when there are warnings and nothing failed.
+pub fn cmd_fit(a: &FitArgs, exec: &Exec) -> Result<bool, Error> {
+    let start = Instant::now();
+    let out = fit_out(a);
+    Target::check_as(&out, Kind::Fit, a.force, "--out")?;
+    if !(a.dt.is_finite() && a.dt > 0.0) {
+        return Err(cli_err("--dt", format!("must be finite and > 0, got {}", a.dt)));
+    }
+    if a.subsample == 1 {
+        return Err(cli_err("--subsample", "must be 0 (all cells) or ≥ 2"));
+    }
+    let full = infer::load_series(&a.data, &ColumnSpec::default())?;
+    let series = if a.subsample > 0 { full.subsample(a.subsample, a.seed) } else { full.clone() };
+    let (train, held) = training(&series, &a.holdout)?;
+    let phase = Phase::start(format!(
+        "fit {}: {} training times, {} cells",
+        match a.model {
+            FitKind::UotFm => "uot_fm",
+            FitKind::VarRuot => "var_ruot",
+        },
+        train.times.len(),
+        train.clouds.iter().map(|c| c.len()).sum::<usize>()
+    ));
+    let fitted = fit_model(a, &train, exec)?;
+    let fit_seconds = start.elapsed().as_secs_f64();
+    phase.finish(&format!("{fit_seconds:.2} s"));
+    let provenance = Provenance {
+        path: a.data.display().to_string(),
+        sha256: sha256_file(&a.data)?,
+        times: train.times.clone(),
+        held_out: held.clone(),
+        cells: full
+            .times
+            .iter()
+            .zip(&full.clouds)
+            .filter(|(t, _)| train.times.contains(t))
+            .map(|(_, c)| c.len())
+            .collect(),
+    };
+    let file = ModelFile::new(fitted.model.clone(), fitted.settings.clone(), provenance);
+    let phase = Phase::start("simulating the fitted model over the training times");
+    let sim = simulate(&fitted.model, &train.clouds[0], &train.times, a.dt, a.sigma, a.seed, exec, 150)?;
+    phase.finish(&format!("{} steps", sim.steps));
+    let mut warnings = fitted.warnings.clone();
+    warnings.extend(sim.warnings.iter().cloned());
+    let mut record = fitted.record.clone();
+    record["seconds"] = json!(fit_seconds);
+    record["warnings"] = json!(warnings);
+    record["mass"] = json!(train
+        .times
+        .iter()
+        .zip(&train.clouds)
+        .zip(&sim.clouds)
+        .map(|((t, c), s)| json!({"t": t, "data": c.mass(), "simulated": s.mass()}))
+        .collect::<Vec<_>>());
+    let name = infer::data_name(&a.data);
+    write_folder(&out, Kind::Fit, a.force, |dir| {
+        let p = dir.join("model.json");
+        std::fs::write(&p, file.to_json() + "\n").map_err(|e| Error::io(&p, e))?;
+        let p = dir.join("fit.json");
+        let text = serde_json::to_string_pretty(&record).unwrap_or_default();
+        std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))?;
+        let (xd, yd, curves) = &fitted.curves;
+        plot_curves(
+            &dir.join("fit.png"),
+            &format!("{name}: {} fit", file.model.kind()),
+            xd,
+            yd,
+            true,
+            curves,
+        )
+        .map_err(plot_err)?;
+        plot_trajectories(
+            &dir.join("trajectories.png"),
+            &format!("{name}: {}", file.model.kind()),
+            &fitted.model,
+            &train,
+            &sim,
+        )
+    })?;
+    println!(
+        "{}: model {}, {} training times, held out [{}], {:.2} s",
+        out.display(),
+        file.model.kind(),
+        train.times.len(),
+        held.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", "),
+        fit_seconds
+    );
+    for w in &warnings {
+        eprintln!("warning: {}: {}", out.display(), w.message);
+    }
+    Ok(true)
+}
+
+/// `advreact field` (module doc).
+pub fn cmd_field(a: &FieldArgs) -> Result<bool, Error> {
+    let file = ModelFile::read(&a.model)
+        .map_err(|e| DataError::Invalid { file: a.model.clone(), msg: strip(&e, &a.model) })?;
+    let model = &file.model;
+    let d = model.dim();
+    let table = read_snapshot_with(&a.points, &ColumnSpec::default())?;
+    if table.dim != d {
+        return Err(DataError::Invalid {
+            file: a.points.clone(),
+            msg: format!(
+                "has {} coordinate columns ({}), the model {} is {d}-dimensional",
+                table.dim,
+                table.coords.join(","),
+                a.model.display()
+            ),
+        }
+        .into());
+    }
+    let times: Vec<f64> = match (&table.time, a.time) {
+        (Some(t), _) => t.clone(),
+        (None, Some(t)) if t.is_finite() => vec![t; table.len()],
+        (None, Some(t)) => return Err(cli_err("--time", format!("must be finite, got {t}"))),
+        (None, None) => {
+            return Err(DataError::Invalid {
+                file: a.points.clone(),
+                msg: "has no time column; give --time".into(),
+            }
+            .into())
+        }
+    };
+    let var = matches!(model, Model::VarRuot(_));
+    let mut head: Vec<String> = Vec::new();
+    if table.id.is_some() {
+        head.push("id".into());
+    }
+    head.extend((1..=d).map(|k| format!("u{k}")));
+    head.push("g".into());
+    if var {
+        head.push("lambda".into());
+    }
+    let header = head.join(",");
+    let mut text = header.clone() + "\n";
+    let mut ws = model.workspace();
+    let mut u = vec![0.0; d];
+    for (i, x) in table.x.chunks_exact(d).enumerate() {
+        let (g, lambda) = model.eval(x, times[i], &mut ws, &mut u);
+        if !g.is_finite() || u.iter().any(|v| !v.is_finite()) {
+            return Err(SimError::NonFinite {
+                step: 0,
+                quantity: format!("field: velocity or growth at row {} of {}", i + 1, a.points.display()),
+                particle: i,
+                value: g,
+            }
+            .into());
+        }
+        let mut row = String::new();
+        if let Some(ids) = &table.id {
+            row.push_str(&crate::data::csv_field(&ids[i]));
+            row.push(',');
+        }
+        row.push_str(&crate::format::nums(&u));
+        row.push(',');
+        crate::format::push_num(&mut row, g);
+        if let Some(l) = lambda.filter(|_| var) {
+            row.push(',');
+            crate::format::push_num(&mut row, l);
+        }
+        text.push_str(&row);
+        text.push('\n');
+    }
+    match &a.out {
+        None => {
+            let mut so = std::io::stdout().lock();
+            so.write_all(text.as_bytes()).map_err(|e| Error::io(Path::new("<stdout>"), e))?;
+        }
+        Some(p) => {
+            check_file(p, &header, "--out")?;
+            let name = p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let tmp = p.with_file_name(format!(".{name}.partial"));
+            std::fs::write(&tmp, &text).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, p).map_err(|e| Error::io(p, e))?;
+            eprintln!("{}: {} rows", p.display(), table.len());
+        }
+    }
+    Ok(true)
+}
+
+/// A model-file error without the file name (the caller's error names it).
+fn strip(e: &str, path: &Path) -> String {
+    let prefix = format!("{}: ", path.display());
+    e.strip_prefix(&prefix).unwrap_or(e).to_string()
+}
+
+/// What `forward --model` reports at one time.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForwardRow {
+    /// The data time.
+    pub t: f64,
+    /// Held out of the model's fit (from its provenance).
+    pub held_out: bool,
+    /// In the model's training times.
+    pub trained: bool,
+    /// The metrics against the data at `t` (normalised weights; mass separately).
+    pub metrics: infer::Metrics,
+}
+
+/// The inputs of `forward --model` besides the data.
+#[derive(Debug, Clone)]
+pub struct ForwardModelArgs {
+    /// The model file.
+    pub model: PathBuf,
+    /// The output folder.
+    pub out: PathBuf,
+    /// Replace a folder with foreign files.
+    pub force: bool,
+    /// Keep at most N cells per time (0: all).
+    pub subsample: usize,
+    /// Seed of subsampling.
+    pub seed: u64,
+    /// Column roles of the data.
+    pub columns: ColumnSpec,
+}
+
+/// `advreact forward DATA.csv --model MODEL` (module doc).
+pub fn cmd_forward_model(data: &Path, a: &ForwardModelArgs, exec: &Exec) -> Result<bool, Error> {
+    let start = Instant::now();
+    Target::check_as(&a.out, Kind::Forward, a.force, "--out")?;
+    let file = ModelFile::read(&a.model)
+        .map_err(|e| DataError::Invalid { file: a.model.clone(), msg: strip(&e, &a.model) })?;
+    let full = infer::load_series(data, &a.columns)?;
+    let series = if a.subsample > 0 { full.subsample(a.subsample, a.seed) } else { full };
+    let d = file.model.dim();
+    if series.clouds[0].dim != d {
+        return Err(DataError::Invalid {
+            file: data.to_path_buf(),
+            msg: format!(
+                "is {}-dimensional, the model {} is {d}-dimensional",
+                series.clouds[0].dim,
+                a.model.display()
+            ),
+        }
+        .into());
+    }
+    let num = |key: &str, default: f64| -> Result<f64, Error> {
+        match file.settings.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_f64().filter(|x| x.is_finite() && *x >= 0.0).ok_or_else(|| {
+                DataError::Invalid {
+                    file: a.model.clone(),
+                    msg: format!("key `settings.{key}`: must be a finite number ≥ 0, got {v}"),
+                }
+                .into()
+            }),
+        }
+    };
+    let dt = num("dt", DEFAULT_DT)?;
+    let sigma = num("sigma", 0.0)?;
+    if dt <= 0.0 {
+        return Err(DataError::Invalid {
+            file: a.model.clone(),
+            msg: "key `settings.dt`: must be > 0".into(),
+        }
+        .into());
+    }
+    let seed = file.settings.get("params").and_then(|p| p.get("seed")).and_then(Value::as_u64).unwrap_or(0);
+    let phase = Phase::start(format!(
+        "simulating {} from t = {} through {} times",
+        file.model.kind(),
+        series.times[0],
+        series.times.len()
+    ));
+    let sim = simulate(&file.model, &series.clouds[0], &series.times, dt, sigma, seed, exec, 0)?;
+    phase.finish(&format!("{} steps", sim.steps));
+    let mut rows = Vec::new();
+    let near = |v: &[f64], t: f64| v.iter().any(|x| (x - t).abs() <= 1e-9 * x.abs().max(1.0));
+    for (k, (t, truth)) in series.times.iter().zip(&series.clouds).enumerate() {
+        let metrics = infer::evaluate(&sim.clouds[k], truth, None)?;
+        rows.push(ForwardRow {
+            t: *t,
+            held_out: near(&file.data.held_out, *t),
+            trained: near(&file.data.times, *t),
+            metrics,
+        });
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let name = infer::data_name(data);
+    let body = json!({
+        "data": data.display().to_string(),
+        "model": a.model.display().to_string(),
+        "kind": file.model.kind(),
+        "dt": dt, "sigma": sigma, "steps": sim.steps, "seconds": seconds,
+        "times": rows,
+        "warnings": sim.warnings,
+        "note": "W1, W2 and MMD between normalised weights; the mass error separately (cells of mass 1)",
+    });
+    write_folder(&a.out, Kind::Forward, a.force, |dir| {
+        let p = dir.join("prediction.csv");
+        let mut text = String::from("time");
+        for k in 1..=d {
+            text.push_str(&format!(",x{k}"));
+        }
+        text.push_str(",w\n");
+        for (t, c) in sim.times.iter().zip(&sim.clouds) {
+            for (x, w) in c.x.chunks_exact(d).zip(&c.w) {
+                crate::format::push_num(&mut text, *t);
+                text.push(',');
+                text.push_str(&crate::format::nums(x));
+                text.push(',');
+                crate::format::push_num(&mut text, *w);
+                text.push('\n');
+            }
+        }
+        std::fs::write(&p, text).map_err(|e| Error::io(&p, e))?;
+        let p = dir.join("forward.json");
+        let t = serde_json::to_string_pretty(&body).unwrap_or_default();
+        std::fs::write(&p, t + "\n").map_err(|e| Error::io(&p, e))?;
+        let panels: Vec<Panel> = series
+            .times
+            .iter()
+            .zip(&series.clouds)
+            .zip(&sim.clouds)
+            .zip(&rows)
+            .map(|(((t, truth), pred), r)| {
+                let pts = |c: &Cloud| {
+                    c.x.chunks_exact(d).map(|x| (x[0], if d > 1 { x[1] } else { 0.0 })).collect::<Vec<_>>()
+                };
+                let mean_w = pred.mass() / pred.len().max(1) as f64;
+                Panel {
+                    caption: format!(
+                        "t = {t}{}: W1 {:.3}",
+                        if r.held_out { " (held out)" } else { "" },
+                        r.metrics.w1
+                    ),
+                    layers: vec![
+                        Layer {
+                            name: "data".into(),
+                            points: pts(truth),
+                            colour: Some(Colour::Grey),
+                            ..Layer::default()
+                        },
+                        Layer {
+                            name: "prediction".into(),
+                            points: pts(pred),
+                            radius: pred.w.iter().map(|w| 2.0 * (w / mean_w).sqrt()).collect(),
+                            colour: Some(Colour::Series(0)),
+                            ..Layer::default()
+                        },
+                    ],
+                }
+            })
+            .collect();
+        let rows_n = panels.len().div_ceil(3) as u32;
+        plot_scatter(
+            &dir.join("forward.png"),
+            &format!("{name}: {} prediction over data", file.model.kind()),
+            (1200, 60 + 380 * rows_n),
+            &panels,
+        )
+        .map_err(plot_err)
+    })?;
+    println!("{}: t,held_out,w1,w2,mmd,mass_pred,mass_true,mass_error", a.out.display());
+    for r in &rows {
+        let m = &r.metrics;
+        println!(
+            "{},{},{},{},{},{},{},{}",
+            r.t, r.held_out, m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error
+        );
+    }
+    for w in &sim.warnings {
+        eprintln!("warning: {}: {}", a.out.display(), w.message);
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// FIPS 180-4 test vectors (empty, one block, two blocks).
+    #[test]
+    fn sha256_matches_the_standard_vectors() {
+        assert_eq!(sha256_hex(b""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+}

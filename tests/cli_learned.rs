@@ -1,0 +1,319 @@
+//! The learned-dynamics commands end to end (`fit`, `field`, `forward --model`, a scenario with
+//! `[field] type = "learned"`): files written, numbers consistent with the library, bad inputs
+//! named in one line, output folders protected, the same bytes for 1 and 2 threads.
+
+mod common;
+use advreact::learned::model::ModelFile;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn advreact(args: &[&str], cwd: &Path) -> Output {
+    Command::new(bin()).args(args).current_dir(cwd).output().expect("run advreact")
+}
+
+fn data() -> PathBuf {
+    repo().join("../shared/data/three_gene_2d/three_gene_2d.csv")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A small, fast uot_fm fit of three_gene_2d (60 cells per time) into `out`.
+fn fit(out: &Path, extra: &[&str]) -> Output {
+    let d = data();
+    let mut args = vec![
+        "fit",
+        s(&d),
+        "--model",
+        "uot_fm",
+        "--subsample",
+        "60",
+        "--features",
+        "80",
+        "--pairs",
+        "600",
+        "--dt",
+        "0.05",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    advreact(&args, &repo())
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The last line of stderr (the error line).
+fn error_line(o: &Output) -> String {
+    stderr(o).lines().rev().find(|l| l.starts_with("error")).unwrap_or_default().to_string()
+}
+
+#[test]
+fn fit_field_forward_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fit");
+    let o = fit(&out, &["--holdout", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["model.json", "fit.json", "fit.png", "trajectories.png", ".advreact-output"] {
+        assert!(out.join(f).exists(), "missing {f}");
+    }
+    let file = ModelFile::read(&out.join("model.json")).unwrap();
+    assert_eq!(file.model.kind(), "uot_fm");
+    assert_eq!(file.data.times, vec![0.0, 1.0, 3.0, 4.0]);
+    assert_eq!(file.data.held_out, vec![2.0]);
+    assert_eq!(file.data.cells, vec![400, 442, 690, 969]);
+    assert_eq!(file.data.sha256.len(), 64);
+    let fitj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+    assert_eq!(fitj["couplings"].as_array().unwrap().len(), 3);
+    assert!(fitj["ridge"]["rms_residual"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| v.as_f64().unwrap().is_finite()));
+    // The simulated mass at the training times follows the cell counts (within 5 %).
+    for m in fitj["mass"].as_array().unwrap() {
+        let (a, b) = (m["data"].as_f64().unwrap(), m["simulated"].as_f64().unwrap());
+        assert!((b / a - 1.0).abs() < 0.05, "mass {m}");
+    }
+
+    // field: a time column overrides --time, ids are carried, values equal the library's.
+    let pts = tmp.path().join("points.csv");
+    std::fs::write(&pts, "id,time,x1,x2\na,0.5,0.1,0.2\nb,3.5,1.0,-0.3\n").unwrap();
+    let fcsv = tmp.path().join("field.csv");
+    let o =
+        advreact(&["field", s(&out.join("model.json")), s(&pts), "--time", "9", "--out", s(&fcsv)], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&fcsv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "id,u1,u2,g");
+    assert_eq!(lines.len(), 3);
+    let mut ws = file.model.workspace();
+    let mut u = [0.0; 2];
+    let (g, _) = file.model.eval(&[1.0, -0.3], 3.5, &mut ws, &mut u);
+    let row: Vec<&str> = lines[2].split(',').collect();
+    assert_eq!(row[0], "b");
+    assert_eq!(row[1].parse::<f64>().unwrap(), u[0]);
+    assert_eq!(row[2].parse::<f64>().unwrap(), u[1]);
+    assert_eq!(row[3].parse::<f64>().unwrap(), g);
+    // --time applies when the points have no time column.
+    let pts2 = tmp.path().join("points2.csv");
+    std::fs::write(&pts2, "x1,x2\n1.0,-0.3\n").unwrap();
+    let o = advreact(&["field", s(&out.join("model.json")), s(&pts2), "--time", "3.5"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(stdout.lines().nth(1).unwrap(), lines[2].trim_start_matches("b,"));
+
+    // forward --model: prediction at every data time, the held-out time marked.
+    let fw = tmp.path().join("fw");
+    let o = advreact(
+        &["forward", s(&data()), "--model", s(&out.join("model.json")), "--subsample", "60", "--out", s(&fw)],
+        &repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["prediction.csv", "forward.json", "forward.png", ".advreact-output"] {
+        assert!(fw.join(f).exists(), "missing {f}");
+    }
+    let pred = std::fs::read_to_string(fw.join("prediction.csv")).unwrap();
+    assert!(pred.starts_with("time,x1,x2,w\n"));
+    let times: std::collections::BTreeSet<String> =
+        pred.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    assert_eq!(times.len(), 5);
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fw.join("forward.json")).unwrap()).unwrap();
+    let rows = j["times"].as_array().unwrap();
+    assert_eq!(rows.len(), 5);
+    for r in rows {
+        let t = r["t"].as_f64().unwrap();
+        assert_eq!(r["held_out"].as_bool().unwrap(), t == 2.0);
+        let m = &r["metrics"];
+        assert!(m["w1"].as_f64().unwrap().is_finite());
+        // mass on the weights, each data cell of mass 1
+        assert!(m["mass_error"].as_f64().unwrap() < 0.1, "{r}");
+        if t == 0.0 {
+            assert!((m["mass_pred"].as_f64().unwrap() - 400.0).abs() < 1e-9);
+        }
+    }
+    // --model and --method exclude each other.
+    let o =
+        advreact(&["forward", s(&data()), "--model", s(&out.join("model.json")), "--method", "wot"], &repo());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--model") && stderr(&o).contains("--method"), "{}", stderr(&o));
+}
+
+#[test]
+fn same_seed_same_model_bytes_for_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let oa = fit(&a, &["--threads", "1", "--seed", "5", "--sigma", "0.1"]);
+    let ob = fit(&b, &["--threads", "2", "--seed", "5", "--sigma", "0.1"]);
+    assert!(oa.status.success() && ob.status.success(), "{}{}", stderr(&oa), stderr(&ob));
+    let ma = std::fs::read(a.join("model.json")).unwrap();
+    let mb = std::fs::read(b.join("model.json")).unwrap();
+    assert!(ma == mb, "model.json differs between 1 and 2 threads");
+    // and another seed gives another model
+    let c = tmp.path().join("c");
+    assert!(fit(&c, &["--seed", "6", "--sigma", "0.1"]).status.success());
+    assert!(std::fs::read(c.join("model.json")).unwrap() != ma);
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors_naming_the_file_or_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fit");
+    assert!(fit(&out, &[]).status.success());
+    let model = out.join("model.json");
+    let pts = tmp.path().join("p.csv");
+    std::fs::write(&pts, "x1,x2\n0,0\n").unwrap();
+
+    // wrong model format
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, std::fs::read_to_string(&model).unwrap().replace("\"format\": 1", "\"format\": 9"))
+        .unwrap();
+    let o = advreact(&["field", s(&bad), s(&pts), "--time", "0"], &repo());
+    assert_eq!(o.status.code(), Some(2));
+    let e = error_line(&o);
+    assert!(e.contains("bad.json") && e.contains("format 9"), "{e}");
+    assert_eq!(stderr(&o).lines().count(), 1, "{}", stderr(&o));
+
+    // wrong dimension
+    let p3 = tmp.path().join("p3.csv");
+    std::fs::write(&p3, "x1,x2,x3\n0,0,0\n").unwrap();
+    let o = advreact(&["field", s(&model), s(&p3), "--time", "0"], &repo());
+    let e = error_line(&o);
+    assert!(e.contains("p3.csv") && e.contains("2-dimensional"), "{e}");
+
+    // no time
+    let o = advreact(&["field", s(&model), s(&pts)], &repo());
+    assert!(error_line(&o).contains("--time"), "{}", stderr(&o));
+
+    // missing files
+    let o = advreact(&["field", s(&tmp.path().join("nope.json")), s(&pts), "--time", "0"], &repo());
+    assert!(error_line(&o).contains("nope.json"), "{}", stderr(&o));
+    let o = advreact(
+        &["fit", s(&tmp.path().join("nodata.csv")), "--model", "uot_fm", "--out", s(&tmp.path().join("x"))],
+        &repo(),
+    );
+    assert!(error_line(&o).contains("nodata.csv"), "{}", stderr(&o));
+    assert!(!tmp.path().join("x").exists());
+
+    // forward with a model of another dimension
+    let d3 = tmp.path().join("d3.csv");
+    std::fs::write(&d3, "time,x1,x2,x3\n0,0,0,0\n0,1,0,0\n1,0,1,0\n1,1,1,0\n").unwrap();
+    let o = advreact(&["forward", s(&d3), "--model", s(&model), "--out", s(&tmp.path().join("f3"))], &repo());
+    let e = error_line(&o);
+    assert!(e.contains("d3.csv") && e.contains("2-dimensional"), "{e}");
+
+    // holdout of a time that is not in the data, and of the first time
+    let o = fit(&tmp.path().join("h"), &["--holdout", "2.5"]);
+    assert!(error_line(&o).contains("2.5"), "{}", stderr(&o));
+    let o = fit(&tmp.path().join("h"), &["--holdout", "0"]);
+    assert!(error_line(&o).contains("--holdout"), "{}", stderr(&o));
+
+    // var_ruot is not in this build
+    let o = advreact(&["fit", s(&data()), "--model", "var_ruot", "--out", s(&tmp.path().join("v"))], &repo());
+    assert_eq!(error_line(&o), "error: --model var_ruot is not available in this build");
+
+    // the output folder rules: a folder with foreign files is refused, nothing changes
+    let foreign = tmp.path().join("mine");
+    std::fs::create_dir(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "keep").unwrap();
+    let o = fit(&foreign, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let e = error_line(&o);
+    assert!(e.contains("mine") && e.contains("--out") && e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read_to_string(foreign.join("notes.txt")).unwrap(), "keep");
+    // ... and so is a forward folder for a fit, while a fit folder is replaced by a fit
+    let o = advreact(
+        &["forward", s(&data()), "--model", s(&model), "--subsample", "30", "--out", s(&out)],
+        &repo(),
+    );
+    assert!(error_line(&o).contains("fit"), "{}", stderr(&o));
+    assert!(fit(&out, &["--seed", "3"]).status.success());
+    // field --out refuses to overwrite a file that is not a field output
+    let mine = tmp.path().join("mine.csv");
+    std::fs::write(&mine, "my,data\n").unwrap();
+    let o = advreact(&["field", s(&model), s(&pts), "--time", "0", "--out", s(&mine)], &repo());
+    assert!(!o.status.success() && error_line(&o).contains("mine.csv"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&mine).unwrap(), "my,data\n");
+}
+
+#[test]
+fn a_scenario_runs_a_learned_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("fit");
+    assert!(fit(&out, &[]).status.success());
+    let sc = tmp.path().join("learned.toml");
+    let text = |model: &str| {
+        format!(
+            "[meta]\nname = \"learned\"\nseed = 1\n\n[source]\ntype = \"csv\"\npath = \"{}\"\ntime = 0.0\n\n\
+             [field]\ntype = \"learned\"\nmodel = \"{model}\"\n\n[reaction]\ntype = \"weights\"\n\n\
+             [time]\ndt = 0.05\nsteps = 20\nnoise = 0.0\n\n[report]\nevery = 5\nmetrics = [\"mass\", \"n\"]\n",
+            s(&data())
+        )
+    };
+    // the model path is relative to the scenario file
+    std::fs::write(&sc, text("fit/model.json")).unwrap();
+    let run = tmp.path().join("run");
+    let o = advreact(&["run", s(&sc), "--out", s(&run), "-q"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    // 400 cells of mass 1/400 (the source's mass 1) grow by the fitted rates over t = 0 → 1:
+    // the data's 442/400, within 5 %.
+    let mass = summary["mass"].as_f64().unwrap();
+    assert!((mass / (442.0 / 400.0) - 1.0).abs() < 0.05, "mass {mass}");
+    let resolved = std::fs::read_to_string(run.join("scenario.resolved.toml")).unwrap();
+    assert!(resolved.contains("start_time = 0"), "{resolved}");
+    // a missing model names the scenario file and the key
+    std::fs::write(&sc, text("nowhere/model.json")).unwrap();
+    let o = advreact(&["validate", s(&sc)], &repo());
+    let e = error_line(&o);
+    assert!(e.contains("learned.toml") && e.contains("field.model") && e.contains("nowhere"), "{e}");
+}
+
+/// A Var-RUOT model file (here the ψ₁ potential fitted in closed form to UOT-FM targets) goes
+/// through `field` (with its `lambda` column) and `forward --model` like any model.
+#[test]
+fn a_potential_model_file_is_evaluated_and_simulated() {
+    use advreact::dist::Exec;
+    use advreact::learned::model::{Model, Provenance};
+    use advreact::learned::uot_fm::{self, UotFmParams};
+    let tmp = tempfile::tempdir().unwrap();
+    let series = advreact::infer::load_series(&data(), &Default::default()).unwrap().subsample(80, 1);
+    let p = UotFmParams { features: 60, pairs: 500, poly: 2, ..UotFmParams::default() };
+    let t = uot_fm::targets(&series, &p, &Exec::default()).unwrap();
+    let (pot, _) = uot_fm::fit_potential(&t, uot_fm::feature_map(&series, &p).unwrap(), 1e-6, 1.0).unwrap();
+    let prov = Provenance { times: series.times.clone(), ..Provenance::default() };
+    let file = ModelFile::new(Model::VarRuot(pot), serde_json::json!({"dt": 0.05, "sigma": 0.0}), prov);
+    let mpath = tmp.path().join("model.json");
+    std::fs::write(&mpath, file.to_json()).unwrap();
+    let pts = tmp.path().join("p.csv");
+    std::fs::write(&pts, "x1,x2\n0.5,0.5\n").unwrap();
+    let o = advreact(&["field", s(&mpath), s(&pts), "--time", "1.5"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let mut lines = out.lines();
+    assert_eq!(lines.next().unwrap(), "u1,u2,g,lambda");
+    let v: Vec<f64> = lines.next().unwrap().split(',').map(|x| x.parse().unwrap()).collect();
+    let mut ws = file.model.workspace();
+    let mut u = [0.0; 2];
+    let (g, l) = file.model.eval(&[0.5, 0.5], 1.5, &mut ws, &mut u);
+    assert_eq!(v, vec![u[0], u[1], g, l.unwrap()]);
+    // ψ₁ with α = 1: g = λ
+    assert_eq!(v[2], v[3]);
+    let fw = tmp.path().join("fw");
+    let o = advreact(
+        &["forward", s(&data()), "--model", s(&mpath), "--subsample", "80", "--seed", "1", "--out", s(&fw)],
+        &repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fw.join("forward.json")).unwrap()).unwrap();
+    assert_eq!(j["kind"], "var_ruot");
+    assert!(j["times"].as_array().unwrap().iter().all(|r| r["metrics"]["w1"].as_f64().unwrap().is_finite()));
+}
