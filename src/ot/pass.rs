@@ -726,8 +726,8 @@ impl<'a> Reduction<'a> {
     /// Per-row visit of the values `row_shift_i + h_j − λ|x_i − y_j|²` (the plan entries
     /// `log π_ij` when `row_shift_i = log a_i + f_i/ε` and `h_j = log b_j + g_j/ε`), from the same
     /// tiles and the same distance bits as the soft-min passes: calls `visit(i, t, j0, tile)` for
-    /// consecutive tiles of row `i`, rows in parallel blocks, collecting one `T` per row (in row
-    /// order).
+    /// consecutive tiles of row `i`, blocks of rows run with the operator's parallelism
+    /// ([`crate::dist::Par::collect`]), collecting one `T` per row (in row order).
     pub(crate) fn plan_rows<T: Send>(
         &self,
         row_shift: &[f64],
@@ -737,30 +737,28 @@ impl<'a> Reduction<'a> {
         init: impl Fn(usize) -> T + Sync,
     ) -> Vec<T> {
         let (d, n, x, ys) = (self.d, row_shift.len(), self.x, &self.ys);
-        (0..n.div_ceil(ROW_BLOCK))
-            .into_par_iter()
-            .flat_map_iter(|blk| {
-                let i0 = blk * ROW_BLOCK;
-                let i1 = (i0 + ROW_BLOCK).min(n);
-                let mut out: Vec<T> = (i0..i1).map(&init).collect();
-                let mut buf = TileBuf::new();
-                for_each_tile(
-                    &x[i0 * d..i1 * d],
-                    ys,
-                    TILE,
-                    |_, _| false,
-                    |r, j0, d2| {
-                        let lp = &mut buf.0[..d2.len()];
-                        let shift = row_shift[i0 + r];
-                        for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
-                            *l = shift + (hj - lam * dj);
-                        }
-                        visit(i0 + r, &mut out[r], j0, lp);
-                    },
-                );
-                out
-            })
-            .collect()
+        let blocks = self.exec.par.collect((0..n.div_ceil(ROW_BLOCK)).into_par_iter().map(|blk| {
+            let i0 = blk * ROW_BLOCK;
+            let i1 = (i0 + ROW_BLOCK).min(n);
+            let mut out: Vec<T> = (i0..i1).map(&init).collect();
+            let mut buf = TileBuf::new();
+            for_each_tile(
+                &x[i0 * d..i1 * d],
+                ys,
+                TILE,
+                |_, _| false,
+                |r, j0, d2| {
+                    let lp = &mut buf.0[..d2.len()];
+                    let shift = row_shift[i0 + r];
+                    for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
+                        *l = shift + (hj - lam * dj);
+                    }
+                    visit(i0 + r, &mut out[r], j0, lp);
+                },
+            );
+            out
+        }));
+        blocks.into_iter().flatten().collect()
     }
 }
 
