@@ -355,7 +355,8 @@ impl Geometry {
 ///
 /// The targets are put in [`tile_order`] and streamed in tiles of [`CULL_TILE`] (each tile
 /// spatially compact; the order and the boxes are the operator's [`Geometry`], the query order
-/// its [`Tiled`] operands, each built once). With `γ = ground` (increasing), for query `x` and tile `T` every term obeys
+/// its [`Tiled`] operands, each built once). With `γ = ground` (increasing), for query `x` and
+/// tile `T` every term obeys
 /// `s_j = h_j − λ γ(|x − y_j|²) ≤ U_T(x) = max_T h − λ γ(dist²(x, box_T))`, and the row's largest
 /// term is at least `F(x) = max_T (h_{r_T} − λ γ(|x − y_{r_T}|²))` (`r_T` the point of `T` with the
 /// largest `h`). A tile is skipped when `U_T(x) < F(x) − τ`, `τ = ln m + 42`: the skipped terms
@@ -618,8 +619,8 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
 /// pass) are functions of the points alone, built at most once per solve instead of on every
 /// half-iteration, and only when a pass needs them (a single iteration, `sinkhorn_step`, builds
 /// no more than the pass it runs uses); `h` and the reordered output are a workspace reused by
-/// every pass. Every pass splits its rows over the ranks of the
-/// operator's execution context and runs them with its parallelism ([`crate::dist::row_pass`]).
+/// every pass. Every pass splits its rows over the ranks of the operator's execution context and
+/// runs them with its parallelism ([`crate::dist::row_pass`]).
 pub(crate) struct Reduction<'a> {
     exec: Exec,
     d: usize,
