@@ -69,7 +69,7 @@ fn gram_tiles(c: &mut Criterion) {
     let (rows, m, side) = (2048usize, 1152usize, 192usize);
     let f = points(rows, m, -0.5);
     let mut p = vec![0.0; gram::strips(m) * rows * gram::MR];
-    gram::pack(&f, rows, m, &mut p);
+    gram::pack(advreact::dist::Par::Rayon, &f, rows, m, &mut p);
     let nt = m / side;
     let mut t = vec![0.0; side * side];
     let mut g = c.benchmark_group("gram");

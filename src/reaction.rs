@@ -16,6 +16,7 @@
 //! removed: `log Σ w e^{g dt} − log Σ w e^{clip(g dt)}` over the weights before the step); the
 //! population is capped at `max_particles` (a clear error, never an allocation of 10^15 clones).
 
+use crate::dist::Par;
 use crate::error::SimError;
 use crate::particles::{log_sum_exp, Particles};
 use crate::rng::{self, Purpose, CHUNK};
@@ -79,9 +80,11 @@ pub struct ReactionEvents {
 }
 
 impl Reaction {
-    /// Apply one reaction step with growth rates `g` (one per particle).
+    /// Apply one reaction step with growth rates `g` (one per particle); the per-chunk draws of
+    /// free branching run with `par` (same bits either way).
     pub fn apply(
         &self,
+        par: Par,
         p: &mut Particles,
         g: &[f64],
         dt: f64,
@@ -114,7 +117,7 @@ impl Reaction {
                 let shift = lm - p.log_mass();
                 p.logw.iter_mut().for_each(|l| *l += shift);
             }
-            (ReactionKind::BirthDeath, false) => self.branch(p, &gdt, seed, step, &mut ev)?,
+            (ReactionKind::BirthDeath, false) => self.branch(par, p, &gdt, seed, step, &mut ev)?,
             (ReactionKind::BirthDeath, true) => {
                 let lp: Vec<f64> = p.logw.iter().zip(&gdt).map(|(l, v)| l + v).collect();
                 let n = p.len();
@@ -152,9 +155,11 @@ impl Reaction {
 
     /// The population cap, checked before the step moves anything (the stepper calls it before
     /// advection): the error the free birth–death reaction of this step would stop with, so a run
-    /// stopped by the cap stands whole at the previous step. Same draws as [`Reaction::apply`].
+    /// stopped by the cap stands whole at the previous step. Same draws as [`Reaction::apply`]
+    /// (run with `par`).
     pub fn check_population(
         &self,
+        par: Par,
         n: usize,
         g: &[f64],
         dt: f64,
@@ -162,29 +167,26 @@ impl Reaction {
         step: usize,
     ) -> Result<(), SimError> {
         if self.kind == ReactionKind::BirthDeath && !self.conserve && n > 0 {
-            self.branch_counts(&self.clipped_steps(g, dt), seed, step)?;
+            self.branch_counts(par, &self.clipped_steps(g, dt), seed, step)?;
         }
         Ok(())
     }
 
     /// `K_i` for free branching; an error if their total exceeds `max_particles`.
-    fn branch_counts(&self, gdt: &[f64], seed: u64, step: usize) -> Result<Vec<u32>, SimError> {
-        let counts: Vec<u32> = gdt
-            .par_chunks(CHUNK)
-            .enumerate()
-            .flat_map_iter(|(c, chunk)| {
-                let mut r = rng::stream(seed, Purpose::Branching, step as u64, c as u64);
-                chunk
-                    .iter()
-                    .map(|v| {
-                        let e = v.exp();
-                        let k = e.floor();
-                        let u: f64 = r.random();
-                        (k as u32) + u32::from(u < e - k)
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+    fn branch_counts(&self, par: Par, gdt: &[f64], seed: u64, step: usize) -> Result<Vec<u32>, SimError> {
+        let chunks = par.collect(gdt.par_chunks(CHUNK).enumerate().map(|(c, chunk)| {
+            let mut r = rng::stream(seed, Purpose::Branching, step as u64, c as u64);
+            chunk
+                .iter()
+                .map(|v| {
+                    let e = v.exp();
+                    let k = e.floor();
+                    let u: f64 = r.random();
+                    (k as u32) + u32::from(u < e - k)
+                })
+                .collect::<Vec<_>>()
+        }));
+        let counts: Vec<u32> = chunks.concat();
         let total: usize = counts.iter().map(|&k| k as usize).sum();
         if total > self.max_particles {
             return Err(SimError::Limit {
@@ -201,13 +203,14 @@ impl Reaction {
     /// Free-mass branching: `K_i = ⌊e^{g dt}⌋ + Bernoulli(frac)` copies of particle `i`.
     fn branch(
         &self,
+        par: Par,
         p: &mut Particles,
         gdt: &[f64],
         seed: u64,
         step: usize,
         ev: &mut ReactionEvents,
     ) -> Result<(), SimError> {
-        let counts = self.branch_counts(gdt, seed, step)?;
+        let counts = self.branch_counts(par, gdt, seed, step)?;
         let total: usize = counts.iter().map(|&k| k as usize).sum();
         let mut src = Vec::with_capacity(total);
         for (i, &k) in counts.iter().enumerate() {
@@ -279,7 +282,7 @@ mod tests {
         let mut p = cloud(100);
         let g: Vec<f64> = (0..100).map(|i| (i as f64 / 30.0).sin()).collect();
         let r = Reaction { kind: ReactionKind::BirthDeath, conserve: true, ..Default::default() };
-        let ev = r.apply(&mut p, &g, 0.5, 3, 0).unwrap();
+        let ev = r.apply(Par::Rayon, &mut p, &g, 0.5, 3, 0).unwrap();
         assert_eq!(p.len(), 100);
         assert!((p.mass() - 1.0).abs() < 1e-13);
         assert_eq!(ev.births.len(), ev.deaths.len());
@@ -289,7 +292,7 @@ mod tests {
     fn clipping_is_counted() {
         let mut p = cloud(4);
         let r = Reaction { kind: ReactionKind::Weights, max_growth_step: 0.5, ..Default::default() };
-        let ev = r.apply(&mut p, &[10.0, -10.0, 0.1, 0.0], 1.0, 0, 0).unwrap();
+        let ev = r.apply(Par::Rayon, &mut p, &[10.0, -10.0, 0.1, 0.0], 1.0, 0, 0).unwrap();
         assert_eq!(ev.clipped, 2);
         assert!((p.logw[0] - (0.25f64.ln() + 0.5)).abs() < 1e-15);
         assert!((p.logw[1] - (0.25f64.ln() - 0.5)).abs() < 1e-15);

@@ -407,12 +407,11 @@ impl Simulation {
         let amp = self.time.noise * dt.sqrt();
         let cap = self.time.max_displacement;
         let (seed, step) = (self.seed, self.step as u64);
-        self.particles
-            .x
-            .par_chunks_mut(CHUNK * d)
-            .zip(velocity.par_chunks(CHUNK * d))
-            .enumerate()
-            .map(|(c, (x, u))| {
+        let chunks =
+            self.particles.x.par_chunks_mut(CHUNK * d).zip(velocity.par_chunks(CHUNK * d)).enumerate();
+        self.exec
+            .par
+            .collect(chunks.map(|(c, (x, u))| {
                 let mut r = rng::stream(seed, Purpose::Noise, step, c as u64);
                 let (mut capped, mut removed) = (0u64, 0.0f64);
                 for (xi, ui) in x.chunks_exact_mut(d).zip(u.chunks_exact(d)) {
@@ -434,8 +433,7 @@ impl Simulation {
                     }
                 }
                 (capped, removed)
-            })
-            .collect::<Vec<_>>()
+            }))
             .into_iter()
             .fold((0, 0.0), |(c, r), (a, b)| (c + a, r + b))
     }
@@ -689,7 +687,7 @@ impl Simulation {
         }
         guard(step, "velocity", velocity, d)?;
         guard(step, "growth", growth, 1)?;
-        self.reaction.check_population(n, growth, self.time.dt, self.seed, step)?;
+        self.reaction.check_population(self.exec.par, n, growth, self.time.dt, self.seed, step)?;
         timings.field += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
         let (capped, removed) = self.advect(velocity);
@@ -698,7 +696,8 @@ impl Simulation {
         guard(step, "position", &self.particles.x, d)?;
         timings.advect += t0.elapsed().as_secs_f64();
         let t0 = Instant::now();
-        let ev = self.reaction.apply(&mut self.particles, growth, self.time.dt, self.seed, step)?;
+        let ev =
+            self.reaction.apply(self.exec.par, &mut self.particles, growth, self.time.dt, self.seed, step)?;
         if let Some(i) = self.particles.logw.iter().position(|l| l.is_nan() || *l == f64::INFINITY) {
             return Err(SimError::NonFinite {
                 step,

@@ -70,7 +70,7 @@ fn gram_tiles_have_the_same_bits_on_every_level() {
     let (rows, m) = (600, 45);
     let f = data(rows * m, 6, 1.0);
     let mut p = vec![0.0; gram::strips(m) * rows * gram::MR];
-    gram::pack(&f, rows, m, &mut p);
+    gram::pack(advreact::dist::Par::Rayon, &f, rows, m, &mut p);
     same_on_every_level("gram tile", || {
         [(0, 45, 0, 45), (24, 21, 0, 24), (24, 13, 0, 45)]
             .map(|(i0, ri, j0, cj)| {

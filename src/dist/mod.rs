@@ -40,6 +40,7 @@
 #[cfg(feature = "mpi")]
 pub mod mpi;
 
+use rayon::iter::plumbing::{Producer, ProducerCallback};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -119,6 +120,51 @@ pub enum Par {
     /// runs inside `ThreadPool::install`).
     #[default]
     Rayon,
+}
+
+impl Par {
+    /// Calls `f` on every item of `items`: with [`Par::Rayon`] as rayon jobs on the current pool
+    /// (`items.for_each(f)`); with [`Par::Seq`] in order on the calling thread, without touching
+    /// any rayon pool (the iterator's producer is drained as a plain iterator). The one switch
+    /// between the two for every per-chunk loop of the crate: the caller builds the chunked
+    /// iterator once (`par_chunks_mut`, `zip`, `enumerate`, …) and the same closure runs on the
+    /// same chunks either way, so the bits do not depend on `self` when the chunks are
+    /// independent.
+    pub fn for_each<I: IndexedParallelIterator>(self, items: I, f: impl Fn(I::Item) + Sync + Send) {
+        match self {
+            Par::Rayon => items.for_each(f),
+            Par::Seq => items.with_producer(SeqForEach(f)),
+        }
+    }
+
+    /// The items of `items` in order, computed like [`Par::for_each`]: rayon jobs or the calling
+    /// thread alone. For per-chunk partial results that the caller then reduces in a fixed order.
+    pub fn collect<I: IndexedParallelIterator>(self, items: I) -> Vec<I::Item> {
+        match self {
+            Par::Rayon => items.collect(),
+            Par::Seq => items.with_producer(SeqCollect),
+        }
+    }
+}
+
+/// [`Par::Seq`]'s [`Par::for_each`]: the producer as a sequential iterator.
+struct SeqForEach<F>(F);
+
+impl<T, F: Fn(T)> ProducerCallback<T> for SeqForEach<F> {
+    type Output = ();
+    fn callback<P: Producer<Item = T>>(self, producer: P) {
+        producer.into_iter().for_each(self.0)
+    }
+}
+
+/// [`Par::Seq`]'s [`Par::collect`].
+struct SeqCollect;
+
+impl<T> ProducerCallback<T> for SeqCollect {
+    type Output = Vec<T>;
+    fn callback<P: Producer<Item = T>>(self, producer: P) -> Vec<T> {
+        producer.into_iter().collect()
+    }
 }
 
 /// The execution context of a pass: the parallelism on this process and the communicator whose
@@ -269,11 +315,7 @@ fn for_each_block(
             blocks[b].push(c);
         }
     }
-    let run = |(k, mut v): (usize, Vec<&mut [f64]>)| f(i0 + k * block, &mut v);
-    match par {
-        Par::Seq => blocks.into_iter().enumerate().for_each(run),
-        Par::Rayon => blocks.into_par_iter().enumerate().for_each(run),
-    }
+    par.for_each(blocks.into_par_iter().enumerate(), |(k, mut v)| f(i0 + k * block, &mut v));
 }
 
 /// A node of the canonical dyadic tree over block indices: the sum of the leaves
@@ -291,10 +333,7 @@ fn add_into(par: Par, a: &mut [f64], b: &[f64]) {
             *p += q;
         }
     };
-    match par {
-        Par::Seq => a.chunks_mut(4096).zip(b.chunks(4096)).for_each(add),
-        Par::Rayon => a.par_chunks_mut(4096).zip(b.par_chunks(4096)).for_each(add),
-    }
+    par.for_each(a.par_chunks_mut(4096).zip(b.par_chunks(4096)), add);
 }
 
 /// Deterministic sum over blocks `0..nblocks` of the partial vectors `leaf(b)` (each of length
@@ -521,6 +560,52 @@ mod tests {
                 assert!(r == one);
             }
         }
+    }
+
+    /// `Par::for_each` / `Par::collect` with `Par::Seq` run every item on the calling thread,
+    /// outside any rayon worker (`current_thread_index` is `None` off-pool, and inside a pool it
+    /// is the installing worker's), in order; with `Par::Rayon` on a pool of two the items run on
+    /// its workers. Both give the same items.
+    #[test]
+    fn seq_spawns_no_rayon_job() {
+        let me = std::thread::current().id();
+        let data: Vec<f64> = (0..5000).map(|k| (k as f64).sqrt()).collect();
+        let run = |par: Par| {
+            let seen = std::sync::Mutex::new(Vec::new());
+            let mut out = vec![0.0; data.len()];
+            par.for_each(out.par_chunks_mut(100).zip(data.par_chunks(100)).enumerate(), |(k, (o, x))| {
+                seen.lock().unwrap().push((k, std::thread::current().id(), rayon::current_thread_index()));
+                o.iter_mut().zip(x).for_each(|(o, x)| *o = 2.0 * x);
+            });
+            let sums = par.collect(data.par_chunks(100).map(|c| {
+                seen.lock().unwrap().push((
+                    usize::MAX,
+                    std::thread::current().id(),
+                    rayon::current_thread_index(),
+                ));
+                c.iter().sum::<f64>()
+            }));
+            (out, sums, seen.into_inner().unwrap())
+        };
+        let (out, sums, seen) = run(Par::Seq);
+        assert_eq!(seen.len(), 100);
+        assert!(seen.iter().all(|&(_, t, idx)| t == me && idx.is_none()), "Seq left the calling thread");
+        let order: Vec<usize> = seen.iter().take(50).map(|s| s.0).collect();
+        assert_eq!(order, (0..50).collect::<Vec<_>>(), "Seq runs the chunks in order");
+        assert_eq!(out[4999], 2.0 * 4999f64.sqrt());
+        assert_eq!(sums[3], (300..400).map(|k| (k as f64).sqrt()).sum::<f64>());
+        // Inside a pool, Seq stays on the installing worker.
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let inside = pool.install(|| {
+            let here = (std::thread::current().id(), rayon::current_thread_index());
+            (here, run(Par::Seq).2)
+        });
+        assert!(inside.1.iter().all(|&(_, t, idx)| (t, idx) == inside.0));
+        // Rayon: on the pool's workers (never this thread), same results.
+        let (pout, psums, pseen) = pool.install(|| run(Par::Rayon));
+        assert!(pseen.iter().all(|&(_, t, idx)| t != me && idx.is_some()));
+        assert_eq!(pout, out);
+        assert_eq!(psums, sums);
     }
 
     /// `Par::Seq` runs every block on the calling thread (no rayon job); `Par::Rayon` may not.

@@ -122,8 +122,8 @@ impl Field for SumField {
     }
 }
 
-/// Evaluate a pointwise field in parallel: `f(x_i, u_i, g_i)` adds into the particle's velocity
-/// slice and growth rate.
+/// Evaluate a pointwise field: `f(x_i, u_i, g_i)` adds into the particle's velocity slice and
+/// growth rate, chunks of particles run with the context's parallelism (`ctx.exec.par`).
 pub fn eval_pointwise(
     ctx: &EvalCtx,
     velocity: &mut [f64],
@@ -131,7 +131,8 @@ pub fn eval_pointwise(
     f: impl Fn(&[f64], &mut [f64], &mut f64) + Sync,
 ) {
     let d = ctx.dim;
-    velocity.par_chunks_mut(d * 256).zip(growth.par_chunks_mut(256)).zip(ctx.x.par_chunks(d * 256)).for_each(
+    ctx.exec.par.for_each(
+        velocity.par_chunks_mut(d * 256).zip(growth.par_chunks_mut(256)).zip(ctx.x.par_chunks(d * 256)),
         |((u, g), x)| {
             for ((ui, gi), xi) in u.chunks_exact_mut(d).zip(g.iter_mut()).zip(x.chunks_exact(d)) {
                 f(xi, ui, gi);

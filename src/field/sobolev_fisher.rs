@@ -35,7 +35,7 @@
 
 use super::state::{FieldState, SobolevFisherState};
 use super::{foreign_state, EvalCtx, Field};
-use crate::dist::Exec;
+use crate::dist::{Exec, Par};
 use crate::error::SimError;
 use crate::kernel::rff::{dot, sincos_into_generic, Rff};
 use crate::param::{self, ParamError};
@@ -343,7 +343,7 @@ impl SobolevFisher {
         let rff = &self.rff;
         let conserve = self.cfg.conserve;
         // A = G_sin ∘ (WᵀW) + α (G_cos − [conserve] μ μᵀ) + ridge I, column by column.
-        a.as_mut_slice().par_chunks_mut(m).enumerate().for_each(|(l, col)| {
+        exec.par.for_each(a.as_mut_slice().par_chunks_mut(m).enumerate(), |(l, col)| {
             let mut wtw = vec![0.0; m];
             for j in 0..d {
                 let row = rff.w_row(j);
@@ -391,7 +391,7 @@ impl SobolevFisher {
         let t0 = Instant::now();
         let mut l = sys.matrix;
         let m = l.nrows();
-        if let Err((j, v)) = cholesky_lower(&mut l) {
+        if let Err((j, v)) = cholesky_lower(exec.par, &mut l) {
             return Err(SimError::Numerical {
                 step,
                 what: format!(
@@ -550,21 +550,23 @@ impl Field for SobolevFisher {
             let [u, f] = o else { unreachable!("two outputs") };
             eval_chunk_at(lvl, self, x, i0, u, f)
         });
-        velocity.par_chunks_mut(EVAL_CHUNK * d).zip(u.par_chunks(EVAL_CHUNK * d)).for_each(|(v, u)| {
+        let par = ctx.exec.par;
+        par.for_each(velocity.par_chunks_mut(EVAL_CHUNK * d).zip(u.par_chunks(EVAL_CHUNK * d)), |(v, u)| {
             v.iter_mut().zip(u).for_each(|(a, b)| *a += b);
         });
         if centred {
             // Conserving: f̄ = Σ w f / M, partial sums over fixed chunks added in chunk order.
-            let partial: Vec<f64> = fvals
-                .par_chunks(SUM_CHUNK)
-                .zip(ctx.w.par_chunks(SUM_CHUNK))
-                .map(|(f, w)| f.iter().zip(w).map(|(a, b)| a * b).sum::<f64>())
-                .collect();
+            let partial: Vec<f64> = par.collect(
+                fvals
+                    .par_chunks(SUM_CHUNK)
+                    .zip(ctx.w.par_chunks(SUM_CHUNK))
+                    .map(|(f, w)| f.iter().zip(w).map(|(a, b)| a * b).sum::<f64>()),
+            );
             let fbar = partial.iter().sum::<f64>() / ctx.mass;
-            growth.par_iter_mut().zip(&fvals).for_each(|(g, f)| *g += alpha * (f - fbar));
+            par.for_each(growth.par_iter_mut().zip(&fvals), |(g, f)| *g += alpha * (f - fbar));
         } else if alpha != 0.0 {
             // Free mass: g += α f. (α = 0: velocity only, the growth slice is left untouched.)
-            growth.par_iter_mut().zip(&fvals).for_each(|(g, f)| *g += alpha * f);
+            par.for_each(growth.par_iter_mut().zip(&fvals), |(g, f)| *g += alpha * f);
         }
         let mut t = self.timings.lock().unwrap_or_else(|e| e.into_inner());
         t.eval += t0.elapsed().as_secs_f64();
@@ -583,10 +585,11 @@ impl Field for SobolevFisher {
 /// In-place lower Cholesky factorisation `A = L Lᵀ` of a symmetric positive definite matrix
 /// (only the lower triangle is read; the strict upper triangle is left with garbage). Blocked,
 /// right-looking: factor a diagonal block, solve the panel below it, subtract the panel's outer
-/// product from the trailing matrix (one GEMM per column block, in parallel). Every entry is
+/// product from the trailing matrix (one GEMM per column block; the panel rows and the column
+/// blocks run with `par`, [`Par::for_each`]). Every entry is
 /// updated in a fixed order, so the result does not depend on the thread count. On failure
 /// returns the offending pivot index and value.
-pub(crate) fn cholesky_lower(a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
+pub(crate) fn cholesky_lower(par: Par, a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
     let m = a.nrows();
     assert_eq!(m, a.ncols(), "cholesky: square matrix expected");
     let mut k0 = 0;
@@ -624,7 +627,7 @@ pub(crate) fn cholesky_lower(a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
                 panel[r * kb + c] = col[k1 + r];
             }
         }
-        panel.par_chunks_mut(kb).for_each(|p| {
+        par.for_each(panel.par_chunks_mut(kb), |p| {
             for j in 0..kb {
                 let lj = &l11[j * kb..j * kb + j];
                 let mut v = p[j];
@@ -642,7 +645,7 @@ pub(crate) fn cholesky_lower(a: &mut DMatrix<f64>) -> Result<(), (usize, f64)> {
         }
         // 3. Trailing update A22 −= P Pᵀ (lower part), one GEMM per column block.
         let pm = DMatrixView::from_slice_with_strides(&panel, rows, kb, kb, 1);
-        a.as_mut_slice()[k1 * m..].par_chunks_mut(CHOL_BLOCK * m).enumerate().for_each(|(q, cols)| {
+        par.for_each(a.as_mut_slice()[k1 * m..].par_chunks_mut(CHOL_BLOCK * m).enumerate(), |(q, cols)| {
             let c0 = q * CHOL_BLOCK;
             let nc = cols.len() / m;
             let mut view = DMatrixViewMut::from_slice(cols, m, nc);
@@ -695,7 +698,7 @@ mod tests {
         for m in [1, 7, 128, 300] {
             let a = spd(m);
             let mut l = a.clone();
-            cholesky_lower(&mut l).unwrap();
+            cholesky_lower(Par::Rayon, &mut l).unwrap();
             let reference = nalgebra::Cholesky::new(a.clone()).unwrap().l();
             let lt = l.lower_triangle();
             assert!((&lt - &reference).amax() < 1e-11 * reference.amax(), "m = {m}");
@@ -710,20 +713,91 @@ mod tests {
     #[test]
     fn cholesky_reports_the_failing_pivot() {
         let mut a = DMatrix::from_row_slice(3, 3, &[1.0, 2.0, 0.0, 2.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
-        assert_eq!(cholesky_lower(&mut a).unwrap_err().0, 1);
+        assert_eq!(cholesky_lower(Par::Rayon, &mut a).unwrap_err().0, 1);
+    }
+
+    /// `Exec::seq()` on a rayon pool of one thread and `Par::Rayon` on a pool of two give the
+    /// same bits: `Rff::moments` (mean and both Gramians, three blocks of rows, two tiles per
+    /// side) and two simulation steps of the critic (assembly, blocked Cholesky, evaluation with
+    /// the centred growth, advection with noise and a displacement cap, then the weights reaction
+    /// or free birth–death branching).
+    #[test]
+    fn seq_and_rayon_give_the_same_bits() {
+        use crate::particles::Particles;
+        use crate::reaction::{Reaction, ReactionKind};
+        use crate::stepper::{Simulation, TimeCfg};
+        let pool = |k| rayon::ThreadPoolBuilder::new().num_threads(k).build().unwrap();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Scattered points in [−0.6, 0.6)² (a fixed hash, no generator).
+        let pts = |n: usize, s: f64| -> Vec<f64> {
+            (0..2 * n).map(|k| (((k as f64 * 12.9898 + s).sin() * 43758.5453).fract()) * 0.6).collect()
+        };
+        let (d, n) = (2, 4500);
+        let source = Cloud::uniform(d, pts(n, 0.1), 1.0).unwrap();
+        let target = Cloud::uniform(d, pts(3000, 0.7).iter().map(|v| v + 0.2).collect(), 1.5).unwrap();
+
+        let rff = Rff::new(d, 300, 0.3, 11);
+        let mo = |e: Exec| rff.moments(&e, &source.x, &source.w, 0.5, true, true);
+        let seq = pool(1).install(|| mo(Exec::seq()));
+        let par = pool(2).install(|| mo(Exec::default()));
+        assert!(seq.mean.iter().any(|v| *v != 0.0));
+        assert_eq!(bits(&seq.mean), bits(&par.mean));
+        assert_eq!(bits(seq.cos_gram.unwrap().as_slice()), bits(par.cos_gram.unwrap().as_slice()));
+        assert_eq!(bits(seq.sin_gram.unwrap().as_slice()), bits(par.sin_gram.unwrap().as_slice()));
+
+        for (conserve, kind) in [(true, ReactionKind::Weights), (false, ReactionKind::BirthDeath)] {
+            let run = |exec: Exec| {
+                let cfg = SobolevFisherCfg {
+                    features: 300,
+                    bandwidth: 0.3,
+                    alpha: 1.0,
+                    ridge: 1e-3,
+                    conserve,
+                    resolve_every: 1,
+                };
+                let field = SobolevFisher::new(cfg, d, &target, 7).unwrap();
+                let reaction = Reaction { kind, conserve, ..Reaction::default() };
+                let time = TimeCfg { dt: 0.05, steps: 2, noise: 0.01, max_displacement: Some(0.004) };
+                let particles = Particles::from_cloud(&source);
+                let mut sim = Simulation::new(particles, target.clone(), Box::new(field), reaction, time, 3);
+                sim.exec = exec;
+                for _ in 0..2 {
+                    sim.step().unwrap();
+                }
+                (sim.particles, sim.guards.displacement_capped, sim.guards.births)
+            };
+            let (seq, seq_capped, seq_births) = pool(1).install(|| run(Exec::seq()));
+            let (par, par_capped, par_births) = pool(2).install(|| run(Exec::default()));
+            // The steps did something: particles moved, some displacements were capped, weights
+            // changed (conserving) or particles were born (free mass).
+            assert!(seq.x.iter().zip(&source.x).any(|(a, b)| a != b));
+            assert!(seq_capped > 0, "no capped displacement");
+            if conserve {
+                assert!(seq.logw.iter().any(|l| *l != seq.logw[0]), "weights unchanged");
+            } else {
+                assert!(seq_births > 0, "no birth");
+            }
+            assert_eq!((seq_capped, seq_births), (par_capped, par_births), "conserve {conserve}");
+            assert_eq!(bits(&seq.x), bits(&par.x), "positions, conserve {conserve}");
+            assert_eq!(bits(&seq.logw), bits(&par.logw), "log-weights, conserve {conserve}");
+            assert_eq!((&seq.id, &seq.parent), (&par.id, &par.parent), "ids, conserve {conserve}");
+        }
     }
 
     #[test]
     fn cholesky_is_thread_count_independent() {
         let a = spd(333);
         let mut l2 = a.clone();
-        cholesky_lower(&mut l2).unwrap();
+        cholesky_lower(Par::Rayon, &mut l2).unwrap();
         let mut l1 = a.clone();
         rayon::ThreadPoolBuilder::new()
             .num_threads(1)
             .build()
             .unwrap()
-            .install(|| cholesky_lower(&mut l1).unwrap());
+            .install(|| cholesky_lower(Par::Rayon, &mut l1).unwrap());
+        let mut l0 = a.clone();
+        cholesky_lower(Par::Seq, &mut l0).unwrap();
+        assert_eq!(l0, l2);
         assert_eq!(l1, l2);
     }
 }

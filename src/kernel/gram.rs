@@ -21,6 +21,7 @@
 //! AVX2 + FMA, or the portable `f64::mul_add`; chosen by [`crate::simd::level`]), the chunking or the thread count: the bits are the
 //! same on every path (a test checks the paths against each other).
 
+use crate::dist::Par;
 use crate::simd::Level;
 
 /// Features per packed strip (rows of a micro-block: three 512-bit vectors).
@@ -36,14 +37,15 @@ pub fn strips(m: usize) -> usize {
 }
 
 /// Pack `f` (`rows × m`, row-major) into strips: `p[(s·rows + r)·24 + a] = f[r·m + 24s + a]`
-/// (zero past `m`). `p` must hold `strips(m) · rows · 24` values.
-pub fn pack(f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
+/// (zero past `m`). `p` must hold `strips(m) · rows · 24` values. Strips are copied with `par`
+/// ([`Par::for_each`]).
+pub fn pack(par: Par, f: &[f64], rows: usize, m: usize, p: &mut [f64]) {
     use rayon::prelude::*;
     assert!(f.len() >= rows * m && p.len() == strips(m) * rows * MR, "gram::pack: sizes");
     if rows == 0 {
         return;
     }
-    p.par_chunks_mut(rows * MR).enumerate().for_each(|(s, ps)| {
+    par.for_each(p.par_chunks_mut(rows * MR).enumerate(), |(s, ps)| {
         let a0 = s * MR;
         let w = MR.min(m - a0);
         for (r, pr) in ps.chunks_exact_mut(MR).enumerate() {
@@ -240,7 +242,10 @@ mod tests {
         let (rows, m) = (600, 45);
         let f = data(rows, m);
         let mut p = vec![0.0; strips(m) * rows * MR];
-        pack(&f, rows, m, &mut p);
+        pack(Par::Rayon, &f, rows, m, &mut p);
+        let mut q = vec![f64::NAN; p.len()];
+        pack(Par::Seq, &f, rows, m, &mut q);
+        assert_eq!(p, q, "packing does not depend on the parallelism");
         for path in Level::ALL.into_iter().filter(|l| l.supported()) {
             for (i0, ri, j0, cj) in [(0, 45, 0, 45), (24, 21, 0, 24), (24, 13, 0, 45), (24, 21, 24, 21)] {
                 let mut t = vec![f64::NAN; ri * cj];

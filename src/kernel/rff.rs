@@ -34,7 +34,7 @@
 //! per step.
 
 use super::gram;
-use crate::dist::Exec;
+use crate::dist::{Exec, Par};
 use crate::rng::{self, Purpose};
 use crate::simd::{multiversion, Isa};
 use nalgebra::{DMatrix, DMatrixView};
@@ -156,7 +156,8 @@ impl Rff {
     /// `G_sin = Σ w_i Ψ_i Ψ_iᵀ` (`Ψ = √(2/m) sin(Wᵀx + c)`), with every weight multiplied by
     /// `wscale` (≥ 0). Gramians are returned full (both triangles). See the module doc for the
     /// blocking and the determinism contract. The blocks are split over the ranks of `exec`
-    /// ([`crate::dist::tree_sum`]); within a block the loops run on the rayon pool.
+    /// ([`crate::dist::tree_sum`]); within a block the loops run with `exec.par`
+    /// ([`crate::dist::Par::for_each`]: the calling thread alone, or the current rayon pool).
     #[allow(clippy::too_many_arguments)]
     pub fn moments(
         &self,
@@ -202,6 +203,7 @@ impl Rff {
             }
         }
         let (mut features_secs, mut gram_secs) = (0.0, 0.0);
+        let par = exec.par;
         let leaf = |b: usize| -> Vec<f64> {
             let b0 = b * GRAM_ROWS;
             let rows = GRAM_ROWS.min(n - b0);
@@ -211,12 +213,12 @@ impl Rff {
             for (s, wi) in sw[..rows].iter_mut().zip(&w[b0..b0 + rows]) {
                 *s = (wi * wscale).sqrt();
             }
-            self.fill_block(xb, &sw[..rows], &mut fc[..rows * m], &mut fs);
+            self.fill_block(par, xb, &sw[..rows], &mut fc[..rows * m], &mut fs);
             let (mu, rest) = part.split_at_mut(m);
             // μ_b = Σ_r √w_r F_r, over features in parallel, points in order.
             let fcb = &fc[..rows * m];
             let swb = &sw[..rows];
-            mu.par_chunks_mut(64).enumerate().for_each(|(q, mu)| {
+            par.for_each(mu.par_chunks_mut(64).enumerate(), |(q, mu)| {
                 let k0 = q * 64;
                 for (r, &s) in swb.iter().enumerate() {
                     let row = &fcb[r * m + k0..r * m + k0 + mu.len()];
@@ -230,10 +232,10 @@ impl Rff {
             if !tiles.is_empty() {
                 let plen = gram::strips(m) * rows * gram::MR;
                 if cos_gram {
-                    gram::pack(fcb, rows, m, &mut pc[..plen]);
+                    gram::pack(par, fcb, rows, m, &mut pc[..plen]);
                 }
                 if sin_gram {
-                    gram::pack(&fs[..rows * m], rows, m, &mut ps[..plen]);
+                    gram::pack(par, &fs[..rows * m], rows, m, &mut ps[..plen]);
                 }
                 let mut slices = Vec::with_capacity(tiles.len());
                 let mut rest = rest;
@@ -242,7 +244,7 @@ impl Rff {
                     slices.push(t);
                     rest = r;
                 }
-                tiles.par_iter().zip(slices).for_each(|((is_sin, i, j, _), t)| {
+                par.for_each(tiles.par_iter().zip(slices), |((is_sin, i, j, _), t)| {
                     let p = if *is_sin { &ps[..plen] } else { &pc[..plen] };
                     let (ri, cj) = (tile_len(*i), tile_len(*j));
                     gram::tile(p, rows, m, *i * GRAM_TILE, ri, *j * GRAM_TILE, cj, t);
@@ -284,19 +286,21 @@ impl Rff {
     }
 
     /// Rows `√w_r Φ(x_r)` into `fc` and (if `fs` is non-empty) `√w_r Ψ(x_r)` into `fs`.
-    fn fill_block(&self, xb: &[f64], sw: &[f64], fc: &mut [f64], fs: &mut [f64]) {
+    fn fill_block(&self, par: Par, xb: &[f64], sw: &[f64], fc: &mut [f64], fs: &mut [f64]) {
         let m = self.features;
         let rows = sw.len();
         let lvl = crate::simd::level();
         if fs.is_empty() {
-            fc.par_chunks_mut(FEATURE_CHUNK * m)
-                .enumerate()
-                .for_each(|(q, fcq)| fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, &mut []));
+            par.for_each(fc.par_chunks_mut(FEATURE_CHUNK * m).enumerate(), |(q, fcq)| {
+                fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, &mut [])
+            });
         } else {
-            fc.par_chunks_mut(FEATURE_CHUNK * m)
-                .zip(fs[..rows * m].par_chunks_mut(FEATURE_CHUNK * m))
-                .enumerate()
-                .for_each(|(q, (fcq, fsq))| fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, fsq));
+            par.for_each(
+                fc.par_chunks_mut(FEATURE_CHUNK * m)
+                    .zip(fs[..rows * m].par_chunks_mut(FEATURE_CHUNK * m))
+                    .enumerate(),
+                |(q, (fcq, fsq))| fill_chunk_at(lvl, self, xb, sw, q * FEATURE_CHUNK, fcq, fsq),
+            );
         }
     }
 }

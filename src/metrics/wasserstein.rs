@@ -71,7 +71,7 @@
 //! `ot` passes and the early stop, the plain loop needed ~1100 sweeps at tol 1e-5 for `W1`, which
 //! is why a full-size `infer` used to run for many minutes inside the metrics.
 
-use crate::dist::Exec;
+use crate::dist::{Exec, Par};
 use crate::error::SimError;
 use crate::kernel::{for_each_tile, Soa, ROW_BLOCK, TILE};
 use crate::observe::Phase;
@@ -523,7 +523,7 @@ fn entropic_eps(
 ) -> Result<f64, SimError> {
     let eps = match opts.eps {
         Some(e) => e,
-        None => opts.eps_rel * mean_cost(d, x, a, y, b, order),
+        None => opts.eps_rel * mean_cost(opts.exec.par, d, x, a, y, b, order),
     };
     if !(eps > 0.0 && eps.is_finite()) {
         return Err(SimError::Invalid(format!("wasserstein: entropic ε must be finite and > 0, got {eps}")));
@@ -592,7 +592,7 @@ fn sinkhorn_normalised(
             });
         }
         if opts.early_stop && it % 10 == 0 && err < 1e-2 && err > opts.tol {
-            let c = certify(d, x, a, y, b, &p.f, &p.g, eps, order);
+            let c = certify(opts.exec.par, d, x, a, y, b, &p.f, &p.g, eps, order);
             if c.rounding_slack() <= c.cost - c.bracket.lower {
                 cert = Some(c);
                 return Ok(true);
@@ -611,7 +611,7 @@ fn sinkhorn_normalised(
         });
     }
     let (f, g) = (p.f, p.g);
-    let cert = cert.unwrap_or_else(|| certify(d, x, a, y, b, &f, &g, eps, order));
+    let cert = cert.unwrap_or_else(|| certify(opts.exec.par, d, x, a, y, b, &f, &g, eps, order));
     Ok(SinkhornSolution {
         cost: cert.cost,
         eps,
@@ -664,7 +664,7 @@ fn sinkhorn_w2_ot(
         });
     }
     let (f, g) = (sol.potentials.f, sol.potentials.g);
-    let cert = certify(d, x, a, y, b, &f, &g, eps, Order::W2);
+    let cert = certify(opts.exec.par, d, x, a, y, b, &f, &g, eps, Order::W2);
     Ok(SinkhornSolution {
         cost: cert.cost,
         eps,
@@ -705,10 +705,11 @@ impl Certificate {
 
 /// Per query row `i` of `T_ij = exp(la_i + lb_j + (f_i + g_j − C_ij)/ε)`: `(Σ_j T_ij C_ij,
 /// Σ_j T_ij, min_j (C_ij − g_j), max_j C_ij)`, the min over the `j` with `b_j > 0`. Rows are
-/// processed in parallel blocks and returned in order (the sums over rows are then taken in a
+/// processed in blocks run with `par` and returned in order (the sums over rows are then taken in a
 /// fixed order, whatever the thread count).
 #[allow(clippy::too_many_arguments)]
 fn cert_rows(
+    par: Par,
     d: usize,
     x: &[f64],
     la: &[f64],
@@ -721,7 +722,7 @@ fn cert_rows(
 ) -> Vec<[f64; 4]> {
     let inv = 1.0 / eps;
     let mut out = vec![[0.0; 4]; la.len()];
-    out.par_chunks_mut(ROW_BLOCK).enumerate().for_each(|(blk, o)| {
+    par.for_each(out.par_chunks_mut(ROW_BLOCK).enumerate(), |(blk, o)| {
         let i0 = blk * ROW_BLOCK;
         let mut acc: Vec<(Sum, Sum, f64, f64)> =
             (0..o.len()).map(|_| (Sum::default(), Sum::default(), f64::INFINITY, 0.0f64)).collect();
@@ -758,6 +759,7 @@ fn cert_rows(
 /// pass and a column pass ([`cert_rows`] both ways), O(n + m) memory.
 #[allow(clippy::too_many_arguments)]
 fn certify(
+    par: Par,
     d: usize,
     x: &[f64],
     a: &[f64],
@@ -770,8 +772,8 @@ fn certify(
 ) -> Certificate {
     let la: Vec<f64> = a.iter().map(|v| v.ln()).collect();
     let lb: Vec<f64> = b.iter().map(|v| v.ln()).collect();
-    let rows = cert_rows(d, x, &la, &Soa::from_rows(d, y), &lb, f, g, eps, order);
-    let cols = cert_rows(d, y, &lb, &Soa::from_rows(d, x), &la, g, f, eps, order);
+    let rows = cert_rows(par, d, x, &la, &Soa::from_rows(d, y), &lb, f, g, eps, order);
+    let cols = cert_rows(par, d, y, &lb, &Soa::from_rows(d, x), &la, g, f, eps, order);
     let (mut cost, mut err) = (Sum::default(), Sum::default());
     let (mut low_f, mut low_g) = (Sum::default(), Sum::default());
     let mut cmax = 0.0f64;
@@ -801,13 +803,11 @@ fn certify(
     c
 }
 
-/// `Σ_ij a_i b_j C_ij` (rows in parallel blocks, summed in row order).
-fn mean_cost(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order) -> f64 {
+/// `Σ_ij a_i b_j C_ij` (blocks of rows run with `par`, summed in row order).
+fn mean_cost(par: Par, d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order) -> f64 {
     let ys = Soa::from_rows(d, y);
-    let parts: Vec<f64> = x
-        .par_chunks(ROW_BLOCK * d)
-        .zip(a.par_chunks(ROW_BLOCK))
-        .map(|(xb, ab)| {
+    let parts: Vec<f64> =
+        par.collect(x.par_chunks(ROW_BLOCK * d).zip(a.par_chunks(ROW_BLOCK)).map(|(xb, ab)| {
             let mut r = vec![0.0; ab.len()];
             for_each_tile(
                 xb,
@@ -821,8 +821,7 @@ fn mean_cost(d: usize, x: &[f64], a: &[f64], y: &[f64], b: &[f64], order: Order)
                 },
             );
             ab.iter().zip(&r).fold(0.0, |s, (ai, ri)| s + ai * ri)
-        })
-        .collect();
+        }));
     parts.iter().sum()
 }
 

@@ -41,6 +41,7 @@ use crate::kernel::exp;
 use crate::kernel::{for_each_tile, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
 use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
+use std::cell::OnceCell;
 
 /// Accumulator lanes of every tile sum and maximum: four 8-wide vectors, so that four
 /// independent dependency chains hide the add / max latency.
@@ -300,24 +301,38 @@ fn gather_rows(d: usize, p: &[f64], order: &[usize]) -> Vec<f64> {
     order.iter().flat_map(|&i| p[i * d..(i + 1) * d].iter().copied()).collect()
 }
 
-/// The parts of the truncated pass that depend on the points alone, built once per operator
-/// (on its first truncated pass) and reused by every later one.
+/// The parts of the truncation test that depend on the targets alone, built once per operator
+/// (on its first pass that may truncate, [`Cull::threshold`]) and reused by every later one.
 struct Geometry {
-    /// Targets in tile order (leaves of [`CULL_TILE`]): rows (particle-contiguous) and their
-    /// coordinate-major copy, and the permutation.
+    /// Targets in tile order (leaves of [`CULL_TILE`]): the permutation and the rows
+    /// (particle-contiguous).
     order_y: Vec<usize>,
     ys_rows: Vec<f64>,
-    ys: Soa,
     /// Per tile, per coordinate: the bounding box.
     lo: Vec<f64>,
     hi: Vec<f64>,
-    /// Queries in tile order (leaves of [`ROW_BLOCK`] rows), the permutation and the rows.
+}
+
+/// The operands of a truncated pass, built once per operator (on its first truncated pass, when
+/// [`Cull::plan`] accepts) and reused by every later one: the targets of the [`Geometry`] in
+/// coordinate-major order, and the queries in tile order (leaves of [`ROW_BLOCK`] rows), the
+/// permutation and the rows.
+struct Tiled {
+    ys: Soa,
     order_x: Vec<usize>,
     xs: Vec<f64>,
 }
 
+impl Tiled {
+    fn new(d: usize, x: &[f64], geo: &Geometry) -> Self {
+        let order_x = tile_order(d, x, ROW_BLOCK);
+        let xs = gather_rows(d, x, &order_x);
+        Self { ys: Soa::from_rows(d, &geo.ys_rows), order_x, xs }
+    }
+}
+
 impl Geometry {
-    fn new(d: usize, x: &[f64], y: &[f64]) -> Self {
+    fn new(d: usize, y: &[f64]) -> Self {
         let m = y.len() / d;
         let order_y = tile_order(d, y, CULL_TILE);
         let ys_rows = gather_rows(d, y, &order_y);
@@ -332,17 +347,16 @@ impl Geometry {
                 }
             }
         }
-        let order_x = tile_order(d, x, ROW_BLOCK);
-        let xs = gather_rows(d, x, &order_x);
-        Self { ys: Soa::from_rows(d, &ys_rows), order_y, ys_rows, lo, hi, order_x, xs }
+        Self { order_y, ys_rows, lo, hi }
     }
 }
 
 /// Truncation of negligible tiles in [`Reduction::lse`] (the pass of every Sinkhorn iteration).
 ///
 /// The targets are put in [`tile_order`] and streamed in tiles of [`CULL_TILE`] (each tile
-/// spatially compact; the order, the boxes and the query order are the operator's [`Geometry`],
-/// built once). With `γ = ground` (increasing), for query `x` and tile `T` every term obeys
+/// spatially compact; the order and the boxes are the operator's [`Geometry`], the query order
+/// its [`Tiled`] operands, each built once). With `γ = ground` (increasing), for query `x` and
+/// tile `T` every term obeys
 /// `s_j = h_j − λ γ(|x − y_j|²) ≤ U_T(x) = max_T h − λ γ(dist²(x, box_T))`, and the row's largest
 /// term is at least `F(x) = max_T (h_{r_T} − λ γ(|x − y_{r_T}|²))` (`r_T` the point of `T` with the
 /// largest `h`). A tile is skipped when `U_T(x) < F(x) − τ`, `τ = ln m + 42`: the skipped terms
@@ -598,22 +612,26 @@ multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
 ));
 
 /// The prepared reduction of one direction of a solve, from the query points `x` to the
-/// targets `y` (both particle-contiguous, dimension `d`): the targets' coordinate-major copy, the
-/// squared diameter of all the points and (built on the first truncated pass, then reused) the
-/// truncation [`Geometry`] — target tile order, tile boxes, query order — are functions of the
-/// points alone, built once per solve instead of on every half-iteration; `h` and the reordered
-/// output are a workspace reused by every pass. Every pass splits its rows over the ranks of the
-/// operator's execution context and runs them with its parallelism ([`crate::dist::row_pass`]).
+/// targets `y` (both particle-contiguous, dimension `d`): the squared diameter of all the points,
+/// the targets' coordinate-major copy (built on the first untruncated pass), the truncation
+/// [`Geometry`] — target tile order and boxes — (built on the first pass that may truncate) and
+/// the operands of the truncated pass ([`Tiled`]: query order; built on the first truncated
+/// pass) are functions of the points alone, built at most once per solve instead of on every
+/// half-iteration, and only when a pass needs them (a single iteration, `sinkhorn_step`, builds
+/// no more than the pass it runs uses); `h` and the reordered output are a workspace reused by
+/// every pass. Every pass splits its rows over the ranks of the operator's execution context and
+/// runs them with its parallelism ([`crate::dist::row_pass`]).
 pub(crate) struct Reduction<'a> {
     exec: Exec,
     d: usize,
     x: &'a [f64],
     y: &'a [f64],
     ground: Ground,
-    ys: Soa,
+    ys: OnceCell<Soa>,
     /// `Σ_k (max_k − min_k)²` over both point sets; `None` if a coordinate is not finite.
     diam2: Option<f64>,
     geo: Option<Geometry>,
+    tiled: OnceCell<Tiled>,
     h: Vec<f64>,
     sorted: Vec<f64>,
 }
@@ -641,12 +659,18 @@ impl<'a> Reduction<'a> {
             x,
             y,
             ground,
-            ys: Soa::from_rows(d, y),
+            ys: OnceCell::new(),
             diam2,
             geo: None,
+            tiled: OnceCell::new(),
             h: Vec::new(),
             sorted: Vec::new(),
         }
+    }
+
+    /// The targets' coordinate-major copy (built on first use).
+    fn ys(&self) -> &Soa {
+        self.ys.get_or_init(|| Soa::from_rows(self.d, self.y))
     }
 
     /// The soft-min of a Sinkhorn half-update,
@@ -675,16 +699,17 @@ impl<'a> Reduction<'a> {
         };
         let tau = Cull::threshold(d, self.diam2, h, lam, ground);
         if tau.is_some() && self.geo.is_none() {
-            self.geo = Some(Geometry::new(d, self.x, self.y));
+            self.geo = Some(Geometry::new(d, self.y));
         }
         let cull =
             self.geo.as_ref().zip(tau).and_then(|(g, tau)| Cull::plan(g, d, self.x, h, lam, tau, ground));
         match cull {
-            None => run(self.x, &self.ys, h, None, out),
+            None => run(self.x, self.ys.get_or_init(|| Soa::from_rows(d, self.y)), h, None, out),
             Some(c) => {
+                let t = self.tiled.get_or_init(|| Tiled::new(d, self.x, c.geo));
                 self.sorted.resize(out.len(), 0.0);
-                run(&c.geo.xs, &c.geo.ys, &c.hs, Some(&c), &mut self.sorted);
-                for (&i, v) in c.geo.order_x.iter().zip(&self.sorted) {
+                run(&t.xs, &t.ys, &c.hs, Some(&c), &mut self.sorted);
+                for (&i, v) in t.order_x.iter().zip(&self.sorted) {
                     out[i] = *v;
                 }
             }
@@ -704,7 +729,7 @@ impl<'a> Reduction<'a> {
         mean_pot: &mut [f64],
     ) {
         assert_eq!(self.ground, Ground::SqDist, "statistics pass of a squared-distance cost only");
-        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
+        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
         let outs = &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)];
         crate::dist::row_pass(&self.exec, outs[0].0.len(), ROW_BLOCK, outs, |i0, o| {
             let [o, md, mp] = o else { unreachable!("three outputs") };
@@ -716,7 +741,7 @@ impl<'a> Reduction<'a> {
     /// barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
     pub(crate) fn lse_bary(&self, h: &[f64], lam: f64, lse: &mut [f64], bary: &mut [f64]) {
         assert_eq!(self.ground, Ground::SqDist, "barycentre pass of a squared-distance cost only");
-        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, &self.ys);
+        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
         crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |i0, o| {
             let [o, bo] = o else { unreachable!("two outputs") };
             block_bary_at(lvl, d, x, ys, h, lam, i0, o, bo)
@@ -726,8 +751,8 @@ impl<'a> Reduction<'a> {
     /// Per-row visit of the values `row_shift_i + h_j − λ|x_i − y_j|²` (the plan entries
     /// `log π_ij` when `row_shift_i = log a_i + f_i/ε` and `h_j = log b_j + g_j/ε`), from the same
     /// tiles and the same distance bits as the soft-min passes: calls `visit(i, t, j0, tile)` for
-    /// consecutive tiles of row `i`, rows in parallel blocks, collecting one `T` per row (in row
-    /// order).
+    /// consecutive tiles of row `i`, blocks of rows run with the operator's parallelism
+    /// ([`crate::dist::Par::collect`]), collecting one `T` per row (in row order).
     pub(crate) fn plan_rows<T: Send>(
         &self,
         row_shift: &[f64],
@@ -736,31 +761,29 @@ impl<'a> Reduction<'a> {
         visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
         init: impl Fn(usize) -> T + Sync,
     ) -> Vec<T> {
-        let (d, n, x, ys) = (self.d, row_shift.len(), self.x, &self.ys);
-        (0..n.div_ceil(ROW_BLOCK))
-            .into_par_iter()
-            .flat_map_iter(|blk| {
-                let i0 = blk * ROW_BLOCK;
-                let i1 = (i0 + ROW_BLOCK).min(n);
-                let mut out: Vec<T> = (i0..i1).map(&init).collect();
-                let mut buf = TileBuf::new();
-                for_each_tile(
-                    &x[i0 * d..i1 * d],
-                    ys,
-                    TILE,
-                    |_, _| false,
-                    |r, j0, d2| {
-                        let lp = &mut buf.0[..d2.len()];
-                        let shift = row_shift[i0 + r];
-                        for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
-                            *l = shift + (hj - lam * dj);
-                        }
-                        visit(i0 + r, &mut out[r], j0, lp);
-                    },
-                );
-                out
-            })
-            .collect()
+        let (d, n, x, ys) = (self.d, row_shift.len(), self.x, self.ys());
+        let blocks = self.exec.par.collect((0..n.div_ceil(ROW_BLOCK)).into_par_iter().map(|blk| {
+            let i0 = blk * ROW_BLOCK;
+            let i1 = (i0 + ROW_BLOCK).min(n);
+            let mut out: Vec<T> = (i0..i1).map(&init).collect();
+            let mut buf = TileBuf::new();
+            for_each_tile(
+                &x[i0 * d..i1 * d],
+                ys,
+                TILE,
+                |_, _| false,
+                |r, j0, d2| {
+                    let lp = &mut buf.0[..d2.len()];
+                    let shift = row_shift[i0 + r];
+                    for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
+                        *l = shift + (hj - lam * dj);
+                    }
+                    visit(i0 + r, &mut out[r], j0, lp);
+                },
+            );
+            out
+        }));
+        blocks.into_iter().flatten().collect()
     }
 }
 
@@ -921,7 +944,7 @@ mod tests {
                 &mut exact.1,
                 &mut exact.2,
             );
-            let geo = Geometry::new(d, &x, &y);
+            let geo = Geometry::new(d, &y);
             let red = Reduction::new(&Exec::default(), d, &x, &y, Ground::SqDist);
             let tau = Cull::threshold(d, red.diam2, &h, lam, Ground::SqDist);
             let plan = tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, Ground::SqDist));
