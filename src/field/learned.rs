@@ -39,11 +39,14 @@ impl Field for LearnedField {
             )));
         }
         let t = ctx.t;
-        let bad = velocity
+        let chunks = velocity
             .par_chunks_mut(CHUNK * d)
             .zip(growth.par_chunks_mut(CHUNK))
-            .zip(ctx.x.par_chunks(CHUNK * d))
-            .map(|((u, g), x)| {
+            .zip(ctx.x.par_chunks(CHUNK * d));
+        let bad = ctx
+            .exec
+            .par
+            .collect(chunks.map(|((u, g), x)| {
                 let mut ws = self.model.workspace();
                 let mut ui = vec![0.0; d];
                 let mut bad = 0usize;
@@ -56,7 +59,8 @@ impl Field for LearnedField {
                     *go += gi;
                 }
                 bad
-            })
+            }))
+            .into_iter()
             .sum::<usize>();
         if bad > 0 {
             return Err(SimError::Invalid(format!(
