@@ -243,6 +243,8 @@ enum BenchProblem {
 enum ResultsFile {
     /// results/inference.md: every method on every data set.
     Inference,
+    /// results/learned_dynamics.md: the learned models under the Table 1 and hold-one-out protocols.
+    Learned,
 }
 
 /// The command-line name of a value of a `ValueEnum`.
@@ -748,9 +750,12 @@ struct ResultsArgs {
     /// Folder of data sets (<name>/<name>.csv and .json).
     #[arg(long, default_value = "../shared/data")]
     data_dir: PathBuf,
-    /// Output file.
-    #[arg(long, default_value = "results/inference.md")]
-    out: PathBuf,
+    /// Output file (default: results/inference.md or results/learned_dynamics.md).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// `learned`: the seeds (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2, 3, 4])]
+    seeds: Vec<u64>,
     /// Comma-separated methods (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     methods: Option<Vec<advreact::infer::Method>>,
@@ -971,11 +976,14 @@ fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
 
 fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
     use advreact::infer::{self, report};
-    let ResultsFile::Inference = a.what;
     set_threads(a.threads)?;
+    if a.what == ResultsFile::Learned {
+        return cmd_results_learned(a);
+    }
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/inference.md"));
     // A file is written: never over a folder or a file that is not an earlier results file
     // (checked before the long computation).
-    advreact::output::check_file(&a.out, advreact::infer::report::TITLE, "--out")?;
+    advreact::output::check_file(&out, advreact::infer::report::TITLE, "--out")?;
     let methods = a.methods.clone().unwrap_or_else(|| infer::Method::ALL.to_vec());
     let mut command = format!("cargo run --release -- results inference --subsample {}", a.subsample);
     if a.seed != 0 {
@@ -993,17 +1001,45 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
         command,
     };
     let md = report::inference_report(&cfg)?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    write_results(&out, &md)
+}
+
+/// Write a results file atomically (a temporary file renamed over it) and print its path.
+fn write_results(out: &Path, md: &str) -> Result<bool, Error> {
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    let tmp = a.out.with_extension("md.partial");
+    let tmp = out.with_extension("md.partial");
     std::fs::write(&tmp, md).map_err(|e| Error::io(&tmp, e))?;
-    if let Err(e) = std::fs::rename(&tmp, &a.out) {
+    if let Err(e) = std::fs::rename(&tmp, out) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(&a.out, e));
+        return Err(Error::io(out, e));
     }
-    println!("{}", a.out.display());
+    println!("{}", out.display());
     Ok(true)
+}
+
+/// `results learned`: the learned models under the papers' protocols.
+fn cmd_results_learned(a: &ResultsArgs) -> Result<bool, Error> {
+    use advreact::learned::results::{learned_report, LearnedCfg, UotFmLearner, TITLE};
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/learned_dynamics.md"));
+    advreact::output::check_file(&out, TITLE, "--out")?;
+    if a.seeds.is_empty() {
+        return Err(advreact::ConfigError::new("<cli>", "--seeds", "give at least one seed").into());
+    }
+    let seeds: Vec<String> = a.seeds.iter().map(|s| s.to_string()).collect();
+    let command =
+        format!("cargo run --release -- results learned --subsample {} --seeds {}", a.subsample, seeds.join(","));
+    let cfg = LearnedCfg {
+        data_dir: a.data_dir.clone(),
+        subsample: a.subsample,
+        seeds: a.seeds.clone(),
+        floor_splits: advreact::infer::report::FLOOR_SPLITS,
+        command,
+    };
+    let uot = UotFmLearner { base: Default::default(), dt: advreact::learned::commands::DEFAULT_DT };
+    let md = learned_report(&cfg, &[&uot])?;
+    write_results(&out, &md)
 }
 
 // ---- end of trajectory inference ----

@@ -8,4 +8,5 @@ pub mod model;
 pub mod protocol;
 pub mod psi;
 pub mod report;
+pub mod results;
 pub mod uot_fm;
