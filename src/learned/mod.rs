@@ -5,3 +5,4 @@
 pub mod features;
 pub mod model;
 pub mod psi;
+pub mod var_ruot;
