@@ -371,3 +371,89 @@ fn fits_are_bitwise_reproducible_across_thread_counts() {
     assert_eq!(la, lb, "loss histories differ between 1 and 2 threads");
     assert_eq!(a, b, "fitted coefficients differ between 1 and 2 threads");
 }
+
+/// Measurement (run with `--ignored`): the Var-RUOT fit on three_gene_2d, Table 1 protocol (all
+/// snapshots), settings fixed a priori as in SPEC §6's JAX prototype (400 space–time features,
+/// ℓx = 0.7, ℓt = 1.5 in standardised units, ψ₁, α = 1, σ = 0, dt = 0.02, ε = 0.01, γ_A = 0.01),
+/// from θ = 0. Prints seconds and W1 (exact, normalised weights) at t = 1..4; asserts only that
+/// the fit lowered the loss and every W1 beat the start's.
+#[test]
+#[ignore]
+fn three_gene_fit_measurement() {
+    use advreact::data::ColumnSpec;
+    use advreact::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
+    let path = std::env::var("THREE_GENE")
+        .unwrap_or_else(|_| "/work/shared/data/three_gene_2d/three_gene_2d.csv".into());
+    let s = advreact::infer::load_series(std::path::Path::new(&path), &ColumnSpec::default()).unwrap();
+    let d = 2;
+    let all: Vec<f64> = s.clouds.iter().flat_map(|c| c.x.clone()).collect();
+    let n = (all.len() / d) as f64;
+    let centre: Vec<f64> = (0..d).map(|k| all.iter().skip(k).step_by(d).sum::<f64>() / n).collect();
+    let var = all.iter().enumerate().map(|(i, x)| (x - centre[i % d]).powi(2)).sum::<f64>() / (n * d as f64);
+    let tm = s.times.iter().sum::<f64>() / s.times.len() as f64;
+    let ts = (s.times.iter().map(|t| (t - tm).powi(2)).sum::<f64>() / s.times.len() as f64).sqrt();
+    let max_iter: usize = std::env::var("VR_ITERS").ok().and_then(|v| v.parse().ok()).unwrap_or(150);
+    let f = Features::new(FeatureSpec {
+        dim: d,
+        random: 400,
+        ell_x: 0.7,
+        ell_t: 1.5,
+        poly: 2,
+        time: TimeBasis::Cosine,
+        seed: 1,
+        centre,
+        scale: var.sqrt(),
+        t_centre: tm,
+        t_scale: ts,
+    })
+    .unwrap();
+    let params = VarRuotParams {
+        alpha: 1.0,
+        sigma: 0.0,
+        dt: 0.02,
+        eps: 0.01,
+        rho: Some(1.0),
+        gamma_m: 1.0,
+        gamma_a: 0.01,
+        gamma_h: 0.0,
+        max_iter,
+        tol: 1e-8,
+        sinkhorn_tol: 1e-6,
+        ..VarRuotParams::default()
+    };
+    let exec = Exec::default();
+    let w1 = |theta: &[f64]| -> Vec<f64> {
+        let pr = Problem::new(&s, f.clone(), &params).unwrap();
+        let pred = pr.predict(theta, &exec).unwrap();
+        (1..s.times.len())
+            .map(|k| wasserstein(&pred[k], &s.clouds[k], Order::W1, &WassersteinOpts::default()).unwrap().value)
+            .collect()
+    };
+    let zero = vec![0.0; f.len()];
+    let w0 = w1(&zero);
+    let start = Potential { theta: zero, features: f.clone(), psi: Psi::Quadratic, alpha: 1.0 };
+    let (pot, report) = fit(&s, start, &params, &exec, &mut |r| {
+        if r.iter % 10 == 0 {
+            eprintln!(
+                "it {:4} L {:.6} S {:.6} mass {:.2e} A {:.4} |g| {:.2e} {:.1} s",
+                r.iter, r.loss, r.divergence, r.mass, r.action, r.grad_norm, r.seconds
+            )
+        }
+    })
+    .unwrap();
+    let w = w1(&pot.theta);
+    eprintln!("start W1: {w0:.4?}");
+    eprintln!(
+        "three_gene_2d: {} iterations ({}), {:.1} s, W1 t=1..4: {:.4?}, masses {:.4?} (data {:.4?}), action {:.4} (per unit initial mass), warnings {:?}",
+        report.history.len() - 1,
+        report.stop_reason,
+        report.seconds,
+        w,
+        report.last.masses,
+        s.clouds.iter().map(|c| c.mass() / s.clouds[0].mass()).collect::<Vec<_>>(),
+        report.action,
+        report.warnings
+    );
+    assert!(report.history.last().unwrap().loss < report.history[0].loss);
+    assert!(w.iter().zip(&w0).all(|(a, b)| a < b));
+}
