@@ -37,8 +37,14 @@ fn setup(d: usize, gamma_s: f64) -> (Problem, Vec<f64>) {
     let x0 = draw(0.0);
     let x1 = draw(0.5);
     let clouds = vec![Cloud::new(d, x0, vec![1.0; n]).unwrap(), Cloud::new(d, x1, vec![1.0; n]).unwrap()];
-    let series =
-        Series { file: PathBuf::from("<bench>"), times: vec![0.0, 1.0], clouds, growth: None, labels: None, ids: None };
+    let series = Series {
+        file: PathBuf::from("<bench>"),
+        times: vec![0.0, 1.0],
+        clouds,
+        growth: None,
+        labels: None,
+        ids: None,
+    };
     let features = Features::new(FeatureSpec {
         dim: d,
         random: 512,

@@ -357,8 +357,16 @@ fn fits_are_bitwise_reproducible_across_thread_counts() {
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| {
-            let params = VarRuotParams { sigma: 0.2, dt: 0.05, max_iter: 8, seed: 5, gamma_h: 0.1, ..VarRuotParams::default() };
-            let start = Potential { theta: vec![0.0; f.len()], features: f.clone(), psi: Psi::Quadratic, alpha: 1.0 };
+            let params = VarRuotParams {
+                sigma: 0.2,
+                dt: 0.05,
+                max_iter: 8,
+                seed: 5,
+                gamma_h: 0.1,
+                ..VarRuotParams::default()
+            };
+            let start =
+                Potential { theta: vec![0.0; f.len()], features: f.clone(), psi: Psi::Quadratic, alpha: 1.0 };
             let (pot, report) = fit(&s, start, &params, &Exec::default(), &mut |_| {}).unwrap();
             let losses: Vec<u64> = report.history.iter().map(|r| r.loss.to_bits()).collect();
             (pot.theta.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), losses)
@@ -426,7 +434,9 @@ fn three_gene_fit_measurement() {
         let pr = Problem::new(&s, f.clone(), &params).unwrap();
         let pred = pr.predict(theta, &exec).unwrap();
         (1..s.times.len())
-            .map(|k| wasserstein(&pred[k], &s.clouds[k], Order::W1, &WassersteinOpts::default()).unwrap().value)
+            .map(|k| {
+                wasserstein(&pred[k], &s.clouds[k], Order::W1, &WassersteinOpts::default()).unwrap().value
+            })
             .collect()
     };
     let zero = vec![0.0; f.len()];
@@ -435,8 +445,8 @@ fn three_gene_fit_measurement() {
     let (pot, report) = fit(&s, start, &params, &exec, &mut |r| {
         if r.iter % 10 == 0 {
             eprintln!(
-                "it {:4} L {:.6} S {:.6} mass {:.2e} A {:.4} |g| {:.2e} {:.1} s",
-                r.iter, r.loss, r.divergence, r.mass, r.action, r.grad_norm, r.seconds
+                "it {:4} L {:.6} S {:.6} mass {:.2e} A {:.4} |g| {:.2e} evals {} {:.1} s",
+                r.iter, r.loss, r.divergence, r.mass, r.action, r.grad_norm, r.evaluations, r.seconds
             )
         }
     })
@@ -456,4 +466,27 @@ fn three_gene_fit_measurement() {
     );
     assert!(report.history.last().unwrap().loss < report.history[0].loss);
     assert!(w.iter().zip(&w0).all(|(a, b)| a < b));
+}
+
+/// Bad settings are one-line errors naming the key; a held-out snapshot leaves the loss (and
+/// changes it), a bad holdout index is named.
+#[test]
+fn params_are_checked_and_a_holdout_leaves_the_loss() {
+    let bad = VarRuotParams { sigma: -1.0, ..VarRuotParams::default() };
+    let e = bad.check().unwrap_err().to_string();
+    assert!(e.contains("`sigma`") && e.contains("-1") && !e.contains('\n'), "{e}");
+    let bad = VarRuotParams { rho: Some(0.0), ..VarRuotParams::default() };
+    assert!(bad.check().unwrap_err().to_string().contains("`rho`"));
+    let (s, f, theta) = small_problem();
+    let exec = Exec::default();
+    let pot = Potential { features: f.clone(), theta, psi: Psi::Quadratic, alpha: 0.8 };
+    let all = loss_and_grad(&s, &pot, &VarRuotParams { dt: 0.1, ..VarRuotParams::default() }, &exec).unwrap();
+    let held = VarRuotParams { dt: 0.1, holdout: vec![1], ..VarRuotParams::default() };
+    let one = loss_and_grad(&s, &pot, &held, &exec).unwrap();
+    assert_eq!(all.observed, vec![1, 2]);
+    assert_eq!(one.observed, vec![2]);
+    assert_eq!(one.divergence[0].to_bits(), all.divergence[1].to_bits());
+    assert!(one.loss < all.loss);
+    let e = Problem::new(&s, f, &VarRuotParams { holdout: vec![0], ..VarRuotParams::default() }).unwrap_err();
+    assert!(e.to_string().contains("`holdout`"), "{e}");
 }

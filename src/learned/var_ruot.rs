@@ -157,9 +157,15 @@ impl VarRuotParams {
         let bad = |key: &str, why: &str, v: f64| {
             Err(SimError::Invalid(format!("var_ruot: key `{key}` must be {why}, got {v}")))
         };
-        let pos = |key: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(()) } else { bad(key, "finite and > 0", v) };
-        let nonneg =
-            |key: &str, v: f64| if v.is_finite() && v >= 0.0 { Ok(()) } else { bad(key, "finite and ≥ 0", v) };
+        let pos =
+            |key: &str, v: f64| if v.is_finite() && v > 0.0 { Ok(()) } else { bad(key, "finite and > 0", v) };
+        let nonneg = |key: &str, v: f64| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(())
+            } else {
+                bad(key, "finite and ≥ 0", v)
+            }
+        };
         self.psi.check().map_err(|e| SimError::Invalid(format!("var_ruot: key `psi`: {e}")))?;
         pos("alpha", self.alpha)?;
         nonneg("sigma", self.sigma)?;
@@ -322,17 +328,18 @@ impl Problem {
             data_steps.push(t.len());
         }
         let mut obs = Vec::new();
-        for k in 1..kk {
+        for (k, (c, &n)) in series.clouds.iter().zip(&data_steps).enumerate().skip(1) {
             if params.holdout.contains(&k) {
                 continue;
             }
-            let c = &series.clouds[k];
             let target = Cloud::new(d, c.x.clone(), c.w.iter().map(|b| b / m0).collect())
                 .map_err(|e| SimError::Invalid(format!("var_ruot: snapshot {k}: {e}")))?;
-            obs.push(Obs { k, n: data_steps[k], mass: c.mass() / m0, target });
+            obs.push(Obs { k, n, mass: c.mass() / m0, target });
         }
         if obs.is_empty() {
-            return Err(SimError::Invalid("var_ruot: every later snapshot is held out: nothing to fit".into()));
+            return Err(SimError::Invalid(
+                "var_ruot: every later snapshot is held out: nothing to fit".into(),
+            ));
         }
         let steps = t.len();
         let mut noise = Vec::new();
@@ -514,7 +521,8 @@ impl Problem {
         Ok((0..=steps)
             .map(|n| {
                 let t = if n < steps { self.t[n] } else { self.t[n - 1] + self.h[n - 1] };
-                let m: f64 = blocks.iter().flat_map(|b| &b.l[n * b.len..(n + 1) * b.len]).map(|l| l.exp()).sum();
+                let m: f64 =
+                    blocks.iter().flat_map(|b| &b.l[n * b.len..(n + 1) * b.len]).map(|l| l.exp()).sum();
                 (t, m / self.m0)
             })
             .collect())
@@ -579,9 +587,13 @@ impl Problem {
             let (mut gx, mut gl) = (vec![0.0; mu.x.len()], vec![0.0; mu.w.len()]);
             let mut value = 0.0;
             if gs > 0.0 {
-                let s = sinkhorn_divergence(&mu, &o.target, &div_opts, self.warm[oi].as_ref()).map_err(|e| {
-                    SimError::Numerical { step: o.n, what: format!("var_ruot: S_ε at snapshot {}: {e}", o.k) }
-                })?;
+                let s =
+                    sinkhorn_divergence(&mu, &o.target, &div_opts, self.warm[oi].as_ref()).map_err(|e| {
+                        SimError::Numerical {
+                            step: o.n,
+                            what: format!("var_ruot: S_ε at snapshot {}: {e}", o.k),
+                        }
+                    })?;
                 ev.sinkhorn_converged &= s.converged();
                 self.warm[oi] = Some(s.warm());
                 value = s.value;
@@ -602,7 +614,12 @@ impl Problem {
             }
         }
         if !ev.loss.is_finite() {
-            return Err(SimError::NonFinite { step: steps, quantity: "var_ruot loss".into(), particle: 0, value: ev.loss });
+            return Err(SimError::NonFinite {
+                step: steps,
+                quantity: "var_ruot loss".into(),
+                particle: 0,
+                value: ev.loss,
+            });
         }
         if grad {
             let parts = self.over_blocks(exec, |s, l| {
@@ -748,8 +765,8 @@ pub fn fit(
     Ok((pot, report))
 }
 
-/// The loss and its exact discrete-adjoint gradient at `pot.theta` (a fresh [`Problem`]: cold
-/// Sinkhorn starts). For tests and benchmarks; a fit reuses one [`Problem`].
+/// The loss and its exact discrete-adjoint gradient at `pot.theta`, with `pot`'s `ψ` and `α`
+/// (they override `params`'), on a fresh [`Problem`] (cold Sinkhorn starts). For tests and benchmarks; a fit reuses one [`Problem`].
 pub fn loss_and_grad(
     series: &Series,
     pot: &Potential,
