@@ -267,6 +267,9 @@ struct Block {
     l: Vec<f64>,
     /// Per step: `(Σ w, Σ w E h, Σ w R² h)`.
     sums: Vec<[f64; 3]>,
+    /// The jets `(λ, ∇λ, ∂_tλ, Δλ)` at `(X_n, t_n)`, `n = 0..S`, stride `d + 3` (reused by the
+    /// backward pass, which then only needs the phases and the two vector–Jacobian products).
+    jets: Vec<f64>,
 }
 
 /// Jet and growth at one particle and step.
@@ -426,6 +429,8 @@ impl Problem {
         x[..len * d].copy_from_slice(&self.x0[start * d..(start + len) * d]);
         l[..len].copy_from_slice(&self.l0[start..start + len]);
         let mut sums = vec![[0.0; 3]; steps];
+        let js = d + 3;
+        let mut jets = vec![0.0; steps * len * js];
         let mut p = f.point();
         let mut jet = Jet::default();
         for n in 0..steps {
@@ -438,6 +443,11 @@ impl Problem {
                 f.load(xi, t, &mut p);
                 f.jet(theta, &mut p, &mut jet);
                 let lo = self.local(&jet);
+                let jr = &mut jets[(n * len + j) * js..(n * len + j + 1) * js];
+                jr[0] = jet.value;
+                jr[1..=d].copy_from_slice(&jet.grad);
+                jr[d + 1] = jet.dt;
+                jr[d + 2] = jet.lap;
                 let li = l[n * len + j];
                 let i = start + j;
                 if !(lo.g.is_finite() && lo.r.is_finite() && jet.grad.iter().all(|v| v.is_finite())) {
@@ -475,7 +485,7 @@ impl Problem {
                 l[(n + 1) * len + j] = li + lo.g * h;
             }
         }
-        Ok(Block { start, len, x, l, sums })
+        Ok(Block { start, len, x, l, sums, jets })
     }
 
     /// The forward pass: every block, in order.
@@ -679,7 +689,12 @@ impl Problem {
                 let xi = &b.x[(n * len + j) * d..(n * len + j + 1) * d];
                 let w = b.l[n * len + j].exp();
                 f.load(xi, t, &mut p);
-                f.jet(theta, &mut p, &mut jet);
+                let jr = &b.jets[(n * len + j) * (d + 3)..(n * len + j + 1) * (d + 3)];
+                jet.value = jr[0];
+                jet.grad.clear();
+                jet.grad.extend_from_slice(&jr[1..=d]);
+                jet.dt = jr[d + 1];
+                jet.lap = jr[d + 2];
                 let lo = self.local(&jet);
                 let wa = ga * w / self.m0 * h;
                 let wbar = w / mass;
