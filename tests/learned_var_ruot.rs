@@ -7,7 +7,7 @@ use advreact::infer::Series;
 use advreact::learned::features::{FeatureSpec, Features, TimeBasis};
 use advreact::learned::model::{Model, Potential};
 use advreact::learned::psi::Psi;
-use advreact::learned::var_ruot::{fit, loss_and_grad, Problem, VarRuotParams};
+use advreact::learned::var_ruot::{fit, loss_and_grad, predict_at, Problem, VarRuotParams};
 use advreact::reaction::{Reaction, ReactionKind};
 use advreact::stepper::{Simulation, TimeCfg};
 use advreact::{Cloud, Particles};
@@ -160,6 +160,10 @@ fn forward_reproduces_the_engine_to_the_bit() {
     let problem = Problem::new(&s, f.clone(), &params).unwrap();
     let pred = problem.predict(&theta, &exec).unwrap();
     let pot = Potential { features: f, theta, psi: Psi::Quadratic, alpha: 0.8 };
+    // prediction at given times is the same trajectory
+    let at = predict_at(&pot, &first, 0.0, &[0.5, 1.0], &params, &exec).unwrap();
+    assert_eq!(at[1], pred[2]);
+    assert_eq!(at[0], pred[1]);
     let field = LearnedField::new(Model::VarRuot(pot)).unwrap();
     let time = TimeCfg { dt: 0.125, steps: 8, noise: 0.4, max_displacement: None };
     let reaction = Reaction { kind: ReactionKind::Weights, ..Reaction::default() };

@@ -793,3 +793,37 @@ pub fn loss_and_grad(
     params.alpha = pot.alpha;
     Problem::new(series, pot.features.clone(), &params)?.loss_and_grad(&pot.theta, true, exec)
 }
+
+/// Simulate `pot` from `first` at time `t0` with the fit's step law (`params`' σ, dt, seed and
+/// growth guard; `pot`'s ψ and α) and return the clouds at `times` (strictly increasing, after
+/// `t0`), weights `e^ℓ` in the data's mass units. The grid is the fit's rule applied to
+/// `[t0, times…]`: when those are the training times (or every held-out time lies on the
+/// training grid, as with integer times and `dt = 1/q`) this is the fitted trajectory itself,
+/// noise included; past the last time it extrapolates with the same steps.
+pub fn predict_at(
+    pot: &Potential,
+    first: &Cloud,
+    t0: f64,
+    times: &[f64],
+    params: &VarRuotParams,
+    exec: &Exec,
+) -> Result<Vec<Cloud>, SimError> {
+    let mut all = vec![t0];
+    all.extend_from_slice(times);
+    // The forward pass never reads the targets: every snapshot slot holds the start cloud.
+    let series = Series {
+        file: std::path::PathBuf::from("<predict>"),
+        clouds: vec![first.clone(); all.len()],
+        times: all,
+        growth: None,
+        labels: None,
+        ids: None,
+    };
+    let mut p = params.clone();
+    p.psi = pot.psi;
+    p.alpha = pot.alpha;
+    p.holdout.clear();
+    let mut out = Problem::new(&series, pot.features.clone(), &p)?.predict(&pot.theta, exec)?;
+    out.remove(0);
+    Ok(out)
+}
