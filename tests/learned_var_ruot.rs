@@ -426,7 +426,8 @@ fn three_gene_fit_measurement() {
         eps: 0.01,
         rho: Some(1.0),
         gamma_m: 1.0,
-        gamma_a: 0.01,
+        // `VR_GA` overrides γ_A for diagnostics only (the a-priori setting is 0.01)
+        gamma_a: std::env::var("VR_GA").ok().and_then(|v| v.parse().ok()).unwrap_or(0.01),
         gamma_h: 0.0,
         max_iter,
         tol: 1e-8,
