@@ -54,8 +54,8 @@
 //! per-step scalar (`Σ w̄ R²`), so both passes run over fixed blocks of [`BLOCK`] particles and the
 //! partial sums are reduced in block order: the bits do not depend on the thread count.
 //!
-//! **Optimiser.** L-BFGS (the private module `lbfgs`) with a backtracking Armijo line search; each iteration is
-//! recorded ([`IterRecord`]).
+//! **Optimiser.** L-BFGS (the private module `lbfgs`) with a backtracking Armijo line search;
+//! each iteration is recorded ([`IterRecord`]).
 
 mod lbfgs;
 
