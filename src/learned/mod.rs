@@ -10,3 +10,4 @@ pub mod psi;
 pub mod report;
 pub mod results;
 pub mod uot_fm;
+pub mod var_ruot;
