@@ -1028,8 +1028,11 @@ fn cmd_results_learned(a: &ResultsArgs) -> Result<bool, Error> {
         return Err(advreact::ConfigError::new("<cli>", "--seeds", "give at least one seed").into());
     }
     let seeds: Vec<String> = a.seeds.iter().map(|s| s.to_string()).collect();
-    let command =
-        format!("cargo run --release -- results learned --subsample {} --seeds {}", a.subsample, seeds.join(","));
+    let command = format!(
+        "cargo run --release -- results learned --subsample {} --seeds {}",
+        a.subsample,
+        seeds.join(",")
+    );
     let cfg = LearnedCfg {
         data_dir: a.data_dir.clone(),
         subsample: a.subsample,

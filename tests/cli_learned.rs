@@ -214,9 +214,12 @@ fn bad_inputs_are_one_line_errors_naming_the_file_or_key() {
     let o = fit(&tmp.path().join("h"), &["--holdout", "0"]);
     assert!(error_line(&o).contains("--holdout"), "{}", stderr(&o));
 
-    // var_ruot is not in this build
-    let o = advreact(&["fit", s(&data()), "--model", "var_ruot", "--out", s(&tmp.path().join("v"))], &repo());
-    assert_eq!(error_line(&o), "error: --model var_ruot is not available in this build");
+    // a bad Var-RUOT setting is named
+    let o = advreact(
+        &["fit", s(&data()), "--model", "var_ruot", "--alpha=-1", "--out", s(&tmp.path().join("v"))],
+        &repo(),
+    );
+    assert!(error_line(&o).contains("alpha"), "{}", stderr(&o));
 
     // the output folder rules: a folder with foreign files is refused, nothing changes
     let foreign = tmp.path().join("mine");
@@ -316,4 +319,51 @@ fn a_potential_model_file_is_evaluated_and_simulated() {
         serde_json::from_str(&std::fs::read_to_string(fw.join("forward.json")).unwrap()).unwrap();
     assert_eq!(j["kind"], "var_ruot");
     assert!(j["times"].as_array().unwrap().iter().all(|r| r["metrics"]["w1"].as_f64().unwrap().is_finite()));
+}
+
+/// `fit --model var_ruot` (a few L-BFGS iterations from the UOT-FM ridge start on 40 cells per
+/// time): the model file is a Var-RUOT potential, fit.json records a loss history that went down
+/// from the start, and `field` writes a `lambda` column.
+#[test]
+fn var_ruot_fit_runs_from_the_ridge_start_and_lowers_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("vr");
+    let d = data();
+    let o = advreact(
+        &[
+            "fit",
+            s(&d),
+            "--model",
+            "var_ruot",
+            "--subsample",
+            "40",
+            "--features",
+            "40",
+            "--pairs",
+            "400",
+            "--dt",
+            "0.1",
+            "--iters",
+            "6",
+            "--out",
+            s(&out),
+        ],
+        &repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(m["model"]["type"], "var_ruot");
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+    let loss: Vec<f64> = f["loss"].as_array().unwrap().iter().map(|r| r["loss"].as_f64().unwrap()).collect();
+    assert!(loss.len() >= 2, "{f}");
+    assert!(loss.last().unwrap() < &loss[0], "loss {loss:?}");
+    assert!(f["action"].as_f64().unwrap().is_finite());
+    assert!(out.join("fit.png").is_file() && out.join("trajectories.png").is_file());
+    let pts = tmp.path().join("p.csv");
+    std::fs::write(&pts, "x1,x2\n0.5,0.5\n1.0,0.2\n").unwrap();
+    let o = advreact(&["field", s(&out.join("model.json")), s(&pts), "--time", "1"], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).lines().next().unwrap().ends_with(",lambda"));
 }

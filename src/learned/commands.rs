@@ -22,7 +22,9 @@
 //! interval `k` from the seed `mix(seed + k)`.
 
 use super::model::{Model, ModelFile, Provenance};
+use super::psi::Psi;
 use super::uot_fm::{self, TimeChoice, UotFmParams};
+use super::var_ruot;
 use crate::data::{read_snapshot_with, ColumnSpec};
 use crate::dist::Exec;
 use crate::error::{ConfigError, DataError, Error, SimError};
@@ -200,6 +202,13 @@ pub struct FitArgs {
     /// Var-RUOT: the growth weight α.
     #[arg(long, default_value_t = 1.0)]
     pub alpha: f64,
+    /// Var-RUOT with `--psi power`: the growth rate g₀ above which ψ₂ is continued by its
+    /// quadratic Taylor polynomial (src/learned/psi.rs).
+    #[arg(long, default_value_t = 2.0)]
+    pub g0: f64,
+    /// Var-RUOT: L-BFGS iteration cap.
+    #[arg(long, default_value_t = 200)]
+    pub iters: usize,
     /// Noise σ: Brownian-bridge interpolants of UOT-FM, the simulations' noise.
     #[arg(long, default_value_t = 0.0)]
     pub sigma: f64,
@@ -389,6 +398,22 @@ pub fn uot_fm_params(a: &FitArgs) -> UotFmParams {
     }
 }
 
+/// The Var-RUOT settings of a `fit` command line (the rest at their documented defaults).
+pub fn var_ruot_params(a: &FitArgs) -> var_ruot::VarRuotParams {
+    var_ruot::VarRuotParams {
+        psi: match a.psi {
+            PsiChoice::Quadratic => Psi::Quadratic,
+            PsiChoice::Power => Psi::Power { g0: a.g0 },
+        },
+        alpha: a.alpha,
+        sigma: a.sigma,
+        dt: a.dt,
+        max_iter: a.iters,
+        seed: a.seed,
+        ..var_ruot::VarRuotParams::default()
+    }
+}
+
 /// Fit the model `a.model` to the training series: the ONE place where a model kind meets its
 /// fit (Var-RUOT plugs in here).
 pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Error> {
@@ -418,9 +443,91 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                 warnings: info.warnings,
             })
         }
-        // Helper V's `crate::learned::var_ruot::fit` plugs in here.
         FitKind::VarRuot => {
-            Err(SimError::Invalid("--model var_ruot is not available in this build".into()).into())
+            let p = var_ruot_params(a);
+            p.check()?;
+            // Start (SPEC §6): the UOT-FM targets projected onto gradient fields — one joint
+            // ridge regression of ∇λ on the velocity targets and λ/α on the growth targets (exact
+            // for ψ₁; for ψ₂ the same λ is the starting point and the fit takes it from there).
+            let fm = uot_fm_params(a);
+            let features = uot_fm::feature_map(train, &fm)?;
+            let targets = uot_fm::targets(train, &fm, exec)?;
+            let (mut start, ridge) = uot_fm::fit_potential(&targets, features, fm.ridge, p.alpha)?;
+            start.psi = p.psi;
+            // A start whose growth breaks the step guard (|g dt| > max_growth_step) cannot be
+            // differentiated: shrink it toward θ = 0 (no motion, no growth) until its forward pass
+            // is admissible, and say so.
+            let mut start_warnings = Vec::new();
+            let probe = var_ruot::Problem::new(train, start.features.clone(), &p)?;
+            let mut halvings = 0;
+            while let Err(e) = probe.mass_path(&start.theta, exec) {
+                if halvings == 30 {
+                    return Err(e.into());
+                }
+                start.theta.iter_mut().for_each(|v| *v *= 0.5);
+                halvings += 1;
+                if halvings == 1 {
+                    start_warnings.push(Warning::new(
+                        "start_shrunk",
+                        1,
+                        None,
+                        format!("var_ruot: the UOT-FM ridge start is not admissible ({e}); it was scaled toward 0"),
+                    ));
+                }
+            }
+            if halvings > 0 {
+                start_warnings[0].count = halvings;
+                start_warnings[0].message += &format!(" by 2^-{halvings}");
+            }
+            drop(probe);
+            let progress = Phase::start(format!("var_ruot: L-BFGS, at most {} iterations", p.max_iter));
+            let (pot, report) = var_ruot::fit(train, start, &p, exec, &mut |r| {
+                progress.message(format!("iteration {} loss {:.6e} ({:.1} s)", r.iter, r.loss, r.seconds))
+            })?;
+            progress.finish(&format!("{} iterations", report.history.len().saturating_sub(1)));
+            let settings = json!({
+                "model": "var_ruot", "params": p, "start": {"uot_fm": fm, "ridge": ridge},
+                "dt": a.dt, "subsample": a.subsample,
+            });
+            let h = &report.history;
+            let curve = |name: &str, v: fn(&var_ruot::IterRecord) -> f64| {
+                (name.to_string(), h.iter().map(|r| (r.iter as f64, v(r).max(1e-300))).collect::<Vec<_>>())
+            };
+            let curves = vec![
+                curve("loss", |r| r.loss),
+                curve("divergence", |r| r.divergence),
+                curve("mass", |r| r.mass),
+                curve("action", |r| r.action),
+                curve("HJB residual", |r| r.hjb),
+            ];
+            let warnings = start_warnings
+                .into_iter()
+                .chain(report.warnings.iter().map(|w| Warning::new("var_ruot", 1, None, w.clone())))
+                .chain((!report.converged).then(|| {
+                    Warning::new(
+                        "not_converged",
+                        h.len() as u64,
+                        None,
+                        format!(
+                            "var_ruot: stopped without meeting the gradient tolerance ({})",
+                            report.stop_reason
+                        ),
+                    )
+                }))
+                .collect();
+            let record = json!({
+                "model": "var_ruot", "seconds": report.seconds, "action": report.action,
+                "action_normalisation": "A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0 (per unit of initial mass)",
+                "hjb": report.hjb, "converged": report.converged, "stop_reason": report.stop_reason,
+                "loss": report.history, "start_ridge": ridge,
+            });
+            Ok(Fitted {
+                model: Model::VarRuot(pot),
+                settings,
+                record,
+                curves: ("iteration".into(), "value".into(), curves),
+                warnings,
+            })
         }
     }
 }

@@ -6,7 +6,8 @@
 //!   train without `t_k`, simulate from `t_0`, score the W1 at `t_k`.
 //!
 //! Honesty rules (SPEC §8), enforced here rather than left to the caller:
-//! - **Settings are chosen by leave-one-out on the training times of each fold.** For a fold with
+//! - **Settings are chosen by leave-one-out on the training times of each fold** (a fold with fewer
+//!   than 3 training snapshots uses the first candidate, the learner's default). For a fold with
 //!   training indices `T` (always holding 0), every candidate setting `c` is scored by
 //!   `LOO(c) = mean_{j ∈ T, j ≥ 1} W1(fit(T ∖ {j}, c) at t_j, X_j)`, and the fold uses
 //!   `argmin_c LOO(c)` (ties: the first candidate). The snapshot a fold scores is never in any
@@ -79,7 +80,9 @@ fn w1(a: &Cloud, b: &Cloud, exec: &Exec) -> Result<f64, SimError> {
     Ok(wasserstein(a, b, Order::W1, &opts)?.value)
 }
 
-/// The leave-one-out score of each candidate on the training indices `train` (holding 0).
+/// The leave-one-out score of each candidate on the training indices `train` (holding 0). With
+/// fewer than 3 training snapshots there is nothing to leave out (a fit needs two): every score
+/// is NaN and the first candidate (the learner's documented default) is used.
 fn loo_scores<L: Learner>(
     learner: &L,
     series: &Series,
@@ -87,6 +90,9 @@ fn loo_scores<L: Learner>(
     seed: u64,
     exec: &Exec,
 ) -> Result<Vec<f64>, SimError> {
+    if train.len() < 3 {
+        return Ok(vec![f64::NAN; learner.candidates().len()]);
+    }
     let mut scores = Vec::new();
     for c in learner.candidates() {
         let mut sum = 0.0;
@@ -139,7 +145,7 @@ pub fn run_fold<L: Learner>(
     }
     let loo =
         if cands.len() > 1 { loo_scores(learner, series, &train, seeds[0], exec)? } else { vec![f64::NAN] };
-    let best = (0..loo.len()).fold(0, |b, i| if loo[i] < loo[b] { i } else { b });
+    let best = (0..loo.len()).fold(0, |b, i| if loo[i] < loo[b] { i } else { b }); // NaN: the first
     let setting = &cands[best];
     let scored: Vec<usize> = match held_out {
         Some(h) => vec![h],

@@ -138,9 +138,8 @@ pub fn data_section(d: &DataResults) -> String {
     let _ = writeln!(
         md,
         "\n### Path action and fit time (Table 1 fits)\n\n\
-         Action `A = Σ_n Σ_i w_i (½|u|² + αψ(g)) dt / M_0` (per unit of initial mass; SPEC §6; for UOT-FM, \
-         whose growth is not tied to a ψ, `αψ(g)` is read with ψ₁ = g²/2 and the method's α), mean ± sd over \
-         seeds.\n"
+         Action `A = Σ_n Σ_i w_i (½|u|² + αψ(g)) dt / M_0` (per unit of initial mass; SPEC §6), mean ± sd over \
+         seeds; `–` for UOT-FM, whose growth is not tied to a ψ, so the Var-RUOT action is not defined for it.\n"
     );
     head(
         &mut md,

@@ -123,7 +123,8 @@ pub fn learned_report(cfg: &LearnedCfg, learners: &[&dyn ProtocolRunner]) -> Res
         let json = std::fs::read_to_string(cfg.data_dir.join(name).join(format!("{name}.json")))
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok());
-        let series = infer::load_series(&csv, &crate::data::ColumnSpec::default())?.subsample(cfg.subsample, 0);
+        let series =
+            infer::load_series(&csv, &crate::data::ColumnSpec::default())?.subsample(cfg.subsample, 0);
         let mut methods = Vec::new();
         for l in learners {
             eprintln!("results learned: {name}: {} ...", l.label());
