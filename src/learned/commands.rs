@@ -188,7 +188,7 @@ pub enum PsiChoice {
 /// `advreact fit`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct FitArgs {
-    /// Snapshot CSV (time,x1..xd[,w]).
+    /// Snapshot CSV: columns time, x1..xd and optionally w.
     pub data: PathBuf,
     /// The model to fit.
     #[arg(long, value_enum)]
@@ -248,7 +248,7 @@ pub struct FitArgs {
     /// Keep at most N cells per time point (0: all; kept cells carry the snapshot's mass).
     #[arg(long, default_value_t = 0)]
     pub subsample: usize,
-    /// Output folder (default output/fit/<data>_<model>).
+    /// Output folder (default output/fit/DATA_MODEL).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Replace an output folder holding foreign files.
