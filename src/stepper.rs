@@ -1,4 +1,4 @@
-//! The only time loop (SPEC §1, Lie splitting): [`Simulation::run_until`]. Per step `dt`, with
+//! The only time loop (SPEC §1, Lie splitting): [`Simulation::run_until`] (simulations, flows, forward prediction and the Var-RUOT fit's rollouts all run on it). Per step `dt`, with
 //! `u_i = u(x_i, t)` and `g_i = g(x_i, t)` evaluated at the start of the step:
 //!
 //! 1. advection (Euler–Maruyama): `x_i ← x_i + u_i dt + σ √dt ξ_i`, `ξ_i ~ N(0, I_d)`;

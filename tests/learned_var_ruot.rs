@@ -2,15 +2,13 @@
 //! truths (pure growth, translation), Theorem 4.2's signs, reproducibility across thread counts.
 
 use advreact::dist::Exec;
-use advreact::field::learned::LearnedField;
 use advreact::infer::Series;
+use advreact::learned::commands::simulate;
 use advreact::learned::features::{FeatureSpec, Features, TimeBasis};
 use advreact::learned::model::{Model, Potential};
 use advreact::learned::psi::Psi;
 use advreact::learned::var_ruot::{fit, loss_and_grad, predict_at, Problem, VarRuotParams};
-use advreact::reaction::{Reaction, ReactionKind};
-use advreact::stepper::{Simulation, TimeCfg};
-use advreact::{Cloud, Particles};
+use advreact::Cloud;
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::path::PathBuf;
@@ -143,10 +141,12 @@ fn adjoint_matches_central_differences_with_the_divergence() {
     assert!(worst <= 1e-6, "relative error {worst:.3e}");
 }
 
-/// The fit's steps are the engine's: `Simulation::run` with the learned field and the `weights`
-/// reaction, same seed and σ, lands on the same positions and log-weights, bit for bit.
+/// The fit's trajectory is the engine's: the rollout runs `advreact forward --model`'s simulation
+/// (one `Simulation::run_until` per interval, the learned field, the `weights` reaction, the same
+/// seed and σ), so a fitted model forwarded with its fit settings lands on the fitted positions
+/// and weights bit for bit; and `predict_at` is that same trajectory.
 #[test]
-fn forward_reproduces_the_engine_to_the_bit() {
+fn the_fit_trajectory_is_the_forward_simulation_to_the_bit() {
     let (_, f, theta) = small_problem();
     let d = 2;
     // 1100 particles: two noise chunks of the engine.
@@ -160,31 +160,18 @@ fn forward_reproduces_the_engine_to_the_bit() {
     let problem = Problem::new(&s, f.clone(), &params).unwrap();
     let pred = problem.predict(&theta, &exec).unwrap();
     let pot = Potential { features: f, theta, psi: Psi::Quadratic, alpha: 0.8 };
-    // prediction at given times is the same trajectory
     let at = predict_at(&pot, &first, 0.0, &[0.5, 1.0], &params, &exec).unwrap();
     assert_eq!(at[1], pred[2]);
     assert_eq!(at[0], pred[1]);
-    let field = LearnedField::new(Model::VarRuot(pot)).unwrap();
-    let time = TimeCfg { dt: 0.125, steps: 8, noise: 0.4, max_displacement: None };
-    let reaction = Reaction { kind: ReactionKind::Weights, ..Reaction::default() };
-    let mut sim = Simulation::new(
-        Particles::from_cloud(&first),
-        Cloud::new(d, vec![], vec![]).unwrap(),
-        Box::new(field),
-        reaction,
-        time,
-        17,
-    );
-    let summary = sim.run(&mut []).unwrap();
-    assert!(summary.error.is_none());
-    assert_eq!(summary.guards.growth_clipped, 0);
-    let last = &pred[2];
-    assert_eq!(sim.particles.x.len(), last.x.len());
-    let moved = sim.particles.x.iter().zip(&first.x).filter(|(a, b)| a != b).count();
+    let sim = simulate(&Model::VarRuot(pot), &first, &[0.0, 0.5, 1.0], 0.125, 0.4, 17, &exec, 0).unwrap();
+    assert!(sim.warnings.is_empty(), "{:?}", sim.warnings);
+    let moved = sim.clouds[2].x.iter().zip(&first.x).filter(|(a, b)| a != b).count();
     assert!(moved > 1000, "the particles must move");
-    assert!(sim.particles.x.iter().zip(&last.x).all(|(a, b)| a.to_bits() == b.to_bits()), "positions differ");
-    let w: Vec<f64> = sim.particles.logw.iter().map(|l| l.exp()).collect();
-    assert!(w.iter().zip(&last.w).all(|(a, b)| a.to_bits() == b.to_bits()), "weights differ");
+    for k in 1..3 {
+        let (a, b) = (&sim.clouds[k], &pred[k]);
+        assert!(a.x.iter().zip(&b.x).all(|(u, v)| u.to_bits() == v.to_bits()), "positions differ at {k}");
+        assert!(a.w.iter().zip(&b.w).all(|(u, v)| u.to_bits() == v.to_bits()), "weights differ at {k}");
+    }
 }
 
 /// Pure growth with ψ₁ (SPEC §6 ground truth): snapshots that do not move, mass 1 → 4 on [0, 1],

@@ -124,6 +124,30 @@ pub fn simulate(
         (0..k).map(|j| j * n / k).collect()
     };
     let mut paths: Vec<Vec<f64>> = vec![Vec::new(); ids.len()];
+    let mut rule = Trace { ids: &ids, paths: &mut paths };
+    let growth_guard = Reaction::default().max_growth_step;
+    let (clouds, steps, warnings) =
+        simulate_with(model, start, times, dt, sigma, seed, exec, growth_guard, &mut rule)?;
+    Ok(Simulated { times: times.to_vec(), clouds, paths, steps, warnings })
+}
+
+/// The loop of [`simulate`] with any per-step rule (`rule.start` at the start of every interval,
+/// `rule.stop` after every step; a rule that stops early is an error) and the reaction's growth
+/// guard `max_growth_step`: one `Simulation::run_until` per interval. Returns the clouds at
+/// `times`, the steps taken and the guards' warnings. Inputs are checked by [`simulate`]'s
+/// callers ([`simulate`] itself, the Var-RUOT rollout).
+#[allow(clippy::too_many_arguments)]
+pub fn simulate_with(
+    model: &Model,
+    start: &Cloud,
+    times: &[f64],
+    dt: f64,
+    sigma: f64,
+    seed: u64,
+    exec: &Exec,
+    max_growth_step: f64,
+    rule: &mut dyn StopRule,
+) -> Result<(Vec<Cloud>, usize, Vec<Warning>), SimError> {
     let mut particles = Particles::from_cloud(start);
     let mut clouds = vec![start.clone()];
     let mut warnings = Vec::new();
@@ -132,7 +156,7 @@ pub fn simulate(
         let delta = w[1] - w[0];
         let nsteps = ((delta / dt) * (1.0 - 1e-12)).ceil().max(1.0) as usize;
         let field = TimeShifted { inner: LearnedField::new(model.clone())?, t0: w[0] };
-        let reaction = Reaction { kind: ReactionKind::Weights, ..Reaction::default() };
+        let reaction = Reaction { kind: ReactionKind::Weights, max_growth_step, ..Reaction::default() };
         let time = TimeCfg { dt: delta / nsteps as f64, steps: nsteps, noise: sigma, max_displacement: None };
         let empty = Cloud::new_unchecked(start.dim, vec![], vec![]);
         let mut sim = Simulation::new(
@@ -144,8 +168,7 @@ pub fn simulate(
             rng::mix(seed.wrapping_add(k as u64)),
         );
         sim.exec = exec.clone();
-        let mut rule = Trace { ids: &ids, paths: &mut paths };
-        let summary = sim.run_until(&mut [], &mut rule).map_err(|e| SimError::Invalid(e.to_string()))?;
+        let summary = sim.run_until(&mut [], rule).map_err(|e| SimError::Invalid(e.to_string()))?;
         if let Some(e) = summary.error {
             return Err(e);
         }
@@ -162,7 +185,7 @@ pub fn simulate(
         particles = sim.particles;
         clouds.push(particles.to_cloud());
     }
-    Ok(Simulated { times: times.to_vec(), clouds, paths, steps, warnings })
+    Ok((clouds, steps, warnings))
 }
 
 /// Which model `fit` fits.

@@ -8,15 +8,16 @@
 //!
 //! `X_{n+1} = X_n + h ∇λ(X_n, t_n) + σ√h ξ_n`,   `ℓ_{n+1} = ℓ_n + h g(λ(X_n, t_n))`.
 //!
-//! The noise `ξ_n` is drawn once per fit (common random numbers) from the engine's streams
-//! `rng::stream(seed, Noise, n, c)` in chunks of [`rng::CHUNK`] particles, in the engine's order,
-//! so the loss is a deterministic function of `θ`. These are the engine's own steps (SPEC §1,
-//! `weights` reaction, free mass), written out here rather than run through
-//! `stepper::Simulation` because the adjoint needs every intermediate state and log-weight, and
-//! because the engine *clips* `|g h|` to its guard `max_growth_step` while an exact gradient must
-//! never see a silent clip: here a step with `|g h| > max_growth_step` is an error (the line search
-//! treats it as a rejected trial). The test `forward_reproduces_the_engine_to_the_bit` checks that
-//! these steps equal `Simulation::run` with a `LearnedField` on the same seed, bit for bit.
+//! These are the engine's own steps (SPEC §1, `weights` reaction, free mass), run by its one time
+//! loop: the rollout is [`simulate_with`] (one `Simulation::run_until` per interval, the model as
+//! a learned field, a stop rule recording every state), the same simulation as
+//! `advreact forward --model`. The noise `ξ_n` comes from the engine's streams keyed by the fit's
+//! seed, so it is the same at every evaluation (common random numbers) and the loss is a
+//! deterministic function of `θ`. The engine *clips* `|g h|` to its guard `max_growth_step`; an
+//! exact gradient must never see a silent clip, so a rollout with any clipped step is an error
+//! (the line search treats it as a rejected trial). The test
+//! `the_fit_trajectory_is_the_forward_simulation_to_the_bit` checks that a fitted model forwarded
+//! with its fit settings lands on the fitted states bit for bit.
 //!
 //! **Loss.** With `w = e^ℓ`, `M_0` the first snapshot's mass and `M_k` the mass of snapshot `k`
 //! (cells of mass 1: the cell count),
@@ -59,8 +60,9 @@
 
 mod lbfgs;
 
+use super::commands::simulate_with;
 use super::features::{Features, Jet, JetCot};
-use super::model::Potential;
+use super::model::{Model, Potential};
 use super::psi::Psi;
 use crate::dist::{Exec, Par};
 use crate::error::SimError;
@@ -68,8 +70,7 @@ use crate::infer::Series;
 use crate::ot::divergence::{sinkhorn_divergence, DivergenceOptions, DivergenceWarm};
 use crate::ot::Cost;
 use crate::particles::Cloud;
-use crate::rng::{self, Purpose};
-use rand_distr::{Distribution, StandardNormal};
+use crate::stepper::{StepView, StopRule};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -227,8 +228,12 @@ pub struct Problem {
     /// Step index of every data time.
     data_steps: Vec<usize>,
     obs: Vec<Obs>,
-    /// `ξ[(n·N + i)·d + k]` (empty when `σ = 0`).
-    noise: Vec<f64>,
+    /// The first snapshot (the start of every rollout), the data times, the step bound and the
+    /// noise seed of [`simulate_with`].
+    first: Cloud,
+    times: Vec<f64>,
+    dt: f64,
+    seed: u64,
     /// `(ε, ρ, tolerance, iteration cap)` of the Sinkhorn solves.
     div: (f64, Option<f64>, f64, usize),
     warm: Vec<Option<DivergenceWarm>>,
@@ -255,6 +260,20 @@ pub struct LossEval {
     pub sinkhorn_converged: bool,
     /// `∂L/∂θ` (empty when not asked for).
     pub grad: Vec<f64>,
+}
+
+/// The rollout's states after every step (a [`StopRule`] that never stops the run).
+struct Record {
+    x: Vec<f64>,
+    l: Vec<f64>,
+}
+
+impl StopRule for Record {
+    fn stop(&mut self, s: &StepView) -> Result<bool, SimError> {
+        self.x.extend_from_slice(&s.particles.x);
+        self.l.extend_from_slice(&s.particles.logw);
+        Ok(false)
+    }
 }
 
 /// One block's stored trajectory.
@@ -344,19 +363,6 @@ impl Problem {
                 "var_ruot: every later snapshot is held out: nothing to fit".into(),
             ));
         }
-        let steps = t.len();
-        let mut noise = Vec::new();
-        if params.sigma > 0.0 {
-            noise = vec![0.0; steps * n * d];
-            for (step, xi) in noise.chunks_mut(n * d).enumerate() {
-                for (c, ch) in xi.chunks_mut(rng::CHUNK * d).enumerate() {
-                    let mut r = rng::stream(params.seed, Purpose::Noise, step as u64, c as u64);
-                    for v in ch.iter_mut() {
-                        *v = StandardNormal.sample(&mut r);
-                    }
-                }
-            }
-        }
         let div = (params.eps, params.rho, params.sinkhorn_tol, params.sinkhorn_max_iter);
         let nobs = obs.len();
         Ok(Self {
@@ -376,7 +382,10 @@ impl Problem {
             h,
             data_steps,
             obs,
-            noise,
+            first: first.clone(),
+            times: series.times.clone(),
+            dt: params.dt,
+            seed: params.seed,
             div,
             warm: vec![None; nobs],
         })
@@ -421,13 +430,68 @@ impl Problem {
     }
 
     /// The forward pass of one block.
-    fn forward_block(&self, theta: &[f64], start: usize, len: usize) -> Result<Block, SimError> {
-        let (d, steps) = (self.dim, self.steps());
+    /// The states of every particle after every step, through the engine's one time loop
+    /// ([`simulate_with`]: the same steps as `advreact forward --model`): `(x, ℓ)` with
+    /// `x[(n·N + i)·d + k]`, `ℓ[n·N + i]`, `n = 0..=S`. A step whose growth the engine's guard
+    /// clips (`|g h| > max_growth_step`) is an error: a fit must never see a silent clip.
+    fn rollout(&self, theta: &[f64], exec: &Exec) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+        let model = Model::VarRuot(Potential {
+            features: self.features.clone(),
+            theta: theta.to_vec(),
+            psi: self.psi,
+            alpha: self.alpha,
+        });
+        let mut rec = Record { x: self.x0.clone(), l: self.l0.clone() };
+        let (_, steps, warnings) = simulate_with(
+            &model,
+            &self.first,
+            &self.times,
+            self.dt,
+            self.sigma,
+            self.seed,
+            exec,
+            self.cap,
+            &mut rec,
+        )?;
+        if let Some(w) = warnings.iter().find(|w| w.guard == "growth_clipped") {
+            return Err(SimError::Limit {
+                step: steps,
+                what: format!(
+                    "var_ruot forward: |g dt| exceeded the growth guard {} in {} particle-steps (never clipped in a fit)",
+                    self.cap, w.count
+                ),
+            });
+        }
+        let (n, d) = (self.n, self.dim);
+        if steps != self.steps() || rec.x.len() != (steps + 1) * n * d || rec.l.len() != (steps + 1) * n {
+            return Err(SimError::Numerical {
+                step: steps,
+                what: format!(
+                    "var_ruot forward: the rollout took {steps} steps, the fit's grid {}",
+                    self.steps()
+                ),
+            });
+        }
+        Ok((rec.x, rec.l))
+    }
+
+    /// One block's stored trajectory (from the rollout's states), jets, running sums and checks.
+    fn forward_block(
+        &self,
+        theta: &[f64],
+        (xs, ls): (&[f64], &[f64]),
+        start: usize,
+        len: usize,
+    ) -> Result<Block, SimError> {
+        let (d, steps, nn) = (self.dim, self.steps(), self.n);
         let f = &self.features;
         let mut x = vec![0.0; (steps + 1) * len * d];
         let mut l = vec![0.0; (steps + 1) * len];
-        x[..len * d].copy_from_slice(&self.x0[start * d..(start + len) * d]);
-        l[..len].copy_from_slice(&self.l0[start..start + len]);
+        for n in 0..=steps {
+            x[n * len * d..(n + 1) * len * d]
+                .copy_from_slice(&xs[(n * nn + start) * d..(n * nn + start + len) * d]);
+            l[n * len..(n + 1) * len].copy_from_slice(&ls[n * nn + start..n * nn + start + len]);
+        }
         let mut sums = vec![[0.0; 3]; steps];
         let js = d + 3;
         let mut jets = vec![0.0; steps * len * js];
@@ -435,11 +499,8 @@ impl Problem {
         let mut jet = Jet::default();
         for n in 0..steps {
             let (t, h) = (self.t[n], self.h[n]);
-            let amp = self.sigma * h.sqrt();
-            let (xa, xb) = x.split_at_mut((n + 1) * len * d);
-            let (xa, xb) = (&xa[n * len * d..], &mut xb[..len * d]);
             for j in 0..len {
-                let xi = &xa[j * d..(j + 1) * d];
+                let xi = &x[(n * len + j) * d..(n * len + j + 1) * d];
                 f.load(xi, t, &mut p);
                 f.jet(theta, &mut p, &mut jet);
                 let lo = self.local(&jet);
@@ -448,41 +509,19 @@ impl Problem {
                 jr[1..=d].copy_from_slice(&jet.grad);
                 jr[d + 1] = jet.dt;
                 jr[d + 2] = jet.lap;
-                let li = l[n * len + j];
-                let i = start + j;
                 if !(lo.g.is_finite() && lo.r.is_finite() && jet.grad.iter().all(|v| v.is_finite())) {
                     return Err(SimError::NonFinite {
                         step: n,
                         quantity: "var_ruot forward: velocity, growth or HJB residual".into(),
-                        particle: i,
+                        particle: start + j,
                         value: lo.g,
                     });
                 }
-                if (lo.g * h).abs() > self.cap {
-                    return Err(SimError::Limit {
-                        step: n,
-                        what: format!(
-                            "var_ruot forward: |g dt| = {:.3} at particle {i} exceeds the growth guard {} (never clipped in a fit)",
-                            (lo.g * h).abs(),
-                            self.cap
-                        ),
-                    });
-                }
-                let w = li.exp();
+                let w = l[n * len + j].exp();
                 let s = &mut sums[n];
                 s[0] += w;
                 s[1] += w * (lo.kin + lo.apsi) * h;
                 s[2] += w * lo.r * lo.r * h;
-                let xo = &mut xb[j * d..(j + 1) * d];
-                for k in 0..d {
-                    let mut v = xi[k];
-                    v += jet.grad[k] * h;
-                    if amp != 0.0 {
-                        v += amp * self.noise[(n * self.n + i) * d + k];
-                    }
-                    xo[k] = v;
-                }
-                l[(n + 1) * len + j] = li + lo.g * h;
             }
         }
         Ok(Block { start, len, x, l, sums, jets })
@@ -497,7 +536,8 @@ impl Problem {
                 self.features.len()
             )));
         }
-        self.over_blocks(exec, |s, l| self.forward_block(theta, s, l))
+        let (xs, ls) = self.rollout(theta, exec)?;
+        self.over_blocks(exec, |s, l| self.forward_block(theta, (&xs, &ls), s, l))
     }
 
     /// Positions and log-weights of every particle at step `n`.
