@@ -32,7 +32,7 @@ fn f(v: f64) -> String {
 
 fn pm(v: &[f64]) -> String {
     let (m, sd) = mean_sd(v);
-    if v.len() > 1 {
+    if v.len() > 1 && !m.is_nan() {
         format!("{} ± {}", f(m), f(sd))
     } else {
         f(m)
