@@ -154,6 +154,11 @@ pub struct Point {
     // per space function: coefficients contracted over the time basis
     th: Vec<f64>,
     dth: Vec<f64>,
+    // scratch of the vector–Jacobian products (reused: they run per particle and step)
+    bz: Vec<f64>,
+    r: Vec<f64>,
+    q: Vec<f64>,
+    gz: Vec<f64>,
 }
 
 /// The jet `(λ, ∇_xλ, ∂_tλ, Δ_xλ)` of a scalar field at a point.
@@ -258,6 +263,10 @@ impl Features {
             c: vec![0.0; m],
             th: vec![0.0; sl],
             dth: vec![0.0; sl],
+            bz: Vec::with_capacity(d),
+            r: vec![0.0; sl],
+            q: vec![0.0; sl],
+            gz: vec![0.0; d],
         }
     }
 
@@ -380,13 +389,14 @@ impl Features {
     }
 
     /// Add `∂/∂θ_i [a λ + bᵀ∇λ + c ∂_tλ + e Δλ] = a f_i + bᵀ∇f_i + c ∂_t f_i + e Δf_i` into `out`.
-    pub fn vjp_theta(&self, p: &Point, cot: &JetCot, out: &mut [f64]) {
+    pub fn vjp_theta(&self, p: &mut Point, cot: &JetCot, out: &mut [f64]) {
         let (m, d, sl) = (self.spec.random, self.spec.dim, self.space_len());
         let a = self.amp();
-        let (bz, cz, ez) = self.cot_z(cot);
+        let (mut bz, mut r, mut q) =
+            (std::mem::take(&mut p.bz), std::mem::take(&mut p.r), std::mem::take(&mut p.q));
+        let (cz, ez) = self.cot_z(cot, &mut bz);
         // r_j: the part multiplying T_k, q_j: the part multiplying T_k' (from ∂_τ).
-        let mut r = vec![0.0; sl];
-        let mut q = vec![0.0; sl];
+        r.iter_mut().chain(q.iter_mut()).for_each(|v| *v = 0.0);
         for j in 0..m {
             let (s, c) = (p.s[j], p.c[j]);
             let om = &self.omega[j * d..(j + 1) * d];
@@ -412,6 +422,7 @@ impl Features {
                 *o += tk * rj + dtk * qj;
             }
         }
+        (p.bz, p.r, p.q) = (bz, r, q);
     }
 
     /// Add `∇_x [a λ + bᵀ∇λ + c ∂_tλ + e Δλ]` (cotangent held fixed) into `out` (length d).
@@ -419,9 +430,10 @@ impl Features {
         self.contract(theta, p);
         let (m, d) = (self.spec.random, self.spec.dim);
         let a = self.amp();
-        let (bz, cz, ez) = self.cot_z(cot);
+        let (mut bz, mut gz) = (std::mem::take(&mut p.bz), std::mem::take(&mut p.gz));
+        let (cz, ez) = self.cot_z(cot, &mut bz);
         let s_ = self.spec.scale;
-        let mut gz = vec![0.0; d];
+        gz.iter_mut().for_each(|v| *v = 0.0);
         for j in 0..m {
             let (s, c, th, dth) = (p.s[j], p.c[j], p.th[j], p.dth[j]);
             let om = &self.omega[j * d..(j + 1) * d];
@@ -451,12 +463,16 @@ impl Features {
         for (o, g) in out.iter_mut().zip(&gz) {
             *o += g / s_;
         }
+        (p.bz, p.gz) = (bz, gz);
     }
 
-    /// The cotangent's weights in standardised units: `b/s`, `c/t_s`, `e/s²`.
-    fn cot_z(&self, cot: &JetCot) -> (Vec<f64>, f64, f64) {
+    /// The cotangent's weights in standardised units: `b/s` into `bz` (empty when `b` is),
+    /// and `(c/t_s, e/s²)`.
+    fn cot_z(&self, cot: &JetCot, bz: &mut Vec<f64>) -> (f64, f64) {
         let s = self.spec.scale;
-        (cot.b.iter().map(|b| b / s).collect(), cot.c / self.spec.t_scale, cot.e / (s * s))
+        bz.clear();
+        bz.extend(cot.b.iter().map(|b| b / s));
+        (cot.c / self.spec.t_scale, cot.e / (s * s))
     }
 
     /// Index (among the polynomial terms) of `z_i z_l`, `i ≤ l`.
@@ -630,7 +646,7 @@ mod tests {
             let mut p = f.point();
             f.load(&x, t, &mut p);
             let mut gth = vec![0.0; f.len()];
-            f.vjp_theta(&p, &cot, &mut gth);
+            f.vjp_theta(&mut p, &cot, &mut gth);
             // linear in θ: the functional at θ equals ⟨gth, θ⟩ exactly up to rounding
             let lin: f64 = gth.iter().zip(&th).map(|(a, b)| a * b).sum();
             assert!((lin - func(&th, &x)).abs() < 1e-11 * (1.0 + lin.abs()));
