@@ -228,7 +228,7 @@ impl UotResult {
         self.inner.b.w.clone().into_pyarray(py)
     }
     /// Plan entries `(i, j, v)`: the `top_k` largest of each row, or all `≥ threshold` (at most
-    /// `max_entries`), or all of them (at most `max_entries`).
+    /// `max_entries`), or, with neither, every entry in row-major order (`n·m ≤ max_entries`).
     #[pyo3(signature = (top_k=None, threshold=None, max_entries=10_000_000))]
     #[allow(clippy::type_complexity)]
     fn plan<'py>(
@@ -244,7 +244,12 @@ impl UotResult {
             Ok(match (threshold, top_k) {
                 (Some(t), _) => c.above(t, max_entries)?,
                 (None, Some(k)) => c.top_k(k)?,
-                (None, None) => c.above(0.0, max_entries)?,
+                (None, None) => {
+                    let m = s.b.len();
+                    let dense = c.dense(max_entries)?;
+                    let entry = |(k, &value): (usize, &f64)| PlanEntry { i: k / m, j: k % m, value };
+                    dense.iter().enumerate().map(entry).collect()
+                }
             })
         })?;
         let i: Vec<i64> = entries.iter().map(|e| e.i as i64).collect();
