@@ -21,7 +21,8 @@ use advreact::error::{Error, SimError};
 use advreact::ot::divergence::{sinkhorn_divergence, DivergenceOptions};
 use advreact::prelude::*;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyFloatingPointError, PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -40,7 +41,6 @@ fn py_err(e: Error) -> PyErr {
         Error::Io { .. } => PyOSError::new_err(msg),
     }
 }
-
 
 /// Run `f` on a worker thread (in a rayon pool of `threads` threads when given) while the GIL is
 /// released; poll for Python signals every 50 ms. On a pending signal (Ctrl-C): set `stop` if
@@ -135,7 +135,9 @@ fn cloud(
     let ws = match w {
         Some(w) => w
             .as_slice()
-            .map_err(|_| PyValueError::new_err(format!("{what}: weights must be a contiguous float64 array")))?
+            .map_err(|_| {
+                PyValueError::new_err(format!("{what}: weights must be a contiguous float64 array"))
+            })?
             .to_vec(),
         None => vec![1.0; n],
     };
@@ -171,7 +173,10 @@ fn mmd2(
         let s = bandwidth.unwrap_or_else(|| advreact::scenario::median_distance(&cb));
         let t = mmd_between(&ca, &cb, s)?;
         if !t.mmd2.is_finite() {
-            return Err(SimError::NonFinite { step: 0, quantity: "MMD²".into(), particle: 0, value: t.mmd2 }.into());
+            return Err(SimError::NonFinite {
+                step: 0, quantity: "MMD²".into(), particle: 0, value: t.mmd2
+            }
+            .into());
         }
         Ok((t.mmd2, s))
     })
@@ -370,7 +375,8 @@ fn sinkhorn_divergence_py<'py>(
 fn scenario_json_to_toml(json: &str) -> PyResult<String> {
     let v: serde_json::Value =
         serde_json::from_str(json).map_err(|e| PyValueError::new_err(format!("scenario dict: {e}")))?;
-    toml::to_string(&v).map_err(|e| PyValueError::new_err(format!("scenario dict: not TOML-representable: {e}")))
+    toml::to_string(&v)
+        .map_err(|e| PyValueError::new_err(format!("scenario dict: not TOML-representable: {e}")))
 }
 
 /// Run one scenario into the folder `out` through `advreact::run::run_scenario` (the CLI's
@@ -405,7 +411,13 @@ fn simulate(
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let r = watched(py, threads, Some(stop), move || {
-        let opts = RunOptions { out: Some(out), force, progress: false, interrupt: Some(flag), ..Default::default() };
+        let opts = RunOptions {
+            out: Some(out),
+            force,
+            progress: false,
+            interrupt: Some(flag),
+            ..Default::default()
+        };
         run_scenario(&sc, &opts)
     })?;
     let summary = serde_json::to_string(&r.summary).map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
