@@ -181,6 +181,12 @@ def write_uot_to_anndata(adata: Any, snapshots: Snapshots, t0: float, t1: float,
             f"{r0.shape[0]} and {r1.shape[0]}"
         )
     n, d = snapshots.n_obs, snapshots.x[i0].shape[1]
+    t = result.barycentric_map()
+    if t.shape != snapshots.x[i0].shape:
+        raise ValueError(
+            f"result: a coupling in {t.shape[1]} dimensions, the snapshots' basis "
+            f"{snapshots.basis!r} has {d}: solve on snapshots.x"
+        )
 
     def column(key):
         if key in adata.obs:
@@ -200,7 +206,7 @@ def write_uot_to_anndata(adata: Any, snapshots: Snapshots, t0: float, t1: float,
     kept[r0], kept[r1] = kept_a, kept_b
     rate[r0] = growth
     disp, vel = matrix("advreact_displacement"), matrix("advreact_velocity")
-    step = result.barycentric_map() - snapshots.x[i0]
+    step = t - snapshots.x[i0]
     disp[r0] = step
     vel[r0] = step / dt
     adata.obs["advreact_mass_kept"] = kept

@@ -12,8 +12,9 @@ Timed, medians over ``--reps`` runs after one warm-up, all in one run:
   GIL release, result arrays included); the overhead is ``python / rust − 1``;
 - ``pot``: ``ot.unbalanced.sinkhorn_unbalanced`` (numpy backend, ``method="sinkhorn"``, the same
   ε, reg_m = 1, stopThr 1e-6) — dense n × m matrices; POT has no MMD.
-GeomLoss is not timed: its only installs from the package index pull PyTorch (with its CUDA
-libraries by default), too large for this machine's CI budget.
+GeomLoss is not timed here: it needs PyTorch, whose CPU-only wheels are not on the package
+index this project reaches (the index's default build brings the CUDA libraries);
+``scripts/bench_peers.sh --geomloss`` times GeomLoss against the engine.
 
 Usage: ``python python/bench/overhead.py [--n 10000] [--reps 3] [--no-pot]`` from the repository
 root, with ``advreact`` installed (``pip install ./python``) and cargo on the PATH.
