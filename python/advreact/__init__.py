@@ -23,8 +23,10 @@ Errors
     ``RuntimeError`` (other numerical failures), ``OSError`` (files); ``TypeError`` for arrays
     that are not real numbers.
 
-Not bound (yet): the command line's ``map`` command (written elsewhere at the time of this
-package), ``fit``/``field``/``forward``/``infer`` (use the ``advreact`` binary).
+Learned dynamics: :func:`fit`, :func:`field` and :func:`forward` call the library's ``fit``,
+``field`` and ``forward --model`` commands (the same folders and files as the command line).
+Not bound (yet): ``infer`` and ``forward`` with a method (their command code lives in the
+binary), and ``map`` (the command was being written elsewhere when this package was made).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ __all__ = [
     "Snapshots",
     "from_anndata",
     "write_uot_to_anndata",
+    "fit",
+    "field",
+    "forward",
 ]
 
 __version__ = "0.1.0"
@@ -429,3 +434,137 @@ def simulate(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _data_path(data, tmp: Path) -> Path:
+    """A snapshot CSV path for ``data``: a path as is, :class:`Snapshots` written to ``tmp``."""
+    if isinstance(data, Snapshots):
+        p = tmp / "snapshots.csv"
+        data.to_csv(p)
+        return p
+    if isinstance(data, (str, os.PathLike)):
+        return Path(data)
+    raise TypeError(f"data: expected a snapshot CSV path or Snapshots, got {type(data).__name__}")
+
+
+def _argv(options: Dict[str, Any]) -> list:
+    """Keyword options as command-line flags: ``ell_x=0.5`` → ``--ell-x 0.5``, ``True`` → the
+    flag alone, a list → the flag repeated, ``None``/``False`` → nothing."""
+    argv = []
+    for k, v in options.items():
+        flag = "--" + k.replace("_", "-")
+        if v is None or v is False:
+            continue
+        if v is True:
+            argv.append(flag)
+        elif isinstance(v, (list, tuple)):
+            for item in v:
+                argv += [flag, repr(item) if isinstance(item, float) else str(item)]
+        else:
+            argv += [flag, repr(v) if isinstance(v, float) else str(v)]
+    return argv
+
+
+def fit(data, model: str, *, out=None, force: bool = False, threads: Optional[int] = None,
+        **options) -> Dict[str, Any]:
+    """Fit a learned dynamics ``(u, g)`` to snapshots, as ``advreact fit DATA --model MODEL``.
+
+    Parameters
+    ----------
+    data : path or Snapshots
+        The snapshot CSV (``time, x1..xd[, w]``), or :func:`from_anndata`'s result.
+    model : {"uot_fm", "var_ruot"}
+    out : path, optional
+        The output folder (default: the command line's ``output/fit/<data>_<model>``).
+    force : bool
+        Replace an ``out`` folder holding foreign files.
+    threads : int, optional
+    **options
+        The command's other options by name (``holdout=[2.0]``, ``features=80``, ``pairs=600``,
+        ``subsample=60``, ``dt=0.05``, ``psi="power"``, ...; see ``advreact fit --help``).
+
+    Returns
+    -------
+    dict
+        ``dir`` (the folder), ``ok`` (the command's status), ``model`` (``model.json``) and
+        ``fit`` (``fit.json``), parsed.
+    """
+    with tempfile.TemporaryDirectory(prefix="advreact-fit-") as tmp:
+        path = _data_path(data, Path(tmp))
+        argv = [str(path), "--model", model] + _argv(dict(options, out=None if out is None else str(out),
+                                                            force=force, threads=threads))
+        folder, ok = _core.fit(argv)
+    folder = Path(folder)
+    return {
+        "dir": folder,
+        "ok": ok,
+        "model": json.loads((folder / "model.json").read_text()),
+        "fit": json.loads((folder / "fit.json").read_text()),
+    }
+
+
+def field(model, x, time: Optional[float] = None) -> Dict[str, np.ndarray]:
+    """Velocity and growth of a fitted model at points, as ``advreact field MODEL POINTS``.
+
+    Parameters
+    ----------
+    model : path or dict
+        The model file (``fit(...)["dir"] / "model.json"``) or a :func:`fit` result.
+    x : array_like, shape (n, d)
+        The points.
+    time : float or array_like of shape (n,)
+        The time of evaluation (one for all points, or one per point).
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``u`` (n, d), ``g`` (n,), and ``lambda`` (n,) for a var_ruot model.
+    """
+    if isinstance(model, dict):
+        model = Path(model["dir"]) / "model.json"
+    x = _points(x, "x")
+    n, d = x.shape
+    with tempfile.TemporaryDirectory(prefix="advreact-field-") as tmp:
+        pts, res = Path(tmp) / "points.csv", Path(tmp) / "field.csv"
+        t = None if time is None else np.broadcast_to(np.asarray(time, dtype=np.float64), (n,))
+        with open(pts, "w") as fh:
+            fh.write(",".join((["time"] if t is not None else []) + [f"x{k + 1}" for k in range(d)]) + "\n")
+            for i in range(n):
+                vals = ([repr(float(t[i]))] if t is not None else []) + [repr(float(v)) for v in x[i]]
+                fh.write(",".join(vals) + "\n")
+        _core.field([str(model), str(pts), "--out", str(res)])
+        cols = _read_csv(res)
+    us = sorted((k for k in cols if k.startswith("u") and k[1:].isdigit()), key=lambda k: int(k[1:]))
+    out = {"u": np.stack([cols[k] for k in us], axis=1), "g": cols["g"]}
+    if "lambda" in cols:
+        out["lambda"] = cols["lambda"]
+    return out
+
+
+def forward(data, model, *, out, force: bool = False, subsample: int = 0, seed: int = 0,
+            threads: Optional[int] = None) -> Dict[str, Any]:
+    """Simulate a fitted model forward from the first snapshot and compare with every time point,
+    as ``advreact forward DATA --model MODEL --out OUT``.
+
+    Parameters
+    ----------
+    data : path or Snapshots
+    model : path or dict
+        The model file or a :func:`fit` result.
+    out : path
+        The output folder (``prediction.csv``, ``forward.json``, ``forward.png``).
+    force, subsample, seed, threads
+        As the command's ``--force``, ``--subsample``, ``--seed``, ``--threads``.
+
+    Returns
+    -------
+    dict
+        ``dir``, ``ok`` and ``report`` (``forward.json``, parsed).
+    """
+    if isinstance(model, dict):
+        model = Path(model["dir"]) / "model.json"
+    with tempfile.TemporaryDirectory(prefix="advreact-forward-") as tmp:
+        path = _data_path(data, Path(tmp))
+        ok = _core.forward_model(path, Path(model), Path(out), force, subsample, seed, threads)
+    folder = Path(out)
+    return {"dir": folder, "ok": ok, "report": json.loads((folder / "forward.json").read_text())}

@@ -424,6 +424,71 @@ fn simulate(
     Ok((r.dir, summary))
 }
 
+/// `advreact fit` as a parser of its own (the library's [`FitArgs`](advreact::learned::commands::FitArgs)).
+#[derive(clap::Parser)]
+#[command(name = "advreact fit", no_binary_name = true)]
+struct FitCli {
+    #[command(flatten)]
+    args: advreact::learned::commands::FitArgs,
+}
+
+/// `advreact field` as a parser of its own.
+#[derive(clap::Parser)]
+#[command(name = "advreact field", no_binary_name = true)]
+struct FieldCli {
+    #[command(flatten)]
+    args: advreact::learned::commands::FieldArgs,
+}
+
+/// The first line of a command-line parse error (`error: …`), as a `ValueError`.
+fn parse_err(e: clap::Error) -> PyErr {
+    let text = e.to_string();
+    PyValueError::new_err(
+        text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string(),
+    )
+}
+
+/// `advreact fit ARGV…` through the library's `cmd_fit`; returns the output folder and whether
+/// the fit ended well (the command's exit status).
+#[pyfunction]
+fn fit(py: Python<'_>, argv: Vec<String>) -> PyResult<(PathBuf, bool)> {
+    use clap::Parser;
+    let a = FitCli::try_parse_from(argv).map_err(parse_err)?.args;
+    let out = advreact::learned::commands::fit_out(&a);
+    let ok = watched(py, a.threads, None, move || {
+        advreact::learned::commands::cmd_fit(&a, &advreact::dist::Exec::default())
+    })?;
+    Ok((out, ok))
+}
+
+/// `advreact field ARGV…` through the library's `cmd_field` (its `--out` CSV is read by the
+/// Python side).
+#[pyfunction]
+fn field(py: Python<'_>, argv: Vec<String>) -> PyResult<bool> {
+    use clap::Parser;
+    let a = FieldCli::try_parse_from(argv).map_err(parse_err)?.args;
+    watched(py, None, None, move || advreact::learned::commands::cmd_field(&a))
+}
+
+/// `advreact forward DATA --model MODEL --out OUT` through the library's `cmd_forward_model`.
+#[pyfunction]
+#[pyo3(signature = (data, model, out, force=false, subsample=0, seed=0, threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn forward_model(
+    py: Python<'_>,
+    data: PathBuf,
+    model: PathBuf,
+    out: PathBuf,
+    force: bool,
+    subsample: usize,
+    seed: u64,
+    threads: Option<usize>,
+) -> PyResult<bool> {
+    use advreact::learned::commands::{cmd_forward_model, ForwardModelArgs};
+    let a = ForwardModelArgs { model, out, force, subsample, seed, columns: Default::default() };
+    watched(py, threads, None, move || cmd_forward_model(&data, &a, &advreact::dist::Exec::default()))
+}
+
 /// The compiled module.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -433,6 +498,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(sinkhorn_divergence_py, m)?)?;
     m.add_function(wrap_pyfunction!(scenario_json_to_toml, m)?)?;
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
+    m.add_function(wrap_pyfunction!(fit, m)?)?;
+    m.add_function(wrap_pyfunction!(field, m)?)?;
+    m.add_function(wrap_pyfunction!(forward_model, m)?)?;
     m.add("__engine_version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
