@@ -1,7 +1,7 @@
 """Type stubs of the public ``advreact`` API (docstrings in ``advreact/__init__.py``).
 
 Not bound: ``map`` (the command line's ``map`` command was being written elsewhere when this
-package was made), ``fit``, ``field``, ``forward``, ``infer`` (use the ``advreact`` binary).
+package was made), ``infer`` and ``forward`` with a method (use the ``advreact`` binary).
 """
 
 from os import PathLike
@@ -105,3 +105,26 @@ def simulate(
     out: Optional[Union[str, PathLike]] = None,
     force: bool = False,
 ) -> Run: ...
+
+def fit(
+    data: Union[str, PathLike, Snapshots],
+    model: str,
+    *,
+    out: Optional[Union[str, PathLike]] = None,
+    force: bool = False,
+    threads: Optional[int] = None,
+    **options: Any,
+) -> Dict[str, Any]: ...
+def field(
+    model: Union[str, PathLike, Dict[str, Any]], x: ArrayLike, time: Optional[Union[float, ArrayLike]] = None
+) -> Dict[str, F64]: ...
+def forward(
+    data: Union[str, PathLike, Snapshots],
+    model: Union[str, PathLike, Dict[str, Any]],
+    *,
+    out: Union[str, PathLike],
+    force: bool = False,
+    subsample: int = 0,
+    seed: int = 0,
+    threads: Optional[int] = None,
+) -> Dict[str, Any]: ...

@@ -1,12 +1,12 @@
 """Type stubs of the compiled extension ``advreact._core`` (PyO3, abi3).
 
 Arrays are C-contiguous float64 (the public wrappers in ``advreact`` convert). Not bound: the
-command line's ``map`` (being written elsewhere when this package was made), ``fit``, ``field``,
-``forward``, ``infer``.
+command line's ``map`` (being written elsewhere when this package was made), ``infer`` and
+``forward`` with a method.
 """
 
 from os import PathLike
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -82,3 +82,14 @@ def simulate(
     threads: Optional[int] = None,
     force: bool = False,
 ) -> Tuple[str, str]: ...
+def fit(argv: List[str]) -> Tuple[str, bool]: ...
+def field(argv: List[str]) -> bool: ...
+def forward_model(
+    data: Union[str, PathLike],
+    model: Union[str, PathLike],
+    out: Union[str, PathLike],
+    force: bool = False,
+    subsample: int = 0,
+    seed: int = 0,
+    threads: Optional[int] = None,
+) -> bool: ...
