@@ -5,7 +5,7 @@
 //! shapes and dtypes and gives the public signatures and docstrings.
 //!
 //! **GIL and Ctrl-C.** Each computing call runs the library function on a worker thread and
-//! releases the GIL while it waits ([`watched`]); every 50 ms the calling thread takes the GIL back
+//! releases the GIL while it waits (`watched`); every 50 ms the calling thread takes the GIL back
 //! for [`Python::check_signals`]. A pending `KeyboardInterrupt` (Ctrl-C) then:
 //! - for `simulate`: sets the run's stop flag (`RunOptions::interrupt`, the same flag the CLI's
 //!   Ctrl-C handler sets), waits for the run to stop after its current step and complete its
