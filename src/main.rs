@@ -9,7 +9,7 @@ use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
 use advreact::infer::wot::mean_sq_cost;
 use advreact::ot::{
-    export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
+    export::report_json, solve_partial, uot_clouds, write_solution_with_ids, CostKind, EpsScaling, Marginal,
     PlanExport, SinkhornOptions, UotSolution,
 };
 use advreact::output::{write_folder, Kind, Target};
@@ -413,9 +413,17 @@ struct UotArgs {
     /// with --tau-a, --tau-b or --penalty).
     #[arg(long, conflicts_with_all = ["tau_a", "tau_b", "penalty"])]
     partial_mass: Option<f64>,
-    /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
-    #[arg(long, value_enum, default_value_t = Cost::SqEuclidean)]
-    cost: Cost,
+    /// sqeuclidean (|x-y|², POT's default), half_sqeuclidean (½|x-y|², GeomLoss p=2), or the
+    /// elastic costs ½|z|² + γ τ(z), z = x − y: elastic-l1 (τ = Σ|z_k|) and elastic-l0
+    /// (τ = Σ 1 − exp(−z_k²/(2σ²))), with --gamma (and --sigma).
+    #[arg(long, value_enum, default_value_t = CostKind::SqEuclidean)]
+    cost: CostKind,
+    /// Elastic costs: the penalty strength γ ≥ 0 (required with elastic-l1 / elastic-l0).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// elastic-l0: the width σ > 0 of the smoothed ℓ0 penalty (default 1).
+    #[arg(long)]
+    sigma: Option<f64>,
     /// Stop when both relative L1 marginal errors are below this.
     #[arg(long, default_value_t = 1e-9)]
     tol: f64,
@@ -485,9 +493,13 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
     if da != db {
         return Err(cli("B", format!("{} is {db}-D, {} is {da}-D", b.display(), a.display())));
     }
+    let cost = u.cost.build(u.gamma, u.sigma).map_err(|(k, m)| cli(k, m))?;
+    if cost.elastic().is_some() && u.eps.is_none() {
+        return Err(cli("--eps-rel", "is not available with an elastic cost: give --eps".into()));
+    }
     let eps = match (u.eps, u.eps_rel) {
         (Some(e), _) => e,
-        (None, r) => r.unwrap_or(f64::NAN) * u.cost.scale() * mean_sq_cost(&ca.0, &cb.0),
+        (None, r) => r.unwrap_or(f64::NAN) * cost.scale() * mean_sq_cost(&ca.0, &cb.0),
     };
     if !(eps.is_finite() && eps > 0.0) {
         let (k, v) = if u.eps.is_some() { ("--eps", u.eps) } else { ("--eps-rel", u.eps_rel) };
@@ -506,7 +518,7 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
         Penalty::Kl => (Marginal::kl(u.tau_a), Marginal::kl(u.tau_b)),
         Penalty::Tv => (Marginal::tv(u.tau_a), Marginal::tv(u.tau_b)),
     };
-    let mut opts = SinkhornOptions::kl(eps, u.tau_a, u.tau_b, u.cost);
+    let mut opts = SinkhornOptions::kl(eps, u.tau_a, u.tau_b, cost);
     opts.marginal_a = ma;
     opts.marginal_b = mb;
     opts.tol = u.tol;
