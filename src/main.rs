@@ -174,13 +174,13 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
         method: MapMethod,
         /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         gamma: Option<f64>,
         /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         eps: Option<f64>,
         /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         tau: Option<f64>,
         /// Apply this map.json to SOURCE and write --out (a CSV file).
         #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
