@@ -4,7 +4,6 @@
 //! naming the key, and the output-folder rules of every command (foreign folders and other
 //! commands' folders refused and untouched; own folder replaced).
 
-#[allow(dead_code)]
 mod common;
 use common::bin;
 use serde_json::Value;

@@ -32,7 +32,7 @@
 //!   `γ` the conjugate's gradient is not the inverse of `∇h` (it jumps): refused with an error;
 //!   use the parametric map instead (`maps::sparse`).
 //!
-//! `w(x)` is one streamed weighted soft-max pass over the targets ([`crate::ot::pass`]'s
+//! `w(x)` is one streamed weighted soft-max pass over the targets (`ot::pass`'s
 //! gradient pass on the elastic cost's tiles: O(n + m) memory, no n×m matrix, the same bits
 //! whatever the thread count), so `T` applies to any new `x` (out of sample).
 
