@@ -278,10 +278,10 @@ fn plot_displacement(path: &Path, s: &Displacement) -> Result<(), crate::plot::P
     )
 }
 
-/// `d = 2`: source (grey), target, and at most 400 arrows `x → T(x)` (every ⌈n/400⌉-th point).
+/// `d = 2`: source (grey), target, and at most 150 arrows `x → T(x)` (every ⌈n/150⌉-th point).
 fn plot_arrows(path: &Path, src: &Cloud, tgt: &Cloud, t: &[f64]) -> Result<(), crate::plot::PlotError> {
     let pts = |x: &[f64]| x.chunks_exact(2).map(|p| (p[0], p[1])).collect::<Vec<_>>();
-    let step = src.len().div_ceil(400).max(1);
+    let step = src.len().div_ceil(150).max(1);
     let arrows: Vec<Vec<(f64, f64)>> = src
         .x
         .chunks_exact(2)
@@ -290,7 +290,7 @@ fn plot_arrows(path: &Path, src: &Cloud, tgt: &Cloud, t: &[f64]) -> Result<(), c
         .map(|(a, b)| {
             // A shaft and a two-stroke head at the image.
             let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
-            let (hx, hy) = (-0.2 * dx, -0.2 * dy);
+            let (hx, hy) = (-0.12 * dx, -0.12 * dy);
             let (c, s) = (0.94f64, 0.34f64);
             vec![
                 (a[0], a[1]),
