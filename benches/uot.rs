@@ -9,8 +9,14 @@
 //! n = 4000 runs under criterion (10 samples). n = 10^5 (2·10^10 pair evaluations per iteration)
 //! is timed by hand: the median of 3 single iterations, and one full solve at d = 2 (tolerance
 //! 1e-4); set `UOT_BENCH_SKIP_LARGE=1` to skip it.
+//!
+//! Elastic cost (SPEC §7, the generic-cost tile path): one iteration at n = m = 4000, d = 1000,
+//! `h(z) = ½|z|² + γ|z|₁` (`γ = 0.1`) against `½|x − y|²` on the same clouds and ε, timed by hand
+//! (median of `UOT_BENCH_ELASTIC_REPS` single iterations each, default 1 — one iteration is
+//! ~20 s and ~40 s on a loaded 2-core machine —, and their ratio); `UOT_BENCH_SKIP_ELASTIC=1`
+//! skips it.
 
-use advreact::ot::{sinkhorn_step, uot_clouds, Cost, EpsScaling, Potentials, SinkhornOptions};
+use advreact::ot::{sinkhorn_step, uot_clouds, Cost, EpsScaling, Penalty, Potentials, SinkhornOptions};
 use advreact::Cloud;
 use criterion::{criterion_group, Criterion};
 use rand::SeedableRng;
@@ -136,10 +142,44 @@ fn large() {
     );
 }
 
+/// Median of `reps` single iterations of `opts` from zero potentials (seconds).
+fn median_iteration(a: &Cloud, b: &Cloud, opts: &SinkhornOptions, reps: usize) -> f64 {
+    let mut t: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let mut pot = Potentials { f: vec![0.0; a.len()], g: vec![0.0; b.len()] };
+            let t0 = Instant::now();
+            sinkhorn_step(a, b, opts, &mut pot).unwrap();
+            black_box(&pot);
+            t0.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn elastic() {
+    if std::env::var("UOT_BENCH_SKIP_ELASTIC").is_ok() {
+        return;
+    }
+    let (n, d) = (4000, 1000);
+    let p = Problem::new(n, d, 1e-6);
+    let (a, b) = p.measures();
+    let half = SinkhornOptions { cost: Cost::HalfSqEuclidean, ..p.opts.clone() };
+    let el = SinkhornOptions { cost: Cost::Elastic { gamma: 0.1, penalty: Penalty::L1 }, ..p.opts.clone() };
+    let reps = std::env::var("UOT_BENCH_ELASTIC_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let (th, te) = (median_iteration(&a, &b, &half, reps), median_iteration(&a, &b, &el, reps));
+    println!(
+        "uot_n4000_d1000/iteration: half_sqeuclidean {th:.3} s, elastic-l1 {te:.3} s (median of {reps}), \
+         ratio elastic / half_sqeuclidean = {:.2}",
+        te / th
+    );
+}
+
 criterion_group!(benches, bench_4000);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
+    elastic();
     large();
 }

@@ -8,8 +8,9 @@ mod compare;
 use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
 use advreact::infer::wot::mean_sq_cost;
+use advreact::maps::{self, command::MapMethod};
 use advreact::ot::{
-    export::report_json, solve_partial, uot_clouds, write_solution_with_ids, Cost, EpsScaling, Marginal,
+    export::report_json, solve_partial, uot_clouds, write_solution_with_ids, CostKind, EpsScaling, Marginal,
     PlanExport, SinkhornOptions, UotSolution,
 };
 use advreact::output::{write_folder, Kind, Target};
@@ -153,6 +154,42 @@ enum Cmd {
         out: Option<PathBuf>,
         /// Replace an output folder holding foreign files (never ., .., a parent of the current
         /// folder, $HOME or /).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Fit a transport map SOURCE.csv → TARGET.csv (x1..xd, optional id / w columns): the entropic
+    /// map of ½|x−y|² or of the elastic ℓ1 cost (sparse displacements), optionally after the
+    /// KL-unbalanced rescaling (--tau). Writes DIR/map.json, mapped.csv, report.json,
+    /// displacement.png (and arrows.png in 2-D). With --apply MAP.json NEW.csv --out F.csv:
+    /// apply a fitted map to new points.
+    Map {
+        /// SOURCE.csv (with --apply: the points to map).
+        source: PathBuf,
+        /// TARGET.csv (not with --apply).
+        #[arg(required_unless_present = "apply")]
+        target: Option<PathBuf>,
+        /// entropic (½|x−y|², γ = 0) or sparse-l1 (½|z|² + γ|z|₁: soft-thresholded, exact zeros).
+        #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
+        method: MapMethod,
+        /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
+        #[arg(long, allow_negative_numbers = true)]
+        gamma: Option<f64>,
+        /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
+        #[arg(long, allow_negative_numbers = true)]
+        eps: Option<f64>,
+        /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
+        #[arg(long, allow_negative_numbers = true)]
+        tau: Option<f64>,
+        /// Apply this map.json to SOURCE and write --out (a CSV file).
+        #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
+        apply: Option<PathBuf>,
+        /// Output folder (default output/map/<source>__<target>); with --apply the CSV file
+        /// (required).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace an output folder holding foreign files (or, with --apply, an existing file).
         #[arg(long)]
         force: bool,
         #[arg(long)]
@@ -413,9 +450,17 @@ struct UotArgs {
     /// with --tau-a, --tau-b or --penalty).
     #[arg(long, conflicts_with_all = ["tau_a", "tau_b", "penalty"])]
     partial_mass: Option<f64>,
-    /// sqeuclidean (|x-y|², POT's default) or half_sqeuclidean (½|x-y|², GeomLoss p=2).
-    #[arg(long, value_enum, default_value_t = Cost::SqEuclidean)]
-    cost: Cost,
+    /// sqeuclidean (|x-y|², POT's default), half_sqeuclidean (½|x-y|², GeomLoss p=2), or the
+    /// elastic costs ½|z|² + γ τ(z), z = x − y: elastic-l1 (τ = Σ|z_k|) and elastic-l0
+    /// (τ = Σ 1 − exp(−z_k²/(2σ²))), with --gamma (and --sigma).
+    #[arg(long, value_enum, default_value_t = CostKind::SqEuclidean)]
+    cost: CostKind,
+    /// Elastic costs: the penalty strength γ ≥ 0 (required with elastic-l1 / elastic-l0).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// elastic-l0: the width σ > 0 of the smoothed ℓ0 penalty (default 1).
+    #[arg(long)]
+    sigma: Option<f64>,
     /// Stop when both relative L1 marginal errors are below this.
     #[arg(long, default_value_t = 1e-9)]
     tol: f64,
@@ -485,9 +530,13 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
     if da != db {
         return Err(cli("B", format!("{} is {db}-D, {} is {da}-D", b.display(), a.display())));
     }
+    let cost = u.cost.build(u.gamma, u.sigma).map_err(|(k, m)| cli(k, m))?;
+    if cost.elastic().is_some() && u.eps.is_none() {
+        return Err(cli("--eps-rel", "is not available with an elastic cost: give --eps".into()));
+    }
     let eps = match (u.eps, u.eps_rel) {
         (Some(e), _) => e,
-        (None, r) => r.unwrap_or(f64::NAN) * u.cost.scale() * mean_sq_cost(&ca.0, &cb.0),
+        (None, r) => r.unwrap_or(f64::NAN) * cost.scale() * mean_sq_cost(&ca.0, &cb.0),
     };
     if !(eps.is_finite() && eps > 0.0) {
         let (k, v) = if u.eps.is_some() { ("--eps", u.eps) } else { ("--eps-rel", u.eps_rel) };
@@ -506,7 +555,7 @@ fn uot_inputs(a: &Path, b: &Path, u: &UotArgs) -> Result<(IdCloud, IdCloud, Sink
         Penalty::Kl => (Marginal::kl(u.tau_a), Marginal::kl(u.tau_b)),
         Penalty::Tv => (Marginal::tv(u.tau_a), Marginal::tv(u.tau_b)),
     };
-    let mut opts = SinkhornOptions::kl(eps, u.tau_a, u.tau_b, u.cost);
+    let mut opts = SinkhornOptions::kl(eps, u.tau_a, u.tau_b, cost);
     opts.marginal_a = ma;
     opts.marginal_b = mb;
     opts.tol = u.tol;
@@ -1167,6 +1216,37 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             opts.exec = p.exec();
             let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
             p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
+        }
+        Cmd::Map { source, target, method, gamma, eps, tau, apply, out, force, threads } => {
+            let exec = p.exec();
+            p.alone(|| {
+                set_threads(threads)?;
+                if let Some(map) = apply {
+                    let out = out.ok_or_else(|| -> Error {
+                        ConfigError::new("<cli>", "--out", "is required with --apply (the CSV to write)")
+                            .into()
+                    })?;
+                    let n = maps::command::cmd_apply(&map, &source, &out, force, &exec)?;
+                    println!("mapped {n} points → {}", out.display());
+                    return Ok(true);
+                }
+                let target = target.expect("clap requires TARGET without --apply");
+                let out = out.unwrap_or_else(|| {
+                    let dflt = uot_out(&source, &target, None);
+                    Path::new("output/map").join(dflt.file_name().expect("a default name"))
+                });
+                let o = maps::command::MapOptions { method, gamma, eps, tau, force, exec: exec.clone() };
+                let r = maps::command::cmd_map(&source, &target, &out, &o)?;
+                println!(
+                    "map: mean displacement dims {:.3} (δ = {:.3e}), S_ε(T#μ, ν) = {:.6e}, W1 = {:.6e} → {}",
+                    r.displacement.mean_dims(),
+                    r.displacement.delta,
+                    r.divergence,
+                    r.w1,
+                    out.display()
+                );
+                Ok(true)
+            })
         }
         Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {
             set_threads(threads)?;

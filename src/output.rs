@@ -1,5 +1,5 @@
 //! Output folders: which folder a command may write, and writing it atomically. Every command
-//! that writes a folder (`run`, `uot`, `infer`, `forward`, `fates`, `fit`) goes through [`Target`].
+//! that writes a folder (`run`, `uot`, `infer`, `forward`, `fates`, `fit`, `map`) goes through [`Target`].
 //!
 //! **Marker.** Every output folder holds a file `.advreact-output` written by the engine, with
 //! the fixed content `{"kind":"<command>","format":1}` and a newline (no timestamp: two runs give
@@ -55,6 +55,8 @@ pub enum Kind {
     Fates,
     /// `advreact fit`.
     Fit,
+    /// `advreact map`.
+    Map,
 }
 
 impl Kind {
@@ -67,6 +69,7 @@ impl Kind {
             Kind::Forward => "forward",
             Kind::Fates => "fates",
             Kind::Fit => "fit",
+            Kind::Map => "map",
         }
     }
 

@@ -23,7 +23,7 @@
 //! so that `∂S/∂a_i = φ(x_i)` and `∂S/∂x_i = a_i ∇φ(x_i)` (envelope theorem; checked against
 //! finite differences in `tests/wfr.rs`).
 
-use super::pass::{lse_rows_bary, Ground, Reduction};
+use super::pass::{lse_rows_bary, Reduction};
 use super::sinkhorn::{
     annealing_schedule, build_report, check_finite, check_report, evaluate, iterate, marginal_error, solve,
     Potentials, Relaxation, RunStats, Schedule, Scheme, SinkhornOptions, UotReport,
@@ -100,7 +100,7 @@ pub(crate) fn solve_symmetric_in(
     };
     let (e0, q) = annealing_schedule(&opts, a, a);
     let mut sym = Symmetric {
-        aa: Reduction::new(&opts.exec, d, a.x, a.x, Ground::SqDist),
+        aa: Reduction::for_cost(&opts.exec, d, a.x, a.x, opts.cost),
         la: a.log_weights(),
         c: opts.cost.scale(),
         marg,
@@ -131,7 +131,7 @@ pub(crate) fn solve_symmetric_in(
 
 /// A potential extended to the points `z` (n_z·d) by one soft-min over `b` with potential `g`:
 /// returns `(f̂(z), ∇f̂(z))`, `f̂(z) = −ε LSE_j(log b_j + (g_j − C(z, y_j))/ε)`,
-/// `∇f̂(z) = 2c (z − Σ_j p_j(z) y_j)`. Apply [`Marginal::aprox`] (and its derivative: `κ` for
+/// `∇f̂(z) = 2c (z − Σ_j p_j(z) y_j)` (elastic cost: `Σ_j p_j(z) ∇h(z − y_j)`). Apply [`Marginal::aprox`] (and its derivative: `κ` for
 /// KL) for the potential itself. Mismatched sizes (`z` not whole points of `b`'s dimension, `g`
 /// not one value per point of `b`) and an invalid cloud are errors.
 pub fn extend_potential(
@@ -182,14 +182,19 @@ fn extend_in(
     let c = cost.scale();
     let mut l = vec![0.0; nz];
     let mut grad = vec![0.0; nz * d];
-    lse_rows_bary(exec, d, z, b.x, &h, c / eps, &mut l, &mut grad);
-    let fhat: Vec<f64> = l.iter().map(|v| -eps * v).collect();
-    check_finite(&fhat, 0, "extended potential")?;
-    for (gz, zz) in grad.chunks_exact_mut(d).zip(z.chunks_exact(d)) {
-        for (gk, zk) in gz.iter_mut().zip(zz) {
-            *gk = 2.0 * c * (zk - *gk);
+    if cost.elastic().is_some() {
+        // ∇f̂(z) = Σ_j p_j(z) ∇h(z − y_j) (the tiles hold h itself: c = 1).
+        Reduction::for_cost(exec, d, z, b.x, cost).lse_grad(&h, c / eps, &mut l, &mut grad);
+    } else {
+        lse_rows_bary(exec, d, z, b.x, &h, c / eps, &mut l, &mut grad);
+        for (gz, zz) in grad.chunks_exact_mut(d).zip(z.chunks_exact(d)) {
+            for (gk, zk) in gz.iter_mut().zip(zz) {
+                *gk = 2.0 * c * (zk - *gk);
+            }
         }
     }
+    let fhat: Vec<f64> = l.iter().map(|v| -eps * v).collect();
+    check_finite(&fhat, 0, "extended potential")?;
     check_finite(&grad, 0, "gradient of the extended potential")?;
     Ok((fhat, grad))
 }

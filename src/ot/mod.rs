@@ -60,33 +60,171 @@ use crate::error::SimError;
 use crate::particles::Cloud;
 use serde::{Deserialize, Serialize};
 
-/// Ground cost `C(x, y) = c |x − y|²`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+/// Ground cost `C(x, y)`: `c |x − y|²`, or the elastic cost `h(x − y)` (SPEC §7).
+///
+/// Serialised as `"sqeuclidean"`, `"half_sqeuclidean"` or
+/// `{"elastic": {"gamma": γ, "penalty": {"type": "l1"}}}` (`{"type": "smoothed_l0", "sigma": σ}`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Cost {
     /// `|x − y|²` (POT's `ot.dist` default).
     #[default]
     #[serde(rename = "sqeuclidean")]
-    #[value(name = "sqeuclidean")]
     SqEuclidean,
     /// `½ |x − y|²` (GeomLoss, `p = 2`; SPEC §2.2).
     #[serde(rename = "half_sqeuclidean")]
+    HalfSqEuclidean,
+    /// The elastic cost `h(z) = ½|z|² + γ τ(z)`, `z = x − y` (displacement-sparse OT, SPEC §7).
+    #[serde(rename = "elastic")]
+    Elastic {
+        /// Strength `γ ≥ 0` of the penalty.
+        gamma: f64,
+        /// The penalty `τ`.
+        penalty: Penalty,
+    },
+}
+
+/// The separable penalty `τ(z) = Σ_k τ₁(z_k)` of an elastic cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Penalty {
+    /// `τ₁(t) = |t|` (its prox is soft-thresholding: exact zeros).
+    L1,
+    /// `τ₁(t) = 1 − exp(−t²/(2σ²))`, a smoothed count of the moved coordinates.
+    SmoothedL0 {
+        /// Width `σ > 0` below which a displacement is not counted.
+        sigma: f64,
+    },
+}
+
+impl Penalty {
+    /// `τ₁(t)`.
+    #[inline(always)]
+    pub fn value(self, t: f64) -> f64 {
+        match self {
+            Penalty::L1 => t.abs(),
+            Penalty::SmoothedL0 { sigma } => -(-(t * t) / (2.0 * sigma * sigma)).exp_m1(),
+        }
+    }
+    /// `τ₁'(t)` (`0` at `t = 0` for ℓ1: the subgradient of least norm).
+    #[inline(always)]
+    pub fn derivative(self, t: f64) -> f64 {
+        match self {
+            Penalty::L1 => {
+                if t > 0.0 {
+                    1.0
+                } else if t < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            Penalty::SmoothedL0 { sigma } => {
+                let s2 = sigma * sigma;
+                t / s2 * (-(t * t) / (2.0 * s2)).exp()
+            }
+        }
+    }
+}
+
+/// The CLI names of the ground costs (`--cost`), turned into a [`Cost`] by [`CostKind::build`]
+/// with the elastic parameters `--gamma` and `--sigma`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CostKind {
+    /// `|x − y|²` (POT's default).
+    #[value(name = "sqeuclidean")]
+    SqEuclidean,
+    /// `½ |x − y|²` (GeomLoss `p = 2`).
     #[value(name = "half_sqeuclidean")]
     HalfSqEuclidean,
+    /// `½|z|² + γ Σ_k |z_k|`.
+    #[value(name = "elastic-l1")]
+    ElasticL1,
+    /// `½|z|² + γ Σ_k (1 − exp(−z_k²/(2σ²)))`.
+    #[value(name = "elastic-l0")]
+    ElasticL0,
+}
+
+impl CostKind {
+    /// The cost, with `gamma` (required for the elastic costs, not allowed otherwise) and `sigma`
+    /// (elastic-l0 only; default 1). Errors name the offending flag.
+    pub fn build(self, gamma: Option<f64>, sigma: Option<f64>) -> Result<Cost, (&'static str, String)> {
+        let elastic = matches!(self, CostKind::ElasticL1 | CostKind::ElasticL0);
+        if !elastic && gamma.is_some() {
+            return Err(("--gamma", "is only for --cost elastic-l1 or elastic-l0".into()));
+        }
+        if self != CostKind::ElasticL0 && sigma.is_some() {
+            return Err(("--sigma", "is only for --cost elastic-l0".into()));
+        }
+        let cost = match self {
+            CostKind::SqEuclidean => Cost::SqEuclidean,
+            CostKind::HalfSqEuclidean => Cost::HalfSqEuclidean,
+            CostKind::ElasticL1 | CostKind::ElasticL0 => {
+                let gamma = gamma.ok_or(("--gamma", "is required for an elastic cost".to_string()))?;
+                let penalty = match self {
+                    CostKind::ElasticL1 => Penalty::L1,
+                    _ => Penalty::SmoothedL0 { sigma: sigma.unwrap_or(1.0) },
+                };
+                Cost::Elastic { gamma, penalty }
+            }
+        };
+        cost.validate().map_err(|m| if m.contains("sigma") { ("--sigma", m) } else { ("--gamma", m) })?;
+        Ok(cost)
+    }
 }
 
 impl Cost {
-    /// The factor `c` of `C = c |x − y|²`.
+    /// The factor `c` of `C = c q(x, y)`, `q` the value the reduction's tiles hold: `|x − y|²`
+    /// for the squared-Euclidean costs, `h(x − y)` itself (`c = 1`) for the elastic one.
     pub fn scale(self) -> f64 {
         match self {
             Cost::SqEuclidean => 1.0,
             Cost::HalfSqEuclidean => 0.5,
+            Cost::Elastic { .. } => 1.0,
+        }
+    }
+    /// The elastic parameters `(γ, τ)`, `None` for the squared-Euclidean costs.
+    pub fn elastic(self) -> Option<(f64, Penalty)> {
+        match self {
+            Cost::Elastic { gamma, penalty } => Some((gamma, penalty)),
+            _ => None,
         }
     }
     /// `C(x, y)`.
     pub fn eval(self, x: &[f64], y: &[f64]) -> f64 {
-        self.scale() * x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
+        match self {
+            Cost::Elastic { gamma, penalty } => {
+                let (mut sq, mut pen) = (0.0, 0.0);
+                for (a, b) in x.iter().zip(y) {
+                    let t = a - b;
+                    sq = t.mul_add(t, sq);
+                    pen += penalty.value(t);
+                }
+                elastic_combine(sq, pen, gamma)
+            }
+            _ => self.scale() * x.iter().zip(y).map(|(a, b)| (a - b) * (a - b)).sum::<f64>(),
+        }
     }
+    /// `γ ≥ 0` finite and `σ > 0` finite for the elastic cost; the others are always valid.
+    pub fn validate(self) -> Result<(), String> {
+        if let Cost::Elastic { gamma, penalty } = self {
+            if !(gamma.is_finite() && gamma >= 0.0) {
+                return Err(format!("elastic cost: gamma must be finite and ≥ 0, got {gamma}"));
+            }
+            if let Penalty::SmoothedL0 { sigma } = penalty {
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(format!("elastic cost: sigma must be finite and > 0, got {sigma}"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `h = ½ Σ t² + γ Σ τ₁(t)` from the two sums (one formula for every caller: same bits).
+#[inline(always)]
+pub(crate) fn elastic_combine(sq: f64, pen: f64, gamma: f64) -> f64 {
+    gamma.mul_add(pen, 0.5 * sq)
 }
 
 impl std::str::FromStr for Cost {
@@ -95,7 +233,10 @@ impl std::str::FromStr for Cost {
         match s {
             "sqeuclidean" => Ok(Cost::SqEuclidean),
             "half_sqeuclidean" => Ok(Cost::HalfSqEuclidean),
-            _ => Err(format!("unknown cost '{s}' (expected sqeuclidean or half_sqeuclidean)")),
+            _ => Err(format!(
+                "unknown cost '{s}' (expected sqeuclidean or half_sqeuclidean; the elastic costs need \
+                 their parameters: --cost elastic-l1 --gamma G)"
+            )),
         }
     }
 }
@@ -327,7 +468,15 @@ pub(crate) fn cost_scale_bound_in(a: MeasureRef, b: MeasureRef, cost: Cost) -> f
             hi[k] = hi[k].max(p[k]);
         }
     }
-    cost.scale() * (0..d).map(|k| (hi[k] - lo[k]).powi(2)).sum::<f64>()
+    match cost {
+        // `h` is separable and increasing in every `|z_k|`: its largest value on the box is at
+        // the box's extents.
+        Cost::Elastic { .. } => {
+            let ext: Vec<f64> = (0..d).map(|k| hi[k] - lo[k]).collect();
+            cost.eval(&ext, &vec![0.0; d])
+        }
+        _ => cost.scale() * (0..d).map(|k| (hi[k] - lo[k]).powi(2)).sum::<f64>(),
+    }
 }
 
 #[cfg(test)]

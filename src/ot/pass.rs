@@ -33,12 +33,25 @@
 //! every term is below `e^{−(ln m + 42)}` times the row's largest (`Cull`): each row's sum changes
 //! by less than `e^{−42} ≈ 5.7e−19` relative. The statistics and barycentre passes never truncate.
 //!
+//! Generic (elastic) cost, SPEC §7: `C_ij = h(x_i − y_j) = ½|z|² + γ Σ_k τ₁(z_k)` is not a
+//! function of `|x − y|²`, so its tiles come from a second tile path (`for_each_cost_tile`) that
+//! computes `h` itself per (row, tile) from the same coordinate-major targets (O(n + m) memory,
+//! same fixed order over coordinates and lanes, hence the same determinism); the tile value is
+//! then the cost (`c = 1`, ground = identity) and every pass (soft-min, statistics — so
+//! `Σ_j p_ij C_ij` for the objective —, barycentre `Σ_j p_ij y_j`, plan access) runs unchanged on
+//! it. One more pass, [`Reduction::lse_grad`], averages `∇h(x_i − y_j)` for the entropic map.
+//! Truncation is **switched off** for the elastic cost: a valid bound exists (`h(z) ≥ ½|z|²` for
+//! `γ ≥ 0`, since `τ₁ ≥ 0`, so `U_T(x) = max_T h − λ ½ dist²(x, box_T)` still bounds every term of a
+//! tile) but the floor `F(x)` must then be a true term, `h(x − y_{r_T})`, and the share of skipped
+//! tiles is small at the large ε the displacement-sparse maps use; not done.
+//!
 //! The row blocks run inside a function compiled for the level [`crate::simd::level`] (AVX-512,
 //! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
 
 use crate::dist::Exec;
 use crate::kernel::exp;
 use crate::kernel::{for_each_tile, tile_order, Soa, TileBuf, ROW_BLOCK, TILE};
+use crate::ot::{elastic_combine, Penalty};
 use crate::simd::{multiversion, Isa};
 use rayon::prelude::*;
 use std::cell::OnceCell;
@@ -262,6 +275,7 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     h: &[f64],
     lam: f64,
     cull: Option<&Cull>,
+    el: Elastic,
     ex: &mut [E],
     states: &mut [(f64, f64)],
 ) {
@@ -278,7 +292,62 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
         cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
     };
     let len = if cull.is_some() { CULL_TILE } else { TILE };
-    for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData));
+    match el {
+        None => for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData)),
+        Some(el) => for_each_cost_tile(xs, ys, el, |r, j0, c| tile(r, j0, c, std::marker::PhantomData)),
+    }
+}
+
+/// The elastic parameters `(γ, τ)` of an operator's cost, `None` for a squared-distance ground.
+pub(crate) type Elastic = Option<(f64, Penalty)>;
+
+/// The generic-cost tile path: like [`for_each_tile`] (no truncation), but the tile holds the
+/// elastic cost `C_rj = h(x_r − y_j) = ½ Σ_k t_k² + γ Σ_k τ₁(t_k)`, `t = x_r − y_j`, both sums
+/// over `k = 0, 1, …` in order (the squares fused, `t.mul_add(t, ·)`, as in the distance
+/// tiles), combined by [`elastic_combine`]: the bits of [`crate::ot::Cost::eval`], whatever the
+/// block or thread. Memory: two tiles.
+#[inline(always)]
+fn for_each_cost_tile(
+    xs: &[f64],
+    y: &Soa,
+    (gamma, pen): (f64, Penalty),
+    mut f: impl FnMut(usize, usize, &[f64]),
+) {
+    let d = y.dim.max(1);
+    let (mut sq, mut pn) = (TileBuf::new(), TileBuf::new());
+    let mut j0 = 0;
+    while j0 < y.n {
+        let len = TILE.min(y.n - j0);
+        for (r, x) in xs.chunks_exact(d).enumerate() {
+            let (s, p) = (&mut sq.0[..len], &mut pn.0[..len]);
+            s.fill(0.0);
+            p.fill(0.0);
+            for (k, xk) in x.iter().enumerate() {
+                let yk = y.coord(k, j0, len);
+                match pen {
+                    Penalty::L1 => {
+                        for ((sj, pj), yj) in s.iter_mut().zip(p.iter_mut()).zip(yk) {
+                            let t = xk - yj;
+                            *sj = t.mul_add(t, *sj);
+                            *pj += t.abs();
+                        }
+                    }
+                    Penalty::SmoothedL0 { .. } => {
+                        for ((sj, pj), yj) in s.iter_mut().zip(p.iter_mut()).zip(yk) {
+                            let t = xk - yj;
+                            *sj = t.mul_add(t, *sj);
+                            *pj += pen.value(t);
+                        }
+                    }
+                }
+            }
+            for (sj, pj) in s.iter_mut().zip(p.iter()) {
+                *sj = elastic_combine(*sj, *pj, gamma);
+            }
+            f(r, j0, s);
+        }
+        j0 += len;
+    }
 }
 
 /// Margin of the tile truncation in the plain soft-min pass (see [`Cull`]).
@@ -531,6 +600,7 @@ fn block_lse<I: Isa>(
     lam: f64,
     ground: Ground,
     cull: Option<&Cull>,
+    el: Elastic,
     i0: usize,
     o: &mut [f64],
 ) {
@@ -539,8 +609,8 @@ fn block_lse<I: Isa>(
     let mut ex = vec![NoExtra; n];
     let xs = &x[i0 * d..(i0 + n) * d];
     match ground {
-        Ground::SqDist => stream_block::<I, GSq, _>(xs, ys, h, lam, cull, &mut ex, &mut st),
-        Ground::Dist => stream_block::<I, GDist, _>(xs, ys, h, lam, cull, &mut ex, &mut st),
+        Ground::SqDist => stream_block::<I, GSq, _>(xs, ys, h, lam, cull, el, &mut ex, &mut st),
+        Ground::Dist => stream_block::<I, GDist, _>(xs, ys, h, lam, cull, el, &mut ex, &mut st),
     }
     for (oi, &(m, s)) in o.iter_mut().zip(&st[..n]) {
         *oi = lse_of(m, s);
@@ -548,8 +618,8 @@ fn block_lse<I: Isa>(
 }
 
 multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, ground: Ground, cull: Option<&Cull>, i0: usize,
-    o: &mut [f64]
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, ground: Ground, cull: Option<&Cull>, el: Elastic,
+    i0: usize, o: &mut [f64]
 ));
 
 #[inline(always)]
@@ -561,6 +631,7 @@ fn block_stats<I: Isa>(
     h: &[f64],
     lam: f64,
     pot: &[f64],
+    el: Elastic,
     i0: usize,
     o: &mut [f64],
     md: &mut [f64],
@@ -569,7 +640,7 @@ fn block_stats<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Stats> = (0..n).map(|_| Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] }).collect();
-    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         let (a, b) = if s > 0.0 { (lane_sum(&e.sd2) / s, lane_sum(&e.spot) / s) } else { (0.0, 0.0) };
@@ -579,7 +650,7 @@ fn block_stats<I: Isa>(
 }
 
 multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, pot: &[f64], i0: usize,
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, pot: &[f64], el: Elastic, i0: usize,
     o: &mut [f64], md: &mut [f64], mp: &mut [f64],
 ));
 
@@ -591,6 +662,7 @@ fn block_bary<I: Isa>(
     ys: &Soa,
     h: &[f64],
     lam: f64,
+    el: Elastic,
     i0: usize,
     o: &mut [f64],
     bo: &mut [f64],
@@ -598,7 +670,7 @@ fn block_bary<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Bary> = (0..n).map(|_| Bary { ys, acc: vec![0.0; d] }).collect();
-    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, &mut ex, &mut st[..n]);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
@@ -608,7 +680,69 @@ fn block_bary<I: Isa>(
 }
 
 multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, i0: usize, o: &mut [f64], bo: &mut [f64],
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: Elastic, i0: usize, o: &mut [f64], bo: &mut [f64],
+));
+
+/// `Σ e_j ∇h(x − y_j)` for one row `x` of an elastic cost: per coordinate,
+/// `Σ_j e_j (t_j + γ τ₁'(t_j))`, `t_j = x_k − y_jk` (both sums in the fixed lane order).
+struct GradH<'a> {
+    ys: &'a Soa,
+    x: &'a [f64],
+    gamma: f64,
+    pen: Penalty,
+    acc: Vec<f64>,
+}
+
+impl RowExtra for GradH<'_> {
+    #[inline(always)]
+    fn rescale(&mut self, r: f64) {
+        self.acc.iter_mut().for_each(|v| *v *= r);
+    }
+    #[inline(always)]
+    fn tile(&mut self, j0: usize, _c: &[f64], e: &[f64]) {
+        let (gamma, pen) = (self.gamma, self.pen);
+        for (k, a) in self.acc.iter_mut().enumerate() {
+            let (xk, yk) = (self.x[k], self.ys.coord(k, j0, e.len()));
+            let mut s = [0.0; LANES];
+            for (l, (ej, yj)) in e.iter().zip(yk).enumerate() {
+                let t = xk - yj;
+                s[l % LANES] = ej.mul_add(gamma.mul_add(pen.derivative(t), t), s[l % LANES]);
+            }
+            *a += lane_sum(&s);
+        }
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn block_grad<I: Isa>(
+    d: usize,
+    x: &[f64],
+    ys: &Soa,
+    h: &[f64],
+    lam: f64,
+    (gamma, pen): (f64, Penalty),
+    i0: usize,
+    o: &mut [f64],
+    go: &mut [f64],
+) {
+    let n = o.len();
+    let xs = &x[i0 * d..(i0 + n) * d];
+    let mut st = vec![(NEG_INF, 0.0); n];
+    let mut ex: Vec<GradH> =
+        xs.chunks_exact(d).map(|x| GradH { ys, x, gamma, pen, acc: vec![0.0; d] }).collect();
+    stream_block::<I, GSq, _>(xs, ys, h, lam, None, Some((gamma, pen)), &mut ex, &mut st[..n]);
+    for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
+        o[r] = lse_of(m, s);
+        for (gk, ak) in go[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
+            *gk = if s > 0.0 { ak / s } else { f64::NAN };
+        }
+    }
+}
+
+multiversion!(block_grad_at => block_grad, block_grad_512, block_grad_256(
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: (f64, Penalty), i0: usize, o: &mut [f64],
+    go: &mut [f64],
 ));
 
 /// The prepared reduction of one direction of a solve, from the query points `x` to the
@@ -627,6 +761,9 @@ pub(crate) struct Reduction<'a> {
     x: &'a [f64],
     y: &'a [f64],
     ground: Ground,
+    /// The elastic cost's parameters: the tiles hold `h(x − y)` (generic-cost path, never
+    /// truncated); `None`: they hold `|x − y|²`.
+    el: Elastic,
     ys: OnceCell<Soa>,
     /// `Σ_k (max_k − min_k)²` over both point sets; `None` if a coordinate is not finite.
     diam2: Option<f64>,
@@ -659,6 +796,7 @@ impl<'a> Reduction<'a> {
             x,
             y,
             ground,
+            el: None,
             ys: OnceCell::new(),
             diam2,
             geo: None,
@@ -666,6 +804,19 @@ impl<'a> Reduction<'a> {
             h: Vec::new(),
             sorted: Vec::new(),
         }
+    }
+
+    /// The operator of the ground cost `cost`: its tiles hold `|x − y|²` (squared-Euclidean costs,
+    /// `C = c|x − y|²`) or `h(x − y)` itself (elastic cost, `c = 1`).
+    pub(crate) fn for_cost(exec: &Exec, d: usize, x: &'a [f64], y: &'a [f64], cost: crate::ot::Cost) -> Self {
+        let mut r = Self::new(exec, d, x, y, Ground::SqDist);
+        r.el = cost.elastic();
+        r
+    }
+
+    /// Switch the operator to the elastic cost `el` (tiles of `h(x − y)`, never truncated).
+    pub(crate) fn set_elastic(&mut self, el: Elastic) {
+        self.el = el;
     }
 
     /// The targets' coordinate-major copy (built on first use).
@@ -691,13 +842,14 @@ impl<'a> Reduction<'a> {
     /// most tiles are dismissed for the whole block at once, and the results are returned in the
     /// caller's row order.
     pub(crate) fn lse(&mut self, h: &[f64], lam: f64, out: &mut [f64]) {
-        let (lvl, d, ground, exec) = (crate::simd::level(), self.d, self.ground, &self.exec);
+        let (lvl, d, ground, exec, el) = (crate::simd::level(), self.d, self.ground, &self.exec, self.el);
         let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
             crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1)], |i0, o| {
-                block_lse_at(lvl, d, x, ys, h, lam, ground, cull, i0, o[0])
+                block_lse_at(lvl, d, x, ys, h, lam, ground, cull, el, i0, o[0])
             });
         };
-        let tau = Cull::threshold(d, self.diam2, h, lam, ground);
+        // The elastic cost's tiles are never truncated (see the module docs).
+        let tau = if el.is_some() { None } else { Cull::threshold(d, self.diam2, h, lam, ground) };
         if tau.is_some() && self.geo.is_none() {
             self.geo = Some(Geometry::new(d, self.y));
         }
@@ -729,11 +881,11 @@ impl<'a> Reduction<'a> {
         mean_pot: &mut [f64],
     ) {
         assert_eq!(self.ground, Ground::SqDist, "statistics pass of a squared-distance cost only");
-        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
+        let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
         let outs = &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)];
         crate::dist::row_pass(&self.exec, outs[0].0.len(), ROW_BLOCK, outs, |i0, o| {
             let [o, md, mp] = o else { unreachable!("three outputs") };
-            block_stats_at(lvl, d, x, ys, h, lam, pot, i0, o, md, mp)
+            block_stats_at(lvl, d, x, ys, h, lam, pot, el, i0, o, md, mp)
         });
     }
 
@@ -741,10 +893,22 @@ impl<'a> Reduction<'a> {
     /// barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
     pub(crate) fn lse_bary(&self, h: &[f64], lam: f64, lse: &mut [f64], bary: &mut [f64]) {
         assert_eq!(self.ground, Ground::SqDist, "barycentre pass of a squared-distance cost only");
-        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
+        let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
         crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |i0, o| {
             let [o, bo] = o else { unreachable!("two outputs") };
-            block_bary_at(lvl, d, x, ys, h, lam, i0, o, bo)
+            block_bary_at(lvl, d, x, ys, h, lam, el, i0, o, bo)
+        });
+    }
+
+    /// Elastic cost only: like [`Reduction::lse`] (never truncated), and also the soft-max
+    /// averages of the cost's gradient, `grad[i] = Σ_j p_ij ∇h(x_i − y_j)` (n·d;
+    /// `∇h(z)_k = z_k + γ τ₁'(z_k)`), `p_ij = exp(h_j − λ h(x_i − y_j) − L_i)`.
+    pub(crate) fn lse_grad(&self, h: &[f64], lam: f64, lse: &mut [f64], grad: &mut [f64]) {
+        let el = self.el.expect("gradient pass of an elastic cost only");
+        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
+        crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (grad, d)], |i0, o| {
+            let [o, go] = o else { unreachable!("two outputs") };
+            block_grad_at(lvl, d, x, ys, h, lam, el, i0, o, go)
         });
     }
 
@@ -761,26 +925,24 @@ impl<'a> Reduction<'a> {
         visit: impl Fn(usize, &mut T, usize, &[f64]) + Sync,
         init: impl Fn(usize) -> T + Sync,
     ) -> Vec<T> {
-        let (d, n, x, ys) = (self.d, row_shift.len(), self.x, self.ys());
+        let (d, n, x, ys, el) = (self.d, row_shift.len(), self.x, self.ys(), self.el);
         let blocks = self.exec.par.collect((0..n.div_ceil(ROW_BLOCK)).into_par_iter().map(|blk| {
             let i0 = blk * ROW_BLOCK;
             let i1 = (i0 + ROW_BLOCK).min(n);
             let mut out: Vec<T> = (i0..i1).map(&init).collect();
             let mut buf = TileBuf::new();
-            for_each_tile(
-                &x[i0 * d..i1 * d],
-                ys,
-                TILE,
-                |_, _| false,
-                |r, j0, d2| {
-                    let lp = &mut buf.0[..d2.len()];
-                    let shift = row_shift[i0 + r];
-                    for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
-                        *l = shift + (hj - lam * dj);
-                    }
-                    visit(i0 + r, &mut out[r], j0, lp);
-                },
-            );
+            let row = |r: usize, j0: usize, d2: &[f64]| {
+                let lp = &mut buf.0[..d2.len()];
+                let shift = row_shift[i0 + r];
+                for ((l, hj), dj) in lp.iter_mut().zip(&h[j0..j0 + d2.len()]).zip(d2) {
+                    *l = shift + (hj - lam * dj);
+                }
+                visit(i0 + r, &mut out[r], j0, lp);
+            };
+            match el {
+                None => for_each_tile(&x[i0 * d..i1 * d], ys, TILE, |_, _| false, row),
+                Some(el) => for_each_cost_tile(&x[i0 * d..i1 * d], ys, el, row),
+            }
             out
         }));
         blocks.into_iter().flatten().collect()
@@ -788,6 +950,7 @@ impl<'a> Reduction<'a> {
 }
 
 /// [`Reduction::lse`] of a one-off operator (squared-distance ground cost).
+#[cfg(test)]
 pub(crate) fn lse_rows(exec: &Exec, d: usize, x: &[f64], y: &[f64], h: &[f64], lam: f64, out: &mut [f64]) {
     Reduction::new(exec, d, x, y, Ground::SqDist).lse(h, lam, out)
 }
@@ -1033,8 +1196,8 @@ mod tests {
             let (mut md, mut mp) = (vec![0.0; n], vec![0.0; n]);
             let (mut o2, mut bo) = (vec![0.0; n], vec![0.0; n * d]);
             let ys = Soa::from_rows(d, &y);
-            block_stats_at(lvl, d, &x, &ys, &h, 11.0, &pot, 0, &mut o, &mut md, &mut mp);
-            block_bary_at(lvl, d, &x, &ys, &h, 11.0, 0, &mut o2, &mut bo);
+            block_stats_at(lvl, d, &x, &ys, &h, 11.0, &pot, None, 0, &mut o, &mut md, &mut mp);
+            block_bary_at(lvl, d, &x, &ys, &h, 11.0, None, 0, &mut o2, &mut bo);
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
             (bits(&o), bits(&md), bits(&mp), bits(&o2), bits(&bo))
         };

@@ -13,7 +13,7 @@
 //! the dense matrix (only on request, with a size limit) visit the entries row by row; nothing
 //! here stores more than what it returns.
 
-use super::pass::{lse_rows, lse_rows_bary, Ground, Reduction};
+use super::pass::Reduction;
 use super::sinkhorn::{check_finite, Potentials};
 use super::{positive, Cost, MeasureRef};
 use crate::dist::Exec;
@@ -80,7 +80,7 @@ impl<'a> Coupling<'a> {
     /// The reduction from the source points to the target points (the tiles and distance bits
     /// of the solver's passes).
     fn reduction(&self) -> Reduction<'a> {
-        Reduction::new(&Exec::default(), self.a.dim, self.a.x, self.b.x, Ground::SqDist)
+        Reduction::for_cost(&Exec::default(), self.a.dim, self.a.x, self.b.x, self.cost)
     }
 
     fn lam(&self) -> f64 {
@@ -102,12 +102,12 @@ impl<'a> Coupling<'a> {
 
     /// Row masses `r_i = Σ_j π_ij`.
     pub fn row_masses(&self) -> Result<Vec<f64>, SimError> {
-        Self::masses(self.a, self.b, &self.h_a(), &self.h_b(), self.lam(), "plan row masses")
+        Self::masses(self.a, self.b, &self.h_a(), &self.h_b(), self.lam(), self.cost, "plan row masses")
     }
 
     /// Column masses `c_j = Σ_i π_ij`.
     pub fn col_masses(&self) -> Result<Vec<f64>, SimError> {
-        Self::masses(self.b, self.a, &self.h_b(), &self.h_a(), self.lam(), "plan column masses")
+        Self::masses(self.b, self.a, &self.h_b(), &self.h_a(), self.lam(), self.cost, "plan column masses")
     }
 
     /// `exp(h_own_i + LSE_j (h_other_j − λ|x_i − y_j|²))` for the points `x` of `own` against
@@ -118,10 +118,11 @@ impl<'a> Coupling<'a> {
         h_own: &[f64],
         h_other: &[f64],
         lam: f64,
+        cost: Cost,
         what: &str,
     ) -> Result<Vec<f64>, SimError> {
         let mut l = vec![0.0; own.len()];
-        lse_rows(&Exec::default(), own.dim, own.x, other.x, h_other, lam, &mut l);
+        Reduction::for_cost(&Exec::default(), own.dim, own.x, other.x, cost).lse(h_other, lam, &mut l);
         let r: Vec<f64> = l.iter().zip(h_own).map(|(l, h)| (h + l).exp()).collect();
         check_finite(&r, 0, what)?;
         Ok(r)
@@ -133,7 +134,7 @@ impl<'a> Coupling<'a> {
         let h = self.h_b();
         let mut l = vec![0.0; self.a.len()];
         let mut t = vec![0.0; self.a.len() * d];
-        lse_rows_bary(&Exec::default(), d, self.a.x, self.b.x, &h, self.lam(), &mut l, &mut t);
+        self.reduction().lse_bary(&h, self.lam(), &mut l, &mut t);
         check_finite(&t, 0, "barycentric map")?;
         Ok(t)
     }

@@ -233,6 +233,7 @@ impl SinkhornOptions {
         }
         self.marginal_a.validate("sinkhorn: marginal_a")?;
         self.marginal_b.validate("sinkhorn: marginal_b")?;
+        self.cost.validate().map_err(|m| SimError::Invalid(format!("sinkhorn: {m}")))?;
         if self.tol.is_nan() || self.tol < 0.0 {
             return Err(SimError::Invalid(format!("sinkhorn: tol must be ≥ 0, got {}", self.tol)));
         }
@@ -621,6 +622,15 @@ impl<'a> Pair<'a> {
     }
 }
 
+impl Pair<'_> {
+    /// Both reductions on the tiles of `cost` (the elastic cost's own tile path; a no-op for the
+    /// squared-Euclidean costs).
+    pub(crate) fn set_cost(&mut self, cost: Cost) {
+        self.ab.set_elastic(cost.elastic());
+        self.ba.set_elastic(cost.elastic());
+    }
+}
+
 impl Scheme for Pair<'_> {
     fn soft_min(&mut self, ek: f64, it: usize) -> Result<(), SimError> {
         self.ab.soft_min(&self.lb, &self.g, ek, self.c, &mut self.fhat);
@@ -720,6 +730,7 @@ pub(crate) fn solve(
         relaxation: opts.relaxation,
         polish: true,
     };
+    p.set_cost(opts.cost);
     let end = iterate(&mut p, &sched, |_, _, _| Ok(false))?;
     let (it, eps_last, eps) = (end.iterations, end.eps_reached, opts.eps);
     let (la, lb, f, g) = (&p.la, &p.lb, &p.f, &p.g);
@@ -831,6 +842,7 @@ pub fn sinkhorn_step(
     let (ta, tb) = (opts.marginal_a, opts.marginal_b);
     let start = (std::mem::take(&mut pot.f), std::mem::take(&mut pot.g));
     let mut p = Pair::new(&opts.exec, a, b, Ground::SqDist, opts.cost.scale(), (ta, tb), false, start);
+    p.set_cost(opts.cost);
     let step = p.soft_min(opts.eps, 0).and_then(|()| p.update(opts.eps, 1.0, 0));
     (pot.f, pot.g) = (p.f, p.g);
     step

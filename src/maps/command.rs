@@ -1,0 +1,353 @@
+//! The `advreact map` command: fit a map between two CSV clouds and write the folder
+//!
+//! - `map.json`: the model ([`MapFile`]), applicable later (`advreact map --apply`);
+//! - `mapped.csv`: `T(x_i)` of every source point (`id` first when the source has one, then
+//!   `x1..xd`);
+//! - `report.json`: method, cost, `γ`, `ε`, `τ`; displacement dimensionality (mean and per
+//!   point) at the threshold `δ = 1e-2 ×` the source's median per-coordinate standard deviation
+//!   (stated in the report), per-dimension displacement frequency and mean magnitude;
+//!   feasibility `S_ε(T#μ, ν)` (debiased Sinkhorn divergence, `½|x − y|²`, balanced, the map's
+//!   `ε`) and the `W1` of `T#μ` to `ν` ([`crate::metrics::wasserstein`]); with `--tau` the
+//!   per-point rescaling `ã_i/a_i` and transported mass `ã_i`; the solves' reports; seconds per
+//!   phase;
+//! - `displacement.png`: per dimension, the share of points moved and the mean `|T(x)_k − x_k|`
+//!   (relative to its largest value);
+//! - `arrows.png` (`d = 2` only): source, target and the arrows `x → T(x)`.
+//!
+//! The folder is written like every command's ([`crate::output::write_folder`]): refused if it
+//! holds foreign files, replaced atomically.
+
+use super::model::{MapFile, MapModel};
+use super::{default_delta, fit_entropic, Displacement, Fitted};
+use crate::data::{csv_field, read_snapshot, Selection};
+use crate::dist::Exec;
+use crate::error::{ConfigError, Error, SimError};
+use crate::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
+use crate::ot::{sinkhorn_divergence, Cost, DivergenceOptions, Penalty, SinkhornOptions};
+use crate::output::{write_folder, Kind};
+use crate::particles::Cloud;
+use crate::plot::{plot_curves, plot_scatter, Colour, Layer, Panel};
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+/// `--method`: which map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MapMethod {
+    /// The entropic (barycentric) map of `½|x − y|²` (elastic cost with `γ = 0`).
+    Entropic,
+    /// The entropic map of the elastic ℓ1 cost `½|z|² + γ|z|₁` (soft-thresholded: exact zeros).
+    SparseL1,
+}
+
+/// What `advreact map` fits and how.
+#[derive(Debug, Clone)]
+pub struct MapOptions {
+    /// The method.
+    pub method: MapMethod,
+    /// `γ` (`sparse-l1`: required).
+    pub gamma: Option<f64>,
+    /// `ε` (`None`: 0.05 × the mean of `½|x − y|²` over all pairs).
+    pub eps: Option<f64>,
+    /// `τ` of the KL-unbalanced rescaling (`None`: balanced).
+    pub tau: Option<f64>,
+    /// Replace a folder of foreign files.
+    pub force: bool,
+    /// Where the passes run.
+    pub exec: Exec,
+}
+
+fn cli(key: &str, msg: impl Into<String>) -> Error {
+    ConfigError::new("<cli>", key, msg).into()
+}
+
+impl MapOptions {
+    /// The elastic cost of the method (`γ` checked).
+    pub fn cost(&self) -> Result<Cost, Error> {
+        match (self.method, self.gamma) {
+            (MapMethod::Entropic, Some(_)) => {
+                Err(cli("--gamma", "is for --method sparse-l1 (entropic is γ = 0)"))
+            }
+            (MapMethod::Entropic, None) => Ok(Cost::Elastic { gamma: 0.0, penalty: Penalty::L1 }),
+            (MapMethod::SparseL1, None) => Err(cli("--gamma", "is required with --method sparse-l1")),
+            (MapMethod::SparseL1, Some(g)) if !(g.is_finite() && g >= 0.0) => {
+                Err(cli("--gamma", format!("must be finite and ≥ 0, got {g}")))
+            }
+            (MapMethod::SparseL1, Some(g)) => Ok(Cost::Elastic { gamma: g, penalty: Penalty::L1 }),
+        }
+    }
+}
+
+/// `0.05 ×` the mean of `½|x − y|²` under the normalised product of `a` and `b` (closed form:
+/// `½(E|x|² + E|y|² − 2 E x · E y)`).
+pub fn default_eps(a: &Cloud, b: &Cloud) -> f64 {
+    let moments = |c: &Cloud| {
+        let (d, m) = (c.dim, c.mass());
+        let mut mean = vec![0.0; d];
+        let mut sq = 0.0;
+        for (p, w) in c.x.chunks_exact(d).zip(&c.w) {
+            for k in 0..d {
+                mean[k] += w * p[k] / m;
+                sq += w * p[k] * p[k] / m;
+            }
+        }
+        (mean, sq)
+    };
+    let ((ma, sa), (mb, sb)) = (moments(a), moments(b));
+    let dot: f64 = ma.iter().zip(&mb).map(|(u, v)| u * v).sum();
+    0.05 * 0.5 * (sa + sb - 2.0 * dot)
+}
+
+/// The source cloud (unit weights unless a `w` column) with its ids.
+fn read_cloud(path: &Path) -> Result<(Cloud, Option<Vec<String>>), Error> {
+    Ok(read_snapshot(path)?.select_as(Selection { time: None, normalize: false })?)
+}
+
+/// What a `map` run computed (also returned to the caller).
+#[derive(Debug, Clone)]
+pub struct MapRun {
+    /// The fit.
+    pub fitted: Fitted,
+    /// `T(x_i)` of the source points.
+    pub mapped: Vec<f64>,
+    /// Displacement statistics at `δ`.
+    pub displacement: Displacement,
+    /// `S_ε(T#μ, ν)`.
+    pub divergence: f64,
+    /// `W1(T#μ, ν)`.
+    pub w1: f64,
+}
+
+/// `advreact map SOURCE TARGET --out DIR`: fit, apply to the source, evaluate, write the folder.
+pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Result<MapRun, Error> {
+    let cost = o.cost()?;
+    let t_start = Instant::now();
+    let (src, ids) = read_cloud(source)?;
+    let (tgt, _) = read_cloud(target)?;
+    if src.dim != tgt.dim {
+        return Err(cli(
+            "TARGET",
+            format!("{} is {}-D, {} is {}-D", target.display(), tgt.dim, source.display(), src.dim),
+        ));
+    }
+    let eps = o.eps.unwrap_or_else(|| default_eps(&src, &tgt));
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(cli("--eps", format!("must be finite and > 0, got {eps} (the clouds coincide?)")));
+    }
+    if let Some(t) = o.tau {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(cli("--tau", format!("must be finite and > 0, got {t}")));
+        }
+    }
+    crate::output::Target::check_as(out, Kind::Map, o.force, "--out")?;
+    let t_read = t_start.elapsed().as_secs_f64();
+    let mut sopts = SinkhornOptions::kl(eps, f64::INFINITY, f64::INFINITY, cost);
+    sopts.exec = o.exec.clone();
+    sopts.eps_scaling = Some(crate::ot::EpsScaling::default());
+    let fitted = fit_entropic(&src, &tgt, cost, o.tau, &sopts)?;
+    let t0 = Instant::now();
+    let mapped = fitted.map.apply(&src.x, &o.exec)?;
+    let t_apply = t0.elapsed().as_secs_f64();
+    let d = src.dim;
+    let delta = default_delta(&src);
+    let displacement = Displacement::of(d, &src.x, &mapped, delta);
+    // Feasibility: the pushed (rescaled) source against the (rescaled) target, unit masses.
+    let t0 = Instant::now();
+    let (wa, wb) = match &fitted.rescaling {
+        Some(r) => (r.source_mass.clone(), r.target_mass.clone()),
+        None => (src.w.clone(), tgt.w.clone()),
+    };
+    let pushed = unit_cloud(d, mapped.clone(), wa)?;
+    let target_w = unit_cloud(d, tgt.x.clone(), wb)?;
+    let dopts = DivergenceOptions {
+        eps,
+        rho: None,
+        cost: Cost::HalfSqEuclidean,
+        exec: o.exec.clone(),
+        tol: 1e-6,
+        ..DivergenceOptions::default()
+    };
+    let divergence = sinkhorn_divergence(&pushed, &target_w, &dopts, None)?.value;
+    let t_div = t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let wopts = WassersteinOpts { exec: o.exec.clone(), ..WassersteinOpts::default() };
+    let w1r = wasserstein(&pushed, &target_w, Order::W1, &wopts)?;
+    let t_w1 = t0.elapsed().as_secs_f64();
+    let run = MapRun { fitted, mapped, displacement, divergence, w1: w1r.value };
+    let report = json!({
+        "method": o.method,
+        "cost": cost,
+        "gamma": cost.elastic().map(|(g, _)| g),
+        "eps": eps,
+        "tau": o.tau,
+        "n": src.len(), "m": tgt.len(), "d": d,
+        "displacement": {
+            "delta": delta,
+            "delta_rule": "1e-2 × the median over coordinates of the source's standard deviation",
+            "mean_dims": run.displacement.mean_dims(),
+            "per_point_dims": run.displacement.dims,
+            "frequency_per_dim": run.displacement.frequency,
+            "mean_abs_per_dim": run.displacement.magnitude,
+        },
+        "feasibility": {
+            "sinkhorn_divergence": run.divergence,
+            "divergence_cost": "half_sqeuclidean", "divergence_eps": eps, "divergence_balanced": true,
+            "w1": run.w1,
+            "w1_method": format!("{:?}", w1r.method),
+        },
+        "solve": run.fitted.report,
+        "unbalanced": run.fitted.rescaling.as_ref().map(|r| json!({
+            "source_rescaling": r.source_factor,
+            "source_transported_mass": r.source_mass,
+            "target_rescaling": r.target_factor,
+            "report": r.report,
+        })),
+        "seconds": {
+            "read": t_read,
+            "unbalanced": run.fitted.seconds.0,
+            "fit": run.fitted.seconds.1,
+            "apply": t_apply,
+            "divergence": t_div,
+            "w1": t_w1,
+            "total": t_start.elapsed().as_secs_f64(),
+        },
+    });
+    let file = MapFile::new(MapModel::Entropic(run.fitted.map.clone()));
+    write_folder(out, Kind::Map, o.force, |dir| {
+        file.write(&dir.join("map.json"))?;
+        write_points(&dir.join("mapped.csv"), d, &run.mapped, ids.as_deref())?;
+        let text = serde_json::to_string_pretty(&report).expect("report serialises");
+        std::fs::write(dir.join("report.json"), text + "\n").map_err(|e| Error::io(dir, e))?;
+        plot_displacement(&dir.join("displacement.png"), &run.displacement).map_err(plot_err)?;
+        if d == 2 {
+            plot_arrows(&dir.join("arrows.png"), &src, &tgt, &run.mapped).map_err(plot_err)?;
+        }
+        Ok(())
+    })?;
+    Ok(run)
+}
+
+fn unit_cloud(d: usize, x: Vec<f64>, w: Vec<f64>) -> Result<Cloud, Error> {
+    let m: f64 = w.iter().sum();
+    Ok(Cloud::new(d, x, w.iter().map(|v| v / m).collect())?)
+}
+
+fn plot_err(e: crate::plot::PlotError) -> Error {
+    SimError::Invalid(e.to_string()).into()
+}
+
+/// `id` (if any), then `x1..xd`, one row per point.
+fn write_points(path: &Path, d: usize, x: &[f64], ids: Option<&[String]>) -> Result<(), Error> {
+    let io = |e| Error::io(path, e);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
+    let mut head: Vec<String> = ids.map(|_| vec!["id".to_string()]).unwrap_or_default();
+    head.extend((1..=d).map(|k| format!("x{k}")));
+    writeln!(f, "{}", head.join(",")).map_err(io)?;
+    for (i, p) in x.chunks_exact(d).enumerate() {
+        if let Some(ids) = ids {
+            write!(f, "{},", csv_field(&ids[i])).map_err(io)?;
+        }
+        writeln!(f, "{}", crate::format::nums(p)).map_err(io)?;
+    }
+    f.flush().map_err(io)
+}
+
+/// Per dimension: the share of points moved by more than `δ`, and the mean `|T(x)_k − x_k|`
+/// divided by its largest value over the dimensions.
+fn plot_displacement(path: &Path, s: &Displacement) -> Result<(), crate::plot::PlotError> {
+    let top = s.magnitude.iter().fold(0.0f64, |a, &b| a.max(b));
+    let freq: Vec<(f64, f64)> = s.frequency.iter().enumerate().map(|(k, v)| ((k + 1) as f64, *v)).collect();
+    let mag: Vec<(f64, f64)> = s
+        .magnitude
+        .iter()
+        .enumerate()
+        .map(|(k, v)| ((k + 1) as f64, if top > 0.0 { v / top } else { 0.0 }))
+        .collect();
+    plot_curves(
+        path,
+        &format!("displacement per dimension (δ = {:.3e})", s.delta),
+        "dimension k",
+        "share / relative magnitude",
+        false,
+        &[
+            ("share of points with |T(x)_k − x_k| > δ".into(), freq),
+            (format!("mean |T(x)_k − x_k| / {top:.3e}"), mag),
+        ],
+    )
+}
+
+/// `d = 2`: source (grey), target, and at most 150 arrows `x → T(x)` (every ⌈n/150⌉-th point).
+fn plot_arrows(path: &Path, src: &Cloud, tgt: &Cloud, t: &[f64]) -> Result<(), crate::plot::PlotError> {
+    let pts = |x: &[f64]| x.chunks_exact(2).map(|p| (p[0], p[1])).collect::<Vec<_>>();
+    let step = src.len().div_ceil(150).max(1);
+    let arrows: Vec<Vec<(f64, f64)>> = src
+        .x
+        .chunks_exact(2)
+        .zip(t.chunks_exact(2))
+        .step_by(step)
+        .map(|(a, b)| {
+            // A shaft and a two-stroke head at the image.
+            let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+            let (hx, hy) = (-0.12 * dx, -0.12 * dy);
+            let (c, s) = (0.94f64, 0.34f64);
+            vec![
+                (a[0], a[1]),
+                (b[0], b[1]),
+                (b[0] + c * hx - s * hy, b[1] + s * hx + c * hy),
+                (b[0], b[1]),
+                (b[0] + c * hx + s * hy, b[1] - s * hx + c * hy),
+            ]
+        })
+        .collect();
+    let panel = Panel {
+        caption: "x → T(x)".into(),
+        layers: vec![
+            Layer {
+                name: "source".into(),
+                points: pts(&src.x),
+                colour: Some(Colour::Grey),
+                ..Layer::default()
+            },
+            Layer {
+                name: "target".into(),
+                points: pts(&tgt.x),
+                colour: Some(Colour::Series(1)),
+                ..Layer::default()
+            },
+            Layer { name: "map".into(), paths: arrows, colour: Some(Colour::Series(0)), ..Layer::default() },
+        ],
+    };
+    plot_scatter(path, "transport map", (1000, 900), &[panel])
+}
+
+/// `advreact map --apply MAP NEW.csv --out F.csv`: `T` of every point of `NEW.csv` (`id`, then
+/// `x1..xd`). `F.csv` is written to a temporary sibling and renamed into place; an existing file
+/// is replaced only with `force`.
+pub fn cmd_apply(map: &Path, input: &Path, out: &Path, force: bool, exec: &Exec) -> Result<usize, Error> {
+    let file = MapFile::read(map)?;
+    let (c, ids) = read_cloud(input)?;
+    if c.dim != file.dim {
+        return Err(cli(
+            "NEW",
+            format!("{} is {}-D, the map {} is {}-D", input.display(), c.dim, map.display(), file.dim),
+        ));
+    }
+    if out.is_dir() {
+        return Err(cli("--out", format!("{} is a folder (give a file name)", out.display())));
+    }
+    if out.exists() && !force {
+        return Err(cli("--out", format!("{} exists (use --force to replace it)", out.display())));
+    }
+    let t = file.apply(&c.x, exec)?;
+    let name =
+        out.file_name().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "mapped.csv".into());
+    let tmp = out.with_file_name(format!(".{name}.partial"));
+    let r = write_points(&tmp, c.dim, &t, ids.as_deref())
+        .and_then(|()| std::fs::rename(&tmp, out).map_err(|e| Error::io(out, e)));
+    if r.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    r.map(|()| c.len())
+}

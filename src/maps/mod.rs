@@ -1,0 +1,171 @@
+//! # Transport maps you can apply and read (SPEC §7)
+//!
+//! A map `T: ℝ^d → ℝ^d` from a source cloud `μ = Σ a_i δ_{x_i}` to a target `ν = Σ b_j δ_{y_j}`,
+//! applicable to new points, with its displacement `T(x) − x` sparse when the cost asks for it:
+//!
+//! - [`entropic`]: the entropic map estimator `T(x) = x − ∇h*(Σ_j p_j(x) ∇h(x − y_j))` of an
+//!   elastic cost `h(z) = ½|z|² + γ τ(z)`; `γ = 0` is the barycentric map, ℓ1 gives exact zeros.
+//! - **Unbalanced maps** (UOT-FM's Prop. 3.1, [`rescale_unbalanced`]): solve the KL-unbalanced
+//!   coupling `π` (SPEC §3, `τ_a = τ_b = τ`) with the same cost, rescale `a → ã = π1`,
+//!   `b → b̃ = πᵀ1` (equal masses: both are the plan's), then fit the balanced map between
+//!   `(X, ã)` and `(Y, b̃)`. Points the coupling destroys (outliers) get `ã_i/a_i ≈ 0` and no
+//!   longer pull the map.
+//! - [`model`]: the versioned `map.json` (one enum variant per method) and [`command`]: the
+//!   `advreact map` command (fit, report, plots; `--apply`).
+
+pub mod command;
+pub mod entropic;
+pub mod model;
+
+use crate::error::SimError;
+use crate::ot::{uot_clouds, Cost, Marginal, SinkhornOptions, UotReport};
+use crate::particles::Cloud;
+pub use entropic::EntropicMap;
+pub use model::{MapFile, MapModel};
+
+/// The rescaling of an unbalanced map (Prop. 3.1): the plan's marginals and what they say per
+/// point.
+#[derive(Debug, Clone)]
+pub struct Rescaling {
+    /// `ã_i = (π1)_i`: the source mass the coupling transports, per point.
+    pub source_mass: Vec<f64>,
+    /// `ã_i / a_i` (≈ 0: destroyed, an outlier; > 1: created).
+    pub source_factor: Vec<f64>,
+    /// `b̃_j = (πᵀ1)_j`.
+    pub target_mass: Vec<f64>,
+    /// `b̃_j / b_j`.
+    pub target_factor: Vec<f64>,
+    /// The unbalanced solve's report.
+    pub report: UotReport,
+}
+
+/// Solve the KL-unbalanced coupling between `source` and `target` (`opts`'s cost and `ε`,
+/// `τ_a = τ_b = tau`) and return both clouds reweighted by its marginals, with the
+/// [`Rescaling`]. A point whose transported mass underflows to 0 keeps weight 0 (it no longer
+/// counts in the balanced fit).
+pub fn rescale_unbalanced(
+    source: &Cloud,
+    target: &Cloud,
+    opts: &SinkhornOptions,
+    tau: f64,
+) -> Result<(Cloud, Cloud, Rescaling), SimError> {
+    if !(tau > 0.0 && tau.is_finite()) {
+        return Err(SimError::Invalid(format!("unbalanced map: tau must be finite and > 0, got {tau}")));
+    }
+    let mut o = opts.clone();
+    o.marginal_a = Marginal::kl(tau);
+    o.marginal_b = Marginal::kl(tau);
+    let sol = uot_clouds(source, target, &o)?;
+    let ratio =
+        |m: &[f64], w: &[f64]| m.iter().zip(w).map(|(m, w)| if *w > 0.0 { m / w } else { 0.0 }).collect();
+    let resc = Rescaling {
+        source_factor: ratio(&sol.row_mass, &source.w),
+        target_factor: ratio(&sol.col_mass, &target.w),
+        source_mass: sol.row_mass,
+        target_mass: sol.col_mass,
+        report: sol.report,
+    };
+    let a = Cloud::new(source.dim, source.x.clone(), resc.source_mass.clone())
+        .map_err(|e| SimError::Invalid(format!("unbalanced map: rescaled source: {e}")))?;
+    let b = Cloud::new(target.dim, target.x.clone(), resc.target_mass.clone())
+        .map_err(|e| SimError::Invalid(format!("unbalanced map: rescaled target: {e}")))?;
+    Ok((a, b, resc))
+}
+
+/// A fitted map with how it was fitted.
+#[derive(Debug, Clone)]
+pub struct Fitted {
+    /// The map.
+    pub map: EntropicMap,
+    /// The balanced solve's report.
+    pub report: UotReport,
+    /// The unbalanced rescaling (with `--tau`).
+    pub rescaling: Option<Rescaling>,
+    /// Seconds of the unbalanced solve (0 without) and of the balanced one.
+    pub seconds: (f64, f64),
+}
+
+/// Fit the entropic map of the elastic `cost` between `source` and `target`, both normalised to
+/// unit mass first (the map does not depend on the scale of either); with `tau` the coupling
+/// first rescales them ([`rescale_unbalanced`]). `opts` gives ε, tolerances and execution; its
+/// cost and marginals are replaced.
+pub fn fit_entropic(
+    source: &Cloud,
+    target: &Cloud,
+    cost: Cost,
+    tau: Option<f64>,
+    opts: &SinkhornOptions,
+) -> Result<Fitted, SimError> {
+    let unit = |c: &Cloud| -> Result<Cloud, SimError> {
+        let m = c.mass();
+        Cloud::new(c.dim, c.x.clone(), c.w.iter().map(|w| w / m).collect())
+            .map_err(|e| SimError::Invalid(format!("map: {e}")))
+    };
+    let (a, b) = (unit(source)?, unit(target)?);
+    let mut o = opts.clone();
+    o.cost = cost;
+    let t0 = std::time::Instant::now();
+    let (a, b, rescaling) = match tau {
+        None => (a, b, None),
+        Some(t) => {
+            let (a, b, r) = rescale_unbalanced(&a, &b, &o, t)?;
+            (a, b, Some(r))
+        }
+    };
+    let t1 = t0.elapsed().as_secs_f64();
+    let (map, report) = EntropicMap::fit(&a, &b, &o)?;
+    Ok(Fitted { map, report, rescaling, seconds: (t1, t0.elapsed().as_secs_f64() - t1) })
+}
+
+/// Displacement statistics of `T` at the points `x` (SPEC §7): a coordinate `k` of point `i`
+/// moves when `|T(x_i)_k − x_ik| > δ`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Displacement {
+    /// The threshold `δ`.
+    pub delta: f64,
+    /// Per point: the number of moved coordinates.
+    pub dims: Vec<usize>,
+    /// Per coordinate: the share of points that move it.
+    pub frequency: Vec<f64>,
+    /// Per coordinate: the mean `|T(x)_k − x_k|`.
+    pub magnitude: Vec<f64>,
+}
+
+impl Displacement {
+    /// The statistics of the images `t` of `x` (both `n·d`) at threshold `delta`.
+    pub fn of(d: usize, x: &[f64], t: &[f64], delta: f64) -> Self {
+        let n = x.len() / d;
+        let (mut dims, mut count, mut mag) = (vec![0; n], vec![0usize; d], vec![0.0; d]);
+        for i in 0..n {
+            for k in 0..d {
+                let m = (t[i * d + k] - x[i * d + k]).abs();
+                mag[k] += m;
+                if m > delta {
+                    dims[i] += 1;
+                    count[k] += 1;
+                }
+            }
+        }
+        let frequency = count.iter().map(|&c| c as f64 / n as f64).collect();
+        Self { delta, dims, frequency, magnitude: mag.iter().map(|m| m / n as f64).collect() }
+    }
+    /// The mean number of moved coordinates.
+    pub fn mean_dims(&self) -> f64 {
+        self.dims.iter().sum::<usize>() as f64 / self.dims.len().max(1) as f64
+    }
+}
+
+/// `δ = 1e-2 ×` the median over coordinates of the source's (unweighted) standard deviation.
+pub fn default_delta(c: &Cloud) -> f64 {
+    let (d, n) = (c.dim, c.len() as f64);
+    let mut sd: Vec<f64> = (0..d)
+        .map(|k| {
+            let v: Vec<f64> = c.x.iter().skip(k).step_by(d).copied().collect();
+            let mean = v.iter().sum::<f64>() / n;
+            (v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n).sqrt()
+        })
+        .collect();
+    sd.sort_by(f64::total_cmp);
+    let med = if d % 2 == 1 { sd[d / 2] } else { 0.5 * (sd[d / 2 - 1] + sd[d / 2]) };
+    1e-2 * med
+}
