@@ -6,6 +6,7 @@
 
 pub mod analytic;
 pub mod learned;
+pub mod map;
 pub mod sobolev_fisher;
 pub mod state;
 pub mod wfr;

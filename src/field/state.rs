@@ -22,6 +22,9 @@ pub enum FieldState {
     Wfr(WfrState),
     /// [`super::SumField`]: the state of each term, in order.
     Sum(SumState),
+    /// [`super::map::MapField`]: the displacements `T(x₀) − x₀` of the particles it started
+    /// with (particle-contiguous).
+    Map(Vec<f64>),
 }
 
 /// The Sobolev–Fisher critic in use: `β` solved at step `solved_at`, with the norm of the
@@ -75,13 +78,14 @@ impl<'de> Deserialize<'de> for SumState {
 }
 
 impl FieldState {
-    /// The kind of state, for messages (`none`, `sobolev_fisher`, `wfr`, `sum`).
+    /// The kind of state, for messages (`none`, `sobolev_fisher`, `wfr`, `sum`, `map`).
     pub fn kind(&self) -> &'static str {
         match self {
             Self::None => "none",
             Self::SobolevFisher(_) => "sobolev_fisher",
             Self::Wfr(_) => "wfr",
             Self::Sum(_) => "sum",
+            Self::Map(_) => "map",
         }
     }
 
@@ -108,6 +112,7 @@ impl FieldState {
                 s.f_aa.as_deref().map_or(Ok(()), |f| no_nan("wfr f_aa", f))
             }
             Self::Sum(s) => s.0.iter().try_for_each(Self::validate),
+            Self::Map(v) => no_nan("map displacement", v),
         }
     }
 }

@@ -33,7 +33,7 @@ use std::path::Path;
 use std::time::Instant;
 
 /// `--method`: which map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MapMethod {
     /// The entropic (barycentric) map of `½|x − y|²` (elastic cost with `γ = 0`).
@@ -105,6 +105,26 @@ fn read_cloud(path: &Path) -> Result<(Cloud, Option<Vec<String>>), Error> {
     Ok(read_snapshot(path)?.select_as(Selection { time: None, normalize: false })?)
 }
 
+/// Fit the map `o` asks for from `src` to `tgt` (same dimension): the cost of the method, `ε`
+/// (`o.eps`, or [`default_eps`]), the optional unbalanced rescaling `o.tau`; returns the fit and
+/// the `ε` used. Errors name the CLI flag.
+pub fn fit_clouds(src: &Cloud, tgt: &Cloud, o: &MapOptions) -> Result<(Fitted, f64), Error> {
+    let cost = o.cost()?;
+    let eps = o.eps.unwrap_or_else(|| default_eps(src, tgt));
+    if !(eps.is_finite() && eps > 0.0) {
+        return Err(cli("--eps", format!("must be finite and > 0, got {eps} (the clouds coincide?)")));
+    }
+    if let Some(t) = o.tau {
+        if !(t.is_finite() && t > 0.0) {
+            return Err(cli("--tau", format!("must be finite and > 0, got {t}")));
+        }
+    }
+    let mut sopts = SinkhornOptions::kl(eps, f64::INFINITY, f64::INFINITY, cost);
+    sopts.exec = o.exec.clone();
+    sopts.eps_scaling = Some(crate::ot::EpsScaling::default());
+    Ok((fit_entropic(src, tgt, cost, o.tau, &sopts)?, eps))
+}
+
 /// What a `map` run computed (also returned to the caller).
 #[derive(Debug, Clone)]
 pub struct MapRun {
@@ -132,21 +152,9 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
             format!("{} is {}-D, {} is {}-D", target.display(), tgt.dim, source.display(), src.dim),
         ));
     }
-    let eps = o.eps.unwrap_or_else(|| default_eps(&src, &tgt));
-    if !(eps.is_finite() && eps > 0.0) {
-        return Err(cli("--eps", format!("must be finite and > 0, got {eps} (the clouds coincide?)")));
-    }
-    if let Some(t) = o.tau {
-        if !(t.is_finite() && t > 0.0) {
-            return Err(cli("--tau", format!("must be finite and > 0, got {t}")));
-        }
-    }
     crate::output::Target::check_as(out, Kind::Map, o.force, "--out")?;
     let t_read = t_start.elapsed().as_secs_f64();
-    let mut sopts = SinkhornOptions::kl(eps, f64::INFINITY, f64::INFINITY, cost);
-    sopts.exec = o.exec.clone();
-    sopts.eps_scaling = Some(crate::ot::EpsScaling::default());
-    let fitted = fit_entropic(&src, &tgt, cost, o.tau, &sopts)?;
+    let (fitted, eps) = fit_clouds(&src, &tgt, o)?;
     let t0 = Instant::now();
     let mapped = fitted.map.apply(&src.x, &o.exec)?;
     let t_apply = t0.elapsed().as_secs_f64();

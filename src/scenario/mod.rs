@@ -11,12 +11,16 @@ pub mod spec;
 
 pub use spec::ScenarioSpec;
 
+use crate::dist::Exec;
 use crate::error::{ConfigError, Error};
 use crate::field::learned::{LearnedField, TimeShifted};
+use crate::field::map::MapField;
 use crate::field::sobolev_fisher::SobolevFisher;
 use crate::field::wfr::Growth;
 use crate::field::{analytic, Field, SumField};
 use crate::learned::model::ModelFile;
+use crate::maps::command::{fit_clouds, MapOptions};
+use crate::maps::{MapFile, MapModel};
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::stepper::{Simulation, TimeCfg};
@@ -271,8 +275,15 @@ impl Scenario {
             None => None,
         };
         let mut resolved = s.clone();
-        let ctx =
-            FieldCtx { dim: d, target: target.as_ref(), seed, conserve: s.reaction.conserve, base: &base };
+        let ctx = FieldCtx {
+            dim: d,
+            target: target.as_ref(),
+            seed,
+            conserve: s.reaction.conserve,
+            base: &base,
+            source: &source,
+            dt: self.time.dt,
+        };
         let field = build_field(&c, "field", &mut resolved.field, &ctx)?;
         // CSV paths become absolute, so the resolved scenario reruns from the output folder.
         for dist in [Some(&mut resolved.source), resolved.target.as_mut()].into_iter().flatten() {
@@ -366,6 +377,10 @@ pub struct FieldCtx<'a> {
     pub conserve: bool,
     /// The scenario file's folder (files a field names are relative to it).
     pub base: &'a Path,
+    /// The source (a map field fitted at build time maps it).
+    pub source: &'a Cloud,
+    /// The time step `time.dt`.
+    pub dt: f64,
 }
 
 /// Build a field from its spec, checking every parameter; defaults that depend on the rest of the
@@ -455,6 +470,75 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             *start_time = Some(t0);
             let field = LearnedField::new(mf.model).map_err(|e| c.err(&key("model"), e.to_string()))?;
             Box::new(TimeShifted { inner: field, t0 })
+        }
+        FieldSpec::Map { model, method, gamma, eps, tau, duration } => {
+            c.positive(&key("duration"), *duration)?;
+            let steps = *duration / cx.dt;
+            if (steps - steps.round()).abs() > 1e-9 * steps.max(1.0) {
+                return Err(c
+                    .err(
+                        &key("duration"),
+                        format!("must be a multiple of time.dt = {}, got {duration}", cx.dt),
+                    )
+                    .into());
+            }
+            let map = match (model.as_deref(), *method) {
+                (Some(_), Some(_)) => {
+                    return Err(c.err(path, "give either model or method, not both").into())
+                }
+                (None, None) => {
+                    return Err(c
+                        .err(path, "needs model (a map.json) or method (fit from source to target)")
+                        .into())
+                }
+                (Some(m), None) => {
+                    for (k, v) in [("gamma", gamma), ("eps", eps), ("tau", tau)] {
+                        if v.is_some() {
+                            return Err(c.err(&key(k), "is only for a map fitted here (method)").into());
+                        }
+                    }
+                    let file = cx.base.join(m);
+                    let mf = MapFile::read(&file).map_err(|e| c.err(&key("model"), e.to_string()))?;
+                    if mf.dim != d {
+                        return Err(c
+                            .err(
+                                &key("model"),
+                                format!(
+                                    "{}: the map is {}-dimensional, the scenario {d}-dimensional",
+                                    file.display(),
+                                    mf.dim
+                                ),
+                            )
+                            .into());
+                    }
+                    if let Ok(abs) = file.canonicalize() {
+                        *model = Some(abs.display().to_string());
+                    }
+                    mf.model
+                }
+                (None, Some(method)) => {
+                    let target = cx
+                        .target
+                        .ok_or_else(|| c.err(path, "a map fitted here (method) needs a [target]"))?;
+                    let o = MapOptions {
+                        method,
+                        gamma: *gamma,
+                        eps: *eps,
+                        tau: *tau,
+                        force: false,
+                        exec: Exec::default(),
+                    };
+                    // The CLI flag a fit error names becomes this table's key.
+                    let (fitted, used) = fit_clouds(cx.source, target, &o).map_err(|e| {
+                        let msg = e.to_string();
+                        let k = ["gamma", "eps", "tau"].into_iter().find(|k| msg.contains(&format!("--{k}")));
+                        c.err(&k.map_or(path.to_string(), key), msg.replace("<cli>: ", ""))
+                    })?;
+                    *eps = Some(used);
+                    MapModel::Entropic(fitted.map)
+                }
+            };
+            Box::new(MapField::new(map, *duration).map_err(|e| c.err(path, e.to_string()))?)
         }
     })
 }

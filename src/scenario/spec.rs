@@ -9,9 +9,6 @@ use crate::reaction::{Reaction, ReactionKind};
 use crate::stepper::TimeCfg;
 use serde::{Deserialize, Serialize};
 
-fn one() -> f64 {
-    1.0
-}
 fn yes() -> bool {
     true
 }
@@ -245,6 +242,35 @@ pub enum FieldSpec {
         #[serde(default)]
         start_time: Option<f64>,
     },
+    /// A transport map (SPEC §7) moving the particles along its constant-speed displacement
+    /// interpolation `x₀ + min(t/D, 1) (T(x₀) − x₀)` ([`crate::field::map`]): read from `model`
+    /// (`advreact map`'s map.json, relative to the scenario file), or, without `model`, fitted
+    /// from the scenario's source to its `[target]` when the scenario is built, by `method`
+    /// (`entropic` or `sparse-l1` with `gamma`; `eps` and `tau` as `advreact map`'s flags).
+    Map {
+        /// The map file.
+        #[serde(default)]
+        model: Option<String>,
+        /// The method of a map fitted at build time.
+        #[serde(default)]
+        method: Option<crate::maps::command::MapMethod>,
+        /// `γ` of `sparse-l1`.
+        #[serde(default)]
+        gamma: Option<f64>,
+        /// `ε` of the fit (absent: `advreact map`'s default, written back).
+        #[serde(default)]
+        eps: Option<f64>,
+        /// `τ` of the unbalanced rescaling (absent: balanced).
+        #[serde(default)]
+        tau: Option<f64>,
+        /// The duration `D` of the interpolation (default 1): a multiple of `time.dt`.
+        #[serde(default = "one")]
+        duration: f64,
+    },
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// The `[reaction]` table: the parameters of [`Reaction`], validated by [`ReactionSpec::check`].
