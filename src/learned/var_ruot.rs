@@ -746,8 +746,7 @@ impl Problem {
                 }
                 cot.c = wh;
                 cot.e = wh * half_s2;
-                f.vjp_x(theta, &mut p, &cot, &mut px[j * d..(j + 1) * d]);
-                f.vjp_theta(&mut p, &cot, &mut gt);
+                f.vjp(theta, &mut p, &cot, &mut px[j * d..(j + 1) * d], &mut gt);
                 pl[j] += wa * (lo.kin + lo.apsi) + gh * wbar * (lo.r * lo.r * h - mean_c);
             }
             if n > 0 {
