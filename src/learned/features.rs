@@ -181,6 +181,18 @@ pub struct Jet {
     pub lap: f64,
 }
 
+impl Jet {
+    /// Read a jet stored flat as `λ, ∇λ (d), ∂_tλ, Δλ` (length d + 3).
+    pub fn set(&mut self, flat: &[f64]) {
+        let d = flat.len() - 3;
+        self.value = flat[0];
+        self.grad.clear();
+        self.grad.extend_from_slice(&flat[1..=d]);
+        self.dt = flat[d + 1];
+        self.lap = flat[d + 2];
+    }
+}
+
 /// A cotangent of a [`Jet`]: the functional `a λ + bᵀ∇λ + c ∂_tλ + e Δλ`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct JetCot {
