@@ -278,6 +278,9 @@ impl StopRule for Record {
     }
 }
 
+/// A rollout's positions, log-weights and jets ([`Problem::rollout`]'s layout).
+type Rollout = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// One block's stored trajectory.
 struct Block {
     start: usize,
@@ -438,7 +441,7 @@ impl Problem {
     /// `J[(n·N + i)·(d + 3)..]` = `(λ, ∇λ, ∂_tλ, Δλ)` at `(X_n, t_n)`, `n < S` (recorded by the
     /// learned field: the potential is evaluated once per particle and step in the forward pass). A step whose growth the engine's guard
     /// clips (`|g h| > max_growth_step`) is an error: a fit must never see a silent clip.
-    fn rollout(&self, theta: &[f64], exec: &Exec) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>), SimError> {
+    fn rollout(&self, theta: &[f64], exec: &Exec) -> Result<Rollout, SimError> {
         let model = Model::VarRuot(Potential {
             features: self.features.clone(),
             theta: theta.to_vec(),
