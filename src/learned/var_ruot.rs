@@ -45,7 +45,8 @@
 //! `a = h p_ℓ g' + γ_A (w/M_0) h αψ'(g) g' + 2γ_H w̄ h R (g + λg' − αψ'(g) g')`,
 //! `b = h p_X + γ_A (w/M_0) h ∇λ + 2γ_H w̄ h R ∇λ`,  `c = 2γ_H w̄ h R`,  `e = 2γ_H w̄ h R · ½σ²`,
 //!
-//! and then `p_X ← p_X + ∇_x[aλ + bᵀ∇λ + c∂_tλ + eΔλ]` ([`Features::vjp_x`]: the Hessian only
+//! and then (one pass over the features, [`Features::vjp`])
+//! `p_X ← p_X + ∇_x[aλ + bᵀ∇λ + c∂_tλ + eΔλ]` ([`Features::vjp_x`]: the Hessian only
 //! appears as `∇²λ b`, never formed), `∂L/∂θ += ∂_θ[aλ + bᵀ∇λ + c∂_tλ + eΔλ]`
 //! ([`Features::vjp_theta`]), `p_ℓ ← p_ℓ + γ_A w E h/M_0 + γ_H h w̄ (R² − Σ_j w̄_j R_j²)`
 //! (`E = ½|∇λ|² + αψ(g)`), and the observation terms at `n` are added last
