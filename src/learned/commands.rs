@@ -28,7 +28,7 @@ use super::var_ruot;
 use crate::data::{read_snapshot_with, ColumnSpec};
 use crate::dist::Exec;
 use crate::error::{ConfigError, DataError, Error, SimError};
-use crate::field::learned::{LearnedField, TimeShifted};
+use crate::field::learned::{JetSink, LearnedField, TimeShifted};
 use crate::infer::{self, Series};
 use crate::observe::Phase;
 use crate::output::{check_file, write_folder, Kind, Target};
@@ -127,7 +127,7 @@ pub fn simulate(
     let mut rule = Trace { ids: &ids, paths: &mut paths };
     let growth_guard = Reaction::default().max_growth_step;
     let (clouds, steps, warnings) =
-        simulate_with(model, start, times, dt, sigma, seed, exec, growth_guard, &mut rule)?;
+        simulate_with(model, start, times, dt, sigma, seed, exec, growth_guard, &mut rule, None)?;
     Ok(Simulated { times: times.to_vec(), clouds, paths, steps, warnings })
 }
 
@@ -135,7 +135,8 @@ pub fn simulate(
 /// `rule.stop` after every step; a rule that stops early is an error) and the reaction's growth
 /// guard `max_growth_step`: one `Simulation::run_until` per interval. Returns the clouds at
 /// `times`, the steps taken and the guards' warnings. Inputs are checked by [`simulate`]'s
-/// callers ([`simulate`] itself, the Var-RUOT rollout).
+/// callers ([`simulate`] itself, the Var-RUOT rollout). With `jets`, a Var-RUOT model's jets at
+/// every particle and step are appended there ([`LearnedField::recording`]).
 #[allow(clippy::too_many_arguments)]
 pub fn simulate_with(
     model: &Model,
@@ -147,6 +148,7 @@ pub fn simulate_with(
     exec: &Exec,
     max_growth_step: f64,
     rule: &mut dyn StopRule,
+    jets: Option<&JetSink>,
 ) -> Result<(Vec<Cloud>, usize, Vec<Warning>), SimError> {
     let mut particles = Particles::from_cloud(start);
     let mut clouds = vec![start.clone()];
@@ -155,7 +157,8 @@ pub fn simulate_with(
     for (k, w) in times.windows(2).enumerate() {
         let delta = w[1] - w[0];
         let nsteps = ((delta / dt) * (1.0 - 1e-12)).ceil().max(1.0) as usize;
-        let field = TimeShifted { inner: LearnedField::new(model.clone())?, t0: w[0] };
+        let inner = LearnedField::new(model.clone())?.recording(jets.cloned());
+        let field = TimeShifted { inner, t0: w[0] };
         let reaction = Reaction { kind: ReactionKind::Weights, max_growth_step, ..Reaction::default() };
         let time = TimeCfg { dt: delta / nsteps as f64, steps: nsteps, noise: sigma, max_displacement: None };
         let empty = Cloud::new_unchecked(start.dim, vec![], vec![]);

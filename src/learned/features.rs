@@ -159,6 +159,13 @@ pub struct Point {
     r: Vec<f64>,
     q: Vec<f64>,
     gz: Vec<f64>,
+    // per random feature: `ωᵀb` and the factor of `ω_j` in `∇_x` (jet and products)
+    bo: Vec<f64>,
+    fj: Vec<f64>,
+    // the map's frequencies by coordinate (`omt[k·m + j] = ω_{j,k}`: loops over features are
+    // contiguous) and `|ω_j|²`, copied once per workspace
+    omt: Vec<f64>,
+    wn: Vec<f64>,
 }
 
 /// The jet `(λ, ∇_xλ, ∂_tλ, Δ_xλ)` of a scalar field at a point.
@@ -172,6 +179,18 @@ pub struct Jet {
     pub dt: f64,
     /// `Δ_x λ`.
     pub lap: f64,
+}
+
+impl Jet {
+    /// Read a jet stored flat as `λ, ∇λ (d), ∂_tλ, Δλ` (length d + 3).
+    pub fn set(&mut self, flat: &[f64]) {
+        let d = flat.len() - 3;
+        self.value = flat[0];
+        self.grad.clear();
+        self.grad.extend_from_slice(&flat[1..=d]);
+        self.dt = flat[d + 1];
+        self.lap = flat[d + 2];
+    }
 }
 
 /// A cotangent of a [`Jet`]: the functional `a λ + bᵀ∇λ + c ∂_tλ + e Δλ`.
@@ -267,13 +286,16 @@ impl Features {
             r: vec![0.0; sl],
             q: vec![0.0; sl],
             gz: vec![0.0; d],
+            bo: vec![0.0; m],
+            fj: vec![0.0; m],
+            omt: (0..d * m).map(|i| self.omega[(i % m) * d + i / m]).collect(),
+            wn: self.omega.chunks_exact(d.max(1)).take(m).map(norm2).collect(),
         }
     }
 
     /// Load the point `(x, t)` into the workspace: standardise, time functions, phases.
     pub fn load(&self, x: &[f64], t: f64, p: &mut Point) {
         let sp = &self.spec;
-        let d = sp.dim;
         for ((z, xi), ci) in p.z.iter_mut().zip(x).zip(&sp.centre) {
             *z = (xi - ci) / sp.scale;
         }
@@ -285,12 +307,16 @@ impl Features {
             }
             TimeBasis::Hat { knots } => hat(knots, t, &mut p.tk, &mut p.dtk, sp.t_scale),
         }
-        for (j, a) in p.arg.iter_mut().enumerate() {
-            let mut v = self.phase[j] + self.nu[j] * tau;
-            for (zi, oi) in p.z.iter().zip(&self.omega[j * d..(j + 1) * d]) {
-                v += zi * oi;
+        // arg_j = b_j + ν_j τ + Σ_k z_k ω_{j,k}, summed in k order (coordinate-major: the loops
+        // over j are contiguous and vectorise)
+        let m = sp.random;
+        for ((a, b), nu) in p.arg.iter_mut().zip(&self.phase).zip(&self.nu) {
+            *a = b + nu * tau;
+        }
+        for (k, &zk) in p.z.iter().enumerate() {
+            for (a, o) in p.arg.iter_mut().zip(&p.omt[k * m..(k + 1) * m]) {
+                *a += zk * o;
             }
-            *a = v;
         }
         sincos_into(&p.arg, &mut p.s, &mut p.c);
     }
@@ -357,18 +383,19 @@ impl Features {
         let (m, d) = (self.spec.random, self.spec.dim);
         let a = self.amp();
         jet.grad.resize(d, 0.0);
-        jet.grad.iter_mut().for_each(|v| *v = 0.0);
-        let (mut val, mut dtau, mut lap) = (0.0, 0.0, 0.0);
-        for j in 0..m {
-            let (s, c, th, dth) = (p.s[j], p.c[j], p.th[j], p.dth[j]);
-            let om = &self.omega[j * d..(j + 1) * d];
-            val += th * a * c;
-            dtau += dth * a * c - th * a * s * self.nu[j];
-            lap -= th * a * c * norm2(om);
-            let f = -th * a * s;
-            for (g, o) in jet.grad.iter_mut().zip(om) {
-                *g += f * o;
-            }
+        // u_j = a θ_j c_j, v_j = −a θ_j s_j: λ = Σ u, ∂_τλ = Σ (a θ'_j c_j + v_j ν_j),
+        // Δ_zλ = −Σ u_j |ω_j|², ∇_zλ = Σ v_j ω_j
+        let (u, v) = (&mut p.r[..m], &mut p.fj[..m]);
+        for ((((uj, vj), th), s), c) in u.iter_mut().zip(v.iter_mut()).zip(&p.th).zip(&p.s).zip(&p.c) {
+            let at = a * th;
+            *uj = at * c;
+            *vj = -at * s;
+        }
+        let mut val = sum_lanes(u);
+        let mut dtau = a * dot_lanes(&p.dth[..m], &p.c) + dot_lanes(v, &self.nu);
+        let mut lap = -dot_lanes(u, &p.wn);
+        for (k, g) in jet.grad.iter_mut().enumerate() {
+            *g = dot_lanes(v, &p.omt[k * m..(k + 1) * m]);
         }
         self.poly_each(p, |q, v, grad| {
             let (th, dth) = (p.th[m + q], p.dth[m + q]);
@@ -390,80 +417,105 @@ impl Features {
 
     /// Add `∂/∂θ_i [a λ + bᵀ∇λ + c ∂_tλ + e Δλ] = a f_i + bᵀ∇f_i + c ∂_t f_i + e Δf_i` into `out`.
     pub fn vjp_theta(&self, p: &mut Point, cot: &JetCot, out: &mut [f64]) {
-        let (m, d, sl) = (self.spec.random, self.spec.dim, self.space_len());
-        let a = self.amp();
-        let (mut bz, mut r, mut q) =
-            (std::mem::take(&mut p.bz), std::mem::take(&mut p.r), std::mem::take(&mut p.q));
-        let (cz, ez) = self.cot_z(cot, &mut bz);
-        // r_j: the part multiplying T_k, q_j: the part multiplying T_k' (from ∂_τ).
-        r.iter_mut().chain(q.iter_mut()).for_each(|v| *v = 0.0);
-        for j in 0..m {
-            let (s, c) = (p.s[j], p.c[j]);
-            let om = &self.omega[j * d..(j + 1) * d];
-            let bo = if bz.is_empty() { 0.0 } else { dot(&bz, om) };
-            r[j] = cot.a * a * c - bo * a * s - cz * a * s * self.nu[j] - ez * a * c * norm2(om);
-            q[j] = cz * a * c;
-        }
-        self.poly_each(p, |qi, v, grad| {
-            let mut bg = 0.0;
-            if !bz.is_empty() {
-                grad(&mut |l, g| bg += bz[l] * g);
-            }
-            r[m + qi] = cot.a * v + bg;
-            q[m + qi] = cz * v;
-        });
-        if self.spec.poly >= 2 {
-            for i in 0..d {
-                r[m + self.quad_index(i, i)] += 2.0 * ez;
-            }
-        }
-        for (k, (&tk, &dtk)) in p.tk.iter().zip(&p.dtk).enumerate() {
-            for ((o, rj), qj) in out[k * sl..(k + 1) * sl].iter_mut().zip(&r).zip(&q) {
-                *o += tk * rj + dtk * qj;
-            }
-        }
-        (p.bz, p.r, p.q) = (bz, r, q);
+        self.vjp_parts(None, p, cot, None, Some(out));
     }
 
     /// Add `∇_x [a λ + bᵀ∇λ + c ∂_tλ + e Δλ]` (cotangent held fixed) into `out` (length d).
     pub fn vjp_x(&self, theta: &[f64], p: &mut Point, cot: &JetCot, out: &mut [f64]) {
-        self.contract(theta, p);
-        let (m, d) = (self.spec.random, self.spec.dim);
+        self.vjp_parts(Some(theta), p, cot, Some(out), None);
+    }
+
+    /// Both products in one pass over the features ([`Features::vjp_x`] into `gx`,
+    /// [`Features::vjp_theta`] into `gth`): the phases' products with `b` are shared.
+    pub fn vjp(&self, theta: &[f64], p: &mut Point, cot: &JetCot, gx: &mut [f64], gth: &mut [f64]) {
+        self.vjp_parts(Some(theta), p, cot, Some(gx), Some(gth));
+    }
+
+    /// The products asked for (`gx` needs `theta`).
+    fn vjp_parts(
+        &self,
+        theta: Option<&[f64]>,
+        p: &mut Point,
+        cot: &JetCot,
+        gx: Option<&mut [f64]>,
+        gth: Option<&mut [f64]>,
+    ) {
+        let (m, d, sl) = (self.spec.random, self.spec.dim, self.space_len());
         let a = self.amp();
-        let (mut bz, mut gz) = (std::mem::take(&mut p.bz), std::mem::take(&mut p.gz));
+        if let Some(theta) = theta {
+            self.contract(theta, p);
+        }
+        let mut bz = std::mem::take(&mut p.bz);
         let (cz, ez) = self.cot_z(cot, &mut bz);
-        let s_ = self.spec.scale;
-        gz.iter_mut().for_each(|v| *v = 0.0);
-        for j in 0..m {
-            let (s, c, th, dth) = (p.s[j], p.c[j], p.th[j], p.dth[j]);
-            let om = &self.omega[j * d..(j + 1) * d];
-            let bo = if bz.is_empty() { 0.0 } else { dot(&bz, om) };
-            // a∇S − a c (ωᵀb) ω − c(T'-part) a s ω − c a c ν ω + e a s |ω|² ω, all times ω.
-            let f = th * (-cot.a * a * s - bo * a * c - cz * a * c * self.nu[j] + ez * a * s * norm2(om))
-                - dth * cz * a * s;
-            for (g, o) in gz.iter_mut().zip(om) {
-                *g += f * o;
+        // bo_j = ωⱼᵀ b (standardised), coordinate-major
+        p.bo.iter_mut().for_each(|v| *v = 0.0);
+        for (k, &bk) in bz.iter().enumerate() {
+            for (o, w) in p.bo.iter_mut().zip(&p.omt[k * m..(k + 1) * m]) {
+                *o += bk * w;
             }
         }
-        // polynomial terms: ∇(value) and ∇(bᵀ∇S) (only quadratic terms have one); ∂_τ S = 0, ∇ΔS = 0.
-        self.poly_each(p, |q, _, grad| {
-            let (th, dth) = (p.th[m + q], p.dth[m + q]);
-            grad(&mut |l, g| gz[l] += (th * cot.a + dth * cz) * g);
-        });
-        if self.spec.poly >= 2 && !bz.is_empty() {
-            for i in 0..d {
-                for l in i..d {
-                    let th = p.th[m + self.quad_index(i, l)];
-                    // ∇²(z_i z_l) b = b_l e_i + b_i e_l
-                    gz[i] += th * bz[l];
-                    gz[l] += th * bz[i];
+        let (want_x, want_t) = (gx.is_some(), gth.is_some());
+        for j in 0..m {
+            let (s, c, bo, nu, wn) = (a * p.s[j], a * p.c[j], p.bo[j], self.nu[j], p.wn[j]);
+            if want_t {
+                // r_j multiplies T_k, q_j multiplies T_k' (from ∂_τ)
+                p.r[j] = cot.a * c - bo * s - cz * s * nu - ez * c * wn;
+                p.q[j] = cz * c;
+            }
+            if want_x {
+                // ∇_z of a S + bᵀ∇S + c ∂_τS + e ΔS, all along ω_j
+                p.fj[j] = p.th[j] * (-cot.a * s - bo * c - cz * c * nu + ez * s * wn) - p.dth[j] * cz * s;
+            }
+        }
+        if let Some(out) = gth {
+            let (mut r, mut q) = (std::mem::take(&mut p.r), std::mem::take(&mut p.q));
+            self.poly_each(p, |qi, v, grad| {
+                let mut bg = 0.0;
+                if !bz.is_empty() {
+                    grad(&mut |l, g| bg += bz[l] * g);
+                }
+                r[m + qi] = cot.a * v + bg;
+                q[m + qi] = cz * v;
+            });
+            if self.spec.poly >= 2 {
+                for i in 0..d {
+                    r[m + self.quad_index(i, i)] += 2.0 * ez;
                 }
             }
+            for (k, (&tk, &dtk)) in p.tk.iter().zip(&p.dtk).enumerate() {
+                for ((o, rj), qj) in out[k * sl..(k + 1) * sl].iter_mut().zip(&r).zip(&q) {
+                    *o += tk * rj + dtk * qj;
+                }
+            }
+            (p.r, p.q) = (r, q);
         }
-        for (o, g) in out.iter_mut().zip(&gz) {
-            *o += g / s_;
+        if let Some(out) = gx {
+            let s_ = self.spec.scale;
+            let mut gz = std::mem::take(&mut p.gz);
+            for (k, g) in gz.iter_mut().enumerate() {
+                *g = dot_lanes(&p.fj, &p.omt[k * m..(k + 1) * m]);
+            }
+            // polynomial terms: ∇(value) and ∇(bᵀ∇S) (only quadratic terms have one); ∂_τ S = 0, ∇ΔS = 0.
+            self.poly_each(p, |q, _, grad| {
+                let (th, dth) = (p.th[m + q], p.dth[m + q]);
+                grad(&mut |l, g| gz[l] += (th * cot.a + dth * cz) * g);
+            });
+            if self.spec.poly >= 2 && !bz.is_empty() {
+                for i in 0..d {
+                    for l in i..d {
+                        let th = p.th[m + self.quad_index(i, l)];
+                        // ∇²(z_i z_l) b = b_l e_i + b_i e_l
+                        gz[i] += th * bz[l];
+                        gz[l] += th * bz[i];
+                    }
+                }
+            }
+            for (o, g) in out.iter_mut().zip(&gz) {
+                *o += g / s_;
+            }
+            p.gz = gz;
         }
-        (p.bz, p.gz) = (bz, gz);
+        p.bz = bz;
     }
 
     /// The cotangent's weights in standardised units: `b/s` into `bz` (empty when `b` is),
@@ -542,6 +594,42 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
 
 fn norm2(a: &[f64]) -> f64 {
     dot(a, a)
+}
+
+/// Lanes of the reductions over features: independent partial sums, so the loops vectorise
+/// (a fixed order: the bits do not depend on the machine's vector width).
+const LANES: usize = 8;
+
+/// `Σ_j a_j b_j` in [`LANES`] partial sums (added in lane order, then the remainder).
+fn dot_lanes(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = acc.iter().sum::<f64>();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    s
+}
+
+/// `Σ_j a_j` in [`LANES`] partial sums.
+fn sum_lanes(a: &[f64]) -> f64 {
+    let mut acc = [0.0; LANES];
+    let ac = a.chunks_exact(LANES);
+    let rest = ac.remainder();
+    for x in ac {
+        for l in 0..LANES {
+            acc[l] += x[l];
+        }
+    }
+    acc.iter().sum::<f64>() + rest.iter().sum::<f64>()
 }
 
 #[cfg(test)]
@@ -657,6 +745,11 @@ mod tests {
             }
             let mut gx = vec![0.0; d];
             f.vjp_x(&th, &mut p, &cot, &mut gx);
+            // the fused pass gives both, to the bit
+            let (mut fx, mut fth) = (vec![0.0; d], vec![0.0; f.len()]);
+            f.vjp(&th, &mut p, &cot, &mut fx, &mut fth);
+            assert_eq!(fx, gx);
+            assert_eq!(fth, gth);
             let h = 1e-4;
             for l in 0..d {
                 let (mut xp, mut xm) = (x.to_vec(), x.to_vec());

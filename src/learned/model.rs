@@ -105,6 +105,13 @@ pub struct Workspace {
     phi: Vec<f64>,
 }
 
+impl Workspace {
+    /// The jet of the last [`Model::eval`] of a Var-RUOT model at its point.
+    pub fn jet(&self) -> &Jet {
+        &self.jet
+    }
+}
+
 impl Model {
     /// The feature map.
     pub fn features(&self) -> &Features {

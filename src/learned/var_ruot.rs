@@ -45,7 +45,8 @@
 //! `a = h p_ℓ g' + γ_A (w/M_0) h αψ'(g) g' + 2γ_H w̄ h R (g + λg' − αψ'(g) g')`,
 //! `b = h p_X + γ_A (w/M_0) h ∇λ + 2γ_H w̄ h R ∇λ`,  `c = 2γ_H w̄ h R`,  `e = 2γ_H w̄ h R · ½σ²`,
 //!
-//! and then `p_X ← p_X + ∇_x[aλ + bᵀ∇λ + c∂_tλ + eΔλ]` ([`Features::vjp_x`]: the Hessian only
+//! and then (one pass over the features, [`Features::vjp`])
+//! `p_X ← p_X + ∇_x[aλ + bᵀ∇λ + c∂_tλ + eΔλ]` ([`Features::vjp_x`]: the Hessian only
 //! appears as `∇²λ b`, never formed), `∂L/∂θ += ∂_θ[aλ + bᵀ∇λ + c∂_tλ + eΔλ]`
 //! ([`Features::vjp_theta`]), `p_ℓ ← p_ℓ + γ_A w E h/M_0 + γ_H h w̄ (R² − Σ_j w̄_j R_j²)`
 //! (`E = ½|∇λ|² + αψ(g)`), and the observation terms at `n` are added last
@@ -66,6 +67,7 @@ use super::model::{Model, Potential};
 use super::psi::Psi;
 use crate::dist::{Exec, Par};
 use crate::error::SimError;
+use crate::field::learned::JetSink;
 use crate::infer::Series;
 use crate::ot::divergence::{sinkhorn_divergence, DivergenceOptions, DivergenceWarm};
 use crate::ot::Cost;
@@ -73,6 +75,7 @@ use crate::particles::Cloud;
 use crate::stepper::{StepView, StopRule};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
 
 /// Particles per work block of the forward and backward passes (fixed: the partial sums are
 /// reduced in block order, so the result does not depend on the thread count).
@@ -276,6 +279,9 @@ impl StopRule for Record {
     }
 }
 
+/// A rollout's positions, log-weights and jets ([`Problem::rollout`]'s layout).
+type Rollout = (Vec<f64>, Vec<f64>, Vec<f64>);
+
 /// One block's stored trajectory.
 struct Block {
     start: usize,
@@ -431,10 +437,12 @@ impl Problem {
 
     /// The forward pass of one block.
     /// The states of every particle after every step, through the engine's one time loop
-    /// ([`simulate_with`]: the same steps as `advreact forward --model`): `(x, ℓ)` with
-    /// `x[(n·N + i)·d + k]`, `ℓ[n·N + i]`, `n = 0..=S`. A step whose growth the engine's guard
+    /// ([`simulate_with`]: the same steps as `advreact forward --model`): `(x, ℓ, J)` with
+    /// `x[(n·N + i)·d + k]`, `ℓ[n·N + i]`, `n = 0..=S`, and the jets the steps evaluated,
+    /// `J[(n·N + i)·(d + 3)..]` = `(λ, ∇λ, ∂_tλ, Δλ)` at `(X_n, t_n)`, `n < S` (recorded by the
+    /// learned field: the potential is evaluated once per particle and step in the forward pass). A step whose growth the engine's guard
     /// clips (`|g h| > max_growth_step`) is an error: a fit must never see a silent clip.
-    fn rollout(&self, theta: &[f64], exec: &Exec) -> Result<(Vec<f64>, Vec<f64>), SimError> {
+    fn rollout(&self, theta: &[f64], exec: &Exec) -> Result<Rollout, SimError> {
         let model = Model::VarRuot(Potential {
             features: self.features.clone(),
             theta: theta.to_vec(),
@@ -442,6 +450,8 @@ impl Problem {
             alpha: self.alpha,
         });
         let mut rec = Record { x: self.x0.clone(), l: self.l0.clone() };
+        let (n, d) = (self.n, self.dim);
+        let sink: JetSink = Arc::new(Mutex::new(Vec::with_capacity(self.steps() * n * (d + 3))));
         let (_, steps, warnings) = simulate_with(
             &model,
             &self.first,
@@ -452,6 +462,7 @@ impl Problem {
             exec,
             self.cap,
             &mut rec,
+            Some(&sink),
         )?;
         if let Some(w) = warnings.iter().find(|w| w.guard == "growth_clipped") {
             return Err(SimError::Limit {
@@ -462,8 +473,15 @@ impl Problem {
                 ),
             });
         }
-        let (n, d) = (self.n, self.dim);
-        if steps != self.steps() || rec.x.len() != (steps + 1) * n * d || rec.l.len() != (steps + 1) * n {
+        let jets = std::mem::take(&mut *sink.lock().map_err(|_| SimError::Numerical {
+            step: steps,
+            what: "var_ruot forward: the jet record was poisoned".into(),
+        })?);
+        if steps != self.steps()
+            || rec.x.len() != (steps + 1) * n * d
+            || rec.l.len() != (steps + 1) * n
+            || jets.len() != steps * n * (d + 3)
+        {
             return Err(SimError::Numerical {
                 step: steps,
                 what: format!(
@@ -472,19 +490,17 @@ impl Problem {
                 ),
             });
         }
-        Ok((rec.x, rec.l))
+        Ok((rec.x, rec.l, jets))
     }
 
     /// One block's stored trajectory (from the rollout's states), jets, running sums and checks.
     fn forward_block(
         &self,
-        theta: &[f64],
-        (xs, ls): (&[f64], &[f64]),
+        (xs, ls, js_all): (&[f64], &[f64], &[f64]),
         start: usize,
         len: usize,
     ) -> Result<Block, SimError> {
         let (d, steps, nn) = (self.dim, self.steps(), self.n);
-        let f = &self.features;
         let mut x = vec![0.0; (steps + 1) * len * d];
         let mut l = vec![0.0; (steps + 1) * len];
         for n in 0..=steps {
@@ -495,20 +511,16 @@ impl Problem {
         let mut sums = vec![[0.0; 3]; steps];
         let js = d + 3;
         let mut jets = vec![0.0; steps * len * js];
-        let mut p = f.point();
+        for n in 0..steps {
+            jets[n * len * js..(n + 1) * len * js]
+                .copy_from_slice(&js_all[(n * nn + start) * js..(n * nn + start + len) * js]);
+        }
         let mut jet = Jet::default();
         for n in 0..steps {
-            let (t, h) = (self.t[n], self.h[n]);
+            let h = self.h[n];
             for j in 0..len {
-                let xi = &x[(n * len + j) * d..(n * len + j + 1) * d];
-                f.load(xi, t, &mut p);
-                f.jet(theta, &mut p, &mut jet);
+                jet.set(&jets[(n * len + j) * js..(n * len + j + 1) * js]);
                 let lo = self.local(&jet);
-                let jr = &mut jets[(n * len + j) * js..(n * len + j + 1) * js];
-                jr[0] = jet.value;
-                jr[1..=d].copy_from_slice(&jet.grad);
-                jr[d + 1] = jet.dt;
-                jr[d + 2] = jet.lap;
                 if !(lo.g.is_finite() && lo.r.is_finite() && jet.grad.iter().all(|v| v.is_finite())) {
                     return Err(SimError::NonFinite {
                         step: n,
@@ -536,8 +548,8 @@ impl Problem {
                 self.features.len()
             )));
         }
-        let (xs, ls) = self.rollout(theta, exec)?;
-        self.over_blocks(exec, |s, l| self.forward_block(theta, (&xs, &ls), s, l))
+        let (xs, ls, jets) = self.rollout(theta, exec)?;
+        self.over_blocks(exec, |s, l| self.forward_block((&xs, &ls, &jets), s, l))
     }
 
     /// Positions and log-weights of every particle at step `n`.
@@ -729,12 +741,7 @@ impl Problem {
                 let xi = &b.x[(n * len + j) * d..(n * len + j + 1) * d];
                 let w = b.l[n * len + j].exp();
                 f.load(xi, t, &mut p);
-                let jr = &b.jets[(n * len + j) * (d + 3)..(n * len + j + 1) * (d + 3)];
-                jet.value = jr[0];
-                jet.grad.clear();
-                jet.grad.extend_from_slice(&jr[1..=d]);
-                jet.dt = jr[d + 1];
-                jet.lap = jr[d + 2];
+                jet.set(&b.jets[(n * len + j) * (d + 3)..(n * len + j + 1) * (d + 3)]);
                 let lo = self.local(&jet);
                 let wa = ga * w / self.m0 * h;
                 let wbar = w / mass;
@@ -746,8 +753,7 @@ impl Problem {
                 }
                 cot.c = wh;
                 cot.e = wh * half_s2;
-                f.vjp_x(theta, &mut p, &cot, &mut px[j * d..(j + 1) * d]);
-                f.vjp_theta(&mut p, &cot, &mut gt);
+                f.vjp(theta, &mut p, &cot, &mut px[j * d..(j + 1) * d], &mut gt);
                 pl[j] += wa * (lo.kin + lo.apsi) + gh * wbar * (lo.r * lo.r * h - mean_c);
             }
             if n > 0 {
