@@ -23,7 +23,9 @@
 use super::state::FieldState;
 use super::{foreign_state, EvalCtx, Field};
 use crate::error::SimError;
-use crate::maps::MapModel;
+use crate::format::Diag;
+use crate::maps::{default_delta, Displacement, MapModel};
+use crate::particles::Cloud;
 
 /// A map driving the particles along its displacement interpolation.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct MapField {
     pub duration: f64,
     /// `Δ_i` of the particles at the first step (particle-contiguous), once computed.
     displacement: Option<Vec<f64>>,
+    /// The mean displacement dimensionality of the `Δ_i` at the threshold `δ` (SPEC §7,
+    /// [`crate::maps::default_delta`] of the first positions), and `δ`.
+    dims: Option<(f64, f64)>,
 }
 
 impl MapField {
@@ -44,7 +49,7 @@ impl MapField {
                 "map field: duration must be finite and > 0, got {duration}"
             )));
         }
-        Ok(Self { model, duration, displacement: None })
+        Ok(Self { model, duration, displacement: None, dims: None })
     }
 }
 
@@ -75,8 +80,20 @@ impl Field for MapField {
                 value: delta[i],
             });
         }
+        let cloud = Cloud::uniform(d, ctx.x.to_vec(), 1.0)
+            .map_err(|e| SimError::Invalid(format!("map field: {e}")))?;
+        let delta_thr = default_delta(&cloud);
+        self.dims = Some((Displacement::of(d, ctx.x, &t, delta_thr).mean_dims(), delta_thr));
         self.displacement = Some(delta);
         Ok(())
+    }
+
+    /// `map_mean_dims`: the mean number of coordinates a particle's displacement moves by more
+    /// than `map_delta` (SPEC §7).
+    fn diagnostics(&self) -> Vec<(String, Diag)> {
+        self.dims.map_or_else(Vec::new, |(m, delta)| {
+            vec![("map_mean_dims".into(), Diag::from(m)), ("map_delta".into(), Diag::from(delta))]
+        })
     }
 
     fn eval(&self, ctx: &EvalCtx, velocity: &mut [f64], _growth: &mut [f64]) -> Result<(), SimError> {

@@ -122,6 +122,38 @@ impl Metric for Count {
     }
 }
 
+/// `moved_dims`: the mean over particles of the number of coordinates that moved by more than
+/// `δ` since the first evaluation, `mean_i #{k : |x_ik − x_ik(0)| > δ}` with `δ = 10⁻² ×` the
+/// median per-coordinate standard deviation of the first positions (SPEC §7's displacement
+/// dimensionality, [`crate::maps::default_delta`]). The first positions are those of this
+/// process's first evaluation (a resumed run measures from where it resumed); a population that
+/// changes size (birth–death) is an error.
+#[derive(Debug, Default)]
+pub struct MovedDims {
+    start: OnceLock<(Vec<f64>, f64)>,
+}
+
+impl Metric for MovedDims {
+    fn names(&self, _dim: usize) -> Vec<String> {
+        vec!["moved_dims".into()]
+    }
+    fn compute(&self, c: &MetricCtx) -> Result<Vec<f64>, SimError> {
+        let (x0, delta) = self.start.get_or_init(|| {
+            let cloud = Cloud::new_unchecked(c.dim, c.x.to_vec(), vec![1.0; c.w.len()]);
+            (c.x.to_vec(), crate::maps::default_delta(&cloud))
+        });
+        if x0.len() != c.x.len() {
+            return Err(SimError::Invalid(format!(
+                "metric moved_dims: the population changed from {} to {} particles",
+                x0.len() / c.dim.max(1),
+                c.w.len()
+            )));
+        }
+        let moved = c.x.iter().zip(x0).filter(|(x, x0)| (*x - *x0).abs() > *delta).count();
+        Ok(vec![moved as f64 / c.w.len().max(1) as f64])
+    }
+}
+
 /// Effective sample size `(Σ w)² / Σ w²`.
 #[derive(Debug, Clone)]
 pub struct Ess;

@@ -316,6 +316,7 @@ impl Scenario {
                 "mass" => Box::new(metrics::Mass),
                 "n" => Box::new(metrics::Count),
                 "ess" => Box::new(metrics::Ess),
+                "moved_dims" => Box::new(metrics::MovedDims::default()),
                 _ => Box::new(metrics::Mean),
             });
         }

@@ -418,7 +418,7 @@ impl Default for ReportSpec {
 }
 
 /// The metric names a scenario may ask for.
-pub const METRICS: [&str; 6] = ["mmd", "mmd_normalized", "mass", "n", "ess", "mean"];
+pub const METRICS: [&str; 7] = ["mmd", "mmd_normalized", "mass", "n", "ess", "mean", "moved_dims"];
 
 /// Validation helpers: the rules of [`crate::param`], each error a [`ConfigError`] naming
 /// `file` and the key path.
