@@ -56,6 +56,7 @@ pub mod format;
 pub mod infer;
 pub mod kernel;
 pub mod learned;
+pub mod maps;
 pub mod metrics;
 pub mod observe;
 pub mod ot;
