@@ -44,7 +44,15 @@
 //! **Non-convexity and warm starts.** At `Δ = 0` the smoothed-ℓ0 gradient is zero and its
 //! curvature `γ/σ²` can exceed the divergence's, so a fit started from `Θ = 0` could keep every
 //! coordinate at rest. Every fit therefore starts with the `γ = 0` fit (the unpenalised map) and
-//! continues from it at the requested `γ`.
+//! continues from it at the requested `γ`. Conversely, a displacement far beyond `σ` feels no
+//! force (`τ` is flat there), so a coordinate the `γ = 0` map moves by much more than `σ` would
+//! never be released. Smoothed ℓ0 at `γ > 0` is therefore fitted by graduated non-convexity:
+//! after a round at the target `σ` (from the warm start) come rounds at `σ_j = 2^j σ` for
+//! `j = J, J − 1, …, 0`, `J = ⌈log₂(r/σ)⌉` (at most 10), `r` the median over coordinates of the
+//! `ā`-weighted RMS of a column of `Δ` after the first round (the typical coordinate's
+//! displacement: the few large ones are the signal): at `σ ≳ r` the penalty reaches the typical
+//! coordinate and shrinks it, and as `σ` halves the coordinates left near zero are pinned there
+//! while the large displacements are released.
 //!
 //! **γ for a target dimensionality** ([`GammaChoice::TargetDims`]): bisection on `log γ`, not
 //! annealing: the mean dimensionality is (up to noise) non-increasing in `γ`, so a bracket
@@ -182,7 +190,9 @@ impl SparseMapParams {
         }
         pos("tol", self.tol)?;
         pos("sinkhorn_tol", self.sinkhorn_tol)?;
-        for (key, v) in [("iters", self.iters), ("rounds", self.rounds), ("sinkhorn_max_iter", self.sinkhorn_max_iter)] {
+        for (key, v) in
+            [("iters", self.iters), ("rounds", self.rounds), ("sinkhorn_max_iter", self.sinkhorn_max_iter)]
+        {
             if v == 0 {
                 return Err(err(key, "must be ≥ 1, got 0".into()));
             }
@@ -225,7 +235,10 @@ impl SparseMap {
         self.features.check().map_err(|e| SimError::Invalid(format!("sparse map: {e}")))?;
         let (p, d) = (self.features.len(), self.dim());
         if self.theta.len() != p * d || self.theta.iter().any(|v| !v.is_finite()) {
-            return Err(SimError::Invalid(format!("sparse map: theta must hold p·d = {} finite numbers", p * d)));
+            return Err(SimError::Invalid(format!(
+                "sparse map: theta must hold p·d = {} finite numbers",
+                p * d
+            )));
         }
         Ok(())
     }
@@ -345,7 +358,9 @@ pub fn fit_sparse_map(
     let centre = source.mean();
     let s = median_std(source, &centre);
     if !(s > 0.0 && s.is_finite()) {
-        return Err(bad(format!("the source's median per-coordinate standard deviation is {s}, must be > 0")));
+        return Err(bad(format!(
+            "the source's median per-coordinate standard deviation is {s}, must be > 0"
+        )));
     }
     let delta = 1e-2 * s;
     let spec = FeatureSpec {
@@ -361,7 +376,7 @@ pub fn fit_sparse_map(
         t_centre: 0.0,
         t_scale: 1.0,
     };
-    let features = Features::new(spec).map_err(|e| bad(e))?;
+    let features = Features::new(spec).map_err(bad)?;
     let phi = design(&features, &source.x, exec);
     let np = features.len();
     // M = ΦᵀĀΦ + λI
@@ -375,7 +390,10 @@ pub fn fit_sparse_map(
         gram[(j, j)] += ridge;
     }
     let chol = gram.cholesky().ok_or_else(|| {
-        Error::Sim(SimError::Numerical { step: 0, what: "sparse map: Cholesky of the feature Gram matrix ΦᵀĀΦ failed".into() })
+        Error::Sim(SimError::Numerical {
+            step: 0,
+            what: "sparse map: Cholesky of the feature Gram matrix ΦᵀĀΦ failed".into(),
+        })
     })?;
     let mut prob = Problem {
         x: &source.x,
@@ -396,7 +414,22 @@ pub fn fit_sparse_map(
     let mut search_warnings = Vec::new();
     let mut run = |prob: &mut Problem, theta: &DMatrix<f64>, gamma: f64| -> Result<Fitted, Error> {
         let r = rounds.len();
-        let f = prob.minimise(theta.clone(), gamma, p, r, &mut history)?;
+        let mut f = prob.minimise(theta.clone(), gamma, p, r, &mut history)?;
+        if let (SparsePenalty::SmoothedL0 { sigma }, true) = (p.penalty, gamma > 0.0) {
+            // graduated non-convexity: σ_j = 2^j σ, j = J, …, 0 (module doc)
+            let mut rms = prob.column_rms(&f.theta);
+            rms.sort_by(f64::total_cmp);
+            let typical = rms[rms.len() / 2];
+            let stages = (typical / sigma).log2().ceil().clamp(0.0, MAX_SIGMA_STAGES as f64) as i32;
+            let mut iterations = f.iterations;
+            for j in (0..=stages).rev() {
+                prob.penalty = SparsePenalty::SmoothedL0 { sigma: sigma * 2f64.powi(j) };
+                f = prob.minimise(f.theta, gamma, p, r, &mut history)?;
+                iterations += f.iterations;
+            }
+            prob.penalty = p.penalty;
+            f.iterations = iterations;
+        }
         if f.capped {
             warnings.push(format!("γ = {gamma:.6e}: {}", f.stop));
         }
@@ -411,7 +444,7 @@ pub fn fit_sparse_map(
     };
     let base = run(&mut prob, &DMatrix::zeros(np, d), 0.0)?;
     let chosen = match p.gamma {
-        GammaChoice::Fixed(g) if g == 0.0 => base,
+        GammaChoice::Fixed(0.0) => base,
         GammaChoice::Fixed(g) => run(&mut prob, &base.theta, g)?,
         GammaChoice::TargetDims(k) => {
             let within = |f: &Fitted| (f.dims - k).abs() <= 0.5;
@@ -482,6 +515,9 @@ pub fn fit_sparse_map(
         warnings,
     })
 }
+
+/// Most halvings of `σ` in the graduated non-convexity of smoothed ℓ0.
+const MAX_SIGMA_STAGES: usize = 10;
 
 /// Longest step tried, in units of the Gauss–Newton step.
 const MAX_STEP: f64 = 64.0;
@@ -569,6 +605,14 @@ impl Problem<'_> {
         Ok(Eval { loss, divergence: sd.value, penalty, delta, warm: sd.warm(), grad })
     }
 
+    /// The `ā`-weighted root mean square of each column of `Δ = ΦΘ`.
+    fn column_rms(&self, theta: &DMatrix<f64>) -> Vec<f64> {
+        let delta = &self.phi * theta;
+        (0..theta.ncols())
+            .map(|k| self.abar.iter().enumerate().map(|(i, a)| a * delta[(i, k)].powi(2)).sum::<f64>().sqrt())
+            .collect()
+    }
+
     /// Mean dimensionality and per-coordinate frequency of `Δ` on the source.
     fn dims(&self, delta: &DMatrix<f64>) -> (f64, Vec<f64>) {
         let d = delta.ncols();
@@ -644,10 +688,6 @@ impl Problem<'_> {
             self.warm = ev.warm.clone();
             iterations = it;
             history.push(rec(it, &ev, t));
-            if std::env::var("SPARSE_DEBUG").is_ok() {
-                let (dd, _) = self.dims(&ev.delta);
-                eprintln!("  γ={gamma:.3e} it={it} t={t} L={:.6e} S={:.6e} pen={:.4} dims={dd:.3}", ev.loss, ev.divergence, ev.penalty);
-            }
             if decrease <= p.tol * ev.loss.abs() {
                 stop = format!("relative loss decrease below {} at iteration {it}", p.tol);
                 capped = false;
