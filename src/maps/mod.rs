@@ -10,12 +10,16 @@
 //!   `b → b̃ = πᵀ1` (equal masses: both are the plan's), then fit the balanced map between
 //!   `(X, ã)` and `(Y, b̃)`. Points the coupling destroys (outliers) get `ã_i/a_i ≈ 0` and no
 //!   longer pull the map.
+//! - [`sparse`]: a parametric displacement-sparse map `T(x) = x + Θᵀφ(x)` fitted on
+//!   `S_ε(T#μ, ν) + γ mean_i τ(Δ(x_i))` (smoothed ℓ0, or a smoothed ℓ1), for penalties without a
+//!   usable prox, with `γ` adapted to a requested mean displacement dimensionality.
 //! - [`model`]: the versioned `map.json` (one enum variant per method) and [`command`]: the
 //!   `advreact map` command (fit, report, plots; `--apply`).
 
 pub mod command;
 pub mod entropic;
 pub mod model;
+pub mod sparse;
 
 use crate::error::SimError;
 use crate::ot::{uot_clouds, Cost, Marginal, SinkhornOptions, UotReport};
