@@ -13,7 +13,7 @@ use advreact::infer::commands::{
     InferCommon,
 };
 use advreact::infer::wot::mean_sq_cost;
-use advreact::maps::{self, command::MapMethod};
+use advreact::maps;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution_with_ids, CostKind, EpsScaling, Marginal,
     PlanExport, SinkhornOptions, UotSolution,
@@ -163,37 +163,7 @@ enum Cmd {
     /// KL-unbalanced rescaling (--tau). Writes DIR/map.json, mapped.csv, report.json,
     /// displacement.png (and arrows.png in 2-D). With --apply MAP.json NEW.csv --out F.csv:
     /// apply a fitted map to new points.
-    Map {
-        /// SOURCE.csv (with --apply: the points to map).
-        source: PathBuf,
-        /// TARGET.csv (not with --apply).
-        #[arg(required_unless_present = "apply")]
-        target: Option<PathBuf>,
-        /// entropic (½|x−y|², γ = 0) or sparse-l1 (½|z|² + γ|z|₁: soft-thresholded, exact zeros).
-        #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
-        method: MapMethod,
-        /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
-        #[arg(long, allow_negative_numbers = true)]
-        gamma: Option<f64>,
-        /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
-        #[arg(long, allow_negative_numbers = true)]
-        eps: Option<f64>,
-        /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
-        #[arg(long, allow_negative_numbers = true)]
-        tau: Option<f64>,
-        /// Apply this map.json to SOURCE and write --out (a CSV file).
-        #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
-        apply: Option<PathBuf>,
-        /// Output folder (default output/map/<source>__<target>); with --apply the CSV file
-        /// (required).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Replace an output folder holding foreign files (or, with --apply, an existing file).
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    Map(maps::command::MapArgs),
     /// Time one problem and print a JSON line (the engine's side of scripts/bench_peers.sh): median
     /// and min seconds over --reps runs after a warm-up, peak memory, a check value. Clouds: n points
     /// N(0, I_d) vs m points N(0.5, I_d), uniform weights (see src/bench.rs for each problem).
@@ -926,35 +896,11 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
             p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }
-        Cmd::Map { source, target, method, gamma, eps, tau, apply, out, force, threads } => {
+        Cmd::Map(a) => {
             let exec = p.exec();
             p.alone(|| {
-                set_threads(threads)?;
-                if let Some(map) = apply {
-                    let out = out.ok_or_else(|| -> Error {
-                        ConfigError::new("<cli>", "--out", "is required with --apply (the CSV to write)")
-                            .into()
-                    })?;
-                    let n = maps::command::cmd_apply(&map, &source, &out, force, &exec)?;
-                    println!("mapped {n} points → {}", out.display());
-                    return Ok(true);
-                }
-                let target = target.expect("clap requires TARGET without --apply");
-                let out = out.unwrap_or_else(|| {
-                    let dflt = uot_out(&source, &target, None);
-                    Path::new("output/map").join(dflt.file_name().expect("a default name"))
-                });
-                let o = maps::command::MapOptions { method, gamma, eps, tau, force, exec: exec.clone() };
-                let r = maps::command::cmd_map(&source, &target, &out, &o)?;
-                println!(
-                    "map: mean displacement dims {:.3} (δ = {:.3e}), S_ε(T#μ, ν) = {:.6e}, W1 = {:.6e} → {}",
-                    r.displacement.mean_dims(),
-                    r.displacement.delta,
-                    r.divergence,
-                    r.w1,
-                    out.display()
-                );
-                Ok(true)
+                set_threads(a.threads)?;
+                maps::command::cmd_map_args(&a, &exec)
             })
         }
         Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {
