@@ -146,6 +146,8 @@ pub struct StrictArg {
 }
 
 /// `advreact infer`: predict a held-out time point from its neighbours.
+// The field docs are the command line's help text (kept as `--help` prints them).
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args, Clone)]
 pub struct InferArgs {
     /// Snapshot CSV (time,x1..xd[,w]).
@@ -175,6 +177,8 @@ pub struct InferArgs {
 
 /// `advreact forward`: forward prediction from the first snapshot, chaining a method between
 /// consecutive snapshots (or simulating a fitted `--model`).
+// The field docs are the command line's help text (kept as `--help` prints them).
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args, Clone)]
 pub struct ForwardArgs {
     /// Snapshot CSV (time,x1..xd[,w]).
@@ -237,7 +241,7 @@ pub fn infer_compute(
     Ok((r, params))
 }
 
-/// The `infer` output folder: --out, or output/infer/<data>_<method>_t<T>.
+/// The `infer` output folder: `--out`, or `output/infer/<data>_<method>_t<T>`.
 pub fn infer_out(a: &InferArgs) -> PathBuf {
     a.out.clone().unwrap_or_else(|| {
         let data = super::data_name(&a.data);
@@ -279,15 +283,15 @@ pub fn forward_compute(
     Ok((r, params))
 }
 
-/// The `forward` output folder: --out, or output/infer/<data>_<method>_forward.
+/// The `forward` output folder: `--out`, or `output/infer/<data>_<method>_forward`.
 pub fn forward_out(a: &ForwardArgs) -> PathBuf {
     a.out.clone().unwrap_or_else(|| {
         Path::new("output/infer").join(format!("{}_{}_forward", super::data_name(&a.data), a.method))
     })
 }
 
-/// `forward --model`: the model file, output folder (--out, or
-/// output/infer/<data>_<model kind folder>_forward) and data options.
+/// `forward --model`: the model file, output folder (`--out`, or
+/// `output/infer/<data>_learned_forward`) and data options.
 pub fn forward_model_args(a: &ForwardArgs) -> crate::learned::commands::ForwardModelArgs {
     let model = a.model.clone().unwrap_or_default();
     let out = a.out.clone().unwrap_or_else(|| {

@@ -354,6 +354,8 @@ pub fn cmd_apply(map: &Path, input: &Path, out: &Path, force: bool, exec: &Exec)
 
 /// `advreact map`'s command-line arguments (the binary's `map` subcommand and the Python
 /// package's `map` / `apply_map` parse these).
+// The field docs are the command line's help text (kept as `--help` prints them).
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args, Debug, Clone)]
 pub struct MapArgs {
     /// SOURCE.csv (with --apply: the points to map).
