@@ -5,15 +5,20 @@
 mod bench;
 mod compare;
 
-use advreact::data::{read_snapshot_with, ColumnSpec, Selection, SnapshotTable};
+use advreact::data::{read_snapshot_with, Selection, SnapshotTable};
 use advreact::error::{ConfigError, Error};
+use advreact::infer::commands::{
+    check_out, count_at_least_one, fmt_t, forward_compute, forward_load, forward_model_args, forward_out,
+    forward_report, infer_compute, infer_load, infer_out, infer_report, ColumnArgs, ForwardArgs, InferArgs,
+    InferCommon,
+};
 use advreact::infer::wot::mean_sq_cost;
-use advreact::maps::{self, command::MapMethod};
+use advreact::maps;
 use advreact::ot::{
     export::report_json, solve_partial, uot_clouds, write_solution_with_ids, CostKind, EpsScaling, Marginal,
     PlanExport, SinkhornOptions, UotSolution,
 };
-use advreact::output::{write_folder, Kind, Target};
+use advreact::output::{write_folder, Kind};
 use advreact::particles::Cloud;
 use advreact::run::{resume_run, run_built, run_sweep, sweep_out, RunOptions, RunOutcome, SweepOutcome};
 use advreact::scenario::{self, Overrides};
@@ -79,12 +84,6 @@ fn report(r: &RunOutcome, hint: bool) -> bool {
 /// extinct (a legitimate end of a decay). Every other stop reason is exit code 1.
 fn finished_well(s: &Summary) -> bool {
     matches!(s.stop_reason, StopReason::Completed | StopReason::Converged | StopReason::Extinct)
-}
-
-/// Check `path` as the output folder of `kind`, given on the command line as `--out` (the
-/// library's [`Target::check`] names no flag).
-fn check_out(path: &Path, kind: Kind, force: bool) -> Result<Target, Error> {
-    Target::check_as(path, kind, force, "--out")
 }
 
 #[derive(Parser)]
@@ -164,37 +163,7 @@ enum Cmd {
     /// KL-unbalanced rescaling (--tau). Writes DIR/map.json, mapped.csv, report.json,
     /// displacement.png (and arrows.png in 2-D). With --apply MAP.json NEW.csv --out F.csv:
     /// apply a fitted map to new points.
-    Map {
-        /// SOURCE.csv (with --apply: the points to map).
-        source: PathBuf,
-        /// TARGET.csv (not with --apply).
-        #[arg(required_unless_present = "apply")]
-        target: Option<PathBuf>,
-        /// entropic (½|x−y|², γ = 0) or sparse-l1 (½|z|² + γ|z|₁: soft-thresholded, exact zeros).
-        #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
-        method: MapMethod,
-        /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
-        #[arg(long, allow_negative_numbers = true)]
-        gamma: Option<f64>,
-        /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
-        #[arg(long, allow_negative_numbers = true)]
-        eps: Option<f64>,
-        /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
-        #[arg(long, allow_negative_numbers = true)]
-        tau: Option<f64>,
-        /// Apply this map.json to SOURCE and write --out (a CSV file).
-        #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
-        apply: Option<PathBuf>,
-        /// Output folder (default output/map/<source>__<target>); with --apply the CSV file
-        /// (required).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Replace an output folder holding foreign files (or, with --apply, an existing file).
-        #[arg(long)]
-        force: bool,
-        #[arg(long)]
-        threads: Option<usize>,
-    },
+    Map(maps::command::MapArgs),
     /// Time one problem and print a JSON line (the engine's side of scripts/bench_peers.sh): median
     /// and min seconds over --reps runs after a warm-up, peak memory, a check value. Clouds: n points
     /// N(0, I_d) vs m points N(0.5, I_d), uniform weights (see src/bench.rs for each problem).
@@ -332,29 +301,6 @@ fn report_sweep(r: &SweepOutcome) -> bool {
         eprintln!("interrupted: continue with `advreact resume {}`", r.dir.display());
     }
     !r.interrupted
-}
-
-/// How the data commands read a snapshot file's columns (src/data.rs).
-#[derive(clap::Args, Clone, Default)]
-struct ColumnArgs {
-    /// Coordinate columns, in order (default: the x1..xd columns).
-    #[arg(long, value_delimiter = ',')]
-    columns: Option<Vec<String>>,
-    /// Columns to skip (a column with no role is an error).
-    #[arg(long, value_delimiter = ',')]
-    ignore_columns: Vec<String>,
-}
-
-impl ColumnArgs {
-    fn spec(&self, label: Option<&str>, growth: Option<&str>) -> ColumnSpec {
-        ColumnSpec {
-            columns: self.columns.clone(),
-            ignore: self.ignore_columns.clone(),
-            label: label.map(str::to_string),
-            growth: growth.map(str::to_string),
-            ..ColumnSpec::default()
-        }
-    }
 }
 
 /// The inputs of the two-file commands (`compare`, `uot`): columns, rows and weights.
@@ -627,144 +573,7 @@ fn uot_write(
     Ok(r.converged)
 }
 
-// ---- trajectory inference (src/infer/): `infer`, `forward`, `fates`, `results` ----
-
-/// Options shared by the inference commands.
-#[derive(clap::Args, Clone)]
-struct InferCommon {
-    /// Keep at most N cells per time point (uniform, seeded; kept cells carry the snapshot's mass).
-    /// 0: all; otherwise ≥ 2 (one cell has no spread: the metrics' bandwidth is 0).
-    #[arg(long, default_value_t = 0, value_parser = subsample_size)]
-    subsample: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// WOT: entropic ε in cost units (|x−y|²).
-    #[arg(long, conflicts_with = "eps_rel", value_parser = positive)]
-    eps: Option<f64>,
-    /// WOT: entropic ε relative to the mean cost of each pair of snapshots.
-    #[arg(long, default_value_t = 0.05, value_parser = positive)]
-    eps_rel: f64,
-    /// WOT: marginal penalty τ in cost units.
-    #[arg(long, conflicts_with = "tau_rel", value_parser = positive)]
-    tau: Option<f64>,
-    /// WOT: marginal penalty τ relative to the mean cost.
-    #[arg(long, default_value_t = 10.0, value_parser = positive)]
-    tau_rel: f64,
-    /// WOT: outer solves (growth re-estimated from the row marginals between them).
-    #[arg(long, default_value_t = 3)]
-    growth_iters: usize,
-    /// Flows: step cap per segment (≥ 1).
-    #[arg(long, default_value_t = 1500, value_parser = count_at_least_one)]
-    max_steps: usize,
-    #[arg(long)]
-    threads: Option<usize>,
-    /// Replace an output folder holding foreign files (never ., .., a parent of the current
-    /// folder, $HOME or /).
-    #[arg(long)]
-    force: bool,
-    #[command(flatten)]
-    columns: ColumnArgs,
-}
-
-/// A count flag that must be ≥ 1 (0 would silently do nothing or be replaced).
-fn count_at_least_one(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>().map_err(|e| e.to_string())? {
-        0 => Err("must be ≥ 1, got 0".into()),
-        n => Ok(n),
-    }
-}
-
-/// A real flag that must be finite and > 0.
-fn positive(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>().map_err(|e| e.to_string())? {
-        v if v.is_finite() && v > 0.0 => Ok(v),
-        v => Err(format!("must be finite and > 0, got {v}")),
-    }
-}
-
-/// `--subsample`: 0 (all cells) or at least 2.
-fn subsample_size(s: &str) -> Result<usize, String> {
-    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
-    if n == 1 {
-        return Err("must be 0 (all cells) or ≥ 2: one cell per time point has no spread (the MMD \
-                    bandwidth, the median distance, is 0)"
-            .into());
-    }
-    Ok(n)
-}
-
-impl InferCommon {
-    /// Read the data file as a series (columns per `--columns` / `--ignore-columns`), subsampled.
-    fn load(
-        &self,
-        data: &Path,
-        label: Option<&str>,
-        growth: Option<&str>,
-    ) -> Result<advreact::infer::Series, Error> {
-        Ok(advreact::infer::load_series(data, &self.columns.spec(label, growth))?
-            .subsample(self.subsample, self.seed))
-    }
-
-    fn params(&self) -> advreact::infer::InferParams {
-        let mut p = advreact::infer::InferParams { seed: self.seed, ..Default::default() };
-        // An absolute value replaces the relative one (whose default is then unused).
-        (p.wot.eps, p.wot.eps_rel) = (self.eps, self.eps.is_none().then_some(self.eps_rel));
-        (p.wot.tau, p.wot.tau_rel) = (self.tau, self.tau.is_none().then_some(self.tau_rel));
-        p.wot.growth_iters = self.growth_iters;
-        p.flow.max_steps = self.max_steps;
-        p
-    }
-}
-
-/// `--strict` of `infer` and `forward`.
-#[derive(clap::Args, Clone)]
-struct StrictArg {
-    /// Any warning (a flow's step cap, displacement cap or growth clipping; a Sinkhorn solve
-    /// short of its tolerance) is an error: the output is written, the exit code is 1.
-    #[arg(long)]
-    strict: bool,
-}
-
-#[derive(clap::Args)]
-struct InferArgs {
-    /// Snapshot CSV (time,x1..xd[,w]).
-    data: PathBuf,
-    /// The held-out time point (an interior time of the file).
-    #[arg(long)]
-    holdout: f64,
-    #[arg(long, value_enum, default_value_t = advreact::infer::Method::Wot)]
-    method: advreact::infer::Method,
-    /// Output folder (default output/infer/<data>_<method>_t<T>).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// WOT: a column of per-cell prior growth rates (not a coordinate).
-    #[arg(long)]
-    growth_column: Option<String>,
-    /// WOT: sample pairs ∝ π_ij instead of weighting them by their lineage's mass at T.
-    #[arg(long)]
-    no_lineage: bool,
-    #[command(flatten)]
-    common: InferCommon,
-    #[command(flatten)]
-    strict: StrictArg,
-}
-
-#[derive(clap::Args)]
-struct ForwardArgs {
-    data: PathBuf,
-    #[arg(long, value_enum, default_value_t = advreact::infer::Method::Wot)]
-    method: advreact::infer::Method,
-    /// Simulate a fitted model (`advreact fit`'s model.json) instead of a --method.
-    #[arg(long, conflicts_with = "method")]
-    model: Option<PathBuf>,
-    /// Output folder (default output/infer/<data>_<method>_forward).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    #[command(flatten)]
-    common: InferCommon,
-    #[command(flatten)]
-    strict: StrictArg,
-}
+// ---- trajectory inference (src/infer/): `fates`, `results` (`infer`, `forward`: src/infer/commands.rs) ----
 
 #[derive(clap::Args)]
 struct FatesArgs {
@@ -810,136 +619,6 @@ struct ResultsArgs {
     methods: Option<Vec<advreact::infer::Method>>,
     #[arg(long)]
     threads: Option<usize>,
-}
-
-/// Print an inference command's warnings on stderr; false (exit code 1) if there are any and
-/// `strict` is set.
-fn warn(out: &Path, warnings: &[advreact::infer::Warning], strict: bool) -> bool {
-    for w in warnings {
-        eprintln!("warning: {}: {w}", out.display());
-    }
-    if strict && !warnings.is_empty() {
-        eprintln!(
-            "error: {}: --strict: {} warning(s) (listed above and in the JSON)",
-            out.display(),
-            warnings.len()
-        );
-        return false;
-    }
-    true
-}
-
-fn fmt_t(t: f64) -> String {
-    t.to_string()
-}
-
-/// The `infer` command's data (read and subsampled; no collective work).
-fn infer_load(a: &InferArgs) -> Result<advreact::infer::Series, Error> {
-    a.common.load(&a.data, None, a.growth_column.as_deref())
-}
-
-/// The `infer` command's prediction (its kernel passes split over the ranks of the current
-/// communicator).
-fn infer_compute(
-    a: &InferArgs,
-    series: &advreact::infer::Series,
-    exec: advreact::dist::Exec,
-) -> Result<(advreact::infer::HoldoutResult, advreact::infer::InferParams), Error> {
-    let mut params = a.common.params();
-    params.exec = exec;
-    params.wot.lineage_weighting = !a.no_lineage;
-    let r = advreact::infer::holdout(series, a.holdout, a.method, &params)?;
-    Ok((r, params))
-}
-
-/// The `infer` output folder: --out, or output/infer/<data>_<method>_t<T>.
-fn infer_out(a: &InferArgs) -> PathBuf {
-    a.out.clone().unwrap_or_else(|| {
-        let data = advreact::infer::data_name(&a.data);
-        Path::new("output/infer").join(format!("{data}_{}_t{}", a.method, fmt_t(a.holdout)))
-    })
-}
-
-/// Write the `infer` folder and print its metrics row.
-fn infer_report(
-    a: &InferArgs,
-    r: &advreact::infer::HoldoutResult,
-    params: &advreact::infer::InferParams,
-) -> Result<bool, Error> {
-    let out = infer_out(a);
-    advreact::infer::write_holdout(&out, a.common.force, r, params)?;
-    let m = &r.metrics;
-    println!("{}: data,method,holdout,w1,w2,mmd,mmd_normalised,mass_error,seconds", out.display());
-    println!(
-        "{},{},{},{},{},{},{},{},{:.3}",
-        r.data, r.method, r.holdout, m.w1, m.w2, m.mmd, m.mmd_normalised, m.mass_error, r.seconds
-    );
-    Ok(warn(&out, &r.info.warnings, a.strict.strict))
-}
-
-/// The `forward` command's data (no collective work).
-fn forward_load(a: &ForwardArgs) -> Result<advreact::infer::Series, Error> {
-    a.common.load(&a.data, None, None)
-}
-
-/// The `forward` command's predictions (kernel passes split over the ranks).
-fn forward_compute(
-    a: &ForwardArgs,
-    series: &advreact::infer::Series,
-    exec: advreact::dist::Exec,
-) -> Result<(advreact::infer::ForwardResult, advreact::infer::InferParams), Error> {
-    let mut params = a.common.params();
-    params.exec = exec;
-    let r = advreact::infer::forward(series, a.method, &params)?;
-    Ok((r, params))
-}
-
-/// The `forward` output folder: --out, or output/infer/<data>_<method>_forward.
-fn forward_out(a: &ForwardArgs) -> PathBuf {
-    a.out.clone().unwrap_or_else(|| {
-        Path::new("output/infer").join(format!(
-            "{}_{}_forward",
-            advreact::infer::data_name(&a.data),
-            a.method
-        ))
-    })
-}
-
-/// `forward --model`: the model file, output folder (--out, or
-/// output/infer/<data>_<model kind folder>_forward) and data options.
-fn forward_model_args(a: &ForwardArgs) -> advreact::learned::commands::ForwardModelArgs {
-    let model = a.model.clone().unwrap_or_default();
-    let out = a.out.clone().unwrap_or_else(|| {
-        Path::new("output/infer").join(format!("{}_learned_forward", advreact::infer::data_name(&a.data)))
-    });
-    advreact::learned::commands::ForwardModelArgs {
-        model,
-        out,
-        force: a.common.force,
-        subsample: a.common.subsample,
-        seed: a.common.seed,
-        columns: a.common.columns.spec(None, None),
-    }
-}
-
-/// Write the `forward` folder and print its table.
-fn forward_report(
-    a: &ForwardArgs,
-    r: &advreact::infer::ForwardResult,
-    params: &advreact::infer::InferParams,
-) -> Result<bool, Error> {
-    let out = forward_out(a);
-    write_folder(&out, Kind::Forward, a.common.force, |dir| {
-        let p = dir.join("forward.json");
-        let v = serde_json::json!({ "result": r, "params": params, "warnings": r.warnings });
-        let text = serde_json::to_string_pretty(&v).unwrap_or_default();
-        std::fs::write(&p, text + "\n").map_err(|e| Error::io(&p, e))
-    })?;
-    println!("{}: t,w1,w2,mmd,mass_pred,mass_true,mass_error", out.display());
-    for (t, m) in r.times.iter().zip(&r.metrics) {
-        println!("{t},{},{},{},{},{},{}", m.w1, m.w2, m.mmd, m.mass_pred, m.mass_true, m.mass_error);
-    }
-    Ok(warn(&out, &r.warnings, a.strict.strict))
 }
 
 fn cmd_fates(a: &FatesArgs) -> Result<bool, Error> {
@@ -1217,35 +896,11 @@ fn dispatch_in<P: Phases>(cmd: Cmd, p: &P) -> Result<bool, P::Fail> {
             let sol = p.agree(uot_solve(&ca, &cb, &args, &opts))?;
             p.alone(|| uot_write(&ca, &cb, &sol, &plan.export(), &out, force))
         }
-        Cmd::Map { source, target, method, gamma, eps, tau, apply, out, force, threads } => {
+        Cmd::Map(a) => {
             let exec = p.exec();
             p.alone(|| {
-                set_threads(threads)?;
-                if let Some(map) = apply {
-                    let out = out.ok_or_else(|| -> Error {
-                        ConfigError::new("<cli>", "--out", "is required with --apply (the CSV to write)")
-                            .into()
-                    })?;
-                    let n = maps::command::cmd_apply(&map, &source, &out, force, &exec)?;
-                    println!("mapped {n} points → {}", out.display());
-                    return Ok(true);
-                }
-                let target = target.expect("clap requires TARGET without --apply");
-                let out = out.unwrap_or_else(|| {
-                    let dflt = uot_out(&source, &target, None);
-                    Path::new("output/map").join(dflt.file_name().expect("a default name"))
-                });
-                let o = maps::command::MapOptions { method, gamma, eps, tau, force, exec: exec.clone() };
-                let r = maps::command::cmd_map(&source, &target, &out, &o)?;
-                println!(
-                    "map: mean displacement dims {:.3} (δ = {:.3e}), S_ε(T#μ, ν) = {:.6e}, W1 = {:.6e} → {}",
-                    r.displacement.mean_dims(),
-                    r.displacement.delta,
-                    r.divergence,
-                    r.w1,
-                    out.display()
-                );
-                Ok(true)
+                set_threads(a.threads)?;
+                maps::command::cmd_map_args(&a, &exec)
             })
         }
         Cmd::Bench { problem, n, m, d, features, reps, iters, threads, seed } => p.alone(|| {

@@ -100,6 +100,7 @@ fn commands() -> Vec<(&'static str, Vec<&'static str>)> {
         ("infer", vec!["infer", "data.csv", "--holdout", "1", "--method", "wot"]),
         ("forward", vec!["forward", "data.csv", "--method", "wot"]),
         ("fates", vec!["fates", "data.csv", "--from", "0", "--to", "2", "--clusters", "2"]),
+        ("map", vec!["map", "a.csv", "b.csv"]),
     ]
 }
 

@@ -23,10 +23,10 @@ Errors
     ``RuntimeError`` (other numerical failures), ``OSError`` (files); ``TypeError`` for arrays
     that are not real numbers.
 
-Learned dynamics: :func:`fit`, :func:`field` and :func:`forward` call the library's ``fit``,
-``field`` and ``forward --model`` commands (the same folders and files as the command line).
-Not bound (yet): ``infer`` and ``forward`` with a method (their command code lives in the
-binary), and ``map`` (the command was being written elsewhere when this package was made).
+Commands: :func:`infer`, :func:`forward` (``method=`` or ``model=``), :func:`fit`, :func:`field`,
+:func:`map` and :func:`apply_map` call the library's ``infer``, ``forward``, ``fit``, ``field``
+and ``map`` commands (the same folders and files as the command line, read back as dicts and
+arrays; a temporary folder when ``out=None``).
 """
 
 from __future__ import annotations
@@ -58,6 +58,9 @@ __all__ = [
     "fit",
     "field",
     "forward",
+    "infer",
+    "map",
+    "apply_map",
 ]
 
 __version__ = "0.1.0"
@@ -329,14 +332,21 @@ def sinkhorn_divergence(
 
 
 def _read_csv(path: Path) -> Dict[str, np.ndarray]:
-    """A numeric CSV of the engine as ``{column: float64 array}`` (shortest round-trip text: exact)."""
+    """A CSV of the engine as ``{column: float64 array}`` (shortest round-trip text: exact); a
+    column that is not all numbers (ids) as an array of strings."""
     with open(path, newline="") as fh:
         rows = list(csv.reader(fh))
     if not rows:
         return {}
     head, body = rows[0], rows[1:]
     cols = list(zip(*body)) if body else [() for _ in head]
-    return {h: np.array([float(v) for v in c], dtype=np.float64) for h, c in zip(head, cols)}
+    def column(c):
+        try:
+            return np.array([float(v) for v in c], dtype=np.float64)
+        except ValueError:  # a column of names (ids)
+            return np.array(c, dtype=str)
+
+    return {h: column(c) for h, c in zip(head, cols)}
 
 
 class Run:
@@ -541,30 +551,221 @@ def field(model, x, time: Optional[float] = None) -> Dict[str, np.ndarray]:
     return out
 
 
-def forward(data, model, *, out, force: bool = False, subsample: int = 0, seed: int = 0,
-            threads: Optional[int] = None) -> Dict[str, Any]:
-    """Simulate a fitted model forward from the first snapshot and compare with every time point,
-    as ``advreact forward DATA --model MODEL --out OUT``.
+def _in_folder(out, prefix: str, call):
+    """Run ``call(folder, tmp)`` with ``folder`` = ``out``, or a folder in a temporary directory
+    (removed afterwards) when ``out`` is None; ``tmp`` is a scratch directory for inputs."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        folder = Path(tmp) / "out" if out is None else Path(out)
+        return call(folder, Path(tmp))
+
+
+def _prediction(path: Path) -> Dict[str, np.ndarray]:
+    """A ``time, x1..xd, w`` CSV of the engine as ``{"time", "x" (n, d), "w"}`` (exact doubles)."""
+    cols = _read_csv(path)
+    xs = sorted((k for k in cols if k.startswith("x") and k[1:].isdigit()), key=lambda k: int(k[1:]))
+    out = {k: v for k, v in cols.items() if k not in xs}
+    out["x"] = np.stack([cols[k] for k in xs], axis=1) if xs else np.zeros((0, 0))
+    return out
+
+
+def infer(data, holdout: float, *, method: str = "wot", out=None, force: bool = False,
+          threads: Optional[int] = None, **options) -> Dict[str, Any]:
+    """Predict a held-out time point from its neighbours, as
+    ``advreact infer DATA --holdout T --method M``.
 
     Parameters
     ----------
     data : path or Snapshots
-    model : path or dict
-        The model file or a :func:`fit` result.
-    out : path
-        The output folder (``prediction.csv``, ``forward.json``, ``forward.png``).
-    force, subsample, seed, threads
-        As the command's ``--force``, ``--subsample``, ``--seed``, ``--threads``.
+        The snapshot CSV (``time, x1..xd[, w]``), or :func:`from_anndata`'s result.
+    holdout : float
+        The held-out time (an interior time of the data).
+    method : {"wot", "usd", "wfr_mmd", "wfr_sinkhorn", ...}
+        The inference method (see ``advreact infer --help``).
+    out : path, optional
+        Write the command's folder there (``prediction.csv``, ``truth.csv``, ``metrics.json``).
+        Default: a temporary folder, read and removed.
+    force : bool
+        Replace an ``out`` folder holding foreign files.
+    threads : int, optional
+        Worker threads (default: all cores). Results do not depend on it.
+    **options
+        The command's other options by name (``subsample=60``, ``seed=1``, ``eps_rel=0.1``,
+        ``tau=2.0``, ``growth_iters=3``, ``max_steps=500``, ``no_lineage=True``,
+        ``growth_column="g"``, ``strict=True``, ``columns=["a", "b"]``, ...).
 
     Returns
     -------
     dict
-        ``dir``, ``ok`` and ``report`` (``forward.json``, parsed).
+        ``dir`` (the folder, ``None`` when temporary), ``ok`` (``False``: ``strict`` and
+        warnings), ``metrics`` (``metrics.json``, parsed: ``result``, ``params``, ``warnings``),
+        ``prediction`` and ``truth`` (``{"time", "x" (n, d), "w"}``, plus id columns if any).
+    """
+    def call(folder: Path, tmp: Path):
+        path = _data_path(data, tmp)
+        argv = [str(path), "--holdout", repr(float(holdout)), "--method", str(method)] + _argv(
+            dict(options, out=str(folder), force=force, threads=threads))
+        folder, ok = _core.infer(argv)
+        folder = Path(folder)
+        return {
+            "dir": folder if out is not None else None,
+            "ok": ok,
+            "metrics": json.loads((folder / "metrics.json").read_text()),
+            "prediction": _prediction(folder / "prediction.csv"),
+            "truth": _prediction(folder / "truth.csv"),
+        }
+
+    return _in_folder(out, "advreact-infer-", call)
+
+
+def forward(data, model=None, *, method: Optional[str] = None, out=None, force: bool = False,
+            threads: Optional[int] = None, **options) -> Dict[str, Any]:
+    """Forward prediction from the first snapshot, as ``advreact forward DATA --method M`` (chain
+    an inference method between consecutive snapshots) or ``advreact forward DATA --model MODEL``
+    (simulate a fitted model).
+
+    Parameters
+    ----------
+    data : path or Snapshots
+    model : path or dict, optional
+        The model file or a :func:`fit` result (not with ``method``).
+    method : str, optional
+        The inference method (default ``"wot"`` when no ``model``).
+    out : path, optional
+        The output folder (``forward.json``; with a model also ``prediction.csv`` and
+        ``forward.png``). Default: a temporary folder, read and removed.
+    force : bool
+        Replace an ``out`` folder holding foreign files.
+    threads : int, optional
+    **options
+        The command's other options by name (``subsample=60``, ``seed=0``, ``eps_rel=0.1``,
+        ``strict=True``, ...; see ``advreact forward --help``).
+
+    Returns
+    -------
+    dict
+        ``dir`` (``None`` when temporary), ``ok`` and ``report`` (``forward.json``, parsed).
     """
     if isinstance(model, dict):
         model = Path(model["dir"]) / "model.json"
-    with tempfile.TemporaryDirectory(prefix="advreact-forward-") as tmp:
-        path = _data_path(data, Path(tmp))
-        ok = _core.forward_model(path, Path(model), Path(out), force, subsample, seed, threads)
-    folder = Path(out)
-    return {"dir": folder, "ok": ok, "report": json.loads((folder / "forward.json").read_text())}
+    if model is not None and method is not None:
+        raise ValueError("forward: give either model or method, not both")
+
+    def call(folder: Path, tmp: Path):
+        path = _data_path(data, tmp)
+        how = ["--model", str(model)] if model is not None else ["--method", method or "wot"]
+        argv = [str(path)] + how + _argv(dict(options, out=str(folder), force=force, threads=threads))
+        folder, ok = _core.forward(argv)
+        folder = Path(folder)
+        return {"dir": folder if out is not None else None, "ok": ok,
+                "report": json.loads((folder / "forward.json").read_text())}
+
+    return _in_folder(out, "advreact-forward-", call)
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """``T(x)`` of a ``[id,]x1..xd`` CSV written by ``map`` as an (n, d) array."""
+    cols = _prediction(path)
+    return cols["x"]
+
+
+def map(source, target, method: str = "entropic", gamma: Optional[float] = None,
+        eps: Optional[float] = None, tau: Optional[float] = None, out=None, *, force: bool = False,
+        threads: Optional[int] = None) -> Dict[str, Any]:
+    """Fit a transport map from ``source`` to ``target``, as
+    ``advreact map SOURCE TARGET --method M``.
+
+    Parameters
+    ----------
+    source, target : path or array_like of shape (n, d) / (m, d)
+        CSV files (``x1..xd``, optional ``id`` / ``w`` columns) or point arrays (unit weights).
+    method : {"entropic", "sparse-l1"}
+        The entropic map of ``½|x−y|²``, or of the elastic cost ``½|z|² + γ|z|₁`` (exact zeros).
+    gamma : float, optional
+        ``sparse-l1``: the ℓ1 strength ``γ ≥ 0`` (required).
+    eps : float, optional
+        Entropic ``ε`` (default 0.05 × the mean of ``½|x−y|²`` over all pairs).
+    tau : float, optional
+        Rescale both clouds by the KL-unbalanced coupling (``τ_a = τ_b = τ``) before fitting.
+    out : path, optional
+        Write the command's folder there (``map.json``, ``mapped.csv``, ``report.json``, plots).
+        Default: a temporary folder, read and removed.
+    force : bool
+        Replace an ``out`` folder holding foreign files.
+    threads : int, optional
+
+    Returns
+    -------
+    dict
+        ``dir`` (``None`` when temporary), ``map`` (``map.json``, parsed: give it to
+        :func:`apply_map`), ``map_json`` (its text), ``mapped`` (``T(x_i)``, (n, d)) and
+        ``report`` (``report.json``, parsed).
+    """
+    def call(folder: Path, tmp: Path):
+        paths = []
+        for name, v in (("source", source), ("target", target)):
+            if isinstance(v, (str, os.PathLike)):
+                paths.append(str(v))
+            else:
+                p = tmp / f"{name}.csv"
+                _write_points(p, _points(v, name))
+                paths.append(str(p))
+        argv = paths + ["--method", str(method).replace("_", "-")] + _argv(
+            dict(gamma=gamma, eps=eps, tau=tau, out=str(folder), force=force, threads=threads))
+        _core.map(argv)
+        text = (folder / "map.json").read_text()
+        return {
+            "dir": folder if out is not None else None,
+            "map": json.loads(text),
+            "map_json": text,
+            "mapped": _mapped(folder / "mapped.csv"),
+            "report": json.loads((folder / "report.json").read_text()),
+        }
+
+    return _in_folder(out, "advreact-map-", call)
+
+
+def _write_points(path: Path, x: np.ndarray) -> None:
+    """A ``x1..xd`` CSV with numbers in shortest round-trip form (exact doubles)."""
+    with open(path, "w") as fh:
+        fh.write(",".join(f"x{k + 1}" for k in range(x.shape[1])) + "\n")
+        for row in x:
+            fh.write(",".join(repr(float(v)) for v in row) + "\n")
+
+
+def apply_map(map_json, points, *, threads: Optional[int] = None) -> np.ndarray:
+    """Apply a fitted map to new points, as ``advreact map --apply MAP.json NEW.csv --out F.csv``.
+
+    Parameters
+    ----------
+    map_json : path, dict or str
+        The map: a ``map.json`` path, :func:`map`'s result (or its ``"map"`` dict), or the JSON text.
+    points : path or array_like of shape (k, d)
+        The points (a CSV ``x1..xd[,id]`` or an array).
+    threads : int, optional
+
+    Returns
+    -------
+    ndarray of shape (k, d)
+        ``T(x)`` of every point.
+    """
+    with tempfile.TemporaryDirectory(prefix="advreact-apply-") as tmp:
+        tmp = Path(tmp)
+        if isinstance(map_json, dict):
+            text = map_json["map_json"] if "map_json" in map_json else json.dumps(map_json)
+            mp = tmp / "map.json"
+            mp.write_text(text)
+        elif isinstance(map_json, str) and map_json.lstrip().startswith("{"):
+            mp = tmp / "map.json"
+            mp.write_text(map_json)
+        elif isinstance(map_json, (str, os.PathLike)):
+            mp = Path(map_json)
+        else:
+            raise TypeError(f"map_json: expected a path, a dict or JSON text, got {type(map_json).__name__}")
+        if isinstance(points, (str, os.PathLike)):
+            pts = Path(points)
+        else:
+            pts = tmp / "points.csv"
+            _write_points(pts, _points(points, "points"))
+        res = tmp / "mapped.csv"
+        _core.map([str(pts), "--apply", str(mp), "--out", str(res)] + _argv(dict(threads=threads)))
+        return _mapped(res)

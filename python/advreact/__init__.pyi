@@ -1,8 +1,4 @@
-"""Type stubs of the public ``advreact`` API (docstrings in ``advreact/__init__.py``).
-
-Not bound: ``map`` (the command line's ``map`` command was being written elsewhere when this
-package was made), ``infer`` and ``forward`` with a method (use the ``advreact`` binary).
-"""
+"""Type stubs of the public ``advreact`` API (docstrings in ``advreact/__init__.py``)."""
 
 from os import PathLike
 from pathlib import Path
@@ -120,11 +116,39 @@ def field(
 ) -> Dict[str, F64]: ...
 def forward(
     data: Union[str, PathLike, Snapshots],
-    model: Union[str, PathLike, Dict[str, Any]],
+    model: Optional[Union[str, PathLike, Dict[str, Any]]] = None,
     *,
-    out: Union[str, PathLike],
+    method: Optional[str] = None,
+    out: Optional[Union[str, PathLike]] = None,
     force: bool = False,
-    subsample: int = 0,
-    seed: int = 0,
+    threads: Optional[int] = None,
+    **options: Any,
+) -> Dict[str, Any]: ...
+def infer(
+    data: Union[str, PathLike, Snapshots],
+    holdout: float,
+    *,
+    method: str = "wot",
+    out: Optional[Union[str, PathLike]] = None,
+    force: bool = False,
+    threads: Optional[int] = None,
+    **options: Any,
+) -> Dict[str, Any]: ...
+def map(
+    source: Union[str, PathLike, ArrayLike],
+    target: Union[str, PathLike, ArrayLike],
+    method: str = "entropic",
+    gamma: Optional[float] = None,
+    eps: Optional[float] = None,
+    tau: Optional[float] = None,
+    out: Optional[Union[str, PathLike]] = None,
+    *,
+    force: bool = False,
     threads: Optional[int] = None,
 ) -> Dict[str, Any]: ...
+def apply_map(
+    map_json: Union[str, PathLike, Dict[str, Any]],
+    points: Union[str, PathLike, ArrayLike],
+    *,
+    threads: Optional[int] = None,
+) -> F64: ...

@@ -1,8 +1,8 @@
 """Type stubs of the compiled extension ``advreact._core`` (PyO3, abi3).
 
-Arrays are C-contiguous float64 (the public wrappers in ``advreact`` convert). Not bound: the
-command line's ``map`` (being written elsewhere when this package was made), ``infer`` and
-``forward`` with a method.
+Arrays are C-contiguous float64 (the public wrappers in ``advreact`` convert). The commands
+(``fit``, ``field``, ``infer``, ``forward``, ``map``) take the command line's arguments after the
+command name.
 """
 
 from os import PathLike
@@ -84,12 +84,6 @@ def simulate(
 ) -> Tuple[str, str]: ...
 def fit(argv: List[str]) -> Tuple[str, bool]: ...
 def field(argv: List[str]) -> bool: ...
-def forward_model(
-    data: Union[str, PathLike],
-    model: Union[str, PathLike],
-    out: Union[str, PathLike],
-    force: bool = False,
-    subsample: int = 0,
-    seed: int = 0,
-    threads: Optional[int] = None,
-) -> bool: ...
+def infer(argv: List[str]) -> Tuple[str, bool]: ...
+def forward(argv: List[str]) -> Tuple[str, bool]: ...
+def map(argv: List[str]) -> bool: ...

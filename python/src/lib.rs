@@ -470,23 +470,64 @@ fn field(py: Python<'_>, argv: Vec<String>) -> PyResult<bool> {
     watched(py, None, None, move || advreact::learned::commands::cmd_field(&a))
 }
 
-/// `advreact forward DATA --model MODEL --out OUT` through the library's `cmd_forward_model`.
+/// `advreact infer` as a parser of its own (the library's [`InferArgs`](advreact::infer::commands::InferArgs)).
+#[derive(clap::Parser)]
+#[command(name = "advreact infer", no_binary_name = true)]
+struct InferCli {
+    #[command(flatten)]
+    args: advreact::infer::commands::InferArgs,
+}
+
+/// `advreact forward` as a parser of its own.
+#[derive(clap::Parser)]
+#[command(name = "advreact forward", no_binary_name = true)]
+struct ForwardCli {
+    #[command(flatten)]
+    args: advreact::infer::commands::ForwardArgs,
+}
+
+/// `advreact map` as a parser of its own (the library's [`MapArgs`](advreact::maps::command::MapArgs)).
+#[derive(clap::Parser)]
+#[command(name = "advreact map", no_binary_name = true)]
+struct MapCli {
+    #[command(flatten)]
+    args: advreact::maps::command::MapArgs,
+}
+
+/// `advreact infer ARGV…` through the library's `cmd_infer`; returns the output folder and
+/// whether it ended well (`false`: `--strict` with warnings).
 #[pyfunction]
-#[pyo3(signature = (data, model, out, force=false, subsample=0, seed=0, threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn forward_model(
-    py: Python<'_>,
-    data: PathBuf,
-    model: PathBuf,
-    out: PathBuf,
-    force: bool,
-    subsample: usize,
-    seed: u64,
-    threads: Option<usize>,
-) -> PyResult<bool> {
-    use advreact::learned::commands::{cmd_forward_model, ForwardModelArgs};
-    let a = ForwardModelArgs { model, out, force, subsample, seed, columns: Default::default() };
-    watched(py, threads, None, move || cmd_forward_model(&data, &a, &advreact::dist::Exec::default()))
+fn infer(py: Python<'_>, argv: Vec<String>) -> PyResult<(PathBuf, bool)> {
+    use clap::Parser;
+    let a = InferCli::try_parse_from(argv).map_err(parse_err)?.args;
+    let out = advreact::infer::commands::infer_out(&a);
+    let ok = watched(py, a.common.threads, None, move || {
+        advreact::infer::commands::cmd_infer(&a, &advreact::dist::Exec::default())
+    })?;
+    Ok((out, ok))
+}
+
+/// `advreact forward ARGV…` (`--method` or `--model`) through the library's `cmd_forward`;
+/// returns the output folder and whether it ended well.
+#[pyfunction]
+fn forward(py: Python<'_>, argv: Vec<String>) -> PyResult<(PathBuf, bool)> {
+    use advreact::infer::commands::{cmd_forward, forward_model_args, forward_out};
+    use clap::Parser;
+    let a = ForwardCli::try_parse_from(argv).map_err(parse_err)?.args;
+    let out = if a.model.is_some() { forward_model_args(&a).out } else { forward_out(&a) };
+    let ok = watched(py, a.common.threads, None, move || cmd_forward(&a, &advreact::dist::Exec::default()))?;
+    Ok((out, ok))
+}
+
+/// `advreact map ARGV…` (a fit into a folder, or `--apply` into a CSV file) through the
+/// library's `cmd_map_args`.
+#[pyfunction]
+fn map(py: Python<'_>, argv: Vec<String>) -> PyResult<bool> {
+    use clap::Parser;
+    let a = MapCli::try_parse_from(argv).map_err(parse_err)?.args;
+    watched(py, a.threads, None, move || {
+        advreact::maps::command::cmd_map_args(&a, &advreact::dist::Exec::default())
+    })
 }
 
 /// The compiled module.
@@ -500,7 +541,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simulate, m)?)?;
     m.add_function(wrap_pyfunction!(fit, m)?)?;
     m.add_function(wrap_pyfunction!(field, m)?)?;
-    m.add_function(wrap_pyfunction!(forward_model, m)?)?;
+    m.add_function(wrap_pyfunction!(infer, m)?)?;
+    m.add_function(wrap_pyfunction!(forward, m)?)?;
+    m.add_function(wrap_pyfunction!(map, m)?)?;
     m.add("__engine_version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -28,6 +28,7 @@
 //! Also here: chained forward prediction ([`forward`]), fate matrices from a coupling
 //! ([`fates`]), k-means ([`kmeans`]) and the `results/inference.md` report ([`report`]).
 
+pub mod commands;
 pub mod fates;
 pub mod flow;
 pub mod kmeans;

@@ -29,7 +29,7 @@ use crate::particles::Cloud;
 use crate::plot::{plot_curves, plot_scatter, Colour, Layer, Panel};
 use serde_json::json;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `--method`: which map.
@@ -358,4 +358,88 @@ pub fn cmd_apply(map: &Path, input: &Path, out: &Path, force: bool, exec: &Exec)
         let _ = std::fs::remove_file(&tmp);
     }
     r.map(|()| c.len())
+}
+
+/// `advreact map`'s command-line arguments (the binary's `map` subcommand and the Python
+/// package's `map` / `apply_map` parse these).
+// The field docs are the command line's help text (kept as `--help` prints them).
+#[allow(rustdoc::invalid_html_tags, rustdoc::broken_intra_doc_links)]
+#[derive(clap::Args, Debug, Clone)]
+pub struct MapArgs {
+    /// SOURCE.csv (with --apply: the points to map).
+    pub source: PathBuf,
+    /// TARGET.csv (not with --apply).
+    #[arg(required_unless_present = "apply")]
+    pub target: Option<PathBuf>,
+    /// entropic (½|x−y|², γ = 0) or sparse-l1 (½|z|² + γ|z|₁: soft-thresholded, exact zeros).
+    #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
+    pub method: MapMethod,
+    /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
+    #[arg(long, allow_negative_numbers = true)]
+    pub gamma: Option<f64>,
+    /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
+    #[arg(long, allow_negative_numbers = true)]
+    pub eps: Option<f64>,
+    /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
+    #[arg(long, allow_negative_numbers = true)]
+    pub tau: Option<f64>,
+    /// Apply this map.json to SOURCE and write --out (a CSV file).
+    #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
+    pub apply: Option<PathBuf>,
+    /// Output folder (default output/map/<source>__<target>); with --apply the CSV file
+    /// (required).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an output folder holding foreign files (or, with --apply, an existing file).
+    #[arg(long)]
+    pub force: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// The `map` output folder: `--out`, or `output/map/<source stem>__<target stem>`.
+pub fn map_out(a: &MapArgs) -> Option<PathBuf> {
+    let stem = |p: &Path| p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    match (&a.out, &a.target) {
+        (Some(out), _) => Some(out.clone()),
+        (None, Some(target)) => {
+            Some(Path::new("output/map").join(format!("{}__{}", stem(&a.source), stem(target))))
+        }
+        (None, None) => None,
+    }
+}
+
+/// `advreact map` from its arguments: with `--apply`, [`cmd_apply`] (prints the count);
+/// otherwise [`cmd_map`] into [`map_out`] (the folder checked before any computation; prints the
+/// displacement dimensionality, `S_ε(T#μ, ν)` and `W1`).
+pub fn cmd_map_args(a: &MapArgs, exec: &Exec) -> Result<bool, Error> {
+    if let Some(map) = &a.apply {
+        let out =
+            a.out.as_ref().ok_or_else(|| cli("--out", "is required with --apply (the CSV to write)"))?;
+        let n = cmd_apply(map, &a.source, out, a.force, exec)?;
+        println!("mapped {n} points → {}", out.display());
+        return Ok(true);
+    }
+    let target = a.target.as_ref().ok_or_else(|| cli("TARGET", "is required (without --apply)"))?;
+    let out = map_out(a).unwrap_or_default();
+    let o = MapOptions {
+        method: a.method,
+        gamma: a.gamma,
+        eps: a.eps,
+        tau: a.tau,
+        force: a.force,
+        exec: exec.clone(),
+    };
+    crate::output::Target::check_as(&out, Kind::Map, a.force, "--out")?;
+    let r = cmd_map(&a.source, target, &out, &o)?;
+    println!(
+        "map: mean displacement dims {:.3} (δ = {:.3e}), S_ε(T#μ, ν) = {:.6e}, W1 = {:.6e} → {}",
+        r.displacement.mean_dims(),
+        r.displacement.delta,
+        r.divergence,
+        r.w1,
+        out.display()
+    );
+    Ok(true)
 }
