@@ -83,6 +83,8 @@ def geomloss_uot(x, y, a, b, eps, tau, ours, scaling=0.5):
                        backend="tensorized")
     t, (F, G) = median_time(1, lambda: loss(A, X, B, Y))
     F, G = F.reshape(-1), G.reshape(-1)
+    if not (torch.isfinite(F).all() and torch.isfinite(G).all()):
+        raise ValueError("geomloss uot: non-finite dual potentials F, G")
     f = torch.from_numpy(np.asarray(ours.f, dtype=np.float64))
     gap = float((f - 2 * F).abs().max() / f.abs().max())
     # Plan mass from GeomLoss's potentials in its own units (cost ½|x − y|², ε' = blur²), by rows.
@@ -103,6 +105,8 @@ def geomloss_mmd2(x, y, a, b, s):
     X, Y, A, B = (torch.from_numpy(np.ascontiguousarray(v, dtype=np.float64)) for v in (x, y, a, b))
     loss = SamplesLoss("gaussian", blur=s, backend="tensorized")
     t, v = median_time(1, lambda: loss(A, X, B, Y))
+    if not np.isfinite(float(v)):
+        raise ValueError("geomloss mmd2: non-finite kernel loss")
     return t, 2 * float(v)
 
 
@@ -178,10 +182,13 @@ def main():
                     g = peer(row, "geomloss", lambda: geomloss_uot(x2, y2, a2, b2, eps, 1.0, res, args.geomloss_scaling))
                     if g is not None:
                         row.update(geomloss_s=g[0], geomloss_potential_gap=g[1], geomloss_mass=g[2])
-                print(f"# uot: ours mass {row['mass']:.10f} ({row['iterations']} iterations); "
-                      f"POT mass {row.get('pot_mass', float('nan')):.10f}; GeomLoss mass "
-                      f"{row.get('geomloss_mass', float('nan')):.10f}, max|f - 2F|/max|f| "
-                      f"{row.get('geomloss_potential_gap', float('nan')):.2e}", file=sys.stderr)
+                msg = f"# uot: ours mass {row['mass']:.10f} ({row['iterations']} iterations)"
+                if "pot_mass" in row:
+                    msg += f"; POT mass {row['pot_mass']:.10f}"
+                if "geomloss_mass" in row:
+                    msg += (f"; GeomLoss mass {row['geomloss_mass']:.10f}, max|f - 2F|/max|f| "
+                            f"{row['geomloss_potential_gap']:.2e}")
+                print(msg, file=sys.stderr)
             else:
                 assert res == r["mmd2"], "not the same MMD²"
                 row.update(problem=f"mmd2 n=m={n} d=10", mmd2=res)
@@ -189,8 +196,8 @@ def main():
                     g = peer(row, "geomloss", lambda: geomloss_mmd2(x10, y10, a10, b10, s))
                     if g is not None:
                         row.update(geomloss_s=g[0], geomloss_mmd2=g[1])
-                print(f"# mmd2: ours {res!r}; GeomLoss 2 x value "
-                      f"{row.get('geomloss_mmd2', float('nan'))!r}", file=sys.stderr)
+                print(f"# mmd2: ours {res!r}" + (f"; GeomLoss 2 x value {row['geomloss_mmd2']!r}"
+                                                 if "geomloss_mmd2" in row else ""), file=sys.stderr)
             rows.append(row)
     try:
         import torch
