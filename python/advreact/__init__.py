@@ -133,7 +133,7 @@ def mmd2(
         ``MMD²`` (may be slightly negative from rounding; ``max(·, 0) ** 0.5`` is the MMD).
     """
     x, y, a, b = _pair(x, y, a, b)
-    value, _ = _core.mmd2(x, y, a, b, bandwidth, normalize, threads)
+    value, _, _ = _core.mmd2(x, y, a, b, bandwidth, normalize, threads)
     return value
 
 
@@ -153,6 +153,8 @@ class UotResult:
         ``Σ_i π_ij``: the mass reaching target point ``j`` (``col_mass / b > 1``: created).
     a, b : ndarray
         The weights the problem was solved with (after ``normalize``).
+    seconds : float
+        Seconds the engine's solve took inside the call (on the worker thread).
     """
 
     def __init__(self, core):
@@ -176,6 +178,10 @@ class UotResult:
     col_mass = property(lambda self: self._core.col_mass, doc="Σ_i π_ij, shape (m,).")
     a = property(lambda self: self._core.a, doc="Source weights used, shape (n,).")
     b = property(lambda self: self._core.b, doc="Target weights used, shape (m,).")
+    seconds = property(
+        lambda self: self._core.seconds,
+        doc="Seconds the engine's solve took inside the call (the call's wall time minus these is the binding's overhead).",
+    )
 
     def plan(
         self,
@@ -240,7 +246,7 @@ def uot(
     tau_b: float = math.inf,
     penalty: str = "kl",
     cost: str = "sqeuclidean",
-    tol: float = 1e-9,
+    tol: float = 1e-6,
     max_iter: int = 10_000,
     normalize: bool = False,
     eps_scaling: bool = False,
@@ -250,7 +256,8 @@ def uot(
 
     Solves ``min_π ⟨C, π⟩ + ε KL(π | a⊗b) + D_a(π1 | a) + D_b(πᵀ1 | b)`` with
     ``D = τ KL`` (``penalty="kl"``) or ``τ TV`` (``"tv"``); ``τ = inf`` fixes that marginal.
-    The same solve as ``advreact uot`` with the same options (defaults included).
+    The same solve as ``advreact uot`` with the same options (the one default that differs is
+    ``tol``: 1e-6 here, 1e-9 on the command line).
 
     Parameters
     ----------
@@ -266,7 +273,9 @@ def uot(
     cost : {"sqeuclidean", "half_sqeuclidean"}
         ``|x − y|²`` (POT's default) or ``½|x − y|²`` (GeomLoss ``p = 2``).
     tol : float
-        Stop when both relative L1 marginal errors are below this (the CLI's default 1e-9).
+        Stop when both relative L1 marginal errors are below this. Default 1e-6 (POT's
+        ``stopThr``); the CLI's ``advreact uot`` default is 1e-9, so pass ``tol=1e-9`` for its
+        exact numbers.
     max_iter : int
     normalize : bool
         Scale both clouds to mass 1 first.

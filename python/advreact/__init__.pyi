@@ -45,6 +45,8 @@ class UotResult:
     def a(self) -> F64: ...
     @property
     def b(self) -> F64: ...
+    @property
+    def seconds(self) -> float: ...
     def plan(
         self,
         top_k: Optional[int] = None,
@@ -66,7 +68,7 @@ def uot(
     tau_b: float = ...,
     penalty: str = "kl",
     cost: str = "sqeuclidean",
-    tol: float = 1e-9,
+    tol: float = 1e-6,
     max_iter: int = 10_000,
     normalize: bool = False,
     eps_scaling: bool = False,

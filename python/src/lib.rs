@@ -29,7 +29,7 @@ use pyo3::prelude::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The Python exception of an engine error, carrying its one-line message.
 fn py_err(e: Error) -> PyErr {
@@ -152,8 +152,10 @@ fn cloud(
     Ok(if normalize { c.with_mass(1.0) } else { c })
 }
 
-/// `(value, bandwidth)`: `MMD²` between the clouds `(x, a)` and `(y, b)` with the Gaussian kernel
-/// of bandwidth `s` (default: the median distance within `y`, as `advreact compare`).
+/// `(value, bandwidth, seconds)`: `MMD²` between the clouds `(x, a)` and `(y, b)` with the Gaussian kernel
+/// of bandwidth `s` (default: the median distance within `y`, as `advreact compare`), and the
+/// seconds spent in the library call on the worker (the binding's overhead is the caller's wall
+/// time minus these).
 #[pyfunction]
 #[pyo3(signature = (x, y, a=None, b=None, bandwidth=None, normalize=false, threads=None))]
 #[allow(clippy::too_many_arguments)]
@@ -166,19 +168,21 @@ fn mmd2(
     bandwidth: Option<f64>,
     normalize: bool,
     threads: Option<usize>,
-) -> PyResult<(f64, f64)> {
+) -> PyResult<(f64, f64, f64)> {
     let ca = cloud("x", &x, a.as_ref(), normalize)?;
     let cb = cloud("y", &y, b.as_ref(), normalize)?;
     watched(py, threads, None, move || {
+        let t0 = Instant::now();
         let s = bandwidth.unwrap_or_else(|| advreact::scenario::median_distance(&cb));
         let t = mmd_between(&ca, &cb, s)?;
+        let seconds = t0.elapsed().as_secs_f64();
         if !t.mmd2.is_finite() {
             return Err(SimError::NonFinite {
                 step: 0, quantity: "MMD²".into(), particle: 0, value: t.mmd2
             }
             .into());
         }
-        Ok((t.mmd2, s))
+        Ok((t.mmd2, s, seconds))
     })
 }
 
@@ -187,6 +191,8 @@ struct Solved {
     a: Cloud,
     b: Cloud,
     sol: UotSolution,
+    /// Seconds spent in `uot_clouds` on the worker (options built, clouds solved).
+    seconds: f64,
 }
 
 /// The result of `uot`: potentials, marginals, report, and the plan online from the potentials.
@@ -201,6 +207,12 @@ impl UotResult {
     #[getter]
     fn report_json(&self) -> String {
         advreact::ot::export::report_json(&self.inner.sol.report)
+    }
+    /// Seconds spent in the library's solve (`uot_clouds`) on the worker thread: the call's wall
+    /// time minus these is the binding's overhead (conversion, thread hand-off, result objects).
+    #[getter]
+    fn seconds(&self) -> f64 {
+        self.inner.seconds
     }
     /// Source potential `f` (n,).
     #[getter]
@@ -316,6 +328,7 @@ fn uot(
     let solved = watched(py, threads, None, move || {
         // The options as the CLI's `uot` builds them (src/main.rs: uot_inputs); built on the
         // worker (they hold the executor, which stays on its thread).
+        let t0 = Instant::now();
         let mut opts = SinkhornOptions::kl(eps, tau_a, tau_b, cost);
         opts.marginal_a = ma;
         opts.marginal_b = mb;
@@ -323,7 +336,7 @@ fn uot(
         opts.max_iter = max_iter;
         opts.eps_scaling = eps_scaling.then(advreact::ot::EpsScaling::default);
         let sol = uot_clouds(&ca, &cb, &opts)?;
-        Ok(Solved { a: ca, b: cb, sol })
+        Ok(Solved { a: ca, b: cb, sol, seconds: t0.elapsed().as_secs_f64() })
     })?;
     Ok(UotResult { inner: Arc::new(solved) })
 }

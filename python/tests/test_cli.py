@@ -27,9 +27,11 @@ def test_uot_report_is_the_cli_report(cli, tmp_path):
     write_csv(tmp_path / "A.csv", x, a)
     write_csv(tmp_path / "B.csv", y, b)
     out = tmp_path / "out"
+    # The Python default tol (1e-6, the and POT's) against the CLI given the same tol.
     run(cli, "uot", tmp_path / "A.csv", tmp_path / "B.csv", "--eps", "0.1", "--tau-a", "0.7", "--tau-b", "2",
-        "--out", out)
+        "--tol", "1e-6", "--out", out)
     r = ar.uot(x, y, a, b, eps=0.1, tau_a=0.7, tau_b=2.0)
+    assert r.report["tol"] == 1e-6 and r.seconds > 0
     text = (out / "report.json").read_text()
     assert r.report_json == text
     assert r.report == json.loads(text)
@@ -46,7 +48,9 @@ def test_uot_normalized_tv_is_the_cli(cli, tmp_path):
     out = tmp_path / "out"
     run(cli, "uot", tmp_path / "A.csv", tmp_path / "B.csv", "--eps", "0.2", "--tau-a", "1", "--tau-b", "1",
         "--penalty", "tv", "--cost", "half_sqeuclidean", "--normalize", "--barycentric", "--out", out)
-    r = ar.uot(x, y, eps=0.2, tau_a=1, tau_b=1, penalty="tv", cost="half_sqeuclidean", normalize=True)
+    # The CLI's default tol (1e-9) given explicitly in Python.
+    r = ar.uot(x, y, eps=0.2, tau_a=1, tau_b=1, penalty="tv", cost="half_sqeuclidean", normalize=True, tol=1e-9)
+    assert r.report["tol"] == 1e-9
     assert r.report_json == (out / "report.json").read_text()
     bary = np.genfromtxt(out / "barycentric.csv", delimiter=",", skip_header=1)[:, 1:]
     assert np.array_equal(bary, r.barycentric_map())
