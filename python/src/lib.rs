@@ -13,6 +13,15 @@
 //! - for the solvers, which have no stop flag: raises `KeyboardInterrupt` at once; the worker
 //!   finishes its computation in the background and its result is dropped.
 //!
+//! **Copies.** The Python half converts an input only when it is not already a C-contiguous
+//! float64 array (`np.ascontiguousarray` is a no-op otherwise). The engine then takes one owned
+//! copy of the points and weights (O(n d); 3.2 ms for two 10⁴ × 10 clouds, in the measured
+//! 0.2 % overhead of `results/performance.md`). The copy is deliberate: the worker owns its data,
+//! so Ctrl-C can return at once while a solver without a stop flag finishes in the background
+//! (a borrowed numpy buffer would have to outlive the call, so Ctrl-C would wait for the solve),
+//! and a `UotResult`'s later `plan()` / `barycentric_map()` use the points it was solved on even
+//! if the caller changes the arrays afterwards.
+//!
 //! **Errors.** The engine's one-line message, as `ValueError` for bad input (configuration,
 //! data, invalid shapes or parameters), `FloatingPointError` for a non-finite value met by a
 //! solver, `RuntimeError` for other numerical failures and limits, `OSError` for files.
