@@ -188,11 +188,27 @@ fn elastic() {
     );
 }
 
+/// One `½|x − y|²` iteration at n = m = 4000 for d around the blocked loop's threshold
+/// (`kernel::PANEL_MIN_DIM`): medians of 3, wall and CPU seconds. `UOT_BENCH_SKIP_DIMS=1` skips it.
+fn dims() {
+    if std::env::var("UOT_BENCH_SKIP_DIMS").is_ok() {
+        return;
+    }
+    for d in [10, 16, 24, 32, 64, 128] {
+        let p = Problem::new(4000, d, 1e-6);
+        let (a, b) = p.measures();
+        let half = SinkhornOptions { cost: Cost::HalfSqEuclidean, ..p.opts.clone() };
+        let (w, c) = median_iteration(&a, &b, &half, 3);
+        println!("uot_n4000_d{d}/iteration half_sqeuclidean (median of 3): {w:.3} s wall, {c:.2} s CPU");
+    }
+}
+
 criterion_group!(benches, bench_4000);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     elastic();
+    dims();
     large();
 }

@@ -7,6 +7,19 @@
 //! stores an N×M matrix: memory is O(N + M) plus one tile per thread. (The exact network simplex,
 //! `ot::exact`, prices single arcs with its own scalar distance: it has no tiled pass.)
 //!
+//! **High dimension.** The distance of a pair is a sum over the coordinates,
+//! `|x − y|² = Σ_k t_k²`, `t_k = x_k − y_k` (fused: `s ← fma(t_k, t_k, s)`, `k = 0, 1, …`). At
+//! large `d` the plain loop (one query against 32 targets, all coordinates) loads every target
+//! coordinate once per query, from a tile of `TILE · d` values (2 MB at d = 1000: beyond L1/L2,
+//! and one page per coordinate). From [`PANEL_MIN_DIM`] coordinates on, [`for_each_tile`] runs the
+//! blocked loop instead: the targets are also stored in panels of [`PANEL`] (coordinate after
+//! coordinate, one sequential stream) and `QB` = 4 queries are taken together, so each loaded
+//! coordinate serves `QB` queries and the `QB × PANEL` running sums stay in registers. The pairs
+//! are the same sums in the same order (only which pairs are computed together changes), so the
+//! bits are those of the plain loop — no expansion `|x|² + |y|² − 2x·y` and none of its
+//! cancellation. The elastic costs of `ot::pass` use the same loop through [`PairTerm`]. Extra
+//! memory: the panel copy (`m · d` values) and one tile per query of a block.
+//!
 //! Execution context: the sums that may be split take the caller's [`crate::dist::Exec`] by
 //! reference ([`gauss_sum`], [`gauss_sum_grad`], [`rff::Rff::moments`]) and hand it to
 //! [`crate::dist::row_pass`] / [`crate::dist::tree_sum`], which split the rows over its ranks and
@@ -318,7 +331,7 @@ pub fn for_each_tile(
     for_each_term_tile(xs, y, tile, SqDist, skip, f, |x, j0, b| tile_soa(x, y, j0, b))
 }
 
-/// [`for_each_tile`] for any [`PairTerm`]: the blocked loop ([`blocked_tiles`]) when `y` has its
+/// [`for_each_tile`] for any [`PairTerm`]: the blocked loop (`blocked_tiles`) when `y` has its
 /// panel copy and `tile` is a multiple of [`PANEL`], else the plain loop: per (tile, query),
 /// `plain(x, j0, b)` writes the values of the pairs of `x` and the targets `j0 .. j0 + b.len()`
 /// to `b` — it must compute the same [`PairTerm`] sums as the blocked loop, so the same bits.
@@ -333,7 +346,7 @@ pub fn for_each_term_tile<T: PairTerm>(
     mut plain: impl FnMut(&[f64], usize, &mut [f64]),
 ) {
     assert!((1..=TILE).contains(&tile), "tile length {tile} outside 1..={TILE}");
-    if y.has_panels() && tile % PANEL == 0 {
+    if y.has_panels() && tile.is_multiple_of(PANEL) {
         return blocked_tiles(xs, y, tile, term, skip, f);
     }
     let d = y.dim.max(1);
