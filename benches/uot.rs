@@ -12,9 +12,9 @@
 //!
 //! Elastic cost (SPEC §7, the generic-cost tile path): one iteration at n = m = 4000, d = 1000,
 //! `h(z) = ½|z|² + γ|z|₁` (`γ = 0.1`) against `½|x − y|²` on the same clouds and ε, timed by hand
-//! (median of `UOT_BENCH_ELASTIC_REPS` single iterations each, default 1 — one iteration is
-//! ~20 s and ~40 s on a loaded 2-core machine —, and their ratio); `UOT_BENCH_SKIP_ELASTIC=1`
-//! skips it.
+//! (median of `UOT_BENCH_ELASTIC_REPS` single iterations each, default 1, wall and CPU seconds,
+//! and their ratio); `UOT_BENCH_SKIP_ELASTIC=1` skips it. At d = 1000 the passes run the blocked
+//! loop (`kernel::for_each_term_tile`, panels of the targets).
 
 use advreact::ot::{sinkhorn_step, uot_clouds, Cost, EpsScaling, Penalty, Potentials, SinkhornOptions};
 use advreact::Cloud;
@@ -142,19 +142,31 @@ fn large() {
     );
 }
 
-/// Median of `reps` single iterations of `opts` from zero potentials (seconds).
-fn median_iteration(a: &Cloud, b: &Cloud, opts: &SinkhornOptions, reps: usize) -> f64 {
-    let mut t: Vec<f64> = (0..reps.max(1))
+/// CPU seconds of this process so far, all threads (`utime + stime` of `/proc/self/stat`, in
+/// ticks of 1/100 s; `NaN` where that file does not exist). On a shared machine the wall time of
+/// a pass depends on the other jobs; its CPU time much less.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return f64::NAN };
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let tick = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// Medians of `reps` single iterations of `opts` from zero potentials: (wall, CPU) seconds.
+fn median_iteration(a: &Cloud, b: &Cloud, opts: &SinkhornOptions, reps: usize) -> (f64, f64) {
+    let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) = (0..reps.max(1))
         .map(|_| {
             let mut pot = Potentials { f: vec![0.0; a.len()], g: vec![0.0; b.len()] };
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), cpu_seconds());
             sinkhorn_step(a, b, opts, &mut pot).unwrap();
             black_box(&pot);
-            t0.elapsed().as_secs_f64()
+            (t0.elapsed().as_secs_f64(), cpu_seconds() - c0)
         })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
+        .unzip();
+    wall.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
+    (wall[wall.len() / 2], cpu[cpu.len() / 2])
 }
 
 fn elastic() {
@@ -167,12 +179,28 @@ fn elastic() {
     let half = SinkhornOptions { cost: Cost::HalfSqEuclidean, ..p.opts.clone() };
     let el = SinkhornOptions { cost: Cost::Elastic { gamma: 0.1, penalty: Penalty::L1 }, ..p.opts.clone() };
     let reps = std::env::var("UOT_BENCH_ELASTIC_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
-    let (th, te) = (median_iteration(&a, &b, &half, reps), median_iteration(&a, &b, &el, reps));
+    let ((th, ch), (te, ce)) = (median_iteration(&a, &b, &half, reps), median_iteration(&a, &b, &el, reps));
     println!(
-        "uot_n4000_d1000/iteration: half_sqeuclidean {th:.3} s, elastic-l1 {te:.3} s (median of {reps}), \
-         ratio elastic / half_sqeuclidean = {:.2}",
-        te / th
+        "uot_n4000_d1000/iteration (median of {reps}): half_sqeuclidean {th:.3} s wall, {ch:.2} s CPU; \
+         elastic-l1 {te:.3} s wall, {ce:.2} s CPU; ratio elastic / half_sqeuclidean = {:.2} wall, {:.2} CPU",
+        te / th,
+        ce / ch
     );
+}
+
+/// One `½|x − y|²` iteration at n = m = 4000 for d around the blocked loop's threshold
+/// (`kernel::PANEL_MIN_DIM`): medians of 3, wall and CPU seconds. `UOT_BENCH_SKIP_DIMS=1` skips it.
+fn dims() {
+    if std::env::var("UOT_BENCH_SKIP_DIMS").is_ok() {
+        return;
+    }
+    for d in [10, 16, 24, 32, 64, 128] {
+        let p = Problem::new(4000, d, 1e-6);
+        let (a, b) = p.measures();
+        let half = SinkhornOptions { cost: Cost::HalfSqEuclidean, ..p.opts.clone() };
+        let (w, c) = median_iteration(&a, &b, &half, 3);
+        println!("uot_n4000_d{d}/iteration half_sqeuclidean (median of 3): {w:.3} s wall, {c:.2} s CPU");
+    }
 }
 
 criterion_group!(benches, bench_4000);
@@ -181,5 +209,6 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     elastic();
+    dims();
     large();
 }
