@@ -66,7 +66,7 @@
 use crate::dist::Exec;
 use crate::error::{ConfigError, Error, SimError};
 use crate::learned::features::{FeatureSpec, Features, TimeBasis};
-use crate::ot::{sinkhorn_divergence, DivergenceOptions, DivergenceWarm, EpsScaling};
+use crate::ot::{sinkhorn_divergence, DivergenceOptions, DivergenceWarm, EpsScaling, SinkhornDivergence};
 use crate::particles::Cloud;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -325,6 +325,17 @@ pub struct SparseMapFit {
     pub delta: f64,
     /// Caps, unconverged solves, an unreached target.
     pub warnings: Vec<String>,
+    /// The work the fit did (divergence evaluations, Sinkhorn iterations).
+    pub work: SolveWork,
+}
+
+/// The work of a fit: what its time goes into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct SolveWork {
+    /// Evaluations of `S_ε` (each three Sinkhorn solves: `αβ`, `αα`, `ββ`).
+    pub evaluations: usize,
+    /// Sinkhorn iterations of those solves, summed.
+    pub sinkhorn_iterations: usize,
 }
 
 /// Fit `T(x) = x + Θᵀφ(x)` from `source` to `target` (module doc). Invalid settings, clouds of
@@ -407,14 +418,15 @@ pub fn fit_sparse_map(
         delta,
         warm: DivergenceWarm::default(),
         unconverged: 0,
+        work: SolveWork::default(),
     };
     let mut history = Vec::new();
     let mut rounds = Vec::new();
     let mut warnings = Vec::new();
     let mut search_warnings = Vec::new();
-    let mut run = |prob: &mut Problem, theta: &DMatrix<f64>, gamma: f64| -> Result<Fitted, Error> {
+    let mut run = |prob: &mut Problem, theta: &DMatrix<f64>, gamma: f64, cap: usize| -> Result<Fitted, Error> {
         let r = rounds.len();
-        let mut f = prob.minimise(theta.clone(), gamma, p, r, &mut history)?;
+        let mut f = prob.minimise(theta.clone(), gamma, p, cap, r, &mut history)?;
         if let (SparsePenalty::SmoothedL0 { sigma }, true) = (p.penalty, gamma > 0.0) {
             // graduated non-convexity: σ_j = 2^j σ, j = J, …, 0 (module doc)
             let mut rms = prob.column_rms(&f.theta);
@@ -424,13 +436,13 @@ pub fn fit_sparse_map(
             let mut iterations = f.iterations;
             for j in (0..=stages).rev() {
                 prob.penalty = SparsePenalty::SmoothedL0 { sigma: sigma * 2f64.powi(j) };
-                f = prob.minimise(f.theta, gamma, p, r, &mut history)?;
+                f = prob.minimise(f.theta, gamma, p, cap, r, &mut history)?;
                 iterations += f.iterations;
             }
             prob.penalty = p.penalty;
             f.iterations = iterations;
         }
-        if f.capped {
+        if f.capped && cap >= p.iters {
             warnings.push(format!("γ = {gamma:.6e}: {}", f.stop));
         }
         rounds.push(GammaRound {
@@ -442,10 +454,12 @@ pub fn fit_sparse_map(
         });
         Ok(f)
     };
-    let base = run(&mut prob, &DMatrix::zeros(np, d), 0.0)?;
+    let unpenalised = p.gamma == GammaChoice::Fixed(0.0);
+    let base_cap = if unpenalised { p.iters } else { WARM_START_ITERS };
+    let base = run(&mut prob, &DMatrix::zeros(np, d), 0.0, base_cap)?;
     let chosen = match p.gamma {
         GammaChoice::Fixed(0.0) => base,
-        GammaChoice::Fixed(g) => run(&mut prob, &base.theta, g)?,
+        GammaChoice::Fixed(g) => run(&mut prob, &base.theta, g, p.iters)?,
         GammaChoice::TargetDims(k) => {
             let within = |f: &Fitted| (f.dims - k).abs() <= 0.5;
             if base.dims < k - 0.5 {
@@ -467,7 +481,7 @@ pub fn fit_sparse_map(
                 if done {
                     break;
                 }
-                let f = run(&mut prob, &lo.theta, gamma)?;
+                let f = run(&mut prob, &lo.theta, gamma, p.iters)?;
                 if (f.dims - k).abs() < (best.dims - k).abs() {
                     best = f.clone();
                 }
@@ -513,14 +527,12 @@ pub fn fit_sparse_map(
         dim_frequency: chosen.frequency,
         delta,
         warnings,
+        work: prob.work,
     })
 }
 
 /// Most halvings of `σ` in the graduated non-convexity of smoothed ℓ0.
 const MAX_SIGMA_STAGES: usize = 10;
-
-/// Longest step tried, in units of the Gauss–Newton step.
-const MAX_STEP: f64 = 64.0;
 
 /// The result of one round.
 #[derive(Debug, Clone)]
@@ -535,15 +547,15 @@ struct Fitted {
     capped: bool,
 }
 
-/// The loss at one `Θ`.
+/// The loss at one `Θ`, with what its gradient needs.
 struct Eval {
     loss: f64,
     divergence: f64,
     penalty: f64,
     delta: DMatrix<f64>,
-    warm: DivergenceWarm,
-    /// `∂L/∂Θ` (p × d) and the column curvatures `c_k`, when asked for.
-    grad: Option<(DMatrix<f64>, Vec<f64>)>,
+    /// `T#μ` (the points `y_i` with weights `ā_i`) and its divergence to `ν` (potentials).
+    alpha: Cloud,
+    sd: SinkhornDivergence,
 }
 
 /// The fixed parts of a fit.
@@ -559,10 +571,13 @@ struct Problem<'a> {
     delta: f64,
     warm: DivergenceWarm,
     unconverged: usize,
+    /// Divergence evaluations and Sinkhorn iterations (the three solves summed) so far.
+    work: SolveWork,
 }
 
 impl Problem<'_> {
-    fn eval(&mut self, theta: &DMatrix<f64>, gamma: f64, grad: bool, step: usize) -> Result<Eval, SimError> {
+    /// `L(Θ)`, its Sinkhorn solves warm-started from the last accepted point.
+    fn eval(&mut self, theta: &DMatrix<f64>, gamma: f64, step: usize) -> Result<Eval, SimError> {
         let d = theta.ncols();
         let delta = &self.phi * theta;
         check_finite(delta.as_slice(), step, "displacement Δ(x_i)")?;
@@ -571,14 +586,13 @@ impl Problem<'_> {
         let alpha = Cloud::new_unchecked(d, y, self.abar.to_vec());
         let sd = sinkhorn_divergence(&alpha, &self.target, &self.opts, Some(&self.warm))?;
         self.unconverged += usize::from(!sd.converged());
+        self.work.evaluations += 1;
+        self.work.sinkhorn_iterations +=
+            sd.report_ab.iterations + sd.report_aa.iterations + sd.report_bb.iterations;
         let mut penalty = 0.0;
-        let n = self.abar.len();
-        for i in 0..n {
-            let mut t = 0.0;
-            for k in 0..d {
-                t += self.penalty.eval(delta[(i, k)], self.huber).0;
-            }
-            penalty += self.abar[i] * t;
+        for (i, a) in self.abar.iter().enumerate() {
+            let t: f64 = (0..d).map(|k| self.penalty.eval(delta[(i, k)], self.huber).0).sum();
+            penalty += a * t;
         }
         let loss = sd.value + gamma * penalty;
         if !loss.is_finite() {
@@ -587,22 +601,23 @@ impl Problem<'_> {
                 what: format!("sparse map: non-finite loss (S_ε = {}, penalty = {penalty})", sd.value),
             });
         }
-        let grad = if grad {
-            let (_, gpos) = sd.first_variation(&alpha.x, &alpha, &self.target, &self.opts)?;
-            let mut r = DMatrix::zeros(n, d);
-            let mut c = vec![0.0; d];
-            for i in 0..n {
-                for k in 0..d {
-                    let (_, dt, w) = self.penalty.eval(delta[(i, k)], self.huber);
-                    r[(i, k)] = self.abar[i] * (gpos[i * d + k] + gamma * dt);
-                    c[k] += self.abar[i] * w;
-                }
+        Ok(Eval { loss, divergence: sd.value, penalty, delta, alpha, sd })
+    }
+
+    /// `∂L/∂Θ` (p × d) at an evaluated point and the column curvatures `c_k` of the majoriser.
+    fn grad(&self, ev: &Eval, gamma: f64) -> Result<(DMatrix<f64>, Vec<f64>), SimError> {
+        let (n, d) = (self.abar.len(), ev.delta.ncols());
+        let (_, gpos) = ev.sd.first_variation(&ev.alpha.x, &ev.alpha, &self.target, &self.opts)?;
+        let mut r = DMatrix::zeros(n, d);
+        let mut c = vec![0.0; d];
+        for i in 0..n {
+            for k in 0..d {
+                let (_, dt, w) = self.penalty.eval(ev.delta[(i, k)], self.huber);
+                r[(i, k)] = self.abar[i] * (gpos[i * d + k] + gamma * dt);
+                c[k] += self.abar[i] * w;
             }
-            Some((self.phi.tr_mul(&r), c))
-        } else {
-            None
-        };
-        Ok(Eval { loss, divergence: sd.value, penalty, delta, warm: sd.warm(), grad })
+        }
+        Ok((self.phi.tr_mul(&r), c))
     }
 
     /// The `ā`-weighted root mean square of each column of `Δ = ΦΘ`.
@@ -627,17 +642,28 @@ impl Problem<'_> {
         (freq.iter().sum(), freq)
     }
 
+    /// The preconditioner `H₀ g`: `M⁻¹ g` with column `k` divided by `1 + γ c_k` (module doc).
+    fn precondition(&self, g: &DMatrix<f64>, c: &[f64], gamma: f64) -> DMatrix<f64> {
+        let mut h = self.chol.solve(g);
+        for (k, ck) in c.iter().enumerate() {
+            h.column_mut(k).scale_mut(1.0 / (1.0 + gamma * ck));
+        }
+        h
+    }
+
     /// One round: minimise `L` at `γ` from `theta` (module doc: the optimiser).
     fn minimise(
         &mut self,
         mut theta: DMatrix<f64>,
         gamma: f64,
         p: &SparseMapParams,
+        cap: usize,
         round: usize,
         history: &mut Vec<LossRecord>,
     ) -> Result<Fitted, SimError> {
-        let mut ev = self.eval(&theta, gamma, true, 0)?;
-        self.warm = ev.warm.clone();
+        let mut ev = self.eval(&theta, gamma, 0)?;
+        self.warm = ev.sd.warm();
+        let (mut g, mut c) = self.grad(&ev, gamma)?;
         let rec = |it: usize, ev: &Eval, step: f64| LossRecord {
             round,
             gamma,
@@ -648,44 +674,38 @@ impl Problem<'_> {
             step,
         };
         history.push(rec(0, &ev, 0.0));
-        let mut stop = format!("iteration cap {} reached", p.iters);
+        let mut stop = format!("iteration cap {} reached", p.iters.min(cap));
         let mut capped = true;
         let mut iterations = 0;
         let mut t_start = 1.0;
-        for it in 1..=p.iters {
-            let (g, c) = ev.grad.take().expect("gradient of the accepted point");
-            let mut dir = self.chol.solve(&g);
-            for (k, ck) in c.iter().enumerate() {
-                let mut col = dir.column_mut(k);
-                col *= -1.0 / (1.0 + gamma * ck);
-            }
+        for it in 1..=p.iters.min(cap) {
+            let dir = -self.precondition(&g, &c, gamma);
             let slope = g.dot(&dir);
             let mut t = t_start;
             let mut accepted = None;
-            for _ in 0..40 {
+            for _ in 0..LINE_SEARCH_TRIALS {
                 let trial = &theta + &dir * t;
                 // a failed trial (non-finite values, a Sinkhorn failure) counts as too long a step
-                if let Ok(tev) = self.eval(&trial, gamma, false, it) {
-                    if tev.loss <= ev.loss + 1e-4 * t * slope {
+                match self.eval(&trial, gamma, it) {
+                    Ok(tev) if tev.loss <= ev.loss + 1e-4 * t * slope => {
                         accepted = Some((trial, tev));
                         break;
                     }
+                    _ => t *= 0.5,
                 }
-                t *= 0.5;
             }
             let Some((trial, tev)) = accepted else {
                 stop = format!("no step decreased the loss at iteration {it} (Sinkhorn tolerance floor)");
                 capped = false;
-                ev.grad = Some((g, c));
                 break;
             };
             // the next first trial: twice an accepted first trial, else the accepted length
             t_start = if t == t_start { (2.0 * t).min(MAX_STEP) } else { t };
             let decrease = ev.loss - tev.loss;
+            self.warm = tev.sd.warm();
+            let (g_new, c_new) = self.grad(&tev, gamma)?;
             theta = trial;
-            self.warm = tev.warm.clone();
-            ev = self.eval(&theta, gamma, true, it)?;
-            self.warm = ev.warm.clone();
+            (ev, g, c) = (tev, g_new, c_new);
             iterations = it;
             history.push(rec(it, &ev, t));
             if decrease <= p.tol * ev.loss.abs() {
@@ -698,6 +718,15 @@ impl Problem<'_> {
         Ok(Fitted { theta, gamma, divergence: ev.divergence, dims, frequency, iterations, stop, capped })
     }
 }
+
+/// Longest first trial, in units of the preconditioned step.
+const MAX_STEP: f64 = 64.0;
+
+/// Trials of one line search.
+const LINE_SEARCH_TRIALS: usize = 40;
+
+/// Iteration cap of the `γ = 0` round when it is only the warm start of a penalised fit.
+const WARM_START_ITERS: usize = 10;
 
 /// The design matrix `Φ` (n × p) of the points `x`, rows computed in `exec`'s parallelism
 /// (independent rows: the same bits on any thread count).
