@@ -58,6 +58,8 @@ fn particles_end_at_the_map_images_fitted_or_read() {
     let o = MapOptions {
         method: MapMethod::SparseL1,
         gamma: Some(0.2),
+        target_dims: None,
+        sigma: None,
         eps: Some(0.05),
         tau: None,
         force: false,
@@ -72,7 +74,7 @@ fn particles_end_at_the_map_images_fitted_or_read() {
     assert!(moved > 1.0, "moved {moved}");
 
     // The same map from a file, a coarser dt: the same end points.
-    MapFile::new(MapModel::Entropic(fitted.map.clone())).write(&dir.path().join("m.json")).unwrap();
+    MapFile::new(fitted.map.clone()).write(&dir.path().join("m.json")).unwrap();
     let field = r#"{ type = "map", model = "m.json", duration = 1.0 }"#;
     let (_, end2, _) = run(&scenario(field, 10, 0.1), dir.path());
     let err2 = max_abs_diff(&end2, &images);
@@ -88,6 +90,8 @@ fn halfway_the_particles_are_halfway() {
     let o = MapOptions {
         method: MapMethod::Entropic,
         gamma: None,
+        target_dims: None,
+        sigma: None,
         eps: Some(0.05),
         tau: None,
         force: false,

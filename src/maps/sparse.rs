@@ -245,6 +245,12 @@ impl SparseMap {
 
     /// `Δ(x)` at the points `x` (row-major `n × d`).
     pub fn displacement(&self, x: &[f64]) -> Result<Vec<f64>, SimError> {
+        self.displacement_in(x, &Exec::default())
+    }
+
+    /// [`SparseMap::displacement`] with the feature rows computed in `exec`'s parallelism (the
+    /// same bits on any thread count).
+    pub fn displacement_in(&self, x: &[f64], exec: &Exec) -> Result<Vec<f64>, SimError> {
         let d = self.dim();
         if !x.len().is_multiple_of(d) {
             return Err(SimError::Invalid(format!(
@@ -252,7 +258,7 @@ impl SparseMap {
                 x.len()
             )));
         }
-        let phi = design(&self.features, x, &Exec::default());
+        let phi = design(&self.features, x, exec);
         let delta = &phi * self.theta_matrix();
         check_finite(delta.as_slice(), 0, "displacement Δ(x)")?;
         Ok(row_major(&delta))
@@ -260,7 +266,12 @@ impl SparseMap {
 
     /// `T(x) = x + Δ(x)` at the points `x` (row-major `n × d`).
     pub fn apply(&self, x: &[f64]) -> Result<Vec<f64>, SimError> {
-        let mut t = self.displacement(x)?;
+        self.apply_in(x, &Exec::default())
+    }
+
+    /// [`SparseMap::apply`] with the feature rows computed in `exec`'s parallelism.
+    pub fn apply_in(&self, x: &[f64], exec: &Exec) -> Result<Vec<f64>, SimError> {
+        let mut t = self.displacement_in(x, exec)?;
         t.iter_mut().zip(x).for_each(|(ti, xi)| *ti += xi);
         Ok(t)
     }
@@ -424,36 +435,37 @@ pub fn fit_sparse_map(
     let mut rounds = Vec::new();
     let mut warnings = Vec::new();
     let mut search_warnings = Vec::new();
-    let mut run = |prob: &mut Problem, theta: &DMatrix<f64>, gamma: f64, cap: usize| -> Result<Fitted, Error> {
-        let r = rounds.len();
-        let mut f = prob.minimise(theta.clone(), gamma, p, cap, r, &mut history)?;
-        if let (SparsePenalty::SmoothedL0 { sigma }, true) = (p.penalty, gamma > 0.0) {
-            // graduated non-convexity: σ_j = 2^j σ, j = J, …, 0 (module doc)
-            let mut rms = prob.column_rms(&f.theta);
-            rms.sort_by(f64::total_cmp);
-            let typical = rms[rms.len() / 2];
-            let stages = (typical / sigma).log2().ceil().clamp(0.0, MAX_SIGMA_STAGES as f64) as i32;
-            let mut iterations = f.iterations;
-            for j in (0..=stages).rev() {
-                prob.penalty = SparsePenalty::SmoothedL0 { sigma: sigma * 2f64.powi(j) };
-                f = prob.minimise(f.theta, gamma, p, cap, r, &mut history)?;
-                iterations += f.iterations;
+    let mut run =
+        |prob: &mut Problem, theta: &DMatrix<f64>, gamma: f64, cap: usize| -> Result<Fitted, Error> {
+            let r = rounds.len();
+            let mut f = prob.minimise(theta.clone(), gamma, p, cap, r, &mut history)?;
+            if let (SparsePenalty::SmoothedL0 { sigma }, true) = (p.penalty, gamma > 0.0) {
+                // graduated non-convexity: σ_j = 2^j σ, j = J, …, 0 (module doc)
+                let mut rms = prob.column_rms(&f.theta);
+                rms.sort_by(f64::total_cmp);
+                let typical = rms[rms.len() / 2];
+                let stages = (typical / sigma).log2().ceil().clamp(0.0, MAX_SIGMA_STAGES as f64) as i32;
+                let mut iterations = f.iterations;
+                for j in (0..=stages).rev() {
+                    prob.penalty = SparsePenalty::SmoothedL0 { sigma: sigma * 2f64.powi(j) };
+                    f = prob.minimise(f.theta, gamma, p, cap, r, &mut history)?;
+                    iterations += f.iterations;
+                }
+                prob.penalty = p.penalty;
+                f.iterations = iterations;
             }
-            prob.penalty = p.penalty;
-            f.iterations = iterations;
-        }
-        if f.capped && cap >= p.iters {
-            warnings.push(format!("γ = {gamma:.6e}: {}", f.stop));
-        }
-        rounds.push(GammaRound {
-            gamma,
-            dims: f.dims,
-            divergence: f.divergence,
-            iterations: f.iterations,
-            stop: f.stop.clone(),
-        });
-        Ok(f)
-    };
+            if f.capped && cap >= p.iters {
+                warnings.push(format!("γ = {gamma:.6e}: {}", f.stop));
+            }
+            rounds.push(GammaRound {
+                gamma,
+                dims: f.dims,
+                divergence: f.divergence,
+                iterations: f.iterations,
+                stop: f.stop.clone(),
+            });
+            Ok(f)
+        };
     let unpenalised = p.gamma == GammaChoice::Fixed(0.0);
     let base_cap = if unpenalised { p.iters } else { WARM_START_ITERS };
     let base = run(&mut prob, &DMatrix::zeros(np, d), 0.0, base_cap)?;
