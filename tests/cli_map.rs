@@ -47,6 +47,11 @@ fn csv(n: usize, d: usize, shift: f64, seed: u64, ids: bool) -> String {
     out
 }
 
+/// `displacement.frequency_per_dim` of a report.
+fn frequency(r: &Value) -> Vec<f64> {
+    r["displacement"]["frequency_per_dim"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect()
+}
+
 fn report(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
 }
@@ -102,20 +107,8 @@ fn sparse_l1_moves_only_the_shifted_coordinate() {
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path();
     let s = csv(120, 5, 0.0, 7, false);
-    let t: String = s
-        .lines()
-        .enumerate()
-        .map(|(i, l)| {
-            if i == 0 {
-                return l.to_string() + "\n";
-            }
-            let mut v: Vec<f64> = l.split(',').map(|x| x.parse().unwrap()).collect();
-            v[0] += 1.0;
-            v.iter().map(|x| format!("{x}")).collect::<Vec<_>>().join(",") + "\n"
-        })
-        .collect();
     std::fs::write(cwd.join("s.csv"), &s).unwrap();
-    std::fs::write(cwd.join("t.csv"), t).unwrap();
+    std::fs::write(cwd.join("t.csv"), shifted(&s, &[0], 1.0)).unwrap();
     ok(&advreact(
         &["map", "s.csv", "t.csv", "--method", "sparse-l1", "--gamma", "0.3", "--eps", "0.1", "--out", "o"],
         cwd,
@@ -123,13 +116,7 @@ fn sparse_l1_moves_only_the_shifted_coordinate() {
     let r = report(&cwd.join("o"));
     assert_eq!(r["gamma"], 0.3);
     assert_eq!(r["displacement"]["mean_dims"], 1.0, "{}", r["displacement"]);
-    let freq: Vec<f64> = r["displacement"]["frequency_per_dim"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
-    assert_eq!(freq, vec![1.0, 0.0, 0.0, 0.0, 0.0]);
+    assert_eq!(frequency(&r), vec![1.0, 0.0, 0.0, 0.0, 0.0]);
     assert!(!cwd.join("o/arrows.png").exists(), "arrows are drawn in 2-D only");
     // The plain entropic map blurs every coordinate.
     ok(&advreact(&["map", "s.csv", "t.csv", "--eps", "0.1", "--out", "e"], cwd));
@@ -230,12 +217,7 @@ fn sparse_l0_target_dims_and_apply() {
     assert!(r["sigma"].as_f64().unwrap() > 0.0);
     let dims = r["displacement"]["mean_dims"].as_f64().unwrap();
     assert!((dims - 2.0).abs() <= 0.5, "{dims}: {}", r["gamma_rounds"]);
-    let freq: Vec<f64> = r["displacement"]["frequency_per_dim"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap())
-        .collect();
+    let freq = frequency(&r);
     assert!(freq[0] > 0.75 && freq[1] > 0.75 && freq[2] < 0.5 && freq[3] < 0.5, "{freq:?}");
     let rounds = r["gamma_rounds"].as_array().unwrap();
     assert!(rounds.len() >= 2 && rounds[0]["gamma"] == 0.0, "{rounds:?}");

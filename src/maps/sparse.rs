@@ -25,7 +25,9 @@
 //! the Huber function: `w = 1/max(|z|, h)`), and column `k` takes the step
 //! `D_k = −M⁻¹(ΦᵀR)_k / (1 + γ c_k)`, `c_k = Σ_i ā_i w(Δ_ik)`. This is a descent direction (a
 //! positive-definite preconditioner); the step `t` is the first of `t₀, t₀/2, t₀/4, …` with
-//! `L(Θ + tD) ≤ L(Θ) + 10⁻⁴ t ⟨∇L, D⟩` (Armijo). `t₀ = 1` at the start of a round, then twice the
+//! `L(Θ + tD) ≤ L(Θ) + 10⁻⁴ t ⟨∇L, D⟩` (Armijo). Only the accepted trial's gradient is computed,
+//! from the potentials its loss evaluation solved (no second solve at the accepted point), and
+//! every solve is warm-started from the last accepted point's potentials. `t₀ = 1` at the start of a round, then twice the
 //! last step if it was accepted at its first trial (up to 64: the debiased divergence's curvature
 //! falls below `ā_i` as `ε` grows, so the Gauss–Newton step is often short), else the last step. A fit stops when the loss falls by less than
 //! `tol · |L|` in one step, when no step decreases it (the Sinkhorn tolerance's noise floor), or
@@ -44,7 +46,10 @@
 //! **Non-convexity and warm starts.** At `Δ = 0` the smoothed-ℓ0 gradient is zero and its
 //! curvature `γ/σ²` can exceed the divergence's, so a fit started from `Θ = 0` could keep every
 //! coordinate at rest. Every fit therefore starts with the `γ = 0` fit (the unpenalised map) and
-//! continues from it at the requested `γ`. Conversely, a displacement far beyond `σ` feels no
+//! continues from it at the requested `γ`. When a penalised fit follows, that `γ = 0` round is
+//! only a warm start and stops after at most 10 steps (no warning): at `γ = 0` the fit keeps
+//! matching the sampling noise of every coordinate for many more steps at little gain (in the
+//! d = 50 test, `S_ε` 0.127 after 10 steps, 0.120 after 50), which the penalty then undoes. Conversely, a displacement far beyond `σ` feels no
 //! force (`τ` is flat there), so a coordinate the `γ = 0` map moves by much more than `σ` would
 //! never be released. Smoothed ℓ0 at `γ > 0` is therefore fitted by graduated non-convexity:
 //! after a round at the target `σ` (from the warm start) come rounds at `σ_j = 2^j σ` for
