@@ -58,6 +58,8 @@ fn particles_end_at_the_map_images_fitted_or_read() {
     let o = MapOptions {
         method: MapMethod::SparseL1,
         gamma: Some(0.2),
+        target_dims: None,
+        sigma: None,
         eps: Some(0.05),
         tau: None,
         force: false,
@@ -72,7 +74,7 @@ fn particles_end_at_the_map_images_fitted_or_read() {
     assert!(moved > 1.0, "moved {moved}");
 
     // The same map from a file, a coarser dt: the same end points.
-    MapFile::new(MapModel::Entropic(fitted.map.clone())).write(&dir.path().join("m.json")).unwrap();
+    MapFile::new(fitted.map.clone()).write(&dir.path().join("m.json")).unwrap();
     let field = r#"{ type = "map", model = "m.json", duration = 1.0 }"#;
     let (_, end2, _) = run(&scenario(field, 10, 0.1), dir.path());
     let err2 = max_abs_diff(&end2, &images);
@@ -88,6 +90,8 @@ fn halfway_the_particles_are_halfway() {
     let o = MapOptions {
         method: MapMethod::Entropic,
         gamma: None,
+        target_dims: None,
+        sigma: None,
         eps: Some(0.05),
         tau: None,
         force: false,
@@ -109,6 +113,7 @@ fn bad_map_tables_are_one_line_errors_naming_the_key() {
             "multiple of time.dt",
         ),
         (r#"{ type = "map", method = "sparse-l1" }"#, "field.gamma", "required"),
+        (r#"{ type = "map", method = "sparse-l0" }"#, "field.gamma", "required"),
         (r#"{ type = "map" }"#, "field", "needs model"),
         (r#"{ type = "map", model = "m.json", method = "entropic" }"#, "field", "not both"),
         (r#"{ type = "map", model = "missing.json" }"#, "field.model", "missing.json"),
@@ -122,4 +127,33 @@ fn bad_map_tables_are_one_line_errors_naming_the_key() {
         assert!(!err.contains('\n'), "{err}");
         assert!(err.contains(key) && err.contains(what), "{field}: {err}");
     }
+}
+
+/// A sparse-ℓ0 parametric map (`method = "sparse-l0"`, fixed γ) drives the particles to its
+/// images `x + Θᵀφ(x)`, fitted at build time and read back from its map.json (`sparse` model):
+/// both to 1e-9 of the map applied directly.
+#[test]
+fn sparse_l0_map_fitted_or_read_ends_at_its_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let field = r#"{ type = "map", method = "sparse-l0", gamma = 0.05, eps = 0.5, duration = 1.0 }"#;
+    let (src, end, target) = run(&scenario(field, 10, 0.1), dir.path());
+    let o = MapOptions {
+        method: MapMethod::SparseL0,
+        gamma: Some(0.05),
+        target_dims: None,
+        sigma: None,
+        eps: Some(0.5),
+        tau: None,
+        force: false,
+        exec: Exec::default(),
+    };
+    let (fitted, _) = fit_clouds(&src, &target, &o).unwrap();
+    assert!(matches!(fitted.map, MapModel::Sparse(_)));
+    let images = fitted.map.apply(&src.x, &Exec::default()).unwrap();
+    assert!(max_abs_diff(&end, &images) < 1e-9, "end vs T(x0)");
+    assert!(max_abs_diff(&end, &src.x) > 1.0, "the map moves the points");
+    MapFile::new(fitted.map.clone()).write(&dir.path().join("m.json")).unwrap();
+    let field = r#"{ type = "map", model = "m.json", duration = 1.0 }"#;
+    let (_, end2, _) = run(&scenario(field, 20, 0.05), dir.path());
+    assert!(max_abs_diff(&end2, &images) < 1e-9, "from file");
 }

@@ -17,8 +17,9 @@
 //! The folder is written like every command's ([`crate::output::write_folder`]): refused if it
 //! holds foreign files, replaced atomically.
 
-use super::model::{MapFile, MapModel};
-use super::{default_delta, fit_entropic, Displacement, Fitted};
+use super::model::MapFile;
+use super::sparse::{GammaChoice, SparseMapParams, SparsePenalty};
+use super::{default_delta, fit_entropic, fit_sparse, Displacement, Fitted};
 use crate::data::{csv_field, read_snapshot, Selection};
 use crate::dist::Exec;
 use crate::error::{ConfigError, Error, SimError};
@@ -40,16 +41,28 @@ pub enum MapMethod {
     Entropic,
     /// The entropic map of the elastic ℓ1 cost `½|z|² + γ|z|₁` (soft-thresholded: exact zeros).
     SparseL1,
+    /// The parametric map `x + Θᵀφ(x)` fitted on `S_ε(T#μ, ν) + γ mean_i τ_ℓ0,σ(Δ(x_i))`
+    /// ([`crate::maps::sparse`]), `γ` given or searched for a target dimensionality.
+    SparseL0,
 }
+
+/// Random Fourier features of a `sparse-l0` map: `m = 50`, so `φ` has `p = 51 + d` functions
+/// (the features, a constant, the `d` linear terms) and `Θ` is `p × d`.
+pub const SPARSE_FEATURES: usize = 50;
 
 /// What `advreact map` fits and how.
 #[derive(Debug, Clone)]
 pub struct MapOptions {
     /// The method.
     pub method: MapMethod,
-    /// `γ` (`sparse-l1`: required).
+    /// `γ` (`sparse-l1`: required; `sparse-l0`: this or `target_dims`).
     pub gamma: Option<f64>,
-    /// `ε` (`None`: 0.05 × the mean of `½|x − y|²` over all pairs).
+    /// `sparse-l0`: the mean displacement dimensionality `K` (`1 ≤ K ≤ d`) `γ` is searched for.
+    pub target_dims: Option<f64>,
+    /// `sparse-l0`: the width `σ` of the smoothed ℓ0 (`None`: 10 δ = 0.1 × the source's median
+    /// per-coordinate standard deviation).
+    pub sigma: Option<f64>,
+    /// `ε` (`None`: [`default_eps`]).
     pub eps: Option<f64>,
     /// `τ` of the KL-unbalanced rescaling (`None`: balanced).
     pub tau: Option<f64>,
@@ -64,9 +77,46 @@ fn cli(key: &str, msg: impl Into<String>) -> Error {
 }
 
 impl MapOptions {
-    /// The elastic cost of the method (`γ` checked).
+    /// The elastic cost of the method (`γ` checked): for `sparse-l0` the smoothed-ℓ0 cost at the
+    /// given `γ` (0 while a target dimensionality is searched for) and `σ` (`NaN` until the data
+    /// gives the default). Flags of another method are errors.
     pub fn cost(&self) -> Result<Cost, Error> {
+        if self.method != MapMethod::SparseL0 {
+            for (flag, set) in
+                [("--target-dims", self.target_dims.is_some()), ("--sigma", self.sigma.is_some())]
+            {
+                if set {
+                    return Err(cli(flag, "is for --method sparse-l0"));
+                }
+            }
+        }
         match (self.method, self.gamma) {
+            (MapMethod::SparseL0, _) => {
+                let gamma = match (self.gamma, self.target_dims) {
+                    (Some(_), Some(_)) => {
+                        return Err(cli("--target-dims", "cannot be used with --gamma (give one)"))
+                    }
+                    (None, None) => {
+                        return Err(cli("--gamma", "or --target-dims is required with --method sparse-l0"))
+                    }
+                    (Some(g), None) if !(g.is_finite() && g >= 0.0) => {
+                        return Err(cli("--gamma", format!("must be finite and ≥ 0, got {g}")))
+                    }
+                    (Some(g), None) => g,
+                    (None, Some(k)) if !(k.is_finite() && k >= 1.0) => {
+                        return Err(cli("--target-dims", format!("must be finite and ≥ 1, got {k}")))
+                    }
+                    (None, Some(_)) => 0.0,
+                };
+                let sigma = match self.sigma {
+                    Some(s) if !(s.is_finite() && s > 0.0) => {
+                        return Err(cli("--sigma", format!("must be finite and > 0, got {s}")))
+                    }
+                    Some(s) => s,
+                    None => f64::NAN,
+                };
+                Ok(Cost::Elastic { gamma, penalty: Penalty::SmoothedL0 { sigma } })
+            }
             (MapMethod::Entropic, Some(_)) => {
                 Err(cli("--gamma", "is for --method sparse-l1 (entropic is γ = 0)"))
             }
@@ -80,8 +130,10 @@ impl MapOptions {
     }
 }
 
-/// `0.05 ×` the mean of `½|x − y|²` under the normalised product of `a` and `b` (closed form:
-/// `½(E|x|² + E|y|² − 2 E x · E y)`).
+/// The default `ε` of every map method: `0.05 ×` the mean of `½|x − y|²` under the normalised
+/// product of `a` and `b` (closed form: `½(E|x|² + E|y|² − 2 E x · E y)`
+/// `= ½ Σ_k (Var_a x_k + Var_b y_k + (E x_k − E y_k)²)`): a sum over the `d` coordinates, so `ε`
+/// grows linearly with `d` (`0.05 d` for two unit-variance clouds), as the costs do.
 pub fn default_eps(a: &Cloud, b: &Cloud) -> f64 {
     let moments = |c: &Cloud| {
         let (d, m) = (c.dim, c.mass());
@@ -100,6 +152,13 @@ pub fn default_eps(a: &Cloud, b: &Cloud) -> f64 {
     0.05 * 0.5 * (sa + sb - 2.0 * dot)
 }
 
+/// The default `σ` of `sparse-l0`: `10 δ` ([`default_delta`]), i.e. 0.1 × the source's median
+/// per-coordinate standard deviation: a displacement well below the spread of a coordinate is
+/// counted as at rest.
+pub fn default_sigma(src: &Cloud) -> f64 {
+    10.0 * default_delta(src)
+}
+
 /// The source cloud (unit weights unless a `w` column) with its ids.
 fn read_cloud(path: &Path) -> Result<(Cloud, Option<Vec<String>>), Error> {
     Ok(read_snapshot(path)?.select_as(Selection { time: None, normalize: false })?)
@@ -110,6 +169,11 @@ fn read_cloud(path: &Path) -> Result<(Cloud, Option<Vec<String>>), Error> {
 /// the `ε` used. Errors name the CLI flag.
 pub fn fit_clouds(src: &Cloud, tgt: &Cloud, o: &MapOptions) -> Result<(Fitted, f64), Error> {
     let cost = o.cost()?;
+    if let Some(k) = o.target_dims {
+        if k > src.dim as f64 {
+            return Err(cli("--target-dims", format!("must be ≤ the dimension {}, got {k}", src.dim)));
+        }
+    }
     let eps = o.eps.unwrap_or_else(|| default_eps(src, tgt));
     if !(eps.is_finite() && eps > 0.0) {
         return Err(cli("--eps", format!("must be finite and > 0, got {eps} (the clouds coincide?)")));
@@ -122,7 +186,20 @@ pub fn fit_clouds(src: &Cloud, tgt: &Cloud, o: &MapOptions) -> Result<(Fitted, f
     let mut sopts = SinkhornOptions::kl(eps, f64::INFINITY, f64::INFINITY, cost);
     sopts.exec = o.exec.clone();
     sopts.eps_scaling = Some(crate::ot::EpsScaling::default());
-    Ok((fit_entropic(src, tgt, cost, o.tau, &sopts)?, eps))
+    if o.method != MapMethod::SparseL0 {
+        return Ok((fit_entropic(src, tgt, cost, o.tau, &sopts)?, eps));
+    }
+    let params = SparseMapParams {
+        penalty: SparsePenalty::SmoothedL0 { sigma: o.sigma.unwrap_or_else(|| default_sigma(src)) },
+        gamma: match o.target_dims {
+            Some(k) => GammaChoice::TargetDims(k),
+            None => GammaChoice::Fixed(o.gamma.unwrap_or(0.0)),
+        },
+        eps,
+        features: SPARSE_FEATURES,
+        ..SparseMapParams::default()
+    };
+    Ok((fit_sparse(src, tgt, &params, o.tau, &sopts)?, eps))
 }
 
 /// What a `map` run computed (also returned to the caller).
@@ -155,6 +232,14 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
     crate::output::Target::check_as(out, Kind::Map, o.force, "--out")?;
     let t_read = t_start.elapsed().as_secs_f64();
     let (fitted, eps) = fit_clouds(&src, &tgt, o)?;
+    // sparse-l0: the smoothed-ℓ0 elastic cost at the γ and σ used
+    let cost = match cost {
+        Cost::Elastic { penalty: Penalty::SmoothedL0 { .. }, .. } => Cost::Elastic {
+            gamma: fitted.gamma,
+            penalty: Penalty::SmoothedL0 { sigma: o.sigma.unwrap_or_else(|| default_sigma(&src)) },
+        },
+        c => c,
+    };
     let t0 = Instant::now();
     let mapped = fitted.map.apply(&src.x, &o.exec)?;
     let t_apply = t0.elapsed().as_secs_f64();
@@ -183,11 +268,12 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
     let wopts = WassersteinOpts { exec: o.exec.clone(), ..WassersteinOpts::default() };
     let w1r = wasserstein(&pushed, &target_w, Order::W1, &wopts)?;
     let t_w1 = t0.elapsed().as_secs_f64();
+    let fitted_gamma = fitted.gamma;
     let run = MapRun { fitted, mapped, displacement, divergence, w1: w1r.value };
     let report = json!({
         "method": o.method,
         "cost": cost,
-        "gamma": cost.elastic().map(|(g, _)| g),
+        "gamma": fitted_gamma,
         "eps": eps,
         "tau": o.tau,
         "n": src.len(), "m": tgt.len(), "d": d,
@@ -205,7 +291,14 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
             "w1": run.w1,
             "w1_method": format!("{:?}", w1r.method),
         },
+        "target_dims": o.target_dims,
+        "sigma": cost.elastic().and_then(|(_, p)| match p {
+            Penalty::SmoothedL0 { sigma } => Some(sigma),
+            Penalty::L1 => None,
+        }),
         "solve": run.fitted.report,
+        "gamma_rounds": run.fitted.report.get("rounds"),
+        "warnings": run.fitted.warnings,
         "unbalanced": run.fitted.rescaling.as_ref().map(|r| json!({
             "source_rescaling": r.source_factor,
             "source_transported_mass": r.source_mass,
@@ -222,7 +315,7 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
             "total": t_start.elapsed().as_secs_f64(),
         },
     });
-    let file = MapFile::new(MapModel::Entropic(run.fitted.map.clone()));
+    let file = MapFile::new(run.fitted.map.clone());
     write_folder(out, Kind::Map, o.force, |dir| {
         file.write(&dir.join("map.json"))?;
         write_points(&dir.join("mapped.csv"), d, &run.mapped, ids.as_deref())?;
@@ -371,20 +464,30 @@ pub struct MapArgs {
     /// TARGET.csv (not with --apply).
     #[arg(required_unless_present = "apply")]
     pub target: Option<PathBuf>,
-    /// entropic (½|x−y|², γ = 0) or sparse-l1 (½|z|² + γ|z|₁: soft-thresholded, exact zeros).
+    /// entropic (½|x−y|², γ = 0); sparse-l1: the entropic map of the elastic cost ½|z|² + γ|z|₁
+    /// (soft-thresholded: exact zeros); sparse-l0: the parametric map x + Θᵀφ(x) fitted on
+    /// S_ε(T#μ, ν) + γ·smoothed-ℓ0 of the displacement (γ given or searched for --target-dims).
     #[arg(long, value_enum, default_value_t = MapMethod::Entropic)]
     pub method: MapMethod,
-    /// sparse-l1: the ℓ1 strength γ ≥ 0 (required).
+    /// The sparsity strength γ ≥ 0 (sparse-l1: required; sparse-l0: this or --target-dims).
     #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
-    /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs).
+    /// sparse-l0: search γ (bisection on log γ) for this mean displacement dimensionality
+    /// 1 ≤ K ≤ d (a warning when not reached).
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "gamma")]
+    pub target_dims: Option<f64>,
+    /// sparse-l0: width σ of the smoothed ℓ0 1 − exp(−z²/2σ²) (default 0.1 × the source's median
+    /// per-coordinate standard deviation).
+    #[arg(long, allow_negative_numbers = true)]
+    pub sigma: Option<f64>,
+    /// Entropic regularisation ε (default 0.05 × the mean of ½|x−y|² over all pairs: ∝ d).
     #[arg(long, allow_negative_numbers = true)]
     pub eps: Option<f64>,
     /// Rescale both clouds by the KL-unbalanced coupling (τ_a = τ_b = τ) before fitting.
     #[arg(long, allow_negative_numbers = true)]
     pub tau: Option<f64>,
     /// Apply this map.json to SOURCE and write --out (a CSV file).
-    #[arg(long, conflicts_with_all = ["target", "gamma", "eps", "tau"])]
+    #[arg(long, conflicts_with_all = ["target", "gamma", "target_dims", "sigma", "eps", "tau"])]
     pub apply: Option<PathBuf>,
     /// Output folder (default output/map/<source>__<target>); with --apply the CSV file
     /// (required).
@@ -426,6 +529,8 @@ pub fn cmd_map_args(a: &MapArgs, exec: &Exec) -> Result<bool, Error> {
     let o = MapOptions {
         method: a.method,
         gamma: a.gamma,
+        target_dims: a.target_dims,
+        sigma: a.sigma,
         eps: a.eps,
         tau: a.tau,
         force: a.force,
@@ -433,6 +538,9 @@ pub fn cmd_map_args(a: &MapArgs, exec: &Exec) -> Result<bool, Error> {
     };
     crate::output::Target::check_as(&out, Kind::Map, a.force, "--out")?;
     let r = cmd_map(&a.source, target, &out, &o)?;
+    for w in &r.fitted.warnings {
+        eprintln!("warning: map: {w}");
+    }
     println!(
         "map: mean displacement dims {:.3} (δ = {:.3e}), S_ε(T#μ, ν) = {:.6e}, W1 = {:.6e} → {}",
         r.displacement.mean_dims(),

@@ -12,7 +12,8 @@
 //!   longer pull the map.
 //! - [`sparse`]: a parametric displacement-sparse map `T(x) = x + Θᵀφ(x)` fitted on
 //!   `S_ε(T#μ, ν) + γ mean_i τ(Δ(x_i))` (smoothed ℓ0, or a smoothed ℓ1), for penalties without a
-//!   usable prox, with `γ` adapted to a requested mean displacement dimensionality.
+//!   usable prox, with `γ` adapted to a requested mean displacement dimensionality
+//!   ([`fit_sparse`], `advreact map --method sparse-l0`).
 //! - [`model`]: the versioned `map.json` (one enum variant per method) and [`command`]: the
 //!   `advreact map` command (fit, report, plots; `--apply`).
 
@@ -80,13 +81,43 @@ pub fn rescale_unbalanced(
 #[derive(Debug, Clone)]
 pub struct Fitted {
     /// The map.
-    pub map: EntropicMap,
-    /// The balanced solve's report.
-    pub report: UotReport,
+    pub map: MapModel,
+    /// The fit's report: the balanced solve's [`UotReport`] (entropic maps) or the parametric
+    /// fit's `γ` rounds and work (sparse maps), as JSON.
+    pub report: serde_json::Value,
+    /// The `γ` of the map (the one the search chose for `--target-dims`).
+    pub gamma: f64,
+    /// The fit's warnings (caps, an unreached target dimensionality).
+    pub warnings: Vec<String>,
     /// The unbalanced rescaling (with `--tau`).
     pub rescaling: Option<Rescaling>,
-    /// Seconds of the unbalanced solve (0 without) and of the balanced one.
+    /// Seconds of the unbalanced solve (0 without) and of the balanced fit.
     pub seconds: (f64, f64),
+}
+
+/// Both clouds at unit mass, then, with `tau`, rescaled by the KL-unbalanced coupling of `opts`
+/// ([`rescale_unbalanced`]); with the seconds this took.
+fn prepare(
+    source: &Cloud,
+    target: &Cloud,
+    tau: Option<f64>,
+    opts: &SinkhornOptions,
+) -> Result<(Cloud, Cloud, Option<Rescaling>, f64), SimError> {
+    let unit = |c: &Cloud| -> Result<Cloud, SimError> {
+        let m = c.mass();
+        Cloud::new(c.dim, c.x.clone(), c.w.iter().map(|w| w / m).collect())
+            .map_err(|e| SimError::Invalid(format!("map: {e}")))
+    };
+    let (a, b) = (unit(source)?, unit(target)?);
+    let t0 = std::time::Instant::now();
+    let (a, b, rescaling) = match tau {
+        None => (a, b, None),
+        Some(t) => {
+            let (a, b, r) = rescale_unbalanced(&a, &b, opts, t)?;
+            (a, b, Some(r))
+        }
+    };
+    Ok((a, b, rescaling, t0.elapsed().as_secs_f64()))
 }
 
 /// Fit the entropic map of the elastic `cost` between `source` and `target`, both normalised to
@@ -100,25 +131,57 @@ pub fn fit_entropic(
     tau: Option<f64>,
     opts: &SinkhornOptions,
 ) -> Result<Fitted, SimError> {
-    let unit = |c: &Cloud| -> Result<Cloud, SimError> {
-        let m = c.mass();
-        Cloud::new(c.dim, c.x.clone(), c.w.iter().map(|w| w / m).collect())
-            .map_err(|e| SimError::Invalid(format!("map: {e}")))
-    };
-    let (a, b) = (unit(source)?, unit(target)?);
     let mut o = opts.clone();
     o.cost = cost;
+    let (a, b, rescaling, t1) = prepare(source, target, tau, &o)?;
     let t0 = std::time::Instant::now();
-    let (a, b, rescaling) = match tau {
-        None => (a, b, None),
-        Some(t) => {
-            let (a, b, r) = rescale_unbalanced(&a, &b, &o, t)?;
-            (a, b, Some(r))
-        }
-    };
-    let t1 = t0.elapsed().as_secs_f64();
     let (map, report) = EntropicMap::fit(&a, &b, &o)?;
-    Ok(Fitted { map, report, rescaling, seconds: (t1, t0.elapsed().as_secs_f64() - t1) })
+    Ok(Fitted {
+        map: MapModel::Entropic(map),
+        report: serde_json::to_value(&report).expect("a report serialises"),
+        gamma: cost.elastic().map_or(0.0, |(g, _)| g),
+        warnings: Vec::new(),
+        rescaling,
+        seconds: (t1, t0.elapsed().as_secs_f64()),
+    })
+}
+
+/// Fit the parametric sparse map ([`sparse::fit_sparse_map`], settings `params`) between
+/// `source` and `target`, both at unit mass and, with `tau`, first rescaled by the KL-unbalanced
+/// coupling of `½|x − y|²` at `params.eps` (`opts`: tolerances and execution).
+pub fn fit_sparse(
+    source: &Cloud,
+    target: &Cloud,
+    params: &sparse::SparseMapParams,
+    tau: Option<f64>,
+    opts: &SinkhornOptions,
+) -> Result<Fitted, crate::error::Error> {
+    let mut o = opts.clone();
+    o.cost = Cost::Elastic { gamma: 0.0, penalty: crate::ot::Penalty::L1 };
+    o.eps = params.eps;
+    let (a, b, rescaling, t1) = prepare(source, target, tau, &o)?;
+    let t0 = std::time::Instant::now();
+    let fit = sparse::fit_sparse_map(&a, &b, params, &o.exec)?;
+    let report = serde_json::json!({
+        "penalty": params.penalty,
+        "gamma_choice": params.gamma,
+        "gamma": fit.gamma,
+        "features": params.features,
+        "parameters": fit.map.theta.len(),
+        "divergence": fit.divergence,
+        "dims": fit.dims,
+        "delta": fit.delta,
+        "rounds": fit.rounds,
+        "work": fit.work,
+    });
+    Ok(Fitted {
+        gamma: fit.gamma,
+        warnings: fit.warnings,
+        map: MapModel::Sparse(fit.map),
+        report,
+        rescaling,
+        seconds: (t1, t0.elapsed().as_secs_f64()),
+    })
 }
 
 /// Displacement statistics of `T` at the points `x` (SPEC §7): a coordinate `k` of point `i`

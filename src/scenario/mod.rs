@@ -20,7 +20,7 @@ use crate::field::wfr::Growth;
 use crate::field::{analytic, Field, SumField};
 use crate::learned::model::ModelFile;
 use crate::maps::command::{fit_clouds, MapOptions};
-use crate::maps::{MapFile, MapModel};
+use crate::maps::MapFile;
 use crate::metrics::{self, Metric};
 use crate::particles::{Cloud, Particles};
 use crate::stepper::{Simulation, TimeCfg};
@@ -524,6 +524,8 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
                     let o = MapOptions {
                         method,
                         gamma: *gamma,
+                        target_dims: None,
+                        sigma: None,
                         eps: *eps,
                         tau: *tau,
                         force: false,
@@ -536,7 +538,7 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
                         c.err(&k.map_or(path.to_string(), key), msg.replace("<cli>: ", ""))
                     })?;
                     *eps = Some(used);
-                    MapModel::Entropic(fitted.map)
+                    fitted.map
                 }
             };
             Box::new(MapField::new(map, *duration).map_err(|e| c.err(path, e.to_string()))?)

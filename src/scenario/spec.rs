@@ -246,7 +246,8 @@ pub enum FieldSpec {
     /// interpolation `x₀ + min(t/D, 1) (T(x₀) − x₀)` ([`crate::field::map`]): read from `model`
     /// (`advreact map`'s map.json, relative to the scenario file), or, without `model`, fitted
     /// from the scenario's source to its `[target]` when the scenario is built, by `method`
-    /// (`entropic` or `sparse-l1` with `gamma`; `eps` and `tau` as `advreact map`'s flags).
+    /// (`entropic`, or `sparse-l1` / `sparse-l0` with `gamma`; `eps` and `tau` as `advreact map`'s
+    /// flags).
     Map {
         /// The map file.
         #[serde(default)]
@@ -254,7 +255,7 @@ pub enum FieldSpec {
         /// The method of a map fitted at build time.
         #[serde(default)]
         method: Option<crate::maps::command::MapMethod>,
-        /// `γ` of `sparse-l1`.
+        /// `γ` of `sparse-l1` / `sparse-l0`.
         #[serde(default)]
         gamma: Option<f64>,
         /// `ε` of the fit (absent: `advreact map`'s default, written back).
