@@ -262,7 +262,8 @@ pub struct FitArgs {
     /// Var-RUOT: see `--patience`.
     #[arg(long, default_value_t = 1e-3)]
     pub min_decrease: f64,
-    /// Noise σ: Brownian-bridge interpolants of UOT-FM, the simulations' noise.
+    /// Noise σ: Var-RUOT's SDE noise (fit and simulations); UOT-FM's Brownian-bridge interpolants
+    /// (its simulations are ODEs).
     #[arg(long, default_value_t = 0.0)]
     pub sigma: f64,
     /// Random Fourier features m (default: 600 for uot_fm, [`VAR_RUOT_FEATURES`] for var_ruot).
@@ -434,6 +435,16 @@ pub fn var_ruot_params(a: &FitArgs) -> var_ruot::VarRuotParams {
     }
 }
 
+/// The noise of the simulations of a fitted model: `--sigma` for Var-RUOT (its SDE), 0 for
+/// UOT-FM (an ODE: `--sigma` is its Brownian bridge's, whose spread is already in the regressed
+/// velocity's data; [`UotFmParams::sigma`]).
+pub fn sim_sigma(a: &FitArgs) -> f64 {
+    match a.model {
+        FitKind::UotFm => 0.0,
+        FitKind::VarRuot => a.sigma,
+    }
+}
+
 /// The simulation step of a `fit` command line (`--dt`, or the model's default).
 pub fn fit_dt(a: &FitArgs) -> f64 {
     a.dt.unwrap_or(match a.model {
@@ -450,7 +461,8 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             let p = uot_fm_params(a);
             let (model, info) = uot_fm::fit(train, &p, exec)?;
             let settings = json!({
-                "model": "uot_fm", "params": p, "sigma": a.sigma, "dt": fit_dt(a), "subsample": a.subsample,
+                "model": "uot_fm", "params": p, "sigma": sim_sigma(a), "bridge_sigma": a.sigma,
+                "dt": fit_dt(a), "subsample": a.subsample,
             });
             let r = &info.ridge;
             let rms: Vec<(f64, f64)> =
@@ -482,14 +494,24 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             let targets = uot_fm::targets(train, &fm, exec)?;
             let (mut start, ridge) = uot_fm::fit_potential(&targets, features, fm.ridge, p.alpha, p.psi)?;
             // A start whose growth breaks the step guard (|g dt| > max_growth_step) cannot be
-            // differentiated: shrink it toward θ = 0 (no motion, no growth) until its forward pass
-            // is admissible, and say so.
+            // differentiated, and a start worse than θ = 0 (no motion, no growth: the ridge's
+            // growth extrapolated across a held-out time can put the mass off by orders of
+            // magnitude) is no start: shrink it toward θ = 0 until its forward pass is admissible
+            // and its loss is at most θ = 0's, and say so.
             let mut start_warnings = Vec::new();
-            let probe = var_ruot::Problem::new(train, start.features.clone(), &p)?;
+            let mut probe = var_ruot::Problem::new(train, start.features.clone(), &p)?;
+            let zero_loss = probe.loss_and_grad(&vec![0.0; start.theta.len()], false, exec)?.loss;
             let mut halvings = 0;
-            while let Err(e) = probe.mass_path(&start.theta, exec) {
+            loop {
+                let why = match probe.loss_and_grad(&start.theta, false, exec) {
+                    Err(e) => e.to_string(),
+                    Ok(ev) if ev.loss > zero_loss => {
+                        format!("its loss {:.3e} is above θ = 0's {zero_loss:.3e}", ev.loss)
+                    }
+                    Ok(_) => break,
+                };
                 if halvings == 30 {
-                    return Err(e.into());
+                    return Err(SimError::Invalid(format!("var_ruot: no admissible start: {why}")).into());
                 }
                 start.theta.iter_mut().for_each(|v| *v *= 0.5);
                 halvings += 1;
@@ -498,7 +520,7 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                         "start_shrunk",
                         1,
                         None,
-                        format!("var_ruot: the UOT-FM ridge start is not admissible ({e}); it was scaled toward 0"),
+                        format!("var_ruot: the UOT-FM ridge start is not admissible ({why}); it was scaled toward 0"),
                     ));
                 }
             }
@@ -680,7 +702,7 @@ pub fn cmd_fit(a: &FitArgs, exec: &Exec) -> Result<bool, Error> {
     };
     let file = ModelFile::new(fitted.model.clone(), fitted.settings.clone(), provenance);
     let phase = Phase::start("simulating the fitted model over the training times");
-    let sim = simulate(&fitted.model, &train.clouds[0], &train.times, dt, a.sigma, a.seed, exec, 150)?;
+    let sim = simulate(&fitted.model, &train.clouds[0], &train.times, dt, sim_sigma(a), a.seed, exec, 150)?;
     phase.finish(&format!("{} steps", sim.steps));
     let mut warnings = fitted.warnings.clone();
     warnings.extend(sim.warnings.iter().cloned());

@@ -68,7 +68,8 @@ impl Learner for UotFmLearner {
         let start = Instant::now();
         let (model, _) = uot_fm::fit(train, &p, exec)?;
         let seconds = start.elapsed().as_secs_f64();
-        predict(&model, train, times, self.dt, p.sigma, seed, exec, seconds, f64::NAN)
+        // an ODE: the bridge's σ is in the regression data already (UotFmParams::sigma)
+        predict(&model, train, times, self.dt, 0.0, seed, exec, seconds, f64::NAN)
     }
 }
 

@@ -85,7 +85,10 @@ pub struct UotFmParams {
     pub tau_rel: f64,
     /// Pairs drawn per interval.
     pub pairs: usize,
-    /// Brownian-bridge `σ` of the interpolants (0: straight), also the model's noise.
+    /// Brownian-bridge `σ` of the interpolants (0: straight). Not the model's noise: the
+    /// bridge's spread is already in the regression data, so a UOT-FM model is simulated as an
+    /// ODE (σ = 0; simulating it with noise σ added the spread twice: W1 0.32 against 0.21
+    /// without on tests/learned_recovery.rs's problem, measured at stop 21).
     pub sigma: f64,
     /// Ridge `ρ` (relative to the per-sample Gram `ΦᵀΦ/n`).
     pub ridge: f64,
