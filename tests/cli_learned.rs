@@ -291,7 +291,9 @@ fn a_potential_model_file_is_evaluated_and_simulated() {
     let series = advreact::infer::load_series(&data(), &Default::default()).unwrap().subsample(80, 1);
     let p = UotFmParams { features: 60, pairs: 500, poly: 2, ..UotFmParams::default() };
     let t = uot_fm::targets(&series, &p, &Exec::default()).unwrap();
-    let (pot, _) = uot_fm::fit_potential(&t, uot_fm::feature_map(&series, &p).unwrap(), 1e-6, 1.0, Psi::Quadratic).unwrap();
+    let (pot, _) =
+        uot_fm::fit_potential(&t, uot_fm::feature_map(&series, &p).unwrap(), 1e-6, 1.0, Psi::Quadratic)
+            .unwrap();
     let prov = Provenance { times: series.times.clone(), ..Provenance::default() };
     let file = ModelFile::new(Model::VarRuot(pot), serde_json::json!({"dt": 0.05, "sigma": 0.0}), prov);
     let mpath = tmp.path().join("model.json");
