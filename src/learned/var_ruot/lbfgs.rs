@@ -10,7 +10,9 @@
 //!   quadratic through `L(θ)`, the slope `∇Lᵀd` and `L(θ + a d)`,
 //!   `a⁺ = −∇Lᵀd a² / (2 (L(θ + a d) − L(θ) − a ∇Lᵀd))`, kept in `[a/10, a/2]` (Nocedal & Wright
 //!   §3.5; at most 40 trials). A trial whose forward pass fails (a growth step beyond the guard,
-//!   a non-finite value, a Sinkhorn failure) counts as too long a step and halves `a`.
+//!   a non-finite value, a Sinkhorn failure) or whose Sinkhorn solves stop short of their
+//!   tolerance (the loss is then not the divergence: a held-out-time fit once accepted such a
+//!   trial with `S_ε = −17.8`) counts as too long a step and halves `a`.
 //! - Stops: `max_i |∂L/∂θ_i| ≤ tol` (converged), the iteration cap, early stopping (the loss fell
 //!   by less than `min_decrease·|L|` over `patience` iterations), or a line search that found no
 //!   decrease.
@@ -115,6 +117,9 @@ pub(super) fn minimise(
             let trial: Vec<f64> = theta.iter().zip(&d).map(|(t, di)| t + a * di).collect();
             evals += 1;
             match problem.loss_and_grad(&trial, true, exec) {
+                // a Sinkhorn solve short of its tolerance gives neither the loss nor its gradient
+                // (an unconverged S_ε can even be negative): too long a step, never accepted
+                Ok(tev) if !tev.sinkhorn_converged => a *= 0.5,
                 Ok(tev) if tev.loss <= ev.loss + 1e-4 * a * slope => {
                     accepted = Some((trial, tev));
                     break;
