@@ -49,6 +49,7 @@ use advreact::field::{eval_pointwise, EvalCtx, Field};
 use advreact::infer::{split_half_floor, wot, InferParams, Series};
 use advreact::learned::commands::simulate;
 use advreact::learned::model::Model;
+use advreact::learned::psi::Psi;
 use advreact::learned::uot_fm::{self, TimeChoice, UotFmParams};
 use advreact::learned::var_ruot::{self, VarRuotParams};
 use advreact::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
@@ -187,7 +188,7 @@ fn fit_and_predict(train: &Series, exec: &Exec) -> (Model, Vec<Cloud>, f64) {
     };
     let features = uot_fm::feature_map(train, &fm).unwrap();
     let targets = uot_fm::targets(train, &fm, exec).unwrap();
-    let (start, _) = uot_fm::fit_potential(&targets, features, fm.ridge, ALPHA).unwrap();
+    let (start, _) = uot_fm::fit_potential(&targets, features, fm.ridge, ALPHA, Psi::Quadratic).unwrap();
     let params = VarRuotParams {
         alpha: ALPHA,
         sigma: SIGMA,

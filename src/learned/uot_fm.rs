@@ -25,8 +25,9 @@
 //! condition number estimated from the factor's diagonal above [`MAX_CONDITION`]) is refused
 //! with the number and the remedy (a larger ridge).
 //!
-//! For ψ₁ the same targets fit a potential `λ` jointly ([`fit_potential`]): rows `∇λ(x_s) ≈ v`
-//! (d per sample) and `λ(x_s)/α ≈ g`, `(AᵀA/n + ρI)θ = AᵀY/n` — the starting point of Var-RUOT.
+//! The same targets fit a potential `λ` jointly ([`fit_potential`]): rows `∇λ(x_s) ≈ v`
+//! (d per sample) and `λ(x_s)/α ≈ ψ'(g_s)` (for ψ₁: `≈ g_s`), `(AᵀA/n + ρI)θ = AᵀY/n` — the
+//! starting point of Var-RUOT.
 //!
 //! Standardisation (centre, isotropic scale, time centre and scale) comes from the training data
 //! only ([`fit`]). Every random draw comes from `rng::stream(seed, Analysis, ·, ·)` keyed by
@@ -84,7 +85,10 @@ pub struct UotFmParams {
     pub tau_rel: f64,
     /// Pairs drawn per interval.
     pub pairs: usize,
-    /// Brownian-bridge `σ` of the interpolants (0: straight), also the model's noise.
+    /// Brownian-bridge `σ` of the interpolants (0: straight). Not the model's noise: the
+    /// bridge's spread is already in the regression data, so a UOT-FM model is simulated as an
+    /// ODE (σ = 0; simulating it with noise σ added the spread twice: W1 0.32 against 0.21
+    /// without on tests/learned_recovery.rs's problem, measured at stop 21).
     pub sigma: f64,
     /// Ridge `ρ` (relative to the per-sample Gram `ΦᵀΦ/n`).
     pub ridge: f64,
@@ -642,13 +646,19 @@ pub fn fit_flow(
     Ok((FlowModel { features, velocity, growth }, report))
 }
 
-/// Fit a ψ₁ potential jointly to the same targets (module doc): `∇λ ≈ v`, `λ/α ≈ g`.
+/// Fit a potential jointly to the same targets (module doc): `∇λ ≈ v`, `λ/α ≈ ψ'(g)` (for ψ₁,
+/// `λ/α ≈ g`). For ψ₂ the growth targets are mapped through `ψ₂'` (the extended one,
+/// [`Psi::dpsi`]), so that the start's growth `g(λ) = (ψ')⁻¹(λ/α)` matches them where the ridge
+/// fits: the ψ₁ potential read through ψ₂'s growth map is far off (small `λ > 0` means a huge
+/// growth under ψ₂).
 pub fn fit_potential(
     t: &Targets,
     features: Features,
     ridge_rho: f64,
     alpha: f64,
+    psi: Psi,
 ) -> Result<(Potential, RidgeReport), SimError> {
+    psi.check().map_err(SimError::Invalid)?;
     check_targets(t, &features)?;
     if !(alpha.is_finite() && alpha > 0.0) {
         return Err(SimError::Invalid(format!("fit_potential: alpha must be finite and > 0, got {alpha}")));
@@ -667,12 +677,12 @@ pub fn fit_potential(
             }
             f.values(pt, &mut a[d * p..(d + 1) * p]);
             a[d * p..(d + 1) * p].iter_mut().for_each(|v| *v /= alpha);
-            y[d] = t.g[s];
+            y[d] = psi.dpsi(t.g[s]);
         };
     let (theta, report) =
         ridge(f, t.len(), d + 1, 1, ridge_rho, vec!["grad_lambda|lambda/alpha".into()], &rows)?;
     let theta = theta.column(0).iter().copied().collect();
-    Ok((Potential { features, theta, psi: Psi::Quadratic, alpha }, report))
+    Ok((Potential { features, theta, psi, alpha }, report))
 }
 
 /// What a [`fit`] did.
