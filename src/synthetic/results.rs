@@ -422,6 +422,16 @@ pub fn sparse_maps_report(cfg: &SparseMapsCfg) -> Result<String, Error> {
             left.join(", ")
         );
     }
+    if cfg.n < 4000 || !cfg.dims.contains(&1000) {
+        let _ = writeln!(
+            s,
+            "**Smaller than issue 16's sizes** (d = 100 and 1000, n = 4000). When this note was written \
+             (2026-12-05, 2 cores shared by several builds), one seed at d = 100, n = 4000 (entropic and \
+             sparse-ℓ1 only) had not finished after 15 min, against ~110 s at n = 1000; a Sinkhorn pass costs \
+             n² d, so d = 1000 is ~10× d = 100 again. The full sizes need the faster passes (helper P): \
+             rerun `results sparse-maps` with the defaults after them.\n"
+        );
+    }
     s += &body;
     s += DISCUSSION;
     if !warnings.is_empty() {
