@@ -189,7 +189,7 @@ pub fn sample_distribution(
                 block_size: *block_size,
                 rho: *rho,
             };
-            spec.validate(&chk.file, path)?;
+            spec.validate(chk.file, path)?;
             if *dim != d {
                 let msg = format!("is {dim}, the scenario is {d}-dimensional (the source's dimension)");
                 return Err(chk.err(&key("dim"), msg).into());
