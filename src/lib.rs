@@ -71,6 +71,7 @@ pub mod run;
 pub mod scenario;
 pub mod simd;
 pub mod stepper;
+pub mod synthetic;
 
 pub use error::{CloudError, ConfigError, DataError, Error, SimError};
 pub use particles::{Cloud, Particles};

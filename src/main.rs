@@ -251,6 +251,8 @@ enum ResultsFile {
     Inference,
     /// results/learned_dynamics.md: the learned models under the Table 1 and hold-one-out protocols.
     Learned,
+    /// results/sparse_maps.md: entropic vs sparse-ℓ1 vs sparse-ℓ0 maps on a synthetic perturbation.
+    SparseMaps,
 }
 
 /// The command-line name of a value of a `ValueEnum`.
@@ -608,10 +610,23 @@ struct ResultsArgs {
     /// Folder of data sets (<name>/<name>.csv and .json).
     #[arg(long, default_value = "../shared/data")]
     data_dir: PathBuf,
-    /// Output file (default: results/inference.md or results/learned_dynamics.md).
+    /// Output file (default: results/inference.md, results/learned_dynamics.md or
+    /// results/sparse_maps.md).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// `learned`: the seeds (comma-separated).
+    /// `sparse-maps`: the dimensions (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
+    dims: Vec<usize>,
+    /// `sparse-maps`: cells per population.
+    #[arg(long = "cells", default_value_t = 4000)]
+    cells: usize,
+    /// `sparse-maps`: shifted coordinates.
+    #[arg(long = "shifted", default_value_t = 50)]
+    shifted: usize,
+    /// `sparse-maps`: the maps (comma-separated; default: entropic,sparse-l1,sparse-l0).
+    #[arg(long = "maps", value_delimiter = ',')]
+    maps: Option<Vec<String>>,
+    /// `learned`, `sparse-maps`: the seeds (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1, 2, 3, 4])]
     seeds: Vec<u64>,
     /// Comma-separated methods (default: all).
@@ -708,6 +723,9 @@ fn cmd_results(a: &ResultsArgs) -> Result<bool, Error> {
     if a.what == ResultsFile::Learned {
         return cmd_results_learned(a);
     }
+    if a.what == ResultsFile::SparseMaps {
+        return cmd_results_sparse_maps(a);
+    }
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/inference.md"));
     // A file is written: never over a folder or a file that is not an earlier results file
     // (checked before the long computation).
@@ -771,6 +789,37 @@ fn cmd_results_learned(a: &ResultsArgs) -> Result<bool, Error> {
     let uot = UotFmLearner { base: Default::default(), dt: advreact::learned::commands::DEFAULT_DT };
     let md = learned_report(&cfg, &[&uot])?;
     write_results(&out, &md)
+}
+
+/// `results sparse-maps`: the three maps on the synthetic perturbation (src/synthetic/results.rs).
+fn cmd_results_sparse_maps(a: &ResultsArgs) -> Result<bool, Error> {
+    use advreact::synthetic::results::{sparse_maps_report, SparseMapsCfg, TITLE};
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/sparse_maps.md"));
+    advreact::output::check_file(&out, TITLE, "--out")?;
+    let list = |v: &[usize]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    let seeds: Vec<usize> = a.seeds.iter().map(|&s| s as usize).collect();
+    let mut command = format!(
+        "cargo run --release -- results sparse-maps --dims {} --cells {} --shifted {} --seeds {}",
+        list(&a.dims),
+        a.cells,
+        a.shifted,
+        list(&seeds)
+    );
+    let all = advreact::synthetic::results::METHODS.map(String::from).to_vec();
+    if let Some(m) = &a.maps {
+        command += &format!(" --maps {}", m.join(","));
+    }
+    let cfg = SparseMapsCfg {
+        dims: a.dims.clone(),
+        n: a.cells,
+        k: a.shifted,
+        seeds: a.seeds.clone(),
+        features: 100,
+        methods: a.maps.clone().unwrap_or(all),
+        command,
+        exec: advreact::dist::Exec::default(),
+    };
+    write_results(&out, &sparse_maps_report(&cfg)?)
 }
 
 // ---- end of trajectory inference ----

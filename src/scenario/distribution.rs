@@ -4,7 +4,8 @@
 //! - mixture: component `c` with probability `∝ weight_c`, then its Gaussian;
 //! - ring of `k` Gaussians: centres `center + r (cos 2πc/k, sin 2πc/k, 0, …)`, sample `j` in
 //!   component `j mod k`; optional weights `∝ exp(γ x₁)`;
-//! - uniform box; CSV rows (optionally `n` drawn without replacement).
+//! - uniform box; CSV rows (optionally `n` drawn without replacement);
+//! - synthetic perturbation cells ([`crate::synthetic`]): control, or `k` coordinates shifted.
 //!
 //! Every cloud is normalised to its total `mass`. Samples come from a keyed stream
 //! `(seed, Sampling, role, 0)`, so a scenario and seed always give the same clouds.
@@ -14,6 +15,7 @@ use crate::data::{read_snapshot_with, ColumnSpec};
 use crate::error::{ConfigError, Error};
 use crate::particles::Cloud;
 use crate::rng::{self, Purpose};
+use crate::synthetic::PerturbationSpec;
 use nalgebra::{DMatrix, DVector};
 use rand::seq::index::sample;
 use rand::Rng;
@@ -27,6 +29,7 @@ pub fn declared_dim(d: &Distribution) -> Option<usize> {
         Distribution::Mixture { components, .. } => components.first().map(|c| c.mean.len()),
         Distribution::RingOfGaussians { center, .. } => Some(center.as_ref().map_or(2, |c| c.len())),
         Distribution::Uniform { low, .. } => Some(low.len()),
+        Distribution::Perturbation { dim, .. } => Some(*dim),
         Distribution::Csv { .. } => None,
     }
 }
@@ -175,6 +178,23 @@ pub fn sample_distribution(
                 }
             }
             (Cloud::uniform_unchecked(d, x, 1.0), *mass)
+        }
+        Distribution::Perturbation { n, dim, k, shift, perturbed, blocks, block_size, rho, mass } => {
+            let spec = PerturbationSpec {
+                n: *n,
+                dim: *dim,
+                k: *k,
+                shift: *shift,
+                blocks: *blocks,
+                block_size: *block_size,
+                rho: *rho,
+            };
+            spec.validate(chk.file, path)?;
+            if *dim != d {
+                let msg = format!("is {dim}, the scenario is {d}-dimensional (the source's dimension)");
+                return Err(chk.err(&key("dim"), msg).into());
+            }
+            (Cloud::uniform_unchecked(d, spec.sample(seed, *perturbed, role), 1.0), *mass)
         }
         Distribution::Csv { path: file, time, n, mass, .. } => {
             let c = rows.ok_or_else(|| chk.err(&key("path"), "the file's rows were not read"))?;

@@ -25,7 +25,8 @@ fn samples(d: &Distribution) -> Option<usize> {
         Distribution::Gaussian { n, .. }
         | Distribution::Mixture { n, .. }
         | Distribution::RingOfGaussians { n, .. }
-        | Distribution::Uniform { n, .. } => Some(*n),
+        | Distribution::Uniform { n, .. }
+        | Distribution::Perturbation { n, .. } => Some(*n),
         Distribution::Csv { n, .. } => *n,
     }
 }

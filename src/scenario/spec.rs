@@ -141,6 +141,37 @@ pub enum Distribution {
         #[serde(default = "one")]
         mass: f64,
     },
+    /// Synthetic perturbation cells ([`crate::synthetic`]): `n` cells of `N(0, Σ)` in `dim`
+    /// coordinates (unit variances, `blocks` correlated blocks of `block_size` coordinates with
+    /// correlation `rho`), with `perturbed = true` the `k` coordinates of the seed's support
+    /// shifted by `± shift` standard deviations. The support depends on `meta.seed`, `dim` and
+    /// `k` only, so a control source and a perturbed target agree on it.
+    Perturbation {
+        /// Sample count.
+        n: usize,
+        /// Dimension.
+        dim: usize,
+        /// Number of shifted coordinates (≤ dim).
+        k: usize,
+        /// Shift in standard deviations.
+        #[serde(default = "default_shift")]
+        shift: f64,
+        /// Shift the support (the perturbed population) or not (the control).
+        #[serde(default)]
+        perturbed: bool,
+        /// Number of correlated blocks.
+        #[serde(default)]
+        blocks: usize,
+        /// Coordinates per block.
+        #[serde(default = "default_block_size")]
+        block_size: usize,
+        /// Within-block correlation in [0, 1).
+        #[serde(default = "default_rho")]
+        rho: f64,
+        /// Total mass.
+        #[serde(default = "one")]
+        mass: f64,
+    },
     /// Rows of a snapshot CSV (`time,x1..xd[,w]`) at time `time`; optionally `n` rows drawn
     /// without replacement (at most the rows there are). Path relative to the scenario file.
     /// Coordinates are `x1..xd`, or the columns named in `columns`; `ignore_columns` are
@@ -175,6 +206,7 @@ impl Distribution {
             Distribution::RingOfGaussians { .. } => "ring_of_gaussians",
             Distribution::Uniform { .. } => "uniform",
             Distribution::Csv { .. } => "csv",
+            Distribution::Perturbation { .. } => "perturbation",
         }
     }
 }
@@ -268,6 +300,18 @@ pub enum FieldSpec {
         #[serde(default = "one")]
         duration: f64,
     },
+}
+
+fn default_shift() -> f64 {
+    1.5
+}
+
+fn default_block_size() -> usize {
+    10
+}
+
+fn default_rho() -> f64 {
+    0.5
 }
 
 fn one() -> f64 {
