@@ -416,24 +416,27 @@ pub fn sparse_maps_report(cfg: &SparseMapsCfg) -> Result<String, Error> {
         let _ = writeln!(
             s,
             "**Not run in this regeneration** (`--maps`): {}. The smoothed-ℓ0 fit (`fit_sparse_map`: a \
-             bisection on γ, graduated non-convexity in σ, a Sinkhorn divergence per step) does not finish \
-             at these sizes on this machine before the faster passes and the sped-up fit land; rerun with \
-             every method after them.\n",
+             bisection on γ, graduated non-convexity in σ, a Sinkhorn divergence per step) did not finish \
+             at these sizes on this 2-core machine (measured at d = 100: not done after 10 min at n = 1000, \
+             nor after 400 s at n = 300); it runs in the tiny test (d = 10, n = 200).\n",
             left.join(", ")
         );
     }
     if cfg.n < 4000 || !cfg.dims.contains(&1000) {
         let _ = writeln!(
             s,
-            "**Smaller than issue 16's sizes** (d = 100 and 1000, n = 4000). When this note was written \
-             (2026-12-05, 2 cores shared by several builds), one seed at d = 100, n = 4000 (entropic and \
-             sparse-ℓ1 only) had not finished after 15 min, against ~110 s at n = 1000; a Sinkhorn pass costs \
-             n² d, so d = 1000 is ~10× d = 100 again. The full sizes need the faster passes (helper P): \
-             rerun `results sparse-maps` with the defaults after them.\n"
+            "**Smaller than issue 16's sizes** (d = 100 and 1000, n = 4000). Measured on 2026-12-05 (2 cores \
+             shared by several builds): one seed at d = 100, n = 4000 (entropic and sparse-ℓ1 only) had not \
+             finished after 15 min, against ~110 s at n = 1000; a Sinkhorn pass costs n² d, and the exact W1 \
+             of the feasibility column dominates at n = 4000. `results sparse-maps` with its defaults runs \
+             the full sizes.\n"
         );
     }
     s += &body;
     s += DISCUSSION;
+    if cfg.methods.iter().any(|m| m == "sparse-l0") {
+        s += DISCUSSION_L0;
+    }
     if !warnings.is_empty() {
         s += "\n## Warnings\n\n";
         for w in &warnings {
@@ -487,7 +490,10 @@ an unshifted coordinate that mean is the cell's deviation from its target neighb
 exceeds one sd (γ) for the cells in the tails: those cells still move it, so the dimensionality stays above \
 k, and the coordinate enters the support when more than half of the cells move it. The shifted \
 coordinates are shrunk by about γ (the ℓ1 bias), which feasibility pays.\n\
-- **sparse-l0** is bisected to a dimensionality of k, so its dimensionality is near k by construction; \
+";
+
+/// The sparse-ℓ0 row's mechanism, printed only when that row was run.
+const DISCUSSION_L0: &str = "- **sparse-l0** is bisected to a dimensionality of k, so its dimensionality is near k by construction; \
 what it can lose is recall (moving a wrong coordinate instead of a true one) or feasibility (a smooth \
 parametric map from a few random features cannot follow the entropic one's fine structure, and γ trades \
 S_ε for sparsity).\n";
