@@ -493,7 +493,8 @@ coordinates are shrunk by about γ (the ℓ1 bias), which feasibility pays.\n\
 ";
 
 /// The sparse-ℓ0 row's mechanism, printed only when that row was run.
-const DISCUSSION_L0: &str = "- **sparse-l0** is bisected to a dimensionality of k, so its dimensionality is near k by construction; \
+const DISCUSSION_L0: &str =
+    "- **sparse-l0** is bisected to a dimensionality of k, so its dimensionality is near k by construction; \
 what it can lose is recall (moving a wrong coordinate instead of a true one) or feasibility (a smooth \
 parametric map from a few random features cannot follow the entropic one's fine structure, and γ trades \
 S_ε for sparsity).\n";
