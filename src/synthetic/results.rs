@@ -200,7 +200,16 @@ pub fn run_seed(
             continue;
         }
         let t0 = Instant::now();
-        let o = MapOptions { method, gamma, eps: Some(eps), tau: None, force: false, exec: exec.clone() };
+        let o = MapOptions {
+            method,
+            gamma,
+            target_dims: None,
+            sigma: None,
+            eps: Some(eps),
+            tau: None,
+            force: false,
+            exec: exec.clone(),
+        };
         let (fit, _) = fit_clouds(&p.control, &p.perturbed, &o)?;
         let mapped = fit.map.apply(&p.control.x, exec)?;
         methods.push(score(
