@@ -44,6 +44,29 @@ fn fit(out: &Path, extra: &[&str]) -> Output {
     advreact(&args, &repo())
 }
 
+/// A small, fast var_ruot fit of three_gene_2d (40 cells per time, 40 features, dt 0.1) into `out`.
+fn small_var_ruot(out: &Path, extra: &[&str]) -> Output {
+    let d = data();
+    let mut args = vec![
+        "fit",
+        s(&d),
+        "--model",
+        "var_ruot",
+        "--subsample",
+        "40",
+        "--features",
+        "40",
+        "--pairs",
+        "400",
+        "--dt",
+        "0.1",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    advreact(&args, &repo())
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -359,28 +382,7 @@ fn var_ruot_defaults_are_recorded_and_lower_the_loss() {
 fn var_ruot_fit_runs_from_the_ridge_start_and_lowers_the_loss() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("vr");
-    let d = data();
-    let o = advreact(
-        &[
-            "fit",
-            s(&d),
-            "--model",
-            "var_ruot",
-            "--subsample",
-            "40",
-            "--features",
-            "40",
-            "--pairs",
-            "400",
-            "--dt",
-            "0.1",
-            "--iters",
-            "6",
-            "--out",
-            s(&out),
-        ],
-        &repo(),
-    );
+    let o = small_var_ruot(&out, &["--iters", "6"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
@@ -409,32 +411,7 @@ fn var_ruot_constant_time_basis_is_autonomous_end_to_end() {
     use advreact::learned::model::Model;
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("vc");
-    let d = data();
-    let o = advreact(
-        &[
-            "fit",
-            s(&d),
-            "--model",
-            "var_ruot",
-            "--time-basis",
-            "constant",
-            "--holdout",
-            "4",
-            "--subsample",
-            "40",
-            "--features",
-            "40",
-            "--pairs",
-            "400",
-            "--dt",
-            "0.1",
-            "--iters",
-            "4",
-            "--out",
-            s(&out),
-        ],
-        &repo(),
-    );
+    let o = small_var_ruot(&out, &["--iters", "4", "--time-basis", "constant", "--holdout", "4"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let file = ModelFile::read(&out.join("model.json")).unwrap();
     let Model::VarRuot(pot) = &file.model else { panic!("not a var_ruot model: {:?}", file.model.kind()) };
