@@ -44,6 +44,29 @@ fn fit(out: &Path, extra: &[&str]) -> Output {
     advreact(&args, &repo())
 }
 
+/// A small, fast var_ruot fit of three_gene_2d (40 cells per time, 40 features, dt 0.1) into `out`.
+fn small_var_ruot(out: &Path, extra: &[&str]) -> Output {
+    let d = data();
+    let mut args = vec![
+        "fit",
+        s(&d),
+        "--model",
+        "var_ruot",
+        "--subsample",
+        "40",
+        "--features",
+        "40",
+        "--pairs",
+        "400",
+        "--dt",
+        "0.1",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    advreact(&args, &repo())
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -359,28 +382,7 @@ fn var_ruot_defaults_are_recorded_and_lower_the_loss() {
 fn var_ruot_fit_runs_from_the_ridge_start_and_lowers_the_loss() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("vr");
-    let d = data();
-    let o = advreact(
-        &[
-            "fit",
-            s(&d),
-            "--model",
-            "var_ruot",
-            "--subsample",
-            "40",
-            "--features",
-            "40",
-            "--pairs",
-            "400",
-            "--dt",
-            "0.1",
-            "--iters",
-            "6",
-            "--out",
-            s(&out),
-        ],
-        &repo(),
-    );
+    let o = small_var_ruot(&out, &["--iters", "6"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
@@ -397,4 +399,40 @@ fn var_ruot_fit_runs_from_the_ridge_start_and_lowers_the_loss() {
     let o = advreact(&["field", s(&out.join("model.json")), s(&pts), "--time", "1"], &repo());
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(String::from_utf8_lossy(&o.stdout).lines().next().unwrap().ends_with(",lambda"));
+}
+
+/// `fit --model var_ruot --time-basis constant` fits an autonomous potential λ(x): the model
+/// file's time basis is one hat knot at the first training time, `field` gives the same u, g, λ
+/// (to the bit, well inside 1e-15) at an interior time and past the last snapshot, and the
+/// fitted field is not trivially zero. `--help` names the choice.
+#[test]
+fn var_ruot_constant_time_basis_is_autonomous_end_to_end() {
+    use advreact::learned::features::TimeBasis;
+    use advreact::learned::model::Model;
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("vc");
+    let o = small_var_ruot(&out, &["--iters", "4", "--time-basis", "constant", "--holdout", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let file = ModelFile::read(&out.join("model.json")).unwrap();
+    let Model::VarRuot(pot) = &file.model else { panic!("not a var_ruot model: {:?}", file.model.kind()) };
+    assert_eq!(pot.features.spec.time, TimeBasis::Hat { knots: vec![0.0] });
+    // the same points at t = 1.5 (inside the training times) and t = 7 (past the last, 3)
+    let pts = tmp.path().join("p.csv");
+    std::fs::write(&pts, "time,x1,x2\n1.5,0.5,0.5\n1.5,1.0,0.2\n7,0.5,0.5\n7,1.0,0.2\n").unwrap();
+    let o = advreact(&["field", s(&out.join("model.json")), s(&pts)], &repo());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let rows: Vec<Vec<f64>> =
+        text.lines().skip(1).map(|l| l.split(',').map(|x| x.parse().unwrap()).collect()).collect();
+    assert_eq!(rows.len(), 4, "{text}");
+    for i in 0..2 {
+        for (a, b) in rows[i].iter().zip(&rows[i + 2]) {
+            assert!((a - b).abs() <= 1e-15 * a.abs().max(1.0), "row {i}: {:?} vs {:?}", rows[i], rows[i + 2]);
+        }
+    }
+    assert!(rows[0].iter().any(|v| v.abs() > 1e-6), "a zero field: {text}");
+    assert_ne!(rows[0], rows[1], "the field does not depend on x: {text}");
+    let o = advreact(&["fit", "--help"], &repo());
+    let help = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(help.contains("constant") && help.contains("autonomous"), "{help}");
 }

@@ -284,7 +284,9 @@ pub struct FitArgs {
     /// UOT-FM: τ relative to the mean cost (`inf`: balanced).
     #[arg(long, default_value_t = 10.0)]
     pub tau_rel: f64,
-    /// Time basis of the features.
+    /// Time basis of the features: `cosine` (space–time phases, no extrapolation past the last
+    /// snapshot), `hat` (knots at the training times), `linear` (space × {1, t}) or `constant`
+    /// (an autonomous field λ(x): u(x), g(x) the same at every time, so it extrapolates).
     #[arg(long, value_enum, default_value_t = TimeChoice::Cosine)]
     pub time_basis: TimeChoice,
     /// Space length scale of the features (standardised units).

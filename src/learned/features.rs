@@ -779,6 +779,22 @@ mod tests {
         }
     }
 
+    /// One knot (`--time-basis constant`): an autonomous field. The jet is the same to the bit
+    /// before, at, between and past any time, and `∂_tλ = 0` exactly.
+    #[test]
+    fn one_knot_is_an_autonomous_field() {
+        let d = 2;
+        let f = Features::new(spec(TimeBasis::Hat { knots: vec![0.0] }, 1, d)).unwrap();
+        let th = theta(f.len());
+        let x = [0.4, -0.3];
+        let j0 = jet_at(&f, &th, &x, 0.0);
+        assert_eq!(j0.dt, 0.0);
+        assert!(j0.value.abs() > 1e-3 && j0.grad.iter().any(|g| g.abs() > 1e-3), "{j0:?}");
+        for t in [-1.0, 0.7, 4.0, 12.5] {
+            assert_eq!(jet_at(&f, &th, &x, t), j0, "t = {t}");
+        }
+    }
+
     #[test]
     fn bad_specs_are_refused_by_name() {
         let mut s = spec(TimeBasis::Hat { knots: vec![1.0, 0.5] }, 1, 2);

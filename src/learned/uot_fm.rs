@@ -73,6 +73,10 @@ pub enum TimeChoice {
     Hat,
     /// Space features × `{1, t}` (two knots: the first and last training times).
     Linear,
+    /// Space features only (one knot at the first training time): an autonomous,
+    /// time-independent field `λ(x)`, `u(x)`, `g(x)`, so it extends past the last snapshot
+    /// unchanged.
+    Constant,
 }
 
 /// The settings of a UOT flow-matching fit (module doc), validated by [`UotFmParams::check`].
@@ -704,8 +708,8 @@ pub struct FitInfo {
 
 /// The feature map of a fit: centre = weighted mean of all training cells, scale = overall
 /// standard deviation (root of the mean per-coordinate variance), time centre and scale = mean
-/// and standard deviation of the training times; knots at the training times (hat) or at the
-/// first and last (linear).
+/// and standard deviation of the training times; knots at the training times (hat), at the
+/// first and last (linear) or one knot at the first (constant: an autonomous field).
 pub fn feature_map(series: &Series, p: &UotFmParams) -> Result<Features, SimError> {
     let d = series.clouds.first().map(|c| c.dim).unwrap_or(0);
     let (mut m, mut sum, mut sq) = (0.0, vec![0.0; d], vec![0.0; d]);
@@ -734,6 +738,7 @@ pub fn feature_map(series: &Series, p: &UotFmParams) -> Result<Features, SimErro
         TimeChoice::Linear => {
             TimeBasis::Hat { knots: vec![series.times[0], *series.times.last().unwrap_or(&series.times[0])] }
         }
+        TimeChoice::Constant => TimeBasis::Hat { knots: vec![series.times[0]] },
     };
     Features::new(FeatureSpec {
         dim: d,

@@ -56,6 +56,13 @@
 //! per-step scalar (`Σ w̄ R²`), so both passes run over fixed blocks of [`BLOCK`] particles and the
 //! partial sums are reduced in block order: the bits do not depend on the thread count.
 //!
+//! **Time basis.** The features' time basis is a setting of the feature map (`--time-basis`,
+//! [`super::uot_fm::TimeChoice`]). With `constant` (a hat basis with one knot) the potential is
+//! autonomous, `λ(x)`: `∂_tλ = 0`, and `u = ∇λ(x)`, `g = (ψ')⁻¹(λ(x)/α)` are the same at every
+//! time, the model of a time-homogeneous SDE `dX = ∇λ(X) dt + σ dW` with state-dependent growth
+//! `g(X)` (the three-gene system of the papers is one), and a forecast past the last snapshot
+//! continues that same field.
+//!
 //! **Optimiser.** L-BFGS (the private module `lbfgs`) with a backtracking Armijo line search;
 //! each iteration is recorded ([`IterRecord`]).
 
