@@ -24,8 +24,8 @@
 //!   overstates the floor for `n` cells).
 //! - **Shrinkage** ([`shrinkage`]): the mean displacement along the true shift on the true
 //!   coordinates, `1/(n k) Σ_i Σ_{j∈S} sign(s_j) Δ_ij` (truth: the shift, 1.5 sd), and the mean
-//!   `|Δ_ij|` off `S` (truth 0), both in units of `s`. ℓ1 shrinks the first by about `γ`; smoothed
-//!   ℓ0 is meant not to (issue 16).
+//!   `|Δ_ij|` off `S` (truth 0), both in units of `s`. A penalty may shrink the first; smoothed
+//!   ℓ0 is meant to shrink it less than ℓ1 (issue 16).
 //! - **Seconds**: fit plus applying the map to the `n` control cells.
 //!
 //! `--maps name@d` runs a map at one dimension only and `--cells` takes one value per dimension,
@@ -152,8 +152,8 @@ pub fn support_scores(disp: &Displacement, truth: &Support) -> (f64, f64) {
 /// ```
 ///
 /// `x`, `t` row-major `n × d`, `unit` the scale (the source's median per-coordinate sd). The
-/// ideal map has `along` = the shift (1.5 sd) and `off` = 0; an ℓ1 map shrinks `along` by about
-/// its `γ`. NaN when `S` (or its complement) is empty: nothing to average.
+/// ideal map has `along` = the shift (1.5 sd) and `off` = 0; a penalised map shrinks `along`.
+/// NaN when `S` (or its complement) is empty: nothing to average.
 pub fn shrinkage(d: usize, x: &[f64], t: &[f64], truth: &Support, unit: f64) -> (f64, f64) {
     let n = x.len() / d;
     let on_support: Vec<bool> = (0..d).map(|j| truth.dims.binary_search(&j).is_ok()).collect();
@@ -754,7 +754,9 @@ feasibility.\n\
 an unshifted coordinate that mean is the cell's deviation from its target neighbours' average, which \
 exceeds one sd (γ) for the cells in the tails: those cells still move it, so the dimensionality stays above \
 k, and the coordinate enters the support when more than half of the cells move it. The shifted \
-coordinates are shrunk by about γ (the ℓ1 bias), which feasibility pays.\n\
+coordinates are shrunk by much less than γ: the averaged gradient Σ_j p_j (z_j + γ sign z_j) carries a \
+γ · (mean sign) term that the soft-threshold removes again, so only target neighbours on the other side \
+shrink it, by about γ (1 − |Σ_j p_j sign z_j|); the column \"Δ along the true shift\" measures it.\n\
 ";
 
 /// The sparse-ℓ0 row's mechanism, printed only when that row was run.
