@@ -617,13 +617,14 @@ struct ResultsArgs {
     /// `sparse-maps`: the dimensions (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [100usize, 1000])]
     dims: Vec<usize>,
-    /// `sparse-maps`: cells per population.
-    #[arg(long = "cells", default_value_t = 4000)]
-    cells: usize,
+    /// `sparse-maps`: cells per population (one value, or one per dimension of --dims).
+    #[arg(long = "cells", value_delimiter = ',', default_values_t = [4000usize])]
+    cells: Vec<usize>,
     /// `sparse-maps`: shifted coordinates.
     #[arg(long = "shifted", default_value_t = 50)]
     shifted: usize,
-    /// `sparse-maps`: the maps (comma-separated; default: entropic,sparse-l1,sparse-l0).
+    /// `sparse-maps`: the maps (comma-separated; default: entropic,sparse-l1,sparse-l0); `name@D`
+    /// runs that map at dimension D only.
     #[arg(long = "maps", value_delimiter = ',')]
     maps: Option<Vec<String>>,
     /// `learned`, `sparse-maps`: the seeds (comma-separated).
@@ -801,7 +802,7 @@ fn cmd_results_sparse_maps(a: &ResultsArgs) -> Result<bool, Error> {
     let mut command = format!(
         "cargo run --release -- results sparse-maps --dims {} --cells {} --shifted {} --seeds {}",
         list(&a.dims),
-        a.cells,
+        list(&a.cells),
         a.shifted,
         list(&seeds)
     );
@@ -811,7 +812,7 @@ fn cmd_results_sparse_maps(a: &ResultsArgs) -> Result<bool, Error> {
     }
     let cfg = SparseMapsCfg {
         dims: a.dims.clone(),
-        n: a.cells,
+        cells: a.cells.clone(),
         k: a.shifted,
         seeds: a.seeds.clone(),
         features: 100,

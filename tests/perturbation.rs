@@ -1,8 +1,9 @@
 //! The synthetic perturbation (src/synthetic): shapes, the true support, the shift where it says
 //! and nowhere else, the correlated blocks, same seed → same bits, the scenario type
 //! `perturbation` giving the same clouds; and `advreact results sparse-maps` on a tiny size
-//! (every row written, a foreign file refused and untouched; one seed: the smoothed-ℓ0 fit takes
-//! ~25 s even at d = 10, n = 200).
+//! (every row written, a map restricted to one dimension with `--maps name@d`, the shrinkage
+//! columns, a foreign file refused and untouched; one seed: the smoothed-ℓ0 fit takes ~25 s even
+//! at d = 10, n = 200).
 
 mod common;
 use advreact::scenario::{load_str, Overrides};
@@ -150,14 +151,31 @@ fn scenario_type_perturbation_gives_the_library_clouds() {
 fn results_sparse_maps_tiny_writes_every_row_and_refuses_a_foreign_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sparse_maps.md");
-    let args = ["results", "sparse-maps", "--dims", "10", "--cells", "200", "--shifted", "2", "--seeds", "0"];
+    let args = [
+        "results",
+        "sparse-maps",
+        "--dims",
+        "10,12",
+        "--cells",
+        "200",
+        "--shifted",
+        "2",
+        "--seeds",
+        "0",
+        "--maps",
+        "entropic,sparse-l1,sparse-l0@10",
+    ];
     let run = |out: &Path| Command::new(bin()).args(args).arg("--out").arg(out).output().unwrap();
     let o = run(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let md = std::fs::read_to_string(&out).unwrap();
     assert!(md.starts_with("# Sparse transport maps on a synthetic perturbation\n"), "{md}");
-    assert!(md.contains("results sparse-maps --dims 10 --cells 200 --shifted 2 --seeds 0`"));
-    assert!(md.contains("## d = 10, n = 200, k = 2"));
+    assert!(md.contains(
+        "results sparse-maps --dims 10,12 --cells 200 --shifted 2 --seeds 0 --maps entropic,sparse-l1,sparse-l0@10`"
+    ));
+    // `sparse-l0@10`: the ℓ0 row runs at d = 10 only; d = 12 marks it "not run".
+    let d10 = &md[md.find("## d = 10, n = 200, k = 2").expect("d = 10 table")..];
+    let d12 = &md[md.find("## d = 12, n = 200, k = 2").expect("d = 12 table")..];
     for row in [
         "| entropic |",
         "| sparse-l1 |",
@@ -165,10 +183,21 @@ fn results_sparse_maps_tiny_writes_every_row_and_refuses_a_foreign_file() {
         "| identity (no map) |",
         "| split-half floor of ν |",
     ] {
-        let line = md.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no row {row}: {md}"));
-        assert_eq!(line.matches(" | ").count(), 7, "{line}");
+        let line = d10.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no row {row}: {md}"));
+        assert_eq!(line.matches(" | ").count(), 9, "{line}");
         assert!(!line.contains("NaN"), "{line}");
     }
+    assert!(d12.lines().any(|l| l.starts_with("| sparse-l0 | not run |")), "{d12}");
+    assert!(d12.lines().any(|l| l.starts_with("| sparse-l1 |") && !l.contains("not run")), "{d12}");
+    // The identity keeps none of the shift and moves nothing; the shrinkage is measured for every map
+    // run, and the comparison across dimensions is written.
+    let identity = d10.lines().find(|l| l.starts_with("| identity (no map) |")).unwrap();
+    assert!(identity.contains("| 0.00 ± 0.00 | 0.000 ± 0.000 |"), "{identity}");
+    assert!(d10.contains("**Shrinkage of the true shift**") && d10.contains("sparse-l0 "), "{d10}");
+    assert!(
+        md.contains("## From d = 10 to d = 12") && md.contains("- **sparse-l0**: not run at both"),
+        "{md}"
+    );
     // The entropic map moves (nearly) every coordinate: its mean dimensionality is above the
     // 2 shifted ones (it averages target cells, so no coordinate stays within δ).
     let entropic = md.lines().find(|l| l.starts_with("| entropic |")).unwrap();
@@ -181,4 +210,19 @@ fn results_sparse_maps_tiny_writes_every_row_and_refuses_a_foreign_file() {
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--out"));
     assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "my notes\n");
+    // A map restricted to a dimension that is not run is a one-line error naming --maps.
+    let bad = dir.path().join("bad.md");
+    let o = Command::new(bin())
+        .args(["results", "sparse-maps", "--dims", "10", "--cells", "20", "--shifted", "2", "--seeds", "0"])
+        .args(["--maps", "sparse-l0@7", "--out"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--maps") && err.contains("sparse-l0@7") && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    assert!(!bad.exists());
 }

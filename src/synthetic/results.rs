@@ -22,7 +22,15 @@
 //!   same `ε`) and `W1(T#μ, ν)`; beside them the identity (`μ` itself, no map) and the
 //!   split-half floor: `S_ε` and `W1` between two random halves of `ν` (`n/2` cells each, so it
 //!   overstates the floor for `n` cells).
+//! - **Shrinkage** ([`shrinkage`]): the mean displacement along the true shift on the true
+//!   coordinates, `1/(n k) Σ_i Σ_{j∈S} sign(s_j) Δ_ij` (truth: the shift, 1.5 sd), and the mean
+//!   `|Δ_ij|` off `S` (truth 0), both in units of `s`. A penalty may shrink the first; smoothed
+//!   ℓ0 is meant to shrink it less than ℓ1 (issue 16).
 //! - **Seconds**: fit plus applying the map to the `n` control cells.
+//!
+//! `--maps name@d` runs a map at one dimension only and `--cells` takes one value per dimension,
+//! so one command can run a cheap protocol at the large `d` and the full one at the small `d`;
+//! rows left out say "not run", and the file says why.
 //!
 //! Every number is a mean ± sd over the seeds (the seed draws the data, the support and the
 //! ℓ0 map's features).
@@ -60,8 +68,8 @@ pub const METHODS: [&str; 3] = ["entropic", "sparse-l1", "sparse-l0"];
 pub struct SparseMapsCfg {
     /// The dimensions `d` (one table each).
     pub dims: Vec<usize>,
-    /// Cells per population.
-    pub n: usize,
+    /// Cells per population: one value for every dimension, or one per entry of `dims`.
+    pub cells: Vec<usize>,
     /// Shifted coordinates.
     pub k: usize,
     /// The seeds.
@@ -74,6 +82,13 @@ pub struct SparseMapsCfg {
     pub command: String,
     /// Where the passes run.
     pub exec: Exec,
+}
+
+impl SparseMapsCfg {
+    /// Cells per population at the `i`-th dimension.
+    pub fn cells_at(&self, i: usize) -> usize {
+        self.cells.get(i).or(self.cells.first()).copied().unwrap_or(0)
+    }
 }
 
 /// One method's scores on one seed.
@@ -93,6 +108,10 @@ pub struct Score {
     pub divergence: f64,
     /// `W1(T#μ, ν)`.
     pub w1: f64,
+    /// Displacement along the true shift on the true support, in units of `s` ([`shrinkage`]).
+    pub along: f64,
+    /// Mean `|Δ|` off the true support, in units of `s` ([`shrinkage`]).
+    pub off: f64,
     /// Seconds of fit and apply.
     pub seconds: f64,
 }
@@ -122,6 +141,36 @@ pub fn support_scores(disp: &Displacement, truth: &Support) -> (f64, f64) {
     let recall = if truth.dims.is_empty() { 1.0 } else { hits / truth.dims.len() as f64 };
     let precision = if found.is_empty() { 0.0 } else { hits / found.len() as f64 };
     (recall, precision)
+}
+
+/// How much of the true shift a map keeps, and how much it moves the rest (module doc):
+/// `(along, off)` with
+///
+/// ```text
+/// along = 1/(n k) Σ_i Σ_{j ∈ S} sign(s_j) (T(x_i)_j − x_ij) / unit,
+/// off   = 1/(n (d − k)) Σ_i Σ_{j ∉ S} |T(x_i)_j − x_ij| / unit,
+/// ```
+///
+/// `x`, `t` row-major `n × d`, `unit` the scale (the source's median per-coordinate sd). The
+/// ideal map has `along` = the shift (1.5 sd) and `off` = 0; a penalised map shrinks `along`.
+/// NaN when `S` (or its complement) is empty: nothing to average.
+pub fn shrinkage(d: usize, x: &[f64], t: &[f64], truth: &Support, unit: f64) -> (f64, f64) {
+    let n = x.len() / d;
+    let on_support: Vec<bool> = (0..d).map(|j| truth.dims.binary_search(&j).is_ok()).collect();
+    let (mut along, mut off) = (0.0, 0.0);
+    for (xi, ti) in x.chunks_exact(d).zip(t.chunks_exact(d)) {
+        for j in 0..d {
+            let dz = ti[j] - xi[j];
+            if on_support[j] {
+                along += truth.shift[j].signum() * dz;
+            } else {
+                off += dz.abs();
+            }
+        }
+    }
+    let k = truth.dims.len();
+    let mean = |sum: f64, count: usize| if count == 0 { f64::NAN } else { sum / (n * count) as f64 / unit };
+    (mean(along, k), mean(off, d - k))
 }
 
 /// `S_ε` and `W1` between the unit-mass normalisations of `a` and `b`.
@@ -163,6 +212,7 @@ fn score(
     }
     let disp = Displacement::of(d, &p.control.x, &mapped, delta);
     let (recall, precision) = support_scores(&disp, &p.support);
+    let (along, off) = shrinkage(d, &p.control.x, &mapped, &p.support, 100.0 * delta);
     let pushed = Cloud::new(d, mapped, p.control.w.clone()).map_err(|e| SimError::Invalid(e.to_string()))?;
     let (divergence, w1) = feasibility(&pushed, &p.perturbed, eps, exec)?;
     Ok(Score {
@@ -173,6 +223,8 @@ fn score(
         precision,
         divergence,
         w1,
+        along,
+        off,
         seconds,
     })
 }
@@ -239,6 +291,15 @@ pub fn run_seed(
         warnings.extend(fit.warnings.iter().map(|w| format!("d = {d}, seed {seed}, sparse-l0: {w}")));
         let mapped = fit.map.apply(&p.control.x)?;
         let secs = t0.elapsed().as_secs_f64();
+        let evals = fit.work.evaluations.max(1);
+        eprintln!(
+            "results sparse-maps: d = {d}, seed {seed}, sparse-l0: {} γ rounds, {} S_ε evaluations \
+             ({} Sinkhorn iterations), {secs:.0} s = {:.2} s per evaluation",
+            fit.rounds.len(),
+            fit.work.evaluations,
+            fit.work.sinkhorn_iterations,
+            secs / evals as f64
+        );
         methods.push(score("sparse-l0", fit.gamma, &p, mapped, delta, eps, secs, exec)?);
     }
     let identity = score("identity", f64::NAN, &p, p.control.x.clone(), delta, eps, 0.0, exec)?;
@@ -263,6 +324,8 @@ fn not_run(method: &str) -> Score {
         precision: nan,
         divergence: nan,
         w1: nan,
+        along: nan,
+        off: nan,
         seconds: nan,
     }
 }
@@ -292,6 +355,10 @@ fn e3(x: f64) -> String {
     format!("{x:.3e}")
 }
 
+fn f3(x: f64) -> String {
+    format!("{x:.3}")
+}
+
 fn f1(x: f64) -> String {
     format!("{x:.1}")
 }
@@ -313,9 +380,10 @@ fn section(spec: &PerturbationSpec, seeds: &[u64], runs: &[SeedResult]) -> Strin
     );
     let _ = writeln!(
         s,
-        "| map | γ | mean displacement dims | support recall | support precision | S_ε(T#μ, ν) | W1(T#μ, ν) | seconds |"
+        "| map | γ | mean displacement dims | support recall | support precision | S_ε(T#μ, ν) | W1(T#μ, ν) | Δ along the true shift (sd; truth {:.1}) | mean \\|Δ\\| off the support (sd) | seconds |",
+        spec.shift
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
     let rows: Vec<Vec<&Score>> = (0..METHODS.len())
         .map(|m| runs.iter().map(|r| &r.methods[m]).collect())
         .chain([runs.iter().map(|r| &r.identity).collect(), runs.iter().map(|r| &r.floor).collect()])
@@ -323,7 +391,7 @@ fn section(spec: &PerturbationSpec, seeds: &[u64], runs: &[SeedResult]) -> Strin
     for row in &rows {
         let col = |f: fn(&Score) -> f64| row.iter().map(|r| f(r)).collect::<Vec<f64>>();
         if row[0].divergence.is_nan() {
-            let _ = writeln!(s, "| {} | not run | | | | | | |", row[0].method);
+            let _ = writeln!(s, "| {} | not run | | | | | | | | |", row[0].method);
             continue;
         }
         let name = match row[0].method.as_str() {
@@ -333,13 +401,15 @@ fn section(spec: &PerturbationSpec, seeds: &[u64], runs: &[SeedResult]) -> Strin
         };
         let _ = writeln!(
             s,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&col(|r| r.gamma), e3),
             cell(&col(|r| r.dims), f2),
             cell(&col(|r| r.recall), f2),
             cell(&col(|r| r.precision), f2),
             cell(&col(|r| r.divergence), e3),
             cell(&col(|r| r.w1), e3),
+            cell(&col(|r| r.along), f2),
+            cell(&col(|r| r.off), f3),
             cell(&col(|r| r.seconds), f1),
         );
     }
@@ -383,7 +453,151 @@ fn section(spec: &PerturbationSpec, seeds: &[u64], runs: &[SeedResult]) -> Strin
         }
     }
     s.push('\n');
+    s += &shrinkage_text(spec, runs);
     s
+}
+
+/// Mean over seeds of one score of method row `m` (index in [`METHODS`]); NaN if not run.
+fn row_mean(runs: &[SeedResult], m: usize, f: fn(&Score) -> f64) -> f64 {
+    mean_sd(&runs.iter().map(|r| f(&r.methods[m])).collect::<Vec<_>>()).0
+}
+
+/// The measured shrinkage of the true shift, ℓ0 against ℓ1 (issue 16's test "smoothed ℓ0
+/// shrinks the true displacements less than ℓ1 at the same dimensionality").
+fn shrinkage_text(spec: &PerturbationSpec, runs: &[SeedResult]) -> String {
+    let mut s = String::new();
+    let ran: Vec<usize> =
+        (0..METHODS.len()).filter(|&m| !row_mean(runs, m, |r| r.divergence).is_nan()).collect();
+    if ran.is_empty() {
+        return s;
+    }
+    let part = |m: usize| {
+        format!(
+            "{} {:.2} sd ({:.0} % of the shift; |Δ| off the support {:.3} sd, mean dims {:.1})",
+            METHODS[m],
+            row_mean(runs, m, |r| r.along),
+            100.0 * row_mean(runs, m, |r| r.along) / spec.shift,
+            row_mean(runs, m, |r| r.off),
+            row_mean(runs, m, |r| r.dims)
+        )
+    };
+    let _ = writeln!(
+        s,
+        "**Shrinkage of the true shift** (mean displacement along the true shift over the k true \
+         coordinates and the cells; truth {:.1} sd): {}.",
+        spec.shift,
+        ran.iter().map(|&m| part(m)).collect::<Vec<_>>().join("; ")
+    );
+    let (l1, l0) = (1, 2);
+    if ran.contains(&l1) && ran.contains(&l0) {
+        let (a1, a0) = (row_mean(runs, l1, |r| r.along), row_mean(runs, l0, |r| r.along));
+        let (d1, d0) = (row_mean(runs, l1, |r| r.dims), row_mean(runs, l0, |r| r.dims));
+        let verdict = if a0 > a1 { "less" } else { "not less" };
+        let same = if (d1 - d0).abs() <= 0.1 * d0.max(d1) {
+            "at about the same dimensionality".to_string()
+        } else {
+            format!(
+                "but not at the same dimensionality ({d0:.1} vs {d1:.1}: sparse-l1's γ is fixed at {} sd, \
+                 sparse-l0's is bisected to k)",
+                L1_GAMMA_SD
+            )
+        };
+        let _ = writeln!(
+            s,
+            "Smoothed ℓ0 shrinks the true displacements {verdict} than ℓ1 here: it keeps {a0:.2} sd of the \
+             {:.1} sd shift against ℓ1's {a1:.2} sd, {same}.",
+            spec.shift
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// What changes from the smallest to the largest dimension, per method run at both.
+fn across_dims(sections: &[(PerturbationSpec, Vec<SeedResult>)]) -> String {
+    let mut s = String::new();
+    let (Some((lo, rl)), Some((hi, rh))) = (sections.first(), sections.last()) else {
+        return s;
+    };
+    if lo.dim == hi.dim {
+        return s;
+    }
+    let floor = |r: &[SeedResult]| mean_sd(&r.iter().map(|x| x.floor.divergence).collect::<Vec<_>>()).0;
+    let ident = |r: &[SeedResult]| mean_sd(&r.iter().map(|x| x.identity.divergence).collect::<Vec<_>>()).0;
+    let _ = writeln!(s, "## From d = {} to d = {}\n", lo.dim, hi.dim);
+    let cells = if lo.n == hi.n {
+        format!("same n = {}", lo.n)
+    } else {
+        format!(
+            "n = {} at d = {} but {} at d = {} (fewer cells: S_ε and W1 carry more sampling bias there, so \
+             compare each map with its own table's identity and floor, not absolute values across tables)",
+            lo.n, lo.dim, hi.n, hi.dim
+        )
+    };
+    let _ = writeln!(
+        s,
+        "Same k = {}, {cells}. The split-half floor's S_ε goes {:.3e} → {:.3e} and the identity's \
+         {:.3e} → {:.3e} (ratio identity / floor {:.2} → {:.2}: the {} noise coordinates weigh more \
+         against the k shifted ones).\n",
+        lo.k,
+        floor(rl),
+        floor(rh),
+        ident(rl),
+        ident(rh),
+        ident(rl) / floor(rl),
+        ident(rh) / floor(rh),
+        hi.dim - hi.k
+    );
+    for (m, name) in METHODS.iter().enumerate() {
+        let (l, h) = (|f| row_mean(rl, m, f), |f| row_mean(rh, m, f));
+        if l(|r| r.divergence).is_nan() || h(|r| r.divergence).is_nan() {
+            let _ = writeln!(s, "- **{name}**: not run at both dimensions.");
+            continue;
+        }
+        let _ = writeln!(
+            s,
+            "- **{name}**: mean dims {:.1} → {:.1} ({:.0} % → {:.0} % of d), recall {:.2} → {:.2}, precision \
+             {:.2} → {:.2}, S_ε / floor {:.2} → {:.2}, shift kept {:.2} → {:.2} sd, |Δ| off the support \
+             {:.3} → {:.3} sd, seconds {:.1} → {:.1}.",
+            l(|r| r.dims),
+            h(|r| r.dims),
+            100.0 * l(|r| r.dims) / lo.dim as f64,
+            100.0 * h(|r| r.dims) / hi.dim as f64,
+            l(|r| r.recall),
+            h(|r| r.recall),
+            l(|r| r.precision),
+            h(|r| r.precision),
+            l(|r| r.divergence) / floor(rl),
+            h(|r| r.divergence) / floor(rh),
+            l(|r| r.along),
+            h(|r| r.along),
+            l(|r| r.off),
+            h(|r| r.off),
+            l(|r| r.seconds),
+            h(|r| r.seconds)
+        );
+    }
+    s.push('\n');
+    s
+}
+
+/// A `--maps` entry `name` or `name@d`: the method and the dimension it is restricted to.
+fn split_entry(entry: &str) -> (&str, Option<&str>) {
+    match entry.split_once('@') {
+        Some((name, d)) => (name, Some(d)),
+        None => (entry, None),
+    }
+}
+
+/// The methods of `entries` (`name`: at every dimension; `name@d`: at `d` only) run at `d`.
+pub fn methods_at(entries: &[String], d: usize) -> Vec<String> {
+    entries
+        .iter()
+        .filter_map(|e| match split_entry(e) {
+            (name, None) => Some(name.to_string()),
+            (name, Some(at)) => (at.parse::<usize>() == Ok(d)).then(|| name.to_string()),
+        })
+        .collect()
 }
 
 /// Run every dimension and seed; the Markdown text of `results/sparse_maps.md`.
@@ -392,25 +606,47 @@ pub fn sparse_maps_report(cfg: &SparseMapsCfg) -> Result<String, Error> {
     if cfg.seeds.is_empty() || cfg.dims.is_empty() {
         return Err(cli("--seeds", "give at least one seed and one dimension".into()));
     }
-    if let Some(m) = cfg.methods.iter().find(|m| !METHODS.contains(&m.as_str())) {
-        return Err(cli("--maps", format!("unknown method '{m}' (one of {})", METHODS.join(", "))));
+    if cfg.cells.len() != 1 && cfg.cells.len() != cfg.dims.len() {
+        return Err(cli(
+            "--cells",
+            format!(
+                "give one value or one per dimension ({} for --dims), got {}",
+                cfg.dims.len(),
+                cfg.cells.len()
+            ),
+        ));
+    }
+    for entry in &cfg.methods {
+        let (name, at) = split_entry(entry);
+        if !METHODS.contains(&name) {
+            return Err(cli("--maps", format!("unknown method '{name}' (one of {})", METHODS.join(", "))));
+        }
+        if let Some(at) = at {
+            match at.parse::<usize>() {
+                Ok(d) if cfg.dims.contains(&d) => {}
+                _ => return Err(cli("--maps", format!("'{entry}': '@{at}' is not one of the --dims"))),
+            }
+        }
     }
     let start = Instant::now();
     let mut body = String::new();
+    let mut sections = Vec::new();
     let mut warnings = Vec::new();
-    for &d in &cfg.dims {
-        let spec = PerturbationSpec::new(cfg.n, d, cfg.k);
+    for (i, &d) in cfg.dims.iter().enumerate() {
+        let spec = PerturbationSpec::new(cfg.cells_at(i), d, cfg.k);
         spec.validate("<cli>", "--dims")?;
         let mut runs = Vec::new();
         for &seed in &cfg.seeds {
             let t0 = Instant::now();
-            let r = run_seed(&spec, seed, cfg.features, &cfg.methods, &cfg.exec)?;
+            let r = run_seed(&spec, seed, cfg.features, &methods_at(&cfg.methods, d), &cfg.exec)?;
             eprintln!("results sparse-maps: d = {d}, seed {seed}: {:.0} s", t0.elapsed().as_secs_f64());
             warnings.extend(r.warnings.iter().cloned());
             runs.push(r);
         }
         body += &section(&spec, &cfg.seeds, &runs);
+        sections.push((spec, runs));
     }
+    body += &across_dims(&sections);
     let mut s = String::new();
     let _ = writeln!(s, "{TITLE}\n");
     let _ = writeln!(
@@ -420,30 +656,31 @@ pub fn sparse_maps_report(cfg: &SparseMapsCfg) -> Result<String, Error> {
         start.elapsed().as_secs_f64()
     );
     s += &intro(cfg);
-    let left: Vec<&str> = METHODS.iter().copied().filter(|m| !cfg.methods.iter().any(|x| x == m)).collect();
+    let left: Vec<String> = cfg
+        .dims
+        .iter()
+        .flat_map(|&d| {
+            let run = methods_at(&cfg.methods, d);
+            METHODS
+                .iter()
+                .filter(move |m| !run.iter().any(|x| x == *m))
+                .map(move |m| format!("{m} at d = {d}"))
+        })
+        .collect();
     if !left.is_empty() {
         let _ = writeln!(
             s,
-            "**Not run in this regeneration** (`--maps`): {}. The smoothed-ℓ0 fit (`fit_sparse_map`: a \
-             bisection on γ, graduated non-convexity in σ, a Sinkhorn divergence per step) did not finish \
-             at these sizes on this 2-core machine (measured at d = 100: not done after 10 min at n = 1000, \
-             nor after 400 s at n = 300); it runs in the tiny test (d = 10, n = 200).\n",
+            "**Not run in this regeneration** (`--maps`): {}. {NOT_RUN_MEASURED}\n",
             left.join(", ")
         );
     }
-    if cfg.n < 4000 || !cfg.dims.contains(&1000) {
-        let _ = writeln!(
-            s,
-            "**Smaller than issue 16's sizes** (d = 100 and 1000, n = 4000). Measured on 2026-12-05 (2 cores \
-             shared by several builds): one seed at d = 100, n = 4000 (entropic and sparse-ℓ1 only) had not \
-             finished after 15 min, against ~110 s at n = 1000; a Sinkhorn pass costs n² d, and the exact W1 \
-             of the feasibility column dominates at n = 4000. `results sparse-maps` with its defaults runs \
-             the full sizes.\n"
-        );
+    if cfg.cells.iter().any(|&n| n < 4000) || !cfg.dims.contains(&1000) {
+        let _ =
+            writeln!(s, "**Smaller than issue 16's sizes** (d = 100 and 1000, n = 4000). {SIZE_MEASURED}\n");
     }
     s += &body;
     s += DISCUSSION;
-    if cfg.methods.iter().any(|m| m == "sparse-l0") {
+    if cfg.methods.iter().any(|m| split_entry(m).0 == "sparse-l0") {
         s += DISCUSSION_L0;
     }
     if !warnings.is_empty() {
@@ -459,8 +696,8 @@ fn intro(cfg: &SparseMapsCfg) -> String {
     format!(
         "**Data** (`advreact::synthetic`): control cells `N(0, I)` in `d` coordinates; perturbed cells an \
          independent sample of the same law with `k = {k}` random coordinates shifted by ±1.5 sd (random \
-         signs); the other `d − k` coordinates are unchanged in law, only resampled (noise). `n = {n}` cells \
-         each. The seed draws the data, the support and the ℓ0 map's random features.\n\n\
+         signs); the other `d − k` coordinates are unchanged in law, only resampled (noise). {n} cells \
+         per population (each table's header gives its n). The seed draws the data, the support and the ℓ0 map's random features.\n\n\
          **Maps**, all at the same ε (`advreact map`'s default rule: 0.05 × the mean of ½|x − y|² over all \
          pairs), settings fixed a priori, never chosen by looking at the recall:\n\
          - `entropic`: the barycentric entropic map of ½|x − y|²;\n\
@@ -479,13 +716,32 @@ fn intro(cfg: &SparseMapsCfg) -> String {
          cells) bracket them. Seconds: fit plus applying the map to the n control cells. Mean ± sd over \
          the seeds.\n\n",
         k = cfg.k,
-        n = cfg.n,
+        n = cfg.cells.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(" / "),
         l1 = L1_GAMMA_SD,
         f = cfg.features,
         l0 = L0_SIGMA_SD,
         freq = 100.0 * SUPPORT_FREQUENCY,
     )
 }
+
+/// Why a row may be left out (`--maps`): what was measured when the committed file was made.
+const NOT_RUN_MEASURED: &str = "Measured on 2026-12-06 before this run (2 cores shared with three other \
+helpers' builds and runs, load average 8–13): one seed of sparse-l0 at d = 100, n = 1000, k = 50 (`γ` bisected to \
+50 mean dims) had not finished after 28 min wall / 6.2 CPU-min, so three seeds could not finish in the hour \
+this file had; at d = 1000 each `S_ε` evaluation costs about 10× more (a pass is n² d) and the map has \
+(d + 101) × d parameters. Stop 22 measured 146 s (idle) for `advreact map --method sparse-l0 --target-dims 10` \
+at d = 100, n = 1000; the target k = 50 takes more γ rounds. sparse-l0 runs in the tiny test \
+(tests/perturbation.rs, d = 10, n = 200) and in tests/maps_sparse.rs (d = 50, n = 1500, 5 shifted: \
+recall 1.0, mean dims ≤ 6).";
+
+/// Why the sizes may be smaller than the issue's: what was measured when the committed file was made.
+const SIZE_MEASURED: &str = "Measured on 2026-12-06 (2 cores shared with three other helpers, load \
+average 8–13): one seed of entropic + sparse-l1 + the feasibility scores at d = 1000 took 67 s wall at n = 300, \
+and at n = 1000 had not finished after 17 min wall / 2.5 CPU-min (a Sinkhorn pass costs n² d), so d = 1000 \
+runs with fewer cells than d = 100 (the `--cells` list) to give three seeds. At d = 100, n = 4000 one seed \
+(entropic and sparse-l1) had not finished after 15 min on 2026-12-05; the exact W1 of the feasibility \
+column dominates at n = 4000 (helper M16A's benchmark measures that size). `results sparse-maps` with its \
+defaults runs the full sizes.";
 
 /// Why rows lose (mechanisms; the numbers are in each table's list).
 const DISCUSSION: &str = "## Why rows lose\n\n\
@@ -498,7 +754,9 @@ feasibility.\n\
 an unshifted coordinate that mean is the cell's deviation from its target neighbours' average, which \
 exceeds one sd (γ) for the cells in the tails: those cells still move it, so the dimensionality stays above \
 k, and the coordinate enters the support when more than half of the cells move it. The shifted \
-coordinates are shrunk by about γ (the ℓ1 bias), which feasibility pays.\n\
+coordinates are shrunk by much less than γ: the averaged gradient Σ_j p_j (z_j + γ sign z_j) carries a \
+γ · (mean sign) term that the soft-threshold removes again, so only target neighbours on the other side \
+shrink it, by about γ (1 − |Σ_j p_j sign z_j|); the column \"Δ along the true shift\" measures it.\n\
 ";
 
 /// The sparse-ℓ0 row's mechanism, printed only when that row was run.
@@ -507,3 +765,48 @@ const DISCUSSION_L0: &str =
 what it can lose is recall (moving a wrong coordinate instead of a true one) or feasibility (a smooth \
 parametric map from a few random features cannot follow the entropic one's fine structure, and γ trades \
 S_ε for sparsity).\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The ideal map (x + s) keeps the whole shift and moves nothing else; half of it keeps half;
+    /// noise off the support is averaged as |Δ|.
+    #[test]
+    fn shrinkage_of_closed_form_maps() {
+        let (d, n) = (4, 3);
+        let truth = Support { dims: vec![1, 3], shift: vec![0.0, 1.5, 0.0, -1.5] };
+        let x: Vec<f64> = (0..n * d).map(|i| (i as f64 * 0.37).sin()).collect();
+        let ideal: Vec<f64> = x.iter().enumerate().map(|(i, v)| v + truth.shift[i % d]).collect();
+        assert_eq!(shrinkage(d, &x, &ideal, &truth, 1.0), (1.5, 0.0));
+        let half: Vec<f64> = x.iter().enumerate().map(|(i, v)| v + 0.5 * truth.shift[i % d]).collect();
+        let (along, off) = shrinkage(d, &x, &half, &truth, 2.0);
+        assert!((along - 0.375).abs() < 1e-15 && off == 0.0, "{along} {off}");
+        // Off the support: |±0.2| on coordinates 0 and 2 → 0.2; the wrong sign on the support counts against.
+        let t: Vec<f64> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v + if truth.shift[i % d] != 0.0 {
+                    -truth.shift[i % d]
+                } else if i % 2 == 0 {
+                    0.2
+                } else {
+                    -0.2
+                }
+            })
+            .collect();
+        let (along, off) = shrinkage(d, &x, &t, &truth, 1.0);
+        assert!((along + 1.5).abs() < 1e-15 && (off - 0.2).abs() < 1e-15, "{along} {off}");
+        // Nothing to average: NaN, not 0.
+        let empty = Support { dims: vec![], shift: vec![0.0; d] };
+        assert!(shrinkage(d, &x, &x, &empty, 1.0).0.is_nan());
+    }
+
+    #[test]
+    fn maps_restricted_to_a_dimension() {
+        let e: Vec<String> = ["entropic", "sparse-l1", "sparse-l0@100"].map(String::from).to_vec();
+        assert_eq!(methods_at(&e, 100), ["entropic", "sparse-l1", "sparse-l0"]);
+        assert_eq!(methods_at(&e, 1000), ["entropic", "sparse-l1"]);
+    }
+}
