@@ -73,6 +73,9 @@ pub enum TimeChoice {
     Hat,
     /// Space features × `{1, t}` (two knots: the first and last training times).
     Linear,
+    /// Space features only: one hat knot at the first training time, an autonomous
+    /// (time-independent) field.
+    Constant,
 }
 
 /// The settings of a UOT flow-matching fit (module doc), validated by [`UotFmParams::check`].
@@ -734,6 +737,7 @@ pub fn feature_map(series: &Series, p: &UotFmParams) -> Result<Features, SimErro
         TimeChoice::Linear => {
             TimeBasis::Hat { knots: vec![series.times[0], *series.times.last().unwrap_or(&series.times[0])] }
         }
+        TimeChoice::Constant => TimeBasis::Hat { knots: vec![series.times[0]] },
     };
     Features::new(FeatureSpec {
         dim: d,
