@@ -222,8 +222,9 @@ pub fn run_protocols<L: Learner + Sync>(
         floors.push(split_half_floor(&series.clouds[i], floor_splits, seeds[0], &wopts)?);
         copy_previous.push(w1(&series.clouds[i - 1], &series.clouds[i], exec)?);
     }
-    // the folds are independent: on one process, one thread each (every fit is deterministic
-    // whatever the threads); a fold's result is logged as it finishes
+    // the folds are independent: on one process, one thread each, each computing on its own
+    // thread (`Par::Seq`: concurrent folds would otherwise queue on the one rayon pool; every
+    // fit is deterministic whatever the threads); a fold's result is logged as it finishes
     let fold = |h: Option<usize>, exec: &Exec| {
         let r = run_fold(learner, series, h, seeds, exec);
         if let Ok(f) = &r {
@@ -240,7 +241,7 @@ pub fn run_protocols<L: Learner + Sync>(
     let mut results: Vec<FoldResult> = if exec.comm.size() == 1 && exec.par == Par::Rayon {
         std::thread::scope(|sc| {
             let handles: Vec<_> =
-                folds.iter().map(|&h| sc.spawn(move || fold(h, &Exec::default()))).collect();
+                folds.iter().map(|&h| sc.spawn(move || fold(h, &Exec { par: Par::Seq, ..Exec::default() }))).collect();
             handles
                 .into_iter()
                 .map(|j| {
