@@ -240,8 +240,10 @@ pub fn run_protocols<L: Learner + Sync>(
     let folds: Vec<Option<usize>> = std::iter::once(None).chain((1..k).map(Some)).collect();
     let mut results: Vec<FoldResult> = if exec.comm.size() == 1 && exec.par == Par::Rayon {
         std::thread::scope(|sc| {
-            let handles: Vec<_> =
-                folds.iter().map(|&h| sc.spawn(move || fold(h, &Exec { par: Par::Seq, ..Exec::default() }))).collect();
+            let handles: Vec<_> = folds
+                .iter()
+                .map(|&h| sc.spawn(move || fold(h, &Exec { par: Par::Seq, ..Exec::default() })))
+                .collect();
             handles
                 .into_iter()
                 .map(|j| {

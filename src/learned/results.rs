@@ -17,8 +17,10 @@
 //!   is used where leave-one-out cannot run: a fold with 2 training times) and `constant` (one
 //!   hat knot: `λ = λ(x)`, an autonomous field, which the three-gene system of the papers is).
 //!   The CLI's default `cosine` (space–time Fourier phases, which do not extrapolate) is left out
-//!   for the compute budget: one candidate more is 24 % more fits (`results/learned_dynamics.md`
-//!   gives the count). Everything else stays at the `fit` defaults
+//!   for the compute budget: with `C` candidates, `S` seeds and `K` times the protocols run
+//!   `C (K−1)²` selection fits (folds with fewer than 3 training times have none) and `S K`
+//!   final fits — three_gene_2d (K = 5), C = 2, S = 5: 32 + 25; emt (K = 4): 18 + 20; weinreb
+//!   (K = 3): 4 + 15; a third candidate adds 16 + 9 + 2. Everything else stays at the `fit` defaults
 //!   (ψ₁, α = 1, γ_A = 0.01, dt 0.05, 300 features, 40 L-BFGS iterations). Its action is the
 //!   fit's `A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0` (per unit of initial mass).
 
