@@ -244,6 +244,16 @@ enum BenchProblem {
     SinkhornDivAnnealed,
 }
 
+/// `results learned --learners`: a learner of src/learned/results.rs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum LearnerChoice {
+    /// UOT flow matching (`UotFmLearner`).
+    UotFm,
+    /// Var-RUOT (`VarRuotLearner`: `advreact fit --model var_ruot`).
+    VarRuot,
+}
+
 /// `results WHAT`: which results file.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum ResultsFile {
@@ -633,6 +643,12 @@ struct ResultsArgs {
     /// Comma-separated methods (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     methods: Option<Vec<advreact::infer::Method>>,
+    /// `learned`: the learners (comma-separated; default: uot_fm,var_ruot).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    learners: Option<Vec<LearnerChoice>>,
+    /// `learned`: the data sets (comma-separated; default: all three).
+    #[arg(long, value_delimiter = ',')]
+    datasets: Option<Vec<String>>,
     #[arg(long)]
     threads: Option<usize>,
 }
@@ -768,27 +784,57 @@ fn write_results(out: &Path, md: &str) -> Result<bool, Error> {
 
 /// `results learned`: the learned models under the papers' protocols.
 fn cmd_results_learned(a: &ResultsArgs) -> Result<bool, Error> {
-    use advreact::learned::results::{learned_report, LearnedCfg, UotFmLearner, TITLE};
+    use advreact::learned::results::{
+        learned_report, LearnedCfg, ProtocolRunner, UotFmLearner, VarRuotLearner, TITLE,
+    };
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("results/learned_dynamics.md"));
     advreact::output::check_file(&out, TITLE, "--out")?;
     if a.seeds.is_empty() {
         return Err(advreact::ConfigError::new("<cli>", "--seeds", "give at least one seed").into());
     }
     let seeds: Vec<String> = a.seeds.iter().map(|s| s.to_string()).collect();
-    let command = format!(
+    let mut command = format!(
         "cargo run --release -- results learned --subsample {} --seeds {}",
         a.subsample,
         seeds.join(",")
     );
+    let chosen = a.learners.clone().unwrap_or_else(|| vec![LearnerChoice::UotFm, LearnerChoice::VarRuot]);
+    if chosen.is_empty() {
+        return Err(advreact::ConfigError::new("<cli>", "--learners", "give at least one learner").into());
+    }
+    if let Some(l) = &a.learners {
+        let names: Vec<&str> = l
+            .iter()
+            .map(|c| match c {
+                LearnerChoice::UotFm => "uot_fm",
+                LearnerChoice::VarRuot => "var_ruot",
+            })
+            .collect();
+        command += &format!(" --learners {}", names.join(","));
+    }
+    if let Some(d) = &a.datasets {
+        command += &format!(" --datasets {}", d.join(","));
+    }
     let cfg = LearnedCfg {
         data_dir: a.data_dir.clone(),
         subsample: a.subsample,
         seeds: a.seeds.clone(),
         floor_splits: advreact::infer::report::FLOOR_SPLITS,
         command,
+        datasets: a.datasets.clone().unwrap_or_default(),
     };
     let uot = UotFmLearner { base: Default::default(), dt: advreact::learned::commands::DEFAULT_DT };
-    let md = learned_report(&cfg, &[&uot])?;
+    let var = VarRuotLearner::default();
+    let learners: Vec<&dyn ProtocolRunner> = chosen
+        .iter()
+        .map(|c| -> &dyn ProtocolRunner {
+            match c {
+                LearnerChoice::UotFm => &uot,
+                LearnerChoice::VarRuot => &var,
+            }
+        })
+        .collect();
+    let md = learned_report(&cfg, &learners)?;
     write_results(&out, &md)
 }
 

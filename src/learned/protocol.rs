@@ -21,7 +21,7 @@
 //!
 //! A method plugs in as a [`Learner`]: its candidate settings and one `fit_predict`.
 
-use crate::dist::Exec;
+use crate::dist::{Exec, Par};
 use crate::error::SimError;
 use crate::infer::{split_half_floor, Series};
 use crate::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
@@ -202,8 +202,9 @@ pub struct ProtocolResult {
     pub table14: Vec<FoldResult>,
 }
 
-/// Run both protocols on `series` (floors with `floor_splits` splits, seeded by `seeds[0]`).
-pub fn run_protocols<L: Learner>(
+/// Run both protocols on `series` (floors with `floor_splits` splits, seeded by `seeds[0]`). On a
+/// single process with rayon parallelism the folds run on threads of their own.
+pub fn run_protocols<L: Learner + Sync>(
     learner: &L,
     series: &Series,
     seeds: &[u64],
@@ -221,9 +222,40 @@ pub fn run_protocols<L: Learner>(
         floors.push(split_half_floor(&series.clouds[i], floor_splits, seeds[0], &wopts)?);
         copy_previous.push(w1(&series.clouds[i - 1], &series.clouds[i], exec)?);
     }
-    let table1 = run_fold(learner, series, None, seeds, exec)?;
-    let table14 =
-        (1..k).map(|h| run_fold(learner, series, Some(h), seeds, exec)).collect::<Result<_, _>>()?;
+    // the folds are independent: on one process, one thread each, each computing on its own
+    // thread (`Par::Seq`: concurrent folds would otherwise queue on the one rayon pool; every
+    // fit is deterministic whatever the threads); a fold's result is logged as it finishes
+    let fold = |h: Option<usize>, exec: &Exec| {
+        let r = run_fold(learner, series, h, seeds, exec);
+        if let Ok(f) = &r {
+            eprintln!(
+                "protocol: {} {}: fold {h:?}: {}",
+                series.file.display(),
+                learner.name(),
+                serde_json::to_string(f).unwrap_or_default()
+            );
+        }
+        r
+    };
+    let folds: Vec<Option<usize>> = std::iter::once(None).chain((1..k).map(Some)).collect();
+    let mut results: Vec<FoldResult> = if exec.comm.size() == 1 && exec.par == Par::Rayon {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = folds
+                .iter()
+                .map(|&h| sc.spawn(move || fold(h, &Exec { par: Par::Seq, ..Exec::default() })))
+                .collect();
+            handles
+                .into_iter()
+                .map(|j| {
+                    j.join().unwrap_or_else(|_| Err(SimError::Invalid("protocol: a fold panicked".into())))
+                })
+                .collect::<Result<_, _>>()
+        })?
+    } else {
+        folds.iter().map(|&h| fold(h, exec)).collect::<Result<_, _>>()?
+    };
+    let table14 = results.split_off(1);
+    let table1 = results.remove(0);
     Ok(ProtocolResult { method: learner.name(), floors, copy_previous, table1, table14 })
 }
 

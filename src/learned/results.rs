@@ -4,8 +4,27 @@
 //!
 //! Every prediction is a simulation of the fitted model from the first snapshot by the engine's
 //! one time loop ([`super::commands::simulate`]), like `advreact forward --model`.
+//!
+//! Two learners:
+//! - [`UotFmLearner`]: closed-form UOT flow matching, candidates over time basis and ridge.
+//! - [`VarRuotLearner`]: every fit IS `advreact fit DATA --model var_ruot --time-basis B --seed S`
+//!   (the command line is parsed by the CLI's own [`FitArgs`] and fitted by
+//!   [`super::commands::fit_model`]: one fit loop), simulated like `advreact forward --model` (the
+//!   fit's `dt`, its `σ`, its seed). Candidates: the time basis `B` of `λ(x, t) = Σ_j θ_j φ_j(x) T_j(t)`
+//!   (SPEC §6), chosen a priori as the two ways time can enter that extend past the last
+//!   snapshot (SPEC §6; hold-one-out scores the last time too): `linear` (`T_j` the hats on the
+//!   first and last training time = space × `{1, t}`, extended linearly past them; first, so it
+//!   is used where leave-one-out cannot run: a fold with 2 training times) and `constant` (one
+//!   hat knot: `λ = λ(x)`, an autonomous field, which the three-gene system of the papers is).
+//!   The CLI's default `cosine` (space–time Fourier phases, which do not extrapolate) is left out
+//!   for the compute budget: with `C` candidates, `S` seeds and `K` times the protocols run
+//!   `C (K−1)²` selection fits (folds with fewer than 3 training times have none) and `S K`
+//!   final fits — three_gene_2d (K = 5), C = 2, S = 5: 32 + 25; emt (K = 4): 18 + 20; weinreb
+//!   (K = 3): 4 + 15; a third candidate adds 16 + 9 + 2. Everything else stays at the `fit` defaults
+//!   (ψ₁, α = 1, γ_A = 0.01, dt 0.05, 300 features, 40 L-BFGS iterations). Its action is the
+//!   fit's `A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0` (per unit of initial mass).
 
-use super::commands::{simulate, DEFAULT_DT};
+use super::commands::{fit_dt, fit_model, sim_sigma, simulate, FitArgs, Fitted, DEFAULT_DT};
 use super::protocol::{run_protocols, Learner, Prediction};
 use super::report::{data_section, DataResults};
 use super::uot_fm::{self, TimeChoice, UotFmParams};
@@ -77,6 +96,88 @@ impl Learner for UotFmLearner {
     }
 }
 
+/// Var-RUOT as a [`Learner`] (module doc): each candidate is one `advreact fit --model var_ruot`
+/// command line.
+#[derive(Debug, Clone, Default)]
+pub struct VarRuotLearner {
+    /// Further `advreact fit` arguments given to every candidate (empty: the CLI's defaults), e.g.
+    /// `["--features", "20"]`.
+    pub base: Vec<String>,
+}
+
+/// A Var-RUOT candidate setting: the time basis of the potential's features.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VarRuotSetting {
+    /// `--time-basis`.
+    pub time_basis: TimeChoice,
+}
+
+/// The CLI's [`FitArgs`] as a parser of its own.
+#[derive(clap::Parser)]
+#[command(name = "fit")]
+struct FitCli {
+    #[command(flatten)]
+    args: FitArgs,
+}
+
+impl VarRuotLearner {
+    /// The `advreact fit` arguments (after `fit`) of candidate `s` with `seed` on data `data`.
+    pub fn argv(&self, data: &str, s: &VarRuotSetting, seed: u64) -> Vec<String> {
+        let basis = clap::ValueEnum::to_possible_value(&s.time_basis).map(|v| v.get_name().to_string());
+        let mut v: Vec<String> = vec![data.into(), "--model".into(), "var_ruot".into()];
+        v.extend(["--time-basis".into(), basis.unwrap_or_default(), "--seed".into(), seed.to_string()]);
+        v.extend(self.base.iter().cloned());
+        v
+    }
+
+    /// The parsed `fit` settings of candidate `s` with `seed` (the CLI's parser and defaults).
+    pub fn fit_args(&self, s: &VarRuotSetting, seed: u64) -> Result<FitArgs, SimError> {
+        let argv = std::iter::once("fit".to_string()).chain(self.argv("<series>", s, seed));
+        <FitCli as clap::Parser>::try_parse_from(argv).map(|c| c.args).map_err(|e| {
+            SimError::Invalid(format!("var_ruot learner: {}", e.to_string().lines().next().unwrap_or("")))
+        })
+    }
+
+    /// Fit candidate `s` with `seed` to `train` exactly as `advreact fit` does; the fit, its
+    /// settings and its seconds.
+    pub fn fit(
+        &self,
+        train: &Series,
+        s: &VarRuotSetting,
+        seed: u64,
+        exec: &Exec,
+    ) -> Result<(Fitted, FitArgs, f64), SimError> {
+        let a = self.fit_args(s, seed)?;
+        let start = Instant::now();
+        let fitted = fit_model(&a, train, exec).map_err(|e| SimError::Invalid(e.to_string()))?;
+        Ok((fitted, a, start.elapsed().as_secs_f64()))
+    }
+}
+
+impl Learner for VarRuotLearner {
+    type Setting = VarRuotSetting;
+    fn name(&self) -> String {
+        "var_ruot".into()
+    }
+    /// Linear, constant (module doc).
+    fn candidates(&self) -> Vec<VarRuotSetting> {
+        [TimeChoice::Linear, TimeChoice::Constant].map(|time_basis| VarRuotSetting { time_basis }).to_vec()
+    }
+    fn fit_predict(
+        &self,
+        train: &Series,
+        s: &VarRuotSetting,
+        seed: u64,
+        times: &[f64],
+        exec: &Exec,
+    ) -> Result<Prediction, SimError> {
+        let (fitted, a, seconds) = self.fit(train, s, seed, exec)?;
+        let action = fitted.record.get("action").and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+        // as `advreact forward --model` simulates it: the fit's dt, σ and seed
+        predict(&fitted.model, train, times, fit_dt(&a), sim_sigma(&a), a.seed, exec, seconds, action)
+    }
+}
+
 /// Simulate `model` from the training series' first snapshot to `times`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn predict(
@@ -116,30 +217,74 @@ pub struct LearnedCfg {
     pub floor_splits: usize,
     /// The command line printed at the top.
     pub command: String,
+    /// The data sets (names of [`DATASETS`], in that order; empty: all).
+    pub datasets: Vec<String>,
 }
 
-/// Run the protocols for every data set and learner; the Markdown text.
+/// Run the protocols for every data set and learner; the Markdown text. Each (data set, learner)
+/// pair runs on a thread of its own (every fit is deterministic whatever the threads, so the
+/// tables are those of a sequential run); the sections keep the order of [`DATASETS`] and
+/// `learners`.
 pub fn learned_report(cfg: &LearnedCfg, learners: &[&dyn ProtocolRunner]) -> Result<String, Error> {
     let start = Instant::now();
-    let exec = Exec::default();
-    let mut body = String::new();
-    for name in DATASETS {
+    let mut data = Vec::new();
+    if let Some(bad) = cfg.datasets.iter().find(|d| !DATASETS.contains(&d.as_str())) {
+        return Err(crate::error::ConfigError::new(
+            "<cli>",
+            "--datasets",
+            format!("unknown data set {bad}; known: {}", DATASETS.join(", ")),
+        )
+        .into());
+    }
+    for name in
+        DATASETS.into_iter().filter(|n| cfg.datasets.is_empty() || cfg.datasets.iter().any(|d| d == n))
+    {
         let csv = cfg.data_dir.join(name).join(format!("{name}.csv"));
-        let json = std::fs::read_to_string(cfg.data_dir.join(name).join(format!("{name}.json")))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let json: Option<serde_json::Value> =
+            std::fs::read_to_string(cfg.data_dir.join(name).join(format!("{name}.json")))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok());
         let series =
             infer::load_series(&csv, &crate::data::ColumnSpec::default())?.subsample(cfg.subsample, 0);
-        let mut methods = Vec::new();
-        for l in learners {
-            eprintln!("results learned: {name}: {} ...", l.label());
-            methods.push(l.run(&series, &cfg.seeds, cfg.floor_splits, &exec)?);
-        }
+        data.push((name, series, json));
+    }
+    let runs: Vec<Vec<Result<super::protocol::ProtocolResult, SimError>>> = std::thread::scope(|sc| {
+        let handles: Vec<Vec<_>> = data
+            .iter()
+            .map(|(name, series, _)| {
+                learners
+                    .iter()
+                    .map(|l| {
+                        sc.spawn(move || {
+                            eprintln!("results learned: {name}: {} ...", l.label());
+                            let r = l.run(series, &cfg.seeds, cfg.floor_splits, &Exec::default());
+                            eprintln!("results learned: {name}: {} done", l.label());
+                            r
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|v| {
+                v.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(SimError::Invalid("results learned: a learner panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+            .collect()
+    });
+    let mut body = String::new();
+    for ((name, series, json), run) in data.into_iter().zip(runs) {
         let d = DataResults {
             name: name.into(),
             times: series.times.clone(),
             cells: series.clouds.iter().map(|c| c.len()).collect(),
-            methods,
+            methods: run.into_iter().collect::<Result<_, _>>()?,
             json,
         };
         body.push_str(&data_section(&d));
@@ -153,21 +298,23 @@ pub fn learned_report(cfg: &LearnedCfg, learners: &[&dyn ProtocolRunner]) -> Res
          (SPEC §8): every setting is chosen by leave-one-out on the training times of its fold (the scored \
          snapshot never enters a fit of its fold); the noise floor is the median over {} random splits of the \
          W1 between two halves of the true snapshot (an estimate for n/2 cells, so it overstates the floor \
-         for n). Predictions simulate the fitted model from t_0 with the engine's time loop (dt = {}).",
+         for n). Predictions simulate the fitted model from t_0 with the engine's time loop (dt = {} for \
+         uot_fm; var_ruot as `advreact forward --model` does: its fit's dt = {}, σ = 0).",
         start.elapsed().as_secs_f64(),
         cfg.data_dir.display(),
         if cfg.subsample == 0 { "all".to_string() } else { cfg.subsample.to_string() },
         cfg.seeds,
         cfg.floor_splits,
         DEFAULT_DT,
+        super::commands::VAR_RUOT_DT,
     );
     md.push_str(&body);
     md.push_str(VAR_RUOT_SECTION);
     Ok(md)
 }
 
-/// A learner, type-erased for the report.
-pub trait ProtocolRunner {
+/// A learner, type-erased for the report (shared by the report's threads).
+pub trait ProtocolRunner: Sync {
     /// Its name.
     fn label(&self) -> String;
     /// Run both protocols.
@@ -180,7 +327,7 @@ pub trait ProtocolRunner {
     ) -> Result<super::protocol::ProtocolResult, SimError>;
 }
 
-impl<L: Learner> ProtocolRunner for L {
+impl<L: Learner + Sync> ProtocolRunner for L {
     fn label(&self) -> String {
         self.name()
     }
