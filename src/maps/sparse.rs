@@ -428,21 +428,8 @@ pub fn fit_sparse_map(
             what: "sparse map: Cholesky of the feature Gram matrix ΦᵀĀΦ failed".into(),
         })
     })?;
-    let mut prob = Problem {
-        x: &source.x,
-        abar: &abar,
-        target: target.clone().with_mass(1.0),
-        phi,
-        chol,
-        opts: p.divergence_options(exec),
-        penalty: p.penalty,
-        huber: 0.5 * delta,
-        delta,
-        warm: DivergenceWarm::default(),
-        target_self: None,
-        unconverged: 0,
-        work: SolveWork::default(),
-    };
+    let fixed = (phi, chol, p.divergence_options(exec));
+    let mut prob = Problem::new(&source.x, &abar, target, fixed, p.penalty, delta);
     let mut history = Vec::new();
     let mut rounds = Vec::new();
     let mut warnings = Vec::new();
@@ -601,7 +588,37 @@ struct Problem<'a> {
     work: SolveWork,
 }
 
-impl Problem<'_> {
+/// The design matrix `Φ`, the Cholesky factor of `M = ΦᵀĀΦ + λI` and the divergence's options.
+type FixedParts = (DMatrix<f64>, nalgebra::Cholesky<f64, nalgebra::Dyn>, DivergenceOptions);
+
+impl<'a> Problem<'a> {
+    /// A fit of the source points `x` (weights `abar`, unit mass) to `target` (normalised to
+    /// unit mass here), at the displacement threshold `delta` (the Huber width is `delta/2`).
+    fn new(
+        x: &'a [f64],
+        abar: &'a [f64],
+        target: &Cloud,
+        (phi, chol, opts): FixedParts,
+        penalty: SparsePenalty,
+        delta: f64,
+    ) -> Self {
+        Problem {
+            x,
+            abar,
+            target: target.clone().with_mass(1.0),
+            phi,
+            chol,
+            opts,
+            penalty,
+            huber: 0.5 * delta,
+            delta,
+            warm: DivergenceWarm::default(),
+            target_self: None,
+            unconverged: 0,
+            work: SolveWork::default(),
+        }
+    }
+
     /// `L(Θ)`, its Sinkhorn solves warm-started from the last accepted point.
     fn eval(&mut self, theta: &DMatrix<f64>, gamma: f64, step: usize) -> Result<Eval, SimError> {
         let d = theta.ncols();
@@ -847,21 +864,9 @@ mod tests {
         let phi = DMatrix::from_fn(n, np, |i, j| if j == 0 { 1.0 } else { source.x[i * d + j - 1] });
         let chol = phi.tr_mul(&phi).cholesky().unwrap();
         let p = SparseMapParams { eps: 0.05, ..Default::default() };
-        let mut prob = Problem {
-            x: &source.x,
-            abar: &abar,
-            target: target.clone().with_mass(1.0),
-            phi,
-            chol,
-            opts: p.divergence_options(&Exec::default()),
-            penalty: SparsePenalty::SmoothedL0 { sigma: 0.2 },
-            huber: 0.005,
-            delta: 0.01,
-            warm: DivergenceWarm::default(),
-            target_self: None,
-            unconverged: 0,
-            work: SolveWork::default(),
-        };
+        let fixed = (phi, chol, p.divergence_options(&Exec::default()));
+        let pen = SparsePenalty::SmoothedL0 { sigma: 0.2 };
+        let mut prob = Problem::new(&source.x, &abar, &target, fixed, pen, 0.01);
         let gamma = 0.3;
         let th1 = DMatrix::from_fn(np, d, |i, k| 0.05 * (i + k) as f64);
         let e1 = prob.eval(&th1, gamma, 0).unwrap();
