@@ -7,7 +7,9 @@
 //!   point) at the threshold `δ = 1e-2 ×` the source's median per-coordinate standard deviation
 //!   (stated in the report), per-dimension displacement frequency and mean magnitude;
 //!   feasibility `S_ε(T#μ, ν)` (debiased Sinkhorn divergence, `½|x − y|²`, balanced, the map's
-//!   `ε`) and the `W1` of `T#μ` to `ν` ([`crate::metrics::wasserstein`]); with `--tau` the
+//!   `ε`) and the `W1` of `T#μ` to `ν` ([`crate::metrics::wasserstein`]: exact while
+//!   `n·m·d ≤` [`W1_EXACT_BUDGET`], above it entropic with its certified bracket and a warning,
+//!   see [`feasibility_w1_solver`]); with `--tau` the
 //!   per-point rescaling `ã_i/a_i` and transported mass `ã_i`; the solves' reports; seconds per
 //!   phase;
 //! - `displacement.png`: per dimension, the share of points moved and the mean `|T(x)_k − x_k|`
@@ -23,7 +25,9 @@ use super::{default_delta, fit_entropic, fit_sparse, Displacement, Fitted};
 use crate::data::{csv_field, read_snapshot, Selection};
 use crate::dist::Exec;
 use crate::error::{ConfigError, Error, SimError};
-use crate::metrics::wasserstein::{wasserstein, Order, WassersteinOpts};
+use crate::metrics::wasserstein::{
+    wasserstein, Estimator, Order, Solver, WassersteinOpts, WassersteinResult,
+};
 use crate::ot::{sinkhorn_divergence, Cost, DivergenceOptions, Penalty, SinkhornOptions};
 use crate::output::{write_folder, Kind};
 use crate::particles::Cloud;
@@ -231,7 +235,7 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
     }
     crate::output::Target::check_as(out, Kind::Map, o.force, "--out")?;
     let t_read = t_start.elapsed().as_secs_f64();
-    let (fitted, eps) = fit_clouds(&src, &tgt, o)?;
+    let (mut fitted, eps) = fit_clouds(&src, &tgt, o)?;
     // sparse-l0: the smoothed-ℓ0 elastic cost at the γ and σ used
     let cost = match cost {
         Cost::Elastic { penalty: Penalty::SmoothedL0 { .. }, .. } => Cost::Elastic {
@@ -265,9 +269,9 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
     let divergence = sinkhorn_divergence(&pushed, &target_w, &dopts, None)?.value;
     let t_div = t0.elapsed().as_secs_f64();
     let t0 = Instant::now();
-    let wopts = WassersteinOpts { exec: o.exec.clone(), ..WassersteinOpts::default() };
-    let w1r = wasserstein(&pushed, &target_w, Order::W1, &wopts)?;
+    let (w1r, w1_warn) = feasibility_w1(&pushed, &target_w, W1_EXACT_BUDGET, &o.exec)?;
     let t_w1 = t0.elapsed().as_secs_f64();
+    fitted.warnings.extend(w1_warn);
     let fitted_gamma = fitted.gamma;
     let run = MapRun { fitted, mapped, displacement, divergence, w1: w1r.value };
     let report = json!({
@@ -290,6 +294,8 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
             "divergence_cost": "half_sqeuclidean", "divergence_eps": eps, "divergence_balanced": true,
             "w1": run.w1,
             "w1_method": format!("{:?}", w1r.method),
+            "w1_estimator": w1r.estimator,
+            "w1_exact_budget": W1_EXACT_BUDGET,
         },
         "target_dims": o.target_dims,
         "sigma": cost.elastic().and_then(|(_, p)| match p {
@@ -328,6 +334,57 @@ pub fn cmd_map(source: &Path, target: &Path, out: &Path, o: &MapOptions) -> Resu
         Ok(())
     })?;
     Ok(run)
+}
+
+/// The exact feasibility `W1` is solved while `n·m·d ≤` this many pair·coordinates (and
+/// `n·m ≤ 5000²`, [`WassersteinOpts::exact_max_points`]); above it, the entropic `W1` with its
+/// certified bracket ([`feasibility_w1_solver`]).
+pub const W1_EXACT_BUDGET: u128 = 250_000_000;
+
+/// The solver of `map`'s feasibility `W1` between `n` and `m` points in `d` dimensions.
+///
+/// The network simplex prices every candidate arc by its `d`-dimensional distance, so its cost
+/// grows like `pivots × d`, while `Solver::Auto` counts pairs only (`n·m ≤ 5000²`, any `d`).
+/// At `n = m = 4000`, `d = 1000` (1.6·10¹⁰ pair·coordinates) the exact `W1` had not finished
+/// after 15 CPU-min, 99.7 % of it in the simplex (`results/performance.md`, "The full `map` at
+/// d = 1000"). So `map` solves exactly while `n·m·d ≤` [`W1_EXACT_BUDGET`] `= 2.5·10⁸`
+/// (`5000²` pairs at `d = 10`: for `d ≤ 10` this is `Solver::Auto`'s rule unchanged; at
+/// `d = 100` up to `n = m = 1581`, e.g. `results/sparse_maps.md`'s `d = 100`, `n = 1000`) and
+/// uses the entropic `W1` (`Solver::Sinkhorn`, [`crate::metrics::wasserstein`]) above it, with a
+/// warning naming the method and the certified error bound ([`feasibility_w1`]). Only `map` uses
+/// this rule; every other caller keeps `Solver::Auto`.
+pub fn feasibility_w1_solver(n: usize, m: usize, d: usize, budget: u128) -> Solver {
+    if (n as u128) * (m as u128) * (d as u128) <= budget {
+        Solver::Auto
+    } else {
+        Solver::Sinkhorn
+    }
+}
+
+/// `W1(a, b)` by [`feasibility_w1_solver`] with the pair·coordinate `budget` (`map` uses
+/// [`W1_EXACT_BUDGET`]), and for an entropic value the warning naming the method, `ε`, the
+/// certified bracket of the exact `W1` and its error bound (`None` for an exact value).
+pub fn feasibility_w1(
+    a: &Cloud,
+    b: &Cloud,
+    budget: u128,
+    exec: &Exec,
+) -> Result<(WassersteinResult, Option<String>), Error> {
+    let solver = feasibility_w1_solver(a.len(), b.len(), a.dim, budget);
+    let wopts = WassersteinOpts { solver, exec: exec.clone(), ..WassersteinOpts::default() };
+    let r = wasserstein(a, b, Order::W1, &wopts)?;
+    let warning = match r.estimator {
+        Estimator::Entropic { eps, iterations, value_lower, value_upper, error_bound, .. } => Some(format!(
+            "feasibility W1 is entropic (n·m·d = {:.3e} > the exact budget {:.3e}): ε = {eps:.3e}, \
+             {iterations} iterations, W1 = {:.6e}, the exact W1 lies in [{value_lower:.6e}, \
+             {value_upper:.6e}] (certified error bound {error_bound:.3e})",
+            (a.len() as f64) * (b.len() as f64) * (a.dim as f64),
+            budget as f64,
+            r.value
+        )),
+        _ => None,
+    };
+    Ok((r, warning))
 }
 
 fn unit_cloud(d: usize, x: Vec<f64>, w: Vec<f64>) -> Result<Cloud, Error> {

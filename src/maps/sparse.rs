@@ -27,7 +27,11 @@
 //! positive-definite preconditioner); the step `t` is the first of `t₀, t₀/2, t₀/4, …` with
 //! `L(Θ + tD) ≤ L(Θ) + 10⁻⁴ t ⟨∇L, D⟩` (Armijo). Only the accepted trial's gradient is computed,
 //! from the potentials its loss evaluation solved (no second solve at the accepted point), and
-//! every solve is warm-started from the last accepted point's potentials. `t₀ = 1` at the start of a round, then twice the
+//! every solve is warm-started from the last accepted point's potentials. The target's
+//! self-term `OT_ε(ν, ν)` does not depend on `Θ`: it is solved once per fit (at the first
+//! evaluation, cold) and reused by every later evaluation
+//! ([`crate::ot::divergence::sinkhorn_divergence_given_bb`]; the loss is bit for bit the one
+//! of the full divergence whose `ν` solve is that one). `t₀ = 1` at the start of a round, then twice the
 //! last step if it was accepted at its first trial (up to 64: the debiased divergence's curvature
 //! falls below `ā_i` as `ε` grows, so the Gauss–Newton step is often short), else the last step. A fit stops when the loss falls by less than
 //! `tol · |L|` in one step, when no step decreases it (the Sinkhorn tolerance's noise floor), or
@@ -71,7 +75,9 @@
 use crate::dist::Exec;
 use crate::error::{ConfigError, Error, SimError};
 use crate::learned::features::{FeatureSpec, Features, TimeBasis};
-use crate::ot::{sinkhorn_divergence, DivergenceOptions, DivergenceWarm, EpsScaling, SinkhornDivergence};
+use crate::ot::divergence::sinkhorn_divergence_given_bb;
+use crate::ot::sinkhorn::UotReport;
+use crate::ot::{DivergenceOptions, DivergenceWarm, EpsScaling, SinkhornDivergence};
 use crate::particles::Cloud;
 use nalgebra::DMatrix;
 use rayon::prelude::*;
@@ -348,7 +354,7 @@ pub struct SparseMapFit {
 /// The work of a fit: what its time goes into.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct SolveWork {
-    /// Evaluations of `S_ε` (each three Sinkhorn solves: `αβ`, `αα`, `ββ`).
+    /// Evaluations of `S_ε` (each two Sinkhorn solves, `αβ` and `αα`; `ββ` once per fit).
     pub evaluations: usize,
     /// Sinkhorn iterations of those solves, summed.
     pub sinkhorn_iterations: usize,
@@ -422,20 +428,8 @@ pub fn fit_sparse_map(
             what: "sparse map: Cholesky of the feature Gram matrix ΦᵀĀΦ failed".into(),
         })
     })?;
-    let mut prob = Problem {
-        x: &source.x,
-        abar: &abar,
-        target: target.clone().with_mass(1.0),
-        phi,
-        chol,
-        opts: p.divergence_options(exec),
-        penalty: p.penalty,
-        huber: 0.5 * delta,
-        delta,
-        warm: DivergenceWarm::default(),
-        unconverged: 0,
-        work: SolveWork::default(),
-    };
+    let fixed = (phi, chol, p.divergence_options(exec));
+    let mut prob = Problem::new(&source.x, &abar, target, fixed, p.penalty, delta);
     let mut history = Vec::new();
     let mut rounds = Vec::new();
     let mut warnings = Vec::new();
@@ -587,12 +581,44 @@ struct Problem<'a> {
     huber: f64,
     delta: f64,
     warm: DivergenceWarm,
+    /// `OT_ε(ν, ν)`'s potential and report, solved at the first evaluation (module doc).
+    target_self: Option<(Vec<f64>, UotReport)>,
     unconverged: usize,
     /// Divergence evaluations and Sinkhorn iterations (the three solves summed) so far.
     work: SolveWork,
 }
 
-impl Problem<'_> {
+/// The design matrix `Φ`, the Cholesky factor of `M = ΦᵀĀΦ + λI` and the divergence's options.
+type FixedParts = (DMatrix<f64>, nalgebra::Cholesky<f64, nalgebra::Dyn>, DivergenceOptions);
+
+impl<'a> Problem<'a> {
+    /// A fit of the source points `x` (weights `abar`, unit mass) to `target` (normalised to
+    /// unit mass here), at the displacement threshold `delta` (the Huber width is `delta/2`).
+    fn new(
+        x: &'a [f64],
+        abar: &'a [f64],
+        target: &Cloud,
+        (phi, chol, opts): FixedParts,
+        penalty: SparsePenalty,
+        delta: f64,
+    ) -> Self {
+        Problem {
+            x,
+            abar,
+            target: target.clone().with_mass(1.0),
+            phi,
+            chol,
+            opts,
+            penalty,
+            huber: 0.5 * delta,
+            delta,
+            warm: DivergenceWarm::default(),
+            target_self: None,
+            unconverged: 0,
+            work: SolveWork::default(),
+        }
+    }
+
     /// `L(Θ)`, its Sinkhorn solves warm-started from the last accepted point.
     fn eval(&mut self, theta: &DMatrix<f64>, gamma: f64, step: usize) -> Result<Eval, SimError> {
         let d = theta.ncols();
@@ -601,11 +627,15 @@ impl Problem<'_> {
         let mut y = row_major(&delta);
         y.iter_mut().zip(self.x).for_each(|(yi, xi)| *yi += xi);
         let alpha = Cloud::new_unchecked(d, y, self.abar.to_vec());
-        let sd = sinkhorn_divergence(&alpha, &self.target, &self.opts, Some(&self.warm))?;
+        let bb = self.target_self.as_ref().map(|(g, r)| (g.as_slice(), r));
+        let sd = sinkhorn_divergence_given_bb(&alpha, &self.target, &self.opts, Some(&self.warm), bb)?;
         self.unconverged += usize::from(!sd.converged());
         self.work.evaluations += 1;
-        self.work.sinkhorn_iterations +=
-            sd.report_ab.iterations + sd.report_aa.iterations + sd.report_bb.iterations;
+        self.work.sinkhorn_iterations += sd.report_ab.iterations + sd.report_aa.iterations;
+        if self.target_self.is_none() {
+            self.work.sinkhorn_iterations += sd.report_bb.iterations;
+            self.target_self = Some((sd.g_bb.clone(), sd.report_bb.clone()));
+        }
         let mut penalty = 0.0;
         for (i, a) in self.abar.iter().enumerate() {
             let t: f64 = (0..d).map(|k| self.penalty.eval(delta[(i, k)], self.huber).0).sum();
@@ -812,6 +842,49 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The target's self-term is solved once and reused: a later evaluation's loss equals, bit
+    /// for bit, the full divergence (all three terms solved, `ν`'s cold as at the first
+    /// evaluation) plus the penalty, and the cached evaluation ran only the `α` solves.
+    #[test]
+    fn cached_target_self_term_gives_the_uncached_loss_bit_for_bit() {
+        let (n, m, d, np) = (40, 50, 3, 1 + 3);
+        let mut s = 3u64;
+        let mut u = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let x: Vec<f64> = (0..n * d).map(|_| u()).collect();
+        let y: Vec<f64> = (0..m * d).map(|_| u() + 0.5).collect();
+        let source = Cloud::new(d, x, vec![1.0 / n as f64; n]).unwrap();
+        let target = Cloud::new(d, y, vec![1.0 / m as f64; m]).unwrap();
+        let abar = source.w.clone();
+        // constant and linear features
+        let phi = DMatrix::from_fn(n, np, |i, j| if j == 0 { 1.0 } else { source.x[i * d + j - 1] });
+        let chol = phi.tr_mul(&phi).cholesky().unwrap();
+        let p = SparseMapParams { eps: 0.05, ..Default::default() };
+        let fixed = (phi, chol, p.divergence_options(&Exec::default()));
+        let pen = SparsePenalty::SmoothedL0 { sigma: 0.2 };
+        let mut prob = Problem::new(&source.x, &abar, &target, fixed, pen, 0.01);
+        let gamma = 0.3;
+        let th1 = DMatrix::from_fn(np, d, |i, k| 0.05 * (i + k) as f64);
+        let e1 = prob.eval(&th1, gamma, 0).unwrap();
+        assert!(prob.target_self.is_some());
+        prob.warm = e1.sd.warm();
+        let before = prob.work.sinkhorn_iterations;
+        let th2 = DMatrix::from_fn(np, d, |i, k| 0.08 * (i + 2 * k) as f64 + if i == 0 { 0.3 } else { 0.0 });
+        let e2 = prob.eval(&th2, gamma, 1).unwrap();
+        let warm = DivergenceWarm { bb: None, ..prob.warm.clone() };
+        let full = crate::ot::sinkhorn_divergence(&e2.alpha, &prob.target, &prob.opts, Some(&warm)).unwrap();
+        assert_eq!(full.value.to_bits(), e2.divergence.to_bits());
+        assert_eq!((full.value + gamma * e2.penalty).to_bits(), e2.loss.to_bits());
+        assert_eq!(full.g_bb, e2.sd.g_bb);
+        assert!(e2.divergence > 1e-3, "a non-trivial divergence: {}", e2.divergence);
+        // only the two α solves ran; the skipped ν solve is real work
+        let ran = prob.work.sinkhorn_iterations - before;
+        assert_eq!(ran, e2.sd.report_ab.iterations + e2.sd.report_aa.iterations);
+        assert!(full.report_bb.iterations >= 1);
     }
 
     #[test]

@@ -385,6 +385,21 @@ pub fn sinkhorn_divergence(
     opts: &DivergenceOptions,
     warm: Option<&DivergenceWarm>,
 ) -> Result<SinkhornDivergence, SimError> {
+    sinkhorn_divergence_given_bb(a, b, opts, warm, None)
+}
+
+/// [`sinkhorn_divergence`] with `OT_ε(β, β)` taken from `bb` (the `g_bb` and `report_bb` of an
+/// earlier call with the same `β` and `opts`) instead of solved again: a fit that moves `α`
+/// against a fixed `β` solves it once. The value is the same expression of the same three
+/// numbers, so it equals bit for bit the uncached call whose `β` solve returned `bb`. `None`:
+/// solved (warm-started from `warm.bb`).
+pub fn sinkhorn_divergence_given_bb(
+    a: &Cloud,
+    b: &Cloud,
+    opts: &DivergenceOptions,
+    warm: Option<&DivergenceWarm>,
+    bb: Option<(&[f64], &UotReport)>,
+) -> Result<SinkhornDivergence, SimError> {
     let (a, b) = (a.view(), b.view());
     if let Some(r) = opts.rho {
         if !(positive(r) && r.is_finite()) {
@@ -399,7 +414,17 @@ pub fn sinkhorn_divergence(
     let bb_warm = w.bb.filter(|g| g.len() == b.len());
     let ab = solve(a, b, &opts.solver(ab_warm.is_some()), ab_warm.as_ref())?;
     let (f_aa, report_aa) = solve_symmetric_in(a, &opts.solver(aa_warm.is_some()), aa_warm.as_deref())?;
-    let (g_bb, report_bb) = solve_symmetric_in(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?;
+    let (g_bb, report_bb) = match bb {
+        Some((g, r)) if g.len() == b.len() => (g.to_vec(), r.clone()),
+        Some((g, _)) => {
+            return Err(SimError::Invalid(format!(
+                "sinkhorn divergence: the given OT(β, β) potential has size {}, expected {}",
+                g.len(),
+                b.len()
+            )))
+        }
+        None => solve_symmetric_in(b, &opts.solver(bb_warm.is_some()), bb_warm.as_deref())?,
+    };
     let (ma, mb) = (a.mass(), b.mass());
     let mass_term = match opts.rho {
         Some(_) => 0.5 * opts.eps * (ma - mb) * (ma - mb),

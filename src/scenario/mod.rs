@@ -472,7 +472,7 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
             let field = LearnedField::new(mf.model).map_err(|e| c.err(&key("model"), e.to_string()))?;
             Box::new(TimeShifted { inner: field, t0 })
         }
-        FieldSpec::Map { model, method, gamma, eps, tau, duration } => {
+        FieldSpec::Map { model, method, gamma, target_dims, eps, tau, duration } => {
             c.positive(&key("duration"), *duration)?;
             let steps = *duration / cx.dt;
             if (steps - steps.round()).abs() > 1e-9 * steps.max(1.0) {
@@ -493,7 +493,8 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
                         .into())
                 }
                 (Some(m), None) => {
-                    for (k, v) in [("gamma", gamma), ("eps", eps), ("tau", tau)] {
+                    for (k, v) in [("gamma", gamma), ("target_dims", target_dims), ("eps", eps), ("tau", tau)]
+                    {
                         if v.is_some() {
                             return Err(c.err(&key(k), "is only for a map fitted here (method)").into());
                         }
@@ -524,7 +525,7 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
                     let o = MapOptions {
                         method,
                         gamma: *gamma,
-                        target_dims: None,
+                        target_dims: *target_dims,
                         sigma: None,
                         eps: *eps,
                         tau: *tau,
@@ -532,10 +533,13 @@ pub fn build_field(c: &Check, path: &str, f: &mut FieldSpec, cx: &FieldCtx) -> R
                         exec: Exec::default(),
                     };
                     // The CLI flag a fit error names becomes this table's key.
-                    let (fitted, used) = fit_clouds(cx.source, target, &o).map_err(|e| {
-                        let msg = e.to_string();
-                        let k = ["gamma", "eps", "tau"].into_iter().find(|k| msg.contains(&format!("--{k}")));
-                        c.err(&k.map_or(path.to_string(), key), msg.replace("<cli>: ", ""))
+                    let (fitted, used) = fit_clouds(cx.source, target, &o).map_err(|e| match e {
+                        Error::Config(ce) if ce.file == "<cli>" => {
+                            let k = ce.path.trim_start_matches("--").replace('-', "_");
+                            let known = ["gamma", "target_dims", "eps", "tau"].contains(&k.as_str());
+                            c.err(&if known { key(&k) } else { path.to_string() }, ce.msg)
+                        }
+                        e => c.err(path, e.to_string()),
                     })?;
                     *eps = Some(used);
                     fitted.map

@@ -278,8 +278,8 @@ pub enum FieldSpec {
     /// interpolation `x₀ + min(t/D, 1) (T(x₀) − x₀)` ([`crate::field::map`]): read from `model`
     /// (`advreact map`'s map.json, relative to the scenario file), or, without `model`, fitted
     /// from the scenario's source to its `[target]` when the scenario is built, by `method`
-    /// (`entropic`, or `sparse-l1` / `sparse-l0` with `gamma`; `eps` and `tau` as `advreact map`'s
-    /// flags).
+    /// (`entropic`, or `sparse-l1` with `gamma`, or `sparse-l0` with `gamma` or `target_dims`;
+    /// `eps` and `tau` as `advreact map`'s flags).
     Map {
         /// The map file.
         #[serde(default)]
@@ -290,6 +290,10 @@ pub enum FieldSpec {
         /// `γ` of `sparse-l1` / `sparse-l0`.
         #[serde(default)]
         gamma: Option<f64>,
+        /// `sparse-l0` only, instead of `gamma`: the mean displacement dimensionality `K`
+        /// (`1 ≤ K ≤ d`) `γ` is searched for (`advreact map --target-dims`).
+        #[serde(default)]
+        target_dims: Option<f64>,
         /// `ε` of the fit (absent: `advreact map`'s default, written back).
         #[serde(default)]
         eps: Option<f64>,
