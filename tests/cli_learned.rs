@@ -436,3 +436,38 @@ fn var_ruot_constant_time_basis_is_autonomous_end_to_end() {
     let help = String::from_utf8_lossy(&o.stdout).into_owned();
     assert!(help.contains("constant") && help.contains("autonomous"), "{help}");
 }
+
+/// A Var-RUOT model fitted with noise (`--sigma 0.2`) records that σ in its settings, and
+/// `forward --model` simulates its SDE with that σ (the fit's own trajectories used it; before,
+/// `forward` fell back to σ = 0 for Var-RUOT); a σ = 0 fit records and uses 0.
+#[test]
+fn var_ruot_noise_is_recorded_and_used_by_forward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+    };
+    for (sigma, name) in [("0.2", "noisy"), ("0", "plain")] {
+        let out = tmp.path().join(name);
+        let o = small_var_ruot(&out, &["--iters", "2", "--sigma", sigma]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m = read(&out.join("model.json"));
+        assert_eq!(m["settings"]["sigma"].as_f64(), Some(sigma.parse().unwrap()), "{}", m["settings"]);
+        let fwd = out.join("fwd");
+        let o = advreact(
+            &[
+                "forward",
+                s(&data()),
+                "--model",
+                s(&out.join("model.json")),
+                "--subsample",
+                "40",
+                "--out",
+                s(&fwd),
+            ],
+            &repo(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let f = read(&fwd.join("forward.json"));
+        assert_eq!(f["sigma"].as_f64(), Some(sigma.parse().unwrap()), "{f}");
+    }
+}

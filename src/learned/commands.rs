@@ -538,7 +538,7 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             progress.finish(&format!("{} iterations", report.history.len().saturating_sub(1)));
             let settings = json!({
                 "model": "var_ruot", "params": p, "start": {"uot_fm": fm, "ridge": ridge},
-                "dt": fit_dt(a), "subsample": a.subsample,
+                "sigma": sim_sigma(a), "dt": fit_dt(a), "subsample": a.subsample,
             });
             let h = &report.history;
             let curve = |name: &str, v: fn(&var_ruot::IterRecord) -> f64| {
