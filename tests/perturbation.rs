@@ -181,7 +181,7 @@ fn results_sparse_maps_tiny_writes_every_row_and_refuses_a_foreign_file() {
         "| sparse-l1 |",
         "| sparse-l0 |",
         "| identity (no map) |",
-        "| split-half floor of ν |",
+        "| sampling floor (ν vs ν′) |",
     ] {
         let line = d10.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no row {row}: {md}"));
         assert_eq!(line.matches(" | ").count(), 9, "{line}");

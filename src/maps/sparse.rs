@@ -472,8 +472,9 @@ pub fn fit_sparse_map(
         GammaChoice::Fixed(0.0) => base,
         GammaChoice::Fixed(g) => run(&mut prob, &base.theta, g, p.iters)?,
         GammaChoice::TargetDims(k) => {
-            let within = |f: &Fitted| (f.dims - k).abs() <= 0.5;
-            if base.dims < k - 0.5 {
+            let tol = dims_tolerance(k);
+            let within = |f: &Fitted| (f.dims - k).abs() <= tol;
+            if base.dims < k - tol {
                 search_warnings.push(format!(
                     "target dimensionality {k} not reached: the γ = 0 map already moves only {:.3} coordinates (δ = {delta:.3e})",
                     base.dims
@@ -488,6 +489,7 @@ pub fn fit_sparse_map(
             let mut hi: Option<f64> = None;
             let mut gamma = gamma1;
             let mut done = within(&best) || best.dims < k;
+            let mut narrow = false;
             for _ in 0..p.rounds {
                 if done {
                     break;
@@ -509,12 +511,21 @@ pub fn fit_sparse_map(
                 gamma = match (lo.gamma > 0.0, hi) {
                     (_, None) => gamma * 10.0,
                     (false, Some(h)) => h / 10.0,
+                    (true, Some(h)) if h / lo.gamma < BRACKET_RATIO => {
+                        narrow = true;
+                        break;
+                    }
                     (true, Some(h)) => (lo.gamma * h).sqrt(),
                 };
             }
-            if !done {
+            if narrow {
                 search_warnings.push(format!(
-                    "target dimensionality {k} ± 0.5 not reached after {} rounds of the γ search: kept γ = {:.6e} with {:.3} coordinates (δ = {delta:.3e})",
+                    "target dimensionality {k} ± {tol} not reached: the γ bracket [{:.6e}, {:.6e}] is narrower than a factor {BRACKET_RATIO} (the dimensionality jumps across it); kept γ = {:.6e} with {:.3} coordinates (δ = {delta:.3e})",
+                    lo.gamma, hi.unwrap_or(f64::NAN), best.gamma, best.dims
+                ));
+            } else if !done {
+                search_warnings.push(format!(
+                    "target dimensionality {k} ± {tol} not reached after {} rounds of the γ search: kept γ = {:.6e} with {:.3} coordinates (δ = {delta:.3e})",
                     p.rounds, best.gamma, best.dims
                 ));
             }
@@ -544,6 +555,15 @@ pub fn fit_sparse_map(
 
 /// Most halvings of `σ` in the graduated non-convexity of smoothed ℓ0.
 const MAX_SIGMA_STAGES: usize = 10;
+
+/// Tolerance of the target dimensionality: `|dims − K| ≤ max(½, K/50)`.
+pub fn dims_tolerance(k: f64) -> f64 {
+    (k / 50.0).max(0.5)
+}
+
+/// The `γ` search stops when its bracket is this narrow (`γ_hi / γ_lo`): below it the fits'
+/// dimensionality moves by less than their noise (module doc).
+const BRACKET_RATIO: f64 = 1.02;
 
 /// The result of one round.
 #[derive(Debug, Clone)]

@@ -276,6 +276,7 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     lam: f64,
     cull: Option<&Cull>,
     el: Elastic,
+    cached: Option<&[f64]>,
     ex: &mut [E],
     states: &mut [(f64, f64)],
 ) {
@@ -292,6 +293,18 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
         cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
     };
     let len = if cull.is_some() { CULL_TILE } else { TILE };
+    if let Some(rows) = cached {
+        // the stored tile values of these rows (`PairCache`): each row sees the tiles of the
+        // streamed pass, the same values in the same order, so the same bits
+        debug_assert!(cull.is_none(), "a cached pass is never truncated");
+        let m = ys.n;
+        for (r, row) in rows.chunks_exact(m.max(1)).enumerate() {
+            for j0 in (0..m).step_by(TILE) {
+                tile(r, j0, &row[j0..(j0 + TILE).min(m)], std::marker::PhantomData);
+            }
+        }
+        return;
+    }
     match el {
         None => for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData)),
         Some(el) => for_each_cost_tile(xs, ys, el, |r, j0, c| tile(r, j0, c, std::marker::PhantomData)),
@@ -632,6 +645,7 @@ fn block_lse<I: Isa>(
     ground: Ground,
     cull: Option<&Cull>,
     el: Elastic,
+    cache: Option<&[f64]>,
     i0: usize,
     o: &mut [f64],
 ) {
@@ -639,9 +653,10 @@ fn block_lse<I: Isa>(
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex = vec![NoExtra; n];
     let xs = &x[i0 * d..(i0 + n) * d];
+    let c = block_rows(cache, ys.n, i0, n);
     match ground {
-        Ground::SqDist => stream_block::<I, GSq, _>(xs, ys, h, lam, cull, el, &mut ex, &mut st),
-        Ground::Dist => stream_block::<I, GDist, _>(xs, ys, h, lam, cull, el, &mut ex, &mut st),
+        Ground::SqDist => stream_block::<I, GSq, _>(xs, ys, h, lam, cull, el, c, &mut ex, &mut st),
+        Ground::Dist => stream_block::<I, GDist, _>(xs, ys, h, lam, cull, el, c, &mut ex, &mut st),
     }
     for (oi, &(m, s)) in o.iter_mut().zip(&st[..n]) {
         *oi = lse_of(m, s);
@@ -650,8 +665,43 @@ fn block_lse<I: Isa>(
 
 multiversion!(block_lse_at => block_lse, block_lse_512, block_lse_256(
     d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, ground: Ground, cull: Option<&Cull>, el: Elastic,
-    i0: usize, o: &mut [f64]
+    cache: Option<&[f64]>, i0: usize, o: &mut [f64]
 ));
+
+/// The rows `i0 .. i0 + n` of a pair cache with `m` values per row.
+#[inline(always)]
+fn block_rows(cache: Option<&[f64]>, m: usize, i0: usize, n: usize) -> Option<&[f64]> {
+    cache.map(|c| &c[i0 * m..(i0 + n) * m])
+}
+
+/// The tile values of the rows `i0 .. i0 + o.len() / m` against every target, into `o` (row-major,
+/// `m` per row): the streamed pass's tiles (the same loop, so the same bits).
+#[inline(always)]
+fn block_fill<I: Isa>(d: usize, x: &[f64], ys: &Soa, el: Elastic, i0: usize, o: &mut [f64]) {
+    let m = ys.n;
+    let n = o.len() / m.max(1);
+    let xs = &x[i0 * d..(i0 + n) * d];
+    let mut store = |r: usize, j0: usize, v: &[f64], _isa: std::marker::PhantomData<I>| {
+        o[r * m + j0..r * m + j0 + v.len()].copy_from_slice(v)
+    };
+    match el {
+        None => {
+            for_each_tile(xs, ys, TILE, |_, _| false, |r, j0, v| store(r, j0, v, std::marker::PhantomData))
+        }
+        Some(el) => for_each_cost_tile(xs, ys, el, |r, j0, v| store(r, j0, v, std::marker::PhantomData)),
+    }
+}
+
+multiversion!(block_fill_at => block_fill, block_fill_512, block_fill_256(
+    d: usize, x: &[f64], ys: &Soa, el: Elastic, i0: usize, o: &mut [f64]
+));
+
+/// Fewest coordinates for which a [`Reduction`] keeps its pair values ([`Reduction::pair_cache`]):
+/// below it a tile value costs about as much to compute as to read.
+pub(crate) const CACHE_MIN_DIM: usize = 16;
+
+/// Most pairs `n·m` whose values a [`Reduction`] keeps (2²⁴: 128 MiB of `f64`, e.g. n = m = 4096).
+pub(crate) const CACHE_MAX_PAIRS: usize = 1 << 24;
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -663,6 +713,7 @@ fn block_stats<I: Isa>(
     lam: f64,
     pot: &[f64],
     el: Elastic,
+    cache: Option<&[f64]>,
     i0: usize,
     o: &mut [f64],
     md: &mut [f64],
@@ -671,7 +722,8 @@ fn block_stats<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Stats> = (0..n).map(|_| Stats { pot, sd2: [0.0; LANES], spot: [0.0; LANES] }).collect();
-    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, &mut ex, &mut st[..n]);
+    let c = block_rows(cache, ys.n, i0, n);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, c, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         let (a, b) = if s > 0.0 { (lane_sum(&e.sd2) / s, lane_sum(&e.spot) / s) } else { (0.0, 0.0) };
@@ -681,8 +733,8 @@ fn block_stats<I: Isa>(
 }
 
 multiversion!(block_stats_at => block_stats, block_stats_512, block_stats_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, pot: &[f64], el: Elastic, i0: usize,
-    o: &mut [f64], md: &mut [f64], mp: &mut [f64],
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, pot: &[f64], el: Elastic, cache: Option<&[f64]>,
+    i0: usize, o: &mut [f64], md: &mut [f64], mp: &mut [f64],
 ));
 
 #[inline(always)]
@@ -694,6 +746,7 @@ fn block_bary<I: Isa>(
     h: &[f64],
     lam: f64,
     el: Elastic,
+    cache: Option<&[f64]>,
     i0: usize,
     o: &mut [f64],
     bo: &mut [f64],
@@ -701,7 +754,8 @@ fn block_bary<I: Isa>(
     let n = o.len();
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<Bary> = (0..n).map(|_| Bary { ys, acc: vec![0.0; d] }).collect();
-    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, &mut ex, &mut st[..n]);
+    let c = block_rows(cache, ys.n, i0, n);
+    stream_block::<I, GSq, _>(&x[i0 * d..(i0 + n) * d], ys, h, lam, None, el, c, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         for (bk, ak) in bo[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
@@ -711,7 +765,8 @@ fn block_bary<I: Isa>(
 }
 
 multiversion!(block_bary_at => block_bary, block_bary_512, block_bary_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: Elastic, i0: usize, o: &mut [f64], bo: &mut [f64],
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: Elastic, cache: Option<&[f64]>, i0: usize,
+    o: &mut [f64], bo: &mut [f64],
 ));
 
 /// `Σ e_j ∇h(x − y_j)` for one row `x` of an elastic cost: per coordinate,
@@ -753,6 +808,7 @@ fn block_grad<I: Isa>(
     h: &[f64],
     lam: f64,
     (gamma, pen): (f64, Penalty),
+    cache: Option<&[f64]>,
     i0: usize,
     o: &mut [f64],
     go: &mut [f64],
@@ -762,7 +818,8 @@ fn block_grad<I: Isa>(
     let mut st = vec![(NEG_INF, 0.0); n];
     let mut ex: Vec<GradH> =
         xs.chunks_exact(d).map(|x| GradH { ys, x, gamma, pen, acc: vec![0.0; d] }).collect();
-    stream_block::<I, GSq, _>(xs, ys, h, lam, None, Some((gamma, pen)), &mut ex, &mut st[..n]);
+    let c = block_rows(cache, ys.n, i0, n);
+    stream_block::<I, GSq, _>(xs, ys, h, lam, None, Some((gamma, pen)), c, &mut ex, &mut st[..n]);
     for (r, (&(m, s), e)) in st[..n].iter().zip(&ex).enumerate() {
         o[r] = lse_of(m, s);
         for (gk, ak) in go[r * d..(r + 1) * d].iter_mut().zip(&e.acc) {
@@ -772,8 +829,8 @@ fn block_grad<I: Isa>(
 }
 
 multiversion!(block_grad_at => block_grad, block_grad_512, block_grad_256(
-    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: (f64, Penalty), i0: usize, o: &mut [f64],
-    go: &mut [f64],
+    d: usize, x: &[f64], ys: &Soa, h: &[f64], lam: f64, el: (f64, Penalty), cache: Option<&[f64]>,
+    i0: usize, o: &mut [f64], go: &mut [f64],
 ));
 
 /// The prepared reduction of one direction of a solve, from the query points `x` to the
@@ -802,6 +859,10 @@ pub(crate) struct Reduction<'a> {
     tiled: OnceCell<Tiled>,
     h: Vec<f64>,
     sorted: Vec<f64>,
+    /// Untruncated passes run so far (the pair cache is built by the second).
+    passes: std::cell::Cell<usize>,
+    /// Every pair's tile value, row-major `n × m` ([`Reduction::pair_cache`]).
+    cache: OnceCell<Option<Vec<f64>>>,
 }
 
 impl<'a> Reduction<'a> {
@@ -834,7 +895,38 @@ impl<'a> Reduction<'a> {
             tiled: OnceCell::new(),
             h: Vec::new(),
             sorted: Vec::new(),
+            passes: std::cell::Cell::new(0),
+            cache: OnceCell::new(),
         }
+    }
+
+    /// The stored tile values of every pair, for an untruncated pass (module doc: pair cache):
+    /// `None` on the first such pass, and always when `d < CACHE_MIN_DIM`, `n·m > CACHE_MAX_PAIRS`
+    /// or the rows are split over several ranks; built (one streamed pass) on the second.
+    fn pair_cache(&self) -> Option<&[f64]> {
+        if let Some(c) = self.cache.get() {
+            return c.as_deref();
+        }
+        let (n, m) = (self.x.len() / self.d.max(1), self.y.len() / self.d.max(1));
+        let eligible = self.d >= CACHE_MIN_DIM
+            && n.checked_mul(m).is_some_and(|p| p > 0 && p <= CACHE_MAX_PAIRS)
+            && self.exec.comm.size() == 1;
+        if !eligible {
+            return self.cache.get_or_init(|| None).as_deref();
+        }
+        self.passes.set(self.passes.get() + 1);
+        if self.passes.get() < 2 {
+            return None;
+        }
+        let built = self.cache.get_or_init(|| {
+            let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
+            let mut vals = vec![0.0; n * m];
+            crate::dist::row_pass(&self.exec, n, ROW_BLOCK, &mut [(&mut vals, m)], |i0, o| {
+                block_fill_at(lvl, d, x, ys, el, i0, o[0])
+            });
+            Some(vals)
+        });
+        built.as_deref()
     }
 
     /// The operator of the ground cost `cost`: its tiles hold `|x − y|²` (squared-Euclidean costs,
@@ -874,11 +966,12 @@ impl<'a> Reduction<'a> {
     /// caller's row order.
     pub(crate) fn lse(&mut self, h: &[f64], lam: f64, out: &mut [f64]) {
         let (lvl, d, ground, exec, el) = (crate::simd::level(), self.d, self.ground, &self.exec, self.el);
-        let run = |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, out: &mut [f64]| {
-            crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1)], |i0, o| {
-                block_lse_at(lvl, d, x, ys, h, lam, ground, cull, el, i0, o[0])
-            });
-        };
+        let run =
+            |x: &[f64], ys: &Soa, h: &[f64], cull: Option<&Cull>, cache: Option<&[f64]>, out: &mut [f64]| {
+                crate::dist::row_pass(exec, out.len(), ROW_BLOCK, &mut [(out, 1)], |i0, o| {
+                    block_lse_at(lvl, d, x, ys, h, lam, ground, cull, el, cache, i0, o[0])
+                });
+            };
         // The elastic cost's tiles are never truncated (see the module docs).
         let tau = if el.is_some() { None } else { Cull::threshold(d, self.diam2, h, lam, ground) };
         if tau.is_some() && self.geo.is_none() {
@@ -887,11 +980,11 @@ impl<'a> Reduction<'a> {
         let cull =
             self.geo.as_ref().zip(tau).and_then(|(g, tau)| Cull::plan(g, d, self.x, h, lam, tau, ground));
         match cull {
-            None => run(self.x, self.ys.get_or_init(|| Soa::from_rows(d, self.y)), h, None, out),
+            None => run(self.x, self.ys(), h, None, self.pair_cache(), out),
             Some(c) => {
                 let t = self.tiled.get_or_init(|| Tiled::new(d, self.x, c.geo));
                 self.sorted.resize(out.len(), 0.0);
-                run(&t.xs, &t.ys, &c.hs, Some(&c), &mut self.sorted);
+                run(&t.xs, &t.ys, &c.hs, Some(&c), None, &mut self.sorted);
                 for (&i, v) in t.order_x.iter().zip(&self.sorted) {
                     out[i] = *v;
                 }
@@ -912,11 +1005,12 @@ impl<'a> Reduction<'a> {
         mean_pot: &mut [f64],
     ) {
         assert_eq!(self.ground, Ground::SqDist, "statistics pass of a squared-distance cost only");
-        let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
+        let (lvl, d, x, ys, el, cache) =
+            (crate::simd::level(), self.d, self.x, self.ys(), self.el, self.pair_cache());
         let outs = &mut [(lse, 1), (mean_d2, 1), (mean_pot, 1)];
         crate::dist::row_pass(&self.exec, outs[0].0.len(), ROW_BLOCK, outs, |i0, o| {
             let [o, md, mp] = o else { unreachable!("three outputs") };
-            block_stats_at(lvl, d, x, ys, h, lam, pot, el, i0, o, md, mp)
+            block_stats_at(lvl, d, x, ys, h, lam, pot, el, cache, i0, o, md, mp)
         });
     }
 
@@ -924,10 +1018,11 @@ impl<'a> Reduction<'a> {
     /// barycentres `bary[i] = Σ_j p_ij y_j` (n·d).
     pub(crate) fn lse_bary(&self, h: &[f64], lam: f64, lse: &mut [f64], bary: &mut [f64]) {
         assert_eq!(self.ground, Ground::SqDist, "barycentre pass of a squared-distance cost only");
-        let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
+        let (lvl, d, x, ys, el, cache) =
+            (crate::simd::level(), self.d, self.x, self.ys(), self.el, self.pair_cache());
         crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (bary, d)], |i0, o| {
             let [o, bo] = o else { unreachable!("two outputs") };
-            block_bary_at(lvl, d, x, ys, h, lam, el, i0, o, bo)
+            block_bary_at(lvl, d, x, ys, h, lam, el, cache, i0, o, bo)
         });
     }
 
@@ -936,10 +1031,10 @@ impl<'a> Reduction<'a> {
     /// `∇h(z)_k = z_k + γ τ₁'(z_k)`), `p_ij = exp(h_j − λ h(x_i − y_j) − L_i)`.
     pub(crate) fn lse_grad(&self, h: &[f64], lam: f64, lse: &mut [f64], grad: &mut [f64]) {
         let el = self.el.expect("gradient pass of an elastic cost only");
-        let (lvl, d, x, ys) = (crate::simd::level(), self.d, self.x, self.ys());
+        let (lvl, d, x, ys, cache) = (crate::simd::level(), self.d, self.x, self.ys(), self.pair_cache());
         crate::dist::row_pass(&self.exec, lse.len(), ROW_BLOCK, &mut [(lse, 1), (grad, d)], |i0, o| {
             let [o, go] = o else { unreachable!("two outputs") };
-            block_grad_at(lvl, d, x, ys, h, lam, el, i0, o, go)
+            block_grad_at(lvl, d, x, ys, h, lam, el, cache, i0, o, go)
         });
     }
 
@@ -1212,6 +1307,72 @@ mod tests {
         assert!(area < 2.0 * 4.0, "tile boxes cover {area}");
     }
 
+    /// The pair cache (from `CACHE_MIN_DIM` coordinates on, built by the second untruncated pass
+    /// of an operator) gives every pass the bits of a fresh operator's streamed pass: soft-min on
+    /// both grounds, statistics, barycentre and the elastic gradient, for the squared distance and
+    /// both elastic costs, at d = 40 (blocked loop) and d = 17 (plain loop); 70 rows against 300
+    /// targets (a partial tile). Below `CACHE_MIN_DIM` no cache is built.
+    #[test]
+    fn pair_cache_gives_the_streamed_bits() {
+        let (n, m) = (70, 300);
+        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        for d in [40, 17, CACHE_MIN_DIM - 1] {
+            let x = data(n, d, 31);
+            let y = data(m, d, 32);
+            let h: Vec<f64> = (0..m).map(|j| ((j * 13 % 29) as f64) - 14.0).collect();
+            let pot: Vec<f64> = (0..m).map(|j| (j as f64).cos()).collect();
+            let els = [None, Some((0.3, Penalty::L1)), Some((0.3, Penalty::SmoothedL0 { sigma: 0.5 }))];
+            for el in els {
+                // every pass of an operator, in order, as bits
+                let passes = |red: &mut Reduction| {
+                    let mut all = Vec::new();
+                    let (mut o, mut md, mut mp) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                    red.lse_stats(&h, 1e-3, &pot, &mut o, &mut md, &mut mp);
+                    all.extend([bits(&o), bits(&md), bits(&mp)]);
+                    let mut b = vec![0.0; n * d];
+                    red.lse_bary(&h, 1e-3, &mut o, &mut b);
+                    all.extend([bits(&o), bits(&b)]);
+                    if el.is_some() {
+                        red.lse_grad(&h, 1e-3, &mut o, &mut b);
+                        all.extend([bits(&o), bits(&b)]);
+                    }
+                    red.lse(&h, 1e-3, &mut o);
+                    all.push(bits(&o));
+                    all
+                };
+                let fresh = |_: usize| {
+                    let mut r = Reduction::new(&Exec::default(), d, &x, &y, Ground::SqDist);
+                    r.set_elastic(el);
+                    r
+                };
+                let mut red = fresh(0);
+                let first = passes(&mut red);
+                let second = passes(&mut red);
+                let third = passes(&mut red);
+                let cached = red.cache.get().is_some_and(|c| c.is_some());
+                assert_eq!(cached, d >= CACHE_MIN_DIM, "d = {d}, {el:?}");
+                assert!(first[0].iter().all(|b| f64::from_bits(*b).is_finite()));
+                assert_eq!(first, second, "d = {d}, {el:?}");
+                assert_eq!(first, third, "d = {d}, {el:?}");
+                // each pass alone on a fresh operator (streamed) gives the same bits as well
+                assert_eq!(passes(&mut fresh(1)), first, "d = {d}, {el:?}");
+            }
+            // W1's ground (square root of the cached squared distance)
+            let mut red = Reduction::new(&Exec::default(), d, &x, &y, Ground::Dist);
+            let mut o = vec![0.0; n];
+            red.lse(&h, 1e-3, &mut o);
+            let streamed = bits(&o);
+            for _ in 0..3 {
+                red.lse(&h, 1e-3, &mut o);
+                assert_eq!(bits(&o), streamed, "d = {d}, W1 ground");
+            }
+            for (i, xi) in x.chunks_exact(d).enumerate() {
+                let r = reference(d, xi, &y, &h, 1e-3, Ground::Dist);
+                assert!((o[i] - r).abs() <= 1e-12 * r.abs().max(1.0), "row {i}: {} vs {r}", o[i]);
+            }
+        }
+    }
+
     /// The AVX-512, AVX2 and baseline copies give the same bits (explicit `mul_add` only; fixed lane
     /// order), on the levels this CPU has.
     #[test]
@@ -1227,8 +1388,8 @@ mod tests {
             let (mut md, mut mp) = (vec![0.0; n], vec![0.0; n]);
             let (mut o2, mut bo) = (vec![0.0; n], vec![0.0; n * d]);
             let ys = Soa::from_rows(d, &y);
-            block_stats_at(lvl, d, &x, &ys, &h, 11.0, &pot, None, 0, &mut o, &mut md, &mut mp);
-            block_bary_at(lvl, d, &x, &ys, &h, 11.0, None, 0, &mut o2, &mut bo);
+            block_stats_at(lvl, d, &x, &ys, &h, 11.0, &pot, None, None, 0, &mut o, &mut md, &mut mp);
+            block_bary_at(lvl, d, &x, &ys, &h, 11.0, None, None, 0, &mut o2, &mut bo);
             let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
             (bits(&o), bits(&md), bits(&mp), bits(&o2), bits(&bo))
         };
@@ -1262,20 +1423,22 @@ mod tests {
                     let r = ROW_BLOCK.min(n - i0);
                     for el in els {
                         let mut o = vec![0.0; r];
-                        block_lse_at(lvl, d, &x, &ys, &h, 0.7, Ground::SqDist, None, el, i0, &mut o);
+                        block_lse_at(lvl, d, &x, &ys, &h, 0.7, Ground::SqDist, None, el, None, i0, &mut o);
                         let (mut so, mut md, mut mp) = (vec![0.0; r], vec![0.0; r], vec![0.0; r]);
-                        block_stats_at(lvl, d, &x, &ys, &h, 0.7, &pot, el, i0, &mut so, &mut md, &mut mp);
+                        block_stats_at(
+                            lvl, d, &x, &ys, &h, 0.7, &pot, el, None, i0, &mut so, &mut md, &mut mp,
+                        );
                         let (mut bl, mut bo) = (vec![0.0; r], vec![0.0; r * d]);
-                        block_bary_at(lvl, d, &x, &ys, &h, 0.7, el, i0, &mut bl, &mut bo);
+                        block_bary_at(lvl, d, &x, &ys, &h, 0.7, el, None, i0, &mut bl, &mut bo);
                         all.extend([bits(&o), bits(&so), bits(&md), bits(&mp), bits(&bl), bits(&bo)]);
                         if let Some(el) = el {
                             let (mut gl, mut go) = (vec![0.0; r], vec![0.0; r * d]);
-                            block_grad_at(lvl, d, &x, &ys, &h, 0.7, el, i0, &mut gl, &mut go);
+                            block_grad_at(lvl, d, &x, &ys, &h, 0.7, el, None, i0, &mut gl, &mut go);
                             all.extend([bits(&gl), bits(&go)]);
                         }
                     }
                     let mut o = vec![0.0; r];
-                    block_lse_at(lvl, d, &x, &ys, &h, 0.7, Ground::Dist, None, None, i0, &mut o);
+                    block_lse_at(lvl, d, &x, &ys, &h, 0.7, Ground::Dist, None, None, None, i0, &mut o);
                     all.push(bits(&o));
                 }
                 all
