@@ -45,6 +45,17 @@
 //! tile) but the floor `F(x)` must then be a true term, `h(x − y_{r_T})`, and the share of skipped
 //! tiles is small at the large ε the displacement-sparse maps use; not done.
 //!
+//! **Pair cache.** In high dimension a tile value costs `d` fused multiply-adds (or the elastic
+//! cost's `d` terms) against a few operations for the soft-min that consumes it, and a solve reads
+//! the same pairs on every half-iteration. So from [`CACHE_MIN_DIM`] coordinates on, for at most
+//! [`CACHE_MAX_PAIRS`] pairs and on one rank, an operator's second untruncated pass stores every
+//! pair's tile value (row-major `n × m`, computed by the same tile loop, so the same bits) and
+//! every later untruncated pass reads them instead of recomputing them: each row still sees its
+//! tiles in increasing `j` with the same values, so every pass gives the bits of the streamed one
+//! (unit test `pair_cache_gives_the_streamed_bits`). A one-pass operator (applying a map to new
+//! points) stores nothing; the truncated pass streams (its rows and targets are reordered).
+//! Memory: `8 n m` bytes per direction, at most 128 MiB.
+//!
 //! The row blocks run inside a function compiled for the level [`crate::simd::level`] (AVX-512,
 //! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
 
