@@ -289,6 +289,11 @@ pub struct FitArgs {
     /// (an autonomous field λ(x): u(x), g(x) the same at every time, so it extrapolates).
     #[arg(long, value_enum, default_value_t = TimeChoice::Cosine)]
     pub time_basis: TimeChoice,
+    /// Var-RUOT: R space-uniform time functions cos(ν_r τ + b_r), ν_r ~ N(0, 1/ℓ_t²), added to the
+    /// potential λ (features.rs): a growth rate uniform in space that varies in time, no velocity
+    /// (0: none, the fit is unchanged).
+    #[arg(long, default_value_t = 0)]
+    pub time_functions: usize,
     /// Space length scale of the features (standardised units).
     #[arg(long, default_value_t = 0.7)]
     pub ell_x: f64,
@@ -460,6 +465,9 @@ pub fn fit_dt(a: &FitArgs) -> f64 {
 pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Error> {
     match a.model {
         FitKind::UotFm => {
+            if a.time_functions > 0 {
+                return Err(cli_err("--time-functions", "applies to --model var_ruot only"));
+            }
             let p = uot_fm_params(a);
             let (model, info) = uot_fm::fit(train, &p, exec)?;
             let settings = json!({
@@ -492,7 +500,9 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             // ridge regression of ∇λ on the velocity targets and λ/α on the growth targets (exact
             // for ψ₁; for ψ₂ the same λ is the starting point and the fit takes it from there).
             let fm = uot_fm_params(a);
-            let features = uot_fm::feature_map(train, &fm)?;
+            let features = uot_fm::feature_map(train, &fm)?
+                .with_time_functions(a.time_functions)
+                .map_err(|e| cli_err("--time-functions", e))?;
             let targets = uot_fm::targets(train, &fm, exec)?;
             let (mut start, ridge) = uot_fm::fit_potential(&targets, features, fm.ridge, p.alpha, p.psi)?;
             // A start whose growth breaks the step guard (|g dt| > max_growth_step) cannot be
@@ -536,10 +546,14 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                 progress.message(format!("iteration {} loss {:.6e} ({:.1} s)", r.iter, r.loss, r.seconds))
             })?;
             progress.finish(&format!("{} iterations", report.history.len().saturating_sub(1)));
-            let settings = json!({
+            let mut settings = json!({
                 "model": "var_ruot", "params": p, "start": {"uot_fm": fm, "ridge": ridge},
                 "sigma": sim_sigma(a), "dt": fit_dt(a), "subsample": a.subsample,
             });
+            if a.time_functions > 0 {
+                // written only when used: a default fit's model.json is byte for byte as before
+                settings["time_functions"] = json!(a.time_functions);
+            }
             let h = &report.history;
             let curve = |name: &str, v: fn(&var_ruot::IterRecord) -> f64| {
                 (name.to_string(), h.iter().map(|r| (r.iter as f64, v(r).max(1e-300))).collect::<Vec<_>>())

@@ -16,7 +16,20 @@
 //!   linearly outside them (a partition of unity that reproduces every linear function of `t`; two
 //!   knots give space features × `{1, t}`, one knot an autonomous field).
 //!
-//! A scalar field is `λ(x, t) = Σ θ_{k,j} f_{k,j}(x, t)` (index `k·S + j`, `S` space functions).
+//! Optionally ([`Features::with_time_functions`], `advreact fit --time-functions R`) `R`
+//! *space-uniform time functions* follow, `h_r(τ) = √(2/R) cos(ν'_r τ + b'_r)`, `ν'_r ~ N(0, 1/ℓ_t²)`,
+//! `b'_r ~ U[0, 2π)` (drawn from a stream of their own, so the space features above are the same
+//! draws with or without them): `∇h_r = 0`, `Δh_r = 0`, `∂_τ h_r = −√(2/R) ν'_r sin(ν'_r τ + b'_r)`.
+//! The cosine basis has no such function otherwise (its only space-uniform term is the constant
+//! `1`, and in high dimension no random feature is nearly constant in space). In a Var-RUOT
+//! potential, `λ ← λ + Σ_r θ'_r h_r(τ)` leaves the velocity `u = ∇λ` unchanged and shifts the
+//! growth through `αψ'(g) = λ`: for ψ₁ it adds the same rate `Σ_r θ'_r h_r(τ)/α` to every cell's
+//! `g` (a growth rate uniform in space that varies, and may change sign, in time); for a concave ψ
+//! it shifts `λ`, hence `g = (ψ')⁻¹(λ/α)`, by an amount uniform in space. With `R = 0` (the
+//! default, and every model file without the keys) nothing changes.
+//!
+//! A scalar field is `λ(x, t) = Σ θ_{k,j} f_{k,j}(x, t) + Σ_r θ'_r h_r(τ)` (index `k·S + j`, `S`
+//! space functions, then `K·S + r`).
 //! With `s_j, c_j` the sine and cosine of the phase and `a = √(2/m)`:
 //! `∇_z S_j = −a s_j ω_j`, `∂_τ S_j = −a s_j ν_j`, `Δ_z S_j = −a c_j |ω_j|²`,
 //! `∇²_z S_j · v = −a c_j (ω_jᵀv) ω_j`, `∇_z ∂_τ S_j = −a c_j ν_j ω_j`, `∇_z Δ_z S_j = a s_j |ω_j|² ω_j`.
@@ -140,6 +153,13 @@ pub struct Features {
     pub nu: Vec<f64>,
     /// Phases `b_j ∈ [0, 2π)`.
     pub phase: Vec<f64>,
+    /// Frequencies `ν'_r` of the space-uniform time functions (module doc; empty: none, and the
+    /// key is then not written, so a model file without it is the same map).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_nu: Vec<f64>,
+    /// Phases `b'_r` of the space-uniform time functions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub time_phase: Vec<f64>,
 }
 
 /// Per-point workspace of [`Features`]: standardised point, time functions, sines and cosines.
@@ -162,6 +182,9 @@ pub struct Point {
     // per random feature: `ωᵀb` and the factor of `ω_j` in `∇_x` (jet and products)
     bo: Vec<f64>,
     fj: Vec<f64>,
+    // the space-uniform time functions `h_r` and `∂_τ h_r` at the loaded time
+    tf: Vec<f64>,
+    dtf: Vec<f64>,
     // the map's frequencies by coordinate (`omt[k·m + j] = ω_{j,k}`: loops over features are
     // contiguous) and `|ω_j|²`, copied once per workspace
     omt: Vec<f64>,
@@ -225,7 +248,34 @@ impl Features {
             nu[j] = if cosine { n / spec.ell_t } else { 0.0 };
             phase[j] = r.random::<f64>() * std::f64::consts::TAU;
         }
-        Ok(Self { spec, omega, nu, phase })
+        Ok(Self { spec, omega, nu, phase, time_nu: Vec::new(), time_phase: Vec::new() })
+    }
+
+    /// Add `r` space-uniform time functions `h_r(τ) = √(2/r) cos(ν'_r τ + b'_r)` (module doc),
+    /// `ν'_r ~ N(0, 1/ℓ_t²)` and `b'_r ~ U[0, 2π)` drawn from the stream `(seed, Features, 2, 0)`
+    /// (the space features keep their draws). `r = 0` returns the map unchanged.
+    pub fn with_time_functions(mut self, r: usize) -> Result<Self, String> {
+        if r == 0 {
+            return Ok(self);
+        }
+        let lt = self.spec.ell_t;
+        if !(lt.is_finite() && lt > 0.0) {
+            return Err(format!("features: ell_t must be finite and > 0 for time functions, got {lt}"));
+        }
+        let mut g = rng::stream(self.spec.seed, Purpose::Features, 2, 0);
+        self.time_nu.clear();
+        self.time_phase.clear();
+        for _ in 0..r {
+            let n: f64 = StandardNormal.sample(&mut g);
+            self.time_nu.push(n / lt);
+            self.time_phase.push(g.random::<f64>() * std::f64::consts::TAU);
+        }
+        Ok(self)
+    }
+
+    /// Number of space-uniform time functions `R`.
+    pub fn time_functions(&self) -> usize {
+        self.time_nu.len()
     }
 
     /// Check a map read from a file: the spec and the stored array lengths.
@@ -235,8 +285,16 @@ impl Features {
         if self.omega.len() != m * d || self.nu.len() != m || self.phase.len() != m {
             return Err(format!("features: omega must hold m·d = {} numbers, nu and phase m = {m}", m * d));
         }
-        if self.omega.iter().chain(&self.nu).chain(&self.phase).any(|v| !v.is_finite()) {
-            return Err("features: omega, nu and phase must be finite".into());
+        if self.time_nu.len() != self.time_phase.len() {
+            return Err(format!(
+                "features: time_nu ({}) and time_phase ({}) must have the same length",
+                self.time_nu.len(),
+                self.time_phase.len()
+            ));
+        }
+        let all = self.omega.iter().chain(&self.nu).chain(&self.phase);
+        if all.chain(&self.time_nu).chain(&self.time_phase).any(|v| !v.is_finite()) {
+            return Err("features: omega, nu, phase, time_nu and time_phase must be finite".into());
         }
         Ok(())
     }
@@ -259,9 +317,19 @@ impl Features {
         }
     }
 
-    /// Number of basis functions `p = K·S` (the length of a coefficient vector).
+    /// Number of basis functions `p = K·S + R` (the length of a coefficient vector).
     pub fn len(&self) -> usize {
+        self.time_len() * self.space_len() + self.time_functions()
+    }
+
+    /// Index of the first space-uniform time function, `K·S`.
+    fn tf_offset(&self) -> usize {
         self.time_len() * self.space_len()
+    }
+
+    /// `√(2/R)`.
+    fn tf_amp(&self) -> f64 {
+        (2.0 / self.time_functions().max(1) as f64).sqrt()
     }
 
     /// Always false: a map has at least the constant term.
@@ -290,6 +358,8 @@ impl Features {
             fj: vec![0.0; m],
             omt: (0..d * m).map(|i| self.omega[(i % m) * d + i / m]).collect(),
             wn: self.omega.chunks_exact(d.max(1)).take(m).map(norm2).collect(),
+            tf: vec![0.0; self.time_functions()],
+            dtf: vec![0.0; self.time_functions()],
         }
     }
 
@@ -306,6 +376,14 @@ impl Features {
                 p.dtk[0] = 0.0;
             }
             TimeBasis::Hat { knots } => hat(knots, t, &mut p.tk, &mut p.dtk, sp.t_scale),
+        }
+        let at = self.tf_amp();
+        for (((h, dh), nu), b) in
+            p.tf.iter_mut().zip(p.dtf.iter_mut()).zip(&self.time_nu).zip(&self.time_phase)
+        {
+            let (s, c) = (nu * tau + b).sin_cos();
+            *h = at * c;
+            *dh = -at * nu * s;
         }
         // arg_j = b_j + ν_j τ + Σ_k z_k ω_{j,k}, summed in k order (coordinate-major: the loops
         // over j are contiguous and vectorise)
@@ -338,6 +416,8 @@ impl Features {
             }
             self.poly_each(p, |q, v, _| o[m + q] = tk * v);
         }
+        let o = self.tf_offset();
+        out[o..o + p.tf.len()].copy_from_slice(&p.tf);
     }
 
     /// The raw-coordinate gradients of all basis functions at the loaded point: `out[i·d + l]` =
@@ -407,6 +487,12 @@ impl Features {
             for i in 0..d {
                 lap += 2.0 * p.th[m + self.quad_index(i, i)];
             }
+        }
+        if !p.tf.is_empty() {
+            // the space-uniform time functions: value and ∂_τ only
+            let th = &theta[self.tf_offset()..];
+            val += dot(th, &p.tf);
+            dtau += dot(th, &p.dtf);
         }
         let s = self.spec.scale;
         jet.value = val;
@@ -486,6 +572,11 @@ impl Features {
                 for ((o, rj), qj) in out[k * sl..(k + 1) * sl].iter_mut().zip(&r).zip(&q) {
                     *o += tk * rj + dtk * qj;
                 }
+            }
+            // the space-uniform time functions (no ∇, no Δ: only a λ and c ∂_tλ)
+            let o0 = self.tf_offset();
+            for ((o, h), dh) in out[o0..o0 + p.tf.len()].iter_mut().zip(&p.tf).zip(&p.dtf) {
+                *o += cot.a * h + cz * dh;
             }
             (p.r, p.q) = (r, q);
         }
@@ -661,6 +752,14 @@ mod tests {
         ]
         .into_iter()
         .map(|(t, p)| Features::new(spec(t, p, d)).unwrap())
+        .chain([
+            // with space-uniform time functions (last: the tests index the first ones)
+            Features::new(spec(TimeBasis::Cosine, 2, d)).unwrap().with_time_functions(5).unwrap(),
+            Features::new(spec(TimeBasis::Hat { knots: vec![0.0, 2.0] }, 1, d))
+                .unwrap()
+                .with_time_functions(3)
+                .unwrap(),
+        ])
         .collect()
     }
 
@@ -793,6 +892,72 @@ mod tests {
         for t in [-1.0, 0.7, 4.0, 12.5] {
             assert_eq!(jet_at(&f, &th, &x, t), j0, "t = {t}");
         }
+    }
+
+    /// The time functions are uniform in space (`∇λ = 0`, `Δλ = 0` exactly, the same value at
+    /// every x), vary in time, and leave the space features' draws and jets unchanged to the bit.
+    #[test]
+    fn time_functions_are_uniform_in_space_and_leave_the_rest_alone() {
+        let d = 3;
+        let f0 = Features::new(spec(TimeBasis::Cosine, 1, d)).unwrap();
+        let f1 = f0.clone().with_time_functions(8).unwrap();
+        assert_eq!((f1.time_functions(), f1.len()), (8, f0.len() + 8));
+        assert_eq!((&f1.omega, &f1.nu, &f1.phase), (&f0.omega, &f0.nu, &f0.phase));
+        assert_eq!(f0.clone().with_time_functions(0).unwrap(), f0);
+        // only the time functions: uniform in space
+        let mut th = vec![0.0; f1.len()];
+        th[f0.len()..].copy_from_slice(&theta(8));
+        let (xa, xb) = ([0.4, -0.3, 1.1], [-2.0, 0.9, 0.05]);
+        for t in [-1.0, 0.3, 2.7] {
+            let (ja, jb) = (jet_at(&f1, &th, &xa, t), jet_at(&f1, &th, &xb, t));
+            assert_eq!(ja, jb, "t = {t}");
+            assert!(ja.grad.iter().all(|g| *g == 0.0) && ja.lap == 0.0, "{ja:?}");
+            assert!(ja.value.abs() > 1e-3 && ja.dt.abs() > 1e-3, "{ja:?}");
+        }
+        assert_ne!(jet_at(&f1, &th, &xa, -1.0).value, jet_at(&f1, &th, &xa, 2.7).value);
+        // space coefficients only: the jet of the map without time functions, to the bit
+        let th0 = theta(f0.len());
+        let mut th1 = th0.clone();
+        th1.extend([0.0; 8]);
+        for t in [-1.0, 0.3, 2.7] {
+            assert_eq!(jet_at(&f1, &th1, &xa, t), jet_at(&f0, &th0, &xa, t));
+        }
+        // the gradients of the time functions are zero rows
+        let mut p = f1.point();
+        f1.load(&xa, 0.3, &mut p);
+        let mut g = vec![1.0; f1.len() * d];
+        f1.gradients(&p, &mut g);
+        assert!(g[f0.len() * d..].iter().all(|v| *v == 0.0));
+    }
+
+    /// A map file without the time-function keys (every file written before they existed) reads
+    /// as the same map and is written back to the same text; a map with them round-trips.
+    #[test]
+    fn model_files_with_and_without_time_functions_read_back() {
+        let f0 = Features::new(spec(TimeBasis::Cosine, 1, 2)).unwrap();
+        // the text the derive wrote before the keys existed: the four fields in this order
+        let js = |v: &[f64]| serde_json::to_string(v).unwrap();
+        let old = format!(
+            r#"{{"spec":{},"omega":{},"nu":{},"phase":{}}}"#,
+            serde_json::to_string(&f0.spec).unwrap(),
+            js(&f0.omega),
+            js(&f0.nu),
+            js(&f0.phase)
+        );
+        let back: Features = serde_json::from_str(&old).unwrap();
+        assert_eq!(back, f0);
+        assert_eq!(serde_json::to_string(&back).unwrap(), old);
+        back.check().unwrap();
+        let f1 = f0.with_time_functions(4).unwrap();
+        let text = serde_json::to_string(&f1).unwrap();
+        assert!(text.contains("time_nu") && text.contains("time_phase"));
+        let back: Features = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, f1);
+        let mut bad = f1.clone();
+        bad.time_phase.pop();
+        assert!(bad.check().unwrap_err().contains("time_phase"));
+        bad.time_phase.push(f64::NAN);
+        assert!(bad.check().unwrap_err().contains("time_nu"));
     }
 
     #[test]

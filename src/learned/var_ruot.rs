@@ -63,6 +63,15 @@
 //! `g(X)` (the three-gene system of the papers is one), and a forecast past the last snapshot
 //! continues that same field.
 //!
+//! **Space-uniform time functions** (`--time-functions R`, [`Features::with_time_functions`]):
+//! `λ = Σ θ f(x, t) + Σ_r θ'_r h_r(t)`. They have `∇h = 0` and `Δh = 0`, so they move no particle
+//! and enter the steps only through `g = (ψ')⁻¹(λ/α)` (for ψ₁, `g += Σ θ'_r h_r/α`, the same for
+//! every cell) and the HJB residual through `∂_tλ` and `λ`; in the adjoint they receive only the
+//! cotangents `a` and `c` above ([`Features::vjp_theta`]: `a h_r + c ∂_t h_r`), and `vjp_x` gets
+//! nothing from them. In the ridge start (the joint regression of `∇λ` on the velocity targets and
+//! `λ/α` on the growth targets) their gradient rows are zero: they are fitted by the growth targets
+//! alone, i.e. they take the part of the growth that is uniform in space and varies in time.
+//!
 //! **Optimiser.** L-BFGS (the private module `lbfgs`) with a backtracking Armijo line search;
 //! each iteration is recorded ([`IterRecord`]).
 
