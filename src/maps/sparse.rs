@@ -598,7 +598,10 @@ struct Problem<'a> {
     abar: &'a [f64],
     target: Cloud,
     phi: DMatrix<f64>,
-    chol: nalgebra::Cholesky<f64, nalgebra::Dyn>,
+    /// `Φᵀ` (p × n), for the gradient `ΦᵀR` as one matrix product.
+    phi_t: DMatrix<f64>,
+    /// `M⁻¹` (p × p), from the Cholesky factor of `M`, for the preconditioner as one product.
+    minv: DMatrix<f64>,
     opts: DivergenceOptions,
     penalty: SparsePenalty,
     huber: f64,
@@ -611,7 +614,8 @@ struct Problem<'a> {
     work: SolveWork,
 }
 
-/// The design matrix `Φ`, the Cholesky factor of `M = ΦᵀĀΦ + λI` and the divergence's options.
+/// The design matrix `Φ`, the Cholesky factor of `M = ΦᵀĀΦ + λI` (inverted once: the
+/// preconditioner is then one matrix product per step) and the divergence's options.
 type FixedParts = (DMatrix<f64>, nalgebra::Cholesky<f64, nalgebra::Dyn>, DivergenceOptions);
 
 impl<'a> Problem<'a> {
@@ -629,8 +633,9 @@ impl<'a> Problem<'a> {
             x,
             abar,
             target: target.clone().with_mass(1.0),
+            phi_t: phi.transpose(),
             phi,
-            chol,
+            minv: chol.inverse(),
             opts,
             penalty,
             huber: 0.5 * delta,
@@ -687,7 +692,7 @@ impl<'a> Problem<'a> {
                 c[k] += self.abar[i] * w;
             }
         }
-        Ok((self.phi.tr_mul(&r), c))
+        Ok((&self.phi_t * r, c))
     }
 
     /// The `ā`-weighted root mean square of each column of `Δ = ΦΘ`.
@@ -714,7 +719,7 @@ impl<'a> Problem<'a> {
 
     /// The preconditioner `H₀ g`: `M⁻¹ g` with column `k` divided by `1 + γ c_k` (module doc).
     fn precondition(&self, g: &DMatrix<f64>, c: &[f64], gamma: f64) -> DMatrix<f64> {
-        let mut h = self.chol.solve(g);
+        let mut h = &self.minv * g;
         for (k, ck) in c.iter().enumerate() {
             h.column_mut(k).scale_mut(1.0 / (1.0 + gamma * ck));
         }

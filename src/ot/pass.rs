@@ -48,13 +48,14 @@
 //! **Pair cache.** In high dimension a tile value costs `d` fused multiply-adds (or the elastic
 //! cost's `d` terms) against a few operations for the soft-min that consumes it, and a solve reads
 //! the same pairs on every half-iteration. So from [`CACHE_MIN_DIM`] coordinates on, for at most
-//! [`CACHE_MAX_PAIRS`] pairs and on one rank, an operator's second untruncated pass stores every
+//! [`CACHE_MAX_PAIRS`] pairs and on one rank, an operator's first untruncated pass stores every
 //! pair's tile value (row-major `n × m`, computed by the same tile loop, so the same bits) and
-//! every later untruncated pass reads them instead of recomputing them: each row still sees its
+//! every untruncated pass reads them instead of recomputing them: each row still sees its
 //! tiles in increasing `j` with the same values, so every pass gives the bits of the streamed one
-//! (unit test `pair_cache_gives_the_streamed_bits`). A one-pass operator (applying a map to new
-//! points) stores nothing; the truncated pass streams (its rows and targets are reordered).
-//! Memory: `8 n m` bytes per direction, at most 128 MiB.
+//! (unit test `pair_cache_gives_the_streamed_bits`). The truncated pass keeps its own copy in its
+//! row and target order and skips the same tiles (`pair_cache_of_the_truncated_pass_gives_the_streamed_bits`).
+//! Memory: `8 n m` bytes per order used, at most 128 MiB each (a one-pass operator, e.g. a map
+//! applied to new points, holds them only for that pass).
 //!
 //! The row blocks run inside a function compiled for the level [`crate::simd::level`] (AVX-512,
 //! AVX2 + FMA or scalar; `ADVREACT_SIMD` overrides it), with the same bits on every level.
@@ -295,6 +296,23 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     let d = ys.dim.max(1);
     let (floors, alive) = cull.map(|c| c.block_plan::<G>(xs, lam)).unwrap_or_default();
     let mut buf = TileBuf::new();
+    if let Some(rows) = cached {
+        // the stored tile values of these rows ([`PairCache`]): each row sees the tiles of the
+        // streamed pass (same length, same skipped tiles), the same values in the same order, so
+        // the same bits (called here, not through a closure, so that the epilogue is compiled
+        // with this level's features)
+        let (m, len) = (ys.n, if cull.is_some() { CULL_TILE } else { TILE });
+        for (r, row) in rows.chunks_exact(m.max(1)).enumerate() {
+            for (t, j0) in (0..m).step_by(len).enumerate() {
+                if cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r])) {
+                    continue;
+                }
+                let vals = &row[j0..(j0 + len).min(m)];
+                absorb_tile::<I, G, E>(&mut states[r], &mut ex[r], j0, vals, h, lam, &mut buf.0);
+            }
+        }
+        return;
+    }
     // The closure's type depends on `I`: each level's copy gets its own instance of the tile
     // loop, inlined into its `#[target_feature]` function.
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
@@ -304,18 +322,6 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
         cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
     };
     let len = if cull.is_some() { CULL_TILE } else { TILE };
-    if let Some(rows) = cached {
-        // the stored tile values of these rows (`PairCache`): each row sees the tiles of the
-        // streamed pass, the same values in the same order, so the same bits
-        debug_assert!(cull.is_none(), "a cached pass is never truncated");
-        let m = ys.n;
-        for (r, row) in rows.chunks_exact(m.max(1)).enumerate() {
-            for j0 in (0..m).step_by(TILE) {
-                tile(r, j0, &row[j0..(j0 + TILE).min(m)], std::marker::PhantomData);
-            }
-        }
-        return;
-    }
     match el {
         None => for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData)),
         Some(el) => for_each_cost_tile(xs, ys, el, |r, j0, c| tile(r, j0, c, std::marker::PhantomData)),
@@ -870,10 +876,44 @@ pub(crate) struct Reduction<'a> {
     tiled: OnceCell<Tiled>,
     h: Vec<f64>,
     sorted: Vec<f64>,
-    /// Untruncated passes run so far (the pair cache is built by the second).
-    passes: std::cell::Cell<usize>,
-    /// Every pair's tile value, row-major `n × m` ([`Reduction::pair_cache`]).
-    cache: OnceCell<Option<Vec<f64>>>,
+    /// Every pair's tile value in the caller's order (untruncated passes).
+    cache: PairCache,
+    /// Every pair's tile value in the truncated pass's order ([`Tiled`]).
+    cache_tiled: PairCache,
+}
+
+/// The stored tile values of every pair of an operator, in one row and target order (module
+/// doc: pair cache), built by the first pass that asks for them.
+#[derive(Default)]
+struct PairCache {
+    vals: OnceCell<Option<Vec<f64>>>,
+}
+
+impl PairCache {
+    /// The values of the queries `x` against the targets `ys` (row-major `n × m`), computed on the
+    /// first call (the tile loop of a streamed pass); `None` when `d < CACHE_MIN_DIM`,
+    /// `n·m > CACHE_MAX_PAIRS` or the rows are split over several ranks.
+    fn get(&self, exec: &Exec, d: usize, x: &[f64], ys: &Soa, el: Elastic) -> Option<&[f64]> {
+        if let Some(c) = self.vals.get() {
+            return c.as_deref();
+        }
+        let (n, m) = (x.len() / d.max(1), ys.n);
+        let eligible = d >= CACHE_MIN_DIM
+            && n.checked_mul(m).is_some_and(|p| p > 0 && p <= CACHE_MAX_PAIRS)
+            && exec.comm.size() == 1;
+        let built = self.vals.get_or_init(|| {
+            if !eligible {
+                return None;
+            }
+            let lvl = crate::simd::level();
+            let mut vals = vec![0.0; n * m];
+            crate::dist::row_pass(exec, n, ROW_BLOCK, &mut [(&mut vals, m)], |i0, o| {
+                block_fill_at(lvl, d, x, ys, el, i0, o[0])
+            });
+            Some(vals)
+        });
+        built.as_deref()
+    }
 }
 
 impl<'a> Reduction<'a> {
@@ -906,38 +946,14 @@ impl<'a> Reduction<'a> {
             tiled: OnceCell::new(),
             h: Vec::new(),
             sorted: Vec::new(),
-            passes: std::cell::Cell::new(0),
-            cache: OnceCell::new(),
+            cache: PairCache::default(),
+            cache_tiled: PairCache::default(),
         }
     }
 
-    /// The stored tile values of every pair, for an untruncated pass (module doc: pair cache):
-    /// `None` on the first such pass, and always when `d < CACHE_MIN_DIM`, `n·m > CACHE_MAX_PAIRS`
-    /// or the rows are split over several ranks; built (one streamed pass) on the second.
+    /// The stored tile values of every pair for an untruncated pass ([`PairCache::get`]).
     fn pair_cache(&self) -> Option<&[f64]> {
-        if let Some(c) = self.cache.get() {
-            return c.as_deref();
-        }
-        let (n, m) = (self.x.len() / self.d.max(1), self.y.len() / self.d.max(1));
-        let eligible = self.d >= CACHE_MIN_DIM
-            && n.checked_mul(m).is_some_and(|p| p > 0 && p <= CACHE_MAX_PAIRS)
-            && self.exec.comm.size() == 1;
-        if !eligible {
-            return self.cache.get_or_init(|| None).as_deref();
-        }
-        self.passes.set(self.passes.get() + 1);
-        if self.passes.get() < 2 {
-            return None;
-        }
-        let built = self.cache.get_or_init(|| {
-            let (lvl, d, x, ys, el) = (crate::simd::level(), self.d, self.x, self.ys(), self.el);
-            let mut vals = vec![0.0; n * m];
-            crate::dist::row_pass(&self.exec, n, ROW_BLOCK, &mut [(&mut vals, m)], |i0, o| {
-                block_fill_at(lvl, d, x, ys, el, i0, o[0])
-            });
-            Some(vals)
-        });
-        built.as_deref()
+        self.cache.get(&self.exec, self.d, self.x, self.ys(), self.el)
     }
 
     /// The operator of the ground cost `cost`: its tiles hold `|x − y|²` (squared-Euclidean costs,
@@ -995,7 +1011,8 @@ impl<'a> Reduction<'a> {
             Some(c) => {
                 let t = self.tiled.get_or_init(|| Tiled::new(d, self.x, c.geo));
                 self.sorted.resize(out.len(), 0.0);
-                run(&t.xs, &t.ys, &c.hs, Some(&c), None, &mut self.sorted);
+                let cache = self.cache_tiled.get(exec, d, &t.xs, &t.ys, el);
+                run(&t.xs, &t.ys, &c.hs, Some(&c), cache, &mut self.sorted);
                 for (&i, v) in t.order_x.iter().zip(&self.sorted) {
                     out[i] = *v;
                 }
@@ -1318,7 +1335,7 @@ mod tests {
         assert!(area < 2.0 * 4.0, "tile boxes cover {area}");
     }
 
-    /// The pair cache (from `CACHE_MIN_DIM` coordinates on, built by the second untruncated pass
+    /// The pair cache (from `CACHE_MIN_DIM` coordinates on, built by the first untruncated pass
     /// of an operator) gives every pass the bits of a fresh operator's streamed pass: soft-min on
     /// both grounds, statistics, barycentre and the elastic gradient, for the squared distance and
     /// both elastic costs, at d = 40 (blocked loop) and d = 17 (plain loop); 70 rows against 300
@@ -1351,34 +1368,73 @@ mod tests {
                     all.push(bits(&o));
                     all
                 };
-                let fresh = |_: usize| {
+                let fresh = |cache: bool| {
                     let mut r = Reduction::new(&Exec::default(), d, &x, &y, Ground::SqDist);
                     r.set_elastic(el);
+                    if !cache {
+                        let _ = r.cache.vals.set(None);
+                    }
                     r
                 };
-                let mut red = fresh(0);
+                let mut red = fresh(true);
                 let first = passes(&mut red);
                 let second = passes(&mut red);
                 let third = passes(&mut red);
-                let cached = red.cache.get().is_some_and(|c| c.is_some());
+                let cached = red.cache.vals.get().is_some_and(|c| c.is_some());
                 assert_eq!(cached, d >= CACHE_MIN_DIM, "d = {d}, {el:?}");
                 assert!(first[0].iter().all(|b| f64::from_bits(*b).is_finite()));
                 assert_eq!(first, second, "d = {d}, {el:?}");
                 assert_eq!(first, third, "d = {d}, {el:?}");
-                // each pass alone on a fresh operator (streamed) gives the same bits as well
-                assert_eq!(passes(&mut fresh(1)), first, "d = {d}, {el:?}");
+                // an operator without the cache (every pass streamed) gives the same bits
+                assert_eq!(passes(&mut fresh(false)), first, "d = {d}, {el:?}");
             }
             // W1's ground (square root of the cached squared distance)
-            let mut red = Reduction::new(&Exec::default(), d, &x, &y, Ground::Dist);
+            let streaming = Reduction::new(&Exec::default(), d, &x, &y, Ground::Dist);
+            let _ = streaming.cache.vals.set(None);
             let mut o = vec![0.0; n];
+            let mut red = streaming;
             red.lse(&h, 1e-3, &mut o);
             let streamed = bits(&o);
+            let mut red = Reduction::new(&Exec::default(), d, &x, &y, Ground::Dist);
             for _ in 0..3 {
                 red.lse(&h, 1e-3, &mut o);
                 assert_eq!(bits(&o), streamed, "d = {d}, W1 ground");
             }
             for (i, xi) in x.chunks_exact(d).enumerate() {
                 let r = reference(d, xi, &y, &h, 1e-3, Ground::Dist);
+                assert!((o[i] - r).abs() <= 1e-12 * r.abs().max(1.0), "row {i}: {} vs {r}", o[i]);
+            }
+        }
+    }
+
+    /// The truncated pass with the pair cache (stored in its own row and target order) skips the
+    /// same tiles and gives the bits of the streamed truncated pass, on both grounds.
+    #[test]
+    fn pair_cache_of_the_truncated_pass_gives_the_streamed_bits() {
+        let (n, m, d) = (130, 1500, 20);
+        let x = data(n, d, 41);
+        let y = data(m, d, 42);
+        let h: Vec<f64> = (0..m).map(|j| ((j * 37 % 101) as f64) / 10.0 - 5.0).collect();
+        let bits = |v: &[f64]| v.iter().map(|v| v.to_bits()).collect::<Vec<u64>>();
+        for (ground, lam) in [(Ground::SqDist, 200.0), (Ground::Dist, 300.0)] {
+            let mut red = Reduction::new(&Exec::default(), d, &x, &y, ground);
+            let tau = Cull::threshold(d, red.diam2, &h, lam, ground);
+            let geo = Geometry::new(d, &y);
+            assert!(tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, ground)).is_some(), "{ground:?}: truncates");
+            let mut o = vec![0.0; n];
+            let mut streaming = Reduction::new(&Exec::default(), d, &x, &y, ground);
+            let _ = streaming.cache_tiled.vals.set(None);
+            streaming.lse(&h, lam, &mut o);
+            let streamed = bits(&o);
+            assert!(o.iter().all(|v| v.is_finite()));
+            for _ in 0..3 {
+                red.lse(&h, lam, &mut o);
+                assert_eq!(bits(&o), streamed, "{ground:?}");
+            }
+            assert!(red.cache_tiled.vals.get().is_some_and(|c| c.is_some()), "{ground:?}: tiled cache built");
+            assert!(red.cache.vals.get().is_none(), "{ground:?}: no untruncated pass ran");
+            for (i, xi) in x.chunks_exact(d).enumerate() {
+                let r = reference(d, xi, &y, &h, lam, ground);
                 assert!((o[i] - r).abs() <= 1e-12 * r.abs().max(1.0), "row {i}: {} vs {r}", o[i]);
             }
         }
