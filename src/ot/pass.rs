@@ -304,7 +304,8 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
         let (m, len) = (ys.n, if cull.is_some() { CULL_TILE } else { TILE });
         for (r, row) in rows.chunks_exact(m.max(1)).enumerate() {
             for (t, j0) in (0..m).step_by(len).enumerate() {
-                if cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r])) {
+                if cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
+                {
                     continue;
                 }
                 let vals = &row[j0..(j0 + len).min(m)];
@@ -1420,7 +1421,10 @@ mod tests {
             let mut red = Reduction::new(&Exec::default(), d, &x, &y, ground);
             let tau = Cull::threshold(d, red.diam2, &h, lam, ground);
             let geo = Geometry::new(d, &y);
-            assert!(tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, ground)).is_some(), "{ground:?}: truncates");
+            assert!(
+                tau.and_then(|t| Cull::plan(&geo, d, &x, &h, lam, t, ground)).is_some(),
+                "{ground:?}: truncates"
+            );
             let mut o = vec![0.0; n];
             let mut streaming = Reduction::new(&Exec::default(), d, &x, &y, ground);
             let _ = streaming.cache_tiled.vals.set(None);
