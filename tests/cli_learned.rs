@@ -375,6 +375,34 @@ fn var_ruot_defaults_are_recorded_and_lower_the_loss() {
     assert!(loss[4] < loss[0], "loss {loss:?}");
 }
 
+/// `--gamma-h` and `--gamma-m` reach the fit: recorded in the model's settings (defaults 0 and 1),
+/// and every recorded loss is `Σ S_ε + γ_M·mass + γ_A·action + γ_H·HJB` with the given weights
+/// (relative 1e-12), so the HJB term is in the loss the optimiser lowers.
+#[test]
+fn var_ruot_gamma_h_and_gamma_m_reach_the_loss() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (gh, gm, extra) in [(0.0, 1.0, vec![]), (0.5, 2.0, vec!["--gamma-h", "0.5", "--gamma-m", "2"])] {
+        let out = tmp.path().join(format!("g{gh}"));
+        let mut args = vec!["--iters", "2"];
+        args.extend(extra);
+        let o = small_var_ruot(&out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+        let p = &m["settings"]["params"];
+        assert_eq!((p["gamma_h"].as_f64(), p["gamma_m"].as_f64()), (Some(gh), Some(gm)), "{p}");
+        let ga = p["gamma_a"].as_f64().unwrap();
+        let f: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+        for r in f["loss"].as_array().unwrap() {
+            let v = |k: &str| r[k].as_f64().unwrap();
+            let sum = v("divergence") + gm * v("mass") + ga * v("action") + gh * v("hjb");
+            assert!((v("loss") - sum).abs() <= 1e-12 * v("loss").abs(), "{r}: {sum}");
+            assert!(v("hjb") > 0.0, "{r}");
+        }
+    }
+}
+
 /// `fit --model var_ruot` (a few L-BFGS iterations from the UOT-FM ridge start on 40 cells per
 /// time): the model file is a Var-RUOT potential, fit.json records a loss history that went down
 /// from the start, and `field` writes a `lambda` column.

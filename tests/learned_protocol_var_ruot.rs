@@ -1,7 +1,8 @@
 //! Var-RUOT as a protocol learner (`advreact results learned`, src/learned/results.rs):
 //! - a fold never fits on the snapshot it scores (selection included), and it picks the
 //!   candidate with the smallest leave-one-out W1, whose scores are recomputed here independently
-//!   (the mean over the fold's inner training times of the W1 of a fit without that time);
+//!   (the W1 of a fit without the inner time: the last training time for the extrapolating fold,
+//!   the interior ones otherwise);
 //! - the learner's fit IS `advreact fit --model var_ruot` on the same settings: the model the CLI
 //!   writes equals the learner's bit for bit, and the action matches fit.json's.
 //!
@@ -78,7 +79,7 @@ fn w1(a: &advreact::Cloud, b: &advreact::Cloud) -> f64 {
     wasserstein(a, b, Order::W1, &WassersteinOpts::default()).unwrap().value
 }
 
-/// Hold out t = 3 (extrapolation) and t = 1 with 2 candidates and 2 seeds: the held-out time is
+/// Hold out t = 3 (extrapolation) and t = 1 with 3 candidates and 2 seeds: the held-out time is
 /// in no training set; the LOO scores equal an independent recomputation (1e-12) and the chosen
 /// setting is their argmin; the scored W1 of each seed equals a direct fit of the chosen setting.
 #[test]
@@ -88,21 +89,22 @@ fn var_ruot_folds_never_train_on_what_they_score_and_pick_by_leave_one_out() {
     let e = Exec::default();
     let rec = Recorder { inner: learner(), seen: Mutex::new(Vec::new()) };
     let cands = rec.candidates();
-    assert_eq!(cands.len(), 2);
+    assert_eq!(cands.len(), 3);
     let seeds = [0u64, 1];
     for h in [3usize, 1] {
         rec.seen.lock().unwrap().clear();
         let f = run_fold(&rec, &s, Some(h), &seeds, &e).unwrap();
         let seen = rec.seen.lock().unwrap().clone();
-        // 2 inner folds × 2 candidates + 2 seeds
-        assert_eq!(seen.len(), 6, "{seen:?}");
+        // 1 inner fold × 3 candidates + 2 seeds
+        assert_eq!(seen.len(), 5, "{seen:?}");
         assert!(seen.iter().all(|t| !t.contains(&s.times[h])), "fold {h}: {seen:?}");
-        // independent leave-one-out: inner times are the training times but t_0
+        // independent leave-one-out: holding out t_3 (extrapolation) leaves out the last training
+        // time, t_2; holding out t_1 leaves out the one interior training time, t_2 as well
         let train: Vec<usize> = (0..4).filter(|&i| i != h).collect();
         let mut loo = Vec::new();
         for c in &cands {
             let mut sum = 0.0;
-            let inner: Vec<usize> = train.iter().copied().filter(|&j| j != 0).collect();
+            let inner = [2usize];
             for &j in &inner {
                 let keep: Vec<usize> = train.iter().copied().filter(|&i| i != j).collect();
                 let p = rec.inner.fit_predict(&restrict(&s, &keep), c, seeds[0], &[s.times[j]], &e).unwrap();
@@ -114,7 +116,7 @@ fn var_ruot_folds_never_train_on_what_they_score_and_pick_by_leave_one_out() {
         for (a, b) in f.loo.iter().zip(&loo) {
             assert!((a - b).abs() <= 1e-12 * b, "fold {h}: LOO {:?} vs {loo:?}", f.loo);
         }
-        let best = if loo[1] < loo[0] { 1 } else { 0 };
+        let best = (1..loo.len()).fold(0, |b, i| if loo[i] < loo[b] { i } else { b });
         assert_eq!(f.chosen, serde_json::to_value(cands[best]).unwrap(), "fold {h}: LOO {loo:?}");
         for (k, &seed) in seeds.iter().enumerate() {
             let p =

@@ -252,6 +252,13 @@ pub struct FitArgs {
     /// Var-RUOT: weight γ_A of the action.
     #[arg(long, default_value_t = 0.01)]
     pub gamma_a: f64,
+    /// Var-RUOT: weight γ_H of the HJB residual `R = ∂ₜλ + ½|∇λ|² + ½σ²Δλ + λg − αψ(g)` along the
+    /// particles (SPEC §6; 0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub gamma_h: f64,
+    /// Var-RUOT: weight γ_M of the relative mass errors `(M̂_k/M_k − 1)²`.
+    #[arg(long, default_value_t = 1.0)]
+    pub gamma_m: f64,
     /// Var-RUOT: tolerance of each Sinkhorn solve (relative L1 marginal error).
     #[arg(long, default_value_t = VAR_RUOT_SINKHORN_TOL)]
     pub sinkhorn_tol: f64,
@@ -433,6 +440,8 @@ pub fn var_ruot_params(a: &FitArgs) -> var_ruot::VarRuotParams {
         dt: fit_dt(a),
         eps: a.eps,
         gamma_a: a.gamma_a,
+        gamma_h: a.gamma_h,
+        gamma_m: a.gamma_m,
         sinkhorn_tol: a.sinkhorn_tol,
         patience: a.patience,
         min_decrease: a.min_decrease,

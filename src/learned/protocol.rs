@@ -6,12 +6,22 @@
 //!   train without `t_k`, simulate from `t_0`, score the W1 at `t_k`.
 //!
 //! Honesty rules (SPEC §8), enforced here rather than left to the caller:
-//! - **Settings are chosen by leave-one-out on the training times of each fold** (a fold with fewer
-//!   than 3 training snapshots uses the first candidate, the learner's default). For a fold with
-//!   training indices `T` (always holding 0), every candidate setting `c` is scored by
-//!   `LOO(c) = mean_{j ∈ T, j ≥ 1} W1(fit(T ∖ {j}, c) at t_j, X_j)`, and the fold uses
-//!   `argmin_c LOO(c)` (ties: the first candidate). The snapshot a fold scores is never in any
-//!   training set of that fold, selection included (tested).
+//! - **Settings are chosen by leave-one-out on the training times of each fold**, on inner folds
+//!   that pose the fold's own task ([`inner_folds`]). For a fold with training indices
+//!   `T = {0 = i_0 < i_1 < … < i_L}`, every candidate setting `c` is scored by
+//!   `LOO(c) = mean_{j ∈ J} W1(fit(T ∖ {j}, c) at t_j, X_j)` and the fold uses `argmin_c LOO(c)`
+//!   (ties: the first candidate), where
+//!   - a fold that scores times inside its training span (Table 1, or an interior `t_k` held out)
+//!     leaves out its interior training times, `J = {i_1, …, i_{L−1}}` (interpolation);
+//!   - a fold that scores past its last training time (the last `t_k` held out) leaves out its last
+//!     training time, `J = {i_L}` (extrapolation from the times before it).
+//!
+//!   An inner fold that left out the last time while the fold interpolates would let one wild
+//!   extrapolation outvote the interpolation folds (weinreb's Table 1 fold, stop 24: it picked a
+//!   basis that cannot fit the training times). With `J` empty (fewer than 3 training times) every
+//!   score is NaN and the first candidate, the learner's documented default, is used. The
+//!   snapshot a fold scores is never in any training set of that fold, selection included
+//!   (tested).
 //! - **Seeds**: the chosen setting is refitted with each of the seeds; the report gives
 //!   mean ± sd (sample sd, n − 1).
 //! - **Noise floor**: beside every score, the split-half W1 of the true snapshot
@@ -80,29 +90,41 @@ fn w1(a: &Cloud, b: &Cloud, exec: &Exec) -> Result<f64, SimError> {
     Ok(wasserstein(a, b, Order::W1, &opts)?.value)
 }
 
-/// The leave-one-out score of each candidate on the training indices `train` (holding 0). With
-/// fewer than 3 training snapshots there is nothing to leave out (a fit needs two): every score
-/// is NaN and the first candidate (the learner's documented default) is used.
+/// The inner folds of a fold with training indices `train` (ascending, holding 0): the training
+/// indices left out one at a time to score the candidates (module doc). `extrapolating`: the fold
+/// scores a time after its last training time. Empty with fewer than 3 training times.
+pub fn inner_folds(train: &[usize], extrapolating: bool) -> Vec<usize> {
+    match train.len() {
+        0..=2 => Vec::new(),
+        n if extrapolating => vec![train[n - 1]],
+        n => train[1..n - 1].to_vec(),
+    }
+}
+
+/// The leave-one-out score of each candidate on the training indices `train` (holding 0), over
+/// the inner folds [`inner_folds`]. Without inner folds every score is NaN and the first candidate
+/// (the learner's documented default) is used.
 fn loo_scores<L: Learner>(
     learner: &L,
     series: &Series,
     train: &[usize],
+    extrapolating: bool,
     seed: u64,
     exec: &Exec,
 ) -> Result<Vec<f64>, SimError> {
-    if train.len() < 3 {
+    let inner = inner_folds(train, extrapolating);
+    if inner.is_empty() {
         return Ok(vec![f64::NAN; learner.candidates().len()]);
     }
     let mut scores = Vec::new();
     for c in learner.candidates() {
         let mut sum = 0.0;
-        let inner: Vec<usize> = train.iter().copied().filter(|&j| j != 0).collect();
         for &j in &inner {
             let keep: Vec<usize> = train.iter().copied().filter(|&i| i != j).collect();
             let p = learner.fit_predict(&restrict(series, &keep), &c, seed, &[series.times[j]], exec)?;
             sum += w1(&p.clouds[0], &series.clouds[j], exec)?;
         }
-        scores.push(sum / inner.len().max(1) as f64);
+        scores.push(sum / inner.len() as f64);
     }
     Ok(scores)
 }
@@ -143,8 +165,12 @@ pub fn run_fold<L: Learner>(
     if cands.is_empty() || seeds.is_empty() {
         return Err(SimError::Invalid("protocol: needs at least one candidate setting and one seed".into()));
     }
-    let loo =
-        if cands.len() > 1 { loo_scores(learner, series, &train, seeds[0], exec)? } else { vec![f64::NAN] };
+    let extrapolating = held_out == Some(k - 1);
+    let loo = if cands.len() > 1 {
+        loo_scores(learner, series, &train, extrapolating, seeds[0], exec)?
+    } else {
+        vec![f64::NAN]
+    };
     let best = (0..loo.len()).fold(0, |b, i| if loo[i] < loo[b] { i } else { b }); // NaN: the first
     let setting = &cands[best];
     let scored: Vec<usize> = match held_out {
@@ -342,5 +368,17 @@ mod tests {
         assert!(run_fold(&l, &s, Some(0), &[1], &e).is_err());
         let (m, sd) = mean_sd(&[1.0, 2.0, 3.0]);
         assert_eq!((m, sd), (2.0, 1.0));
+    }
+
+    /// Interpolating folds leave out their interior training times, extrapolating ones their last;
+    /// with fewer than 3 training times there is nothing to leave out.
+    #[test]
+    fn inner_folds_pose_the_folds_own_task() {
+        assert_eq!(inner_folds(&[0, 1, 2, 3, 4], false), vec![1, 2, 3]); // Table 1
+        assert_eq!(inner_folds(&[0, 1, 3, 4], false), vec![1, 3]); // t_2 held out
+        assert_eq!(inner_folds(&[0, 1, 2, 3], true), vec![3]); // t_4 held out
+        assert_eq!(inner_folds(&[0, 1, 2], false), vec![1]); // weinreb's Table 1
+        assert!(inner_folds(&[0, 2], false).is_empty());
+        assert!(inner_folds(&[0, 1], true).is_empty());
     }
 }

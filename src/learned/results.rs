@@ -11,16 +11,15 @@
 //!   (the command line is parsed by the CLI's own [`FitArgs`] and fitted by
 //!   [`super::commands::fit_model`]: one fit loop), simulated like `advreact forward --model` (the
 //!   fit's `dt`, its `σ`, its seed). Candidates: the time basis `B` of `λ(x, t) = Σ_j θ_j φ_j(x) T_j(t)`
-//!   (SPEC §6), chosen a priori as the two ways time can enter that extend past the last
-//!   snapshot (SPEC §6; hold-one-out scores the last time too): `linear` (`T_j` the hats on the
-//!   first and last training time = space × `{1, t}`, extended linearly past them; first, so it
-//!   is used where leave-one-out cannot run: a fold with 2 training times) and `constant` (one
-//!   hat knot: `λ = λ(x)`, an autonomous field, which the three-gene system of the papers is).
-//!   The CLI's default `cosine` (space–time Fourier phases, which do not extrapolate) is left out
-//!   for the compute budget: with `C` candidates, `S` seeds and `K` times the protocols run
-//!   `C (K−1)²` selection fits (folds with fewer than 3 training times have none) and `S K`
-//!   final fits — three_gene_2d (K = 5), C = 2, S = 5: 32 + 25; emt (K = 4): 18 + 20; weinreb
-//!   (K = 3): 4 + 15; a third candidate adds 16 + 9 + 2. Everything else stays at the `fit` defaults
+//!   (SPEC §6), fixed a priori: `linear` (`T_j` the hats on the first and last training time =
+//!   space × `{1, t}`, extended linearly past them; first, so it is used where leave-one-out cannot
+//!   run: a fold with 2 training times), `constant` (one hat knot: `λ = λ(x)`, an autonomous field,
+//!   which the three-gene system of the papers is) and `cosine` (the CLI's default: space–time
+//!   Fourier phases, which do not extrapolate; leave-one-out on an extrapolating fold's last
+//!   training time decides whether that matters). With `C` candidates, `S` seeds and `K` times the
+//!   protocols run `C · J` selection fits, `J` the inner folds of all folds
+//!   ([`super::protocol::inner_folds`]: three_gene_2d (K = 5) 10, emt (K = 4) 5, weinreb (K = 3) 1),
+//!   and `S K` final fits. Everything else stays at the `fit` defaults
 //!   (ψ₁, α = 1, γ_A = 0.01, dt 0.05, 300 features, 40 L-BFGS iterations). Its action is the
 //!   fit's `A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0` (per unit of initial mass).
 
@@ -159,9 +158,11 @@ impl Learner for VarRuotLearner {
     fn name(&self) -> String {
         "var_ruot".into()
     }
-    /// Linear, constant (module doc).
+    /// Linear, constant, cosine (module doc).
     fn candidates(&self) -> Vec<VarRuotSetting> {
-        [TimeChoice::Linear, TimeChoice::Constant].map(|time_basis| VarRuotSetting { time_basis }).to_vec()
+        [TimeChoice::Linear, TimeChoice::Constant, TimeChoice::Cosine]
+            .map(|time_basis| VarRuotSetting { time_basis })
+            .to_vec()
     }
     fn fit_predict(
         &self,
@@ -295,8 +296,9 @@ pub fn learned_report(cfg: &LearnedCfg, learners: &[&dyn ProtocolRunner]) -> Res
         md,
         "Generated in {:.0} s (wall clock, 2 shared cores). Data: `{}`, at most {} cells per time point \
          (uniform subsample, seed 0). Seeds {:?}. Protocols and honesty rules: `src/learned/protocol.rs` \
-         (SPEC §8): every setting is chosen by leave-one-out on the training times of its fold (the scored \
-         snapshot never enters a fit of its fold); the noise floor is the median over {} random splits of the \
+         (SPEC §8): every setting is chosen by leave-one-out on the training times of its fold, on inner folds \
+         that pose the fold's own task (interior training times for a fold that interpolates, the last \
+         training time for one that extrapolates; the scored snapshot never enters a fit of its fold); the noise floor is the median over {} random splits of the \
          W1 between two halves of the true snapshot (an estimate for n/2 cells, so it overstates the floor \
          for n). Predictions simulate the fitted model from t_0 with the engine's time loop (dt = {} for \
          uot_fm; var_ruot as `advreact forward --model` does: its fit's dt = {}, σ = 0).",
