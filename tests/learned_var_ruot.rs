@@ -205,7 +205,8 @@ fn the_fit_trajectory_is_the_forward_simulation_to_the_bit() {
 }
 
 /// Pure growth with ψ₁ (SPEC §6 ground truth): snapshots that do not move, mass 1 → 4 on [0, 1],
-/// fitted from θ = 0. `M(t) = (1+t)²` within 2 % and the action `2α(√4 − √1)²` within 3 %.
+/// fitted from θ = 0. `M(t) = (1+t)²` within 2 % and the action `2α(√4 − √1)²` within 3 %; per
+/// unit of current mass the action is `∫₀¹ ½α (d ln M/dt)² dt = ∫₀¹ 2α/(1+t)² dt = α`, within 3 %.
 #[test]
 fn pure_growth_follows_the_fisher_rao_geodesic() {
     let d = 2;
@@ -247,6 +248,8 @@ fn pure_growth_follows_the_fisher_rao_geodesic() {
     );
     assert!(worst <= 0.02, "M(t) off (1+t)² by {worst:.4}");
     assert!(rel_a <= 0.03, "action {} vs {exact}", report.action);
+    let rel_w = (report.action_per_mass / alpha - 1.0).abs();
+    assert!(rel_w <= 0.03, "action per unit of current mass {} vs α = {alpha}", report.action_per_mass);
 }
 
 /// A translating Gaussian with a large α (growth is expensive): the fitted velocity is the
@@ -307,6 +310,9 @@ fn a_translating_gaussian_is_fitted_by_its_velocity() {
     assert!(mean_err <= 0.03, "mean relative velocity error {mean_err}");
     assert!(worst <= 0.10, "worst relative velocity error {worst}");
     assert!(rel_a <= 0.05, "action {} vs {exact}", report.action);
+    // the mass stays 1, so the two normalisations agree
+    let rel_w = (report.action_per_mass / exact - 1.0).abs();
+    assert!(rel_w <= 0.05, "action per unit of current mass {} vs {exact}", report.action_per_mass);
     assert!((mass - 1.0).abs() <= 0.01, "mass {mass}");
 }
 

@@ -592,6 +592,8 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             let record = json!({
                 "model": "var_ruot", "seconds": report.seconds, "action": report.action,
                 "action_normalisation": "A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0 (per unit of initial mass)",
+                "action_per_mass": report.action_per_mass,
+                "action_per_mass_normalisation": "Σ_n Σ_i (w_i / Σ_j w_j) (½|∇λ|² + αψ(g)) dt (per unit of current mass)",
                 "hjb": report.hjb, "converged": report.converged, "stop_reason": report.stop_reason,
                 "loss": report.history, "start_ridge": ridge,
             });

@@ -34,7 +34,9 @@
 //!   `∂S/∂a_i = φ(x_i)`, `∂S/∂x_i = a_i ∇φ(x_i)`, so `∂S/∂ℓ_i = a_i φ(x_i)` (`a_i = w_i/M_0`);
 //!   this gradient is exact only at the solver's fixed point (its accuracy follows the Sinkhorn
 //!   tolerance);
-//! - the action per unit of initial mass `A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) h / M_0`;
+//! - the action per unit of initial mass `A = Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) h / M_0`; reported
+//!   beside it (not in the loss), the action per unit of current mass
+//!   `A_w̄ = Σ_n Σ_i w̄_i (½|∇λ|² + αψ(g)) h`, `w̄ = w/Σw` (the two agree when the mass is constant);
 //! - the HJB residual `H = Σ_n Σ_i w̄_i R_i² h`, `w̄ = w/Σw`,
 //!   `R = ∂_tλ + ½|∇λ|² + ½σ²Δλ + λg − αψ(g)`.
 //!
@@ -271,6 +273,9 @@ pub struct LossEval {
     pub observed: Vec<usize>,
     /// `A` (per unit of initial mass).
     pub action: f64,
+    /// `A_w̄` (per unit of current mass; module doc): reported, not in the loss.
+    #[serde(default)]
+    pub action_per_mass: f64,
     /// `H`.
     pub hjb: f64,
     /// `M̂_k/M_0` at every data time.
@@ -622,6 +627,7 @@ impl Problem {
             }
         }
         let action = sums.iter().map(|s| s[1]).sum::<f64>() / self.m0;
+        let action_per_mass = sums.iter().map(|s| s[1] / s[0]).sum::<f64>();
         let hjb = sums.iter().map(|s| s[2] / s[0]).sum::<f64>();
         let masses: Vec<f64> = self
             .data_steps
@@ -646,6 +652,7 @@ impl Problem {
             mass_error: Vec::new(),
             observed: Vec::new(),
             action,
+            action_per_mass,
             hjb,
             masses,
             sinkhorn_converged: true,
@@ -813,6 +820,9 @@ pub struct FitReport {
     /// The action `A` of the returned potential (per unit of initial mass:
     /// `Σ_n Σ_i w_i (½|∇λ|² + αψ(g)) dt / M_0`).
     pub action: f64,
+    /// The action per unit of current mass `A_w̄` of the returned potential (module doc).
+    #[serde(default)]
+    pub action_per_mass: f64,
     /// The HJB residual `H` of the returned potential.
     pub hjb: f64,
     /// The final loss evaluation (terms per observed snapshot, masses).

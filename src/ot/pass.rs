@@ -296,16 +296,19 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     let d = ys.dim.max(1);
     let (floors, alive) = cull.map(|c| c.block_plan::<G>(xs, lam)).unwrap_or_default();
     let mut buf = TileBuf::new();
+    let skip = |r: usize, t: usize| {
+        cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
+    };
+    let len = if cull.is_some() { CULL_TILE } else { TILE };
     if let Some(rows) = cached {
         // the stored tile values of these rows ([`PairCache`]): each row sees the tiles of the
         // streamed pass (same length, same skipped tiles), the same values in the same order, so
         // the same bits (called here, not through a closure, so that the epilogue is compiled
         // with this level's features)
-        let (m, len) = (ys.n, if cull.is_some() { CULL_TILE } else { TILE });
+        let m = ys.n;
         for (r, row) in rows.chunks_exact(m.max(1)).enumerate() {
             for (t, j0) in (0..m).step_by(len).enumerate() {
-                if cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
-                {
+                if skip(r, t) {
                     continue;
                 }
                 let vals = &row[j0..(j0 + len).min(m)];
@@ -319,10 +322,6 @@ fn stream_block<I: Isa, G: GroundFn, E: RowExtra>(
     let mut tile = |r: usize, j0: usize, d2: &[f64], _isa: std::marker::PhantomData<I>| {
         absorb_tile::<I, G, E>(&mut states[r], &mut ex[r], j0, d2, h, lam, &mut buf.0)
     };
-    let skip = |r: usize, t: usize| {
-        cull.is_some_and(|c| !alive[t] || c.skip::<G>(t, &xs[r * d..(r + 1) * d], lam, floors[r]))
-    };
-    let len = if cull.is_some() { CULL_TILE } else { TILE };
     match el {
         None => for_each_tile(xs, ys, len, skip, |r, j0, d2| tile(r, j0, d2, std::marker::PhantomData)),
         Some(el) => for_each_cost_tile(xs, ys, el, |r, j0, c| tile(r, j0, c, std::marker::PhantomData)),

@@ -175,6 +175,7 @@ pub(super) fn minimise(
     let report = FitReport {
         history,
         action: ev.action,
+        action_per_mass: ev.action_per_mass,
         hjb: ev.hjb,
         last: ev,
         seconds: t0.elapsed().as_secs_f64(),
