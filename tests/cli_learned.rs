@@ -375,6 +375,48 @@ fn var_ruot_defaults_are_recorded_and_lower_the_loss() {
     assert!(loss[4] < loss[0], "loss {loss:?}");
 }
 
+/// A ridge start that points uphill (three_gene_2d, 300 cells, trained on t = 0, 1, 2 with the
+/// cosine basis: 444 against θ = 0's 1.108, and still above it at every scale down to 2^-30) is
+/// replaced by θ = 0 with a warning that says so, and the fit goes on (it used to abort, and with it
+/// a `results learned` run).
+#[test]
+fn var_ruot_an_uphill_ridge_start_falls_back_to_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("uphill");
+    let d = data();
+    let o = advreact(
+        &[
+            "fit",
+            s(&d),
+            "--model",
+            "var_ruot",
+            "--subsample",
+            "300",
+            "--holdout",
+            "3",
+            "--holdout",
+            "4",
+            "--time-basis",
+            "cosine",
+            "--iters",
+            "1",
+            "--out",
+            s(&out),
+        ],
+        &repo(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("fit.json")).unwrap()).unwrap();
+    let w = f["warnings"].as_array().unwrap();
+    let shrunk = w.iter().find(|w| w["guard"] == "start_shrunk").expect("a start_shrunk warning");
+    assert!(shrunk["message"].as_str().unwrap().ends_with("the fit starts from θ = 0"), "{shrunk}");
+    assert_eq!(shrunk["count"].as_u64(), Some(30), "{shrunk}");
+    let loss: Vec<f64> = f["loss"].as_array().unwrap().iter().map(|r| r["loss"].as_f64().unwrap()).collect();
+    assert!((loss[0] - 1.108).abs() < 5e-4, "the start is θ = 0 (loss 1.108): {loss:?}");
+    assert!(loss[1] < loss[0], "{loss:?}");
+}
+
 /// `--gamma-h` and `--gamma-m` reach the fit: recorded in the model's settings (defaults 0 and 1),
 /// and every recorded loss is `Σ S_ε + γ_M·mass + γ_A·action + γ_H·HJB` with the given weights
 /// (relative 1e-12), so the HJB term is in the loss the optimiser lowers.

@@ -518,8 +518,9 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             // differentiated, and a start worse than θ = 0 (no motion, no growth: the ridge's
             // growth extrapolated across a held-out time can put the mass off by orders of
             // magnitude) is no start: shrink it toward θ = 0 until its forward pass is admissible
-            // and its loss is at most θ = 0's, and say so.
-            let mut start_warnings = Vec::new();
+            // and its loss is at most θ = 0's, and say so. When no scaling down to 2^-30 is (the
+            // ridge start points uphill), the fit starts from θ = 0 itself, whose loss is the bar.
+            let mut start_warnings: Vec<Warning> = Vec::new();
             let mut probe = var_ruot::Problem::new(train, start.features.clone(), &p)?;
             let zero_loss = probe.loss_and_grad(&vec![0.0; start.theta.len()], false, exec)?.loss;
             let mut halvings = 0;
@@ -532,7 +533,10 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                     Ok(_) => break,
                 };
                 if halvings == 30 {
-                    return Err(SimError::Invalid(format!("var_ruot: no admissible start: {why}")).into());
+                    start.theta.iter_mut().for_each(|v| *v = 0.0);
+                    start_warnings[0].message +=
+                        &format!(" by 2^-30 and still not admissible ({why}): the fit starts from θ = 0");
+                    break;
                 }
                 start.theta.iter_mut().for_each(|v| *v *= 0.5);
                 halvings += 1;
@@ -547,7 +551,9 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             }
             if halvings > 0 {
                 start_warnings[0].count = halvings;
-                start_warnings[0].message += &format!(" by 2^-{halvings}");
+                if halvings < 30 {
+                    start_warnings[0].message += &format!(" by 2^-{halvings}");
+                }
             }
             drop(probe);
             let progress = Phase::start(format!("var_ruot: L-BFGS, at most {} iterations", p.max_iter));

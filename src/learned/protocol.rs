@@ -19,7 +19,9 @@
 //!   An inner fold that left out the last time while the fold interpolates would let one wild
 //!   extrapolation outvote the interpolation folds (weinreb's Table 1 fold, stop 24: it picked a
 //!   basis that cannot fit the training times). With `J` empty (fewer than 3 training times) every
-//!   score is NaN and the first candidate, the learner's documented default, is used. The
+//!   score is NaN and the first candidate, the learner's documented default, is used. A candidate
+//!   whose fit fails on an inner fold scores `+∞` (shown as `inf`; the error goes to stderr) and is
+//!   not chosen unless every candidate failed; a failing final fit is an error. The
 //!   snapshot a fold scores is never in any training set of that fold, selection included
 //!   (tested).
 //! - **Seeds**: the chosen setting is refitted with each of the seeds; the report gives
@@ -121,8 +123,18 @@ fn loo_scores<L: Learner>(
         let mut sum = 0.0;
         for &j in &inner {
             let keep: Vec<usize> = train.iter().copied().filter(|&i| i != j).collect();
-            let p = learner.fit_predict(&restrict(series, &keep), &c, seed, &[series.times[j]], exec)?;
-            sum += w1(&p.clouds[0], &series.clouds[j], exec)?;
+            match learner.fit_predict(&restrict(series, &keep), &c, seed, &[series.times[j]], exec) {
+                Ok(p) => sum += w1(&p.clouds[0], &series.clouds[j], exec)?,
+                Err(e) => {
+                    eprintln!(
+                        "protocol: {}: candidate {c:?} failed on inner fold t = {} (scored +inf): {e}",
+                        learner.name(),
+                        series.times[j]
+                    );
+                    sum = f64::INFINITY;
+                    break;
+                }
+            }
         }
         scores.push(sum / inner.len() as f64);
     }
@@ -301,8 +313,9 @@ mod tests {
         fn name(&self) -> String {
             "copycat".into()
         }
+        /// 7: a fit that fails.
         fn candidates(&self) -> Vec<f64> {
-            vec![-0.5, 0.0, -2.0]
+            vec![-0.5, 0.0, -2.0, 7.0]
         }
         fn fit_predict(
             &self,
@@ -313,6 +326,9 @@ mod tests {
             _exec: &Exec,
         ) -> Result<Prediction, SimError> {
             self.seen.borrow_mut().push(train.times.clone());
+            if *shift == 7.0 {
+                return Err(SimError::Invalid("copycat: shift 7 fails".into()));
+            }
             let clouds = times
                 .iter()
                 .map(|&t| {
@@ -357,6 +373,7 @@ mod tests {
                 l.seen.borrow()
             );
             assert_eq!(f.chosen, serde_json::json!(0.0), "fold {h}: LOO {:?}", f.loo);
+            assert_eq!(f.loo[3], f64::INFINITY, "a failed candidate scores +inf: {:?}", f.loo);
             // copying the last training snapshot before t_h: distance h − (h − 1) = 1
             assert!(f.w1.iter().all(|r| (r[0] - 1.0).abs() < 1e-9), "{:?}", f.w1);
             assert_eq!(f.w1.len(), 2);
