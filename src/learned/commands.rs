@@ -520,9 +520,10 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
             // magnitude) is no start: shrink it toward θ = 0 until its forward pass is admissible
             // and its loss is at most θ = 0's, and say so. When no scaling down to 2^-30 is (the
             // ridge start points uphill), the fit starts from θ = 0 itself, whose loss is the bar.
-            let mut start_warnings: Vec<Warning> = Vec::new();
             let mut probe = var_ruot::Problem::new(train, start.features.clone(), &p)?;
             let zero_loss = probe.loss_and_grad(&vec![0.0; start.theta.len()], false, exec)?.loss;
+            // why the ridge start was not admissible, and why its 2^-30 scaling still was not
+            let (mut first_why, mut gave_up) = (None, None);
             let mut halvings = 0;
             loop {
                 let why = match probe.loss_and_grad(&start.theta, false, exec) {
@@ -534,27 +535,28 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                 };
                 if halvings == 30 {
                     start.theta.iter_mut().for_each(|v| *v = 0.0);
-                    start_warnings[0].message +=
-                        &format!(" by 2^-30 and still not admissible ({why}): the fit starts from θ = 0");
+                    gave_up = Some(why);
                     break;
                 }
+                first_why.get_or_insert(why);
                 start.theta.iter_mut().for_each(|v| *v *= 0.5);
                 halvings += 1;
-                if halvings == 1 {
-                    start_warnings.push(Warning::new(
+            }
+            let start_warnings: Vec<Warning> = first_why
+                .map(|why| {
+                    let how = match gave_up {
+                        Some(w) => format!(" by 2^-30 and still not admissible ({w}): the fit starts from θ = 0"),
+                        None => format!(" by 2^-{halvings}"),
+                    };
+                    Warning::new(
                         "start_shrunk",
-                        1,
+                        halvings,
                         None,
-                        format!("var_ruot: the UOT-FM ridge start is not admissible ({why}); it was scaled toward 0"),
-                    ));
-                }
-            }
-            if halvings > 0 {
-                start_warnings[0].count = halvings;
-                if halvings < 30 {
-                    start_warnings[0].message += &format!(" by 2^-{halvings}");
-                }
-            }
+                        format!("var_ruot: the UOT-FM ridge start is not admissible ({why}); it was scaled toward 0{how}"),
+                    )
+                })
+                .into_iter()
+                .collect();
             drop(probe);
             let progress = Phase::start(format!("var_ruot: L-BFGS, at most {} iterations", p.max_iter));
             let (pot, report) = var_ruot::fit(train, start, &p, exec, &mut |r| {
