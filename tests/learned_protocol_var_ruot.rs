@@ -8,7 +8,7 @@
 //!
 //! Data: the first 30 cells of each of the times 0, 1, 2, 3 of three_gene_2d (lines copied
 //! verbatim, so the CLI and the library read the same numbers); small fits (16 features,
-//! 3 L-BFGS iterations, dt 0.1) keep the test short.
+//! 3 or 5 L-BFGS iterations, dt 0.1) keep the test short.
 
 mod common;
 use advreact::dist::Exec;
@@ -44,8 +44,8 @@ fn tiny_csv(dir: &Path) -> PathBuf {
 }
 
 fn learner() -> VarRuotLearner {
-    let base = ["--features", "16", "--iters", "3", "--dt", "0.1"];
-    VarRuotLearner { base: base.iter().map(|s| s.to_string()).collect() }
+    let base = ["--features", "16", "--dt", "0.1"];
+    VarRuotLearner { base: base.iter().map(|s| s.to_string()).collect(), iters: vec![3, 5] }
 }
 
 /// The Var-RUOT learner, recording every training set it is given.
@@ -79,7 +79,7 @@ fn w1(a: &advreact::Cloud, b: &advreact::Cloud) -> f64 {
     wasserstein(a, b, Order::W1, &WassersteinOpts::default()).unwrap().value
 }
 
-/// Hold out t = 3 (extrapolation) and t = 1 with 6 candidates and 2 seeds: the held-out time is
+/// Hold out t = 3 (extrapolation) and t = 1 with 12 candidates and 2 seeds: the held-out time is
 /// in no training set; the LOO scores equal an independent recomputation (1e-12) and the chosen
 /// setting is their argmin; the scored W1 of each seed equals a direct fit of the chosen setting.
 #[test]
@@ -89,14 +89,14 @@ fn var_ruot_folds_never_train_on_what_they_score_and_pick_by_leave_one_out() {
     let e = Exec::default();
     let rec = Recorder { inner: learner(), seen: Mutex::new(Vec::new()) };
     let cands = rec.candidates();
-    assert_eq!(cands.len(), 6);
+    assert_eq!(cands.len(), 12);
     let seeds = [0u64, 1];
     for h in [3usize, 1] {
         rec.seen.lock().unwrap().clear();
         let f = run_fold(&rec, &s, Some(h), &seeds, &e).unwrap();
         let seen = rec.seen.lock().unwrap().clone();
-        // 1 inner fold × 6 candidates + 2 seeds
-        assert_eq!(seen.len(), 8, "{seen:?}");
+        // 1 inner fold × 12 candidates + 2 seeds
+        assert_eq!(seen.len(), 14, "{seen:?}");
         assert!(seen.iter().all(|t| !t.contains(&s.times[h])), "fold {h}: {seen:?}");
         // independent leave-one-out: holding out t_3 (extrapolation) leaves out the last training
         // time, t_2; holding out t_1 leaves out the one interior training time, t_2 as well
@@ -138,8 +138,9 @@ fn var_ruot_learner_fit_is_the_cli_fit() {
     let s = load_series(&csv, &Default::default()).unwrap();
     let l = learner();
     let e = Exec::default();
-    let setting = l.candidates()[4]; // constant, γ_H = 1: `--gamma-h` reaches the CLI fit too
-    assert_eq!(setting.gamma_h, 1.0);
+    // constant, γ_H = 1, 5 iterations: `--gamma-h` and `--iters` reach the CLI fit too
+    let setting = l.candidates()[10];
+    assert_eq!((setting.gamma_h, setting.iters), (1.0, 5));
     let seed = 3;
     let out = tmp.path().join("fit");
     let mut args = vec!["fit".to_string()];
@@ -160,4 +161,5 @@ fn var_ruot_learner_fit_is_the_cli_fit() {
     // the CLI's time basis is the candidate's
     assert_eq!(file.settings["params"]["seed"], serde_json::json!(seed));
     assert_eq!(file.settings["start"]["uot_fm"]["time"], serde_json::json!("constant"));
+    assert_eq!(file.settings["params"]["max_iter"], serde_json::json!(5));
 }
