@@ -156,8 +156,11 @@ pub struct FoldResult {
     pub w1: Vec<Vec<f64>>,
     /// Action per seed.
     pub action: Vec<f64>,
-    /// Fit seconds per seed.
+    /// Fit seconds per seed (the learner's own timing of its final fits).
     pub seconds: Vec<f64>,
+    /// Wall-clock seconds of the fold's leave-one-out selection (every candidate on every inner fold;
+    /// 0 when there is nothing to choose).
+    pub selection_seconds: f64,
 }
 
 /// Run one fold: choose by leave-one-out on its training times, then fit each seed and score.
@@ -178,11 +181,13 @@ pub fn run_fold<L: Learner>(
         return Err(SimError::Invalid("protocol: needs at least one candidate setting and one seed".into()));
     }
     let extrapolating = held_out == Some(k - 1);
+    let started = std::time::Instant::now();
     let loo = if cands.len() > 1 {
         loo_scores(learner, series, &train, extrapolating, seeds[0], exec)?
     } else {
         vec![f64::NAN]
     };
+    let selection_seconds = started.elapsed().as_secs_f64();
     let best = (0..loo.len()).fold(0, |b, i| if loo[i] < loo[b] { i } else { b }); // NaN: the first
     let setting = &cands[best];
     let scored: Vec<usize> = match held_out {
@@ -210,6 +215,7 @@ pub fn run_fold<L: Learner>(
         w1: all,
         action,
         seconds,
+        selection_seconds,
     })
 }
 

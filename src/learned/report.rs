@@ -156,14 +156,40 @@ pub fn data_section(d: &DataResults) -> String {
             ],
         );
     }
-    let _ = writeln!(md, "\n### Settings chosen by leave-one-out on each fold's training times\n");
-    head(&mut md, &["method".into(), "fold".into(), "LOO W1 per candidate".into(), "chosen".into()]);
+    let _ = writeln!(
+        md,
+        "\n### Settings chosen by leave-one-out on each fold's training times, and fit times\n\n\
+         LOO W1 per candidate in the learner's candidate order. Seconds are wall clock on a shared machine \
+         with the folds running concurrently: `fit s` = one final fit (mean ± sd over seeds), `selection s` \
+         = all of the fold's leave-one-out fits.\n"
+    );
+    head(
+        &mut md,
+        &[
+            "method".into(),
+            "fold".into(),
+            "LOO W1 per candidate".into(),
+            "chosen".into(),
+            "fit s".into(),
+            "selection s".into(),
+        ],
+    );
     for m in &d.methods {
         for fold in std::iter::once(&m.table1).chain(&m.table14) {
             let name =
                 fold.held_out.map_or("Table 1 (all)".to_string(), |h| format!("without t = {}", d.times[h]));
             let loo: Vec<String> = fold.loo.iter().map(|v| f(*v)).collect();
-            row(&mut md, &[m.method.clone(), name, loo.join(", "), format!("`{}`", fold.chosen)]);
+            row(
+                &mut md,
+                &[
+                    m.method.clone(),
+                    name,
+                    loo.join(", "),
+                    format!("`{}`", fold.chosen),
+                    pm(&fold.seconds),
+                    format!("{:.0}", fold.selection_seconds),
+                ],
+            );
         }
     }
     let _ = writeln!(md, "\n### Rows that lose to the copy baseline\n");
@@ -175,4 +201,63 @@ pub fn data_section(d: &DataResults) -> String {
         }
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold(held_out: Option<usize>, scored: Vec<usize>, w1: Vec<Vec<f64>>) -> FoldResult {
+        FoldResult {
+            held_out,
+            loo: vec![0.25, 0.125],
+            chosen: serde_json::json!({"basis": "linear"}),
+            scored,
+            w1,
+            action: vec![1.0, 3.0],
+            seconds: vec![10.0, 14.0],
+            selection_seconds: 123.4,
+        }
+    }
+
+    /// Every table row of the rendered section carries its numbers: means ± sd over seeds, the
+    /// floor and the copy baseline, each fold's chosen setting, fit seconds and selection seconds,
+    /// and the rows at or above the copy baseline are listed.
+    #[test]
+    fn data_section_renders_scores_settings_times_and_losers() {
+        let m = ProtocolResult {
+            method: "m".into(),
+            floors: vec![f64::NAN, 0.5, 0.25],
+            copy_previous: vec![f64::NAN, 1.0, 0.5],
+            table1: fold(None, vec![1, 2], vec![vec![0.25, 0.5], vec![0.75, 0.5]]),
+            table14: vec![
+                fold(Some(1), vec![1], vec![vec![0.5], vec![0.5]]),
+                fold(Some(2), vec![2], vec![vec![0.5], vec![1.0]]),
+            ],
+        };
+        let d = DataResults {
+            name: "toy".into(),
+            times: vec![0.0, 1.0, 2.0],
+            cells: vec![3, 3, 3],
+            methods: vec![m],
+            json: None,
+        };
+        let md = data_section(&d);
+        // Table 1, t = 1: seeds 0.25, 0.75 → 0.5 ± 0.3536; t = 2: 0.5 ± 0 (= copy 0.5: a loser)
+        assert!(md.contains("| 1 | 0.5000 | 1.0000 | 0.5000 ± 0.3536 |"), "{md}");
+        assert!(md.contains("| 2 | 0.2500 | 0.5000 | 0.5000 ± 0.0000 |"), "{md}");
+        // hold-one-out t = 2: 0.5, 1.0 → 0.75 ± 0.3536, above the copy
+        assert!(md.contains("| 2 | 0.2500 | 0.5000 | 0.7500 ± 0.3536 |"), "{md}");
+        // settings, fit s (10, 14 → 12 ± 2.8284) and selection s, for all three folds
+        let settings = "| 0.2500, 0.1250 | `{\"basis\":\"linear\"}` | 12.0000 ± 2.8284 | 123 |";
+        assert_eq!(md.matches(settings).count(), 3, "{md}");
+        for name in ["Table 1 (all)", "without t = 1", "without t = 2"] {
+            assert!(md.contains(&format!("| m | {name} {settings}")), "{name}: {md}");
+        }
+        assert!(md.contains("- Table 1, t = 2: m 0.5000 ± 0.0000 ≥ copy 0.5000"), "{md}");
+        assert!(md.contains("- hold-one-out, t = 2: m 0.7500 ± 0.3536 ≥ copy 0.5000"), "{md}");
+        assert!(!md.contains("t = 1: m"), "{md}");
+        // action: 1, 3 → 2 ± 1.4142
+        assert!(md.contains("| m | 2.0000 ± 1.4142 | 12.0000 ± 2.8284 |"), "{md}");
+    }
 }
