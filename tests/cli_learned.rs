@@ -185,6 +185,45 @@ fn same_seed_same_model_bytes_for_one_and_two_threads() {
     assert!(std::fs::read(c.join("model.json")).unwrap() != ma);
 }
 
+/// The same for `--model var_ruot` (σ > 0, so the fixed noise is drawn too): model.json holds no
+/// timing, and the fit's bytes do not depend on the thread count; another seed differs.
+#[test]
+fn var_ruot_same_seed_same_model_bytes_for_one_and_two_threads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut args = vec!["--iters", "3", "--sigma", "0.1"];
+        args.extend_from_slice(extra);
+        let o = small_var_ruot(&out, &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        std::fs::read(out.join("model.json")).unwrap()
+    };
+    let a = run("a", &["--threads", "1", "--seed", "5"]);
+    assert!(
+        a == run("b", &["--threads", "2", "--seed", "5"]),
+        "var_ruot model.json differs between 1 and 2 threads"
+    );
+    assert!(a != run("c", &["--threads", "2", "--seed", "6"]));
+}
+
+/// `--colour time` colours trajectories.png's simulated particles by time instead of growth: the
+/// same model bytes, another picture; an unknown colour is a one-line error naming the flag.
+#[test]
+fn trajectory_colour_is_an_option() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (g, t) = (tmp.path().join("g"), tmp.path().join("t"));
+    assert!(fit(&g, &[]).status.success());
+    let o = fit(&t, &["--colour", "time"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let read = |d: &Path, f: &str| std::fs::read(d.join(f)).unwrap();
+    assert_eq!(read(&g, "model.json"), read(&t, "model.json"));
+    let (pg, pt) = (read(&g, "trajectories.png"), read(&t, "trajectories.png"));
+    assert!(pg.starts_with(b"\x89PNG") && pt.starts_with(b"\x89PNG"));
+    assert!(pg != pt, "--colour time drew the same picture");
+    let o = fit(&tmp.path().join("x"), &["--colour", "mass"]);
+    assert!(!o.status.success() && error_line(&o).contains("--colour"), "{}", stderr(&o));
+}
+
 #[test]
 fn bad_inputs_are_one_line_errors_naming_the_file_or_key() {
     let tmp = tempfile::tempdir().unwrap();

@@ -7,7 +7,7 @@
 //!   cells), `fit.json` (seconds, warnings; for UOT-FM the coupling reports per interval and the
 //!   ridge residuals per target; for Var-RUOT the loss terms per iteration), `fit.png` and
 //!   `trajectories.png` (simulated paths over the training snapshots, particle size by weight,
-//!   colour by growth). The fit of each model kind is chosen in ONE place, [`fit_model`].
+//!   colour by growth or, with `--colour time`, by time). The fit of each model kind is chosen in ONE place, [`fit_model`].
 //! - `field MODEL POINTS.csv [--time T] [--out F.csv]` writes `[id,]u1..ud,g[,lambda]` at the
 //!   points (a `time` column in POINTS overrides `--time` row by row).
 //! - `forward DATA.csv --model DIR/model.json` simulates from the first snapshot with the
@@ -212,6 +212,16 @@ pub enum FitKind {
     VarRuot,
 }
 
+/// `fit --colour`: what colours the simulated particles of `trajectories.png`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum ParticleColour {
+    /// The fitted growth rate g(x, t) at the particle (purple lowest, green highest).
+    Growth,
+    /// The snapshot time, on the data points' time colours.
+    Time,
+}
+
 /// `--psi`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -317,6 +327,10 @@ pub struct FitArgs {
     /// Keep at most N cells per time point (0: all; kept cells carry the snapshot's mass).
     #[arg(long, default_value_t = 0)]
     pub subsample: usize,
+    /// trajectories.png: colour the simulated particles (sized by weight) by their growth rate or
+    /// by time.
+    #[arg(long, value_enum, default_value_t = ParticleColour::Growth)]
+    pub colour: ParticleColour,
     /// Output folder (default output/fit/DATA_MODEL).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -563,8 +577,14 @@ pub fn fit_model(a: &FitArgs, train: &Series, exec: &Exec) -> Result<Fitted, Err
                 progress.message(format!("iteration {} loss {:.6e} ({:.1} s)", r.iter, r.loss, r.seconds))
             })?;
             progress.finish(&format!("{} iterations", report.history.len().saturating_sub(1)));
+            // model.json holds what determines the model, so the same seed gives the same bytes
+            // whatever the thread count or load: the ridge start's wall seconds go to fit.json only
+            let mut ridge_settings = json!(ridge);
+            if let Some(o) = ridge_settings.as_object_mut() {
+                o.remove("seconds");
+            }
             let mut settings = json!({
-                "model": "var_ruot", "params": p, "start": {"uot_fm": fm, "ridge": ridge},
+                "model": "var_ruot", "params": p, "start": {"uot_fm": fm, "ridge": ridge_settings},
                 "sigma": sim_sigma(a), "dt": fit_dt(a), "subsample": a.subsample,
             });
             if a.time_functions > 0 {
@@ -639,13 +659,14 @@ fn growth_at(model: &Model, c: &Cloud, t: f64) -> Vec<f64> {
 }
 
 /// trajectories.png: the data snapshots (time colours), simulated paths, and the simulated
-/// particles at each snapshot time sized by weight and coloured by growth.
+/// particles at each snapshot time sized by weight and coloured by growth or by time.
 fn plot_trajectories(
     path: &Path,
     title: &str,
     model: &Model,
     data: &Series,
     sim: &Simulated,
+    colour: ParticleColour,
 ) -> Result<(), Error> {
     let d = model.dim();
     let nt = data.times.len().max(2) as f64 - 1.0;
@@ -667,30 +688,34 @@ fn plot_trajectories(
             .collect(),
         ..Layer::default()
     };
+    let by_growth = colour == ParticleColour::Growth;
     let mut parts = Layer {
-        name: "particles (size: weight, colour: growth)".into(),
-        colour: Some(Colour::Series(3)),
+        name: format!("particles (size: weight, colour: {})", if by_growth { "growth" } else { "time" }),
+        colour: Some(Colour::Scale),
         ..Layer::default()
     };
     let mut growth = Vec::new();
-    for (t, c) in sim.times.iter().zip(&sim.clouds) {
-        let g = growth_at(model, c, *t);
+    for (k, (t, c)) in sim.times.iter().zip(&sim.clouds).enumerate() {
+        let g = if by_growth { growth_at(model, c, *t) } else { Vec::new() };
         let mean_w = c.mass() / c.len().max(1) as f64;
         for (i, x) in c.x.chunks_exact(d).enumerate() {
             parts.points.push((x[0], if d > 1 { x[1] } else { 0.0 }));
             parts.radius.push(2.5 * (c.w[i] / mean_w).sqrt());
-            growth.push(g[i]);
+            parts.value.push(k as f64 / nt);
+            growth.extend(g.get(i));
         }
     }
-    let (lo, hi) = growth.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
-    parts.value = growth.iter().map(|g| if hi > lo { (g - lo) / (hi - lo) } else { 0.5 }).collect();
-    parts.colour = Some(Colour::Scale);
+    let caption = if by_growth {
+        let (lo, hi) =
+            growth.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
+        parts.value = growth.iter().map(|g| if hi > lo { (g - lo) / (hi - lo) } else { 0.5 }).collect();
+        format!("simulated particles, growth {lo:.2} (purple) to {hi:.2} (green)")
+    } else {
+        "simulated particles, colour: time".to_string()
+    };
     let panels = [
         Panel { caption: "data (colour: time) and simulated paths".into(), layers: vec![data_layer, paths] },
-        Panel {
-            caption: format!("simulated particles, growth {lo:.2} (purple) to {hi:.2} (green)"),
-            layers: vec![parts],
-        },
+        Panel { caption, layers: vec![parts] },
     ];
     plot_scatter(path, title, (1400, 700), &panels).map_err(plot_err)
 }
@@ -774,6 +799,7 @@ pub fn cmd_fit(a: &FitArgs, exec: &Exec) -> Result<bool, Error> {
             &fitted.model,
             &train,
             &sim,
+            a.colour,
         )
     })?;
     println!(
