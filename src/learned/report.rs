@@ -58,6 +58,15 @@ fn published(json: &Option<Value>, key: &str) -> Vec<(String, Vec<f64>)> {
         .collect()
 }
 
+/// `with` when there are published rows; otherwise a sentence saying there are none.
+fn published_note(rows: &[(String, Vec<f64>)], with: &str) -> String {
+    if rows.is_empty() {
+        "No published rows: the data set's fixture JSON carries none for this protocol.".into()
+    } else {
+        with.into()
+    }
+}
+
 /// W1 per seed at scored index `i` of a fold.
 fn seeds_at(fold: &FoldResult, i: usize) -> Vec<f64> {
     let pos = fold.scored.iter().position(|&s| s == i).expect("scored index");
@@ -77,8 +86,11 @@ pub fn data_section(d: &DataResults) -> String {
         md,
         "### Table 1 protocol: train on every snapshot, simulate from t_0, W1 at t_k\n\n\
          W1 on normalised weights, mean ± sd over the seeds. `copy t_(k−1)` predicts t_k by the previous \
-         snapshot (the baseline); the noise floor is the split-half W1 of the true snapshot. Published rows \
-         (Var-RUOT Table 1, same protocol; one run each, as printed) are set beside ours.\n"
+         snapshot (the baseline); the noise floor is the split-half W1 of the true snapshot. {}\n",
+        published_note(
+            &pubs1,
+            "Published rows (Var-RUOT Table 1, same protocol; one run each, as printed) are set beside ours."
+        )
     );
     let mut h = vec!["t".to_string(), "noise floor W1".into(), "copy t_(k−1)".into()];
     h.extend(d.methods.iter().map(|m| format!("{} (ours)", m.method)));
@@ -108,8 +120,8 @@ pub fn data_section(d: &DataResults) -> String {
     let _ = writeln!(
         md,
         "\n### Hold-one-out (Table 14 protocol): train without t_k, simulate from t_0, W1 at t_k\n\n\
-         The last time is extrapolation. `copy t_(k−1)` is the last training snapshot before t_k. Published \
-         rows: Var-RUOT Table 14, same protocol.\n"
+         The last time is extrapolation. `copy t_(k−1)` is the last training snapshot before t_k. {}\n",
+        published_note(&pubs14, "Published rows: Var-RUOT Table 14, same protocol.")
     );
     let mut h = vec!["held-out t".to_string(), "noise floor W1".into(), "copy t_(k−1)".into()];
     h.extend(d.methods.iter().map(|m| format!("{} (ours)", m.method)));
@@ -259,5 +271,13 @@ mod tests {
         assert!(!md.contains("t = 1: m"), "{md}");
         // action: 1, 3 → 2 ± 1.4142
         assert!(md.contains("| m | 2.0000 ± 1.4142 | 12.0000 ± 2.8284 |"), "{md}");
+        // no published rows: said so, for both protocols; with them, their columns
+        assert_eq!(md.matches("No published rows").count(), 2, "{md}");
+        assert!(!md.contains("are set beside ours"), "{md}");
+        let json = serde_json::json!({"published_W1_Var-RUOT_Table1": {"P": [0.125, 0.25]}});
+        let md = data_section(&DataResults { json: Some(json), ..d });
+        assert!(md.contains("are set beside ours") && md.contains("| P (published) |"), "{md}");
+        assert!(md.contains("| 1 | 0.5000 | 1.0000 | 0.5000 ± 0.3536 | 0.1250 |"), "{md}");
+        assert_eq!(md.matches("No published rows").count(), 1, "{md}");
     }
 }
