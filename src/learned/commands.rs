@@ -7,7 +7,8 @@
 //!   cells), `fit.json` (seconds, warnings; for UOT-FM the coupling reports per interval and the
 //!   ridge residuals per target; for Var-RUOT the loss terms per iteration), `fit.png` and
 //!   `trajectories.png` (simulated paths over the training snapshots, particle size by weight,
-//!   colour by growth or, with `--colour time`, by time). The fit of each model kind is chosen in ONE place, [`fit_model`].
+//!   colour by growth or, with `--colour time`, by time). The fit of each model kind is chosen in
+//!   ONE place, [`fit_model`].
 //! - `field MODEL POINTS.csv [--time T] [--out F.csv]` writes `[id,]u1..ud,g[,lambda]` at the
 //!   points (a `time` column in POINTS overrides `--time` row by row).
 //! - `forward DATA.csv --model DIR/model.json` simulates from the first snapshot with the
@@ -694,21 +695,20 @@ fn plot_trajectories(
         colour: Some(Colour::Scale),
         ..Layer::default()
     };
-    let mut growth = Vec::new();
+    // the particles' colour values: their growth rates (rescaled to [0, 1] below) or their time
     for (k, (t, c)) in sim.times.iter().zip(&sim.clouds).enumerate() {
-        let g = if by_growth { growth_at(model, c, *t) } else { Vec::new() };
+        let value = if by_growth { growth_at(model, c, *t) } else { vec![k as f64 / nt; c.len()] };
         let mean_w = c.mass() / c.len().max(1) as f64;
         for (i, x) in c.x.chunks_exact(d).enumerate() {
             parts.points.push((x[0], if d > 1 { x[1] } else { 0.0 }));
             parts.radius.push(2.5 * (c.w[i] / mean_w).sqrt());
-            parts.value.push(k as f64 / nt);
-            growth.extend(g.get(i));
         }
+        parts.value.extend(value);
     }
     let caption = if by_growth {
         let (lo, hi) =
-            growth.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
-        parts.value = growth.iter().map(|g| if hi > lo { (g - lo) / (hi - lo) } else { 0.5 }).collect();
+            parts.value.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), g| (a.min(*g), b.max(*g)));
+        parts.value.iter_mut().for_each(|g| *g = if hi > lo { (*g - lo) / (hi - lo) } else { 0.5 });
         format!("simulated particles, growth {lo:.2} (purple) to {hi:.2} (green)")
     } else {
         "simulated particles, colour: time".to_string()
